@@ -1,0 +1,208 @@
+"""Tensor roots and trace roots: the byte-exact commitments of docs/commitments.md.
+
+These bytes are what the contracts check, so every rule here cites its section (C1..C5) and
+nothing else in the code base may re-derive them. Hashing uses pycryptodome's keccak, which is
+also importable on the GPU machines (no chain libraries on the GPU code path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from Crypto.Hash import keccak as _keccak
+
+CHUNK_BYTES = 1024  # C2
+ZERO = b"\x00" * 32  # C3 padding
+
+# C1: dtype codes
+DTYPE_CODES: dict[str, int] = {"float32": 1, "int32": 2, "int64": 3, "uint8": 4}
+
+
+def keccak256(data: bytes) -> bytes:
+    h = _keccak.new(digest_bits=256)
+    h.update(data)
+    return h.digest()
+
+
+def canonical_bytes(array: np.ndarray) -> bytes:
+    """C1: row-major little-endian bytes; refuses dtypes that have no code."""
+    name = array.dtype.name
+    if name not in DTYPE_CODES:
+        raise TypeError(f"tensor_root: dtype {name} has no commitment code (C1)")
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def chunk_leaves(data: bytes) -> list[bytes]:
+    """C2 + C3 leaf hashing: 1 KiB chunks, the last one short, at least one chunk."""
+    n = max(1, -(-len(data) // CHUNK_BYTES))
+    return [keccak256(b"\x00" + data[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES]) for i in range(n)]
+
+
+def _padded(leaves: Sequence[bytes]) -> list[bytes]:
+    if not leaves:
+        raise ValueError("merkle tree needs at least one leaf")
+    p = 1
+    while p < len(leaves):
+        p *= 2
+    return list(leaves) + [ZERO] * (p - len(leaves))
+
+
+def merkle_levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """All levels of the C3 tree, bottom (padded leaves) first, root last.
+
+    Kept whole because the dispute game asks for nodes at arbitrary depths.
+    """
+    level = _padded(leaves)
+    levels = [level]
+    while len(level) > 1:
+        level = [
+            keccak256(b"\x01" + level[i] + level[i + 1]) for i in range(0, len(level), 2)
+        ]
+        levels.append(level)
+    return levels
+
+
+def merkle_root(leaves: Sequence[bytes]) -> bytes:
+    return merkle_levels(leaves)[-1][0]
+
+
+def merkle_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
+    """Siblings bottom-up for leaf `index` (C3)."""
+    levels = merkle_levels(leaves)
+    if not 0 <= index < len(levels[0]):
+        raise IndexError(f"leaf {index} outside tree of {len(levels[0])}")
+    proof = []
+    for level in levels[:-1]:
+        proof.append(level[index ^ 1])
+        index //= 2
+    return proof
+
+
+def verify_proof(leaf: bytes, index: int, proof: Sequence[bytes], root: bytes) -> bool:
+    node = leaf
+    for sibling in proof:
+        node = (
+            keccak256(b"\x01" + sibling + node) if index & 1 else keccak256(b"\x01" + node + sibling)
+        )
+        index //= 2
+    return node == root
+
+
+def header(dtype: str, shape: Sequence[int]) -> bytes:
+    """C4 header bytes: tag, dtype code, ndim, big-endian uint32 dims."""
+    if len(shape) > 255:
+        raise ValueError("tensor_root: more than 255 dimensions")
+    out = bytes([0x02, DTYPE_CODES[dtype], len(shape)])
+    for d in shape:
+        if not 0 <= d < 2**32:
+            raise ValueError(f"tensor_root: dimension {d} does not fit uint32")
+        out += int(d).to_bytes(4, "big")
+    return out
+
+
+def tensor_root_from_bytes(data: bytes, dtype: str, shape: Sequence[int]) -> bytes:
+    return keccak256(header(dtype, shape) + merkle_root(chunk_leaves(data)))
+
+
+def tensor_root_np(array: np.ndarray) -> bytes:
+    """C4 for a NumPy array."""
+    return tensor_root_from_bytes(canonical_bytes(array), array.dtype.name, array.shape)
+
+
+def tensor_root(t) -> bytes:  # noqa: ANN001 - accepts torch tensors and numpy arrays
+    """C4 for a torch tensor (any device) or a NumPy array."""
+    if isinstance(t, np.ndarray):
+        return tensor_root_np(t)
+    return tensor_root_np(t.detach().to("cpu").contiguous().numpy())
+
+
+def trace_leaf(index: int, op_hash: bytes, output_root: bytes) -> bytes:
+    """C5."""
+    if len(op_hash) != 32 or len(output_root) != 32:
+        raise ValueError("trace_leaf: op_hash and output_root must be 32 bytes")
+    return keccak256(b"\x03" + int(index).to_bytes(4, "big") + op_hash + output_root)
+
+
+def trace_root(op_hashes: Sequence[bytes], output_roots: Sequence[bytes]) -> bytes:
+    """C5: Merkle root over the trace leaves in execution order."""
+    if len(op_hashes) != len(output_roots):
+        raise ValueError("trace_root: one op hash per output root")
+    return merkle_root([trace_leaf(i, o, r) for i, (o, r) in enumerate(zip(op_hashes, output_roots))])
+
+
+# ---------------------------------------------------------------------------------------------
+# Published test vectors (tests/vectors/commitments.json) for the Solidity side.
+
+
+def _vector_tensors() -> list[np.ndarray]:
+    rng = np.random.default_rng(20261122)
+    return [
+        np.zeros((0,), dtype=np.float32),
+        np.array([1.0], dtype=np.float32),
+        np.array([-0.0, np.inf, -np.inf, np.float32(1e-45)], dtype=np.float32),
+        rng.standard_normal((3, 5), dtype=np.float32),
+        rng.standard_normal((256,), dtype=np.float32),  # exactly one chunk
+        rng.standard_normal((257,), dtype=np.float32),  # two chunks, second short
+        rng.standard_normal((4, 576), dtype=np.float32),  # 9 chunks -> padded to 16
+        np.arange(7, dtype=np.int32),
+        np.arange(-3, 3, dtype=np.int64).reshape(2, 3),
+        np.arange(5, dtype=np.uint8),
+    ]
+
+
+def build_vectors() -> dict:
+    tensors = []
+    for arr in _vector_tensors():
+        data = canonical_bytes(arr)
+        leaves = chunk_leaves(data)
+        tensors.append(
+            {
+                "dtype": arr.dtype.name,
+                "shape": list(arr.shape),
+                "data_hex": data.hex(),
+                "chunk_leaves": ["0x" + x.hex() for x in leaves],
+                "data_root": "0x" + merkle_root(leaves).hex(),
+                "tensor_root": "0x" + tensor_root_np(arr).hex(),
+            }
+        )
+    op_hashes = [keccak256(f"op{i}".encode()) for i in range(5)]
+    out_roots = [tensor_root_np(a) for a in _vector_tensors()[:5]]
+    leaves = [trace_leaf(i, o, r) for i, (o, r) in enumerate(zip(op_hashes, out_roots))]
+    proofs = [["0x" + s.hex() for s in merkle_proof(leaves, i)] for i in range(len(leaves))]
+    return {
+        "spec": "docs/commitments.md v1",
+        "chunk_bytes": CHUNK_BYTES,
+        "tensors": tensors,
+        "trace": {
+            "op_hashes": ["0x" + x.hex() for x in op_hashes],
+            "output_roots": ["0x" + x.hex() for x in out_roots],
+            "leaves": ["0x" + x.hex() for x in leaves],
+            "proofs": proofs,
+            "root": "0x" + trace_root(op_hashes, out_roots).hex(),
+        },
+    }
+
+
+VECTORS_PATH = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "commitments.json"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Commitment test vectors (docs/commitments.md)")
+    parser.add_argument("--write-vectors", action="store_true", help=f"write {VECTORS_PATH}")
+    args = parser.parse_args(argv)
+    vectors = build_vectors()
+    if args.write_vectors:
+        VECTORS_PATH.parent.mkdir(parents=True, exist_ok=True)
+        VECTORS_PATH.write_text(json.dumps(vectors, indent=1) + "\n")
+        print(f"wrote {VECTORS_PATH}")
+    else:
+        print(json.dumps(vectors, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
