@@ -1,0 +1,36 @@
+"""The toolchain is found, works, and a missing piece gives an actionable error."""
+
+import subprocess
+
+import pytest
+
+from node.chain import toolchain
+
+
+def test_binaries_run():
+    for tool in (toolchain.anvil, toolchain.forge, toolchain.cast):
+        out = subprocess.run([str(tool()), "--version"], capture_output=True, text=True, check=True)
+        assert "1.7.1" in out.stdout
+
+
+def test_solc_wrapper_reports_native_style_version():
+    out = subprocess.run([str(toolchain.solc()), "--version"], capture_output=True, text=True,
+                         check=True)
+    assert "Version: 0.8.37" in out.stdout
+
+
+def test_missing_tool_error_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setattr(toolchain, "ROOT", tmp_path)
+    monkeypatch.delenv("JUDGE_ANVIL", raising=False)
+
+    def fake_anvil():
+        return toolchain._find("anvil", "JUDGE_ANVIL", tmp_path / "node_modules/.bin/anvil")
+
+    with pytest.raises(toolchain.ToolchainError, match="make setup"):
+        fake_anvil()
+
+
+def test_bad_override_rejected(monkeypatch, tmp_path):
+    monkeypatch.setenv("JUDGE_FORGE", str(tmp_path / "nope"))
+    with pytest.raises(toolchain.ToolchainError, match="JUDGE_FORGE"):
+        toolchain.forge()
