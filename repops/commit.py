@@ -85,9 +85,8 @@ def merkle_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
 def verify_proof(leaf: bytes, index: int, proof: Sequence[bytes], root: bytes) -> bool:
     node = leaf
     for sibling in proof:
-        node = (
-            keccak256(b"\x01" + sibling + node) if index & 1 else keccak256(b"\x01" + node + sibling)
-        )
+        pair = sibling + node if index & 1 else node + sibling
+        node = keccak256(b"\x01" + pair)
         index //= 2
     return node == root
 
@@ -131,7 +130,8 @@ def trace_root(op_hashes: Sequence[bytes], output_roots: Sequence[bytes]) -> byt
     """C5: Merkle root over the trace leaves in execution order."""
     if len(op_hashes) != len(output_roots):
         raise ValueError("trace_root: one op hash per output root")
-    return merkle_root([trace_leaf(i, o, r) for i, (o, r) in enumerate(zip(op_hashes, output_roots))])
+    pairs = zip(op_hashes, output_roots, strict=True)
+    return merkle_root([trace_leaf(i, o, r) for i, (o, r) in enumerate(pairs)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,7 +171,8 @@ def build_vectors() -> dict:
         )
     op_hashes = [keccak256(f"op{i}".encode()) for i in range(5)]
     out_roots = [tensor_root_np(a) for a in _vector_tensors()[:5]]
-    leaves = [trace_leaf(i, o, r) for i, (o, r) in enumerate(zip(op_hashes, out_roots))]
+    pairs = zip(op_hashes, out_roots, strict=True)
+    leaves = [trace_leaf(i, o, r) for i, (o, r) in enumerate(pairs)]
     proofs = [["0x" + s.hex() for s in merkle_proof(leaves, i)] for i in range(len(leaves))]
     return {
         "spec": "docs/commitments.md v1",
