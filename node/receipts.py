@@ -199,7 +199,8 @@ def _from_jsonable(signed: dict[str, Any]) -> dict[str, Any]:
 # Which receipt field each signed message entry commits to (to name a tampered field).
 _SIGNED_FROM = {
     "modelHash": "model_hash", "runtimeVersion": "runtime_version", "specVersion": "spec_version",
-    "promptHash": "prompt", "inputHash": "input_tokens", "configHash": "parameters", "outputHash": "output_tokens",
+    "promptHash": "prompt", "inputHash": "input_tokens", "configHash": "parameters",
+    "outputHash": "output_tokens",
     "textHash": "text", "traceRoot": "trace_root", "traceLength": "trace_length",
     "tokenCount": "token_count", "finishReason": "finish_reason", "executor": "executor",
 }

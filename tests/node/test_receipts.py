@@ -32,7 +32,8 @@ def test_sign_and_validate(tmp_path):
 
 
 @pytest.mark.parametrize("field,value", [
-    ("prompt", "Is fire wet?"), ("input_tokens", [1, 2, 3]), ("output_tokens", [5, 7]), ("text", "No."),
+    ("prompt", "Is fire wet?"), ("input_tokens", [1, 2, 3]), ("output_tokens", [5, 7]),
+    ("text", "No."),
     ("trace_root", "0x" + "33" * 32), ("model_hash", "0x" + "44" * 32), ("trace_length", 1),
     ("parameters", {"max_new_tokens": 5, "temperature": 0.0, "seed": 7}),
     ("finish_reason", "length"),
