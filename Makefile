@@ -26,9 +26,11 @@ $(STAMP_PY): pyproject.toml
 	@touch $@
 
 $(STAMP_NPM): package.json package-lock.json
-	@echo "==> EVM toolchain: npm ci (anvil, forge, cast 1.7.1; solc 0.8.37)"
+	@echo "==> EVM toolchain: npm install from package-lock.json (anvil, forge, cast 1.7.1; solc 0.8.37)"
 	@command -v node >/dev/null || { echo "error: Node.js is not installed (need node 20+ and npm)"; exit 1; }
-	@npm ci --no-audit --no-fund --loglevel=error
+	@# not `npm ci`: the registry lacks some other-platform optional binaries of @foundry-rs/*,
+	@# so the lock cannot list them and `npm ci` refuses; `npm install` honours the lock as is.
+	@npm install --no-audit --no-fund --loglevel=error
 	@node_modules/.bin/forge --version | head -1
 	@tools/solc --version | tail -1
 	@touch $@
