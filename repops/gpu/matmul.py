@@ -70,37 +70,41 @@ def _gemm_kernel(A, B, C, M, N, K,
 
 @triton.jit
 def _gemv_kernel(A, B, C, M, N, K,
-                 s_ab, s_am, s_ak, s_bb, s_bk, s_bn, s_cb, s_cm, s_cn,
-                 BN: tl.constexpr, BK: tl.constexpr, EVEN_K: tl.constexpr):
-    """RepOps spec §3 chain with explicit fma, one row m and BN columns per program."""
+                 s_ab, s_am, s_ak, s_bb, s_bk, s_bn, s_cb, s_cm, s_cn, k_base,
+                 BN: tl.constexpr, BK: tl.constexpr, CAUSAL: tl.constexpr):
+    """RepOps spec §3 chain with explicit fma, one row m and BN columns per program.
+
+    CAUSAL: row m's chain stops at k = k_base + m (spec §6.10: masked keys are excluded from
+    the chain, not multiplied by zero).
+    """
     pid_n = tl.program_id(0)
-    m = tl.program_id(1).to(tl.int64)
+    m = tl.program_id(1)
     batch = tl.program_id(2).to(tl.int64)
     offs_n = pid_n * BN + tl.arange(0, BN)
     nmask = offs_n < N
     rn = offs_n % N
-    a_row = A + batch * s_ab + m * s_am
-    b_cols = B + batch * s_bb + rn.to(tl.int64) * s_bn
+    a_ptr = A + batch * s_ab + m.to(tl.int64) * s_am
+    b_ptr = B + batch * s_bb + rn.to(tl.int64) * s_bn
+    k_end = K
+    if CAUSAL:
+        k_end = tl.minimum(K, k_base + m + 1)
     acc = tl.zeros((BN,), dtype=tl.float32)  # the chain starts from +0.0
-    k_main = K if EVEN_K else (K // BK) * BK
-    a_ptr = a_row
-    b_ptr = b_cols
-    for _k0 in range(0, k_main, BK):
+    for _k0 in range(0, (k_end // BK) * BK, BK):
         for kk in tl.static_range(BK):
             a_k = tl.load(a_ptr + kk * s_ak)
             b_k = tl.load(b_ptr + kk * s_bk)
             acc = tl.fma(a_k, b_k, acc)
         a_ptr += BK * s_ak
         b_ptr += BK * s_bk
-    if not EVEN_K:
-        for _k in range(k_main, K):
-            a_k = tl.load(a_ptr)
-            b_k = tl.load(b_ptr)
-            acc = tl.fma(a_k, b_k, acc)
-            a_ptr += s_ak
-            b_ptr += s_bk
+    for _k in range((k_end // BK) * BK, k_end):
+        a_k = tl.load(a_ptr)
+        b_k = tl.load(b_ptr)
+        acc = tl.fma(a_k, b_k, acc)
+        a_ptr += s_ak
+        b_ptr += s_bk
     acc = canon_nan(acc)
-    tl.store(C + batch * s_cb + m * s_cm + offs_n.to(tl.int64) * s_cn, acc, mask=nmask)
+    tl.store(C + batch * s_cb + m.to(tl.int64) * s_cm + offs_n.to(tl.int64) * s_cn, acc,
+             mask=nmask)
 
 
 # (BM, BN, BK, GROUP_M, num_warps, num_stages); chosen by scripts/bench_repops.py --sweep.
@@ -126,17 +130,19 @@ def gemm_config(M: int, N: int, K: int) -> tuple[int, int, int, int, int, int]:
 
 
 def _launch(a3: torch.Tensor, b3: torch.Tensor, c3: torch.Tensor, sab: int, sbb: int,
-            cfg: tuple | None = None, gemv: bool | None = None) -> None:
+            cfg: tuple | None = None, gemv: bool | None = None,
+            causal_base: int | None = None) -> None:
     """Launch on batched 3-D views (batch stride 0 = broadcast operand)."""
     nb, M, K = c3.shape[0], a3.shape[1], a3.shape[2]
     N = b3.shape[2]
     args = (a3, b3, c3, M, N, K, sab, a3.stride(1), a3.stride(2), sbb, b3.stride(1),
             b3.stride(2), c3.stride(0), c3.stride(1), c3.stride(2))
     use_gemv = M <= GEMV_MAX_M if gemv is None else gemv
-    if use_gemv:
+    if use_gemv or causal_base is not None:
         bn, bk, nw = cfg or ((32, 4, 1) if interpreting() else GEMV_CFG)
         grid = (triton.cdiv(N, bn), M, nb)
-        _gemv_kernel[grid](*args, BN=bn, BK=bk, EVEN_K=K % bk == 0, num_warps=nw, **FP_FLAGS)
+        _gemv_kernel[grid](*args, causal_base or 0, BN=bn, BK=bk,
+                           CAUSAL=causal_base is not None, num_warps=nw, **FP_FLAGS)
     else:
         bm, bn, bk, gm, nw, ns = cfg or gemm_config(M, N, K)
         grid = (triton.cdiv(M, bm) * triton.cdiv(N, bn), nb)
@@ -190,3 +196,29 @@ def matmul(a: torch.Tensor, b: torch.Tensor, *, cfg: tuple | None = None,
     if squeeze_n:
         out = out.squeeze(-1)
     return out
+
+
+def causal_matmul(p: torch.Tensor, v: torch.Tensor, k_base: int) -> torch.Tensor:
+    """out[b, t, d] = chain over j = 0..k_base+t of fma(p[b,t,j], v[b,j,d], acc) from +0.0
+    (RepOps spec §6.10, the P·V chain with masked keys excluded). p [B, Tq, Tk], v [B, Tk, D]."""
+    check_f32_cuda("attention", p, v)
+    p, v = p.contiguous(), v.contiguous()
+    nb, tq, tk = p.shape
+    out = torch.empty((nb, tq, v.shape[2]), dtype=torch.float32, device=p.device)
+    if out.numel():
+        _launch(p, v, out, p.stride(0), v.stride(0), causal_base=k_base)
+    return out
+
+
+def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """RepOps spec §3.3 linear: x[..., K] with w[N, K] -> [..., N], equal to matmul(x, w^T).
+
+    w^T is passed as a strided view: no copy of the weights.
+    """
+    check_f32_cuda("linear", x, w)
+    if w.dim() != 2 or x.dim() < 1 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"repops.linear: x {tuple(x.shape)} and w {tuple(w.shape)} need "
+                         "x[..., K], w[N, K]")
+    lead = x.shape[:-1]
+    y = matmul(x.reshape(-1, x.shape[-1]), w.t())
+    return y.reshape(*lead, w.shape[0])
