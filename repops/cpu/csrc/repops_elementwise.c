@@ -1,0 +1,77 @@
+/* Elementwise ops of RepOps spec §6.1-§6.4 and casts §6.14 on flat contiguous arrays
+ * (the Python layer broadcasts first). Each element is one fixed sequence of IEEE ops. */
+#include "repops_common.h"
+#include "crmath.h"
+
+enum { OP_ADD = 0, OP_SUB = 1, OP_MUL = 2, OP_DIV = 3, OP_MAX = 4, OP_MIN = 5 };
+enum { OP_NEG = 0, OP_SQRT = 1, OP_EXP = 2, OP_LOG = 3, OP_SIGMOID = 4, OP_SILU = 5 };
+
+/* Spec §6.3: sigmoid(x) = div(1, add(1, exp(neg(x)))). */
+static inline float sigmoid1(float x) {
+    float t = repops_expf(-x); /* C unary minus flips the sign bit: spec §1.3 neg */
+    return 1.0f / (1.0f + t);
+}
+
+/* Spec §2 / §4.2 elementwise binary op. */
+void repops_binary(int op, const float *a, const float *b, float *out, int64_t n, int nthreads) {
+#pragma omp parallel num_threads(nthreads) if (n > 65536)
+    {
+        REPOPS_FP_ENTER;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            float r;
+            switch (op) {
+            case OP_ADD: r = a[i] + b[i]; break;
+            case OP_SUB: r = a[i] - b[i]; break;
+            case OP_MUL: r = a[i] * b[i]; break;
+            case OP_DIV: r = a[i] / b[i]; break;
+            case OP_MAX: r = repops_max2(a[i], b[i]); break;
+            default: r = repops_min2(a[i], b[i]); break;
+            }
+            out[i] = repops_canon(r);
+        }
+        REPOPS_FP_EXIT;
+    }
+}
+
+/* Spec §1.3 neg, §2 sqrt, §5 exp/log, §6.3 sigmoid, §6.4 silu = mul(x, sigmoid(x)). */
+void repops_unary(int op, const float *x, float *out, int64_t n, int nthreads) {
+#pragma omp parallel num_threads(nthreads) if (n > 16384)
+    {
+        REPOPS_FP_ENTER;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i], r;
+            switch (op) {
+            case OP_NEG: r = repops_bits_to_f(repops_f_to_bits(v) ^ 0x80000000u); break;
+            case OP_SQRT: r = sqrtf(v); break;
+            case OP_EXP: r = repops_expf(v); break;
+            case OP_LOG: r = repops_logf(v); break;
+            case OP_SIGMOID: r = sigmoid1(v); break;
+            default: r = v * sigmoid1(v); break;
+            }
+            out[i] = repops_canon(r);
+        }
+        REPOPS_FP_EXIT;
+    }
+}
+
+/* Spec §6.14: int -> f32 is RN (the MXCSR guard makes the hardware conversion RNE). */
+void repops_i64_to_f32(const int64_t *x, float *out, int64_t n) {
+    REPOPS_FP_ENTER;
+    for (int64_t i = 0; i < n; i++) out[i] = (float)x[i];
+    REPOPS_FP_EXIT;
+}
+
+/* Spec §6.14: f32 -> int64 truncates toward zero, NaN -> 0, out of range saturates. */
+void repops_f32_to_i64(const float *x, int64_t *out, int64_t n) {
+    REPOPS_FP_ENTER;
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        if (v != v) out[i] = 0;
+        else if (v >= 9223372036854775808.0f) out[i] = INT64_MAX;
+        else if (v < -9223372036854775808.0f) out[i] = INT64_MIN;
+        else out[i] = (int64_t)v;
+    }
+    REPOPS_FP_EXIT;
+}

@@ -1,0 +1,158 @@
+"""Thin ctypes layer over the C kernels: contiguous float32 CPU tensors in, new tensors out.
+
+Argument checking lives in `repops.api` (it names the public op); this layer only lays tensors
+out the way each C function expects (reduced dim last, contiguous) and picks the thread count.
+Thread count never changes a result (every output's chain runs on one thread).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+from repops.cpu.build import load
+
+_BINARY = {"add": 0, "sub": 1, "mul": 2, "div": 3, "maximum": 4, "minimum": 5}
+_UNARY = {"neg": 0, "sqrt": 1, "exp": 2, "log": 3, "sigmoid": 4, "silu": 5}
+_PAIRING = {"adjacent": 0, "half": 1}
+
+
+def threads() -> int:
+    env = os.environ.get("REPOPS_CPU_THREADS")
+    return max(1, int(env)) if env else max(1, torch.get_num_threads())
+
+
+def _ptr(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+def isa() -> str:
+    return load().repops_isa().decode()
+
+
+def gemm(a: torch.Tensor, b: torch.Tensor, b_transposed: bool) -> torch.Tensor:
+    """C = A @ B for 2-D A[M,K]; B is [K,N] or, with b_transposed, W[N,K] (spec §3.2/§3.3)."""
+    a = a.contiguous()
+    b = b.contiguous()
+    m, k = a.shape
+    n = b.shape[0] if b_transposed else b.shape[1]
+    rsb, csb = (1, k) if b_transposed else (n, 1)
+    c = torch.empty((m, n), dtype=torch.float32)
+    load().repops_gemm(m, n, k, _ptr(a), k, _ptr(b), rsb, csb, _ptr(c), n, threads())
+    return c
+
+
+def binary(op: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a, b = torch.broadcast_tensors(a, b)
+    a = a.contiguous()
+    b = b.contiguous()
+    out = torch.empty(a.shape, dtype=torch.float32)
+    load().repops_binary(_BINARY[op], _ptr(a), _ptr(b), _ptr(out), out.numel(), threads())
+    return out
+
+
+def unary(op: str, x: torch.Tensor) -> torch.Tensor:
+    x = x.contiguous()
+    out = torch.empty(x.shape, dtype=torch.float32)
+    load().repops_unary(_UNARY[op], _ptr(x), _ptr(out), x.numel(), threads())
+    return out
+
+
+def _rows(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, int, int]:
+    xt = x.movedim(dim, -1).contiguous()
+    return xt, math.prod(xt.shape[:-1]), xt.shape[-1]
+
+
+def reduce(op: str, x: torch.Tensor, dim: int, keepdim: bool) -> torch.Tensor:
+    """sum (spec §4.1), max/min (§4.2), argmax (§6.11) along `dim`."""
+    xt, rows, n = _rows(x, dim)
+    if op == "argmax":
+        out = torch.empty(xt.shape[:-1], dtype=torch.int64)
+        load().repops_argmax_rows(_ptr(xt), _ptr(out), rows, n, threads())
+    else:
+        out = torch.empty(xt.shape[:-1], dtype=torch.float32)
+        if op == "sum":
+            load().repops_sum_rows(_ptr(xt), _ptr(out), rows, n, threads())
+        else:
+            load().repops_max_rows(_ptr(xt), _ptr(out), rows, n, int(op == "min"), threads())
+    return out.unsqueeze(dim) if keepdim else out
+
+
+def softmax(x: torch.Tensor, dim: int, log: bool) -> torch.Tensor:
+    xt, rows, n = _rows(x, dim)
+    out = torch.empty(xt.shape, dtype=torch.float32)
+    load().repops_softmax_rows(_ptr(xt), _ptr(out), rows, n, int(log), threads())
+    return out.movedim(-1, dim).contiguous()
+
+
+def _opt_ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else _ptr(t)
+
+
+def rms_norm(x: torch.Tensor, w: torch.Tensor | None, eps: float) -> torch.Tensor:
+    x = x.contiguous()
+    w = None if w is None else w.contiguous()
+    n = x.shape[-1]
+    out = torch.empty(x.shape, dtype=torch.float32)
+    load().repops_rms_norm_rows(
+        _ptr(x), _opt_ptr(w), eps, _ptr(out), x.numel() // max(n, 1), n, threads()
+    )
+    return out
+
+
+def layer_norm(
+    x: torch.Tensor, w: torch.Tensor | None, b: torch.Tensor | None, eps: float
+) -> torch.Tensor:
+    x = x.contiguous()
+    w = None if w is None else w.contiguous()
+    b = None if b is None else b.contiguous()
+    n = x.shape[-1]
+    out = torch.empty(x.shape, dtype=torch.float32)
+    load().repops_layer_norm_rows(
+        _ptr(x), _opt_ptr(w), _opt_ptr(b), eps, _ptr(out), x.numel() // max(n, 1), n, threads()
+    )
+    return out
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, pairing: str) -> torch.Tensor:
+    x = x.contiguous()
+    cos = cos.contiguous()
+    sin = sin.contiguous()
+    t, d = x.shape[-2], x.shape[-1]
+    outer = x.numel() // max(t * d, 1)
+    out = torch.empty(x.shape, dtype=torch.float32)
+    load().repops_rope(
+        _ptr(x), _ptr(out), _ptr(cos), _ptr(sin), outer, t, d, cos.shape[-1],
+        _PAIRING[pairing], threads(),
+    )
+    return out
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """q[B,Hq,Tq,D], k/v[B,Hkv,Tk,D] (spec §6.10)."""
+    q = q.contiguous()
+    k = k.contiguous()
+    v = v.contiguous()
+    b, hq, tq, d = q.shape
+    hkv, tk = k.shape[1], k.shape[2]
+    out = torch.empty(q.shape, dtype=torch.float32)
+    load().repops_attention(
+        _ptr(q), _ptr(k), _ptr(v), _ptr(out), b, hq, hkv, tq, tk, d, scale, threads()
+    )
+    return out
+
+
+def int_to_float(x: torch.Tensor) -> torch.Tensor:
+    x = x.to(torch.int64).contiguous()
+    out = torch.empty(x.shape, dtype=torch.float32)
+    load().repops_i64_to_f32(_ptr(x), _ptr(out), x.numel())
+    return out
+
+
+def float_to_int(x: torch.Tensor) -> torch.Tensor:
+    x = x.contiguous()
+    out = torch.empty(x.shape, dtype=torch.int64)
+    load().repops_f32_to_i64(_ptr(x), _ptr(out), x.numel())
+    return out
