@@ -19,7 +19,7 @@ from .errors import P2PError, ProtocolError, TransportError
 from .gossip import DEFAULT_TOPICS, GossipMessage, PayloadCheck, decode_gossip, encode_gossip
 from .messages import PROTOCOL_ID, Request, Response
 from .server import TraceServer
-from .source import TraceSource
+from .source import InMemoryTraceSource, TraceSource
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,11 @@ class AsyncP2PNode:
         self.stats: Counter[str] = Counter()
         self._key_pair = make_key_pair(key_seed, key_path)
         self._heartbeat = heartbeat_interval
-        self._server = TraceServer(source, timeout=server_timeout) if source is not None else None
+        # A node without trace data still speaks the protocol: peers get `unknown_job`, a
+        # clear answer, instead of a failed protocol negotiation.
+        self._server = TraceServer(
+            source if source is not None else InMemoryTraceSource(), timeout=server_timeout
+        )
         self.host: Any = None
         self.pubsub: Any = None
 
@@ -86,12 +90,18 @@ class AsyncP2PNode:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Start everything, report started, then serve until cancelled."""
         from libp2p import new_host
+        from libp2p.crypto.x25519 import create_new_key_pair as create_x25519
         from libp2p.custom_types import TProtocol
         from libp2p.pubsub.gossipsub import GossipSub
         from libp2p.pubsub.pubsub import Pubsub
+        from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+        from libp2p.security.noise.transport import Transport as NoiseTransport
         from libp2p.tools.anyio_service import background_trio_service
 
-        self.host = new_host(key_pair=self._key_pair)
+        # Noise only: libp2p's default list also offers plaintext, which would let a peer
+        # skip authentication of its peer id.
+        noise = NoiseTransport(self._key_pair, noise_privkey=create_x25519().private_key)
+        self.host = new_host(key_pair=self._key_pair, sec_opt={NOISE_PROTOCOL_ID: noise})
         router = GossipSub(
             [TProtocol(p) for p in GOSSIP_PROTOCOLS],
             degree=6,
@@ -100,8 +110,7 @@ class AsyncP2PNode:
             heartbeat_interval=self._heartbeat,
         )
         self.pubsub = Pubsub(self.host, router, strict_signing=True)
-        if self._server is not None:
-            self.host.set_stream_handler(TProtocol(PROTOCOL_ID), self._server.handle_stream)
+        self.host.set_stream_handler(TProtocol(PROTOCOL_ID), self._server.handle_stream)
         for topic in self.topics:
             self.pubsub.set_topic_validator(topic, self._validator_for(topic), False)
         try:
@@ -142,7 +151,7 @@ class AsyncP2PNode:
 
     @property
     def server_stats(self) -> Counter[str]:
-        return self._server.stats if self._server is not None else Counter()
+        return self._server.stats
 
     # -- peers ---------------------------------------------------------------------------------
 

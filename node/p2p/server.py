@@ -134,7 +134,7 @@ class TraceServer:
         try:
             request = parse_request(raw)
             self.stats[request.kind] += 1
-            payload = await trio.to_thread.run_sync(self.answer, request)
+            payload = await trio.to_thread.run_sync(self.answer, request, abandon_on_cancel=True)
         except ProtocolError as exc:
             self.stats[exc.code] += 1
             payload = encode_error(exc.code, exc.message)
