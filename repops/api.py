@@ -29,6 +29,7 @@ RN(1/sqrt(D)). Sampling (spec §7) is in `repops.sampling`.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from types import ModuleType
 
@@ -73,7 +74,7 @@ def _same_device(op: str, **tensors: torch.Tensor | None) -> torch.device:
 
 
 def _dim(op: str, x: torch.Tensor, dim: int) -> int:
-    nd = max(x.dim(), 1)
+    nd = builtins.max(x.dim(), 1)
     if not -nd <= dim < nd:
         raise ValueError(f"repops.{op}: dim {dim} out of range for x {_desc(x)}")
     return dim % nd
