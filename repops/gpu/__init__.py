@@ -6,6 +6,7 @@ same kernels run on CPU tensors through numpy (indexing/masking checks only, not
 """
 
 from repops.gpu.attention import attention
+from repops.gpu.casts import float_to_int, int_to_float
 from repops.gpu.elementwise import (
     add,
     div,
@@ -32,7 +33,7 @@ from repops.gpu.rope import rope
 from repops.gpu.softmax import log_softmax, softmax
 
 __all__ = [
-    "add", "argmax", "attention", "div", "embedding", "exp", "layer_norm", "linear", "log",
-    "log_softmax", "matmul", "max", "maximum", "min", "minimum", "mul", "neg", "rms_norm", "rope",
-    "sigmoid", "silu", "softmax", "sqrt", "sub", "sum", "where",
+    "add", "argmax", "attention", "div", "embedding", "exp", "float_to_int", "int_to_float",
+    "layer_norm", "linear", "log", "log_softmax", "matmul", "max", "maximum", "min", "minimum",
+    "mul", "neg", "rms_norm", "rope", "sigmoid", "silu", "softmax", "sqrt", "sub", "sum", "where",
 ]
