@@ -30,6 +30,7 @@ RN(1/sqrt(D)). Sampling (spec §7) is in `repops.sampling`.
 from __future__ import annotations
 
 import builtins
+import math
 from collections.abc import Callable
 from types import ModuleType
 
@@ -145,10 +146,10 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     k = _cpu()
     m, n = a.shape[-2], b.shape[-1]
     if b.dim() == 2:  # one weight for every batch entry: fold the batch into M
-        out = k.gemm(a.reshape(-1, a.shape[-1]), b, b_transposed=False)
+        out = k.gemm(a.reshape(math.prod(a.shape[:-1]), a.shape[-1]), b, b_transposed=False)
         return out.reshape(*a.shape[:-2], m, n)
-    a3 = a.expand(*batch, *a.shape[-2:]).reshape(-1, m, a.shape[-1])
-    b3 = b.expand(*batch, *b.shape[-2:]).reshape(-1, b.shape[-2], n)
+    a3 = a.expand(*batch, *a.shape[-2:]).reshape(math.prod(batch), m, a.shape[-1])
+    b3 = b.expand(*batch, *b.shape[-2:]).reshape(math.prod(batch), b.shape[-2], n)
     outs = [k.gemm(a3[i], b3[i], b_transposed=False) for i in range(a3.shape[0])]
     out = torch.stack(outs) if outs else torch.empty((0, m, n), dtype=_F32)
     return out.reshape(*batch, m, n)
@@ -166,7 +167,7 @@ def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     if gpu is not None:
         fn = getattr(gpu, "linear", None)
         return fn(x, w) if fn is not None else _gpu_fn("matmul", gpu)(x, w.t())
-    out = _cpu().gemm(x.reshape(-1, x.shape[-1]), w, b_transposed=True)
+    out = _cpu().gemm(x.reshape(math.prod(x.shape[:-1]), x.shape[-1]), w, b_transposed=True)
     return out.reshape(*x.shape[:-1], w.shape[0])
 
 
@@ -483,5 +484,3 @@ def float_to_int(x: torch.Tensor) -> torch.Tensor:
         gpu = _backend("float_to_int", x.device)
         return _gpu_fn("float_to_int", gpu)(x)
     return _cpu().float_to_int(x)
-
-

@@ -124,8 +124,16 @@ def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, pairing: str) ->
     outer = x.numel() // max(t * d, 1)
     out = torch.empty(x.shape, dtype=torch.float32)
     load().repops_rope(
-        _ptr(x), _ptr(out), _ptr(cos), _ptr(sin), outer, t, d, cos.shape[-1],
-        _PAIRING[pairing], threads(),
+        _ptr(x),
+        _ptr(out),
+        _ptr(cos),
+        _ptr(sin),
+        outer,
+        t,
+        d,
+        cos.shape[-1],
+        _PAIRING[pairing],
+        threads(),
     )
     return out
 
