@@ -143,8 +143,9 @@ def neg(a):
 
 
 def _mpf_to_frac(v: mpmath.mpf) -> Fraction:
-    man, exp = v.man_exp
-    return Fraction(man) * Fraction(2) ** exp
+    man, exp = v.man_exp  # man is unsigned in mpmath
+    q = Fraction(man) * Fraction(2) ** exp
+    return -q if v < 0 else q
 
 
 def exp(x) -> np.float32:
