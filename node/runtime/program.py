@@ -83,7 +83,17 @@ def _binop(op: str, a: Expr, b: Expr) -> Expr:
     """Build a simplified expression (constants folded, x+0, x*1 dropped)."""
     if isinstance(a, (int, np.integer)) and isinstance(b, (int, np.integer)):
         a, b = int(a), int(b)
-        return {"+": a + b, "-": a - b, "*": a * b, "//": a // b if b else 0}[op]
+        if op == "//" and b == 0:
+            raise ZeroDivisionError("shape expression divides by zero")
+        return a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else a // b
+    if op in ("+", "-"):
+        fa, fb = _affine(a), _affine(b)
+        if fa is not None and fb is not None:
+            sign = 1 if op == "+" else -1
+            terms = dict(fa[1])
+            for k, v in fb[1].items():
+                terms[k] = terms.get(k, 0) + sign * v
+            return _from_affine(fa[0] + sign * fb[0], terms)
     if op == "+" and b == 0 or op == "-" and b == 0 or op in ("*", "//") and b == 1:
         return a
     if op == "+" and a == 0 or op == "*" and a == 1:
@@ -100,6 +110,45 @@ def _binop(op: str, a: Expr, b: Expr) -> Expr:
         return a.b
     return BinExpr(op, a if not isinstance(a, np.integer) else int(a),
                    b if not isinstance(b, np.integer) else int(b))
+
+
+def _affine(e: Expr) -> tuple[int, dict[str, int]] | None:
+    """e as const + Σ coef·symbol, when it is one (sums and differences of symbols)."""
+    if isinstance(e, (int, np.integer)):
+        return int(e), {}
+    if isinstance(e, Sym):
+        return 0, {e.name: 1}
+    if isinstance(e, BinExpr) and e.op in ("+", "-"):
+        fa, fb = _affine(e.a), _affine(e.b)
+        if fa is None or fb is None:
+            return None
+        sign = 1 if e.op == "+" else -1
+        terms = dict(fa[1])
+        for k, v in fb[1].items():
+            terms[k] = terms.get(k, 0) + sign * v
+        return fa[0] + sign * fb[0], terms
+    return None
+
+
+def _from_affine(const: int, terms: dict[str, int]) -> Expr:
+    """Canonical form: symbols in SYMBOLS order, positive terms first, constant last."""
+    out: Expr = None
+    for name in SYMBOLS:
+        c = terms.get(name, 0)
+        if c == 0:
+            continue
+        term: Expr = Sym(name) if abs(c) == 1 else BinExpr("*", abs(c), Sym(name))
+        if out is None:
+            out = term if c > 0 else BinExpr("-", 0, term)
+        else:
+            out = BinExpr("+" if c > 0 else "-", out, term)
+    if out is None:
+        return const
+    if const > 0:
+        return BinExpr("+", out, const)
+    if const < 0:
+        return BinExpr("-", out, -const)
+    return out
 
 
 def add(a: Expr, b: Expr) -> Expr:
@@ -125,7 +174,15 @@ def evaluate(e: Expr, env: dict[str, int]) -> int:
     if isinstance(e, Sym):
         return int(env[e.name])
     a, b = evaluate(e.a, env), evaluate(e.b, env)
-    return {"+": a + b, "-": a - b, "*": a * b, "//": a // b}[e.op]
+    if e.op == "+":
+        return a + b
+    if e.op == "-":
+        return a - b
+    if e.op == "*":
+        return a * b
+    if b == 0:
+        raise ZeroDivisionError(f"shape expression {e!r} divides by zero at {env}")
+    return a // b
 
 
 def is_const(e: Expr) -> bool:
