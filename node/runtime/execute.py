@@ -203,4 +203,4 @@ def run_program(
 
 
 def weights_to_torch(weights: dict[str, np.ndarray], device: str = "cpu") -> dict[str, Any]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in weights.items()}
+    return {k: torch.from_numpy(np.array(v, copy=True)).to(device) for k, v in weights.items()}

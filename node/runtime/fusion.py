@@ -118,7 +118,7 @@ def _is_causal_mask(prog: Program, mask_ref: Ref, weights: dict[str, np.ndarray]
         ins = [Ref("op", remap[r.index]) if r.kind == "op" else r for r in op.inputs]
         sub_ops.append(Op(op.code, ins, op.attrs, op.shape, op.dtype, op.name))
     sub = Program(sub_ops, prog.weights, [], {"mask": Ref("op", remap[mask_ref.index])})
-    tw = {n: torch.from_numpy(np.ascontiguousarray(weights[n])) for n in prog.weights}
+    tw = {n: torch.from_numpy(np.array(weights[n], copy=True)) for n in prog.weights}
     for seq, past in ((1, 0), (1, 3), (4, 0), (3, 5), (2, 1)):
         env = {"batch": 1, "seq": seq, "past": past}
         try:
