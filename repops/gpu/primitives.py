@@ -33,8 +33,7 @@ def fold_rows(x, R: tl.constexpr, P: tl.constexpr, LOG_P: tl.constexpr):
     the layout and the number of warps.
     """
     for i in tl.static_range(LOG_P):
-        h: tl.constexpr = P >> (i + 1)
-        y = tl.reshape(x, [R, 2, h])
+        y = tl.reshape(x, [R, 2, P >> (i + 1)])
         y = tl.permute(y, [0, 2, 1])
         lo, hi = tl.split(y)
         x = lo + hi
