@@ -19,6 +19,7 @@ from .messages import (
     TraceNodeResponse,
 )
 from .source import InMemoryTraceSource, TensorBlob, TraceRecords, TraceSource
+from .stored_source import CorruptDump, StoredTraceSource
 from .verify import (
     VerificationError,
     verify_op_roots,
@@ -32,6 +33,7 @@ __all__ = [
     "JOBS_TOPIC",
     "PROTOCOL_ID",
     "RECEIPTS_TOPIC",
+    "CorruptDump",
     "GossipMessage",
     "InMemoryTraceSource",
     "NodeClosed",
@@ -42,6 +44,7 @@ __all__ = [
     "PeerTimeout",
     "ProtocolError",
     "RemoteError",
+    "StoredTraceSource",
     "Subscription",
     "TensorBlob",
     "TensorChunksRequest",

@@ -158,7 +158,7 @@ class P2PNode:
         self._thread.start()
         if not self._ready.wait(timeout) or self._error is not None:
             self.close()
-            raise P2PError(f"p2p node failed to start: {self._error!r}")
+            raise P2PError(f"p2p node failed to start: {_root_cause(self._error)}")
         return self
 
     def _thread_main(self) -> None:
@@ -382,6 +382,13 @@ class P2PNode:
         data = b"".join(parts)
         dtype = np.dtype(first.dtype).newbyteorder("<")
         return np.frombuffer(data, dtype=dtype).astype(first.dtype).reshape(first.shape)
+
+
+def _root_cause(exc: BaseException | None) -> str:
+    """Trio nests errors in ExceptionGroups; the innermost one says what went wrong."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}" if exc is not None else "timed out"
 
 
 def _need(value: int | None, name: str) -> int:

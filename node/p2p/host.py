@@ -120,6 +120,8 @@ class AsyncP2PNode:
                 background_trio_service(router),
                 trio.open_nursery() as nursery,
             ):
+                if not self.host.get_addrs():  # libp2p logs a failed listen and carries on
+                    raise TransportError(f"cannot listen on {self.listen_addr} (port in use?)")
                 await self.pubsub.wait_until_ready()
                 for topic in self.topics:
                     sub = await self.pubsub.subscribe(topic)

@@ -49,7 +49,8 @@ Levels = list[list[bytes]]
 class _LRU:
     """Bounded cache of Merkle levels keyed by (job[, op]); values are (source object, levels).
 
-    The source object is kept so a replaced trace/tensor is re-hashed, not served stale.
+    The source object is kept so a replaced trace/tensor is re-hashed, not served stale;
+    sources that build a fresh but equal object per call (a database) still hit the cache.
     """
 
     def __init__(self, size: int) -> None:
@@ -60,7 +61,7 @@ class _LRU:
     def get(self, key: Any, obj: object, build: Callable[[], Levels]) -> Levels:
         with self._lock:
             hit = self._items.get(key)
-            if hit is not None and hit[0] is obj:
+            if hit is not None and (hit[0] is obj or hit[0] == obj):
                 self._items.move_to_end(key)
                 return hit[1]
         levels = build()

@@ -309,3 +309,15 @@ def test_closed_node_refuses_calls() -> None:
 
     with pytest.raises(NodeClosed):
         node.publish(JOBS_TOPIC, {"job": 1})
+
+
+def test_port_in_use_fails_cleanly() -> None:
+    from node.p2p import P2PError
+
+    threads_before = _threads()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        with pytest.raises(P2PError, match="cannot listen"):
+            P2PNode(port=s.getsockname()[1]).start()
+    wait_until(lambda: _threads() <= threads_before, timeout=5, what="threads to end")

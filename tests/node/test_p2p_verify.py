@@ -237,3 +237,34 @@ def test_framing() -> None:
         trio.run(read, encode_frame(b"hello world", 100)[:-2], 100)
     with pytest.raises(FrameTooLarge):
         encode_frame(b"x" * 101, 100)
+
+
+def test_stored_trace_source_serves_and_refuses_corrupt_dumps(tmp_path) -> None:
+    from node.p2p.stored_source import StoredTraceSource
+    from node.store import Store, Trace
+
+    _, ops, outs = _job(n_ops=6)
+    roots = [tensor_root_np(a) for a in outs]
+    dumps = {i: TensorBlob.from_array(a) for i, a in enumerate(outs)}
+    loads: list[int] = []
+
+    def load(path: str | None, op: int) -> TensorBlob | None:
+        assert path == "/dumps/9"
+        loads.append(op)
+        return dumps.get(op)
+
+    with Store(tmp_path / "n.sqlite") as store:
+        store.put_trace(Trace(9, trace_root(ops, roots), ops, roots, "/dumps/9"))
+        server = TraceServer(StoredTraceSource(store, load))
+        resp = _roundtrip(server, OpRootsRequest(9, 0, 6))
+        verify_op_roots(resp, trace_root(ops, roots), 6)
+        resp = _roundtrip(server, TensorChunksRequest(9, 2, 0, 8))
+        verify_tensor_chunks(resp, roots[2])
+        with pytest.raises(ProtocolError) as err:
+            server.answer(OpRootsRequest(10, 0, 1))
+        assert err.value.code == "unknown_job"
+        bad = outs[4].copy()
+        bad.flat[0] += 1
+        dumps[4] = TensorBlob.from_array(bad)
+        with pytest.raises(Exception, match="does not match"):
+            server.answer(TensorChunksRequest(9, 4, 0, 1))
