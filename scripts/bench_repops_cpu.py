@@ -13,10 +13,9 @@ import argparse
 import json
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
-
-import sys
 
 import torch
 
@@ -71,13 +70,13 @@ def bench(quick: bool) -> dict:
         x = torch.randn(m, k)
         if kind == "cube":
             b = torch.randn(k, n)
-            t_rep = _time(lambda: repops.matmul(x, b), min_time)
-            t_torch = _time(lambda: x @ b, min_time)
+            t_rep = _time(lambda x=x, b=b: repops.matmul(x, b), min_time)
+            t_torch = _time(lambda x=x, b=b: x @ b, min_time)
             exact = torch.equal(repops.matmul(x, b), repops.matmul(x, b))
         else:
             w = torch.randn(n, k)
-            t_rep = _time(lambda: repops.linear(x, w), min_time)
-            t_torch = _time(lambda: x @ w.t(), min_time)
+            t_rep = _time(lambda x=x, w=w: repops.linear(x, w), min_time)
+            t_torch = _time(lambda x=x, w=w: x @ w.t(), min_time)
             exact = torch.equal(repops.linear(x[:1], w), repops.linear(x, w)[:1])
         flops = 2.0 * m * k * n
         row = {
