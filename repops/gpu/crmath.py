@@ -102,6 +102,9 @@ def exp_cr(x):
     r = y.to(tl.float32).to(tl.int32, bitcast=True)
     r = tl.where(isnan, 0x7FC00000, r)
     # BEGIN HARD TABLE exp
+    r = tl.where(ux == -1159667108, 1065324455, r)
+    r = tl.where(ux == -1141838351, 1065230313, r)
+    r = tl.where(ux == -1050078515, 889008923, r)
     # END HARD TABLE exp
     return r.to(tl.float32, bitcast=True)
 
@@ -118,6 +121,34 @@ def log_cr(x):
     special = tl.where(ux == 0x7F800000, 0x7F800000, special)  # log(+inf) = +inf
     r = tl.where(ok, r, special)
     # BEGIN HARD TABLE log
+    r = tl.where(ux == 231259044, -1031161148, r)
+    r = tl.where(ux == 287082488, -1031764513, r)
+    r = tl.where(ux == 341620436, -1032910545, r)
+    r = tl.where(ux == 444876491, -1035138491, r)
+    r = tl.where(ux == 521235128, -1036798658, r)
+    r = tl.where(ux == 686029350, -1040550432, r)
+    r = tl.where(ux == 702943851, -1041282046, r)
+    r = tl.where(ux == 704455416, -1041332135, r)
+    r = tl.where(ux == 743187639, -1043036400, r)
+    r = tl.where(ux == 776546692, -1044482322, r)
+    r = tl.where(ux == 953990712, -1055749212, r)
+    r = tl.where(ux == 969085768, -1057181851, r)
+    r = tl.where(ux == 1006137072, -1063503458, r)
+    r = tl.where(ux == 1010908474, -1064430193, r)
+    r = tl.where(ux == 1092063211, 1074783719, r)
+    r = tl.where(ux == 1179474731, 1092074737, r)
+    r = tl.where(ux == 1181067686, 1092192037, r)
+    r = tl.where(ux == 1281189285, 1099891531, r)
+    r = tl.where(ux == 1298157246, 1100625196, r)
+    r = tl.where(ux == 1317401618, 1101445137, r)
+    r = tl.where(ux == 1420794013, 1105947964, r)
+    r = tl.where(ux == 1592301646, 1110329889, r)
+    r = tl.where(ux == 1708691667, 1112855033, r)
+    r = tl.where(ux == 1722337376, 1113153094, r)
+    r = tl.where(ux == 1722531171, 1113157646, r)
+    r = tl.where(ux == 1830757355, 1115499829, r)
+    r = tl.where(ux == 1865525484, 1115970185, r)
+    r = tl.where(ux == 2045242423, 1117913015, r)
     # END HARD TABLE log
     return r.to(tl.float32, bitcast=True)
 
@@ -143,7 +174,8 @@ _BLOCK = 1024
 
 def _check(name: str, t: torch.Tensor) -> None:
     if t.dtype != torch.float32:
-        raise TypeError(f"{name}: expected a float32 tensor, got {t.dtype} of shape {tuple(t.shape)}")
+        raise TypeError(
+            f"{name}: expected a float32 tensor, got {t.dtype} of shape {tuple(t.shape)}")
     interpreting = os.environ.get("TRITON_INTERPRET") == "1"
     if t.device.type != "cuda" and not interpreting:
         raise ValueError(f"{name}: expected a CUDA tensor, got device {t.device}")

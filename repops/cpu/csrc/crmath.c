@@ -144,11 +144,42 @@ ALWAYS_INLINE float log_fast(float x, int *hard) {
  * sentinel (a NaN input, never flagged). */
 static const uint32_t EXP_HARD[][2] = {
     /* BEGIN HARD TABLE exp */
+    {0xBAE0E25Cu, 0x3F7F8FA7u},
+    {0xBBF0EDF1u, 0x3F7E1FE9u},
+    {0xC16912CDu, 0x34FD331Bu},
     /* END HARD TABLE exp */
     {0xFFFFFFFFu, 0x7FC00000u},
 };
 static const uint32_t LOG_HARD[][2] = {
     /* BEGIN HARD TABLE log */
+    {0x0DC8BBA4u, 0xC289BAC4u},
+    {0x111C87F8u, 0xC28085DFu},
+    {0x145CB6D4u, 0xC26F092Fu},
+    {0x1A8446CBu, 0xC24D0A45u},
+    {0x1F116AB8u, 0xC233B53Eu},
+    {0x28E3FA26u, 0xC1FA75E0u},
+    {0x29E6126Bu, 0xC1EF4C02u},
+    {0x29FD22F8u, 0xC1EE8859u},
+    {0x2C4C24B7u, 0xC1D48710u},
+    {0x2E492984u, 0xC1BE76EEu},
+    {0x38DCBE38u, 0xC1128BA4u},
+    {0x39C31348u, 0xC0FCAF65u},
+    {0x3BF86EF0u, 0xC09C399Eu},
+    {0x3C413D3Au, 0xC08E158Fu},
+    {0x41178FEBu, 0x400FE5E7u},
+    {0x464D5B2Bu, 0x4117BCF1u},
+    {0x4665A9A6u, 0x41198725u},
+    {0x4C5D65A5u, 0x418F034Bu},
+    {0x4D604EBEu, 0x419A352Cu},
+    {0x4E85F412u, 0x41A6B811u},
+    {0x54AF989Du, 0x41EB6D3Cu},
+    {0x5EE8984Eu, 0x422E4A21u},
+    {0x65D890D3u, 0x4254D1F9u},
+    {0x66A8C860u, 0x42595E46u},
+    {0x66ABBD63u, 0x4259700Eu},
+    {0x6D1F23EBu, 0x427D2D35u},
+    {0x6F31A8ECu, 0x42845A89u},
+    {0x79E7EC37u, 0x42A1FFB7u},
     /* END HARD TABLE log */
     {0xFFFFFFFFu, 0x7FC00000u},
 };
