@@ -1,0 +1,447 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {Float32} from "../float/Float32.sol";
+import {Float32Transcendental} from "../float/Float32Transcendental.sol";
+
+/// @title TraceOps
+/// @notice What each trace op computes for one output element (docs/trace-layout.md §L5), on
+///         inputs whose chunks the verifier has already proven. Mirrors `referee/ops.py` line for
+///         line: the two must agree on every bit, including when they refuse (revert here,
+///         `OpError` there).
+library TraceOps {
+    /// @notice A proven 1 KiB chunk of an input tensor (commitments C2).
+    struct Chunk {
+        uint256 index;
+        bytes data;
+        bytes32[] proof;
+    }
+
+    /// @notice An input tensor as the op sees it: shape from its proven C4 header, and the
+    ///         chunks the witness opened. `present` is false for an input that refers before
+    ///         step 0 (§L4).
+    struct In {
+        bool present;
+        uint8 dtype;
+        uint256 size;
+        uint256 n;
+        uint256[] dims;
+        Chunk[] chunks;
+    }
+
+    /// @notice The parsed op record (§L2) with its output dims evaluated at the step (§L3).
+    struct Op {
+        uint8 code;
+        uint8 dtype;
+        uint256[] dims;
+        uint256[] attrs;
+    }
+
+    /// @notice The step's symbols (§L1) and the job's input tokens (C6 bytes).
+    struct Env {
+        uint256 step;
+        uint256 seq;
+        uint256 past;
+        bytes job;
+    }
+
+    uint8 internal constant TOKENS = 1;
+    uint8 internal constant GATHER = 2;
+    uint8 internal constant DOT = 3;
+    uint8 internal constant FOLD = 4;
+    uint8 internal constant ARGFOLD = 5;
+    uint8 internal constant EW = 6;
+    uint8 internal constant ROPE = 7;
+    uint8 internal constant MOVE = 8;
+    uint8 internal constant CONCAT = 9;
+
+    /// @notice The inputs do not fit the op; an honest party never builds such a step.
+    error OpMismatch(uint8 code, uint256 why);
+    /// @notice The witness lacks the chunk holding a needed element.
+    error MissingChunk(uint256 chunk);
+    /// @notice An element index outside a tensor.
+    error OutOfRange(uint256 index, uint256 n);
+    error UnknownCode(uint8 code);
+
+    function _need(bool ok, uint8 code, uint256 why) private pure {
+        if (!ok) revert OpMismatch(code, why);
+    }
+
+    // ------------------------------------------------------------------------ element access
+
+    /// @notice Element `e` of a proven input (C1: little-endian; ints as two's-complement bits).
+    function ld(In memory t, uint256 e) internal pure returns (uint256 v) {
+        if (!t.present || e >= t.n) revert OutOfRange(e, t.n);
+        uint256 off = e * t.size;
+        uint256 c = off >> 10;
+        Chunk[] memory cs = t.chunks;
+        for (uint256 k = 0; k < cs.length; ++k) {
+            if (cs[k].index == c) {
+                bytes memory d = cs[k].data;
+                uint256 o = off & 1023;
+                uint256 w;
+                assembly ("memory-safe") {
+                    w := mload(add(add(d, 32), o))
+                }
+                for (uint256 b = 0; b < t.size; ++b) {
+                    v |= ((w >> (248 - 8 * b)) & 0xff) << (8 * b);
+                }
+                return v;
+            }
+        }
+        revert MissingChunk(c);
+    }
+
+    function _s32(uint256 v) private pure returns (int256) {
+        return int256(int32(uint32(v)));
+    }
+
+    function _sint(In memory t, uint256 v) private pure returns (int256) {
+        if (t.size == 8) return int256(int64(uint64(v)));
+        if (t.size == 4) return _s32(v);
+        return int256(v);
+    }
+
+    /// @notice (batch, rows, cols) of a shape read as [..., R, C] (§L5; 1-D is one row).
+    function rc(uint256[] memory d) internal pure returns (uint256 b, uint256 r, uint256 c) {
+        uint256 n = d.length;
+        if (n == 0) return (1, 1, 1);
+        if (n == 1) return (1, 1, d[0]);
+        b = 1;
+        for (uint256 i = 0; i + 2 < n; ++i) b *= d[i];
+        return (b, d[n - 2], d[n - 1]);
+    }
+
+    function numel(uint256[] memory d) internal pure returns (uint256 n) {
+        n = 1;
+        for (uint256 i = 0; i < d.length; ++i) n *= d[i];
+    }
+
+    /// @notice §L3: value of a dim word c0 + c_seq·seq + c_past·past (int64 coefficients).
+    function dimValue(uint256 w, Env memory env) internal pure returns (uint256) {
+        int256 c0 = int256(int64(uint64(w >> 128)));
+        int256 cs = int256(int64(uint64(w >> 64)));
+        int256 cp = int256(int64(uint64(w)));
+        int256 v = c0 + cs * int256(env.seq) + cp * int256(env.past);
+        if (v < 0) revert OpMismatch(0, 0);
+        return uint256(v);
+    }
+
+    // ------------------------------------------------------------------------ dispatch
+
+    /// @notice Value (C1 bits) of output element `e` of `op` (§L5).
+    function element(Op memory op, In[] memory ins, uint256 e, Env memory env) internal pure returns (uint256) {
+        uint256 n = numel(op.dims);
+        if (e >= n) revert OutOfRange(e, n);
+        uint8 c = op.code;
+        if (c == DOT) return dot(op, ins, e, env);
+        if (c == EW) return ew(op, ins, e, env);
+        if (c == FOLD) return fold(op, ins, e, env);
+        if (c == ARGFOLD) return argfold(op, ins, e);
+        if (c == ROPE) return rope(op, ins, e, env);
+        if (c == MOVE) return move(op, ins, e, env);
+        if (c == CONCAT) return concat(op, ins, e);
+        if (c == GATHER) return gather(op, ins, e);
+        if (c == TOKENS) return tokens(ins, e, env);
+        revert UnknownCode(c);
+    }
+
+    // ------------------------------------------------------------------------ §L5.1 TOKENS
+
+    function tokens(In[] memory ins, uint256 e, Env memory env) internal pure returns (uint256) {
+        if (env.step == 0) {
+            bytes memory job = env.job;
+            _need(e < job.length / 4, TOKENS, 1);
+            uint256 w;
+            assembly ("memory-safe") {
+                w := mload(add(add(job, 32), mul(e, 4)))
+            }
+            return w >> 224;
+        }
+        _need(e == 0, TOKENS, 2);
+        return ld(ins[1], 0);
+    }
+
+    // ------------------------------------------------------------------------ §L5.2 GATHER
+
+    function gather(Op memory op, In[] memory ins, uint256 e) internal pure returns (uint256) {
+        In memory table = ins[1];
+        _need(table.present && table.dims.length == 2, GATHER, 1);
+        uint256 v = table.dims[0];
+        uint256 d = table.dims[1];
+        _need(op.dims[op.dims.length - 1] == d, GATHER, 2);
+        int256 tok = _sint(ins[0], ld(ins[0], e / d));
+        _need(tok >= 0 && uint256(tok) < v, GATHER, 3);
+        return ld(table, uint256(tok) * d + e % d);
+    }
+
+    // ------------------------------------------------------------------------ §L5.3 DOT
+
+    /// @dev Chain geometry of one DOT element (a struct keeps the stack shallow).
+    struct DotAt {
+        uint256 r;
+        uint256 n;
+        uint256 k;
+        uint256 arow;
+        uint256 brow;
+        uint256 kend;
+    }
+
+    function _dotAt(Op memory op, In[] memory ins, uint256 e, Env memory env) private pure returns (DotAt memory g) {
+        (uint256 ba, uint256 r, uint256 k) = rc(ins[0].dims);
+        (uint256 bb, uint256 nb, uint256 kb) = rc(ins[1].dims);
+        {
+            (uint256 ob, uint256 orow, uint256 on) = rc(op.dims);
+            _need(kb == k && orow == r && on == nb && ob == ba, DOT, 2);
+        }
+        uint256 group = op.attrs[2];
+        _need(group >= 1 && ba == bb * group, DOT, 3);
+        g.r = r;
+        g.n = nb;
+        g.k = k;
+        uint256 ri = (e / nb) % r;
+        uint256 bi = e / (r * nb);
+        g.arow = (bi * r + ri) * k;
+        g.brow = ((bi / group) * nb + e % nb) * k;
+        g.kend = op.attrs[1] < k ? op.attrs[1] : k;
+        if (op.attrs[3] == 1 && env.past + ri + 1 < g.kend) g.kend = env.past + ri + 1;
+    }
+
+    function dot(Op memory op, In[] memory ins, uint256 e, Env memory env) internal pure returns (uint256) {
+        In memory a = ins[0];
+        In memory b = ins[1];
+        _need(a.present && b.present, DOT, 1);
+        DotAt memory g = _dotAt(op, ins, e, env);
+        uint256 acc = ins.length > 2 ? ld(ins[2], e) : 0;
+        for (uint256 kk = op.attrs[0]; kk < g.kend; ++kk) {
+            acc = Float32.fma(uint32(ld(a, g.arow + kk)), uint32(ld(b, g.brow + kk)), uint32(acc));
+        }
+        if (op.attrs[3] == 2 && e % g.n > env.past + (e / g.n) % g.r) acc = Float32.NEG_INF;
+        return acc;
+    }
+
+    // ------------------------------------------------------------------------ §L5.4 FOLD
+
+    function fold(Op memory op, In[] memory ins, uint256 e, Env memory env) internal pure returns (uint256) {
+        In memory x = ins[0];
+        _need(x.present && x.dims.length >= 1, FOLD, 1);
+        uint256 cap = op.attrs[1];
+        (, uint256 r, uint256 w) = rc(x.dims);
+        uint256 wout = w < cap ? w : cap;
+        _need(cap >= 1 && w <= 2 * cap, FOLD, 2);
+        _need(op.dims.length == x.dims.length && op.dims[op.dims.length - 1] == wout, FOLD, 3);
+        for (uint256 i = 0; i + 1 < x.dims.length; ++i) _need(op.dims[i] == x.dims[i], FOLD, 3);
+        uint256 row = e / wout;
+        uint256 col = e % wout;
+        uint256 n = w;
+        if (op.attrs[2] != 0 && env.past + row % r + 1 < n) n = env.past + row % r + 1;
+        uint32 lo = uint32(ld(x, row * w + col));
+        if (n > cap && col + cap < n) {
+            uint32 hi = uint32(ld(x, row * w + col + cap));
+            return op.attrs[0] == 0 ? Float32.add(lo, hi) : Float32.max(lo, hi);
+        }
+        return Float32.isNaN(lo) ? Float32.NAN : lo;
+    }
+
+    // ------------------------------------------------------------------------ §L5.5 ARGFOLD
+
+    /// @dev RepOps spec §6.11 as a pairwise rule: first NaN, else greater value, else lower index.
+    function _winner(uint32 va, uint256 ia, uint32 vb, uint256 ib) private pure returns (uint256) {
+        bool na = Float32.isNaN(va);
+        bool nb = Float32.isNaN(vb);
+        uint256 lo = ia < ib ? ia : ib;
+        if (na && nb) return lo;
+        if (na) return ia;
+        if (nb) return ib;
+        if (Float32.lt(vb, va)) return ia;
+        if (Float32.lt(va, vb)) return ib;
+        return lo;
+    }
+
+    function argfold(Op memory op, In[] memory ins, uint256 e) internal pure returns (uint256) {
+        In memory x = ins[0];
+        _need(x.present, ARGFOLD, 1);
+        uint256 cap = op.attrs[0];
+        uint256 v;
+        uint256 w;
+        {
+            (uint256 xb, uint256 xr, uint256 xv) = rc(x.dims);
+            v = xv;
+            w = ins.length < 2 ? v : _lastDim(ins[1]);
+            _need(cap >= 1 && w <= 2 * cap, ARGFOLD, 2);
+            _need(numel(op.dims) == xb * xr * (w < cap ? w : cap), ARGFOLD, 3);
+        }
+        uint256 row = e / (w < cap ? w : cap);
+        uint256 i = e % (w < cap ? w : cap);
+        uint256 ia = ins.length < 2 ? i : _index(ins[1], row * w + i, v);
+        if (i + cap >= w) return ia;
+        uint256 ib = ins.length < 2 ? i + cap : _index(ins[1], row * w + i + cap, v);
+        return _winner(uint32(ld(x, row * v + ia)), ia, uint32(ld(x, row * v + ib)), ib);
+    }
+
+    function _lastDim(In memory t) private pure returns (uint256) {
+        (,, uint256 c) = rc(t.dims);
+        return c;
+    }
+
+    function _index(In memory idx, uint256 at, uint256 v) private pure returns (uint256) {
+        int256 got = _sint(idx, ld(idx, at));
+        _need(got >= 0 && uint256(got) < v, ARGFOLD, 4);
+        return uint256(got);
+    }
+
+    // ------------------------------------------------------------------------ §L5.6 EW
+
+    /// @notice Flat index into an input broadcast (NumPy rules, right-aligned) to `out`.
+    function bindex(uint256 e, uint256[] memory out, uint256[] memory shape) internal pure returns (uint256 flat) {
+        _need(shape.length <= out.length, EW, 1);
+        uint256 off = out.length - shape.length;
+        uint256 stride = 1;
+        for (uint256 ax = out.length; ax > 0; --ax) {
+            uint256 dout = out[ax - 1];
+            uint256 coord = dout == 0 ? 0 : e % dout;
+            e = dout == 0 ? e : e / dout;
+            if (ax - 1 >= off) {
+                uint256 din = shape[ax - 1 - off];
+                _need(din == 1 || din == dout, EW, 2);
+                if (din != 1) flat += coord * stride;
+                stride *= din;
+            }
+        }
+    }
+
+    function ew(Op memory op, In[] memory ins, uint256 e, Env memory env) internal pure returns (uint256) {
+        uint256 fn = op.attrs[0];
+        _need(ins[0].present, EW, 3);
+        uint32 a = uint32(ld(ins[0], bindex(e, op.dims, ins[0].dims)));
+        uint32 r;
+        if (fn < 16) {
+            uint32 b = ins.length > 1 ? uint32(ld(ins[1], bindex(e, op.dims, ins[1].dims))) : uint32(op.attrs[1]);
+            r = _binary(fn, a, b);
+        } else {
+            r = _unary(fn, a);
+        }
+        if (op.attrs[2] != 0) {
+            (, uint256 rows, uint256 cols) = rc(op.dims);
+            if (e % cols > env.past + (e / cols) % rows) r = uint32(op.attrs[3]);
+        }
+        return r;
+    }
+
+    function _binary(uint256 fn, uint32 a, uint32 b) private pure returns (uint32) {
+        if (fn == 1) return Float32.add(a, b);
+        if (fn == 2) return Float32.sub(a, b);
+        if (fn == 3) return Float32.mul(a, b);
+        if (fn == 4) return Float32.div(a, b);
+        if (fn == 5) return Float32.max(a, b);
+        if (fn == 6) return Float32.min(a, b);
+        revert OpMismatch(EW, 4);
+    }
+
+    /// @dev RepOps spec §1.3, §2, §5, §6.3 (sigmoid), §6.4 (SiLU).
+    function _unary(uint256 fn, uint32 x) private pure returns (uint32) {
+        if (fn == 16) return Float32.neg(x);
+        if (fn == 17) return Float32.sqrt(x);
+        if (fn == 18) return Float32Transcendental.exp(x);
+        if (fn == 19) return Float32Transcendental.log(x);
+        if (fn == 20) return sigmoid(x);
+        if (fn == 21) return Float32.mul(x, sigmoid(x));
+        if (fn == 22) return Float32.isNaN(x) ? Float32.NAN : x;
+        revert OpMismatch(EW, 5);
+    }
+
+    /// @notice RepOps spec §6.3: div(1, add(1, exp(neg(x)))).
+    function sigmoid(uint32 x) internal pure returns (uint32) {
+        uint32 t = Float32Transcendental.exp(Float32.neg(x));
+        return Float32.div(Float32.ONE, Float32.add(Float32.ONE, t));
+    }
+
+    // ------------------------------------------------------------------------ §L5.7 ROPE
+
+    function rope(Op memory op, In[] memory ins, uint256 e, Env memory env) internal pure returns (uint256) {
+        uint256 w = _ropeCheck(op, ins);
+        uint256 dh = op.attrs[0];
+        uint256 d = (e % w) % dh;
+        if (d >= op.attrs[1]) {
+            uint32 v = uint32(ld(ins[0], e));
+            return Float32.isNaN(v) ? Float32.NAN : v;
+        }
+        uint256 half = op.attrs[1] / 2;
+        uint256 p = (e / w) % op.dims[op.dims.length - 2] + env.past;
+        _need(p < ins[1].dims[0], ROPE, 4);
+        uint256 i = op.attrs[2] == 0 ? d / 2 : d % half;
+        uint256 ia = op.attrs[2] == 0 ? e - d + 2 * i : e - d + i;
+        bool first = op.attrs[2] == 0 ? d % 2 == 0 : d < half;
+        return _rot(ins, ia, op.attrs[2] == 0 ? ia + 1 : ia + half, p * half + i, first);
+    }
+
+    /// @dev Shape rules of ROPE (§L5.7); returns the row width W.
+    function _ropeCheck(Op memory op, In[] memory ins) private pure returns (uint256 w) {
+        In memory x = ins[0];
+        uint256 dh = op.attrs[0];
+        uint256 rot = op.attrs[1];
+        _need(x.present && x.dims.length == op.dims.length && op.dims.length >= 2, ROPE, 1);
+        for (uint256 i = 0; i < x.dims.length; ++i) _need(x.dims[i] == op.dims[i], ROPE, 1);
+        (,, w) = rc(op.dims);
+        _need(dh >= 2 && dh % 2 == 0 && rot % 2 == 0 && rot <= dh && w % dh == 0, ROPE, 2);
+        uint256[] memory cd = ins[1].dims;
+        uint256[] memory sd = ins[2].dims;
+        _need(cd.length == 2 && cd[1] == rot / 2 && sd.length == 2 && sd[0] == cd[0] && sd[1] == rot / 2, ROPE, 3);
+    }
+
+    /// @dev RepOps spec §6.9: a' = a·c − b·s, b' = a·s + b·c, each product rounded.
+    function _rot(In[] memory ins, uint256 ia, uint256 ib, uint256 tab, bool first) private pure returns (uint32) {
+        uint32 a = uint32(ld(ins[0], ia));
+        uint32 b = uint32(ld(ins[0], ib));
+        uint32 c = uint32(ld(ins[1], tab));
+        uint32 s = uint32(ld(ins[2], tab));
+        if (first) return Float32.sub(Float32.mul(a, c), Float32.mul(b, s));
+        return Float32.add(Float32.mul(a, s), Float32.mul(b, c));
+    }
+
+    // ------------------------------------------------------------------------ §L5.8 MOVE
+
+    function move(Op memory op, In[] memory ins, uint256 e, Env memory env) internal pure returns (uint256) {
+        uint256 nd = op.dims.length;
+        _need(op.attrs.length == 1 + nd, MOVE, 1);
+        uint256 src = dimValue(op.attrs[0], env);
+        for (uint256 ax = nd; ax > 0; --ax) {
+            uint256 dout = op.dims[ax - 1];
+            src += (e % dout) * dimValue(op.attrs[ax], env);
+            e /= dout;
+        }
+        return ld(ins[0], src);
+    }
+
+    // ------------------------------------------------------------------------ §L5.9 CONCAT
+
+    function concat(Op memory op, In[] memory ins, uint256 e) internal pure returns (uint256) {
+        uint256 axis = op.attrs[0];
+        In memory a = ins[0];
+        In memory b = ins[1];
+        uint256 nd = op.dims.length;
+        _need(b.present && axis < nd && b.dims.length == nd, CONCAT, 1);
+        uint256 lb = b.dims[axis];
+        _need(op.dims[axis] >= lb, CONCAT, 2);
+        uint256 la = op.dims[axis] - lb;
+        for (uint256 i = 0; i < nd; ++i) {
+            if (i != axis) _need(b.dims[i] == op.dims[i], CONCAT, 2);
+        }
+        if (a.present) {
+            _need(a.dims.length == nd && a.dims[axis] == la, CONCAT, 3);
+            for (uint256 i = 0; i < nd; ++i) {
+                if (i != axis) _need(a.dims[i] == op.dims[i], CONCAT, 3);
+            }
+        } else {
+            _need(la == 0, CONCAT, 3);
+        }
+        uint256 inner = 1;
+        for (uint256 i = axis + 1; i < nd; ++i) inner *= op.dims[i];
+        uint256 len = op.dims[axis];
+        uint256 outer = e / (len * inner);
+        uint256 pos = (e / inner) % len;
+        uint256 rest = e % inner;
+        if (pos < la) return ld(a, (outer * la + pos) * inner + rest);
+        return ld(b, (outer * lb + pos - la) * inner + rest);
+    }
+}
