@@ -111,6 +111,9 @@ def load() -> ctypes.CDLL:
     with _lock:
         if _lib is None:
             path = build()
+            # Idle OpenMP workers sleep instead of spinning: the process also runs torch's own
+            # thread pool, and spinning pools starve each other on a small shared machine.
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             try:
                 lib = ctypes.CDLL(str(path))
             except OSError as e:

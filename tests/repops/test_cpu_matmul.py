@@ -135,3 +135,13 @@ def test_non_contiguous_inputs() -> None:
     a = _t(O.random_f32(rng, (40, 30)))[:, ::2]  # strided view
     b = _t(O.random_f32(rng, (21, 15))).t()
     _same_bits(repops.matmul(a, b), O.matmul_chain(a.contiguous().numpy(), b.contiguous().numpy()))
+
+
+@pytest.mark.parametrize("m", [1, 3, 4])
+def test_linear_decode_path_against_oracle(m: int) -> None:
+    # M <= 4 with a [N, K] weight takes the gather (matrix-vector) kernel on AVX-512
+    rng = np.random.default_rng(m)
+    x, w = O.random_f32(rng, (m, 300)), O.random_f32(rng, (70, 300))
+    w[5, 7] = np.inf
+    x[0, 11] = -0.0
+    _same_bits(repops.linear(_t(x), _t(w)), O.matmul_chain(x, w.T.copy()))

@@ -44,7 +44,7 @@ void repops_attention(const float *q, const float *k, const float *v, float *out
     int64_t rep = Hq / Hkv;
     int64_t nblk = (Tq + QBLOCK - 1) / QBLOCK;
     int64_t units = B * Hq * nblk;
-#pragma omp parallel num_threads(nthreads) if (units > 1 && Tq * Tk * D > 32768)
+#pragma omp parallel num_threads(nthreads) if (units > 1 && (double)units * Tq * Tk * D > 33554432.0)
     {
         REPOPS_FP_ENTER;
         float *S = malloc(sizeof(float) * (size_t)QBLOCK * (size_t)(Tk > 0 ? Tk : 1));

@@ -14,7 +14,7 @@ static inline float sigmoid1(float x) {
 
 /* Spec §2 / §4.2 elementwise binary op. */
 void repops_binary(int op, const float *a, const float *b, float *out, int64_t n, int nthreads) {
-#pragma omp parallel num_threads(nthreads) if (n > 65536)
+#pragma omp parallel num_threads(nthreads) if (n > (1 << 22))
     {
         REPOPS_FP_ENTER;
 #pragma omp for schedule(static)
@@ -36,7 +36,7 @@ void repops_binary(int op, const float *a, const float *b, float *out, int64_t n
 
 /* Spec §1.3 neg, §2 sqrt, §5 exp/log, §6.3 sigmoid, §6.4 silu = mul(x, sigmoid(x)). */
 void repops_unary(int op, const float *x, float *out, int64_t n, int nthreads) {
-#pragma omp parallel num_threads(nthreads) if (n > 16384)
+#pragma omp parallel num_threads(nthreads) if (n > (1 << 20))
     {
         REPOPS_FP_ENTER;
 #pragma omp for schedule(static)

@@ -115,6 +115,43 @@ static void pack_a(int64_t kc, int64_t mr, const float *A, int64_t lda, float *A
     }
 }
 
+#if defined(__AVX512F__)
+/* Spec §3.3 for a few rows of A against W[N,K] stored row-major (B = W^T: rsb = 1, csb = ldw):
+ * the decode matrix-vector case. Each lane of a vector is one output n; the 16 values
+ * W[n..n+16, k] are gathered per k, so W streams from memory once with no packing pass. */
+static void gemv_t(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *W,
+                   int64_t ldw, float *C, int64_t ldc) {
+    const __m512i idx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32((int)ldw));
+    int64_t n0 = 0;
+    for (; n0 + 32 <= N; n0 += 32) {
+        const float *w0 = W + n0 * ldw, *w1 = W + (n0 + 16) * ldw;
+        __m512 acc0[4], acc1[4];
+        for (int m = 0; m < 4; m++) acc0[m] = acc1[m] = _mm512_setzero_ps();
+        for (int64_t k = 0; k < K; k++) {
+            __m512 g0 = _mm512_i32gather_ps(idx, w0 + k, 4);
+            __m512 g1 = _mm512_i32gather_ps(idx, w1 + k, 4);
+            for (int m = 0; m < M; m++) {
+                __m512 a = _mm512_set1_ps(A[m * lda + k]);
+                acc0[m] = _mm512_fmadd_ps(a, g0, acc0[m]);
+                acc1[m] = _mm512_fmadd_ps(a, g1, acc1[m]);
+            }
+        }
+        for (int m = 0; m < M; m++) {
+            _mm512_storeu_ps(C + m * ldc + n0, acc0[m]);
+            _mm512_storeu_ps(C + m * ldc + n0 + 16, acc1[m]);
+        }
+    }
+    for (; n0 < N; n0++)
+        for (int64_t m = 0; m < M; m++) {
+            float acc = 0.0f;
+            for (int64_t k = 0; k < K; k++) acc = fmaf(A[m * lda + k], W[n0 * ldw + k], acc);
+            C[m * ldc + n0] = acc;
+        }
+}
+#endif
+
 /* Serial GEMM on one block: C[M,N] = chain_k A[M,K] B[K,N] (spec §3.1). B[k,n] lives at
  * B[k*rsb + n*csb], so both matmul (row-major B) and linear (W[N,K], rsb=1, csb=K) use it. */
 void repops_gemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
@@ -125,6 +162,13 @@ void repops_gemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t
             for (int64_t n = 0; n < N; n++) C[m * ldc + n] = 0.0f; /* +0.0, spec §3.1 */
         return;
     }
+#if defined(__AVX512F__)
+    if (M <= 4 && rsb == 1 && csb != 1 && csb * 16 < INT32_MAX) {
+        gemv_t(M, N, K, A, lda, B, csb, C, ldc);
+        for (int64_t m = 0; m < M; m++) repops_canon_array(C + m * ldc, N);
+        return;
+    }
+#endif
     float *Bp = aligned_alloc(64, sizeof(float) * (size_t)KC * NC);
     float *Ap = aligned_alloc(64, sizeof(float) * (size_t)KC * MC);
     float tile[MR * NR];
@@ -176,6 +220,9 @@ void repops_gemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t
 void repops_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                  int64_t rsb, int64_t csb, float *C, int64_t ldc, int nthreads) {
     if (nthreads < 1) nthreads = 1;
+    /* waking a second thread costs more than small products gain (and on a loaded machine it
+     * waits for a core): thread only when there are at least 2^25 multiply-adds */
+    if ((double)M * (double)N * (double)K < 33554432.0) nthreads = 1;
     int64_t npanels = (N + NR - 1) / NR;
     int split_n = npanels >= 2 * nthreads || M < 2 * MR;
     int64_t units = split_n ? npanels : (M + MR - 1) / MR;

@@ -19,7 +19,7 @@ static void softmax_row(const float *x, float *y, int64_t n, int log_sm, float *
 
 void repops_softmax_rows(const float *x, float *out, int64_t rows, int64_t n, int log_sm,
                          int nthreads) {
-#pragma omp parallel num_threads(nthreads) if (rows * n > 16384)
+#pragma omp parallel num_threads(nthreads) if (rows * n > (1 << 20))
     {
         REPOPS_FP_ENTER;
         float *d = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
@@ -35,7 +35,7 @@ void repops_softmax_rows(const float *x, float *out, int64_t rows, int64_t n, in
 /* Spec §6.7: y = mul(div(x, sqrt(add(div(fold_sum(x*x), n), eps))), w). w may be NULL. */
 void repops_rms_norm_rows(const float *x, const float *w, float eps, float *out, int64_t rows,
                           int64_t n, int nthreads) {
-#pragma omp parallel num_threads(nthreads) if (rows * n > 16384)
+#pragma omp parallel num_threads(nthreads) if (rows * n > (1 << 20))
     {
         REPOPS_FP_ENTER;
         float *q = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
@@ -61,7 +61,7 @@ void repops_rms_norm_rows(const float *x, const float *w, float eps, float *out,
 /* Spec §6.8 LayerNorm; w and b may be NULL. */
 void repops_layer_norm_rows(const float *x, const float *w, const float *b, float eps,
                             float *out, int64_t rows, int64_t n, int nthreads) {
-#pragma omp parallel num_threads(nthreads) if (rows * n > 16384)
+#pragma omp parallel num_threads(nthreads) if (rows * n > (1 << 20))
     {
         REPOPS_FP_ENTER;
         float *c = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));

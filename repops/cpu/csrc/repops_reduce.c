@@ -3,7 +3,7 @@
 #include "repops_common.h"
 
 void repops_sum_rows(const float *x, float *out, int64_t rows, int64_t n, int nthreads) {
-#pragma omp parallel num_threads(nthreads) if (rows * n > 65536)
+#pragma omp parallel num_threads(nthreads) if (rows * n > (1 << 22))
     {
         REPOPS_FP_ENTER;
         float *buf = malloc(sizeof(float) * (size_t)repops_fold_buf_len(n));
@@ -16,7 +16,7 @@ void repops_sum_rows(const float *x, float *out, int64_t rows, int64_t n, int nt
 
 void repops_max_rows(const float *x, float *out, int64_t rows, int64_t n, int is_min,
                      int nthreads) {
-#pragma omp parallel num_threads(nthreads) if (rows * n > 65536)
+#pragma omp parallel num_threads(nthreads) if (rows * n > (1 << 22))
     {
         REPOPS_FP_ENTER;
 #pragma omp for schedule(static)
@@ -35,7 +35,7 @@ void repops_max_rows(const float *x, float *out, int64_t rows, int64_t n, int is
 
 /* Spec §6.11: first NaN if any; else the lowest index with no strictly greater element. */
 void repops_argmax_rows(const float *x, int64_t *out, int64_t rows, int64_t n, int nthreads) {
-#pragma omp parallel for num_threads(nthreads) schedule(static) if (rows * n > 65536)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (rows * n > (1 << 22))
     for (int64_t r = 0; r < rows; r++) {
         const float *row = x + r * n;
         int64_t best = 0;

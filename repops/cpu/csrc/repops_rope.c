@@ -6,7 +6,7 @@
 
 void repops_rope(const float *x, float *out, const float *cos_t, const float *sin_t,
                  int64_t outer, int64_t T, int64_t D, int64_t half, int pairing, int nthreads) {
-#pragma omp parallel num_threads(nthreads) if (outer * T * D > 65536)
+#pragma omp parallel num_threads(nthreads) if (outer * T * D > (1 << 22))
     {
         REPOPS_FP_ENTER;
 #pragma omp for schedule(static)
