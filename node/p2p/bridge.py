@@ -125,6 +125,7 @@ class P2PNode:
         request_timeout: float = 10.0,
         server_timeout: float = 10.0,
         redial_interval: float = 2.0,
+        gossip_rate_limit: float = 100.0,
     ) -> None:
         self.request_timeout = request_timeout
         self._subs: dict[str, list[Subscription]] = {}
@@ -140,6 +141,7 @@ class P2PNode:
             validators=validators,
             server_timeout=server_timeout,
             redial_interval=redial_interval,
+            gossip_rate_limit=gossip_rate_limit,
             on_gossip=self._fan_out,
         )
         self._thread: threading.Thread | None = None

@@ -66,6 +66,7 @@ class AsyncP2PNode:
         server_timeout: float = 10.0,
         redial_interval: float = 2.0,
         heartbeat_interval: int = 1,
+        gossip_rate_limit: float = 100.0,
         on_gossip: GossipHandler | None = None,
     ) -> None:
         self.listen_addr = f"/ip4/{listen_host}/tcp/{port}"
@@ -77,6 +78,7 @@ class AsyncP2PNode:
         self.stats: Counter[str] = Counter()
         self._key_pair = make_key_pair(key_seed, key_path)
         self._heartbeat = heartbeat_interval
+        self._rate_limit = gossip_rate_limit
         # A node without trace data still speaks the protocol: peers get `unknown_job`, a
         # clear answer, instead of a failed protocol negotiation.
         self._server = TraceServer(
@@ -108,6 +110,8 @@ class AsyncP2PNode:
             degree_low=4,
             degree_high=12,
             heartbeat_interval=self._heartbeat,
+            # per peer and topic; libp2p's default of 10/s silently drops bursts of receipts
+            max_messages_per_topic_per_second=self._rate_limit,
         )
         self.pubsub = Pubsub(self.host, router, strict_signing=True)
         self.host.set_stream_handler(TProtocol(PROTOCOL_ID), self._server.handle_stream)
