@@ -268,3 +268,16 @@ def test_stored_trace_source_serves_and_refuses_corrupt_dumps(tmp_path) -> None:
         dumps[4] = TensorBlob.from_array(bad)
         with pytest.raises(Exception, match="does not match"):
             server.answer(TensorChunksRequest(9, 4, 0, 1))
+
+
+def test_identity_is_stable_across_restarts(tmp_path) -> None:
+    from node.p2p.host import make_key_pair
+
+    path = str(tmp_path / "p2p.key")
+    first = make_key_pair(key_path=path)
+    again = make_key_pair(key_path=path)
+    assert first.public_key.serialize() == again.public_key.serialize()
+    seed = keccak256(b"seed")
+    assert (make_key_pair(seed=seed).public_key.serialize()
+            == make_key_pair(seed=seed).public_key.serialize())
+    assert make_key_pair().public_key.serialize() != first.public_key.serialize()
