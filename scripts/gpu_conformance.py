@@ -62,7 +62,8 @@ def run(scale: int, seed: int) -> dict:
         except Exception as e:  # a failing kernel is a non-conformant op, recorded as such
             mm = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
         t2 = time.perf_counter()
-        row = {"op": case.op, "case": case.label, "elements": int(ref.numel()),
+        n_in = sum(int(a.numel()) for a in case.args if isinstance(a, torch.Tensor))
+        row = {"op": case.op, "case": case.label, "elements": int(ref.numel()), "inputs": n_in,
                "equal": mm is None, "first_mismatch": mm,
                "cpu_s": round(t1 - t0, 3), "gpu_s": round(t2 - t1, 3)}
         per_case.append(row)
@@ -70,9 +71,10 @@ def run(scale: int, seed: int) -> dict:
               f"{row['elements']:>9d}  {mm or ''}", flush=True)
     ops: dict[str, dict] = {}
     for r in per_case:
-        o = ops.setdefault(r["op"], {"cases": 0, "elements": 0, "equal": True,
+        o = ops.setdefault(r["op"], {"cases": 0, "elements": 0, "inputs": 0, "equal": True,
                                      "first_mismatch": None})
         o["cases"] += 1
+        o["inputs"] += r["inputs"]
         o["elements"] += r["elements"]
         if not r["equal"] and o["equal"]:
             o["equal"] = False
@@ -94,11 +96,13 @@ def render(rep: dict) -> str:
                   f"- CPU reference ISA: {e['cpu_isa']}; run {e['date']}; commit "
                   f"`{sec.get('commit', '?')}`; scale {sec.get('scale')}",
                   f"- **all ops equal: {sec['all_equal']}**", "",
-                  "| op | cases | elements | equal | first mismatch |", "|---|---:|---:|---|---|"]
+                  "| op | cases | output elements | input elements | equal | first mismatch |",
+                  "|---|---:|---:|---:|---|---|"]
         for op, o in sorted(sec["ops"].items()):
             mm = o["first_mismatch"]
             mms = "" if mm is None else json.dumps(mm)
-            lines.append(f"| {op} | {o['cases']} | {o['elements']} | {o['equal']} | {mms} |")
+            lines.append(f"| {op} | {o['cases']} | {o['elements']} | {o.get('inputs', '?')} | "
+                         f"{o['equal']} | {mms} |")
         lines += ["", "<details><summary>cases</summary>", "",
                   "| op | case | elements | equal | cpu s | gpu s |",
                   "|---|---|---:|---|---:|---:|"]

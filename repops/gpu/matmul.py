@@ -107,12 +107,13 @@ def _gemv_kernel(A, B, C, M, N, K,
              mask=nmask)
 
 
-# (BM, BN, BK, GROUP_M, num_warps, num_stages); chosen by scripts/bench_repops.py --sweep.
-GEMM_BIG = (128, 128, 16, 8, 8, 3)
-GEMM_MID = (64, 64, 16, 8, 4, 3)
-GEMM_SMALL_M = (32, 64, 16, 8, 4, 3)
-# (BN, BK, num_warps)
-GEMV_CFG = (128, 16, 4)
+# (BM, BN, BK, GROUP_M, num_warps, num_stages); the fastest of scripts/bench_repops.py --sweep
+# on an H100 (docs/reports/bench-repops.md). Every config gives the same bits (checked there).
+GEMM_BIG = (64, 128, 32, 8, 4, 3)
+GEMM_MID = (32, 64, 64, 8, 2, 3)
+GEMM_SMALL_M = (32, 64, 32, 8, 2, 3)
+# (BN, BK, num_warps) for the fma-chain kernel used when M <= GEMV_MAX_M
+GEMV_CFG = (128, 32, 4)
 GEMV_MAX_M = 4
 
 _INTERPRET_GEMM = (16, 16, 8, 2, 1, 1)
