@@ -290,11 +290,27 @@ def run_cpu(func: str, tasks: list, lib_path: Path, workers: int, total: int) ->
         return _merge(func, it, total, Progress(func, total))
 
 
+_TRITON_MOD = None
+
+
+def _triton_crmath():
+    """repops/gpu/crmath.py loaded by path: independent of the rest of the package."""
+    global _TRITON_MOD
+    if _TRITON_MOD is None:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("repops_gpu_crmath_checked", PY_SOURCE)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+        _TRITON_MOD = mod
+    return _TRITON_MOD
+
+
 def _cuda_apply(func: str, bits: np.ndarray):
     import torch
 
-    from repops.gpu import crmath
-
+    crmath = _triton_crmath()
     x = torch.from_numpy(bits.view(np.int32)).cuda().view(torch.float32)
     y = (crmath.exp_f32 if func == "exp" else crmath.log_f32)(x)
     return y.view(torch.int32).cpu().numpy().view(np.uint32)
@@ -404,6 +420,12 @@ def _versions(device: str) -> dict:
 
         v["torch"], v["triton"] = torch.__version__, triton.__version__
         v["cuda"] = torch.version.cuda
+        try:
+            v["driver"] = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True, text=True).stdout.strip()
+        except OSError:
+            pass
     return v
 
 
@@ -496,8 +518,6 @@ def main(argv: list[str] | None = None) -> int:
             oracle_name = "clib"
     if args.device == "cpu" and oracle_name != "numpy-mpmath":
         ap.error("the cpu implementation must be checked against the independent oracle")
-    if args.device == "cuda":
-        sys.path.insert(0, str(ROOT))
     funcs = FUNCS if args.func == "both" else (args.func,)
     total = TOTAL if args.sample is None else args.sample
     tasks = make_tasks(args.sample, args.chunk, args.seed)
