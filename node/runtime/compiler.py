@@ -404,8 +404,16 @@ def _fold_binary(code: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @handles(*_BINARY)
 def _binary(c: Compiler, node: Any, name: str, ins: list) -> list[Value]:
     _attrs(node, name, {})
-    _need(name, ins, 2)
     code = _BINARY[node.op_type]
+    if node.op_type in ("Max", "Min") and len(ins) != 2:  # variadic: order-free fold (§4.2)
+        if len(ins) == 1:
+            return [ins[0]]
+        acc = ins[0]
+        for k, nxt in enumerate(ins[1:]):
+            sub = type("N", (), {"op_type": node.op_type, "attribute": [], "domain": ""})()
+            acc = _binary(c, sub, f"{name}#{k}", [acc, nxt])[0]
+        return [acc]
+    _need(name, ins, 2)
     a, b = ins[0], ins[1]
     if isinstance(a, Const) and isinstance(b, Const):
         return [Const(_fold_binary(code, a.value, b.value))]
@@ -564,7 +572,7 @@ def _flatten(c: Compiler, node: Any, name: str, ins: list) -> list[Value]:
     at = _attrs(node, name, {"axis": 1})
     x = ins[0]
     shape = tuple(x.value.shape) if isinstance(x, Const) else x.shape
-    ax = at["axis"] % (len(shape) + 1) if shape else 0
+    ax = at["axis"] if at["axis"] >= 0 else at["axis"] + len(shape)
     return [_reshape_to(c, name, x, (prod(shape[:ax]), prod(shape[ax:])))]
 
 
@@ -682,6 +690,7 @@ def _slice(c: Compiler, node: Any, name: str, ins: list) -> list[Value]:
             new_shape = list(t.shape)
             new_shape[a] = len(idx)
             t = c.emit("gather", [t, gi], {"axis": a}, tuple(new_shape), t.dtype, name)
+            begin[a], stop[a] = 0, len(idx)
             continue
         begin[a] = _clamp_index(s, shape[a], False)
         stop[a] = _clamp_index(e, shape[a], True)
@@ -794,6 +803,9 @@ def _reduce(c: Compiler, node: Any, name: str, ins: list) -> list[Value]:
     x = ins[0]
     if isinstance(x, Const):
         raise CompileError(f"node {name!r}: {node.op_type} of a constant is not folded")
+    if x.dtype != "float32":
+        raise CompileError(f"node {name!r}: {node.op_type} of {x.dtype} is not in RepOps v1 "
+                           "(float32 reductions only)")
     ax, keep = _reduce_axis(node, name, ins, len(x.shape))
     shape = list(x.shape)
     if keep:
