@@ -133,23 +133,25 @@ def dot(op, out, ins, e, cx):
 
 
 def fold(op, out, ins, e, cx):
-    combine, cap, causal = op.attrs
+    combine, cap, causal, nword = op.attrs
     x = ins[0]
     _need(x is not None and len(x.shape) >= 1, "FOLD: input absent")
     _, r, w = _rows_cols(x.shape)
-    wout = min(w, cap)
     _need(cap >= 1 and w <= 2 * cap, "FOLD: row wider than two caps")
-    _need(tuple(out) == tuple(x.shape[:-1]) + (wout,), "FOLD: output shape")
-    row, i = e // wout, e % wout
-    n = np.full(e.shape, w, dtype=np.int64)
+    _need(tuple(out) == tuple(x.shape[:-1]) + (cap,), "FOLD: output shape")
+    row, i = e // cap, e % cap
+    n = np.full(e.shape, min(w, Dim.from_word(nword).eval(cx.sym)), dtype=np.int64)
     if causal:
         n = np.minimum(n, cx.sym.past + row % r + 1)
+    res = np.full(e.shape, f32.NEG_ZERO, dtype=np.uint32)
+    inside = i < w
+    if inside.any():
+        res[inside] = f32.canon(_get(x, row[inside] * w + i[inside], "FOLD"))
     pair = (n > cap) & (i + cap < n)
-    lo = _get(x, row * w + i, "FOLD")
-    res = f32.canon(lo)
     if pair.any():
+        lo = res[pair]
         hi = _get(x, row[pair] * w + i[pair] + cap, "FOLD")
-        res[pair] = f32.binary("add" if combine == 0 else "max", lo[pair], hi)
+        res[pair] = f32.binary("add" if combine == 0 else "max", lo, hi)
     return res
 
 

@@ -227,20 +227,22 @@ library TraceOps {
         _need(x.present && x.dims.length >= 1, FOLD, 1);
         uint256 cap = op.attrs[1];
         (, uint256 r, uint256 w) = rc(x.dims);
-        uint256 wout = w < cap ? w : cap;
         _need(cap >= 1 && w <= 2 * cap, FOLD, 2);
-        _need(op.dims.length == x.dims.length && op.dims[op.dims.length - 1] == wout, FOLD, 3);
+        _need(op.dims.length == x.dims.length && op.dims[op.dims.length - 1] == cap, FOLD, 3);
         for (uint256 i = 0; i + 1 < x.dims.length; ++i) _need(op.dims[i] == x.dims[i], FOLD, 3);
-        uint256 row = e / wout;
-        uint256 col = e % wout;
-        uint256 n = w;
+        uint256 row = e / cap;
+        uint256 col = e % cap;
+        uint256 n = dimValue(op.attrs[3], env);
+        if (w < n) n = w;
         if (op.attrs[2] != 0 && env.past + row % r + 1 < n) n = env.past + row % r + 1;
+        if (col >= w) return Float32.NEG_ZERO;
         uint32 lo = uint32(ld(x, row * w + col));
+        lo = Float32.isNaN(lo) ? Float32.NAN : lo;
         if (n > cap && col + cap < n) {
             uint32 hi = uint32(ld(x, row * w + col + cap));
             return op.attrs[0] == 0 ? Float32.add(lo, hi) : Float32.max(lo, hi);
         }
-        return Float32.isNaN(lo) ? Float32.NAN : lo;
+        return lo;
     }
 
     // ------------------------------------------------------------------------ §L5.5 ARGFOLD

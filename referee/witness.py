@@ -1,0 +1,196 @@
+"""Builds the one-step witness (calldata for `OneStepVerifier.verify`) from a stored trace.
+
+The witness carries exactly what the contract re-checks (docs/trace-layout.md §L7): the
+program header and the disputed op's record with its proof, the job input and config bytes,
+and for every input slot its C4 header, data root, trace-leaf proof and the 1 KiB chunks the
+element reads. Which chunks: the builder runs the element once through `referee.ops` with
+views that record every index read, so the chunk set is the computation's own, never guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from eth_abi import encode
+
+from referee.execute import ArrayView, Trace
+from referee.layout import Src, Symbols
+from referee.ops import EvalContext, elements
+from repops.commit import (
+    CHUNK_BYTES,
+    canonical_bytes,
+    chunk_leaves,
+    header,
+    merkle_proof,
+    merkle_root,
+)
+
+WITNESS_ABI = ("(uint32,uint32,uint32,bytes32,bytes,bytes32[],bytes,bytes,"
+               "(bytes,bytes32,bytes32,bytes32[],(uint256,bytes,bytes32[])[])[])")
+CONFIG_ABI = ["uint32", "uint32", "uint32", "uint32", "uint64"]
+NO_TOKEN = 2**256 - 1
+EMPTY_TENSOR = (b"", b"\x00" * 32, b"\x00" * 32, [], [])
+
+
+class Claim:
+    """IOneStepVerifier.Claim."""
+
+    ELEMENT = 0
+    OP_HASH = 1
+    OUTPUT_HEADER = 2
+    TRACE_END = 3
+    OUTPUT_TOKEN = 4
+
+
+@dataclass
+class StepContext:
+    """IOneStepVerifier.StepContext (field order is the ABI's)."""
+
+    job_id: int = 0
+    model_hash: bytes = b"\x00" * 32
+    program_root: bytes = b"\x00" * 32
+    input_hash: bytes = b"\x00" * 32
+    config_hash: bytes = b"\x00" * 32
+    trace_root: bytes = b"\x00" * 32
+    trace_length: int = 0
+    leaf_index: int = 0
+    op_hash: bytes = b"\x00" * 32
+    output_root: bytes = b"\x00" * 32
+    element_index: int = 0
+    claimed_bits: int = 0
+    claim: bytes = field(default=b"")
+
+    def as_tuple(self) -> tuple:
+        return (self.job_id, self.model_hash, self.program_root, self.input_hash,
+                self.config_hash, self.trace_root, self.trace_length, self.leaf_index,
+                self.op_hash, self.output_root, self.element_index, self.claimed_bits,
+                self.claim)
+
+
+def token_bytes(tokens: Sequence[int]) -> bytes:
+    """Commitments C6."""
+    return b"".join(int(t).to_bytes(4, "big") for t in tokens)
+
+
+def config_bytes(max_tokens: int, temperature: int = 0, top_k: int = 0, top_p: int = 0x3F800000,
+                 seed: int = 0) -> bytes:
+    """abi.encode(JobMarket.JobConfig): the preimage of the job's config hash."""
+    return encode(CONFIG_ABI, [max_tokens, temperature, top_k, top_p, seed])
+
+
+def element_bits(value: int, dtype: str) -> int:
+    """C1: the little-endian element as an unsigned integer (what `claimedBits` holds)."""
+    width = {"float32": 32, "int32": 32, "int64": 64, "uint8": 8}[dtype]
+    return int(value) % (1 << width)
+
+
+class RecordingView(ArrayView):
+    """An ArrayView that remembers which elements were read."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        super().__init__(array)
+        self.read: set[int] = set()
+
+    def get(self, idx: np.ndarray) -> np.ndarray:
+        self.read.update(int(i) for i in np.asarray(idx).reshape(-1))
+        return super().get(idx)
+
+
+def tensor_entry(array: np.ndarray, elems: set[int], leaf_op_hash: bytes = b"\x00" * 32,
+                 leaf_proof: Sequence[bytes] = ()) -> tuple:
+    """One `Tensor` of the witness: header, data root, leaf proof, chunks holding `elems`."""
+    data = canonical_bytes(array)
+    leaves = chunk_leaves(data)
+    size = array.dtype.itemsize
+    chunks = sorted({(e * size) // CHUNK_BYTES for e in elems})
+    return (header(array.dtype.name, array.shape), merkle_root(leaves), leaf_op_hash,
+            list(leaf_proof),
+            [(c, data[c * CHUNK_BYTES:(c + 1) * CHUNK_BYTES], merkle_proof(leaves, c))
+             for c in chunks])
+
+
+@dataclass
+class WitnessBuilder:
+    """Witnesses for one job's trace (the defender's, as the game sees it)."""
+
+    trace: Trace
+    weights: Mapping[bytes, np.ndarray]
+    config: bytes
+
+    def __post_init__(self) -> None:
+        self._leaves = self.trace.leaves()
+        self._op_hashes = self.trace.program.op_hashes()
+
+    def _program_part(self, j: int) -> list:
+        prog = self.trace.program
+        return [prog.n_ops, prog.token_op, prog.eos, prog.ops_root(), prog.ops[j].record(),
+                prog.op_proof(j), token_bytes(self.trace.job_tokens), self.config]
+
+    def _leaf_tensor(self, leaf: int, elems: set[int]) -> tuple:
+        p = self.trace.program.n_ops
+        return tensor_entry(self.trace.outputs[leaf], elems, self._op_hashes[leaf % p],
+                            merkle_proof(self._leaves, leaf))
+
+    def context(self, leaf: int = 0, element: int = 0, claimed: int = 0,
+                claim: bytes = b"") -> StepContext:
+        from repops.commit import keccak256
+
+        n = self.trace.program.n_ops
+        in_trace = leaf < self.trace.length
+        return StepContext(
+            program_root=self.trace.program.root(),
+            input_hash=keccak256(token_bytes(self.trace.job_tokens)),
+            config_hash=keccak256(self.config),
+            trace_root=merkle_root(self._leaves),
+            trace_length=self.trace.length,
+            leaf_index=leaf,
+            op_hash=self._op_hashes[leaf % n] if in_trace else b"\x00" * 32,
+            output_root=self.trace.roots[leaf] if in_trace else b"\x00" * 32,
+            element_index=element,
+            claimed_bits=claimed,
+            claim=claim,
+        )
+
+    def element(self, leaf: int, element: int) -> bytes:
+        """Witness for Claim.Element at (leaf, element) — also serves OpHash/OutputHeader."""
+        prog = self.trace.program
+        step, j = prog.locate(leaf)
+        op = prog.ops[j]
+        views: list[RecordingView | None] = []
+        for inp in op.inputs:
+            if inp.src == Src.OP:
+                at = inp.leaf(step, prog.n_ops)
+                views.append(None if at is None else RecordingView(self.trace.outputs[at]))
+            elif inp.src == Src.WEIGHT:
+                views.append(RecordingView(self.weights[inp.root]))
+            else:
+                views.append(None)
+        cx = EvalContext(Symbols.for_step(len(self.trace.job_tokens), step), step,
+                         self.trace.job_tokens)
+        elements(op, views, np.array([element]), cx)
+        tensors = []
+        for inp, v in zip(op.inputs, views, strict=True):
+            if v is None:
+                tensors.append(EMPTY_TENSOR)
+            elif inp.src == Src.OP:
+                tensors.append(self._leaf_tensor(inp.leaf(step, prog.n_ops), v.read))
+            else:
+                tensors.append(tensor_entry(v.array, v.read))
+        return encode([WITNESS_ABI], [tuple(self._program_part(j) + [tensors])])
+
+    def header_only(self, leaf: int) -> bytes:
+        """Witness for Claim.OpHash / Claim.OutputHeader (no tensors needed)."""
+        prog = self.trace.program
+        _, j = prog.locate(leaf)
+        tensors = [EMPTY_TENSOR] * len(prog.ops[j].inputs)
+        return encode([WITNESS_ABI], [tuple(self._program_part(j) + [tensors])])
+
+    def token_step(self, step: int | None) -> bytes:
+        """Witness for Claim.TraceEnd / Claim.OutputToken: the token leaf of `step` (if any)."""
+        prog = self.trace.program
+        tensors = []
+        if step is not None:
+            tensors = [self._leaf_tensor(step * prog.n_ops + prog.token_op, {0})]
+        return encode([WITNESS_ABI], [tuple(self._program_part(0) + [tensors])])
