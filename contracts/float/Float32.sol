@@ -66,63 +66,108 @@ library Float32 {
 
     // ------------------------------------------------------------------ rounding core
 
+    /// @dev Marks "msb position unknown" in the arithmetic fast paths; any n >= UNKNOWN_MSB
+    ///      makes the caller compute floor(log2 m) with `log2` (only subnormal operands and
+    ///      close-exponent cancellations need it).
+    uint256 private constant UNKNOWN_MSB = 256;
+
+    /// @notice floor(log2 x) for x > 0 (0 for x = 0).
+    /// @dev    Binary search over 128/64/32/16/8 bits, then an 8-bit lookup (the two constants of
+    ///         Solady's FixedPointMathLib.log2; the lookup was checked for all 255 byte values).
+    /// @param x the integer.
+    /// @return r the index of the most significant set bit.
+    function log2(uint256 x) internal pure returns (uint256 r) {
+        assembly ("memory-safe") {
+            r := shl(7, lt(0xffffffffffffffffffffffffffffffff, x))
+            r := or(r, shl(6, lt(0xffffffffffffffff, shr(r, x))))
+            r := or(r, shl(5, lt(0xffffffff, shr(r, x))))
+            r := or(r, shl(4, lt(0xffff, shr(r, x))))
+            r := or(r, shl(3, lt(0xff, shr(r, x))))
+            r := or(
+                r,
+                byte(
+                    and(0x1f, shr(shr(r, x), 0x8421084210842108cc6318c6db6d54be)),
+                    0x0706060506020504060203020504030106050205030304010505030400000000
+                )
+            )
+        }
+    }
+
     /// @notice Rounds `(-1)^sign * m * 2^e` to binary32, round-to-nearest-even, with gradual
     ///         underflow and overflow to infinity (IEEE-754 §4.3.1, RepOps spec §2).
     /// @dev    Exposed (internal) so that other float code (exp/log) rounds through the same
     ///         routine. Preconditions: `sign` is 0 or 1, `m < 2^249`. `m` may carry a sticky bit
     ///         in its least significant bit as long as that bit lies strictly below the rounding
-    ///         position (callers keep at least two bits of slack). The packing trick: with the
-    ///         rounded significand M (at most 2^24) and quantum exponent q, the bit pattern is
-    ///         `(q + 149) << 23 + M`; a round-up into 2^24 carries into the exponent field, and
-    ///         subnormals (q = -149, M < 2^23) get exponent field 0, without any branch.
+    ///         position (callers keep at least two bits of slack).
     /// @param sign 1 for a negative result.
     /// @param m non-negative integer significand (zero gives a signed zero).
     /// @param e power-of-two exponent of `m`.
     /// @return r the rounded bit pattern.
     function roundPack(uint256 sign, uint256 m, int256 e) internal pure returns (uint32 r) {
+        if (m == 0) return uint32(sign << 31);
+        return roundPackN(sign, m, e, log2(m));
+    }
+
+    /// @notice `roundPack` for a caller that knows n = floor(log2 m) (m > 0).
+    /// @dev    With the rounded significand M (at most 2^24) and quantum exponent q, the bit
+    ///         pattern is `(q + 149) << 23 + M`: a round-up into 2^24 carries into the exponent
+    ///         field, and a subnormal (q = -149, M < 2^23) gets exponent field 0, branch-free.
+    ///         Round half to even: round up iff rem + (M & 1) > half (rem = dropped bits).
+    /// @param sign 1 for a negative result.
+    /// @param m positive integer significand, m < 2^249.
+    /// @param e power-of-two exponent of `m`.
+    /// @param n floor(log2 m).
+    /// @return r the rounded bit pattern.
+    function roundPackN(uint256 sign, uint256 m, int256 e, uint256 n) internal pure returns (uint32 r) {
         assembly ("memory-safe") {
-            switch m
-            case 0 { r := shl(31, sign) }
+            // Quantum exponent of a 24-bit significand.
+            let q := sub(add(n, e), 23)
+            switch slt(q, not(148))
+            case 0 {
+                // Normal range (q >= -149).
+                switch gt(n, 23)
+                case 1 {
+                    let sh := sub(n, 23)
+                    r := shr(sh, m)
+                    r := add(r, gt(add(and(m, sub(shl(sh, 1), 1)), and(r, 1)), shl(sub(sh, 1), 1)))
+                }
+                default { r := shl(sub(23, n), m) }
+                r := add(shl(23, add(q, 149)), r)
+                if gt(r, 0x7f7fffff) { r := 0x7f800000 }
+            }
             default {
-                // n = floor(log2 m), by binary search over the 256-bit word.
-                let n := shl(7, lt(0xffffffffffffffffffffffffffffffff, m))
-                n := or(n, shl(6, lt(0xffffffffffffffff, shr(n, m))))
-                n := or(n, shl(5, lt(0xffffffff, shr(n, m))))
-                n := or(n, shl(4, lt(0xffff, shr(n, m))))
-                n := or(n, shl(3, lt(0xff, shr(n, m))))
-                n := or(n, shl(2, lt(0xf, shr(n, m))))
-                n := or(n, shl(1, lt(0x3, shr(n, m))))
-                n := or(n, lt(0x1, shr(n, m)))
-                // Quantum exponent of the result: 24 significant bits, but never below 2^-149.
-                let q := sub(add(n, e), 23)
-                if slt(q, sub(0, 149)) { q := sub(0, 149) }
-                let sh := sub(q, e)
-                let mm := 0
+                // Below 2^-126: quantum 2^-149, shift by sh = -149 - e (> n - 23).
+                let sh := sub(not(148), e)
                 switch sgt(sh, 0)
                 case 1 {
-                    // sh > 250 >= n + 2 means |value| < 2^-150: rounds to zero (mm stays 0).
+                    // sh > 250 >= n + 2: |value| < 2^-150 rounds to zero.
                     if lt(sh, 251) {
-                        mm := shr(sh, m)
-                        let rem := and(m, sub(shl(sh, 1), 1))
-                        // Round up iff rem > half, or rem == half and mm is odd.
-                        mm := add(mm, gt(add(rem, and(mm, 1)), shl(sub(sh, 1), 1)))
+                        r := shr(sh, m)
+                        r := add(r, gt(add(and(m, sub(shl(sh, 1), 1)), and(r, 1)), shl(sub(sh, 1), 1)))
                     }
                 }
-                default { mm := shl(sub(0, sh), m) }
-                r := add(shl(23, add(q, 149)), mm)
-                if gt(r, 0x7f7fffff) { r := 0x7f800000 }
-                r := or(r, shl(31, sign))
+                default { r := shl(sub(0, sh), m) }
             }
+            r := or(r, shl(31, sign))
         }
+    }
+
+    /// @dev Finishes an operation whose assembly left (s, m, e, n): m == 0 means `r` is final.
+    function _finish(uint32 r, uint256 s, uint256 m, int256 e, uint256 n) private pure returns (uint32) {
+        if (m == 0) return r;
+        if (n >= UNKNOWN_MSB) n = log2(m);
+        return roundPackN(s, m, e, n);
     }
 
     // ------------------------------------------------------------------ arithmetic
 
     /// @notice a + b, correctly rounded (RepOps spec §2). x + (-x) = +0; (-0) + (-0) = -0.
-    /// @dev    Aligns the operand with the larger exponent to the smaller one. When the exponents
-    ///         differ by more than 40, the smaller operand lies entirely below a quarter-ulp of the
-    ///         larger (normal) one and is replaced by a sticky 1 at 2^-40 of its quantum: the exact
-    ///         sum and the substitute then lie strictly between the same two rounding boundaries.
+    /// @dev    Operands are ordered by magnitude (|a| >= |b|, so the result takes a's sign) and
+    ///         a's significand is shifted left by the exponent gap d. For d > 40, b lies
+    ///         entirely below a quarter-ulp of the (normal) a and is replaced by a sticky 1 at
+    ///         2^-40 of a's quantum: the exact sum and the substitute lie strictly between the
+    ///         same two rounding boundaries. The result's msb is known without a search except
+    ///         in a cancellation with d <= 1 or with subnormal operands.
     /// @param a binary32 bit pattern.
     /// @param b binary32 bit pattern.
     /// @return r the rounded sum.
@@ -130,71 +175,72 @@ library Float32 {
         uint256 s;
         uint256 m;
         int256 e;
+        uint256 n = UNKNOWN_MSB;
         assembly ("memory-safe") {
             a := and(a, 0xffffffff)
             b := and(b, 0xffffffff)
-            let ma := and(a, 0x7fffffff)
-            let mb := and(b, 0x7fffffff)
-            switch or(gt(ma, 0x7f7fffff), gt(mb, 0x7f7fffff))
+            let absA := and(a, 0x7fffffff)
+            let absB := and(b, 0x7fffffff)
+            switch or(gt(absA, 0x7f7fffff), gt(absB, 0x7f7fffff))
             case 1 {
                 // At least one NaN or infinity.
                 r := 0x7fc00000
-                if iszero(or(gt(ma, 0x7f800000), gt(mb, 0x7f800000))) {
+                if iszero(or(gt(absA, 0x7f800000), gt(absB, 0x7f800000))) {
                     r := b
-                    if eq(ma, 0x7f800000) {
+                    if eq(absA, 0x7f800000) {
                         r := a
                         // inf + (-inf) is invalid.
-                        if and(eq(mb, 0x7f800000), iszero(eq(a, b))) { r := 0x7fc00000 }
+                        if and(eq(absB, 0x7f800000), iszero(eq(a, b))) { r := 0x7fc00000 }
                     }
                 }
             }
             default {
-                switch or(iszero(ma), iszero(mb))
+                switch or(iszero(absA), iszero(absB))
                 case 1 {
                     // x + 0 = x; for two zeros, -0 only when both are -0.
-                    r := or(a, b)
-                    if iszero(ma) { r := b }
-                    if iszero(mb) { r := a }
-                    if iszero(or(ma, mb)) { r := and(a, b) }
+                    r := a
+                    if iszero(absA) { r := b }
+                    if iszero(or(absA, absB)) { r := and(a, b) }
                 }
                 default {
-                    // Order the operands so that a has the larger biased exponent.
-                    if lt(ma, mb) {
+                    if lt(absA, absB) {
                         let t := a
                         a := b
                         b := t
-                        t := ma
-                        ma := mb
-                        mb := t
+                        t := absA
+                        absA := absB
+                        absB := t
                     }
-                    let ea := shr(23, ma)
-                    let d := shr(23, mb)
-                    ma := or(and(a, 0x7fffff), shl(23, iszero(iszero(ea))))
-                    mb := or(and(b, 0x7fffff), shl(23, iszero(iszero(d))))
-                    ea := add(ea, iszero(ea))
-                    d := sub(ea, add(d, iszero(d)))
+                    s := shr(31, a)
+                    absA := shr(23, absA) // biased exponents from here on
+                    absB := shr(23, absB)
+                    m := or(and(a, 0x7fffff), shl(23, iszero(iszero(absA))))
+                    let mb := or(and(b, 0x7fffff), shl(23, iszero(iszero(absB))))
+                    let d := sub(add(absA, iszero(absA)), add(absB, iszero(absB)))
+                    e := sub(sub(add(absA, iszero(absA)), d), 150)
                     if gt(d, 40) {
                         d := 40
                         mb := 1
+                        e := sub(sub(absA, 40), 150)
                     }
-                    ma := shl(d, ma)
-                    e := sub(sub(ea, d), 150)
-                    s := shr(31, a)
+                    m := shl(d, m)
+                    // a normal: msb(a << d) = 23 + d and msb(b) <= 23.
                     switch eq(s, shr(31, b))
-                    case 1 { m := add(ma, mb) }
+                    case 1 {
+                        m := add(m, mb)
+                        if absA { n := add(add(23, d), iszero(iszero(shr(add(24, d), m)))) }
+                    }
                     default {
                         // Exact cancellation leaves m = 0 and r = +0 (round-to-nearest-even).
-                        switch lt(mb, ma)
-                        case 1 { m := sub(ma, mb) }
-                        default {
-                            m := sub(mb, ma)
-                            s := shr(31, b)
+                        m := sub(m, mb)
+                        if and(iszero(iszero(absA)), gt(d, 1)) {
+                            n := sub(add(23, d), iszero(shr(add(23, d), m)))
                         }
                     }
                 }
             }
         }
-        if (m != 0) r = roundPack(s, m, e);
+        return _finish(r, s, m, e, n);
     }
 
     /// @notice a - b = a + neg(b), correctly rounded (RepOps spec §2).
@@ -213,6 +259,7 @@ library Float32 {
         uint256 s;
         uint256 m;
         int256 e;
+        uint256 n = UNKNOWN_MSB;
         assembly ("memory-safe") {
             a := and(a, 0xffffffff)
             b := and(b, 0xffffffff)
@@ -233,17 +280,19 @@ library Float32 {
                 switch or(iszero(absA), iszero(absB))
                 case 1 { r := shl(31, s) }
                 default {
-                    let ea := shr(23, absA)
-                    let eb := shr(23, absB)
+                    absA := shr(23, absA)
+                    absB := shr(23, absB)
                     m := mul(
-                        or(and(a, 0x7fffff), shl(23, iszero(iszero(ea)))),
-                        or(and(b, 0x7fffff), shl(23, iszero(iszero(eb))))
+                        or(and(a, 0x7fffff), shl(23, iszero(iszero(absA)))),
+                        or(and(b, 0x7fffff), shl(23, iszero(iszero(absB))))
                     )
-                    e := sub(add(add(ea, iszero(ea)), add(eb, iszero(eb))), 300)
+                    e := sub(add(add(absA, iszero(absA)), add(absB, iszero(absB))), 300)
+                    // Two normal significands: the product has 47 or 48 bits.
+                    if mul(absA, absB) { n := add(46, shr(47, m)) }
                 }
             }
         }
-        if (m != 0) r = roundPack(s, m, e);
+        return _finish(r, s, m, e, n);
     }
 
     /// @notice a / b, correctly rounded (RepOps spec §2). 0/0 and inf/inf are NaN; x/0 is a
@@ -257,6 +306,7 @@ library Float32 {
         uint256 s;
         uint256 m;
         int256 e;
+        uint256 n = UNKNOWN_MSB;
         assembly ("memory-safe") {
             a := and(a, 0xffffffff)
             b := and(b, 0xffffffff)
@@ -279,20 +329,22 @@ library Float32 {
                     if absA { r := or(0x7f800000, shl(31, s)) }
                 }
                 default {
-                    switch iszero(absA)
-                    case 1 { r := shl(31, s) }
-                    default {
-                        let ea := shr(23, absA)
-                        let eb := shr(23, absB)
-                        let n := shl(100, or(and(a, 0x7fffff), shl(23, iszero(iszero(ea)))))
-                        let mb := or(and(b, 0x7fffff), shl(23, iszero(iszero(eb))))
-                        m := or(div(n, mb), iszero(iszero(mod(n, mb))))
-                        e := sub(sub(add(ea, iszero(ea)), add(eb, iszero(eb))), 100)
+                    if absA {
+                        absA := shr(23, absA)
+                        absB := shr(23, absB)
+                        let x := shl(100, or(and(a, 0x7fffff), shl(23, iszero(iszero(absA)))))
+                        let mb := or(and(b, 0x7fffff), shl(23, iszero(iszero(absB))))
+                        m := or(div(x, mb), iszero(iszero(mod(x, mb))))
+                        e := sub(sub(add(absA, iszero(absA)), add(absB, iszero(absB))), 100)
+                        // Two normal significands: ma/mb in (1/2, 2), quotient in (2^99, 2^101).
+                        if mul(absA, absB) { n := add(99, shr(100, m)) }
                     }
+                    // 0 / finite non-zero: signed zero.
+                    if iszero(absA) { r := shl(31, s) }
                 }
             }
         }
-        if (m != 0) r = roundPack(s, m, e);
+        return _finish(r, s, m, e, n);
     }
 
     /// @notice sqrt(a), correctly rounded (RepOps spec §2). sqrt(-0) = -0; sqrt(x < 0) = NaN.
@@ -301,11 +353,13 @@ library Float32 {
     ///         from z0 = N/2^77 + 2^75 + 1 >= sqrt N (AM-GM with c = 2^76), at most 6.1% high;
     ///         the relative error squares each step (6.1e-2, 1.9e-3, 1.7e-6, 1.5e-12, 1.1e-24), so
     ///         four steps leave z in {isqrt N, isqrt N + 1}, and one comparison fixes it.
+    ///         isqrt N is in [2^75.5, 2^76.5), so its msb is 75 or 76.
     /// @param a binary32 bit pattern.
     /// @return r the rounded square root.
     function sqrt(uint32 a) internal pure returns (uint32 r) {
         uint256 m;
         int256 e;
+        uint256 n;
         assembly ("memory-safe") {
             a := and(a, 0xffffffff)
             let absA := and(a, 0x7fffffff)
@@ -321,13 +375,13 @@ library Float32 {
                 switch ea
                 case 0 {
                     // Subnormal: shift the leading bit up to bit 23.
-                    let n := shl(4, lt(0xffff, ma))
-                    n := or(n, shl(3, lt(0xff, shr(n, ma))))
-                    n := or(n, shl(2, lt(0xf, shr(n, ma))))
-                    n := or(n, shl(1, lt(0x3, shr(n, ma))))
-                    n := or(n, lt(0x1, shr(n, ma)))
-                    ma := shl(sub(23, n), ma)
-                    ea := sub(n, 22)
+                    let k := shl(4, lt(0xffff, ma))
+                    k := or(k, shl(3, lt(0xff, shr(k, ma))))
+                    k := or(k, shl(2, lt(0xf, shr(k, ma))))
+                    k := or(k, shl(1, lt(0x3, shr(k, ma))))
+                    k := or(k, lt(0x1, shr(k, ma)))
+                    ma := shl(sub(23, k), ma)
+                    ea := sub(k, 22)
                 }
                 default { ma := or(ma, 0x800000) }
                 // value = ma * 2^(ea - 150); make the exponent even.
@@ -340,21 +394,25 @@ library Float32 {
                 z := shr(1, add(z, div(nn, z)))
                 z := sub(z, gt(mul(z, z), nn))
                 m := or(z, iszero(eq(mul(z, z), nn)))
+                n := add(75, shr(76, z))
                 e := sdiv(sub(sub(ea, 150), add(128, odd)), 2)
             }
         }
-        if (m != 0) r = roundPack(0, m, e);
+        return _finish(r, 0, m, e, n);
     }
 
     /// @notice fma(a, b, c) = a * b + c with a single rounding (IEEE-754 fusedMultiplyAdd,
     ///         RepOps spec §2-§3): the matmul chain step `acc <- fma(a, b, acc)`.
-    /// @dev    The exact product has at most 48 bits. The operand with the larger exponent is
-    ///         shifted left onto the other's exponent; for a difference d <= 80 this is exact
-    ///         (< 2^128). For d > 80 the smaller term is below 2^-25 of the larger's quantum and of
-    ///         half the result's rounding grid, so it is replaced by a sticky 1 at 2^-80 of the
-    ///         larger term's quantum (same sign): the exact sum and the substitute lie strictly
-    ///         between the same two rounding boundaries. Exact cancellation gives +0; a zero
-    ///         product plus zero follows the IEEE sign rule for sums of zeros.
+    /// @dev    The exact product has at most 48 bits. The term with the larger quantum exponent
+    ///         is shifted left onto the other's; for a gap d <= 80 this is exact (< 2^128). For
+    ///         d > 80 the smaller term is below 2^-25 of the larger's quantum and of half the
+    ///         result's rounding grid, so it is replaced by a sticky 1 at 2^-80 of the larger
+    ///         term's quantum (same sign): the exact sum and the substitute lie strictly between
+    ///         the same two rounding boundaries. Exact cancellation gives +0; a zero product
+    ///         plus zero follows the IEEE sign rule for sums of zeros. With normal operands the
+    ///         msb of each term is known (product 46/47, addend 23, plus the shift), so the
+    ///         result's msb needs at most one comparison unless the terms' msbs are within one
+    ///         bit of each other and cancel.
     /// @param a binary32 bit pattern (factor).
     /// @param b binary32 bit pattern (factor).
     /// @param c binary32 bit pattern (addend).
@@ -363,6 +421,7 @@ library Float32 {
         uint256 s;
         uint256 m;
         int256 e;
+        uint256 n;
         assembly ("memory-safe") {
             a := and(a, 0xffffffff)
             b := and(b, 0xffffffff)
@@ -394,7 +453,7 @@ library Float32 {
                     if iszero(absC) { r := and(shl(31, s), c) }
                 }
                 default {
-                    // Exact product (s, m, e): at most 48 bits.
+                    // Exact product (s, m, e) with msb n (UNKNOWN_MSB for a subnormal factor).
                     absA := shr(23, absA)
                     absB := shr(23, absB)
                     m := mul(
@@ -402,31 +461,50 @@ library Float32 {
                         or(and(b, 0x7fffff), shl(23, iszero(iszero(absB))))
                     )
                     e := sub(add(add(absA, iszero(absA)), add(absB, iszero(absB))), 300)
+                    n := 256
+                    if mul(absA, absB) { n := add(46, shr(47, m)) }
                     if absC {
-                        let ec := shr(23, absC)
-                        let mc := or(and(c, 0x7fffff), shl(23, iszero(iszero(ec))))
-                        ec := sub(add(ec, iszero(ec)), 150)
-                        switch sgt(ec, e)
+                        absA := shr(23, absC)
+                        let mc := or(and(c, 0x7fffff), shl(23, iszero(iszero(absA))))
+                        let nc := 23
+                        if iszero(absA) { nc := 256 }
+                        absA := sub(add(absA, iszero(absA)), 150) // addend's quantum exponent
+                        switch sgt(absA, e)
                         case 0 {
-                            let d := sub(e, ec)
-                            if gt(d, 80) {
-                                d := 80
+                            absB := sub(e, absA)
+                            if gt(absB, 80) {
+                                absB := 80
                                 mc := 1
+                                nc := 0
                             }
-                            m := shl(d, m)
-                            e := sub(e, d)
+                            m := shl(absB, m)
+                            e := sub(e, absB)
+                            n := add(n, absB)
                         }
                         default {
-                            let d := sub(ec, e)
-                            if gt(d, 80) {
-                                d := 80
+                            absB := sub(absA, e)
+                            if gt(absB, 80) {
+                                absB := 80
                                 m := 1
+                                n := 0
                             }
-                            mc := shl(d, mc)
-                            e := sub(ec, d)
+                            mc := shl(absB, mc)
+                            e := sub(absA, absB)
+                            nc := add(nc, absB)
                         }
+                        // absA := max(n, nc), absB := min(n, nc): the terms' msb positions.
+                        absA := n
+                        absB := nc
+                        if lt(n, nc) {
+                            absA := nc
+                            absB := n
+                        }
+                        n := 256
                         switch eq(s, shr(31, c))
-                        case 1 { m := add(m, mc) }
+                        case 1 {
+                            m := add(m, mc)
+                            if lt(absA, 256) { n := add(absA, iszero(iszero(shr(add(absA, 1), m)))) }
+                        }
                         default {
                             // Exact cancellation leaves m = 0 and r = +0.
                             switch lt(mc, m)
@@ -435,12 +513,13 @@ library Float32 {
                                 m := sub(mc, m)
                                 s := shr(31, c)
                             }
+                            if and(lt(absA, 256), gt(sub(absA, absB), 1)) { n := sub(absA, iszero(shr(absA, m))) }
                         }
                     }
                 }
             }
         }
-        if (m != 0) r = roundPack(s, m, e);
+        return _finish(r, s, m, e, n);
     }
 
     // ------------------------------------------------------------------ comparison
