@@ -1,0 +1,249 @@
+"""Plays one side of a DisputeGame from a local trace, one move per call to `step()`.
+
+Why one move per call: a daemon interleaves many games and jobs, persists after every move,
+and must be able to die between any two moves and carry on (the chain holds the game state;
+`step()` re-reads it each time, so it is idempotent).
+
+The moves mirror contracts/protocol/DisputeGame.sol: level 1 dissects the two trace trees
+(commitments C3/C5, lifted to a common depth with ZERO leaves), the leaves are opened
+(op hash, C4 header, data root), level 2 dissects the output tensors' chunk trees, the
+defender reveals the chunk, the challenger picks the first element where the chunks differ,
+and the one-step verifier decides with a witness built by the referee.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Protocol
+
+from node.chain.client import ChainClient, TxResult, TxReverted
+from repops.commit import ZERO, merkle_levels, merkle_proof
+
+log = logging.getLogger("judge.game")
+
+BITS = 4  # DisputeGame.BITS: 16 children per reveal
+D, C = 0, 1
+
+
+class Phase(IntEnum):
+    NONE = 0
+    TRACE_BISECT = 1
+    LEAF_OPEN = 2
+    TENSOR_BISECT = 3
+    CHUNK_REVEAL = 4
+    ELEMENT_PICK = 5
+    PROOF = 6
+    LENGTH_PROOF = 7
+    RESOLVED = 8
+
+
+class Claim(IntEnum):
+    ELEMENT = 0
+    OP_HASH = 1
+    OUTPUT_HEADER = 2
+    TRACE_END = 3
+    OUTPUT_TOKEN = 4
+
+
+class TraceView(Protocol):
+    """What a player needs from its own execution of the job."""
+
+    def leaves(self) -> list[bytes]:
+        """C5 trace leaves in execution order."""
+
+    def opening(self, leaf: int) -> tuple[bytes, bytes, bytes]:
+        """(op_hash, C4 header bytes, C3 data root) of the op at `leaf`."""
+
+    def chunk_leaves(self, leaf: int) -> list[bytes]:
+        """C2/C3 chunk leaves of the output tensor at `leaf`."""
+
+    def chunk(self, leaf: int, index: int) -> bytes:
+        """Bytes of chunk `index` of the output tensor at `leaf`."""
+
+    def witness(self, kind: int, ctx: Any) -> bytes:
+        """One-step witness for a pending claim, given the on-chain StepContext."""
+
+
+@dataclass
+class GameState:
+    job_id: int
+    phase: Phase
+    turn: int
+    height: int
+    pos: int
+    leaf_index: int
+    chunk_index: int
+    defender_won: bool
+
+
+def _pad_to_height(leaves: list[bytes], height: int) -> list[bytes]:
+    size = 1 << height
+    if len(leaves) > size:
+        raise ValueError(f"{len(leaves)} leaves do not fit a tree of height {height}")
+    return list(leaves) + [ZERO] * (size - len(leaves))
+
+
+def _depth(n: int) -> int:
+    d, p = 0, 1
+    while p < n:
+        p <<= 1
+        d += 1
+    return d
+
+
+class GamePlayer:
+    """One party of one game. `side` is D (defending executor) or C (challenger)."""
+
+    def __init__(self, client: ChainClient, game: Any, game_id: int, side: int,
+                 trace: TraceView) -> None:
+        self.client = client
+        self.game = game
+        self.game_id = game_id
+        self.side = side
+        self.trace = trace
+        self._trace_levels: list[list[bytes]] | None = None
+        self._tensor_levels: dict[int, list[list[bytes]]] = {}
+        self.moves: list[tuple[str, TxResult]] = []
+
+    # ---- reading the chain ----------------------------------------------------------------
+
+    def state(self) -> GameState:
+        job, phase, turn, height, pos, leaf, chunk, won = self.client.call(
+            self.game.functions.gameInfo(self.game_id))
+        return GameState(job, Phase(phase), turn, height, pos, leaf, chunk, won)
+
+    def party(self, side: int) -> tuple[str, bytes, int, int, bytes]:
+        return tuple(self.client.call(self.game.functions.partyInfo(self.game_id, side)))
+
+    def _trace_height(self) -> int:
+        lengths = [self.party(s)[2] for s in (D, C)]
+        return max(_depth(n) for n in lengths)
+
+    def _levels_trace(self) -> list[list[bytes]]:
+        if self._trace_levels is None:
+            h = self._trace_height()
+            self._trace_levels = merkle_levels(_pad_to_height(self.trace.leaves(), h))
+        return self._trace_levels
+
+    def _levels_tensor(self, leaf: int) -> list[list[bytes]]:
+        if leaf not in self._tensor_levels:
+            self._tensor_levels[leaf] = merkle_levels(self.trace.chunk_leaves(leaf))
+        return self._tensor_levels[leaf]
+
+    @staticmethod
+    def _children(levels: list[list[bytes]], height: int, pos: int) -> list[bytes]:
+        b = min(BITS, height)
+        lvl = levels[height - b]
+        return lvl[pos << b:(pos << b) + (1 << b)]
+
+    def _last_reveal(self) -> list[bytes]:
+        """D's children of the current round, from the ChildrenRevealed event."""
+        head = self.client.block_number()
+        logs = self.client.events(self.game, "ChildrenRevealed", max(0, head - 5000), head)
+        mine = [e for e in logs if e["args"]["gameId"] == self.game_id]
+        if not mine:
+            raise RuntimeError(f"game {self.game_id}: no ChildrenRevealed event found")
+        return [bytes(c) for c in mine[-1]["args"]["children"]]
+
+    def _chunk_revealed(self) -> bytes:
+        head = self.client.block_number()
+        logs = self.client.events(self.game, "ChunkRevealed", max(0, head - 5000), head)
+        mine = [e for e in logs if e["args"]["gameId"] == self.game_id]
+        if not mine:
+            raise RuntimeError(f"game {self.game_id}: no ChunkRevealed event found")
+        return bytes(mine[-1]["args"]["chunk"])
+
+    # ---- moves ---------------------------------------------------------------------------
+
+    def _send(self, what: str, fn: Any) -> TxResult:
+        res = self.client.transact(fn, what=f"game {self.game_id} {what}")
+        self.moves.append((what, res))
+        log.info("game %d: %s (gas %d)", self.game_id, what, res.gas_used)
+        return res
+
+    def step(self) -> str | None:
+        """Make our move if it is our turn (or a resolution anyone may make); returns its name.
+
+        Returns None when there is nothing for us to do right now.
+        """
+        st = self.state()
+        if st.phase == Phase.RESOLVED:
+            return None
+        f = self.game.functions
+        if st.phase in (Phase.TRACE_BISECT, Phase.TENSOR_BISECT):
+            levels = (self._levels_trace() if st.phase == Phase.TRACE_BISECT
+                      else self._levels_tensor(st.leaf_index))
+            mine = self._children(levels, st.height, st.pos)
+            if st.turn == D and self.side == D:
+                self._send("reveal", f.reveal(self.game_id, mine))
+                return "reveal"
+            if st.turn == C and self.side == C:
+                theirs = self._last_reveal()
+                self._send("respond", f.respond(self.game_id, mine, theirs))
+                return "respond"
+            return None
+        if st.phase == Phase.LEAF_OPEN and st.turn == self.side:
+            op_hash, header, data_root = self.trace.opening(st.leaf_index)
+            self._send("openLeaf", f.openLeaf(self.game_id, op_hash, header, data_root))
+            return "openLeaf"
+        if st.phase == Phase.CHUNK_REVEAL and self.side == D:
+            chunk = self.trace.chunk(st.leaf_index, st.chunk_index)
+            self._send("revealChunk", f.revealChunk(self.game_id, chunk))
+            return "revealChunk"
+        if st.phase == Phase.ELEMENT_PICK and self.side == C:
+            theirs = self._chunk_revealed()
+            mine = self.trace.chunk(st.leaf_index, st.chunk_index)
+            header = self.trace.opening(st.leaf_index)[1]
+            element = first_difference(theirs, mine, element_size(header))
+            self._send("pickElement", f.pickElement(self.game_id, element, theirs))
+            return "pickElement"
+        if st.phase == Phase.PROOF:
+            return self._resolve()
+        if st.phase == Phase.LENGTH_PROOF:
+            kind = self.client.call(f.pending(self.game_id))
+            index = kind[3]
+            levels = self._levels_trace()
+            leaves = levels[0]
+            proof = merkle_proof(leaves, index)
+            self._send("proveLength", f.proveLength(self.game_id, leaves[index], proof))
+            return "proveLength"
+        return None
+
+    def _resolve(self) -> str | None:
+        ctx = self.client.call(self.game.functions.stepContext(self.game_id))
+        kind = self.client.call(self.game.functions.pending(self.game_id))[0]
+        witness = self.trace.witness(kind, ctx)
+        try:
+            self._send("resolve", self.game.functions.resolve(self.game_id, witness))
+        except TxReverted as e:
+            log.warning("game %d: resolve reverted (%s)", self.game_id, e.error)
+            return None
+        return "resolve"
+
+    def try_timeout(self) -> str | None:
+        """Claim the game if the side to move has run out of time."""
+        st = self.state()
+        if st.phase == Phase.RESOLVED or st.turn == self.side:
+            return None
+        deadline = self.client.call(self.game.functions.pending(self.game_id))[5]
+        if self.client.timestamp() <= deadline:
+            return None
+        self._send("claimTimeout", self.game.functions.claimTimeout(self.game_id))
+        return "claimTimeout"
+
+
+def element_size(header: bytes) -> int:
+    """Bytes per element from a C4 header's dtype code (commitments C1)."""
+    sizes = {1: 4, 2: 4, 3: 8, 4: 1}
+    return sizes[header[1]]
+
+
+def first_difference(a: bytes, b: bytes, size: int) -> int:
+    """Index of the first element where two chunks differ (the challenger's pick)."""
+    n = min(len(a), len(b)) // size
+    for i in range(n):
+        if a[i * size:(i + 1) * size] != b[i * size:(i + 1) * size]:
+            return i
+    raise ValueError("chunks are equal: nothing to dispute")
