@@ -27,13 +27,14 @@
 #define MC (MR * 8)
 #define NC (NR * 64)
 
-typedef void (*ukr_fn)(int64_t kc, const float *A, const float *B, float *C, int64_t ldc,
-                       int first);
+typedef void (*ukr_fn)(int64_t kc, const float *A, const float *B, int64_t ldb, float *C,
+                       int64_t ldc, int first);
 
 /* Spec §3.1 inner step for an R x NR tile: acc = fma(a, b, acc) for k = 0..kc-1 ascending. */
 static inline __attribute__((always_inline)) void ukr_body(const int R, int64_t kc,
                                                            const float *A, const float *B,
-                                                           float *C, int64_t ldc, int first) {
+                                                           int64_t ldb, float *C, int64_t ldc,
+                                                           int first) {
     repops_vf acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < R; i++)
@@ -43,7 +44,7 @@ static inline __attribute__((always_inline)) void ukr_body(const int R, int64_t 
     for (int64_t k = 0; k < kc; k++) {
         repops_vf b[NV];
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) b[v] = REPOPS_VLOAD(B + k * NR + v * REPOPS_VW);
+        for (int v = 0; v < NV; v++) b[v] = REPOPS_VLOAD(B + k * ldb + v * REPOPS_VW);
 #pragma GCC unroll 16
         for (int i = 0; i < R; i++) {
             repops_vf a = REPOPS_VSET1(A[k * R + i]);
@@ -58,9 +59,9 @@ static inline __attribute__((always_inline)) void ukr_body(const int R, int64_t 
 }
 
 #define DEFINE_UKR(R)                                                                        \
-    static void ukr_##R(int64_t kc, const float *A, const float *B, float *C, int64_t ldc,  \
-                        int first) {                                                         \
-        ukr_body(R, kc, A, B, C, ldc, first);                                                \
+    static void ukr_##R(int64_t kc, const float *A, const float *B, int64_t ldb, float *C,   \
+                        int64_t ldc, int first) {                                            \
+        ukr_body(R, kc, A, B, ldb, C, ldc, first);                                           \
     }
 DEFINE_UKR(1)
 DEFINE_UKR(2)
@@ -169,6 +170,10 @@ void repops_gemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t
         return;
     }
 #endif
+    /* packing B pays off when a panel is reused by many rows of A; for a few rows (decode)
+     * it is a second pass over the weights, so row-major B is then read in place (narrow B
+     * only: a wide B read 32 columns at a time strides across pages) */
+    const int direct_b = csb == 1 && M <= MR && N <= 4096;
     float *Bp = aligned_alloc(64, sizeof(float) * (size_t)KC * NC);
     float *Ap = aligned_alloc(64, sizeof(float) * (size_t)KC * MC);
     float tile[MR * NR];
@@ -179,7 +184,8 @@ void repops_gemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t
             int first = pc == 0;
             for (int64_t jr = 0; jr < nc; jr += NR) {
                 int64_t nr = nc - jr < NR ? nc - jr : NR;
-                pack_b(kc, nr, B + pc * rsb + (jc + jr) * csb, rsb, csb, Bp + jr * KC);
+                if (!direct_b || nr < NR)
+                    pack_b(kc, nr, B + pc * rsb + (jc + jr) * csb, rsb, csb, Bp + jr * KC);
             }
             for (int64_t ic = 0; ic < M; ic += MC) {
                 int64_t mc = M - ic < MC ? M - ic : MC;
@@ -192,15 +198,17 @@ void repops_gemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         int64_t mr = mc - ir < MR ? mc - ir : MR;
                         float *c = C + (ic + ir) * ldc + jc + jr;
-                        if (nr == NR) {
-                            UKR[mr](kc, Ap + ir * KC, Bp + jr * KC, c, ldc, first);
+                        if (nr == NR && direct_b) { /* few rows: read row-major B in place */
+                            UKR[mr](kc, Ap + ir * KC, B + pc * rsb + jc + jr, rsb, c, ldc, first);
+                        } else if (nr == NR) {
+                            UKR[mr](kc, Ap + ir * KC, Bp + jr * KC, NR, c, ldc, first);
                         } else {
                             /* edge tile: run on a full-width copy, write back valid columns */
                             for (int64_t i = 0; i < mr; i++) {
                                 for (int64_t j = 0; j < NR; j++)
                                     tile[i * NR + j] = (!first && j < nr) ? c[i * ldc + j] : 0.0f;
                             }
-                            UKR[mr](kc, Ap + ir * KC, Bp + jr * KC, tile, NR, first);
+                            UKR[mr](kc, Ap + ir * KC, Bp + jr * KC, NR, tile, NR, first);
                             for (int64_t i = 0; i < mr; i++)
                                 memcpy(c + i * ldc, tile + i * NR, (size_t)nr * sizeof(float));
                         }
