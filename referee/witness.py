@@ -23,8 +23,7 @@ from repops.commit import (
     canonical_bytes,
     chunk_leaves,
     header,
-    merkle_proof,
-    merkle_root,
+    merkle_levels,
 )
 
 WITNESS_ABI = ("(uint32,uint32,uint32,bytes32,bytes,bytes32[],bytes,bytes,"
@@ -98,17 +97,32 @@ class RecordingView(ArrayView):
         return super().get(idx)
 
 
-def tensor_entry(array: np.ndarray, elems: set[int], leaf_op_hash: bytes = b"\x00" * 32,
-                 leaf_proof: Sequence[bytes] = ()) -> tuple:
-    """One `Tensor` of the witness: header, data root, leaf proof, chunks holding `elems`."""
-    data = canonical_bytes(array)
-    leaves = chunk_leaves(data)
-    size = array.dtype.itemsize
-    chunks = sorted({(e * size) // CHUNK_BYTES for e in elems})
-    return (header(array.dtype.name, array.shape), merkle_root(leaves), leaf_op_hash,
-            list(leaf_proof),
-            [(c, data[c * CHUNK_BYTES:(c + 1) * CHUNK_BYTES], merkle_proof(leaves, c))
-             for c in chunks])
+def proof_from_levels(levels: list[list[bytes]], index: int) -> list[bytes]:
+    """C3 proof read off precomputed levels (`merkle_levels`), bottom-up."""
+    proof = []
+    for level in levels[:-1]:
+        proof.append(level[index ^ 1])
+        index //= 2
+    return proof
+
+
+class TensorTree:
+    """A tensor's canonical bytes and C3 levels, computed once, proofs read off them."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+        self.data = canonical_bytes(array)
+        self.levels = merkle_levels(chunk_leaves(self.data))
+        self.header = header(array.dtype.name, array.shape)
+
+    def entry(self, elems: set[int], leaf_op_hash: bytes = b"\x00" * 32,
+              leaf_proof: Sequence[bytes] = ()) -> tuple:
+        """One `Tensor` of the witness: header, data root, leaf proof, chunks of `elems`."""
+        size = self.array.dtype.itemsize
+        chunks = sorted({(e * size) // CHUNK_BYTES for e in elems})
+        return (self.header, self.levels[-1][0], leaf_op_hash, list(leaf_proof),
+                [(c, self.data[c * CHUNK_BYTES:(c + 1) * CHUNK_BYTES],
+                  proof_from_levels(self.levels, c)) for c in chunks])
 
 
 @dataclass
@@ -121,17 +135,33 @@ class WitnessBuilder:
 
     def __post_init__(self) -> None:
         self._leaves = self.trace.leaves()
+        self._levels = merkle_levels(self._leaves)
         self._op_hashes = self.trace.program.op_hashes()
+        self._op_levels = merkle_levels(self._op_hashes)
+        self._program_root = self.trace.program.root()
+        self._trees: dict[int, TensorTree] = {}
+        self._weight_trees: dict[bytes, TensorTree] = {}
+
+    def tree(self, leaf: int) -> TensorTree:
+        if leaf not in self._trees:
+            self._trees[leaf] = TensorTree(self.trace.outputs[leaf])
+        return self._trees[leaf]
+
+    def weight_tree(self, root: bytes) -> TensorTree:
+        if root not in self._weight_trees:
+            self._weight_trees[root] = TensorTree(self.weights[root])
+        return self._weight_trees[root]
 
     def _program_part(self, j: int) -> list:
         prog = self.trace.program
-        return [prog.n_ops, prog.token_op, prog.eos, prog.ops_root(), prog.ops[j].record(),
-                prog.op_proof(j), token_bytes(self.trace.job_tokens), self.config]
+        return [prog.n_ops, prog.token_op, prog.eos, self._op_levels[-1][0],
+                prog.ops[j].record(), proof_from_levels(self._op_levels, j),
+                token_bytes(self.trace.job_tokens), self.config]
 
     def _leaf_tensor(self, leaf: int, elems: set[int]) -> tuple:
         p = self.trace.program.n_ops
-        return tensor_entry(self.trace.outputs[leaf], elems, self._op_hashes[leaf % p],
-                            merkle_proof(self._leaves, leaf))
+        return self.tree(leaf).entry(elems, self._op_hashes[leaf % p],
+                                     proof_from_levels(self._levels, leaf))
 
     def context(self, leaf: int = 0, element: int = 0, claimed: int = 0,
                 claim: bytes = b"") -> StepContext:
@@ -140,10 +170,10 @@ class WitnessBuilder:
         n = self.trace.program.n_ops
         in_trace = leaf < self.trace.length
         return StepContext(
-            program_root=self.trace.program.root(),
+            program_root=self._program_root,
             input_hash=keccak256(token_bytes(self.trace.job_tokens)),
             config_hash=keccak256(self.config),
-            trace_root=merkle_root(self._leaves),
+            trace_root=self._levels[-1][0],
             trace_length=self.trace.length,
             leaf_index=leaf,
             op_hash=self._op_hashes[leaf % n] if in_trace else b"\x00" * 32,
@@ -177,7 +207,7 @@ class WitnessBuilder:
             elif inp.src == Src.OP:
                 tensors.append(self._leaf_tensor(inp.leaf(step, prog.n_ops), v.read))
             else:
-                tensors.append(tensor_entry(v.array, v.read))
+                tensors.append(self.weight_tree(inp.root).entry(v.read))
         return encode([WITNESS_ABI], [tuple(self._program_part(j) + [tensors])])
 
     def header_only(self, leaf: int) -> bytes:

@@ -1,0 +1,62 @@
+"""The Solidity one-step on anvil, batched through OneStepHarness (one eth_call per batch)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from web3 import Web3
+
+from node.chain.anvil import Anvil
+from node.chain.compile import CONTRACTS, compile_contracts
+from referee.witness import StepContext
+
+SOURCES = ["verifier/OneStepVerifier.sol", "verifier/TraceOps.sol", "float/Float32.sol",
+           "float/Float32Transcendental.sol", "lib/Merkle.sol", "lib/Commitments.sol",
+           "protocol/interfaces/IOneStepVerifier.sol", "test/verifier/OneStepHarness.sol"]
+CALL_GAS = 4_000_000_000
+
+
+class OneStepChain:
+    """`with OneStepChain() as oc: oc.verify_many([(kind, ctx, witness), ...])`."""
+
+    def __enter__(self) -> OneStepChain:
+        arts = compile_contracts([CONTRACTS / s for s in SOURCES])
+        self.anvil = Anvil(extra_args=["--disable-block-gas-limit"]).__enter__()
+        try:
+            self.w3 = Web3(Web3.HTTPProvider(self.anvil.rpc_url, request_kwargs={"timeout": 600}))
+            me = self.w3.eth.accounts[0]
+            self.verifier = self._deploy(arts["OneStepVerifier"], me)
+            self.harness = self._deploy(arts["OneStepHarness"], me, self.verifier.address)
+        except BaseException:
+            self.anvil.__exit__(None, None, None)
+            raise
+        return self
+
+    def _deploy(self, art: dict, sender: str, *args):
+        c = self.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+        tx = c.constructor(*args).transact({"from": sender, "gas": 29_000_000})
+        addr = self.w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
+        return self.w3.eth.contract(address=addr, abi=art["abi"])
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        self.anvil.__exit__(*exc)
+
+    def verify_many(self, cases: Sequence[tuple[int, StepContext, bytes]],
+                    batch: int = 200) -> tuple[list[int], list[int]]:
+        """Per case: 1 defender correct, 0 wrong, 2 reverted; and the gas of each verify."""
+        results: list[int] = []
+        gas: list[int] = []
+        for i in range(0, len(cases), batch):
+            part = cases[i:i + batch]
+            fn = self.harness.functions.verifyMany([c[0] for c in part],
+                                                   [c[1].as_tuple() for c in part],
+                                                   [c[2] for c in part])
+            out, used = fn.call({"gas": CALL_GAS})
+            results += list(out)
+            gas += list(used)
+        return results, gas
+
+    def estimate(self, kind: int, ctx: StepContext, witness: bytes) -> int:
+        """Gas of a transaction calling verify (intrinsic + calldata + execution)."""
+        fn = self.verifier.functions.verify(kind, ctx.as_tuple(), witness)
+        return fn.estimate_gas({"from": self.w3.eth.accounts[0]})
