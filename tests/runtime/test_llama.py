@@ -51,3 +51,12 @@ def test_float32_close_to_float64_oracle_and_cache_consistent(nets):
     inc = torch.cat(rows, dim=1)
     assert torch.allclose(inc, l32, atol=1e-3, rtol=1e-4)
     assert torch.equal(l32.argmax(-1), l64.argmax(-1))
+
+
+def test_rope_tables_equal_repops_reference():
+    """Our fast CR tables must equal the RepOps reference's (one definition, §6.9)."""
+    api = pytest.importorskip("repops.api")
+    cos_r, sin_r = api.rope_tables(96, 64, 100000.0)
+    cos, sin = rope_tables(96, 64, 100000.0)
+    assert np.array_equal(cos.view(np.uint32), cos_r.numpy().view(np.uint32))
+    assert np.array_equal(sin.view(np.uint32), sin_r.numpy().view(np.uint32))
