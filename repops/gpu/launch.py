@@ -73,4 +73,9 @@ def rows_last(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, list[int]]:
     """
     xt = x.movedim(dim, -1).contiguous()
     lead = list(xt.shape[:-1])
-    return xt.reshape(-1, xt.shape[-1]) if xt.dim() > 0 else xt.reshape(1, 1), lead
+    if xt.dim() == 0:
+        return xt.reshape(1, 1), lead
+    rows = 1
+    for d in lead:
+        rows *= d
+    return xt.reshape(rows, xt.shape[-1]), lead
