@@ -11,7 +11,6 @@ import importlib
 
 import pytest
 import torch
-
 from gpu_exact import bits, canon, fold_sum
 
 
