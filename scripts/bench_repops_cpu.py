@@ -142,7 +142,7 @@ def write(report: dict) -> None:
         lines.append(
             f"| {r['kind']} | {r['M']} | {r['K']} | {r['N']} | {r['repops_gflops']:.1f} | "
             f"{r['torch_gflops']:.1f} | {r['ratio']:.2f} | "
-            f"{r.get('repops_matmul_kn_gflops', float('nan')):.1f} |"
+            + (f"{r['repops_matmul_kn_gflops']:.1f} |" if "repops_matmul_kn_gflops" in r else "- |")
         )
     lines += [
         "",
