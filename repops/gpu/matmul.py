@@ -112,9 +112,12 @@ def _gemv_kernel(A, B, C, M, N, K,
 GEMM_BIG = (64, 128, 32, 8, 4, 3)
 GEMM_MID = (32, 64, 64, 8, 2, 3)
 GEMM_SMALL_M = (32, 64, 32, 8, 2, 3)
-# (BN, BK, num_warps) for the fma-chain kernel used when M <= GEMV_MAX_M
+GEMM_SMALL_MN = (32, 32, 32, 8, 1, 3)  # M <= 32, N <= 1024: more programs for short grids
+GEMM_TINY_M = (16, 64, 32, 8, 1, 3)  # M <= 16 (decode): the pipelined dot beats the fma loop
+GEMM_TINY_MN = (16, 32, 32, 8, 1, 3)
+# (BN, BK, num_warps) for the explicit fma-chain kernel (causal P·V, or gemv=True)
 GEMV_CFG = (128, 32, 4)
-GEMV_MAX_M = 4
+GEMV_MAX_M = 0
 
 _INTERPRET_GEMM = (16, 16, 8, 2, 1, 1)
 
@@ -123,8 +126,10 @@ def gemm_config(M: int, N: int, K: int) -> tuple[int, int, int, int, int, int]:
     """Tile shape for a problem; any choice gives the same bits (spec §3 fixes the k-order)."""
     if interpreting():
         return _INTERPRET_GEMM
+    if M <= 16:
+        return GEMM_TINY_MN if N <= 1024 else GEMM_TINY_M
     if M <= 32:
-        return GEMM_SMALL_M
+        return GEMM_SMALL_MN if N <= 1024 else GEMM_SMALL_M
     if M * N >= 2048 * 2048:
         return GEMM_BIG
     return GEMM_MID
