@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-import repops
+from repops import api
 
 NAN = 0x7FC00000
 NEG_INF = 0xFF800000
@@ -38,10 +38,10 @@ def canon(x: np.ndarray) -> np.ndarray:
     return np.where(isnan(x), np.uint32(NAN), x).astype(np.uint32)
 
 
-_BINARY = {"add": repops.add, "sub": repops.sub, "mul": repops.mul, "div": repops.div,
-           "max": repops.maximum, "min": repops.minimum}
-_UNARY = {"neg": repops.neg, "sqrt": repops.sqrt, "exp": repops.exp, "log": repops.log,
-          "sigmoid": repops.sigmoid, "silu": repops.silu}
+_BINARY = {"add": api.add, "sub": api.sub, "mul": api.mul, "div": api.div,
+           "max": api.maximum, "min": api.minimum}
+_UNARY = {"neg": api.neg, "sqrt": api.sqrt, "exp": api.exp, "log": api.log,
+          "sigmoid": api.sigmoid, "silu": api.silu}
 
 
 def binary(name: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:

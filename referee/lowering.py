@@ -33,7 +33,7 @@ from referee.layout import (
     op_input,
     weight_input,
 )
-from repops import default_scale
+from repops.api import default_scale
 
 DEFAULT_SEGMENT = 64  # fma steps per DOT element (§L5.3); see docs/reports/gas-onestep.md
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-import repops
 from referee.execute import run
 from referee.lowering import LAYER_ROLES, LlamaShape, LlamaWeights, llama_program
+from repops import api as repops
 from repops.commit import tensor_root_np
 
 TOY = LlamaShape(vocab=40, dim=16, layers=1, heads=4, kv_heads=2, ffn=24)
