@@ -65,6 +65,7 @@ class ChainClient:
         retries: int = 5,
         backoff: float = 0.5,
         request_timeout: float = 30.0,
+        journal: Any = None,
     ) -> None:
         self.rpc_url = rpc_url
         self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": request_timeout}))
@@ -74,6 +75,8 @@ class ChainClient:
         self.backoff = backoff
         self._artifacts: dict[str, dict] | None = None
         self._errors: dict[str, str] = {}
+        # node.store.Store (or None): signed txs are recorded before sending (crash safety)
+        self.journal = journal
 
     def __repr__(self) -> str:  # never print the key
         who = self.account.address if self.account else "read-only"
@@ -145,10 +148,56 @@ class ChainClient:
 
     # ---- transactions --------------------------------------------------------------------
 
-    def _send(self, what: str, tx: dict) -> TxResult:
+    def _wait(self, what: str, tx_hash: bytes) -> TxResult:
+        try:
+            receipt = self.retry("receipt", lambda: self.w3.eth.wait_for_transaction_receipt(
+                tx_hash, timeout=120, poll_latency=0.1))
+        except TimeExhausted as e:
+            raise ChainError(f"{what}: transaction {tx_hash.hex()} not mined in 120s") from e
+        if receipt["status"] != 1:
+            raise TxReverted(what, f"status 0 in block {receipt['blockNumber']}")
+        return TxResult("0x" + tx_hash.hex().removeprefix("0x"), receipt["blockNumber"],
+                        receipt["gasUsed"], receipt)
+
+    def _journaled(self, key: str, what: str) -> TxResult | None:
+        """A tx already recorded under `key`: wait for it (rebroadcasting if the chain lost
+        it) instead of signing a second one. None when nothing usable is recorded."""
+        if self.journal is None:
+            return None
+        old = self.journal.tx_by_key(key)
+        if old is None or old.tx_hash is None:
+            return None
+        if old.status in ("mined",):
+            rc = self.retry("receipt", lambda: self.w3.eth.get_transaction_receipt(old.tx_hash))
+            return TxResult("0x" + old.tx_hash.hex(), rc["blockNumber"], rc["gasUsed"], rc)
+        if old.status in ("failed", "dropped", "replaced"):
+            raise TxReverted(what, f"recorded transaction {old.key} ended {old.status}")
+        try:
+            self.w3.eth.get_transaction(old.tx_hash)
+        except Exception:  # unknown to the node: it never left, or the chain forgot it
+            log.info("%s: rebroadcasting recorded tx %s", what, old.tx_hash.hex())
+            try:
+                self.retry("sendRawTransaction",
+                           lambda: self.w3.eth.send_raw_transaction(old.raw))
+            except ValueError as e:  # nonce already used by another tx: it will never mine
+                self.journal.mark_tx(old.id, "dropped", error=str(e))
+                raise TxReverted(what, f"recorded tx dropped: {e}") from None
+        try:
+            res = self._wait(what, old.tx_hash)
+        except TxReverted:
+            self.journal.mark_tx(old.id, "failed")
+            raise
+        self.journal.mark_tx(old.id, "mined", block=res.block)
+        return res
+
+    def _send(self, what: str, tx: dict, key: str | None = None) -> TxResult:
         acct = self.account
         if acct is None:
             raise ChainError(f"{what}: no key configured")
+        if key is not None:
+            done = self._journaled(key, what)
+            if done is not None:
+                return done
         tx.setdefault("from", acct.address)
         tx.setdefault("chainId", self.retry("eth_chainId", lambda: self.w3.eth.chain_id))
         tx["nonce"] = self.retry("nonce", lambda: self.w3.eth.get_transaction_count(
@@ -167,21 +216,37 @@ class ChainClient:
             tx["maxPriorityFeePerGas"] = tip
             tx["maxFeePerGas"] = 2 * base + tip
         signed = acct.sign_transaction(tx)
+        row = None
+        if key is not None and self.journal is not None:
+            row = self.journal.prepare_tx(key, what, sender=acct.address, nonce=tx["nonce"],
+                                          tx_hash=bytes(signed.hash),
+                                          raw=bytes(signed.raw_transaction))
         tx_hash = self.retry("sendRawTransaction",
                              lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
+        if row is not None:
+            self.journal.mark_tx(row.id, "sent", expect=["prepared"])
         try:
-            receipt = self.retry("receipt", lambda: self.w3.eth.wait_for_transaction_receipt(
-                tx_hash, timeout=120, poll_latency=0.1))
-        except TimeExhausted as e:
-            raise ChainError(f"{what}: transaction {tx_hash.hex()} not mined in 120s") from e
-        if receipt["status"] != 1:
-            raise TxReverted(what, f"status 0 in block {receipt['blockNumber']}")
-        return TxResult("0x" + tx_hash.hex().removeprefix("0x"), receipt["blockNumber"],
-                        receipt["gasUsed"], receipt)
+            res = self._wait(what, tx_hash)
+        except TxReverted:
+            if row is not None:
+                self.journal.mark_tx(row.id, "failed")
+            raise
+        if row is not None:
+            self.journal.mark_tx(row.id, "mined", block=res.block)
+        return res
 
-    def transact(self, fn: Any, value: int = 0, gas: int | None = None, what: str = "") -> TxResult:
-        """Build, sign, send and wait for a contract function call; decode reverts."""
+    def transact(self, fn: Any, value: int = 0, gas: int | None = None, what: str = "",
+                 key: str | None = None) -> TxResult:
+        """Build, sign, send and wait for a contract function call; decode reverts.
+
+        With a `key` and a journal, the signed tx is recorded before it is sent, and a later
+        call with the same key (e.g. after a crash) waits for that tx instead of sending anew.
+        """
         what = what or getattr(fn, "fn_name", "transaction")
+        if key is not None:
+            done = self._journaled(key, what)
+            if done is not None:
+                return done
         params: dict[str, Any] = {"from": self.address, "value": value}
         if gas:
             params["gas"] = gas
@@ -192,7 +257,7 @@ class ChainClient:
             raise TxReverted(what, rev.error if rev else str(e)) from None
         if gas is None:
             tx.pop("gas", None)
-        return self._send(what, tx)
+        return self._send(what, tx, key=key)
 
     def call(self, fn: Any) -> Any:
         try:
