@@ -410,8 +410,10 @@ def _versions(device: str) -> dict:
     except ImportError:
         pass
     try:
-        v["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT,
-                                         capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip()
+        if re.fullmatch(r"[0-9a-f]{40}", head):
+            v["git_commit"] = head
     except OSError:
         pass
     if device == "cuda":
@@ -463,8 +465,9 @@ def write_report(report_dir: Path, device: str, entry: dict) -> None:
                   "| function | inputs checked | misrounded | decided by mpmath | time (s) |",
                   "| --- | --- | --- | --- | --- |"]
         for f, r in e["functions"].items():
+            decided = r.get("mpmath_decided", "-") if e["oracle"] != "clib" else "-"
             lines.append(f"| {f} | {r['inputs_checked']} | {r['misrounded']} | "
-                         f"{r.get('mpmath_decided', '-')} | {r['time_s']:.1f} |")
+                         f"{decided} | {r['time_s']:.1f} |")
         for f, r in e["functions"].items():
             for m in r["first_mismatches"]:
                 lines.append(f"- {f} mismatch: x={m['x']} got {m['got']} expected "
