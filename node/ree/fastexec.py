@@ -1,0 +1,456 @@
+"""Fast executor of a trace program (docs/trace-layout.md §L5) on torch tensors through the
+RepOps API, CPU or CUDA, bit-identical to the reference `referee.execute` on every leaf.
+
+Why not `referee.ops`: the reference evaluates element by element in NumPy (an fma loop per
+k), minutes per token on SmolLM2. Here every op is a few whole-tensor `repops` calls:
+
+* DOT k-segments (§L5.3) are chains that start from the previous segment's accumulator, and
+  `repops.matmul` chains from +0.0. Two exact rewrites bridge that:
+  - one query row (decode): the accumulator becomes the first term of the chain,
+    `fma(1.0, acc[n], +0.0) = acc[n]` (exact), with `acc` written into a spare row of the
+    segmented weight buffer;
+  - several rows (prefill): the segment's output is the chain from +0.0 over `[0, k1)`,
+    which is what the previous segments accumulated (this executor produced them).
+  Both rewrites, and the causal exclusion of masked keys (done here by zero products after
+  the live ones), can only differ from the spec chain in the sign of a zero result or by a
+  NaN from `0·inf` (an accumulator of −0.0 fed as +0.0, or `acc + (±0)` terms). Every output
+  element that is ±0 or NaN is therefore recomputed by the reference semantics
+  (`referee.ops.elements`), which makes the op exact; such elements are rare.
+* FOLD levels, ARGFOLD levels, EW, ROPE, MOVE, CONCAT, GATHER map onto `repops` element
+  ops and bit copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import repops
+from referee.execute import ArrayView
+from referee.f32 import NAN, NEG_INF, NEG_ZERO
+from referee.layout import Code, Dim, Fn, Src, Symbols, TraceOp, TraceProgram, is_binary
+from referee.ops import EvalContext, elements
+
+_TORCH = {"float32": torch.float32, "int32": torch.int32, "int64": torch.int64,
+          "uint8": torch.uint8}
+_BIN = {Fn.ADD: repops.add, Fn.SUB: repops.sub, Fn.MUL: repops.mul, Fn.DIV: repops.div,
+        Fn.MAX: repops.maximum, Fn.MIN: repops.minimum}
+_UN = {Fn.NEG: repops.neg, Fn.SQRT: repops.sqrt, Fn.EXP: repops.exp, Fn.LOG: repops.log,
+       Fn.SIGMOID: repops.sigmoid, Fn.SILU: repops.silu}
+
+
+class FastExecError(RuntimeError):
+    """An op's inputs do not fit (the reference raises OpError on the same programs)."""
+
+
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _rows_cols(shape: Sequence[int]) -> tuple[int, int, int]:
+    """§L5: (batch, rows, cols) of a tensor read as [..., R, C]; 1-D is one row."""
+    if len(shape) == 0:
+        return 1, 1, 1
+    if len(shape) == 1:
+        return 1, 1, int(shape[0])
+    return _numel(shape[:-2]), int(shape[-2]), int(shape[-1])
+
+
+def bits_scalar(bits: int, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.array([bits], dtype=np.uint32).view(np.float32)).to(device)
+
+
+def canon(x: torch.Tensor) -> torch.Tensor:
+    """RepOps spec §1.2: NaN → 0x7FC00000 (for bit copies of possibly foreign data)."""
+    if x.dtype != torch.float32:
+        return x
+    nan = torch.isnan(x)
+    if not bool(nan.any()):
+        return x
+    return torch.where(nan, bits_scalar(NAN, x.device), x)
+
+
+def _fill(shape: Sequence[int], bits: int, device: torch.device) -> torch.Tensor:
+    return bits_scalar(bits, device).expand(*shape).contiguous() if shape else \
+        bits_scalar(bits, device).reshape(())
+
+
+class WeightBuffer:
+    """A [N, K] weight laid out for segmented chains (layout §L5.3, module docstring).
+
+    Block s (rows s·(S+1) … s·(S+1)+S) holds a spare row then Wᵀ[k0:k1]; rows past K are
+    zero. The spare row takes the accumulator in decode and is +0.0 for prefill prefixes.
+    """
+
+    def __init__(self, w: np.ndarray, seg: int, device: torch.device) -> None:
+        n, k = w.shape
+        self.n, self.k, self.seg = n, k, seg
+        self.nseg = max(1, -(-k // seg))
+        buf = np.zeros((self.nseg * (seg + 1), n), dtype=np.float32)
+        for s in range(self.nseg):
+            k0, k1 = s * seg, min((s + 1) * seg, k)
+            buf[s * (seg + 1) + 1: s * (seg + 1) + 1 + (k1 - k0)] = w[:, k0:k1].T
+        self.buf = torch.from_numpy(buf).to(device)
+        self.dirty = False
+        self._pad_src: torch.Tensor | None = None
+        self._pad: torch.Tensor | None = None
+
+    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+        """x[r, K] spread over the buffer's rows (zeros at spare rows), cached per input."""
+        if self._pad_src is x and self._pad is not None:
+            return self._pad
+        r, s1 = x.shape[0], self.seg + 1
+        pad = torch.zeros((r, self.nseg, s1), dtype=torch.float32, device=x.device)
+        xk = torch.zeros((r, self.nseg * self.seg), dtype=torch.float32, device=x.device)
+        xk[:, : self.k] = x
+        pad[:, :, 1:] = xk.reshape(r, self.nseg, self.seg)
+        self._pad_src, self._pad = x, pad.reshape(r, self.nseg * s1)
+        return self._pad
+
+    def segment(self, x: torch.Tensor, k0: int, k1: int, acc: torch.Tensor | None
+                ) -> tuple[torch.Tensor, bool]:
+        """Chain over [k0, k1) of x[r, K] · Wᵀ from `acc` ([r, N]) or +0; (out, needs check)."""
+        if k0 % self.seg or k1 - k0 > self.seg:
+            raise FastExecError(f"segment [{k0}:{k1}) does not match the buffer's {self.seg}")
+        s, s1 = k0 // self.seg, self.seg + 1
+        ln = min(k1, self.k) - k0
+        base = s * s1
+        if acc is None:
+            return repops.matmul(x[:, k0:k0 + ln].contiguous(),
+                                 self.buf[base + 1: base + 1 + ln]), False
+        if x.shape[0] == 1:
+            self.buf[base] = acc.reshape(-1)
+            self.dirty = True
+            a = torch.cat([torch.ones((1, 1), dtype=torch.float32, device=x.device),
+                           x[:, k0:k0 + ln]], dim=1)
+            return repops.matmul(a, self.buf[base: base + 1 + ln]), True
+        if self.dirty:
+            self.buf[0::s1] = 0.0
+            self.dirty = False
+        a = self._padded(x)[:, : base + 1 + ln].contiguous()
+        return repops.matmul(a, self.buf[: base + 1 + ln]), True
+
+
+@dataclass
+class StepState:
+    sym: Symbols
+    step: int
+    job_tokens: Sequence[int]
+
+
+class FastExecutor:
+    """Runs a TraceProgram step by step; `run_step` returns the P outputs of the step."""
+
+    def __init__(self, program: TraceProgram, weights: Mapping[bytes, np.ndarray],
+                 device: str | torch.device = "cpu") -> None:
+        self.program = program
+        self.device = torch.device(device)
+        self.np_weights = weights
+        self.weights: dict[bytes, torch.Tensor] = {}
+        self.buffers: dict[bytes, WeightBuffer] = {}
+        self.fallbacks = 0  # elements recomputed by the reference (diagnostics)
+        seg_of: dict[bytes, int] = {}
+        for op in program.ops:
+            for k, inp in enumerate(op.inputs):
+                if inp.src != Src.WEIGHT:
+                    continue
+                if inp.root not in weights:
+                    raise FastExecError(f"{op.name}: weight {inp.root.hex()[:16]}… not loaded")
+                if op.code == Code.DOT and k == 1:
+                    k0, k1 = op.attrs[0], op.attrs[1]
+                    if k0 == 0:
+                        seg_of[inp.root] = k1 - k0
+                else:
+                    self.weights.setdefault(inp.root, self._upload(weights[inp.root]))
+        for root, seg in seg_of.items():
+            w = np.asarray(weights[root], dtype=np.float32)
+            if w.ndim != 2:
+                raise FastExecError("a DOT weight must be [N, K]")
+            self.buffers[root] = WeightBuffer(w, seg, self.device)
+        self.prev: list[torch.Tensor] | None = None
+
+    def _upload(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.array(a, copy=True)).to(self.device)
+
+    # ------------------------------------------------------------------ step driver
+
+    def reset(self) -> None:
+        self.prev = None
+
+    def run_step(self, step: int, job_tokens: Sequence[int], feed_token: int | None = None
+                 ) -> list[torch.Tensor]:
+        """All P outputs of `step`; `feed_token` is the token this step reads (step ≥ 1),
+        by default the previous step's token-op output (§L5.1)."""
+        st = StepState(Symbols.for_step(len(job_tokens), step), step, job_tokens)
+        if step > 0 and self.prev is None:
+            raise FastExecError("step > 0 without the previous step's outputs")
+        outs: list[torch.Tensor] = []
+        for j, op in enumerate(self.program.ops):
+            ins = [self._input(op, k, outs, st) for k in range(len(op.inputs))]
+            try:
+                y = self._run(op, ins, st, feed_token)
+            except (ValueError, RuntimeError, TypeError) as e:
+                raise FastExecError(f"op {j} ({op.name}) at step {step}: {e}") from e
+            want = op.shape(st.sym)
+            if tuple(y.shape) != want:
+                raise FastExecError(f"op {j} ({op.name}) produced {tuple(y.shape)}, "
+                                    f"program says {want}")
+            outs.append(y)
+        self.prev = outs
+        return outs
+
+    def _input(self, op: TraceOp, k: int, outs: list[torch.Tensor], st: StepState
+               ) -> torch.Tensor | None:
+        inp = op.inputs[k]
+        if inp.src == Src.OP:
+            if inp.back == 0:
+                return outs[inp.op]
+            if inp.back > 1:
+                raise FastExecError("inputs more than one step back are not kept")
+            return None if st.step == 0 else self.prev[inp.op]
+        if inp.src == Src.WEIGHT:
+            if op.code == Code.DOT and k == 1 and inp.root in self.buffers:
+                return None  # served by the weight buffer
+            return self.weights[inp.root]
+        return None
+
+    def _run(self, op: TraceOp, ins: list[torch.Tensor | None], st: StepState,
+             feed_token: int | None) -> torch.Tensor:
+        c = op.code
+        if c == Code.TOKENS:
+            return self._tokens(ins, st, feed_token)
+        if c == Code.GATHER:
+            ids, table = ins
+            return table.index_select(0, ids.reshape(-1).to(torch.int64)).reshape(
+                *ids.shape, table.shape[1])
+        if c == Code.DOT:
+            return self._dot(op, ins, st)
+        if c == Code.FOLD:
+            return self._fold(op, ins[0], st)
+        if c == Code.ARGFOLD:
+            return self._argfold(op, ins)
+        if c == Code.EW:
+            return self._ew(op, ins, st)
+        if c == Code.ROPE:
+            return self._rope(op, ins, st)
+        if c == Code.MOVE:
+            return self._move(op, ins[0], st)
+        if c == Code.CONCAT:
+            return self._concat(op, ins)
+        raise FastExecError(f"op code {c} has no fast executor")
+
+    # ------------------------------------------------------------------ §L5.1 TOKENS
+
+    def _tokens(self, ins: list[torch.Tensor | None], st: StepState,
+                feed_token: int | None) -> torch.Tensor:
+        if st.step == 0:
+            return torch.tensor(list(st.job_tokens), dtype=torch.int32, device=self.device)
+        if feed_token is None:
+            return ins[1].reshape(-1)[:1].to(torch.int32).clone()
+        return torch.tensor([feed_token], dtype=torch.int32, device=self.device)
+
+    # ------------------------------------------------------------------ §L5.3 DOT
+
+    def _dot(self, op: TraceOp, ins: list[torch.Tensor | None], st: StepState) -> torch.Tensor:
+        k0, k1, group, causal = op.attrs
+        out_shape = op.shape(st.sym)
+        a = ins[0]
+        acc = ins[2] if len(ins) > 2 else None
+        root = op.inputs[1].root if op.inputs[1].src == Src.WEIGHT else None
+        buf = self.buffers.get(root) if root is not None else None
+        ba, r, k = _rows_cols(a.shape)
+        if buf is not None:
+            if ba != 1 or buf.k != k or group != 1 or causal:
+                raise FastExecError("weight DOT with batch, group or causal is not lowered so")
+            n = buf.n
+        else:
+            bb, n, kb = _rows_cols(ins[1].shape)
+            if kb != k or ba != bb * group:
+                raise FastExecError("DOT: shapes do not chain")
+        kend = min(k1, k)
+        acc3 = None if acc is None else acc.reshape(ba, r, n)
+        if kend <= k0:  # past the real chain: the accumulator is copied (§L5.3)
+            res = acc3 if acc3 is not None else _fill((ba, r, n), 0, self.device)
+            check = False
+        elif buf is not None:
+            res, check = buf.segment(a.reshape(r, k), k0, kend,
+                                     None if acc3 is None else acc3.reshape(r, n))
+            res = res.reshape(ba, r, n)
+        else:
+            res, check = self._act_dot(a.reshape(ba, r, k), ins[1].reshape(-1, n, k), acc3,
+                                       k0, kend, group, causal, st)
+        if check:
+            res = self._exact_where_doubtful(op, ins, res, st, out_shape)
+        if causal == 2:
+            rows = torch.arange(r, device=self.device).reshape(1, r, 1)
+            cols = torch.arange(n, device=self.device).reshape(1, 1, n)
+            res = torch.where(cols > st.sym.past + rows, bits_scalar(NEG_INF, self.device), res)
+        return res.reshape(out_shape)
+
+    def _act_dot(self, a: torch.Tensor, b: torch.Tensor, acc: torch.Tensor | None, k0: int,
+                 kend: int, group: int, causal: int, st: StepState
+                 ) -> tuple[torch.Tensor, bool]:
+        ba, r, _ = a.shape
+        bg = b.repeat_interleave(group, dim=0) if group > 1 else b
+        check = False
+        if causal == 1:  # masked keys become zero products after the live ones (docstring)
+            rows = torch.arange(r, device=self.device).reshape(1, r, 1)
+            cols = torch.arange(a.shape[2], device=self.device).reshape(1, 1, -1)
+            live = cols <= st.sym.past + rows
+            if not bool(live[..., :kend].all()):
+                a = torch.where(live, a, torch.zeros((), dtype=a.dtype, device=a.device))
+                check = True
+        if acc is None:
+            lo = k0
+        elif r == 1:
+            ones = torch.ones((ba, 1, 1), dtype=torch.float32, device=self.device)
+            a_aug = torch.cat([ones, a[:, :, k0:kend]], dim=2)
+            b_aug = torch.cat([acc.reshape(ba, 1, -1), bg[:, :, k0:kend].transpose(1, 2)],
+                              dim=1)
+            return repops.matmul(a_aug.contiguous(), b_aug.contiguous()), True
+        else:
+            lo, check = 0, True
+        res = repops.matmul(a[:, :, lo:kend].contiguous(),
+                            bg[:, :, lo:kend].transpose(1, 2).contiguous())
+        return res, check
+
+    def _exact_where_doubtful(self, op: TraceOp, ins: list[torch.Tensor | None],
+                              res: torch.Tensor, st: StepState, out_shape: tuple[int, ...]
+                              ) -> torch.Tensor:
+        """Recompute ±0 and NaN elements by the reference semantics (module docstring)."""
+        flat = res.reshape(-1)
+        doubtful = (flat == 0) | torch.isnan(flat)
+        if not bool(doubtful.any()):
+            return res
+        e = torch.nonzero(doubtful).reshape(-1).cpu().numpy().astype(np.int64)
+        views = []
+        for k, t in enumerate(ins):
+            inp = op.inputs[k]
+            if t is None and inp.src == Src.WEIGHT:
+                views.append(ArrayView(np.asarray(self.np_weights[inp.root])))
+            else:
+                views.append(None if t is None else ArrayView(t.detach().cpu().numpy()))
+        vals = elements(op, views, e, EvalContext(st.sym, st.step, st.job_tokens))
+        fixed = flat.clone()
+        upd = torch.from_numpy(np.asarray(vals, dtype=np.uint32).view(np.float32))
+        fixed[torch.from_numpy(e).to(self.device)] = upd.to(self.device)
+        self.fallbacks += len(e)
+        return fixed.reshape(res.shape)
+
+    # ------------------------------------------------------------------ §L5.4 FOLD
+
+    def _fold(self, op: TraceOp, x: torch.Tensor, st: StepState) -> torch.Tensor:
+        combine, cap, causal, nword = op.attrs
+        _, r, w = _rows_cols(x.shape)
+        if cap < 1 or w > 2 * cap:
+            raise FastExecError("FOLD: row wider than two caps")
+        x2 = canon(x.reshape(-1, w))
+        rows = x2.shape[0]
+        lo = x2[:, :cap] if w >= cap else torch.cat(
+            [x2, _fill((rows, cap - w), NEG_ZERO, self.device)], dim=1)
+        n = min(w, Dim.from_word(nword).eval(st.sym))
+        out_shape = tuple(x.shape[:-1]) + (cap,)
+        if n <= cap:  # no row has a pair: a copy level (§L5.4)
+            return lo.contiguous().reshape(out_shape)
+        hi = torch.cat([x2[:, cap:], _fill((rows, 2 * cap - w), NEG_ZERO, self.device)], dim=1)
+        comb = repops.add(lo, hi) if combine == 0 else repops.maximum(lo, hi)
+        nrow = torch.full((rows, 1), n, dtype=torch.int64, device=self.device)
+        if causal:
+            pos = torch.arange(rows, device=self.device).reshape(rows, 1) % r
+            nrow = torch.minimum(nrow, st.sym.past + pos + 1)
+        i = torch.arange(cap, device=self.device).reshape(1, cap)
+        return torch.where(i + cap < nrow, comb, lo).contiguous().reshape(out_shape)
+
+    # ------------------------------------------------------------------ §L5.5 ARGFOLD
+
+    def _argfold(self, op: TraceOp, ins: list[torch.Tensor | None]) -> torch.Tensor:
+        (cap,) = op.attrs
+        x = ins[0]
+        idx = ins[1] if len(ins) > 1 else None
+        v = x.shape[-1]
+        xr = x.reshape(-1, v)
+        rows = xr.shape[0]
+        w = v if idx is None else idx.shape[-1]
+        wout = min(w, cap)
+        if idx is None:
+            ids = torch.arange(w, device=self.device, dtype=torch.int64).expand(rows, w)
+        else:
+            ids = idx.reshape(rows, w).to(torch.int64)
+        ia = ids[:, :wout]
+        res = ia.clone()
+        npair = max(0, w - cap)
+        if npair:
+            ia_p, ib = ia[:, :npair], ids[:, cap:cap + npair]
+            va, vb = torch.gather(xr, 1, ia_p), torch.gather(xr, 1, ib)
+            na, nb = torch.isnan(va), torch.isnan(vb)
+            lo = torch.minimum(ia_p, ib)
+            win = torch.where(va > vb, ia_p, torch.where(vb > va, ib, lo))
+            win = torch.where(na & ~nb, ia_p, torch.where(nb & ~na, ib,
+                                                          torch.where(na & nb, lo, win)))
+            res[:, :npair] = win
+        return res.to(torch.int32).reshape(*x.shape[:-1], wout)
+
+    # ------------------------------------------------------------------ §L5.6 EW
+
+    def _ew(self, op: TraceOp, ins: list[torch.Tensor | None], st: StepState) -> torch.Tensor:
+        fn, scalar, mask, fill = op.attrs
+        fn = Fn(fn)
+        out_shape = op.shape(st.sym)
+        a = ins[0]
+        if is_binary(fn):
+            b = ins[1] if len(ins) > 1 else bits_scalar(scalar, self.device)
+            res = _BIN[fn](a, b)
+        elif fn == Fn.COPY:
+            res = canon(a).clone()
+        else:
+            res = _UN[fn](a)
+        if tuple(res.shape) != out_shape:
+            res = res.expand(out_shape).contiguous()
+        if mask:
+            _, r, c = _rows_cols(out_shape)
+            rows = torch.arange(r, device=self.device).reshape(r, 1)
+            cols = torch.arange(c, device=self.device).reshape(1, c)
+            res = torch.where(cols > st.sym.past + rows, bits_scalar(fill, self.device), res)
+        return res
+
+    # ------------------------------------------------------------------ §L5.7 ROPE
+
+    def _rope(self, op: TraceOp, ins: list[torch.Tensor | None], st: StepState) -> torch.Tensor:
+        dh, rot, mode = op.attrs
+        x, cos, sin = ins
+        t, w = x.shape[-2], x.shape[-1]
+        if w % dh or rot > dh or cos.shape[1] != rot // 2:
+            raise FastExecError("ROPE: bad head layout")
+        p0 = st.sym.past
+        if p0 + t > cos.shape[0]:
+            raise FastExecError("ROPE: position past the table")
+        lead = x.shape[:-2]
+        xh = x.reshape(*lead, t, w // dh, dh).transpose(-2, -3).contiguous()
+        y = repops.rope(xh, cos[p0:p0 + t].contiguous(), sin[p0:p0 + t].contiguous(),
+                        pairing="adjacent" if mode == 0 else "half")
+        return y.transpose(-2, -3).contiguous().reshape(x.shape)
+
+    # ------------------------------------------------------------------ §L5.8 MOVE, §L5.9 CONCAT
+
+    def _move(self, op: TraceOp, x: torch.Tensor, st: StepState) -> torch.Tensor:
+        out_shape = op.shape(st.sym)
+        off = Dim.from_word(op.attrs[0]).eval(st.sym)
+        strides = [Dim.from_word(a).eval(st.sym) for a in op.attrs[1:]]
+        flat = x.contiguous().reshape(-1)
+        last = off + sum((d - 1) * s for d, s in zip(out_shape, strides, strict=True)
+                         if d > 0)
+        if off < 0 or any(s < 0 for s in strides) or (_numel(out_shape) and
+                                                      last >= flat.numel()):
+            raise FastExecError("MOVE: element outside the input")
+        return flat.as_strided(out_shape, strides, off).contiguous()
+
+    def _concat(self, op: TraceOp, ins: list[torch.Tensor | None]) -> torch.Tensor:
+        (axis,) = op.attrs
+        a, b = ins
+        return b.clone() if a is None else torch.cat([a, b], dim=axis)

@@ -1,0 +1,254 @@
+"""The model an REE session runs: dequantized GGUF weights, RoPE tables, tokenizer, model hash
+and the trace program of docs/trace-layout.md, cached on disk keyed by the GGUF's sha256.
+
+Why a cache: dequantizing the GGUF (~12 s), the correctly rounded RoPE tables, the tensor roots
+of 540 MB of weights and the ONNX compile behind the model hash (DESIGN §5) all take long and
+are pure functions of the file, so a second `ree run` should only memory-map one flat file.
+Why the GGUF and not the runtime's compiled weights: the trace program (`referee.lowering.
+llama_program`) names weights by role (wq, w_gate, …) and by C4 tensor root; the GGUF names
+map to roles one to one, while the ONNX initializer names do not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from referee.layout import TraceProgram
+from referee.lowering import DEFAULT_SEGMENT, LlamaShape, LlamaWeights, llama_program
+from repops.commit import tensor_root_np
+
+CACHE_VERSION = 1
+DEFAULT_MAX_CTX = 2048
+
+# trace-program role -> GGUF tensor name suffix (per layer)
+ROLE_NAMES = {
+    "attn_norm": "attn_norm.weight", "wq": "attn_q.weight", "wk": "attn_k.weight",
+    "wv": "attn_v.weight", "wo": "attn_output.weight", "ffn_norm": "ffn_norm.weight",
+    "w_gate": "ffn_gate.weight", "w_up": "ffn_up.weight", "w_down": "ffn_down.weight",
+}
+
+
+class ModelLoadError(RuntimeError):
+    """The model cannot be loaded (unknown name, missing or corrupt file); says what to do."""
+
+
+def _log_nothing(msg: str) -> None:
+    pass
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cache_root() -> Path:
+    """`$JUDGE_REE_CACHE`, else `<model cache>/ree`."""
+    env = os.environ.get("JUDGE_REE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from node.models import cache_dir
+
+    return cache_dir() / "ree"
+
+
+@dataclass
+class Model:
+    """Everything a run needs; weights are float32 arrays keyed by GGUF name (+ rope_cos/sin)."""
+
+    name: str
+    gguf_sha256: str
+    config: Any  # node.runtime.gguf_loader.LlamaConfig
+    metadata: dict[str, Any]
+    weights: dict[str, np.ndarray]
+    roots: dict[str, bytes]
+    model_hash: dict[str, str]
+    max_ctx: int
+    segment: int
+    program: TraceProgram
+
+    @property
+    def eos(self) -> int:
+        return int(self.metadata.get("tokenizer.ggml.eos_token_id", -1))
+
+    def tokenizer(self):  # noqa: ANN201 - node.runtime.tokenizer.Tokenizer
+        from node.runtime.tokenizer import Tokenizer
+
+        return Tokenizer.from_metadata(self.metadata)
+
+    def weights_by_root(self) -> dict[bytes, np.ndarray]:
+        """The trace program's WEIGHT inputs (layout §L4) resolved by C4 root."""
+        return {self.roots[n]: w for n, w in self.weights.items()}
+
+    def shape(self) -> LlamaShape:
+        c = self.config
+        return LlamaShape(vocab=c.vocab_size, dim=c.d_model, layers=c.n_layers, heads=c.n_heads,
+                          kv_heads=c.n_kv_heads, ffn=c.d_ff, eps=float(np.float32(c.rms_eps)),
+                          rope_half=c.rope_pairing == "half")
+
+
+def resolve_gguf(model: str) -> Path:
+    """`smollm2` (a registry name, sha256-checked) or a path to a .gguf file."""
+    from node.models import MODELS, ModelError, model_path
+
+    if model in MODELS:
+        try:
+            return model_path(model)
+        except ModelError as e:
+            raise ModelLoadError(str(e)) from None
+    p = Path(model).expanduser()
+    if p.suffix == ".gguf":
+        if not p.is_file():
+            raise ModelLoadError(f"GGUF file {p} not found")
+        return p
+    raise ModelLoadError(f"unknown model {model!r}; known models: {', '.join(sorted(MODELS))} "
+                         "(or a path to a .gguf file)")
+
+
+def role_weights(cfg: Any, n_layers: int | None = None) -> tuple[dict[str, str],
+                                                                   list[dict[str, str]]]:
+    """GGUF names of the global weights and, per layer, of each LlamaWeights role."""
+    glob = {"embed": "token_embd.weight", "norm": "output_norm.weight",
+            "output": "token_embd.weight" if cfg.tied_embeddings else "output.weight",
+            "rope_cos": "rope_cos", "rope_sin": "rope_sin"}
+    layers = [{r: f"blk.{i}.{s}" for r, s in ROLE_NAMES.items()}
+              for i in range(cfg.n_layers if n_layers is None else n_layers)]
+    return glob, layers
+
+
+def build_program(cfg: Any, roots: dict[str, bytes], eos: int, max_ctx: int,
+                  segment: int = DEFAULT_SEGMENT, n_layers: int | None = None) -> TraceProgram:
+    """docs/trace-layout.md §L8.6 via `referee.lowering.llama_program` (never a third format)."""
+    glob, layers = role_weights(cfg, n_layers)
+    w = LlamaWeights(embed=roots[glob["embed"]], norm=roots[glob["norm"]],
+                     output=roots[glob["output"]], rope_cos=roots["rope_cos"],
+                     rope_sin=roots["rope_sin"],
+                     layers=tuple({r: roots[n] for r, n in lay.items()} for lay in layers))
+    shape = LlamaShape(vocab=cfg.vocab_size, dim=cfg.d_model, layers=len(layers),
+                       heads=cfg.n_heads, kv_heads=cfg.n_kv_heads, ffn=cfg.d_ff,
+                       eps=float(np.float32(cfg.rms_eps)), rope_half=cfg.rope_pairing == "half")
+    return llama_program(shape, w, max_ctx=max_ctx, eos=eos, segment=segment)
+
+
+# ------------------------------------------------------------------------------ disk cache
+
+
+def _write_cache(d: Path, weights: dict[str, np.ndarray], roots: dict[str, bytes],
+                 meta: dict[str, Any]) -> None:
+    """One flat little-endian float32 file + a JSON index; written to a temp dir, renamed in."""
+    d.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=d.name + ".partial-", dir=d.parent))
+    try:
+        index, off = {}, 0
+        with (tmp / "weights.bin").open("wb") as f:
+            for name, w in weights.items():
+                a = np.ascontiguousarray(w, dtype="<f4")
+                f.write(a.tobytes())
+                index[name] = {"offset": off, "shape": list(a.shape),
+                               "root": roots[name].hex()}
+                off += a.nbytes
+        (tmp / "index.json").write_text(json.dumps({**meta, "tensors": index}))
+        try:
+            tmp.rename(d)
+        except OSError:  # another process won the race: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _read_cache(d: Path) -> tuple[dict[str, np.ndarray], dict[str, bytes], dict[str, Any]]:
+    idx = json.loads((d / "index.json").read_text())
+    if idx.get("cache_version") != CACHE_VERSION:
+        raise ValueError("stale cache")
+    raw = np.memmap(d / "weights.bin", dtype="<f4", mode="r")
+    weights, roots = {}, {}
+    for name, t in idx.pop("tensors").items():
+        n = int(np.prod(t["shape"])) if t["shape"] else 1
+        start = t["offset"] // 4
+        weights[name] = np.asarray(raw[start:start + n]).reshape(t["shape"])
+        roots[name] = bytes.fromhex(t["root"])
+    return weights, roots, idx
+
+
+def _compute(path: Path, max_ctx: int, log: Callable[[str], None],
+             with_model_hash: bool) -> tuple[dict[str, np.ndarray], dict[str, bytes],
+                                             dict[str, Any]]:
+    from node.runtime.gguf_loader import GGUFError, load_gguf
+    from node.runtime.rope_tables import rope_tables
+
+    t0 = time.time()
+    try:
+        g = load_gguf(path)
+    except GGUFError as e:
+        raise ModelLoadError(f"corrupt GGUF: {e}") from None
+    log(f"dequantized {path.name} in {time.time() - t0:.1f}s")
+    cfg = g.config
+    if cfg.rope_dim != cfg.head_dim:
+        raise ModelLoadError("partial RoPE is not supported by the trace layout")
+    cos, sin = rope_tables(max_ctx, cfg.rope_dim, cfg.rope_base)
+    weights = dict(g.weights)
+    weights["rope_cos"], weights["rope_sin"] = cos, sin
+    roots = {n: tensor_root_np(np.ascontiguousarray(w)) for n, w in weights.items()}
+    log(f"weight roots done ({time.time() - t0:.1f}s)")
+    mh: dict[str, str] = {}
+    if with_model_hash:
+        from node.runtime.build import compile_gguf
+
+        mh = compile_gguf(max_pos=max_ctx, gguf=g).hash.to_json()
+        log(f"model hash compiled ({time.time() - t0:.1f}s)")
+    return weights, roots, {"cache_version": CACHE_VERSION, "model_hash": mh,
+                            "max_ctx": max_ctx}
+
+
+def load_model(model: str = "smollm2", max_ctx: int = DEFAULT_MAX_CTX,
+               segment: int = DEFAULT_SEGMENT, log: Callable[[str], None] = _log_nothing,
+               use_cache: bool = True, with_model_hash: bool = True) -> Model:
+    """Load (from the cache when possible) and lower the model to its trace program."""
+    from node.runtime.gguf_loader import GGUFError, open_reader, read_config, read_metadata
+
+    if max_ctx < 2:
+        raise ModelLoadError("max_ctx must be at least 2")
+    path = resolve_gguf(model)
+    digest = _sha256(path)
+    try:
+        reader = open_reader(path)
+        cfg = read_config(reader)
+        meta = read_metadata(reader)
+    except GGUFError as e:
+        raise ModelLoadError(f"corrupt GGUF: {e}") from None
+    if max_ctx > cfg.context_length:
+        raise ModelLoadError(f"max_ctx {max_ctx} exceeds the model context {cfg.context_length}")
+    d = cache_root() / f"{digest[:24]}-ctx{max_ctx}"
+    cached = None
+    if use_cache and (d / "index.json").is_file():
+        try:
+            cached = _read_cache(d)
+            if with_model_hash and not cached[2].get("model_hash"):
+                cached = None
+        except (ValueError, OSError, KeyError):
+            cached = None
+    if cached is None:
+        log(f"preparing {path.name} (first run; cached in {d})")
+        cached = _compute(path, max_ctx, log, with_model_hash)
+        if use_cache:
+            _write_cache(d, *cached)
+    weights, roots, info = cached
+    prog = build_program(cfg, roots, int(meta.get("tokenizer.ggml.eos_token_id", -1)),
+                         max_ctx, segment)
+    name = model if "/" not in model and not model.endswith(".gguf") else path.name
+    return Model(name, digest, cfg, meta, weights, roots, info.get("model_hash") or {},
+                 max_ctx, segment, prog)
