@@ -1,0 +1,345 @@
+"""The executor and challenger daemons (DESIGN §7).
+
+Both are loops of small idempotent steps over durable state:
+1. scan new safe blocks for events (node/watch.py) and record what they mean in the store;
+2. act on the store: run jobs, commit, challenge, make game moves, finalize, withdraw.
+Every transaction is journaled under a key naming its intent ("commit:7", "move:3:12"), so a
+node killed at any point re-derives the same step after restart and waits for the recorded
+transaction instead of sending a second one. Traces are not stored: the job is re-run (the
+runtime is deterministic) when a restarted node needs its trace again.
+
+The cheating executor of the demo and the tests is the same code with a `fault` that changes
+one element of one trace leaf before committing (and before later ops read it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from node.chain.client import ChainClient, TxReverted
+from node.deployment import Deployment
+from node.game_player import BITS, C, D, GamePlayer, Phase
+from node.jobs import JobOutcome, JobRunner, JobTrace
+from node.metrics import NodeMetrics
+from node.requester import config_from_chain, tokens_from_input
+from node.store import Store
+from node.store.records import Game, Job, JobStatus
+from node.watch import EventWatcher, Subscription
+
+log = logging.getLogger("judge.daemon")
+
+EXTERNAL = 255
+
+
+@dataclass
+class Fault:
+    """Corrupt element `element` of trace leaf `leaf` by xor-ing `mask` into its bits."""
+
+    leaf: int
+    element: int = 0
+    mask: int = 1
+
+    def __call__(self, leaf: int, out: np.ndarray) -> np.ndarray:
+        if leaf != self.leaf:
+            return out
+        out = out.copy()
+        flat = out.reshape(-1)
+        bits = flat.view(np.uint32) if flat.dtype == np.float32 else flat
+        bits[self.element % flat.size] ^= self.mask
+        return out
+
+
+class _StoreCursor:
+    """Adapter: the watcher's cursor interface over node.store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def get_cursor(self, name: str) -> tuple[int, str] | None:
+        cur = self.store.get_cursor(name)
+        if cur is None:
+            return None
+        return cur.block, "0x" + (cur.block_hash or b"").hex()
+
+    def set_cursor(self, name: str, block: int, block_hash: str) -> None:
+        self.store.set_cursor(name, block, bytes.fromhex(block_hash.removeprefix("0x")))
+
+
+class Daemon:
+    """Shared machinery; `role` is "executor" or "challenger"."""
+
+    role = "node"
+
+    def __init__(self, client: ChainClient, deployment: Deployment, store: Store,
+                 runner: JobRunner, served_models: set[bytes] | None = None,
+                 metrics: NodeMetrics | None = None) -> None:
+        self.client = client
+        self.deployment = deployment
+        self.store = store
+        self.runner = runner
+        self.served = served_models
+        self.metrics = metrics or NodeMetrics(self.role)
+        c = deployment.contracts(client)
+        self.market, self.game = c["market"], c["game"]
+        self.outcomes: dict[int, JobOutcome] = {}
+        self.players: dict[int, GamePlayer] = {}
+        self.watcher = EventWatcher(client, _StoreCursor(store), f"{self.role}-events",
+                                    self.subscriptions(), start_block=deployment.block)
+        self._stop = threading.Event()
+
+    # ---- plumbing ----------------------------------------------------------------------
+
+    def subscriptions(self) -> list[Subscription]:
+        return [Subscription(self.market, "JobPosted", self.on_job_posted),
+                Subscription(self.market, "Challenged", self.on_challenged)]
+
+    def send(self, fn: Any, key: str, value: int = 0) -> Any:
+        res = self.client.transact(fn, value=value, key=f"{self.role}:{key}", what=key)
+        self.metrics.tx(res.gas_used)
+        return res
+
+    def on_job_posted(self, ev: Any) -> None:
+        a = ev["args"]
+        if self.served is not None and bytes(a["modelHash"]) not in self.served:
+            return
+        cfg_bytes = json.dumps(config_from_chain(a["config"]), sort_keys=True).encode()
+        self.store.upsert_job(Job(job=int(a["jobId"]), model=bytes(a["modelHash"]),
+                                  input=bytes(a["input"]), config=cfg_bytes,
+                                  block=ev["blockNumber"], deadline=int(a["deadline"]),
+                                  reward=int(a["reward"]), requester=a["requester"]))
+        self.metrics.jobs_seen.labels(self.role).inc()
+
+    def on_challenged(self, ev: Any) -> None:
+        """Games are discovered here; subclasses decide whether they are a party."""
+
+    def outcome(self, job_id: int, fault: Callable | None = None) -> JobOutcome:
+        """Run (or re-run after a restart) the job; cached for the life of the process."""
+        if job_id not in self.outcomes:
+            job = self.store.get_job(job_id)
+            if job is None:
+                raise RuntimeError(f"job {job_id} unknown to this node")
+            config = json.loads(job.config)
+            t = time.time()
+            self.outcomes[job_id] = self.runner(job.model, tokens_from_input(job.input), config,
+                                                fault)
+            log.info("%s: ran job %d in %.1fs (%d trace leaves)", self.role, job_id,
+                     time.time() - t, self.outcomes[job_id].trace_length)
+        return self.outcomes[job_id]
+
+    def player(self, game_id: int, side: int, job_id: int) -> GamePlayer:
+        if game_id not in self.players:
+            trace = JobTrace(self.outcome(job_id))
+            self.players[game_id] = GamePlayer(self.client, self.game, game_id, side, trace)
+        return self.players[game_id]
+
+    def play_games(self) -> None:
+        for g in self.store.games("active"):
+            side = D if g.role == "defender" else C
+            p = self.player(g.game, side, g.job)
+            st = p.state()
+            if st.phase == Phase.RESOLVED:
+                won = st.defender_won == (side == D)
+                self.store.update_game(g.game, phase="resolved", status="won" if won else "lost")
+                log.info("%s: game %d %s", self.role, g.game, "WON" if won else "LOST")
+                continue
+            if side == C:
+                self._overlay_defender_nodes(p)
+            try:
+                move = p.step() or p.try_timeout()
+            except TxReverted as e:
+                log.warning("%s: game %d move reverted: %s", self.role, g.game, e.error)
+                continue
+            if move:
+                self.metrics.game_moves.labels(self.role).inc()
+                self.store.update_game(g.game, phase=move)
+
+    def _overlay_defender_nodes(self, p: GamePlayer) -> None:
+        """Challenger side: D's trace-tree nodes revealed on-chain, for witnesses (node/jobs)."""
+        head = self.client.block_number()
+        start = self.deployment.block
+        reveals = [e for e in self.client.events(self.game, "ChildrenRevealed", start, head)
+                   if e["args"]["gameId"] == p.game_id]
+        reached = [e for e in self.client.events(self.game, "TraceLeafReached", start, head)
+                   if e["args"]["gameId"] == p.game_id]
+        if not reached:
+            return
+        cut = (reached[0]["blockNumber"], reached[0]["logIndex"])
+        nodes: dict[tuple[int, int], bytes] = {}
+        for e in reveals:
+            if (e["blockNumber"], e["logIndex"]) > cut:
+                continue
+            a = e["args"]
+            b = min(BITS, a["height"])
+            level = a["height"] - b
+            for j, h in enumerate(a["children"]):
+                nodes[(level, (a["pos"] << b) + j)] = bytes(h)
+        leaf = reached[0]["args"]["index"]
+        nodes[(0, leaf)] = bytes(reached[0]["args"]["defenderLeaf"])
+        p.trace.with_defender_nodes(nodes)
+
+    def withdraw(self) -> int:
+        bal = self.client.call(self.market.functions.balanceOf(self.client.address))
+        if bal:
+            key = f"withdraw:{self.client.block_number()}"
+            self.send(self.market.functions.withdraw(), key)
+            log.info("%s: withdrew %d wei", self.role, bal)
+        return bal
+
+    def act(self) -> None:
+        raise NotImplementedError
+
+    def poll_once(self) -> None:
+        self.watcher.poll()
+        self.act()
+        self.play_games()
+
+    def run(self, interval: float = 1.0, until: Callable[[], bool] | None = None) -> None:
+        log.info("%s %s running on %s", self.role, self.client.address, self.client.rpc_url)
+        while not self._stop.is_set() and not (until and until()):
+            try:
+                self.poll_once()
+            except (ConnectionError, TimeoutError) as e:
+                log.warning("%s: RPC trouble (%s); retrying", self.role, e)
+            self._stop.wait(interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class ExecutorDaemon(Daemon):
+    role = "executor"
+
+    def __init__(self, *args: Any, fault: Fault | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fault = fault
+
+    def on_challenged(self, ev: Any) -> None:
+        a = ev["args"]
+        job_id, slot = int(a["jobId"]), int(a["defenderSlot"])
+        c = self.client.call(self.market.functions.commitmentOf(job_id, slot))
+        if c[0].lower() != self.client.address.lower():
+            return
+        self.store.upsert_game(Game(game=int(a["gameId"]), job=job_id, role="defender",
+                                    phase="created", opponent=a["challenger"]))
+        self.metrics.jobs_disputed.labels(self.role).inc()
+        log.info("executor: job %d challenged (game %d)", job_id, int(a["gameId"]))
+
+    def act(self) -> None:
+        now = self.client.timestamp()
+        for job in self.store.jobs(JobStatus.SEEN):
+            if job.deadline is not None and now > job.deadline:
+                self.store.set_job_status(job.job, JobStatus.SKIPPED)
+                continue
+            self.commit(job.job)
+        for job in self.store.jobs(JobStatus.COMMITTED):
+            self.try_finalize(job.job)
+
+    def commit(self, job_id: int) -> None:
+        out = self.outcome(job_id, self.fault)
+        j = self.client.call(self.market.functions.jobOf(job_id))
+        bond = j[-1]
+        from node.receipts import tokens_hash
+
+        tokens = out.tokens
+        try:
+            self.send(self.market.functions.commit(job_id, tokens, tokens_hash(tokens),
+                                                   out.trace_root, out.trace_length),
+                      f"commit:{job_id}", value=bond)
+        except TxReverted as e:
+            log.warning("executor: commit to job %d refused: %s", job_id, e.error)
+            self.store.set_job_status(job_id, JobStatus.SKIPPED)
+            return
+        self.store.set_job_status(job_id, JobStatus.COMMITTED)
+        self.metrics.jobs_committed.labels(self.role).inc()
+        self.metrics.bonds_at_stake.labels(self.role).inc(bond)
+        log.info("executor: committed job %d: %d tokens, trace %d leaves, root %s", job_id,
+                 len(tokens), out.trace_length, "0x" + out.trace_root.hex()[:16])
+
+    def try_finalize(self, job_id: int) -> None:
+        status = self.client.call(self.market.functions.resultOf(job_id))[0]
+        if status == 3:  # Finalized
+            self.store.set_job_status(job_id, JobStatus.FINALIZED)
+            return
+        if status == 4:
+            self.store.set_job_status(job_id, JobStatus.FAILED)
+            return
+        j = self.client.call(self.market.functions.jobOf(job_id))
+        last_commit, window = j[3], j[2]
+        if self.client.timestamp() <= last_commit + window:
+            return
+        try:
+            self.send(self.market.functions.finalize(job_id), f"finalize:{job_id}")
+            log.info("executor: finalized job %d", job_id)
+        except TxReverted as e:
+            log.debug("finalize %d not yet: %s", job_id, e.error)
+
+
+class ChallengerDaemon(Daemon):
+    role = "challenger"
+
+    def subscriptions(self) -> list[Subscription]:
+        return super().subscriptions() + [Subscription(self.market, "Committed",
+                                                       self.on_committed)]
+
+    def on_committed(self, ev: Any) -> None:
+        a = ev["args"]
+        key = f"commitment:{int(a['jobId'])}:{int(a['slot'])}"
+        if self.store.get(key) is None:
+            self.store.put(key, json.dumps({
+                "executor": a["executor"], "trace_root": bytes(a["traceRoot"]).hex(),
+                "trace_length": int(a["traceLength"]), "tokens": list(a["tokens"]),
+                "status": "pending"}).encode())
+
+    def on_challenged(self, ev: Any) -> None:
+        a = ev["args"]
+        if a["challenger"].lower() == self.client.address.lower():
+            self.store.upsert_game(Game(game=int(a["gameId"]), job=int(a["jobId"]),
+                                        role="challenger", phase="created"))
+
+    def act(self) -> None:
+        for job in self.store.jobs():
+            for slot in range(16):
+                key = f"commitment:{job.job}:{slot}"
+                raw = self.store.get(key)
+                if raw is None:
+                    break
+                c = json.loads(raw)
+                if c["status"] != "pending":
+                    continue
+                c["status"] = self.check(job.job, slot, c)
+                self.store.put(key, json.dumps(c).encode())
+
+    def check(self, job_id: int, slot: int, c: dict) -> str:
+        out = self.outcome(job_id)
+        theirs = bytes.fromhex(c["trace_root"])
+        same_trace = theirs == out.trace_root and c["trace_length"] == out.trace_length
+        if same_trace and c["tokens"] == out.tokens:
+            log.info("challenger: job %d slot %d agrees with our re-execution", job_id, slot)
+            return "agreed"
+        token_index = 0
+        if same_trace:  # DESIGN §6 checklist 4: the committed tokens are not the trace's
+            mine, theirs_t = out.tokens, c["tokens"]
+            pairs = enumerate(zip(mine, theirs_t, strict=False))
+            token_index = next((i for i, (x, y) in pairs if x != y), min(len(mine), len(theirs_t)))
+        j = self.client.call(self.market.functions.jobOf(job_id))
+        bond = j[-1]
+        log.info("challenger: job %d slot %d DISAGREES (their root %s, ours %s): disputing",
+                 job_id, slot, theirs.hex()[:16], out.trace_root.hex()[:16])
+        try:
+            self.send(self.market.functions.challenge(job_id, slot, out.trace_root,
+                                                      out.trace_length, token_index),
+                      f"challenge:{job_id}:{slot}", value=bond)
+        except TxReverted as e:
+            log.warning("challenger: challenge of job %d refused: %s", job_id, e.error)
+            return "refused"
+        self.metrics.jobs_disputed.labels(self.role).inc()
+        self.metrics.bonds_at_stake.labels(self.role).inc(bond)
+        return "disputed"
