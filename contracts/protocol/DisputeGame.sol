@@ -530,14 +530,29 @@ contract DisputeGame {
         return (q.who, q.root, q.length, q.clock, q.node);
     }
 
-    /// @notice Pending claim kind and the turn's deadline (unix seconds).
+    /// @notice The pending decision: claim kind and its fields, the length-proof index and the
+    ///         side whose trace claims padding there, and the current turn's deadline.
     function pending(uint256 gameId)
         external
         view
-        returns (IOneStepVerifier.Claim kind, uint256 elementIndex, uint256 claimedBits, uint64 proofIndex, uint256 deadline)
+        returns (
+            IOneStepVerifier.Claim kind,
+            uint256 elementIndex,
+            uint256 claimedBits,
+            uint64 proofIndex,
+            uint8 proofSide,
+            uint256 deadline
+        )
     {
         Game storage g = _games[gameId];
-        return (g.claimKind, g.elementIndex, g.claimedBits, g.proofIndex, uint256(g.turnStart) + _parties[gameId][g.turn].clock);
+        return (
+            g.claimKind,
+            g.elementIndex,
+            g.claimedBits,
+            g.proofIndex,
+            g.proofSide,
+            uint256(g.turnStart) + _parties[gameId][g.turn].clock
+        );
     }
 
     // -----------------------------------------------------------------------------------------

@@ -85,6 +85,16 @@ contract JobMarket is IJobResult, IGameSettlement {
         uint256 challengerBond; // escrowed for an outside challenger, 0 for a slot
     }
 
+    /// @dev The challenging side of a new game: its trace commitment, or (outputMode) the
+    ///      disputed output token of an agreed trace.
+    struct Opponent {
+        bytes32 root;
+        uint64 length;
+        bool outputMode;
+        uint256 tokenIndex;
+        uint256 claimed;
+    }
+
     IModelRegistry public immutable registry;
     DisputeGame public immutable game;
 
@@ -275,16 +285,15 @@ contract JobMarket is IJobResult, IGameSettlement {
         Commitment storage c = _liveSlot(jobId, j, slot);
         if (block.timestamp > uint256(c.committedAt) + j.challengeWindow) revert WindowClosed();
         if (msg.value != j.bond) revert WrongValue(j.bond, msg.value);
-        bool outputMode = traceRoot == c.traceRoot && traceLength == c.traceLength;
-        uint256 claimed;
-        if (outputMode) {
+        Opponent memory o = Opponent(traceRoot, traceLength, false, tokenIndex, 0);
+        if (traceRoot == c.traceRoot && traceLength == c.traceLength) {
             if (tokenIndex > c.tokens.length) revert BadTokenIndex();
-            claimed = tokenIndex == c.tokens.length ? type(uint256).max : c.tokens[tokenIndex];
+            o.outputMode = true;
+            o.claimed = tokenIndex == c.tokens.length ? type(uint256).max : c.tokens[tokenIndex];
         }
         totalEscrow += msg.value;
-        gameId = _open(jobId, j, slot, c, msg.sender, traceRoot, traceLength, outputMode, tokenIndex, claimed);
-        gameRecords[gameId] = GameRecord(jobId, slot, EXTERNAL, msg.sender, msg.value);
-        emit Challenged(jobId, gameId, slot, EXTERNAL, msg.sender);
+        emit Challenged(jobId, game.gameCount() + 1, slot, EXTERNAL, msg.sender);
+        gameId = _open(jobId, j, c, GameRecord(jobId, slot, EXTERNAL, msg.sender, msg.value), o);
     }
 
     /// @notice Refereed delegation: makes two live executor slots that disagree play each other
@@ -301,18 +310,16 @@ contract JobMarket is IJobResult, IGameSettlement {
         Commitment storage cb = _liveSlot(jobId, j, b);
         bytes32 key = keccak256(abi.encode(jobId, a, b));
         if (pairInDispute[key]) revert PairInDispute();
-        bool sameTrace = ca.traceRoot == cb.traceRoot && ca.traceLength == cb.traceLength;
-        uint256 tokenIndex;
-        uint256 claimed;
-        if (sameTrace) {
+        Opponent memory o = Opponent(cb.traceRoot, cb.traceLength, false, 0, 0);
+        if (ca.traceRoot == cb.traceRoot && ca.traceLength == cb.traceLength) {
             if (ca.outputHash == cb.outputHash) revert SameClaim();
-            tokenIndex = _firstTokenDifference(ca.tokens, cb.tokens);
-            claimed = tokenIndex == ca.tokens.length ? type(uint256).max : ca.tokens[tokenIndex];
+            o.outputMode = true;
+            o.tokenIndex = _firstTokenDifference(ca.tokens, cb.tokens);
+            o.claimed = o.tokenIndex == ca.tokens.length ? type(uint256).max : ca.tokens[o.tokenIndex];
         }
         pairInDispute[key] = true;
-        gameId = _open(jobId, j, a, ca, cb.executor, cb.traceRoot, cb.traceLength, sameTrace, tokenIndex, claimed);
-        gameRecords[gameId] = GameRecord(jobId, a, b, cb.executor, 0);
-        emit Challenged(jobId, gameId, a, b, cb.executor);
+        emit Challenged(jobId, game.gameCount() + 1, a, b, cb.executor);
+        gameId = _open(jobId, j, ca, GameRecord(jobId, a, b, cb.executor, 0), o);
     }
 
     /// @inheritdoc IGameSettlement
@@ -434,19 +441,20 @@ contract JobMarket is IJobResult, IGameSettlement {
         if (c.eliminated) revert BadSlot();
     }
 
+    /// @dev Effects before the interaction: the game is recorded under the id the game contract
+    ///      will assign (only this contract creates games, so it is gameCount + 1) before
+    ///      `create` runs, because a game decidable at once (a one-leaf trace) calls back into
+    ///      onGameResolved from inside `create`.
     function _open(
         uint256 jobId,
         Job storage j,
-        uint8 slot,
         Commitment storage c,
-        address challenger,
-        bytes32 root,
-        uint64 length,
-        bool outputMode,
-        uint256 tokenIndex,
-        uint256 claimed
+        GameRecord memory rec,
+        Opponent memory o
     ) internal returns (uint256 gameId) {
-        if (length == 0 || length > 1 << 32) revert BadRequest();
+        if (o.length == 0 || o.length > 1 << 32) revert BadRequest();
+        uint256 expected = game.gameCount() + 1;
+        gameRecords[expected] = rec;
         j.activeGames += 1;
         gameId = game.create(
             DisputeGame.Init({
@@ -458,14 +466,15 @@ contract JobMarket is IJobResult, IGameSettlement {
                 defender: c.executor,
                 defenderRoot: c.traceRoot,
                 defenderLength: c.traceLength,
-                challenger: challenger,
-                challengerRoot: root,
-                challengerLength: length,
-                outputMode: outputMode,
-                tokenIndex: tokenIndex,
-                claimedToken: claimed
+                challenger: rec.challenger,
+                challengerRoot: o.root,
+                challengerLength: o.length,
+                outputMode: o.outputMode,
+                tokenIndex: o.tokenIndex,
+                claimedToken: o.claimed
             })
         );
+        assert(gameId == expected);
     }
 
     /// @dev Bounded by MAX_TOKENS. Returns the first index where the sequences differ (the
