@@ -286,8 +286,8 @@ library TraceOps {
         return c;
     }
 
-    function _index(In memory idx, uint256 at, uint256 v) private pure returns (uint256) {
-        int256 got = _sint(idx, ld(idx, at));
+    function _index(In memory idx, uint256 pos, uint256 v) private pure returns (uint256) {
+        int256 got = _sint(idx, ld(idx, pos));
         _need(got >= 0 && uint256(got) < v, ARGFOLD, 4);
         return uint256(got);
     }
