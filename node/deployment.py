@@ -51,3 +51,27 @@ class Deployment:
         if self.consumer:
             out["consumer"] = client.contract("PredictionMarket", self.consumer)
         return out
+
+
+def deploy_protocol(client: ChainClient, clock_budget_s: int = 3600,
+                    curator: str | None = None, with_consumer: bool = True,
+                    log=lambda msg: None) -> Deployment:  # noqa: ANN001
+    """Deploy registry, verifier, game and market (and the example consumer), wire them."""
+    start = client.block_number()
+    registry, r1 = client.deploy("ModelRegistry", curator or client.address)
+    log(f"ModelRegistry    {registry.address}  gas {r1.gas_used}")
+    verifier, r2 = client.deploy("OneStepVerifier")
+    log(f"OneStepVerifier  {verifier.address}  gas {r2.gas_used}")
+    game, r3 = client.deploy("DisputeGame", verifier.address, clock_budget_s)
+    log(f"DisputeGame      {game.address}  gas {r3.gas_used}")
+    market, r4 = client.deploy("JobMarket", registry.address, game.address)
+    log(f"JobMarket        {market.address}  gas {r4.gas_used}")
+    client.transact(game.functions.setMarket(market.address), what="setMarket")
+    consumer = ""
+    if with_consumer:
+        pm, r5 = client.deploy("PredictionMarket", market.address)
+        consumer = pm.address
+        log(f"PredictionMarket {pm.address}  gas {r5.gas_used}")
+    return Deployment(chain_id=client.w3.eth.chain_id, registry=registry.address,
+                      market=market.address, game=game.address, verifier=verifier.address,
+                      consumer=consumer, block=start)

@@ -49,7 +49,7 @@ class JobSpec:
 
 def config_from_chain(cfg: Any) -> dict[str, Any]:
     """JobMarket.JobConfig (tuple or dict from an event) → runtime config dict."""
-    if isinstance(cfg, dict):
+    if hasattr(cfg, "keys"):  # dict or web3 AttributeDict
         vals = (cfg["maxTokens"], cfg["temperature"], cfg["topK"], cfg["topP"], cfg["seed"])
     else:
         vals = tuple(cfg)
