@@ -733,14 +733,14 @@ library Float32 {
         }
     }
 
-    /// @notice The canonical matmul accumulation chain of RepOps spec §3 over a slice:
+    /// @notice The canonical matmul accumulation chain of RepOps spec §3.1 over a slice:
     ///         for k in 0..count-1 (ascending): acc <- fma(a[aStart + k], b[bStart + k], acc),
     ///         with both rows read as little-endian float32 from memory (commitments C1).
     ///         A whole output element is `fmaChain(row, 0, col, 0, K, 0)`; a bisected
     ///         accumulation step starts from the agreed intermediate accumulator.
     /// @param a first row (e.g. activations), canonical bytes.
     /// @param aStart element offset into `a`.
-    /// @param b second row (e.g. a weight row of a [N, K] weight), canonical bytes.
+    /// @param b second row (e.g. a weight row of a [N, K] weight, RepOps spec §3.3).
     /// @param bStart element offset into `b`.
     /// @param count number of FMA steps.
     /// @param acc starting accumulator (+0.0 = 0 for a fresh chain).
@@ -762,27 +762,11 @@ library Float32 {
             pa := add(add(a, 32), shl(2, aStart))
             pb := add(add(b, 32), shl(2, bStart))
         }
-        uint256 end = pa + (count << 2);
-        while (pa < end) {
-            uint32 x;
-            uint32 y;
-            assembly ("memory-safe") {
-                x := shr(224, mload(pa))
-                x := or(shr(8, and(x, 0xff00ff00)), shl(8, and(x, 0x00ff00ff)))
-                x := or(shr(16, x), and(shl(16, x), 0xffff0000))
-                y := shr(224, mload(pb))
-                y := or(shr(8, and(y, 0xff00ff00)), shl(8, and(y, 0x00ff00ff)))
-                y := or(shr(16, y), and(shl(16, y), 0xffff0000))
-                pa := add(pa, 4)
-                pb := add(pb, 4)
-            }
-            acc = fma(x, y, acc);
-        }
-        return acc;
+        return _chain(pa, pb, pa + (count << 2), acc);
     }
 
-    /// @notice `fmaChain` over rows held in calldata (a one-step transaction can pass the proven
-    ///         chunks directly, without copying them to memory). RepOps spec §3.
+    /// @notice `fmaChain` over rows held in calldata (RepOps spec §3.1). The rows are copied to
+    ///         memory first (3 gas per word), so both entry points share one loop.
     /// @param a first row, canonical bytes in calldata.
     /// @param aStart element offset into `a`.
     /// @param b second row, canonical bytes in calldata.
@@ -801,28 +785,154 @@ library Float32 {
         if (count == 0) return acc;
         if (aStart + count > a.length >> 2) revert Float32IndexOutOfRange(aStart + count - 1, a.length >> 2);
         if (bStart + count > b.length >> 2) revert Float32IndexOutOfRange(bStart + count - 1, b.length >> 2);
-        uint256 pa = 0;
-        uint256 pb = 0;
+        uint256 pa;
+        uint256 pb;
         assembly ("memory-safe") {
-            pa := add(a.offset, shl(2, aStart))
-            pb := add(b.offset, shl(2, bStart))
+            let len := shl(2, count)
+            pa := mload(0x40)
+            pb := add(pa, len)
+            calldatacopy(pa, add(a.offset, shl(2, aStart)), len)
+            calldatacopy(pb, add(b.offset, shl(2, bStart)), len)
+            // 32 bytes of slack after pb's row: the last load reads a whole word.
+            mstore(0x40, add(add(pb, len), 32))
         }
-        uint256 end = pa + (count << 2);
+        return _chain(pa, pb, pa + (count << 2), acc);
+    }
+
+    /// @dev The chain loop over memory pointers (pa, pb advance together until pa == end).
+    ///      Steps whose three operands are normal and whose result is a normal number with at
+    ///      least 24 significant bits before rounding run inline: the same arithmetic as `fma`
+    ///      (exact product, alignment with the 80-bit sticky cut-off, known msb, RNE), without
+    ///      the per-step calls. Any other step (zeros, subnormals, infinities, NaN, a subnormal
+    ///      or massively cancelled result) leaves the loop and goes through `fma` itself.
+    function _chain(uint256 pa, uint256 pb, uint256 end, uint32 acc) private pure returns (uint32) {
         while (pa < end) {
-            uint32 x;
-            uint32 y;
+            bool slow;
             assembly ("memory-safe") {
-                x := shr(224, calldataload(pa))
-                x := or(shr(8, and(x, 0xff00ff00)), shl(8, and(x, 0x00ff00ff)))
-                x := or(shr(16, x), and(shl(16, x), 0xffff0000))
-                y := shr(224, calldataload(pb))
-                y := or(shr(8, and(y, 0xff00ff00)), shl(8, and(y, 0x00ff00ff)))
-                y := or(shr(16, y), and(shl(16, y), 0xffff0000))
-                pa := add(pa, 4)
-                pb := add(pb, 4)
+                acc := and(acc, 0xffffffff)
+                for {} lt(pa, end) {
+                    pa := add(pa, 4)
+                    pb := add(pb, 4)
+                } {
+                    let m
+                    let e
+                    let n
+                    let mc
+                    let nc
+                    let s
+                    {
+                        let x := shr(224, mload(pa))
+                        x := or(shr(8, and(x, 0xff00ff00)), shl(8, and(x, 0x00ff00ff)))
+                        x := or(shr(16, x), and(shl(16, x), 0xffff0000))
+                        let y := shr(224, mload(pb))
+                        y := or(shr(8, and(y, 0xff00ff00)), shl(8, and(y, 0x00ff00ff)))
+                        y := or(shr(16, y), and(shl(16, y), 0xffff0000))
+                        let ex := and(shr(23, x), 0xff)
+                        let ey := and(shr(23, y), 0xff)
+                        let ec := shr(23, and(acc, 0x7fffffff))
+                        // Fast path only for three normal operands (biased exponent 1..254).
+                        if iszero(and(and(lt(sub(ex, 1), 254), lt(sub(ey, 1), 254)), lt(sub(ec, 1), 254))) {
+                            slow := 1
+                            break
+                        }
+                        s := shr(31, xor(x, y))
+                        m := mul(or(and(x, 0x7fffff), 0x800000), or(and(y, 0x7fffff), 0x800000))
+                        n := add(46, shr(47, m))
+                        mc := or(and(acc, 0x7fffff), 0x800000)
+                        nc := 23
+                        // Quantum exponents: product ex + ey - 300, addend ec - 150.
+                        e := sub(add(ex, ey), 300)
+                        ex := sub(sub(add(ex, ey), ec), 150) // product minus addend exponent
+                        switch slt(ex, 0)
+                        case 0 {
+                            if gt(ex, 80) {
+                                ex := 80
+                                mc := 1
+                                nc := 0
+                            }
+                            m := shl(ex, m)
+                            n := add(n, ex)
+                            e := sub(e, ex)
+                        }
+                        default {
+                            ex := sub(0, ex)
+                            if gt(ex, 80) {
+                                ex := 80
+                                m := 1
+                                n := 0
+                            }
+                            mc := shl(ex, mc)
+                            nc := add(nc, ex)
+                            e := sub(sub(ec, 150), ex)
+                        }
+                    }
+                    // n := max(msb positions), nc := their distance.
+                    switch lt(n, nc)
+                    case 1 {
+                        let t := n
+                        n := nc
+                        nc := sub(nc, t)
+                    }
+                    default { nc := sub(n, nc) }
+                    switch eq(s, shr(31, acc))
+                    case 1 {
+                        m := add(m, mc)
+                        n := add(n, iszero(iszero(shr(add(n, 1), m))))
+                    }
+                    default {
+                        switch lt(mc, m)
+                        case 1 { m := sub(m, mc) }
+                        default {
+                            m := sub(mc, m)
+                            s := shr(31, acc)
+                        }
+                        switch gt(nc, 1)
+                        case 1 { n := sub(n, iszero(shr(n, m))) }
+                        default {
+                            // Close msbs may cancel: search (m < 2^128 here).
+                            n := shl(6, lt(0xffffffffffffffff, m))
+                            n := or(n, shl(5, lt(0xffffffff, shr(n, m))))
+                            n := or(n, shl(4, lt(0xffff, shr(n, m))))
+                            n := or(n, shl(3, lt(0xff, shr(n, m))))
+                            n := or(
+                                n,
+                                byte(
+                                    and(0x1f, shr(shr(n, m), 0x8421084210842108cc6318c6db6d54be)),
+                                    0x0706060506020504060203020504030106050205030304010505030400000000
+                                )
+                            )
+                        }
+                    }
+                    // Inline rounding needs at least 25 significant bits (n >= 24) and a normal
+                    // result; exact cancellation (m = 0, n = 0) also takes the general path.
+                    let q := sub(add(n, e), 23)
+                    if or(slt(q, not(148)), lt(n, 24)) {
+                        slow := 1
+                        break
+                    }
+                    nc := sub(n, 23)
+                    mc := shr(nc, m)
+                    mc := add(mc, gt(add(and(m, sub(shl(nc, 1), 1)), and(mc, 1)), shl(sub(nc, 1), 1)))
+                    mc := add(shl(23, add(q, 149)), mc)
+                    if gt(mc, 0x7f7fffff) { mc := 0x7f800000 }
+                    acc := or(mc, shl(31, s))
+                }
             }
-            acc = fma(x, y, acc);
+            if (slow) {
+                acc = fma(_loadAt(pa), _loadAt(pb), acc);
+                pa += 4;
+                pb += 4;
+            }
         }
         return acc;
+    }
+
+    /// @dev The little-endian float32 at memory address p (commitments C1).
+    function _loadAt(uint256 p) private pure returns (uint32 x) {
+        assembly ("memory-safe") {
+            x := shr(224, mload(p))
+            x := or(shr(8, and(x, 0xff00ff00)), shl(8, and(x, 0x00ff00ff)))
+            x := or(shr(16, x), and(shl(16, x), 0xffff0000))
+        }
     }
 }

@@ -89,6 +89,16 @@ class Float32Harness:
             out.append(np.frombuffer(res, dtype=">u4").astype(np.uint32))
         return np.concatenate(out) if out else np.zeros(0, np.uint32)
 
+    def chain_steps(self, a, b, c) -> np.ndarray:
+        """fmaChain of one step from accumulator c, for each triple (the chain's fast path)."""
+        cols = np.stack([np.asarray(x, dtype=np.uint32) for x in (a, b, c)], axis=1)
+        out = []
+        for start in range(0, len(cols), BATCH):
+            chunk = cols[start : start + BATCH].astype(">u4").tobytes()
+            (res,) = self.call("chainStepBatch(bytes)", ["bytes"], [chunk], ["bytes"])
+            out.append(np.frombuffer(res, dtype=">u4").astype(np.uint32))
+        return np.concatenate(out)
+
     def from_int64(self, values) -> np.ndarray:
         v = np.asarray(values, dtype=np.int64)
         out = []
@@ -117,6 +127,18 @@ class Float32Harness:
                          ["uint256", "uint32", "uint32", "uint32"], [OP[op], a, b, c],
                          ["uint256", "uint256"])
         return r, g
+
+    def gas_batch(self, op: str, *operands) -> np.ndarray:
+        """Gas of each case (as `gas_of`), evaluated in one eth_call per 1024 cases."""
+        arity = ARITY[op]
+        cols = np.stack([np.asarray(x, dtype=np.uint32) for x in operands], axis=1)
+        out: list[int] = []
+        for start in range(0, len(cols), 1024):
+            chunk = cols[start : start + 1024].astype(">u4").tobytes()
+            (res,) = self.call("gasBatch(uint256,uint256,bytes)", ["uint256", "uint256", "bytes"],
+                               [OP[op], arity, chunk], ["uint256[]"])
+            out.extend(res)
+        return np.array(out, dtype=np.int64)
 
     def gas_of_from_int(self, v: int) -> tuple[int, int]:
         return self.call("gasOfFromInt(int256)", ["int256"], [v], ["uint256", "uint256"])

@@ -224,6 +224,31 @@ def test_fma_chain_matches_spec_chain(evm, k):
     assert got2 == want2
 
 
+def test_fma_chain_step_matches_fma(evm):
+    """Each step of the chain loop (inline fast path or fallback) equals fma bit for bit."""
+    rng = np.random.default_rng(61)
+    a, b, c = cases.triples_fma(rng, N)
+    _assert_bits_equal("chain1", evm.chain_steps(a, b, c), oracle.fma(a, b, c), a, b, c)
+
+
+def test_fma_chain_long_mixed(evm):
+    """A 3000-step chain over mixed operands: the loop leaves and re-enters its fast path."""
+    rng = np.random.default_rng(67)
+    x = cases.mixed(rng, 3000)
+    w = cases.mixed(rng, 3000)
+    # Keep most steps finite so the accumulator stays informative, with specials sprinkled.
+    finite = (x & 0x7F800000) != 0x7F800000
+    x = np.where(finite | (rng.integers(0, 50, 3000) == 0), x, np.uint32(0x3F800000))
+    finite = (w & 0x7F800000) != 0x7F800000
+    w = np.where(finite, w, np.uint32(0xBF800000))
+    for start, count in ((0, 3000), (1000, 1500), (2990, 10)):
+        acc = np.uint32(0)
+        want = oracle.fma_chain(x[start : start + count], w[start : start + count], 0)
+        for calldata in (False, True):
+            got, _ = evm.fma_chain(_le(x), start, _le(w), start, count, int(acc), calldata=calldata)
+            assert got == want, (start, count, calldata, hex(got), hex(want))
+
+
 def test_fma_chain_bounds(evm):
     row = _le(np.zeros(8, np.uint32))
     with pytest.raises(Exception, match=OUT_OF_RANGE):

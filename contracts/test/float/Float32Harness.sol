@@ -79,6 +79,31 @@ contract Float32Harness {
         }
     }
 
+    /// @notice One-step `fmaChain` per (a, b, c) triple of `xs` (packed as in `batch`): the
+    ///         chain loop's inline fast path checked case by case against fma's oracle.
+    function chainStepBatch(bytes calldata xs) external pure returns (bytes memory out) {
+        uint256 n = xs.length / 12;
+        out = new bytes(4 * n);
+        for (uint256 i = 0; i < n; i++) {
+            _put(out, i, _chainStep(_word(xs, 3 * i), _word(xs, 3 * i + 1), _word(xs, 3 * i + 2)));
+        }
+    }
+
+    /// @dev fmaChain(a, b, count 1, acc c) over freshly encoded 4-byte little-endian rows.
+    function _chainStep(uint32 a, uint32 b, uint32 c) private pure returns (uint32) {
+        bytes memory ra = new bytes(4);
+        bytes memory rb = new bytes(4);
+        assembly ("memory-safe") {
+            let la := or(shr(8, and(a, 0xff00ff00)), shl(8, and(a, 0x00ff00ff)))
+            la := or(shr(16, la), and(shl(16, la), 0xffff0000))
+            let lb := or(shr(8, and(b, 0xff00ff00)), shl(8, and(b, 0x00ff00ff)))
+            lb := or(shr(16, lb), and(shl(16, lb), 0xffff0000))
+            mstore(add(ra, 32), shl(224, la))
+            mstore(add(rb, 32), shl(224, lb))
+        }
+        return Float32.fmaChain(ra, 0, rb, 0, 1, c);
+    }
+
     /// @notice int64 -> f32 for each big-endian 8-byte two's complement integer in `xs`.
     function fromInt64Batch(bytes calldata xs) external pure returns (bytes memory out) {
         uint256 n = xs.length / 8;
@@ -156,6 +181,18 @@ contract Float32Harness {
             revert UnknownOp(op);
         }
         gasUsed = g - gasleft();
+    }
+
+    /// @notice `gasOf` for many cases in one eth_call (`xs` packed as in `batch`).
+    function gasBatch(uint256 op, uint256 arity, bytes calldata xs) external view returns (uint256[] memory gasUsed) {
+        uint256 n = xs.length / (4 * arity);
+        gasUsed = new uint256[](n);
+        for (uint256 i = 0; i < n; i++) {
+            uint256 j = i * arity;
+            uint32 b = arity > 1 ? _word(xs, j + 1) : 0;
+            uint32 c = arity > 2 ? _word(xs, j + 2) : 0;
+            (, gasUsed[i]) = this.gasOf(op, _word(xs, j), b, c);
+        }
     }
 
     /// @notice Gas of fromInt on one int256.
