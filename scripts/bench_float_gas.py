@@ -3,7 +3,8 @@
 Why a script and not a test: gas is a measurement to publish (docs/reports/gas-float.md), not a
 pass/fail property. Each case's gas is measured inside the EVM with gasleft() around the
 library call (the internal call is inlined into the harness, so the number is what a caller
-such as the one-step verifier pays, plus about 10 gas of measurement). Two input sets per
+such as the one-step verifier pays, plus the measuring frame: neg, about ten opcodes, reads
+130). Two input sets per
 primitive: "typical" (finite normal operands of moderate magnitude, what a model produces) and
 "mixed" (the differential tests' generator: specials, subnormals, ties, cancellations).
 
@@ -102,8 +103,9 @@ def main() -> None:
         f"{code_size} bytes. Machine: {platform.machine()} {platform.system()}, anvil "
         f"(gas is deterministic, machine-independent). {args.n} cases per row.",
         "",
-        "Gas per call, measured inside the EVM with gasleft() around the inlined library call",
-        "(about 10 gas of measurement included).",
+        "Gas per call, measured inside the EVM with gasleft() around the library call (internal,",
+        "so inlined into the caller). The measuring frame (internal call, result conversion,",
+        "two GAS reads) is included: `neg`, about ten opcodes of work, reads 130.",
         "",
         "## Typical operands (finite normals, N(0,1)-like; exp on [-20, 0], log on [0.5, 64])",
         "",
@@ -127,6 +129,12 @@ def main() -> None:
         "| K | rows in | gas | gas / step |",
         "|---|---|---|---|",
         *chain_rows,
+        "",
+        "Budget reading (issue 6 target: one-step transaction <= 1M gas): a K = 576 element",
+        "(~0.62M for the chain, plus ~74K for two 2.3 KB rows of calldata and the Merkle proofs)",
+        "fits in one step; a K = 1536 element (~1.65M) does not, so the dispute descends into the",
+        "accumulation chain (DESIGN §6 level 3) until a segment of at most ~750 steps remains, or",
+        "to a single `fma` (~1.4K gas).",
         "",
         f"_Run time {time.time() - t0:.0f} s._",
         "",
