@@ -277,6 +277,13 @@ abstract contract ProtocolBase is Test {
     function _move(uint256 gameId, At memory a, AlphabetWorld.World memory w, Player memory d, Player memory c, Level2 memory l2)
         internal
     {
+        if (a.phase == DisputeGame.Phase.TensorBisect && l2.d.length == 0) {
+            // resumed mid-game: rebuild both level-2 trees from the openings
+            (,, bytes32[] memory dl) = _opening(w, d, a.leaf);
+            (,, bytes32[] memory cl) = _opening(w, c, a.leaf);
+            l2.d = _levels(dl, Merkle.depthOf(dl.length));
+            l2.c = _levels(cl, Merkle.depthOf(cl.length));
+        }
         if (a.phase == DisputeGame.Phase.TraceBisect || a.phase == DisputeGame.Phase.TensorBisect) {
             bool t = a.phase == DisputeGame.Phase.TraceBisect;
             _bisect(gameId, a, d.who, c.who, t ? d.levels : l2.d, t ? c.levels : l2.c);
