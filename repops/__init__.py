@@ -25,6 +25,7 @@ from repops.api import (
     minimum,
     mul,
     neg,
+    pack_linear,
     rms_norm,
     rope,
     rope_tables,
@@ -37,6 +38,7 @@ from repops.api import (
     tensor_root,
     where,
 )
+from repops.cpu.packed import PackedLinear
 
 SPEC_VERSION = "repops-v1"
 
@@ -62,6 +64,8 @@ __all__ = [
     "minimum",
     "mul",
     "neg",
+    "pack_linear",
+    "PackedLinear",
     "rms_norm",
     "rope",
     "rope_tables",

@@ -7,7 +7,8 @@ computation, with errors that name the op, the shapes, dtypes and devices.
 Stable signatures (float tensors are float32; results are new contiguous tensors):
 
     matmul(a[..., M, K], b[..., K, N]) -> [..., M, N]          spec §3.2 (batch dims broadcast)
-    linear(x[..., K], w[N, K]) -> [..., N]                     spec §3.3 (= x @ w.T)
+    linear(x[..., K], w[N, K] | PackedLinear) -> [..., N]      spec §3.3 (= x @ w.T)
+    pack_linear(w[N, K]) -> PackedLinear                       spec §3.3, w stored for decode
     add/sub/mul/div/maximum/minimum(a, b)                      spec §6.1 (broadcasting)
     neg/sqrt/exp/log/sigmoid/silu(x)                           spec §1.3, §2, §5, §6.3, §6.4
     sum/max/min(x, dim=-1, keepdim=False)                      spec §4.1, §4.2
@@ -24,7 +25,7 @@ Stable signatures (float tensors are float32; results are new contiguous tensors
     tensor_root(t) -> bytes                                    docs/commitments.md C4
 
 `eps` and `scale` are Python floats rounded once to binary32 (spec §6.7); `scale=None` means
-RN(1/sqrt(D)). Sampling (spec §7) is in `repops.sampling`.
+RN(1/sqrt(D)). Sampling (spec §7) is in `repops.sample`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ import numpy as np
 import torch
 
 from repops.commit import tensor_root  # noqa: F401  (re-export, commitments C4)
+from repops.cpu import kernels as _kernels
+from repops.cpu.packed import PackedLinear
 
 _F32 = torch.float32
 _INT = (torch.int32, torch.int64)
@@ -155,8 +158,35 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return out.reshape(*batch, m, n)
 
 
-def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Spec §3.3: y[..., n] = chain_k fma(x[..., k], w[n, k]); w stored [N, K]."""
+def pack_linear(w: torch.Tensor) -> PackedLinear:
+    """Spec §3.3 weights stored for fast repeated `linear` (decode): pack once at load time.
+
+    The handle replaces `w` in `linear(x, handle)` with bit-identical results; on the CPU it
+    holds w in the decode kernel's panel layout (an extra copy of the weight), elsewhere it
+    only carries w.
+    """
+    _float("pack_linear", w=w)
+    if w.dim() != 2:
+        raise ValueError(f"repops.pack_linear: need w[N, K], got w {_desc(w)}")
+    if w.device.type not in ("cpu", "cuda"):
+        _backend("pack_linear", w.device)  # raises for an unsupported device
+    return PackedLinear(w)
+
+
+def linear(x: torch.Tensor, w: torch.Tensor | PackedLinear) -> torch.Tensor:
+    """Spec §3.3: y[..., n] = chain_k fma(x[..., k], w[n, k]); w stored [N, K] (or packed)."""
+    packed = None
+    if isinstance(w, PackedLinear):
+        packed, w = w, w.weight
+        if (  # decode fast path: per-call overhead is comparable to a small layer's kernel
+            packed.panels is not None
+            and type(x) is torch.Tensor
+            and x.dtype is _F32
+            and x.device.type == "cpu"
+            and x.dim() == 2
+            and x.shape[1] == w.shape[1]
+        ):
+            return _kernels.linear_packed(x, packed.panels, w.shape[0])
     _float("linear", x=x, w=w)
     dev = _same_device("linear", x=x, w=w)
     if x.dim() < 1 or w.dim() != 2 or x.shape[-1] != w.shape[1]:
@@ -167,7 +197,11 @@ def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     if gpu is not None:
         fn = getattr(gpu, "linear", None)
         return fn(x, w) if fn is not None else _gpu_fn("matmul", gpu)(x, w.t())
-    out = _cpu().gemm(x.reshape(math.prod(x.shape[:-1]), x.shape[-1]), w, b_transposed=True)
+    x2 = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
+    if packed is not None and packed.panels is not None:
+        out = _cpu().linear_packed(x2, packed.panels, w.shape[0])
+    else:
+        out = _cpu().gemm(x2, w, b_transposed=True)
     return out.reshape(*x.shape[:-1], w.shape[0])
 
 

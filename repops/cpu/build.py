@@ -130,6 +130,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     P, I64, N, F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
     sig = {
         "repops_gemm": [I64, I64, I64, P, I64, P, I64, I64, P, I64, N],
+        "repops_linear_packed": [I64, I64, I64, P, I64, P, P, I64, N],
+        "repops_pack_nk": [I64, I64, P, I64, P],
         "repops_binary": [N, P, P, P, I64, N],
         "repops_unary": [N, P, P, I64, N],
         "repops_i64_to_f32": [P, P, I64],
@@ -147,5 +149,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn = getattr(lib, name)
         fn.argtypes = args
         fn.restype = None
+    lib.repops_pack_width.argtypes = []
+    lib.repops_pack_width.restype = ctypes.c_int
     lib.repops_isa.argtypes = []
     lib.repops_isa.restype = ctypes.c_char_p

@@ -17,10 +17,11 @@ from repops.cpu.build import load
 _BINARY = {"add": 0, "sub": 1, "mul": 2, "div": 3, "maximum": 4, "minimum": 5}
 _UNARY = {"neg": 0, "sqrt": 1, "exp": 2, "log": 3, "sigmoid": 4, "silu": 5}
 _PAIRING = {"adjacent": 0, "half": 1}
+_environ = os.environ
 
 
 def threads() -> int:
-    env = os.environ.get("REPOPS_CPU_THREADS")
+    env = _environ.get("REPOPS_CPU_THREADS")
     return max(1, int(env)) if env else max(1, torch.get_num_threads())
 
 
@@ -41,6 +42,17 @@ def gemm(a: torch.Tensor, b: torch.Tensor, b_transposed: bool) -> torch.Tensor:
     rsb, csb = (1, k) if b_transposed else (n, 1)
     c = torch.empty((m, n), dtype=torch.float32)
     load().repops_gemm(m, n, k, _ptr(a), k, _ptr(b), rsb, csb, _ptr(c), n, threads())
+    return c
+
+
+def linear_packed(a: torch.Tensor, panels: torch.Tensor, n: int) -> torch.Tensor:
+    """Y[M, N] = A[M, K] W^T from W's packed panels (spec §3.3; `repops.cpu.packed`)."""
+    a = a.contiguous()
+    m, k = a.shape
+    c = torch.empty((m, n), dtype=torch.float32)
+    load().repops_linear_packed(
+        m, n, k, a.data_ptr(), k, panels.data_ptr(), c.data_ptr(), n, threads()
+    )
     return c
 
 

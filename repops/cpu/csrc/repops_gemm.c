@@ -153,18 +153,105 @@ static void gemv_t(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
 }
 #endif
 
+/* ---- weights pre-packed once (spec §3.3 linear; the spec fixes values, not storage) ----
+ * Layout: W[N, K] becomes ceil(N/NR) panels of K x NR floats, P[(p*K + k)*NR + j] = W[p*NR + j,
+ * k], rows past N zero. One vector load at (p, k) holds w[n, k] for NR consecutive outputs n, so
+ * every lane runs its own output's ascending-k chain with a broadcast x[m, k], and the weights
+ * stream from memory once, contiguously, with no per-call packing or transposing. */
+#define GEMV_MAX_M 4
+
+/* Spec §3.1 for R rows of A against G adjacent packed panels: acc = fma(x[m,k], w[n,k], acc)
+ * for k ascending from +0.0, NR*G outputs per row; out is R x (G*NR), row stride G*NR. */
+static inline __attribute__((always_inline)) void gemv_packed_body(const int R, const int G,
+                                                                   int64_t K, const float *A,
+                                                                   int64_t lda, const float *P,
+                                                                   float *out) {
+    repops_vf acc[GEMV_MAX_M][4][NV];
+    const int64_t ps = K * NR; /* floats per panel */
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[i][g][v] = REPOPS_VZERO();
+    for (int64_t k = 0; k < K; k++) {
+        repops_vf b[4][NV];
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) b[g][v] = REPOPS_VLOAD(P + g * ps + k * NR + v * REPOPS_VW);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            repops_vf a = REPOPS_VSET1(A[i * lda + k]);
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++)
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++) acc[i][g][v] = REPOPS_VFMA(a, b[g][v], acc[i][g][v]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                REPOPS_VSTORE(out + i * G * NR + g * NR + v * REPOPS_VW, acc[i][g][v]);
+}
+
+typedef void (*gemv_fn)(int64_t K, const float *A, int64_t lda, const float *P, float *out);
+#define DEFINE_GEMV(R, G)                                                                    \
+    static void gemv_##R##_##G(int64_t K, const float *A, int64_t lda, const float *P,        \
+                               float *out) {                                                 \
+        gemv_packed_body(R, G, K, A, lda, P, out);                                           \
+    }
+DEFINE_GEMV(1, 1)
+DEFINE_GEMV(1, 4)
+DEFINE_GEMV(2, 1)
+DEFINE_GEMV(2, 2)
+DEFINE_GEMV(3, 1)
+DEFINE_GEMV(4, 1)
+/* panels per step for R rows: about 8 independent accumulators hide the FMA latency */
+static const gemv_fn GEMV_WIDE[GEMV_MAX_M + 1] = {NULL, gemv_1_4, gemv_2_2, gemv_3_1, gemv_4_1};
+static const int GEMV_G[GEMV_MAX_M + 1] = {0, 4, 2, 1, 1};
+static const gemv_fn GEMV_ONE[GEMV_MAX_M + 1] = {NULL, gemv_1_1, gemv_2_1, gemv_3_1, gemv_4_1};
+
+/* C[M, N] (M <= GEMV_MAX_M) from packed panels P (panel 0 = column 0 of C). */
+static void gemv_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                        const float *P, float *C, int64_t ldc) {
+    float out[GEMV_MAX_M * 4 * NR];
+    const int64_t npanels = (N + NR - 1) / NR;
+    const int G = GEMV_G[M];
+    int64_t p = 0;
+    while (p < npanels) {
+        const int g = p + G <= npanels ? G : 1;
+        (g == G ? GEMV_WIDE : GEMV_ONE)[M](K, A, lda, P + p * K * NR, out);
+        int64_t n0 = p * NR, ncols = N - n0 < g * NR ? N - n0 : g * NR;
+        for (int64_t i = 0; i < M; i++)
+            memcpy(C + i * ldc + n0, out + i * g * NR, (size_t)ncols * sizeof(float));
+        p += g;
+    }
+}
+
 /* Serial GEMM on one block: C[M,N] = chain_k A[M,K] B[K,N] (spec §3.1). B[k,n] lives at
- * B[k*rsb + n*csb], so both matmul (row-major B) and linear (W[N,K], rsb=1, csb=K) use it. */
-void repops_gemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                        const float *B, int64_t rsb, int64_t csb, float *C, int64_t ldc) {
+ * B[k*rsb + n*csb], so both matmul (row-major B) and linear (W[N,K], rsb=1, csb=K) use it.
+ * With `Bpre` (weights pre-packed by repops_pack_nk, panel p at Bpre + p*K*NR) B is ignored
+ * and no packing pass runs. */
+static void gemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                        const float *B, int64_t rsb, int64_t csb, const float *Bpre, float *C,
+                        int64_t ldc) {
     if (M <= 0 || N <= 0) return;
     if (K == 0) {
         for (int64_t m = 0; m < M; m++)
             for (int64_t n = 0; n < N; n++) C[m * ldc + n] = 0.0f; /* +0.0, spec §3.1 */
         return;
     }
+    if (Bpre != NULL && M <= GEMV_MAX_M) {
+        gemv_packed(M, N, K, A, lda, Bpre, C, ldc);
+        for (int64_t m = 0; m < M; m++) repops_canon_array(C + m * ldc, N);
+        return;
+    }
 #if defined(__AVX512F__)
-    if (M <= 4 && rsb == 1 && csb != 1 && csb * 16 < INT32_MAX) {
+    if (Bpre == NULL && M <= 4 && rsb == 1 && csb != 1 && csb * 16 < INT32_MAX) {
         gemv_t(M, N, K, A, lda, B, csb, C, ldc);
         for (int64_t m = 0; m < M; m++) repops_canon_array(C + m * ldc, N);
         return;
@@ -173,8 +260,8 @@ void repops_gemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t
     /* packing B pays off when a panel is reused by many rows of A; for a few rows (decode)
      * it is a second pass over the weights, so row-major B is then read in place (narrow B
      * only: a wide B read 32 columns at a time strides across pages) */
-    const int direct_b = csb == 1 && M <= MR && N <= 4096;
-    float *Bp = aligned_alloc(64, sizeof(float) * (size_t)KC * NC);
+    const int direct_b = Bpre == NULL && csb == 1 && M <= MR && N <= 4096;
+    float *Bp = Bpre ? NULL : aligned_alloc(64, sizeof(float) * (size_t)KC * NC);
     float *Ap = aligned_alloc(64, sizeof(float) * (size_t)KC * MC);
     float tile[MR * NR];
     for (int64_t jc = 0; jc < N; jc += NC) {
@@ -182,7 +269,7 @@ void repops_gemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t
         for (int64_t pc = 0; pc < K; pc += KC) {
             int64_t kc = K - pc < KC ? K - pc : KC;
             int first = pc == 0;
-            for (int64_t jr = 0; jr < nc; jr += NR) {
+            for (int64_t jr = 0; jr < nc && !Bpre; jr += NR) {
                 int64_t nr = nc - jr < NR ? nc - jr : NR;
                 if (!direct_b || nr < NR)
                     pack_b(kc, nr, B + pc * rsb + (jc + jr) * csb, rsb, csb, Bp + jr * KC);
@@ -195,20 +282,23 @@ void repops_gemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t
                 }
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     int64_t nr = nc - jr < NR ? nc - jr : NR;
+                    /* the packed panel of columns jc+jr.. for k = pc.. (row stride NR) */
+                    const float *bp = Bpre ? Bpre + ((jc + jr) / NR) * K * NR + pc * NR
+                                           : Bp + jr * KC;
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         int64_t mr = mc - ir < MR ? mc - ir : MR;
                         float *c = C + (ic + ir) * ldc + jc + jr;
                         if (nr == NR && direct_b) { /* few rows: read row-major B in place */
                             UKR[mr](kc, Ap + ir * KC, B + pc * rsb + jc + jr, rsb, c, ldc, first);
                         } else if (nr == NR) {
-                            UKR[mr](kc, Ap + ir * KC, Bp + jr * KC, NR, c, ldc, first);
+                            UKR[mr](kc, Ap + ir * KC, bp, NR, c, ldc, first);
                         } else {
                             /* edge tile: run on a full-width copy, write back valid columns */
                             for (int64_t i = 0; i < mr; i++) {
                                 for (int64_t j = 0; j < NR; j++)
                                     tile[i * NR + j] = (!first && j < nr) ? c[i * ldc + j] : 0.0f;
                             }
-                            UKR[mr](kc, Ap + ir * KC, Bp + jr * KC, NR, tile, NR, first);
+                            UKR[mr](kc, Ap + ir * KC, bp, NR, tile, NR, first);
                             for (int64_t i = 0; i < mr; i++)
                                 memcpy(c + i * ldc, tile + i * NR, (size_t)nr * sizeof(float));
                         }
@@ -222,19 +312,34 @@ void repops_gemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t
     for (int64_t m = 0; m < M; m++) repops_canon_array(C + m * ldc, N);
 }
 
-/* Spec §3.2/§3.3: C = A @ B with B[k,n] at B[k*rsb + n*csb]. Threads split N (or M when N is
- * narrow) into disjoint output blocks; each output's chain is computed by one thread in full,
- * so the thread count never changes a bit. */
-void repops_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
-                 int64_t rsb, int64_t csb, float *C, int64_t ldc, int nthreads) {
+void repops_gemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                        const float *B, int64_t rsb, int64_t csb, float *C, int64_t ldc) {
+    gemm_serial(M, N, K, A, lda, B, rsb, csb, NULL, C, ldc);
+}
+
+/* Spec §3.2/§3.3: C = A @ B with B[k,n] at B[k*rsb + n*csb], or from packed panels Bpre.
+ * Threads split N (or M when N is narrow) into disjoint output blocks; each output's chain is
+ * computed by one thread in full, so the thread count never changes a bit. */
+static void gemm_threaded(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const float *B, int64_t rsb, int64_t csb, const float *Bpre, float *C,
+                          int64_t ldc, int nthreads) {
     if (nthreads < 1) nthreads = 1;
     /* waking a second thread costs more than small products gain (and on a loaded machine it
-     * waits for a core): thread only when there are at least 2^25 multiply-adds */
-    if ((double)M * (double)N * (double)K < 33554432.0) nthreads = 1;
+     * waits for a core): thread only when there are at least 2^25 multiply-adds, or, for the
+     * memory-bound decode product on packed weights, at least 2^20 weights to stream */
+    double work = (double)M * (double)N * (double)K;
+    int gemv = Bpre != NULL && M <= GEMV_MAX_M;
+    if (gemv ? (double)N * (double)K < 1048576.0 : work < 33554432.0) nthreads = 1;
     int64_t npanels = (N + NR - 1) / NR;
-    int split_n = npanels >= 2 * nthreads || M < 2 * MR;
+    int split_n = gemv || npanels >= 2 * nthreads || M < 2 * MR;
     int64_t units = split_n ? npanels : (M + MR - 1) / MR;
     if (units < nthreads) nthreads = (int)(units > 0 ? units : 1);
+    if (nthreads == 1) { /* no parallel region: entering one costs microseconds */
+        REPOPS_FP_ENTER;
+        gemm_serial(M, N, K, A, lda, B, rsb, csb, Bpre, C, ldc);
+        REPOPS_FP_EXIT;
+        return;
+    }
 #pragma omp parallel num_threads(nthreads)
     {
         REPOPS_FP_ENTER;
@@ -247,14 +352,49 @@ void repops_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, c
         if (split_n) {
             int64_t n0 = u0 * NR, n1 = u1 * NR < N ? u1 * NR : N;
             if (n1 > n0)
-                repops_gemm_serial(M, n1 - n0, K, A, lda, B + n0 * csb, rsb, csb, C + n0, ldc);
+                gemm_serial(M, n1 - n0, K, A, lda, Bpre ? NULL : B + n0 * csb, rsb, csb,
+                            Bpre ? Bpre + u0 * K * NR : NULL, C + n0, ldc);
         } else {
             int64_t m0 = u0 * MR, m1 = u1 * MR < M ? u1 * MR : M;
             if (m1 > m0)
-                repops_gemm_serial(m1 - m0, N, K, A + m0 * lda, lda, B, rsb, csb, C + m0 * ldc,
-                                   ldc);
+                gemm_serial(m1 - m0, N, K, A + m0 * lda, lda, B, rsb, csb, Bpre, C + m0 * ldc,
+                            ldc);
         }
         REPOPS_FP_EXIT;
+    }
+}
+
+void repops_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                 int64_t rsb, int64_t csb, float *C, int64_t ldc, int nthreads) {
+    gemm_threaded(M, N, K, A, lda, B, rsb, csb, NULL, C, ldc, nthreads);
+}
+
+/* Spec §3.3 linear on weights packed by repops_pack_nk: Y[M, N] = X[M, K] W[N, K]^T. */
+void repops_linear_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const float *P, float *C, int64_t ldc, int nthreads) {
+    gemm_threaded(M, N, K, A, lda, NULL, 1, K, P, C, ldc, nthreads);
+}
+
+/* Columns per packed panel (the layout's NR; depends on the ISA this library was built for). */
+int repops_pack_width(void) { return NR; }
+
+/* W[N, K] (row stride ldw) -> panels P[ceil(N/NR)][K][NR], zero rows past N. Bits copied. */
+void repops_pack_nk(int64_t N, int64_t K, const float *W, int64_t ldw, float *P) {
+    const int64_t npanels = (N + NR - 1) / NR;
+    for (int64_t p = 0; p < npanels; p++) {
+        float *dst = P + p * K * NR;
+        for (int64_t k0 = 0; k0 < K; k0 += 64) {
+            int64_t k1 = k0 + 64 < K ? k0 + 64 : K;
+            for (int64_t j = 0; j < NR; j++) {
+                int64_t n = p * NR + j;
+                if (n < N) {
+                    const float *src = W + n * ldw;
+                    for (int64_t k = k0; k < k1; k++) dst[k * NR + j] = src[k];
+                } else {
+                    for (int64_t k = k0; k < k1; k++) dst[k * NR + j] = 0.0f;
+                }
+            }
+        }
     }
 }
 
