@@ -44,7 +44,7 @@ setup: $(STAMP_PY) $(STAMP_NPM) model
 
 demo: setup
 	@echo "==> demo"
-	@$(PY) -m node.demo
+	@$(VENV)/bin/judge demo
 
 test-forge: $(STAMP_NPM)
 	@echo "==> forge test"

