@@ -58,6 +58,13 @@ def sprinkle(rng: np.random.Generator, x: torch.Tensor, rate: float) -> torch.Te
     return flat.reshape(x.shape)
 
 
+def signed_zeros(rng: np.random.Generator, rows: int, width: int) -> torch.Tensor:
+    """Rows of ±0 only; every other row all -0.0 (whose sum must stay -0.0)."""
+    neg = rng.random((rows, width)) < 0.5
+    neg[::2] = True
+    return torch.from_numpy(np.where(neg, np.float32(-0.0), np.float32(0.0)))
+
+
 @dataclass
 class Case:
     op: str  # name of the repops.api function
@@ -96,6 +103,9 @@ def cases(scale: int, seed: int = 0) -> Iterator[Case]:
             yield Case(op, f"{list(shape)} rows, edge rate {rate}", (x,), {"dim": -1})
         x = sprinkle(rng, normal(rng, n(512), 64, 3), 0.001)
         yield Case(op, "dim=1 of [.,64,3]", (x,), {"dim": 1})
+        for width in (1, 3, 16, 37, 5000):  # signed zeros only: the -0.0 padding matters here
+            z = signed_zeros(rng, max(4, n(4096) // width), width)
+            yield Case(op, f"±0 rows of {width}", (z,), {"dim": -1})
     for op in ("softmax", "log_softmax"):
         for shape, rate, sc in (((n(2048), 576), 0.0002, 8.0), ((max(2, n(24)), 49152), 0.0, 5.0),
                                 ((n(1000), 1000), 0.0001, 30.0), ((n(4096), 7), 0.0, 100.0)):
@@ -119,6 +129,10 @@ def cases(scale: int, seed: int = 0) -> Iterator[Case]:
                (normal(rng, 4, 1, 64, 96), normal(rng, 3, 96, 80)), {})
     yield Case("matmul", "underflow to -0 chains", (normal(rng, 64, 64, scale=1e-25),
                                                     normal(rng, 64, 64, scale=-1e-25)), {})
+    for (m, k, nn) in ((64, 17, 64), (1, 100, 576), (5, 1, 7), (40, 333, 24)):  # K tails
+        a = normal(rng, m, k, scale=1e-25).abs()
+        yield Case("matmul", f"-0 chains with a K tail [{m},{k}]x[{k},{nn}]",
+                   (a, -normal(rng, k, nn, scale=1e-25).abs()), {})
     yield Case("linear", "[.,576]x[1536,576]^T", (normal(rng, n(512), 576),
                                                    normal(rng, 1536, 576)), {})
     yield Case("linear", "decode [1,576]x[49152,576]^T", (normal(rng, 1, 576),

@@ -15,6 +15,12 @@ FP_FLAGS: dict[str, bool] = {"enable_fp_fusion": False}
 
 CANONICAL_NAN_BITS = 0x7FC00000
 
+# -0.0, passed to kernels as a run-time argument (`NEG0`) wherever a -0.0 fill is needed. As a
+# compile-time constant it is not safe: Triton 3.6 treats a load's `other=-0.0` like +0.0
+# (measured on H100/H200: the K-tail of a pipelined matmul then turned a -0.0 chain into +0.0),
+# presumably because its zero-fill path matches "any zero" constants.
+NEG_ZERO = -0.0
+
 
 def interpreting() -> bool:
     """True under TRITON_INTERPRET=1 (CI): kernels then run on CPU tensors, via numpy."""

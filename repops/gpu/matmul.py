@@ -9,9 +9,9 @@ acc = +0.0. Two kernels compute exactly that chain:
 * `_gemv_kernel`: few rows (decode, M = 1): one program owns a strip of N columns for one
   row and issues explicit `tl.fma` in k order.
 
-K-tail padding uses a = -0.0, b = +0.0: the product is -0.0 and fma(-0, +0, acc) = acc for
-every acc (also -0.0 and NaN), so padding cannot change a bit; padding with +0.0 would turn
-an accumulator of -0.0 into +0.0.
+K-tail padding uses a = -0.0 (a run-time argument, see launch.NEG_ZERO), b = +0.0: the
+product is -0.0 and fma(-0, +0, acc) = acc for every acc (also -0.0 and NaN), so padding
+cannot change a bit; padding with +0.0 would turn an accumulator of -0.0 into +0.0.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import torch
 import triton
 import triton.language as tl
 
-from repops.gpu.launch import FP_FLAGS, check_f32_cuda, interpreting
+from repops.gpu.launch import FP_FLAGS, NEG_ZERO, check_f32_cuda, interpreting
 from repops.gpu.primitives import canon_nan
 
 
 @triton.jit
 def _gemm_kernel(A, B, C, M, N, K,
-                 s_ab, s_am, s_ak, s_bb, s_bk, s_bn, s_cb, s_cm, s_cn,
+                 s_ab, s_am, s_ak, s_bb, s_bk, s_bn, s_cb, s_cm, s_cn, NEG0,
                  BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
                  GROUP_M: tl.constexpr, EVEN_K: tl.constexpr):
     """RepOps spec §3 chain per output, tiled; grouped tile order for L2 reuse."""
@@ -56,7 +56,8 @@ def _gemm_kernel(A, B, C, M, N, K,
             b = tl.load(b_ptrs)
         else:
             kmask = rk < K - k
-            a = tl.load(a_ptrs, mask=kmask[None, :], other=-0.0)
+            a = tl.load(a_ptrs, mask=kmask[None, :], other=0.0)
+            a = tl.where(kmask[None, :], a, NEG0)
             b = tl.load(b_ptrs, mask=kmask[:, None], other=0.0)
         acc = tl.dot(a, b, acc, input_precision="ieee")
         a_ptrs += BK * s_ak
@@ -152,7 +153,7 @@ def _launch(a3: torch.Tensor, b3: torch.Tensor, c3: torch.Tensor, sab: int, sbb:
     else:
         bm, bn, bk, gm, nw, ns = cfg or gemm_config(M, N, K)
         grid = (triton.cdiv(M, bm) * triton.cdiv(N, bn), nb)
-        _gemm_kernel[grid](*args, BM=bm, BN=bn, BK=bk, GROUP_M=gm, EVEN_K=K % bk == 0,
+        _gemm_kernel[grid](*args, NEG_ZERO, BM=bm, BN=bn, BK=bk, GROUP_M=gm, EVEN_K=K % bk == 0,
                            num_warps=nw, num_stages=ns, **FP_FLAGS)
 
 

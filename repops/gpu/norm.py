@@ -15,7 +15,7 @@ import triton.language as tl
 
 from repops.gpu import elementwise as ew
 from repops.gpu import reduce as rd
-from repops.gpu.launch import FP_FLAGS, check_f32_cuda, next_pow2
+from repops.gpu.launch import FP_FLAGS, NEG_ZERO, check_f32_cuda, next_pow2
 from repops.gpu.primitives import canon_nan, fold_rows
 
 
@@ -29,7 +29,7 @@ def _f32_scalar(bits_: int, device: torch.device) -> torch.Tensor:
 
 
 @triton.jit
-def _rms_kernel(X, W, Y, R, n, s_x, eps_bits, n_bits, HAS_W: tl.constexpr,
+def _rms_kernel(X, W, Y, R, n, s_x, eps_bits, n_bits, NEG0, HAS_W: tl.constexpr,
                 RB: tl.constexpr, P: tl.constexpr, LOG_P: tl.constexpr):
     """RepOps spec §6.7 on RB rows."""
     rows = tl.program_id(0) * RB + tl.arange(0, RB)
@@ -37,7 +37,7 @@ def _rms_kernel(X, W, Y, R, n, s_x, eps_bits, n_bits, HAS_W: tl.constexpr,
     valid = (rows[:, None] < R) & (cols[None, :] < n)
     ptrs = rows[:, None].to(tl.int64) * s_x + cols[None, :]
     x = tl.load(X + ptrs, mask=valid, other=0.0)
-    q = tl.where(valid, x * x, -0.0)
+    q = tl.where(valid, x * x, NEG0)
     ss = fold_rows(q, RB, P, LOG_P)
     eps = eps_bits.to(tl.float32, bitcast=True)
     nf = n_bits.to(tl.float32, bitcast=True)
@@ -51,19 +51,19 @@ def _rms_kernel(X, W, Y, R, n, s_x, eps_bits, n_bits, HAS_W: tl.constexpr,
 
 
 @triton.jit
-def _ln_kernel(X, W, B, Y, R, n, s_x, eps_bits, n_bits, HAS_W: tl.constexpr,
+def _ln_kernel(X, W, B, Y, R, n, s_x, eps_bits, n_bits, NEG0, HAS_W: tl.constexpr,
                HAS_B: tl.constexpr, RB: tl.constexpr, P: tl.constexpr, LOG_P: tl.constexpr):
     """RepOps spec §6.8 on RB rows."""
     rows = tl.program_id(0) * RB + tl.arange(0, RB)
     cols = tl.arange(0, P)
     valid = (rows[:, None] < R) & (cols[None, :] < n)
     ptrs = rows[:, None].to(tl.int64) * s_x + cols[None, :]
-    x = tl.load(X + ptrs, mask=valid, other=-0.0)
+    x = tl.where(valid, tl.load(X + ptrs, mask=valid, other=0.0), NEG0)
     nf = n_bits.to(tl.float32, bitcast=True)
     eps = eps_bits.to(tl.float32, bitcast=True)
     mu = tl.math.div_rn(fold_rows(x, RB, P, LOG_P), tl.zeros((RB,), tl.float32) + nf)
     c = x - mu[:, None]
-    q = tl.where(valid, c * c, -0.0)
+    q = tl.where(valid, c * c, NEG0)
     var = tl.math.div_rn(fold_rows(q, RB, P, LOG_P), tl.zeros((RB,), tl.float32) + nf)
     r = tl.math.sqrt_rn(var + eps)
     y = tl.math.div_rn(c, tl.broadcast_to(r[:, None], (RB, P)))
@@ -104,8 +104,9 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.
     if R:
         rb = max(1, min(16, 1024 // p))
         _rms_kernel[(triton.cdiv(R, rb),)](x2, w, y, R, n, x2.stride(0), f32_bits(eps),
-                                           f32_bits(float(n)), HAS_W=weight is not None, RB=rb,
-                                           P=p, LOG_P=p.bit_length() - 1, **FP_FLAGS)
+                                           f32_bits(float(n)), NEG_ZERO,
+                                           HAS_W=weight is not None, RB=rb, P=p,
+                                           LOG_P=p.bit_length() - 1, **FP_FLAGS)
     return y.reshape(x.shape)
 
 
@@ -134,6 +135,6 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor 
         _ln_kernel[(triton.cdiv(R, rb),)](
             x2, weight.contiguous() if weight is not None else x2,
             bias.contiguous() if bias is not None else x2, y, R, n, x2.stride(0),
-            f32_bits(eps), f32_bits(float(n)), HAS_W=weight is not None,
+            f32_bits(eps), f32_bits(float(n)), NEG_ZERO, HAS_W=weight is not None,
             HAS_B=bias is not None, RB=rb, P=p, LOG_P=p.bit_length() - 1, **FP_FLAGS)
     return y.reshape(x.shape)

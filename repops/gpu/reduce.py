@@ -11,7 +11,15 @@ import torch
 import triton
 import triton.language as tl
 
-from repops.gpu.launch import FP_FLAGS, check_f32_cuda, interpreting, next_pow2, norm_dim, rows_last
+from repops.gpu.launch import (
+    FP_FLAGS,
+    NEG_ZERO,
+    check_f32_cuda,
+    interpreting,
+    next_pow2,
+    norm_dim,
+    rows_last,
+)
 from repops.gpu.primitives import canon_nan, fold_rows, key_to_float, order_key
 
 MAX_FOLD = 4096  # widest row folded in registers by one program
@@ -27,22 +35,24 @@ def _rows_per_prog(p: int) -> int:
 
 
 @triton.jit
-def _fold_level_kernel(X, Y, R, n, s_x, H, BLOCK: tl.constexpr):
+def _fold_level_kernel(X, Y, R, n, s_x, H, NEG0, BLOCK: tl.constexpr):
     """One level of RepOps spec §4.1: y[r, i] = x[r, i] + x[r, i + H] (missing = -0.0), i < H."""
     row = tl.program_id(1).to(tl.int64)
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    lo = tl.load(X + row * s_x + i, mask=i < n, other=-0.0)
-    hi = tl.load(X + row * s_x + i + H, mask=i + H < n, other=-0.0)
+    lo = tl.where(i < n, tl.load(X + row * s_x + i, mask=i < n, other=0.0), NEG0)
+    hi = tl.where(i + H < n, tl.load(X + row * s_x + i + H, mask=i + H < n, other=0.0), NEG0)
     tl.store(Y + row * H + i, lo + hi, mask=i < H)
 
 
 @triton.jit
-def _fold_rows_kernel(X, Y, R, n, s_x, RB: tl.constexpr, P: tl.constexpr, LOG_P: tl.constexpr):
+def _fold_rows_kernel(X, Y, R, n, s_x, NEG0, RB: tl.constexpr, P: tl.constexpr,
+                      LOG_P: tl.constexpr):
     """RepOps spec §4.1 on RB rows of at most P values each."""
     rows = tl.program_id(0) * RB + tl.arange(0, RB)
     cols = tl.arange(0, P)
-    x = tl.load(X + rows[:, None].to(tl.int64) * s_x + cols[None, :],
-                mask=(rows[:, None] < R) & (cols[None, :] < n), other=-0.0)
+    m = (rows[:, None] < R) & (cols[None, :] < n)
+    x = tl.where(m, tl.load(X + rows[:, None].to(tl.int64) * s_x + cols[None, :], mask=m,
+                            other=0.0), NEG0)
     s = canon_nan(fold_rows(x, RB, P, LOG_P))
     tl.store(Y + rows, s, mask=rows < R)
 
@@ -62,12 +72,12 @@ def fold_sum_rows(x2: torch.Tensor) -> torch.Tensor:
         nxt = torch.empty((R, h), dtype=torch.float32, device=x2.device)
         blk = min(1024, h)
         _fold_level_kernel[(triton.cdiv(h, blk), R)](cur, nxt, R, width, cur.stride(0), h,
-                                                     BLOCK=blk, **FP_FLAGS)
+                                                     NEG_ZERO, BLOCK=blk, **FP_FLAGS)
         cur, width = nxt, h
     p = next_pow2(width)
     rb = _rows_per_prog(p)
-    _fold_rows_kernel[(triton.cdiv(R, rb),)](cur, out, R, width, cur.stride(0), RB=rb, P=p,
-                                             LOG_P=p.bit_length() - 1,
+    _fold_rows_kernel[(triton.cdiv(R, rb),)](cur, out, R, width, cur.stride(0), NEG_ZERO, RB=rb,
+                                             P=p, LOG_P=p.bit_length() - 1,
                                              num_warps=4 if p * rb <= 2048 else 8, **FP_FLAGS)
     return out
 

@@ -15,12 +15,12 @@ import triton.language as tl
 from repops.gpu import elementwise as ew
 from repops.gpu import reduce as rd
 from repops.gpu.crmath import exp_cr, log_cr
-from repops.gpu.launch import FP_FLAGS, check_f32_cuda, next_pow2, norm_dim, rows_last
+from repops.gpu.launch import FP_FLAGS, NEG_ZERO, check_f32_cuda, next_pow2, norm_dim, rows_last
 from repops.gpu.primitives import canon_nan, fold_rows, key_to_float, order_key
 
 
 @triton.jit
-def _softmax_kernel(X, Y, R, n, s_x, t_q, k_base,
+def _softmax_kernel(X, Y, R, n, s_x, t_q, k_base, NEG0,
                     LOG: tl.constexpr, CAUSAL: tl.constexpr,
                     RB: tl.constexpr, P: tl.constexpr, LOG_P: tl.constexpr):
     """RepOps spec §6.5/§6.6 on RB rows; CAUSAL row r sees n_r = k_base + (r mod t_q) + 1
@@ -37,7 +37,7 @@ def _softmax_kernel(X, Y, R, n, s_x, t_q, k_base,
     x = tl.load(X + ptrs, mask=valid, other=float("-inf"))
     m = key_to_float(tl.max(order_key(x), axis=1))  # §4.2 row_max (NaN propagates)
     d = x - m[:, None]
-    e = tl.where(valid, exp_cr(d), -0.0)  # excluded/padding: the fold's -0.0
+    e = tl.where(valid, exp_cr(d), NEG0)  # excluded/padding: the fold's -0.0
     s = fold_rows(e, RB, P, LOG_P)  # §4.1
     if LOG:
         y = d - log_cr(s)[:, None]
@@ -86,7 +86,7 @@ def softmax_rows(x2: torch.Tensor, log: bool = False, causal: tuple[int, int] | 
         rb = max(1, min(16, 1024 // p))
         t_q, k_base = causal if causal is not None else (1, 0)
         _softmax_kernel[(triton.cdiv(R, rb),)](
-            x2, out, R, n, x2.stride(0), t_q, k_base, LOG=log, CAUSAL=causal is not None,
+            x2, out, R, n, x2.stride(0), t_q, k_base, NEG_ZERO, LOG=log, CAUSAL=causal is not None,
             RB=rb, P=p, LOG_P=p.bit_length() - 1, num_warps=4 if p * rb <= 2048 else 8,
             **FP_FLAGS)
     return out
