@@ -68,7 +68,8 @@ library Float32 {
 
     /// @dev Marks "msb position unknown" in the arithmetic fast paths; any n >= UNKNOWN_MSB
     ///      makes the caller compute floor(log2 m) with `log2` (only subnormal operands and
-    ///      close-exponent cancellations need it).
+    ///      close-exponent cancellations need it). Each operation's assembly leaves (s, m, e, n);
+    ///      m == 0 means `r` is already final (special values, zeros, exact cancellation).
     uint256 private constant UNKNOWN_MSB = 256;
 
     /// @notice floor(log2 x) for x > 0 (0 for x = 0).
@@ -152,13 +153,6 @@ library Float32 {
         }
     }
 
-    /// @dev Finishes an operation whose assembly left (s, m, e, n): m == 0 means `r` is final.
-    function _finish(uint32 r, uint256 s, uint256 m, int256 e, uint256 n) private pure returns (uint32) {
-        if (m == 0) return r;
-        if (n >= UNKNOWN_MSB) n = log2(m);
-        return roundPackN(s, m, e, n);
-    }
-
     // ------------------------------------------------------------------ arithmetic
 
     /// @notice a + b, correctly rounded (RepOps spec §2). x + (-x) = +0; (-0) + (-0) = -0.
@@ -240,7 +234,7 @@ library Float32 {
                 }
             }
         }
-        return _finish(r, s, m, e, n);
+        if (m != 0) r = roundPackN(s, m, e, n < UNKNOWN_MSB ? n : log2(m));
     }
 
     /// @notice a - b = a + neg(b), correctly rounded (RepOps spec §2).
@@ -292,7 +286,7 @@ library Float32 {
                 }
             }
         }
-        return _finish(r, s, m, e, n);
+        if (m != 0) r = roundPackN(s, m, e, n < UNKNOWN_MSB ? n : log2(m));
     }
 
     /// @notice a / b, correctly rounded (RepOps spec §2). 0/0 and inf/inf are NaN; x/0 is a
@@ -344,7 +338,7 @@ library Float32 {
                 }
             }
         }
-        return _finish(r, s, m, e, n);
+        if (m != 0) r = roundPackN(s, m, e, n < UNKNOWN_MSB ? n : log2(m));
     }
 
     /// @notice sqrt(a), correctly rounded (RepOps spec §2). sqrt(-0) = -0; sqrt(x < 0) = NaN.
@@ -398,7 +392,7 @@ library Float32 {
                 e := sdiv(sub(sub(ea, 150), add(128, odd)), 2)
             }
         }
-        return _finish(r, 0, m, e, n);
+        if (m != 0) r = roundPackN(0, m, e, n);
     }
 
     /// @notice fma(a, b, c) = a * b + c with a single rounding (IEEE-754 fusedMultiplyAdd,
@@ -519,7 +513,7 @@ library Float32 {
                 }
             }
         }
-        return _finish(r, s, m, e, n);
+        if (m != 0) r = roundPackN(s, m, e, n < UNKNOWN_MSB ? n : log2(m));
     }
 
     // ------------------------------------------------------------------ comparison

@@ -100,8 +100,15 @@ library Float32Transcendental {
             }
         }
         if (!done) {
-            r = Float32.roundPack(0, p - EXP_ERR, k - 120);
-            if (Float32.roundPack(0, p + EXP_ERR, k - 120) != r) revert Float32AmbiguousRounding(x);
+            // p +- EXP_ERR lies in [2^119, 2^121): its msb is 119 or 120.
+            unchecked {
+                uint256 lo = p - EXP_ERR;
+                uint256 hi = p + EXP_ERR;
+                r = Float32.roundPackN(0, lo, k - 120, 119 + (lo >> 120));
+                if (Float32.roundPackN(0, hi, k - 120, 119 + (hi >> 120)) != r) {
+                    revert Float32AmbiguousRounding(x);
+                }
+            }
         }
     }
 
@@ -190,8 +197,16 @@ library Float32Transcendental {
             }
         }
         if (!done) {
-            r = Float32.roundPack(sign, a - LOG_ERR, -128);
-            if (Float32.roundPack(sign, a + LOG_ERR, -128) != r) revert Float32AmbiguousRounding(x);
+            // a >= 2^103 >> LOG_ERR: the msbs of a -+ LOG_ERR are within one of a's.
+            unchecked {
+                uint256 n = Float32.log2(a);
+                uint256 lo = a - LOG_ERR;
+                uint256 hi = a + LOG_ERR;
+                r = Float32.roundPackN(sign, lo, -128, (lo >> n) == 0 ? n - 1 : n);
+                if (Float32.roundPackN(sign, hi, -128, (hi >> (n + 1)) != 0 ? n + 1 : n) != r) {
+                    revert Float32AmbiguousRounding(x);
+                }
+            }
         }
     }
 }
