@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import datetime
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -409,6 +410,8 @@ def _versions(device: str) -> dict:
         v["mpmath"] = mpmath.__version__
     except ImportError:
         pass
+    for src in (C_SOURCE, PY_SOURCE):  # what was tested, even in a dirty checkout
+        v[f"sha256 {src.name}"] = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                               text=True).stdout.strip()
