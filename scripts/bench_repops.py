@@ -117,7 +117,7 @@ def render(rep: dict) -> str:
                        f"{r['vs_bf16']:.3f} | {r['repops_ms']:.4f} | "
                        f"{r.get('linear_ms', float('nan')):.4f} | "
                        f"{r.get('torch_linear_fp32_ms', float('nan')):.4f} |")
-        for sw in sec.get("sweeps", []):
+        for sw in sec.get("sweeps", []) + sec.get("sweeps_big", []):
             out += ["", f"Sweep M={sw['M']} K={sw['K']} N={sw['N']} "
                     f"({'gemv' if sw['gemv'] else 'gemm'}; cfg = "
                     f"{'BN, BK, warps' if sw['gemv'] else 'BM, BN, BK, GROUP_M, warps, stages'})",
@@ -136,6 +136,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--no-shapes", action="store_true")
+    ap.add_argument("--sweep-big", action="store_true", help="GROUP_M/stages sweep at 8192^3")
     ap.add_argument("--out-dir", type=Path, default=REPORT.parent)
     ap.add_argument("--commit", default="?")
     ap.add_argument("--render", action="store_true")
@@ -155,6 +156,12 @@ def main() -> int:
                "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
         sec = rep["runs"].get(env["gpu"], {})
         sec.update({"env": env, "commit": args.commit})
+        if args.sweep_big:
+            global SWEEP_GEMM
+            SWEEP_GEMM = [(64, 128, 32, g, 4, st) for g in (4, 8, 16) for st in (3, 4, 5)]
+            SWEEP_GEMM += [(64, 128, 32, 8, 8, 4), (128, 64, 32, 8, 4, 4), (32, 128, 32, 8, 4, 4),
+                           (64, 256, 32, 8, 8, 4)]
+            sec["sweeps_big"] = [sweep(8192, 8192, 8192, False)]
         if args.sweep:
             sec["sweeps"] = [sweep(4096, 4096, 4096, False), sweep(8192, 8192, 8192, False),
                              sweep(1, 576, 49152, True), sweep(1, 576, 1536, True),

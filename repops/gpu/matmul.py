@@ -113,9 +113,9 @@ def _gemv_kernel(A, B, C, M, N, K,
 GEMM_BIG = (64, 128, 32, 8, 4, 3)
 GEMM_MID = (32, 64, 64, 8, 2, 3)
 GEMM_SMALL_M = (32, 64, 32, 8, 2, 3)
-GEMM_SMALL_MN = (32, 32, 32, 8, 1, 3)  # M <= 32, N <= 1024: more programs for short grids
+GEMM_SMALL_MN = (16, 32, 32, 8, 1, 3)  # M <= 32, N <= 1024: more programs for short grids
 GEMM_TINY_M = (16, 64, 32, 8, 1, 3)  # M <= 16 (decode): the pipelined dot beats the fma loop
-GEMM_TINY_MN = (16, 32, 32, 8, 1, 3)
+GEMM_TINY_MN = (16, 32, 64, 8, 1, 3)
 # (BN, BK, num_warps) for the explicit fma-chain kernel (causal P·V, or gemv=True)
 GEMV_CFG = (128, 32, 4)
 GEMV_MAX_M = 0
