@@ -39,11 +39,13 @@ from repops.api import (
     where,
 )
 from repops.cpu.packed import PackedLinear
+from repops.sample import SamplingConfig, greedy_token, prng_u, sample_token
 
 SPEC_VERSION = "repops-v1"
 
 __all__ = [
     "SPEC_VERSION",
+    "SamplingConfig",
     "add",
     "argmax",
     "attention",
@@ -51,6 +53,7 @@ __all__ = [
     "div",
     "embedding",
     "exp",
+    "greedy_token",
     "float_to_int",
     "int_to_float",
     "layer_norm",
@@ -65,10 +68,12 @@ __all__ = [
     "mul",
     "neg",
     "pack_linear",
+    "prng_u",
     "PackedLinear",
     "rms_norm",
     "rope",
     "rope_tables",
+    "sample_token",
     "sigmoid",
     "silu",
     "softmax",

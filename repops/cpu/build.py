@@ -132,6 +132,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "repops_gemm": [I64, I64, I64, P, I64, P, I64, I64, P, I64, N],
         "repops_linear_packed": [I64, I64, I64, P, I64, P, P, I64, N],
         "repops_pack_nk": [I64, I64, P, I64, P],
+        "repops_cumsum_seq": [P, P, I64],
         "repops_binary": [N, P, P, P, I64, N],
         "repops_unary": [N, P, P, I64, N],
         "repops_i64_to_f32": [P, P, I64],

@@ -56,6 +56,14 @@ def linear_packed(a: torch.Tensor, panels: torch.Tensor, n: int) -> torch.Tensor
     return c
 
 
+def cumsum_seq(x: torch.Tensor) -> torch.Tensor:
+    """Spec §7.3 step 6: running binary32 sum in index order (1-D)."""
+    x = x.contiguous()
+    out = torch.empty(x.shape, dtype=torch.float32)
+    load().repops_cumsum_seq(_ptr(x), _ptr(out), x.numel())
+    return out
+
+
 def binary(op: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a, b = torch.broadcast_tensors(a, b)
     a = a.contiguous()
