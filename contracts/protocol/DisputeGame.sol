@@ -21,7 +21,7 @@ import {IGameSettlement} from "./interfaces/IGameSettlement.sol";
 ///      Spec references: docs/commitments.md C2–C6 (bytes), DESIGN §6 (game, checklist).
 contract DisputeGame {
     /// @notice log2 of the dissection arity: each move reveals up to 2^BITS = 16 nodes.
-    /// @dev k = 16: a 2^16-leaf trace takes 4 rounds, a 192-chunk tensor 2 (docs/protocol.md).
+    /// @dev k = 16: a 2^16-leaf trace takes 4 rounds, a 192-chunk tensor 2 (contracts/protocol/README.md).
     uint256 public constant BITS = 4;
 
     enum Phase {

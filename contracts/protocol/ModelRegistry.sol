@@ -5,7 +5,7 @@ import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
 
 /// @title ModelRegistry
 /// @notice Model hash → (name, URI, spec version, program root). DESIGN §6 "Registry".
-/// @dev Policy (documented in docs/protocol.md): curated and append-only. A curator address
+/// @dev Policy (documented in contracts/protocol/README.md): curated and append-only. A curator address
 ///      (a multisig or DAO in production) registers models after checking that the program
 ///      root is the one the compiler produces for that model hash. Entries can never be
 ///      changed or removed, so the curator has no power over jobs already posted, nor over any

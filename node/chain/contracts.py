@@ -1,0 +1,111 @@
+"""The protocol contracts as Python sees them: artifacts from the real compiler and the
+argument shapes of their entry points.
+
+Why a module: the ABI tuples (JobRequest, JobConfig) and the enums (job status, game phase,
+claim kind) are positional on the wire; spelling them once here keeps the CLI, the daemons and
+the tests from drifting from contracts/protocol (contracts/protocol/README.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from node.chain.compile import compile_contracts
+
+PROTOCOL_CONTRACTS = ("ModelRegistry", "DisputeGame", "JobMarket", "PredictionMarket")
+
+# JobMarket constants (contracts/protocol/JobMarket.sol)
+BURN_BPS = 1000
+MAX_EXECUTORS = 16
+MAX_TOKENS = 4096
+NO_TOKEN = 2**256 - 1  # "no token at this index" in output-token disputes
+
+
+class JobStatus(IntEnum):
+    """IJobResult.Status."""
+
+    NONE = 0
+    OPEN = 1
+    COMMITTED = 2
+    FINALIZED = 3
+    FAILED = 4
+
+
+class Phase(IntEnum):
+    """DisputeGame.Phase."""
+
+    NONE = 0
+    TRACE_BISECT = 1
+    LEAF_OPEN = 2
+    TENSOR_BISECT = 3
+    CHUNK_REVEAL = 4
+    ELEMENT_PICK = 5
+    PROOF = 6
+    LENGTH_PROOF = 7
+    RESOLVED = 8
+
+
+class Claim(IntEnum):
+    """IOneStepVerifier.Claim."""
+
+    ELEMENT = 0
+    OP_HASH = 1
+    OUTPUT_HEADER = 2
+    TRACE_END = 3
+    OUTPUT_TOKEN = 4
+
+
+class Outcome(IntEnum):
+    """PredictionMarket.Outcome."""
+
+    UNRESOLVED = 0
+    YES = 1
+    NO = 2
+    INVALID = 3
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """JobMarket.JobConfig; temperature and top_p are float32 bit patterns (0 = greedy)."""
+
+    max_tokens: int
+    temperature_bits: int = 0
+    top_k: int = 0
+    top_p_bits: int = 0
+    seed: int = 0
+
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        return (self.max_tokens, self.temperature_bits, self.top_k, self.top_p_bits, self.seed)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """JobMarket.JobRequest."""
+
+    model_hash: bytes
+    config: JobConfig
+    deadline: int
+    challenge_window: int
+    bond: int
+    n_executors: int = 1
+
+    def as_tuple(self) -> tuple:
+        if len(self.model_hash) != 32:
+            raise ValueError("model_hash must be 32 bytes")
+        if not 1 <= self.n_executors <= MAX_EXECUTORS:
+            raise ValueError(f"n_executors must be 1..{MAX_EXECUTORS}")
+        if not 1 <= self.config.max_tokens <= MAX_TOKENS:
+            raise ValueError(f"max_tokens must be 1..{MAX_TOKENS}")
+        return (self.model_hash, self.config.as_tuple(), self.deadline, self.challenge_window,
+                self.bond, self.n_executors)
+
+
+def protocol_artifacts() -> dict[str, dict]:
+    """`{name: {"abi", "bytecode"}}` for the protocol contracts, compiled by solc 0.8.37
+    (node.chain.compile, the same settings forge tests use)."""
+    arts = compile_contracts()
+    missing = [n for n in PROTOCOL_CONTRACTS if n not in arts]
+    if missing:
+        raise RuntimeError(f"compiler output lacks {missing}; are contracts/protocol present?")
+    return {n: arts[n] for n in PROTOCOL_CONTRACTS}
