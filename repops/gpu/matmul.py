@@ -114,11 +114,11 @@ GEMM_BIG = (64, 128, 32, 8, 4, 3)
 GEMM_MID = (32, 64, 64, 8, 2, 3)
 GEMM_SMALL_M = (32, 64, 32, 8, 2, 3)
 GEMM_SMALL_MN = (16, 32, 32, 8, 1, 3)  # M <= 32, N <= 1024: more programs for short grids
-GEMM_TINY_M = (16, 64, 32, 8, 1, 3)  # M <= 16 (decode): the pipelined dot beats the fma loop
+GEMM_TINY_M = (16, 64, 32, 8, 1, 3)  # 4 < M <= 16
 GEMM_TINY_MN = (16, 32, 64, 8, 1, 3)
 # (BN, BK, num_warps) for the explicit fma-chain kernel (causal P·V, or gemv=True)
 GEMV_CFG = (128, 32, 4)
-GEMV_MAX_M = 0
+GEMV_MAX_M = 4  # M = 1 decode: the fma loop was faster and steadier than 16-row dot tiles
 
 _INTERPRET_GEMM = (16, 16, 8, 2, 1, 1)
 
