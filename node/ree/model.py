@@ -161,6 +161,13 @@ def _write_cache(d: Path, weights: dict[str, np.ndarray], roots: dict[str, bytes
                                "root": roots[name].hex()}
                 off += a.nbytes
         (tmp / "index.json").write_text(json.dumps({**meta, "tensors": index}))
+        if d.exists() and meta.get("model_hash"):  # an older entry without the model hash
+            old = d.with_name(d.name + f".old-{os.getpid()}")
+            try:
+                d.rename(old)
+                shutil.rmtree(old, ignore_errors=True)
+            except OSError:
+                pass
         try:
             tmp.rename(d)
         except OSError:  # another process won the race: keep theirs
