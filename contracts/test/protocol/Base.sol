@@ -293,22 +293,19 @@ abstract contract ProtocolBase is Test {
             bytes32[][] memory lv = _levels(cls, Merkle.depthOf(cls.length));
             if (a.turn == 0) l2.d = lv;
             else l2.c = lv;
-            vm.prank(p.who);
-            game.openLeaf(gameId, op, hdr, lv[lv.length - 1][0]);
+            _exec(p.who, abi.encodeCall(game.openLeaf, (gameId, op, hdr, lv[lv.length - 1][0])), "openLeaf");
         } else if (a.phase == DisputeGame.Phase.ChunkReveal) {
-            vm.prank(d.who);
-            game.revealChunk(gameId, _chunkOf(w, d, a.leaf, a.chunk));
+            _exec(d.who, abi.encodeCall(game.revealChunk, (gameId, _chunkOf(w, d, a.leaf, a.chunk))), "revealChunk");
         } else if (a.phase == DisputeGame.Phase.ElementPick) {
             bytes memory dc = _chunkOf(w, d, a.leaf, a.chunk);
             uint256 e = _firstDiff(dc, _chunkOf(w, c, a.leaf, a.chunk));
-            vm.prank(c.who);
-            game.pickElement(gameId, e, dc);
+            _exec(c.who, abi.encodeCall(game.pickElement, (gameId, e, dc)), "pickElement");
         } else if (a.phase == DisputeGame.Phase.Proof) {
-            game.resolve(gameId, "");
+            _exec(address(0), abi.encodeCall(game.resolve, (gameId, "")), "resolve");
         } else if (a.phase == DisputeGame.Phase.LengthProof) {
             (,,, uint64 idx, uint8 side,) = game.pending(gameId);
             Player memory p = side == 0 ? d : c;
-            game.proveLength(gameId, p.levels[0][idx], _proof(p.levels, idx));
+            _exec(address(0), abi.encodeCall(game.proveLength, (gameId, p.levels[0][idx], _proof(p.levels, idx))), "proveLength");
         } else {
             revert("driver: unexpected phase");
         }
@@ -318,11 +315,9 @@ abstract contract ProtocolBase is Test {
         internal
     {
         if (a.turn == 0) {
-            vm.prank(dWho);
-            game.reveal(gameId, _slice(dl, a.height, a.pos));
+            _exec(dWho, abi.encodeCall(game.reveal, (gameId, _slice(dl, a.height, a.pos))), "reveal");
         } else {
-            vm.prank(cWho);
-            game.respond(gameId, _slice(cl, a.height, a.pos), _slice(dl, a.height, a.pos));
+            _exec(cWho, abi.encodeCall(game.respond, (gameId, _slice(cl, a.height, a.pos), _slice(dl, a.height, a.pos))), "respond");
         }
     }
 
@@ -333,6 +328,41 @@ abstract contract ProtocolBase is Test {
             if (keccak256(_word(x, e)) != keccak256(_word(y, e))) return e;
         }
         return 0;
+    }
+
+    // ---- measured calls (gas profile) ----
+
+    struct GasRow {
+        string name;
+        uint256 execGas; // gas spent inside the call
+        uint256 txGas; // + 21000 intrinsic + calldata (EIP-2028: 16 per non-zero byte, 4 per zero)
+        uint256 calldataBytes;
+    }
+
+    bool internal measuring;
+    GasRow[] internal gasRows;
+
+    /// @dev Calls the game as `from` (no prank for address(0)); bubbles reverts; records gas
+    ///      when measuring (metering is paused around everything else).
+    function _exec(address from, bytes memory data, string memory name) internal {
+        if (from != address(0)) vm.prank(from);
+        if (measuring) vm.resumeGasMetering();
+        uint256 g0 = gasleft();
+        (bool ok, bytes memory ret) = address(game).call(data);
+        uint256 used = g0 - gasleft();
+        if (measuring) vm.pauseGasMetering();
+        if (!ok) {
+            assembly ("memory-safe") {
+                revert(add(ret, 32), mload(ret))
+            }
+        }
+        if (measuring) gasRows.push(GasRow(name, used, used + 21000 + _calldataGas(data), data.length));
+    }
+
+    function _calldataGas(bytes memory data) internal pure returns (uint256 g) {
+        for (uint256 i = 0; i < data.length; ++i) {
+            g += data[i] == 0 ? 4 : 16;
+        }
     }
 
     function _word(bytes memory b, uint256 e) internal pure returns (bytes memory out) {

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {ProtocolBase} from "./Base.sol";
+import {Commitments} from "../../lib/Commitments.sol";
+import {DisputeGame} from "../../protocol/DisputeGame.sol";
+import {AlphabetWorld} from "./Alphabet.sol";
+
+/// @dev forge prints console logs at -vv; forge-std is not available, so the one call we need.
+library console {
+    address internal constant CONSOLE = 0x000000000000000000636F6e736F6c652e6c6f67;
+
+    function log(string memory p0, uint256 p1, uint256 p2, uint256 p3) internal view {
+        (bool ok,) = CONSOLE.staticcall(abi.encodeWithSignature("log(string,uint256,uint256,uint256)", p0, p1, p2, p3));
+        ok;
+    }
+}
+
+/// @notice Gas of every transaction of a full dispute at SmolLM2 scale: a 40 000-leaf trace
+///         (2^16 padded) and a 49152-element float32 output (192 chunks), the executor lying
+///         about one element in the middle. scripts/gas_report.py runs this and writes
+///         docs/reports/gas.md. Also checks the issue-5 targets (≤ 12 rounds, < 3M gas per tx).
+contract GasProfileTest is ProtocolBase {
+    using AlphabetWorld for AlphabetWorld.World;
+
+    function test_gas40kLeafDispute() public {
+        vm.pauseGasMetering();
+        AlphabetWorld.World memory w = _world(2026, 40_000, 49_152);
+        bytes32[] memory honest = _honestLeaves(w);
+        Player memory d = _player(exec, w, honest, Lie(LieKind.Element, 23_456, 30_001, 0x7FC00000));
+        Player memory c = _player(chal, w, honest, Lie(LieKind.None, 0, 0, 0));
+        _trees(d, c);
+        uint256 jobId = _post(1);
+        uint32[] memory toks = new uint32[](64);
+        for (uint256 k = 0; k < 64; ++k) {
+            toks[k] = w.token(k);
+        }
+        bytes32 oh = Commitments.tokensHash(toks);
+        measuring = true;
+
+        _measureMarket(exec, BOND, abi.encodeCall(market.commit, (jobId, toks, oh, d.root, d.length)), "commit (64 tokens)");
+        _measureMarket(chal, BOND, abi.encodeCall(market.challenge, (jobId, 0, c.root, c.length, 0)), "challenge (opens game)");
+        uint256 moves = _play(1, w, d, c);
+        (,,,,,,, bool dw) = game.gameInfo(1);
+        assertFalse(dw, "lying executor won");
+        vm.warp(block.timestamp + WINDOW + 1);
+        _measureMarket(address(0), 0, abi.encodeCall(market.finalize, (jobId)), "finalize (failed job, refund)");
+        _measureMarket(chal, 0, abi.encodeCall(market.withdraw, ()), "withdraw");
+
+        // an unchallenged job for the honest-path numbers
+        uint256 job2 = _post(1);
+        _measureMarket(exec, BOND, abi.encodeCall(market.commit, (job2, toks, oh, c.root, c.length)), "commit (64 tokens), 2nd job");
+        vm.warp(block.timestamp + WINDOW + 1);
+        _measureMarket(address(0), 0, abi.encodeCall(market.finalize, (job2)), "finalize (unchallenged, pays executor)");
+
+        // Caller-side gasleft deltas over-count (this frame holds megabytes of trees), so they
+        // are only an upper bound here; exact per-tx numbers come from `--isolate --gas-report`.
+        uint256 maxTx;
+        for (uint256 k = 0; k < gasRows.length; ++k) {
+            if (gasRows[k].txGas > maxTx) maxTx = gasRows[k].txGas;
+        }
+        console.log("SUMMARY moves, upper bound on any tx gas, rows", moves, maxTx, gasRows.length);
+        assertLe(maxTx, 3_000_000);
+        // rounds = move pairs: 4 trace rounds, 1 leaf opening, 2 tensor rounds, chunk + element, one-step
+        assertLe((moves + 1) / 2, 12);
+    }
+
+    function _measureMarket(address from, uint256 value, bytes memory data, string memory name) internal {
+        if (from != address(0)) vm.prank(from);
+        vm.resumeGasMetering();
+        uint256 g0 = gasleft();
+        (bool ok,) = address(market).call{value: value}(data);
+        uint256 used = g0 - gasleft();
+        vm.pauseGasMetering();
+        require(ok, name);
+        gasRows.push(GasRow(name, used, used + 21000 + _calldataGas(data), data.length));
+    }
+}
