@@ -243,9 +243,13 @@ class ExecutorDaemon(Daemon):
             self.try_finalize(job.job)
 
     def commit(self, job_id: int) -> None:
-        out = self.outcome(job_id, self.fault)
         j = self.client.call(self.market.functions.jobOf(job_id))
-        bond = j[-1]
+        status, n_exec, n_committed, bond = j[7], j[4], j[5], j[-1]
+        if status not in (1, 2) or n_committed >= n_exec:  # not Open/Committed, or slots full
+            log.info("executor: job %d no longer takes commitments; skipping", job_id)
+            self.store.set_job_status(job_id, JobStatus.SKIPPED)
+            return
+        out = self.outcome(job_id, self.fault)
         from node.receipts import tokens_hash
 
         tokens = out.tokens
