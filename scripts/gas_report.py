@@ -84,7 +84,8 @@ def render(report: list[dict]) -> str:
         lines.append(f"| {label} | {s['max']:,} | {n} | {per:,} |" if n else
                      f"| {label} | {s['max']:,} | — | — |")
     deploy = {c["contract"].split(":")[-1]: c["deployment"]["gas"] for c in report}
-    lines += ["", f"**Commit + full dispute (commit, challenge → one-step, both sides): {total:,} gas.** "
+    lines += ["", "**Commit + full dispute (commit, challenge → one-step, both sides): "
+              f"{total:,} gas.** "
               f"Largest single transaction: {biggest:,} gas (target ≤ 3 000 000).", "",
               "The `resolve` row is the game's own cost around the verifier call with the "
               "trivial alphabet step; add the real one-step's gas per op kind (issue 6 section).",
