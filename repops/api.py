@@ -9,6 +9,7 @@ Stable signatures (float tensors are float32; results are new contiguous tensors
     matmul(a[..., M, K], b[..., K, N]) -> [..., M, N]          spec §3.2 (batch dims broadcast)
     linear(x[..., K], w[N, K] | PackedLinear) -> [..., N]      spec §3.3 (= x @ w.T)
     pack_linear(w[N, K]) -> PackedLinear                       spec §3.3, w stored for decode
+    pack_linear_quantized(raw, "q4_1"|"q8_0", N, K)            spec §3.3/§6.15, GGUF blocks
     add/sub/mul/div/maximum/minimum(a, b)                      spec §6.1 (broadcasting)
     neg/sqrt/exp/log/sigmoid/silu(x)                           spec §1.3, §2, §5, §6.3, §6.4
     sum/max/min(x, dim=-1, keepdim=False)                      spec §4.1, §4.2
@@ -40,10 +41,11 @@ import torch
 
 from repops.commit import tensor_root  # noqa: F401  (re-export, commitments C4)
 from repops.cpu import kernels as _kernels
-from repops.cpu.packed import PackedLinear
+from repops.cpu.packed import QTYPES, PackedLinear
 
 _F32 = torch.float32
 _INT = (torch.int32, torch.int64)
+_QCODES = {name: code for name, (code, _) in QTYPES.items()}
 
 
 # ---------------------------------------------------------------- argument checking
@@ -170,23 +172,41 @@ def pack_linear(w: torch.Tensor) -> PackedLinear:
         raise ValueError(f"repops.pack_linear: need w[N, K], got w {_desc(w)}")
     if w.device.type not in ("cpu", "cuda"):
         _backend("pack_linear", w.device)  # raises for an unsupported device
-    return PackedLinear(w)
+    return PackedLinear.from_weight(w)
+
+
+def pack_linear_quantized(raw: np.ndarray | bytes, qtype: str, n: int, k: int) -> PackedLinear:
+    """Spec §3.3/§6.15: a linear weight W[N, K] kept as its GGUF Q4_1/Q8_0 blocks (CPU).
+
+    `raw` is the tensor's GGUF data (N rows of K/32 blocks; GGUF shape [K, N]); `linear` on the
+    handle dequantizes in-kernel by docs/decisions/0003-dequantization.md and gives the bits of
+    `linear(x, W)` on the dequantized fp32 W.
+    """
+    from repops.cpu.packed import QBLOCK, QTYPES
+
+    if qtype not in QTYPES:
+        raise ValueError(
+            f"repops.pack_linear_quantized: qtype must be one of {list(QTYPES)}, got {qtype!r}"
+        )
+    if n <= 0 or k <= 0 or k % QBLOCK:
+        raise ValueError(
+            f"repops.pack_linear_quantized: need N > 0 and K a positive multiple of "
+            f"{QBLOCK}, got N={n}, K={k}"
+        )
+    buf = np.frombuffer(raw, np.uint8) if isinstance(raw, (bytes, bytearray)) else raw
+    want = n * (k // QBLOCK) * QTYPES[qtype][1]
+    if buf.dtype != np.uint8 or buf.size != want:
+        raise ValueError(
+            f"repops.pack_linear_quantized: {qtype} [{n}, {k}] needs {want} bytes of "
+            f"uint8 blocks, got {buf.size} {buf.dtype}"
+        )
+    return PackedLinear.from_gguf_blocks(buf, qtype, n, k)
 
 
 def linear(x: torch.Tensor, w: torch.Tensor | PackedLinear) -> torch.Tensor:
     """Spec §3.3: y[..., n] = chain_k fma(x[..., k], w[n, k]); w stored [N, K] (or packed)."""
-    packed = None
     if isinstance(w, PackedLinear):
-        packed, w = w, w.weight
-        if (  # decode fast path: per-call overhead is comparable to a small layer's kernel
-            packed.panels is not None
-            and type(x) is torch.Tensor
-            and x.dtype is _F32
-            and x.device.type == "cpu"
-            and x.dim() == 2
-            and x.shape[1] == w.shape[1]
-        ):
-            return _kernels.linear_packed(x, packed.panels, w.shape[0])
+        return _linear_packed(x, w)
     _float("linear", x=x, w=w)
     dev = _same_device("linear", x=x, w=w)
     if x.dim() < 1 or w.dim() != 2 or x.shape[-1] != w.shape[1]:
@@ -197,12 +217,35 @@ def linear(x: torch.Tensor, w: torch.Tensor | PackedLinear) -> torch.Tensor:
     if gpu is not None:
         fn = getattr(gpu, "linear", None)
         return fn(x, w) if fn is not None else _gpu_fn("matmul", gpu)(x, w.t())
-    x2 = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
-    if packed is not None and packed.panels is not None:
-        out = _cpu().linear_packed(x2, packed.panels, w.shape[0])
-    else:
-        out = _cpu().gemm(x2, w, b_transposed=True)
+    out = _cpu().gemm(x.reshape(math.prod(x.shape[:-1]), x.shape[-1]), w, b_transposed=True)
     return out.reshape(*x.shape[:-1], w.shape[0])
+
+
+def _linear_packed(x: torch.Tensor, w: PackedLinear) -> torch.Tensor:
+    """`linear` on a PackedLinear; the CPU fast path first (its per-call overhead is comparable
+    to a small decode layer's kernel time)."""
+    panels = w.panels
+    if (
+        panels is not None
+        and type(x) is torch.Tensor
+        and x.dtype is _F32
+        and x.device.type == "cpu"
+        and x.dim() == 2
+        and x.shape[1] == w.k
+    ):
+        if w.qtype is None:
+            return _kernels.linear_packed(x, panels, w.n)
+        return _kernels.linear_q(x, panels, _QCODES[w.qtype], w.n)
+    _float("linear", x=x)
+    if x.dim() < 1 or x.shape[-1] != w.k:
+        raise ValueError(
+            f"repops.linear: need x[..., K] and w[N, K], got x {_desc(x)}, w {(w.n, w.k)} ({w!r})"
+        )
+    if panels is None:  # a weight on another device: plain linear there
+        return linear(x, w.weight)
+    if x.device.type != "cpu":
+        raise ValueError(f"repops.linear: x {_desc(x)} and {w!r} are on different devices")
+    return linear(x.reshape(math.prod(x.shape[:-1]), w.k), w).reshape(*x.shape[:-1], w.n)
 
 
 # ---------------------------------------------------------------- elementwise

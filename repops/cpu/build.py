@@ -133,6 +133,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         "repops_linear_packed": [I64, I64, I64, P, I64, P, P, I64, N],
         "repops_pack_nk": [I64, I64, P, I64, P],
         "repops_cumsum_seq": [P, P, I64],
+        "repops_qpack": [N, I64, I64, P, P],
+        "repops_linear_q": [N, I64, I64, I64, P, I64, P, P, I64, N],
+        "repops_qdequant": [N, I64, I64, P, P],
         "repops_binary": [N, P, P, P, I64, N],
         "repops_unary": [N, P, P, I64, N],
         "repops_i64_to_f32": [P, P, I64],
@@ -150,6 +153,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn = getattr(lib, name)
         fn.argtypes = args
         fn.restype = None
+    lib.repops_qpanel_bytes.argtypes = [N, I64]
+    lib.repops_qpanel_bytes.restype = I64
     lib.repops_pack_width.argtypes = []
     lib.repops_pack_width.restype = ctypes.c_int
     lib.repops_isa.argtypes = []

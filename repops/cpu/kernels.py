@@ -56,6 +56,17 @@ def linear_packed(a: torch.Tensor, panels: torch.Tensor, n: int) -> torch.Tensor
     return c
 
 
+def linear_q(a: torch.Tensor, panels: torch.Tensor, qcode: int, n: int) -> torch.Tensor:
+    """Y[M, N] = A[M, K] W^T from quantized panels, dequantized exactly in-kernel (spec §3.3)."""
+    a = a.contiguous()
+    m, k = a.shape
+    c = torch.empty((m, n), dtype=torch.float32)
+    load().repops_linear_q(
+        qcode, m, n, k, a.data_ptr(), k, panels.data_ptr(), c.data_ptr(), n, threads()
+    )
+    return c
+
+
 def cumsum_seq(x: torch.Tensor) -> torch.Tensor:
     """Spec §7.3 step 6: running binary32 sum in index order (1-D)."""
     x = x.contiguous()

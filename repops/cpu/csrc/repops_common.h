@@ -124,5 +124,15 @@ typedef float repops_vf;
 /* GEMM of the dot chain (spec §3.1), defined in repops_gemm.c and reused by attention. */
 void repops_gemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                         const float *B, int64_t rsb, int64_t csb, float *C, int64_t ldc);
+/* The same on B pre-packed into repops_pack_width()-wide panels (repops_pack_nk layout); used by
+ * the quantized linear after it dequantizes a group of panels. */
+void repops_gemm_packed_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                               const float *Bpre, float *C, int64_t ldc);
+int repops_pack_width(void);
+
+/* repops_pool.c: run fn(ctx, i) for i in [0, nchunks) on the caller and up to nthreads - 1
+ * workers; chunks must write disjoint outputs. */
+typedef void (*repops_chunk_fn)(void *ctx, int64_t chunk);
+void repops_pool_run(int64_t nchunks, repops_chunk_fn fn, void *ctx, int nthreads);
 
 #endif

@@ -317,6 +317,30 @@ void repops_gemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t
     gemm_serial(M, N, K, A, lda, B, rsb, csb, NULL, C, ldc);
 }
 
+void repops_gemm_packed_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                               const float *Bpre, float *C, int64_t ldc) {
+    gemm_serial(M, N, K, A, lda, NULL, 1, K, Bpre, C, ldc);
+}
+
+/* One pool chunk of the decode product on packed panels: outputs of panels [p0, p1). */
+struct gemv_job {
+    int64_t M, N, K;
+    const float *A;
+    int64_t lda;
+    const float *P;
+    float *C;
+    int64_t ldc, npanels, nchunks;
+};
+
+static void gemv_chunk(void *ctx, int64_t i) {
+    const struct gemv_job *j = ctx;
+    int64_t p0 = j->npanels * i / j->nchunks, p1 = j->npanels * (i + 1) / j->nchunks;
+    int64_t n0 = p0 * NR, n1 = p1 * NR < j->N ? p1 * NR : j->N;
+    if (n1 <= n0) return;
+    gemv_packed(j->M, n1 - n0, j->K, j->A, j->lda, j->P + p0 * j->K * NR, j->C + n0, j->ldc);
+    for (int64_t m = 0; m < j->M; m++) repops_canon_array(j->C + m * j->ldc + n0, n1 - n0);
+}
+
 /* Spec §3.2/§3.3: C = A @ B with B[k,n] at B[k*rsb + n*csb], or from packed panels Bpre.
  * Threads split N (or M when N is narrow) into disjoint output blocks; each output's chain is
  * computed by one thread in full, so the thread count never changes a bit. */
@@ -329,8 +353,17 @@ static void gemm_threaded(int64_t M, int64_t N, int64_t K, const float *A, int64
      * memory-bound decode product on packed weights, at least 2^20 weights to stream */
     double work = (double)M * (double)N * (double)K;
     int gemv = Bpre != NULL && M <= GEMV_MAX_M;
-    if (gemv ? (double)N * (double)K < 1048576.0 : work < 33554432.0) nthreads = 1;
     int64_t npanels = (N + NR - 1) / NR;
+    if (gemv && M > 0 && N > 0 && K > 0) { /* decode: pool threads, see repops_pool.c */
+        if ((double)N * (double)K < 262144.0) nthreads = 1;
+        struct gemv_job job = {M, N, K, A, lda, Bpre, C, ldc, npanels,
+                               nthreads > 1 ? (npanels < 8 * nthreads ? npanels : 8 * nthreads) : 1};
+        REPOPS_FP_ENTER;
+        repops_pool_run(job.nchunks, gemv_chunk, &job, nthreads);
+        REPOPS_FP_EXIT;
+        return;
+    }
+    if (work < 33554432.0) nthreads = 1;
     int split_n = gemv || npanels >= 2 * nthreads || M < 2 * MR;
     int64_t units = split_n ? npanels : (M + MR - 1) / MR;
     if (units < nthreads) nthreads = (int)(units > 0 ? units : 1);

@@ -1,0 +1,237 @@
+/* Spec §3.3 linear on weights kept as GGUF Q4_1 / Q8_0 blocks, dequantized exactly in-kernel.
+ *
+ * The spec fixes values, not storage (§6.15): the weight value is the one of
+ * docs/decisions/0003-dequantization.md, w = RN(d*q + m) for Q4_1 and w = d*q for Q8_0 (d, m the
+ * block's fp16 scale/min converted exactly; d*q is exact in binary32). Q4_1 is computed as
+ * fma(d, q, m) -- one rounding of the exact d*q + m, the same bits as (d*q) + m because d*q is
+ * exact -- and Q8_0 as mul(d, q), which keeps the sign of a zero weight. Each output's dot is
+ * then the ascending-k chain acc = fma(x[k], w[n, k], acc) from +0.0 (spec §3.1), exactly as on
+ * the dequantized fp32 weights, so results are bit-identical to dequantize-then-linear.
+ *
+ * Panel layout (repops_qpack): QW = 32 output rows per panel; per block of 32 k: the 32 lanes'
+ * fp16 d, (Q4_1) the 32 lanes' fp16 m, then for each k the 32 lanes' q -- Q4_1: 16 bytes, lane j
+ * in the low nibble of byte j (j < 16) or the high nibble of byte j - 16; Q8_0: 32 int8.
+ */
+#include "repops_common.h"
+#define QW 32
+#define QB 32
+#define QT_Q4_1 0
+#define QT_Q8_0 1
+#define QMAX_M 4 /* rows handled by the fused decode kernel; more rows dequantize to panels */
+#define QGROUP 4 /* quant panels dequantized at once for the blocked GEMM (M > QMAX_M) */
+
+static inline int64_t qblock_bytes(int qt) { return qt == QT_Q4_1 ? 64 + 64 + 16 * QB : 64 + 32 * QB; }
+
+int64_t repops_qpanel_bytes(int qt, int64_t K) { return (K / QB) * qblock_bytes(qt); }
+
+/* IEEE binary16 -> binary32, exact for every input (subnormals, inf, NaN payload kept). */
+static inline float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu;
+    uint32_t bits;
+    if (exp == 0x1F) {
+        bits = sign | 0x7F800000u | (man << 13);
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112) << 23) | (man << 13);
+    } else if (man == 0) {
+        bits = sign;
+    } else { /* subnormal half: normalize */
+        int e = -1;
+        do { man <<= 1; e++; } while (!(man & 0x400u));
+        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3FFu) << 13);
+    }
+    return repops_bits_to_f(bits);
+}
+
+/* Spec §6.15 / ADR 0003 value of lane j, k = kk of a packed block. */
+static inline float qweight(int qt, const uint8_t *blk, int j, int kk) {
+    uint16_t dh, mh;
+    memcpy(&dh, blk + 2 * j, 2);
+    float d = half_to_float(dh);
+    if (qt == QT_Q8_0) return d * (float)(int8_t)blk[64 + kk * QW + j];
+    memcpy(&mh, blk + 64 + 2 * j, 2);
+    uint8_t byte = blk[128 + kk * 16 + (j & 15)];
+    float q = (float)(j < 16 ? byte & 0xF : byte >> 4);
+    return fmaf(d, q, half_to_float(mh));
+}
+
+/* GGUF rows (N rows of K/32 ggml blocks each) -> panels. Rows past N get d = m = q = 0. */
+void repops_qpack(int qt, int64_t N, int64_t K, const uint8_t *raw, uint8_t *out) {
+    const int64_t nb = K / QB, rb = qt == QT_Q4_1 ? 20 : 34, bb = qblock_bytes(qt);
+    const int64_t npanels = (N + QW - 1) / QW;
+    memset(out, 0, (size_t)(npanels * nb * bb));
+    for (int64_t p = 0; p < npanels; p++)
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *blk = out + (p * nb + b) * bb;
+            for (int j = 0; j < QW && p * QW + j < N; j++) {
+                const uint8_t *src = raw + ((p * QW + j) * nb + b) * rb;
+                memcpy(blk + 2 * j, src, 2); /* d */
+                if (qt == QT_Q8_0) {
+                    for (int kk = 0; kk < QB; kk++) blk[64 + kk * QW + j] = src[2 + kk];
+                } else {
+                    memcpy(blk + 64 + 2 * j, src + 2, 2); /* m */
+                    for (int kk = 0; kk < QB; kk++) {
+                        uint8_t q = kk < 16 ? src[4 + kk] & 0xF : src[4 + kk - 16] >> 4;
+                        blk[128 + kk * 16 + (j & 15)] |= (uint8_t)(j < 16 ? q : q << 4);
+                    }
+                }
+            }
+        }
+}
+
+/* Dequantize quant panels [p0, p0 + np) into NR-wide fp32 panels (the GEMM's packed-B layout:
+ * column j of the group at dst[(j / NR) * K * NR + k * NR + j % NR]). */
+static void dequant_panels(int qt, int64_t K, const uint8_t *Q, int64_t np, float *dst) {
+    const int64_t nb = K / QB, bb = qblock_bytes(qt), nr = repops_pack_width();
+    for (int64_t p = 0; p < np; p++)
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *blk = Q + (p * nb + b) * bb;
+            for (int j = 0; j < QW; j++) {
+                int64_t col = p * QW + j;
+                float *d = dst + (col / nr) * K * nr + col % nr;
+                for (int kk = 0; kk < QB; kk++) d[(b * QB + kk) * nr] = qweight(qt, blk, j, kk);
+            }
+        }
+}
+
+#if defined(__AVX512F__)
+/* Fused decode kernel, R rows x one quant panel (32 outputs): dequantize each k's 32 weights
+ * once (exactly, see the file comment) and run every row's chain on them. */
+static inline __attribute__((always_inline)) void qgemv_body(const int R, const int qt,
+                                                             int64_t K, const float *A,
+                                                             int64_t lda, const uint8_t *P,
+                                                             float *out) {
+    const __m512 tbl = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const int64_t nb = K / QB, bb = qblock_bytes(qt);
+    __m512 acc[QMAX_M][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = P + b * bb;
+        const __m512 d0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+        const __m512 d1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
+        __m512 m0 = d0, m1 = d1;
+        if (qt == QT_Q4_1) {
+            m0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 64)));
+            m1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 96)));
+        }
+        const float *a = A + b * QB;
+#pragma GCC unroll 2
+        for (int kk = 0; kk < QB; kk++) {
+            __m512 w0, w1;
+            if (qt == QT_Q4_1) {
+                __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 128 + kk * 16)));
+                w0 = _mm512_fmadd_ps(d0, _mm512_permutexvar_ps(v, tbl), m0);
+                w1 = _mm512_fmadd_ps(d1, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tbl), m1);
+            } else {
+                const uint8_t *q = blk + 64 + kk * QW;
+                w0 = _mm512_mul_ps(d0, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q))));
+                w1 = _mm512_mul_ps(d1, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 16)))));
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++) {
+                __m512 x = _mm512_set1_ps(a[i * lda + kk]);
+                acc[i][0] = _mm512_fmadd_ps(x, w0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(x, w1, acc[i][1]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) {
+        _mm512_storeu_ps(out + i * QW, acc[i][0]);
+        _mm512_storeu_ps(out + i * QW + 16, acc[i][1]);
+    }
+}
+
+typedef void (*qgemv_fn)(int64_t K, const float *A, int64_t lda, const uint8_t *P, float *out);
+#define DEFINE_QGEMV(R, QT, NAME)                                                           \
+    static void NAME(int64_t K, const float *A, int64_t lda, const uint8_t *P, float *out) { \
+        qgemv_body(R, QT, K, A, lda, P, out);                                               \
+    }
+DEFINE_QGEMV(1, QT_Q4_1, qg41_1)
+DEFINE_QGEMV(2, QT_Q4_1, qg41_2)
+DEFINE_QGEMV(3, QT_Q4_1, qg41_3)
+DEFINE_QGEMV(4, QT_Q4_1, qg41_4)
+DEFINE_QGEMV(1, QT_Q8_0, qg80_1)
+DEFINE_QGEMV(2, QT_Q8_0, qg80_2)
+DEFINE_QGEMV(3, QT_Q8_0, qg80_3)
+DEFINE_QGEMV(4, QT_Q8_0, qg80_4)
+static const qgemv_fn QGEMV[2][QMAX_M + 1] = {{NULL, qg41_1, qg41_2, qg41_3, qg41_4},
+                                               {NULL, qg80_1, qg80_2, qg80_3, qg80_4}};
+#endif
+
+/* Output columns [p0*QW, min(p1*QW, N)) of C[M, N] from quant panels p0..p1-1. */
+static void qlinear_range(int qt, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const uint8_t *Q, float *C, int64_t ldc, int64_t p0, int64_t p1) {
+    const int64_t pb = repops_qpanel_bytes(qt, K);
+#if defined(__AVX512F__)
+    if (M <= QMAX_M) {
+        float out[QMAX_M * QW];
+        for (int64_t p = p0; p < p1; p++) {
+            QGEMV[qt][M](K, A, lda, Q + p * pb, out);
+            int64_t n0 = p * QW, nc = N - n0 < QW ? N - n0 : QW;
+            for (int64_t i = 0; i < M; i++)
+                memcpy(C + i * ldc + n0, out + i * QW, (size_t)nc * sizeof(float));
+        }
+        for (int64_t i = 0; i < M; i++) {
+            int64_t n0 = p0 * QW, n1 = p1 * QW < N ? p1 * QW : N;
+            repops_canon_array(C + i * ldc + n0, n1 - n0);
+        }
+        return;
+    }
+#endif
+    float *buf = aligned_alloc(64, sizeof(float) * (size_t)(K * QW * QGROUP));
+    for (int64_t p = p0; p < p1; p += QGROUP) {
+        int64_t np = p1 - p < QGROUP ? p1 - p : QGROUP;
+        dequant_panels(qt, K, Q + p * pb, np, buf);
+        int64_t n0 = p * QW, nc = N - n0 < np * QW ? N - n0 : np * QW;
+        repops_gemm_packed_serial(M, nc, K, A, lda, buf, C + n0, ldc);
+    }
+    free(buf);
+}
+
+struct qjob {
+    int qt;
+    int64_t M, N, K;
+    const float *A;
+    int64_t lda;
+    const uint8_t *Q;
+    float *C;
+    int64_t ldc, npanels, nchunks;
+};
+
+static void qchunk(void *ctx, int64_t i) {
+    const struct qjob *j = ctx;
+    int64_t p0 = j->npanels * i / j->nchunks, p1 = j->npanels * (i + 1) / j->nchunks;
+    if (p1 > p0) qlinear_range(j->qt, j->M, j->N, j->K, j->A, j->lda, j->Q, j->C, j->ldc, p0, p1);
+}
+
+/* Spec §3.3: C[M, N] = A[M, K] W^T with W as quant panels (repops_qpack). Pool threads take
+ * disjoint panel ranges; each output's chain runs in one chunk, so threads change no bit. */
+void repops_linear_q(int qt, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                     const uint8_t *Q, float *C, int64_t ldc, int nthreads) {
+    if (M <= 0 || N <= 0) return;
+    const int64_t npanels = (N + QW - 1) / QW;
+    double work = M <= QMAX_M ? (double)N * (double)K : (double)M * (double)N * (double)K / 8.0;
+    if (work < 262144.0) nthreads = 1;
+    int64_t per = M <= QMAX_M ? 1 : QGROUP; /* panels per chunk at least */
+    int64_t nchunks = nthreads > 1 ? npanels / per : 1;
+    if (nchunks > 8 * nthreads) nchunks = 8 * nthreads;
+    if (nchunks < 1) nchunks = 1;
+    struct qjob job = {qt, M, N, K, A, lda, Q, C, ldc, npanels, nchunks};
+    REPOPS_FP_ENTER;
+    repops_pool_run(nchunks, qchunk, &job, nthreads);
+    REPOPS_FP_EXIT;
+}
+
+/* Exact dequantization of the quant panels back to W[N, K] (ADR 0003 values), for tests and
+ * for callers that need the fp32 weight. */
+void repops_qdequant(int qt, int64_t N, int64_t K, const uint8_t *Q, float *W) {
+    REPOPS_FP_ENTER;
+    const int64_t nb = K / QB, bb = qblock_bytes(qt);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *blk = Q + ((n / QW) * nb + b) * bb;
+            for (int kk = 0; kk < QB; kk++) W[n * K + b * QB + kk] = qweight(qt, blk, (int)(n % QW), kk);
+        }
+    REPOPS_FP_EXIT;
+}
