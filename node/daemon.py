@@ -9,7 +9,9 @@ transaction instead of sending a second one. Traces are not stored: the job is r
 runtime is deterministic) when a restarted node needs its trace again.
 
 The cheating executor of the demo and the tests is the same code with a `fault` that changes
-one element of one trace leaf before committing (and before later ops read it).
+one element of one trace leaf before committing (and before later ops read it); a challenger
+with a fault is a lying challenger. The fault is part of the node's configuration, not of one
+run: a restarted cheater re-runs the job with it, so it keeps defending the root it committed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from node.chain.client import ChainClient, TxReverted
+from node.chain.client import ChainClient, ChainError, TxReverted
 from node.deployment import Deployment
 from node.game_player import BITS, C, D, GamePlayer, Phase
 from node.jobs import JobOutcome, JobRunner, JobTrace
@@ -80,8 +82,9 @@ class Daemon:
 
     def __init__(self, client: ChainClient, deployment: Deployment, store: Store,
                  runner: JobRunner, served_models: set[bytes] | None = None,
-                 metrics: NodeMetrics | None = None) -> None:
+                 metrics: NodeMetrics | None = None, fault: Fault | None = None) -> None:
         self.client = client
+        self.fault = fault
         self.deployment = deployment
         self.store = store
         self.runner = runner
@@ -120,8 +123,12 @@ class Daemon:
     def on_challenged(self, ev: Any) -> None:
         """Games are discovered here; subclasses decide whether they are a party."""
 
-    def outcome(self, job_id: int, fault: Callable | None = None) -> JobOutcome:
-        """Run (or re-run after a restart) the job; cached for the life of the process."""
+    def outcome(self, job_id: int) -> JobOutcome:
+        """Run (or re-run after a restart) the job; cached for the life of the process.
+
+        The node's own `fault` (if any) applies to every run, so the trace rebuilt after a
+        restart is the one this node committed to (DESIGN §7 persistence).
+        """
         if job_id not in self.outcomes:
             job = self.store.get_job(job_id)
             if job is None:
@@ -129,15 +136,30 @@ class Daemon:
             config = json.loads(job.config)
             t = time.time()
             self.outcomes[job_id] = self.runner(job.model, tokens_from_input(job.input), config,
-                                                fault)
+                                                self.fault)
             log.info("%s: ran job %d in %.1fs (%d trace leaves)", self.role, job_id,
                      time.time() - t, self.outcomes[job_id].trace_length)
         return self.outcomes[job_id]
 
+    def runnable(self, job_id: int) -> bool:
+        """Run the job if it can be run; a job its program cannot execute (token ids outside
+        the vocabulary, an empty or too long prompt, an unsupported config) is bad input from
+        the requester and must not stop the node (issue 7, bad input)."""
+        try:
+            self.outcome(job_id)
+        except ChainError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any runner failure means "cannot run this job"
+            log.warning("%s: job %d cannot be executed (%s: %s); skipping it", self.role,
+                        job_id, e.__class__.__name__, e)
+            return False
+        return True
+
     def player(self, game_id: int, side: int, job_id: int) -> GamePlayer:
         if game_id not in self.players:
             trace = JobTrace(self.outcome(job_id))
-            self.players[game_id] = GamePlayer(self.client, self.game, game_id, side, trace)
+            self.players[game_id] = GamePlayer(self.client, self.game, game_id, side, trace,
+                                               key_prefix=f"{self.role}:move:{game_id}")
         return self.players[game_id]
 
     def play_games(self) -> None:
@@ -206,7 +228,9 @@ class Daemon:
         while not self._stop.is_set() and not (until and until()):
             try:
                 self.poll_once()
-            except (ConnectionError, TimeoutError) as e:
+            except (ConnectionError, TimeoutError, ChainError) as e:
+                # ChainError: the client's own retries ran out (RPC down for long) or a move
+                # lost a race; state is on chain and in the store, so the next poll carries on.
                 log.warning("%s: RPC trouble (%s); retrying", self.role, e)
             self._stop.wait(interval)
 
@@ -216,10 +240,6 @@ class Daemon:
 
 class ExecutorDaemon(Daemon):
     role = "executor"
-
-    def __init__(self, *args: Any, fault: Fault | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fault = fault
 
     def on_challenged(self, ev: Any) -> None:
         a = ev["args"]
@@ -245,11 +265,17 @@ class ExecutorDaemon(Daemon):
     def commit(self, job_id: int) -> None:
         j = self.client.call(self.market.functions.jobOf(job_id))
         status, n_exec, n_committed, bond = j[7], j[4], j[5], j[-1]
-        if status not in (1, 2) or n_committed >= n_exec:  # not Open/Committed, or slots full
+        journaled = self.client.journal is not None and \
+            self.client.journal.tx_by_key(f"{self.role}:commit:{job_id}") is not None
+        if (status not in (1, 2) or n_committed >= n_exec) and not journaled:
+            # (a commit of ours recorded before a crash fills a slot too: carry on with it)
             log.info("executor: job %d no longer takes commitments; skipping", job_id)
             self.store.set_job_status(job_id, JobStatus.SKIPPED)
             return
-        out = self.outcome(job_id, self.fault)
+        if not self.runnable(job_id):
+            self.store.set_job_status(job_id, JobStatus.SKIPPED)
+            return
+        out = self.outcome(job_id)
         from node.receipts import tokens_hash
 
         tokens = out.tokens
@@ -322,6 +348,8 @@ class ChallengerDaemon(Daemon):
                 self.store.put(key, json.dumps(c).encode())
 
     def check(self, job_id: int, slot: int, c: dict) -> str:
+        if not self.runnable(job_id):
+            return "unrunnable"
         out = self.outcome(job_id)
         theirs = bytes.fromhex(c["trace_root"])
         same_trace = theirs == out.trace_root and c["trace_length"] == out.trace_length

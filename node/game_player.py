@@ -97,8 +97,11 @@ class GamePlayer:
     """One party of one game. `side` is D (defending executor) or C (challenger)."""
 
     def __init__(self, client: ChainClient, game: Any, game_id: int, side: int,
-                 trace: TraceView) -> None:
+                 trace: TraceView, key_prefix: str | None = None) -> None:
         self.client = client
+        # journal keys "<prefix>:<move>:<position>": a node killed after recording a move
+        # re-sends that exact tx on restart instead of signing a second one (DESIGN §7)
+        self.key_prefix = key_prefix
         self.game = game
         self.game_id = game_id
         self.side = side
@@ -157,8 +160,19 @@ class GamePlayer:
 
     # ---- moves ---------------------------------------------------------------------------
 
+    def _key(self, what: str) -> str | None:
+        """A journal key naming the game position the move answers; positions never repeat
+        (heights shrink, phases only advance, each turn's deadline is new), so one key is one
+        intended move."""
+        if self.key_prefix is None:
+            return None
+        st = self.state()
+        deadline = self.client.call(self.game.functions.pending(self.game_id))[5]
+        return (f"{self.key_prefix}:{what}:{int(st.phase)}:{st.turn}:{st.height}:{st.pos}:"
+                f"{st.leaf_index}:{st.chunk_index}:{deadline}")
+
     def _send(self, what: str, fn: Any) -> TxResult:
-        res = self.client.transact(fn, what=f"game {self.game_id} {what}")
+        res = self.client.transact(fn, what=f"game {self.game_id} {what}", key=self._key(what))
         self.moves.append((what, res))
         log.info("game %d: %s (gas %d)", self.game_id, what, res.gas_used)
         return res
