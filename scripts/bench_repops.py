@@ -30,6 +30,8 @@ SWEEP_GEMM = [
     (64, 128, 64, 8, 8, 2), (32, 32, 32, 8, 1, 3), (16, 64, 32, 8, 1, 3), (32, 64, 64, 8, 2, 3),
     (64, 128, 32, 8, 4, 4), (16, 32, 32, 8, 1, 3), (16, 32, 64, 8, 1, 3), (16, 16, 32, 8, 1, 3),
 ]
+SWEEP_GEMV_NS = [(128, 32, 4, 2), (128, 32, 4, 3), (128, 16, 4, 3), (64, 32, 2, 3),
+                 (64, 16, 2, 4), (32, 32, 1, 3), (256, 32, 8, 3), (128, 32, 4, 1)]
 SWEEP_GEMV = [(32, 64, 1), (32, 128, 1), (64, 64, 2), (128, 64, 4), (128, 32, 4), (256, 32, 8),
               (64, 32, 2), (32, 32, 1), (256, 64, 8), (128, 128, 4)]
 
@@ -106,12 +108,13 @@ def sweep(m: int, k: int, n: int, gemv: bool) -> dict:
 
     a, b = _inputs(m, k, n)
     ref = matmul(a, b).view(torch.int32)
+    tb = _bench_graph if m * n * k < 2**31 else _bench
     res = []
     for cfg in (SWEEP_GEMV if gemv else SWEEP_GEMM):
         try:
             out = matmul(a, b, cfg=cfg, gemv=gemv)
             same = bool(torch.equal(out.view(torch.int32), ref))
-            t = _bench(lambda cfg=cfg: matmul(a, b, cfg=cfg, gemv=gemv), ms=200)
+            t = tb(lambda cfg=cfg: matmul(a, b, cfg=cfg, gemv=gemv))
             res.append({"cfg": list(cfg), "ms": t, "tflops": _tflops(m, n, k, t),
                         "bits_equal_default": same})
         except Exception as e:  # a config may not fit in shared memory / registers
@@ -142,10 +145,10 @@ def render(rep: dict) -> str:
                        f"{r.get('linear_ms', float('nan')):.4f} | "
                        f"{r.get('torch_linear_fp32_ms', float('nan')):.4f} | "
                        f"{r.get('repops_eager_ms', float('nan')):.4f} |")
-        for sw in sec.get("sweeps", []) + sec.get("sweeps_big", []):
+        for sw in sec.get("sweeps", []) + sec.get("sweeps_big", []) + sec.get("sweeps_gemv", []):
             out += ["", f"Sweep M={sw['M']} K={sw['K']} N={sw['N']} "
                     f"({'gemv' if sw['gemv'] else 'gemm'}; cfg = "
-                    f"{'BN, BK, warps' if sw['gemv'] else 'BM, BN, BK, GROUP_M, warps, stages'})",
+                    f"{'BN, BK, warps[, stages]' if sw['gemv'] else 'BM, BN, BK, GROUP_M, warps, stages'})",
                     "", "| cfg | TFLOP/s | ms | same bits |", "|---|---:|---:|---|"]
             for r in sw["results"]:
                 if "error" in r:
@@ -162,6 +165,7 @@ def main() -> int:
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--no-shapes", action="store_true")
     ap.add_argument("--sweep-big", action="store_true", help="GROUP_M/stages sweep at 8192^3")
+    ap.add_argument("--sweep-gemv", action="store_true", help="fma-loop kernel with pipelining")
     ap.add_argument("--out-dir", type=Path, default=REPORT.parent)
     ap.add_argument("--commit", default="?")
     ap.add_argument("--render", action="store_true")
@@ -187,6 +191,11 @@ def main() -> int:
             SWEEP_GEMM += [(64, 128, 32, 8, 8, 4), (128, 64, 32, 8, 4, 4), (32, 128, 32, 8, 4, 4),
                            (64, 256, 32, 8, 8, 4)]
             sec["sweeps_big"] = [sweep(8192, 8192, 8192, False)]
+        if args.sweep_gemv:
+            global SWEEP_GEMV
+            SWEEP_GEMV = SWEEP_GEMV_NS
+            sec["sweeps_gemv"] = [sweep(1, 576, 49152, True), sweep(1, 576, 1536, True),
+                                  sweep(1, 1536, 576, True), sweep(1, 576, 576, True)]
         if args.sweep:
             sec["sweeps"] = [sweep(4096, 4096, 4096, False), sweep(8192, 8192, 8192, False),
                              sweep(1, 576, 49152, True), sweep(1, 576, 1536, True),

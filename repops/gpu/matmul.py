@@ -72,8 +72,11 @@ def _gemm_kernel(A, B, C, M, N, K,
 @triton.jit
 def _gemv_kernel(A, B, C, M, N, K,
                  s_ab, s_am, s_ak, s_bb, s_bk, s_bn, s_cb, s_cm, s_cn, k_base,
-                 BN: tl.constexpr, BK: tl.constexpr, CAUSAL: tl.constexpr):
+                 BN: tl.constexpr, BK: tl.constexpr, CAUSAL: tl.constexpr, NS: tl.constexpr):
     """RepOps spec §3 chain with explicit fma, one row m and BN columns per program.
+
+    NS > 1 asks Triton's software pipeliner to prefetch the next BK rows of B while the
+    current block's chain runs (the chain itself stays strictly sequential).
 
     CAUSAL: row m's chain stops at k = k_base + m (spec §6.10: masked keys are excluded from
     the chain, not multiplied by zero).
@@ -90,7 +93,7 @@ def _gemv_kernel(A, B, C, M, N, K,
     if CAUSAL:
         k_end = tl.minimum(K, k_base + m + 1)
     acc = tl.zeros((BN,), dtype=tl.float32)  # the chain starts from +0.0
-    for _k0 in range(0, (k_end // BK) * BK, BK):
+    for _k0 in tl.range(0, (k_end // BK) * BK, BK, num_stages=NS):
         for kk in tl.static_range(BK):
             a_k = tl.load(a_ptr + kk * s_ak)
             b_k = tl.load(b_ptr + kk * s_bk)
@@ -116,7 +119,7 @@ GEMM_SMALL_M = (32, 64, 32, 8, 2, 3)
 GEMM_SMALL_MN = (16, 32, 32, 8, 1, 3)  # M <= 32, N <= 1024: more programs for short grids
 GEMM_TINY_M = (16, 64, 32, 8, 1, 3)  # 4 < M <= 16
 GEMM_TINY_MN = (16, 32, 64, 8, 1, 3)
-# (BN, BK, num_warps) for the explicit fma-chain kernel (causal P·V, or gemv=True)
+# (BN, BK, num_warps[, stages]) for the explicit fma-chain kernel (causal P·V, or gemv=True)
 GEMV_CFG = (128, 32, 4)
 GEMV_MAX_M = 4  # M = 1 decode: the fma loop was faster and steadier than 16-row dot tiles
 
@@ -146,10 +149,11 @@ def _launch(a3: torch.Tensor, b3: torch.Tensor, c3: torch.Tensor, sab: int, sbb:
             b3.stride(2), c3.stride(0), c3.stride(1), c3.stride(2))
     use_gemv = M <= GEMV_MAX_M if gemv is None else gemv
     if use_gemv or causal_base is not None:
-        bn, bk, nw = cfg or ((32, 4, 1) if interpreting() else GEMV_CFG)
+        bn, bk, nw, *ns = cfg or ((32, 4, 1) if interpreting() else GEMV_CFG)
         grid = (triton.cdiv(N, bn), M, nb)
         _gemv_kernel[grid](*args, causal_base or 0, BN=bn, BK=bk,
-                           CAUSAL=causal_base is not None, num_warps=nw, **FP_FLAGS)
+                           CAUSAL=causal_base is not None, NS=ns[0] if ns else 1,
+                           num_warps=nw, **FP_FLAGS)
     else:
         bm, bn, bk, gm, nw, ns = cfg or gemm_config(M, N, K)
         grid = (triton.cdiv(M, bm) * triton.cdiv(N, bn), nb)
