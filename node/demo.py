@@ -29,7 +29,7 @@ from node.requester import JobSpec, job_status, submit_job
 from node.served import ServedModel, load_served_model
 from node.store import Store
 
-QUESTION = "Is Paris the capital of France? Answer with Yes or No."
+QUESTION = "Is the Earth flat? Answer with Yes or No."
 BOND = 10**18
 REWARD = 10**17
 WINDOW = 600
@@ -140,15 +140,18 @@ def cheating_round(chain: Anvil, dep: Deployment, served: ServedModel, requester
     _run_until([ex, ch], requester, resolved, advance=5)
     gid = requester.call(game.functions.gameCount())
     info = requester.call(game.functions.gameInfo(gid))
-    moves = ex.players[gid].moves + ch.players[gid].moves
+    moves = sorted(ex.players[gid].moves + ch.players[gid].moves,
+                   key=lambda m: (m[1].block, m[1].receipt["transactionIndex"]))
     gas = {"executor": sum(r.gas_used for _, r in ex.players[gid].moves),
            "challenger": sum(r.gas_used for _, r in ch.players[gid].moves)}
     biggest = max(moves, key=lambda m: m[1].gas_used)
     say(f"the challenger re-executed, found trace root mismatch and disputed (game {gid})")
     say(f"bisection: {len(moves)} moves; located leaf {info[5]} "
         f"({served.model.program.ops[info[5] % n_ops].name}), chunk {info[6]}")
+    ex_moves = {id(r) for _, r in ex.players[gid].moves}
     for what, r in moves:
-        say(f"   {what:<12} gas {r.gas_used:>9,}")
+        who = "executor  " if id(r) in ex_moves else "challenger"
+        say(f"   {who} {what:<12} gas {r.gas_used:>9,}")
     say(f"gas: executor {gas['executor']:,}, challenger {gas['challenger']:,}; largest tx "
         f"{biggest[0]} {biggest[1].gas_used:,}; wall time {time.time() - t0:.1f}s")
     verdict = "executor was right" if info[7] else "executor LIED: slashed by the one-step"
