@@ -36,6 +36,10 @@ SWEEP_GEMV = [(32, 64, 1), (32, 128, 1), (64, 64, 2), (128, 64, 4), (128, 32, 4)
               (64, 32, 2), (32, 32, 1), (256, 64, 8), (128, 128, 4)]
 
 
+GEMV_COLS = "BN, BK, warps[, stages]"
+GEMM_COLS = "BM, BN, BK, GROUP_M, warps, stages"
+
+
 def _bench(fn, ms: int = 300) -> float:
     import triton
 
@@ -148,7 +152,7 @@ def render(rep: dict) -> str:
         for sw in sec.get("sweeps", []) + sec.get("sweeps_big", []) + sec.get("sweeps_gemv", []):
             out += ["", f"Sweep M={sw['M']} K={sw['K']} N={sw['N']} "
                     f"({'gemv' if sw['gemv'] else 'gemm'}; cfg = "
-                    f"{'BN, BK, warps[, stages]' if sw['gemv'] else 'BM, BN, BK, GROUP_M, warps, stages'})",
+                    f"{GEMV_COLS if sw['gemv'] else GEMM_COLS})",
                     "", "| cfg | TFLOP/s | ms | same bits |", "|---|---:|---:|---|"]
             for r in sw["results"]:
                 if "error" in r:
