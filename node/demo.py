@@ -114,7 +114,7 @@ def honest_round(chain: Anvil, dep: Deployment, served: ServedModel, requester: 
 
 
 def cheating_round(chain: Anvil, dep: Deployment, served: ServedModel, requester: ChainClient,
-                   data: Path, max_tokens: int) -> None:
+                   data: Path, max_tokens: int) -> dict[str, Any]:
     say("\n== 2. A cheating executor ==")
     market = requester.contract("JobMarket", dep.market)
     game = requester.contract("DisputeGame", dep.game)
@@ -137,7 +137,15 @@ def cheating_round(chain: Anvil, dep: Deployment, served: ServedModel, requester
         n = requester.call(game.functions.gameCount())
         return n > 0 and requester.call(game.functions.gameInfo(n))[1] == 8
 
+    t_run = time.time()
+    ex.poll_once()  # the executor runs the job and commits
+    t_exec = time.time() - t_run
+    t_run = time.time()
+    ch.poll_once()  # the challenger re-executes and disputes
+    t_chal = time.time() - t_run
+    t_game = time.time()
     _run_until([ex, ch], requester, resolved, advance=5)
+    t_game = time.time() - t_game
     gid = requester.call(game.functions.gameCount())
     info = requester.call(game.functions.gameInfo(gid))
     moves = sorted(ex.players[gid].moves + ch.players[gid].moves,
@@ -161,6 +169,16 @@ def cheating_round(chain: Anvil, dep: Deployment, served: ServedModel, requester
     say(f"challenger is owed {won / ETH} ETH (its bond back + the cheater's bond minus the "
         f"burn); burned so far {burned / ETH} ETH")
     ch.withdraw()
+    return {"job": job_id, "game": gid, "max_tokens": max_tokens,
+            "trace_length": ex.outcomes[job_id].trace_length,
+            "tokens": len(ex.outcomes[job_id].tokens), "ops_per_token": n_ops,
+            "leaf": int(info[5]), "op": served.model.program.ops[info[5] % n_ops].name,
+            "moves": [(what, r.gas_used, "executor" if id(r) in ex_moves else "challenger")
+                      for what, r in moves],
+            "gas_executor": gas["executor"], "gas_challenger": gas["challenger"],
+            "largest": (biggest[0], biggest[1].gas_used),
+            "seconds_executor_run": t_exec, "seconds_challenger_run_and_dispute": t_chal,
+            "seconds_game": t_game, "defender_won": bool(info[7])}
 
 
 def _node(cls: Any, chain: Anvil, dep: Deployment, served: ServedModel, key: str, db: Path,
