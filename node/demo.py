@@ -114,11 +114,11 @@ def honest_round(chain: Anvil, dep: Deployment, served: ServedModel, requester: 
 
 
 def cheating_round(chain: Anvil, dep: Deployment, served: ServedModel, requester: ChainClient,
-                   data: Path, max_tokens: int) -> dict[str, Any]:
+                   data: Path, max_tokens: int, question: str = QUESTION) -> dict[str, Any]:
     say("\n== 2. A cheating executor ==")
     market = requester.contract("JobMarket", dep.market)
     game = requester.contract("DisputeGame", dep.game)
-    tokens = served.chat_tokens(QUESTION)
+    tokens = served.chat_tokens(question)
     spec = JobSpec(model_hash=served.model_hash, input_tokens=tokens, max_tokens=max_tokens,
                    reward_wei=REWARD, bond_wei=BOND, challenge_window_s=WINDOW)
     job_id, _ = submit_job(requester, market, spec)

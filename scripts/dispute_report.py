@@ -32,6 +32,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--out", default=str(ROOT / "docs" / "reports" / "dispute"))
+    ap.add_argument("--prompt", default="Write a short story about a robot who learns to paint.",
+                    help="a prompt with a long answer, so the job generates max-tokens tokens")
     args = ap.parse_args()
     t0 = time.time()
     with Anvil() as chain, tempfile.TemporaryDirectory() as tmp:
@@ -41,7 +43,8 @@ def main() -> int:
         reg = owner.contract("ModelRegistry", dep.registry)
         owner.transact(reg.functions.register(served.model_hash, served.program_root, 1,
                                               "SmolLM2-135M-Instruct", served.uri))
-        stats = cheating_round(chain, dep, served, owner, Path(tmp), args.max_tokens)
+        stats = cheating_round(chain, dep, served, owner, Path(tmp), args.max_tokens,
+                               question=args.prompt)
     rounds = sum(1 for m in stats["moves"] if m[0] == "respond")
     stats.update({
         "rounds_trace_and_tensor": rounds,
