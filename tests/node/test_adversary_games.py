@@ -1,0 +1,316 @@
+"""Adversaries against the daemons on anvil (issue 7; DESIGN §6 soundness checklist, §7).
+
+Real contracts, real daemons, real traces of a tiny Llama (tests/node/adversary_node.py).
+Each scenario asserts where every wei went: the balances owed by the market to every party,
+`totalEscrow`, `totalCredit`, `totalBurned`, and that the market holds exactly their sum.
+
+One anvil and one deployment serve the module; every test runs from an `evm_snapshot` and
+reverts it afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.chain.anvil import DEV_KEYS, Anvil
+from node.chain.client import ChainClient, TxReverted
+from node.daemon import ChallengerDaemon, ExecutorDaemon, Fault
+from node.deployment import deploy_protocol
+from node.game_player import D, GamePlayer, Phase, _pad_to_height
+from node.jobs import JobOutcome, JobTrace
+from node.requester import JobSpec, job_status, submit_job
+from repops.commit import merkle_levels
+
+pytestmark = pytest.mark.chain
+
+_here = Path(__file__).parent
+_spec = importlib.util.spec_from_file_location("adversary_node", _here / "adversary_node.py")
+W = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("adversary_node", W)
+_spec.loader.exec_module(W)
+
+BOND, REWARD, WINDOW, CLOCK = W.BOND, W.REWARD, W.WINDOW, W.CLOCK
+BURN = W.burn_of(BOND)
+
+logging.getLogger("judge").setLevel(logging.INFO)
+
+
+class World:
+    def __init__(self, anvil: Anvil, owner: ChainClient, dep: Any, model: Any) -> None:
+        self.anvil, self.owner, self.dep, self.model = anvil, owner, dep, model
+        self.market = owner.contract("JobMarket", dep.market)
+        self.game = owner.contract("DisputeGame", dep.game)
+        self.tmp: Path = Path(".")
+
+    def node(self, cls: type, key_index: int, name: str, **kw: Any) -> Any:
+        return W.make_node(cls, self.anvil.rpc_url, self.dep, DEV_KEYS[key_index], self.model,
+                           self.tmp / f"{name}.db", **kw)
+
+    def post(self, n_tokens: int = W.N_TOKENS) -> int:
+        spec = JobSpec(model_hash=self.model.model_hash, input_tokens=W.PROMPT,
+                       max_tokens=n_tokens, reward_wei=REWARD, bond_wei=BOND,
+                       challenge_window_s=WINDOW)
+        return submit_job(self.owner, self.market, spec)[0]
+
+    def ledger(self, **who: Any) -> dict[str, int]:
+        return W.ledger(self.owner, self.dep, **{k: n.client.address if hasattr(n, "client")
+                                                 else n for k, n in who.items()})
+
+
+@pytest.fixture(scope="module")
+def chain():
+    model = W.toy_model(0)
+    with Anvil() as anvil:
+        owner = ChainClient(anvil.rpc_url, DEV_KEYS[0])
+        dep = deploy_protocol(owner, clock_budget_s=CLOCK, with_consumer=False)
+        reg = owner.contract("ModelRegistry", dep.registry)
+        owner.transact(reg.functions.register(model.model_hash, model.program.root(), 1, "toy",
+                                              "test://toy"))
+        yield World(anvil, owner, dep, model)
+
+
+@pytest.fixture()
+def world(chain, tmp_path):
+    snap = W.rpc(chain.owner, "evm_snapshot")
+    chain.tmp = tmp_path
+    yield chain
+    assert W.rpc(chain.owner, "evm_revert", snap)
+
+
+def _finish_job(w: World, nodes: list, job_id: int) -> str:
+    """Let the challenge window pass and the nodes (or the requester) settle the job."""
+    W.advance(w.owner, WINDOW + 1)
+    W.settle(nodes, w.owner)
+    if job_status(w.owner, w.market, job_id)["status"] == "Committed":
+        w.owner.transact(w.market.functions.finalize(job_id))  # anyone may finalize
+    return job_status(w.owner, w.market, job_id)["status"]
+
+
+def _cheater_slashed(w: World, ex: Any, ch: Any, job_id: int) -> None:
+    """Money after a cheating executor lost its only game and the job failed."""
+    assert _finish_job(w, [ex, ch], job_id) == "Failed"
+    led = w.ledger(executor=ex, challenger=ch, requester=w.owner.address)
+    assert led["executor"] == 0
+    assert led["challenger"] == 2 * BOND - BURN  # own bond back + the cheater's, less the burn
+    assert led["requester"] == REWARD  # no valid result: the reward goes back
+    assert led["escrow"] == 0 and led["burned"] == BURN
+    assert led["credit"] == 2 * BOND - BURN + REWARD
+
+
+# ---- 1. wrong final output over an honest trace (DESIGN §6 checklist 4) ----------------------
+
+
+@pytest.mark.parametrize("how", ["change", "drop"])
+def test_wrong_output_tokens_lose_the_output_token_one_step(world, how):
+    w = world
+    job_id = w.post()
+    ex = w.node(ExecutorDaemon, 1, "ex", fault=W.TokenLie(how, index=1))
+    ch = w.node(ChallengerDaemon, 2, "ch")
+    W.settle([ex, ch], w.owner)
+    honest = w.model.honest()
+    committed = list(w.owner.call(w.market.functions.commitmentOf(job_id, 0))[6])
+    assert committed != honest.output_tokens()
+    g = W.game_info(w.owner, w.dep, 1)
+    assert g["phase"] == W.RESOLVED and not g["defender_won"]
+    assert g["reason"] == W.REASON_VERIFIER
+    pending = w.owner.call(w.game.functions.pending(1))
+    assert pending[0] == 4, "decided by the OutputToken claim (same trace, no bisection)"
+    _cheater_slashed(w, ex, ch, job_id)
+
+
+# ---- 2. correct output, one wrong trace leaf (committed copy only) ---------------------------
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_wrong_trace_leaf_with_correct_output_is_found_and_slashed(world, where):
+    w = world
+    honest = w.model.honest()
+    leaf = {"first": 0, "middle": honest.length // 2, "last": honest.length - 1}[where]
+    job_id = w.post()
+    ex = w.node(ExecutorDaemon, 1, "ex", fault=W.CopyFault(Fault(leaf=leaf, mask=1)))
+    ch = w.node(ChallengerDaemon, 2, "ch")
+    W.settle([ex, ch], w.owner)
+    c = w.owner.call(w.market.functions.commitmentOf(job_id, 0))
+    assert list(c[6]) == honest.output_tokens(), "the output itself is right"
+    honest_root = JobTrace(JobOutcome(honest, w.model.weights, b"")).root()
+    assert c[5] != honest_root and c[5] == JobTrace(ex.outcome(job_id)).root()
+    g = W.game_info(w.owner, w.dep, 1)
+    assert g["phase"] == W.RESOLVED and g["leaf"] == leaf, "bisected to the corrupted leaf"
+    assert not g["defender_won"] and g["reason"] == W.REASON_VERIFIER
+    _cheater_slashed(w, ex, ch, job_id)
+
+
+# ---- 3. equivocation during bisection --------------------------------------------------------
+
+
+class EquivocatingPlayer(GamePlayer):
+    """A defender that plays its committed (faulty) tree for the first round, then switches
+    to the honest tree's children: a story that does not hash to its committed node."""
+
+    def __init__(self, *a: Any, honest: JobTrace, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.honest = honest
+        self.first_height: int | None = None
+        self.refusals: list[str] = []
+        self.onchain_refusals = 0
+
+    def step(self) -> str | None:
+        st = self.state()
+        if st.phase == Phase.TRACE_BISECT and st.turn == D:
+            if self.first_height is None:
+                self.first_height = st.height
+            if st.height < self.first_height:
+                levels = merkle_levels(_pad_to_height(self.honest.leaves(),
+                                                      self._trace_height()))
+                lie = self._children(levels, st.height, st.pos)
+                fn = self.game.functions.reveal(self.game_id, lie)
+                try:  # refused at estimation (the RPC node runs the contract's check)
+                    self.client.transact(fn, what="equivocating reveal")
+                except TxReverted as e:
+                    self.refusals.append(e.error)
+                if not self.onchain_refusals:  # and refused on chain: mined, reverted
+                    self.onchain_refusals += 1
+                    try:
+                        self.client.transact(fn, gas=2_000_000, what="equivocating reveal")
+                    except TxReverted as e:
+                        self.refusals.append(e.error)
+                return None
+        return super().step()
+
+
+class EquivocatingExecutor(ExecutorDaemon):
+    def player(self, game_id: int, side: int, job_id: int) -> GamePlayer:
+        if game_id not in self.players:
+            model = W.toy_model(0)
+            honest = model.runner(model.model_hash, W.PROMPT, {"max_new_tokens": W.N_TOKENS})
+            self.players[game_id] = EquivocatingPlayer(
+                self.client, self.game, game_id, side, JobTrace(self.outcome(job_id)),
+                honest=JobTrace(honest))
+        return self.players[game_id]
+
+
+def test_equivocating_defender_is_refused_and_loses_on_its_clock(world):
+    w = world
+    honest = w.model.honest()
+    job_id = w.post()
+    leaf = W.float_leaf(honest, honest.length // 2)
+    ex = w.node(EquivocatingExecutor, 1, "ex", fault=Fault(leaf=leaf, mask=1 << 20))
+    ch = w.node(ChallengerDaemon, 2, "ch")
+    W.settle([ex, ch], w.owner)
+    p = ex.players[1]
+    assert "RootMismatch" in p.refusals, p.refusals
+    assert any(r.startswith("status 0") for r in p.refusals), "the contract itself refused it"
+    g = W.game_info(w.owner, w.dep, 1)
+    assert g["phase"] == Phase.TRACE_BISECT and g["turn"] == D, "stuck on the liar's move"
+    W.advance(w.owner, CLOCK + 1)
+    W.settle([ex, ch], w.owner)
+    g = W.game_info(w.owner, w.dep, 1)
+    assert g["phase"] == W.RESOLVED and not g["defender_won"] and g["reason"] == W.REASON_TIMEOUT
+    _cheater_slashed(w, ex, ch, job_id)
+
+
+# ---- 4. executor silence ---------------------------------------------------------------------
+
+
+def test_silent_executor_loses_on_timeout(world):
+    w = world
+    job_id = w.post()
+    ex = w.node(ExecutorDaemon, 1, "ex", fault=Fault(leaf=5, mask=1 << 22))
+    ch = w.node(ChallengerDaemon, 2, "ch")
+    ex.poll_once()  # commits, then never runs again
+    assert job_status(w.owner, w.market, job_id)["status"] == "Committed"
+    W.settle([ch], w.owner)
+    g = W.game_info(w.owner, w.dep, 1)
+    assert g["phase"] == Phase.TRACE_BISECT and g["turn"] == D
+    W.advance(w.owner, CLOCK // 2)
+    W.settle([ch], w.owner)
+    assert W.game_info(w.owner, w.dep, 1)["phase"] == Phase.TRACE_BISECT, "clock not out yet"
+    W.advance(w.owner, CLOCK // 2 + 1)
+    W.settle([ch], w.owner)
+    g = W.game_info(w.owner, w.dep, 1)
+    assert g["phase"] == W.RESOLVED and not g["defender_won"] and g["reason"] == W.REASON_TIMEOUT
+    assert _finish_job(w, [ch], job_id) == "Failed"
+    led = w.ledger(executor=ex, challenger=ch, requester=w.owner.address)
+    assert led == {**led, "executor": 0, "challenger": 2 * BOND - BURN, "requester": REWARD,
+                   "escrow": 0, "burned": BURN}
+
+
+# ---- 5. a lying challenger -------------------------------------------------------------------
+
+
+def test_lying_challenger_loses_its_bond_to_the_honest_executor(world):
+    w = world
+    honest = w.model.honest()
+    job_id = w.post()
+    ex = w.node(ExecutorDaemon, 1, "ex")
+    leaf = W.float_leaf(honest, honest.length // 3)
+    liar = w.node(ChallengerDaemon, 2, "liar", fault=Fault(leaf=leaf, mask=1 << 21))
+    W.settle([ex, liar], w.owner)
+    g = W.game_info(w.owner, w.dep, 1)
+    assert g["phase"] == W.RESOLVED and g["defender_won"] and g["reason"] == W.REASON_VERIFIER
+    assert g["leaf"] == leaf
+    assert _finish_job(w, [ex, liar], job_id) == "Finalized"
+    assert job_status(w.owner, w.market, job_id)["output_tokens"] == honest.output_tokens()
+    led = w.ledger(executor=ex, challenger=liar, requester=w.owner.address)
+    assert led["executor"] == BOND + REWARD + BOND - BURN
+    assert led["challenger"] == 0 and led["requester"] == 0
+    assert led["escrow"] == 0 and led["burned"] == BURN
+    assert ex.withdraw() == 2 * BOND + REWARD - BURN
+    assert w.ledger(executor=ex)["credit"] == 0
+
+
+# ---- 6. two challengers on the same job ------------------------------------------------------
+
+
+def test_two_honest_challengers_against_a_cheater_are_not_paid_twice(world):
+    w = world
+    job_id = w.post()
+    ex = w.node(ExecutorDaemon, 1, "ex", fault=Fault(leaf=100, mask=1 << 22))
+    a = w.node(ChallengerDaemon, 2, "a")
+    b = w.node(ChallengerDaemon, 3, "b")
+    W.settle([ex, a, b], w.owner)
+    games = [W.game_info(w.owner, w.dep, i) for i in (1, 2)]
+    assert all(g["phase"] == W.RESOLVED and not g["defender_won"] for g in games)
+    assert {g["challenger"] for g in games} == {a.client.address, b.client.address}
+    assert _finish_job(w, [ex, a, b], job_id) == "Failed"
+    led = w.ledger(executor=ex, a=a, b=b, requester=w.owner.address)
+    first = a if games[0]["challenger"] == a.client.address else b
+    second = b if first is a else a
+    assert led["a" if first is a else "b"] == 2 * BOND - BURN, "first win takes the cheater's bond"
+    assert led["a" if second is a else "b"] == BOND, "second win only gets its own bond back"
+    assert led["executor"] == 0 and led["requester"] == REWARD
+    assert led["escrow"] == 0 and led["burned"] == BURN
+    assert first.client.address != second.client.address
+
+
+def test_honest_and_lying_challenger_against_a_cheater(world):
+    """The cheater is wrong at a late leaf, the liar at an early one: the honest challenger
+    wins its game; the liar's game ends at the liar's leaf, where the cheater was right, so
+    the liar's bond goes to the (already eliminated) cheater — the liar lied."""
+    w = world
+    honest = w.model.honest()
+    late = W.float_leaf(honest, 2 * honest.length // 3)
+    early = W.float_leaf(honest, honest.length // 4)
+    job_id = w.post()
+    ex = w.node(ExecutorDaemon, 1, "ex", fault=Fault(leaf=late, mask=1 << 22))
+    good = w.node(ChallengerDaemon, 2, "good")
+    liar = w.node(ChallengerDaemon, 3, "liar", fault=Fault(leaf=early, mask=1 << 22))
+    W.settle([ex, good, liar], w.owner)
+    games = {W.game_info(w.owner, w.dep, i)["challenger"]: W.game_info(w.owner, w.dep, i)
+             for i in (1, 2)}
+    g_good, g_liar = games[good.client.address], games[liar.client.address]
+    assert g_good["phase"] == W.RESOLVED and not g_good["defender_won"] and g_good["leaf"] == late
+    assert g_liar["phase"] == W.RESOLVED and g_liar["defender_won"] and g_liar["leaf"] == early
+    assert _finish_job(w, [ex, good, liar], job_id) == "Failed"
+    led = w.ledger(executor=ex, good=good, liar=liar, requester=w.owner.address)
+    assert led["good"] == 2 * BOND - BURN
+    assert led["liar"] == 0
+    assert led["executor"] == BOND - BURN
+    assert led["requester"] == REWARD
+    assert led["escrow"] == 0 and led["burned"] == 2 * BURN
