@@ -355,7 +355,7 @@ static void gemm_threaded(int64_t M, int64_t N, int64_t K, const float *A, int64
     int gemv = Bpre != NULL && M <= GEMV_MAX_M;
     int64_t npanels = (N + NR - 1) / NR;
     if (gemv && M > 0 && N > 0 && K > 0) { /* decode: pool threads, see repops_pool.c */
-        if ((double)N * (double)K < 262144.0) nthreads = 1;
+        if ((double)N * (double)K < 4194304.0) nthreads = 1;
         struct gemv_job job = {M, N, K, A, lda, Bpre, C, ldc, npanels,
                                nthreads > 1 ? (npanels < 8 * nthreads ? npanels : 8 * nthreads) : 1};
         REPOPS_FP_ENTER;

@@ -157,6 +157,38 @@ DEFINE_QGEMV(3, QT_Q8_0, qg80_3)
 DEFINE_QGEMV(4, QT_Q8_0, qg80_4)
 static const qgemv_fn QGEMV[2][QMAX_M + 1] = {{NULL, qg41_1, qg41_2, qg41_3, qg41_4},
                                                {NULL, qg80_1, qg80_2, qg80_3, qg80_4}};
+
+/* Dequantize one quant panel into a K x QW fp32 panel (the GEMM's packed layout when
+ * NR == QW), with the fused kernel's exact vector dequantization. */
+static void dequant_panel_avx512(int qt, int64_t K, const uint8_t *P, float *dst) {
+    const __m512 tbl = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const int64_t nb = K / QB, bb = qblock_bytes(qt);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = P + b * bb;
+        const __m512 d0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+        const __m512 d1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
+        __m512 m0 = d0, m1 = d1;
+        if (qt == QT_Q4_1) {
+            m0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 64)));
+            m1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 96)));
+        }
+        float *o = dst + b * QB * QW;
+        for (int kk = 0; kk < QB; kk++) {
+            __m512 w0, w1;
+            if (qt == QT_Q4_1) {
+                __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 128 + kk * 16)));
+                w0 = _mm512_fmadd_ps(d0, _mm512_permutexvar_ps(v, tbl), m0);
+                w1 = _mm512_fmadd_ps(d1, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tbl), m1);
+            } else {
+                const uint8_t *q = blk + 64 + kk * QW;
+                w0 = _mm512_mul_ps(d0, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q))));
+                w1 = _mm512_mul_ps(d1, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 16)))));
+            }
+            _mm512_storeu_ps(o + kk * QW, w0);
+            _mm512_storeu_ps(o + kk * QW + 16, w1);
+        }
+    }
+}
 #endif
 
 /* Output columns [p0*QW, min(p1*QW, N)) of C[M, N] from quant panels p0..p1-1. */
@@ -182,7 +214,13 @@ static void qlinear_range(int qt, int64_t M, int64_t N, int64_t K, const float *
     float *buf = aligned_alloc(64, sizeof(float) * (size_t)(K * QW * QGROUP));
     for (int64_t p = p0; p < p1; p += QGROUP) {
         int64_t np = p1 - p < QGROUP ? p1 - p : QGROUP;
-        dequant_panels(qt, K, Q + p * pb, np, buf);
+#if defined(__AVX512F__)
+        if (repops_pack_width() == QW) {
+            for (int64_t i = 0; i < np; i++)
+                dequant_panel_avx512(qt, K, Q + (p + i) * pb, buf + i * K * QW);
+        } else
+#endif
+            dequant_panels(qt, K, Q + p * pb, np, buf);
         int64_t n0 = p * QW, nc = N - n0 < np * QW ? N - n0 : np * QW;
         repops_gemm_packed_serial(M, nc, K, A, lda, buf, C + n0, ldc);
     }
@@ -212,7 +250,7 @@ void repops_linear_q(int qt, int64_t M, int64_t N, int64_t K, const float *A, in
     if (M <= 0 || N <= 0) return;
     const int64_t npanels = (N + QW - 1) / QW;
     double work = M <= QMAX_M ? (double)N * (double)K : (double)M * (double)N * (double)K / 8.0;
-    if (work < 262144.0) nthreads = 1;
+    if (work < 4194304.0) nthreads = 1;
     int64_t per = M <= QMAX_M ? 1 : QGROUP; /* panels per chunk at least */
     int64_t nchunks = nthreads > 1 ? npanels / per : 1;
     if (nchunks > 8 * nthreads) nchunks = 8 * nthreads;
