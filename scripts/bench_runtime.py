@@ -1,0 +1,227 @@
+"""Runtime benchmark (issue 4) → docs/reports/bench-runtime.json + .md.
+
+Measures, on one device per invocation (sections for cpu and cuda are merged into the report):
+- the REE trace executor (node/ree): prefill tokens/s, decode tokens/s at batch 1 with and
+  without committing the trace (tensor roots of every leaf), trace overhead in %;
+- PyTorch eager (node/runtime/llama.py) of the same weights in the same run: fp32 (and bf16
+  on CUDA) prefill tokens/s and decode tokens/s at batch 1 and 32;
+- llama.cpp through llama-cpp-python when installed (CPU only; optional bench extra).
+The trace executor runs one job per trace program (docs/trace-layout.md has no batch axis), so
+it has no batch-32 number.
+
+    python scripts/bench_runtime.py --device cpu --tokens 8
+    python scripts/bench_runtime.py --device cuda --tokens 32 --json-only --out $OUT
+    python scripts/bench_runtime.py --merge other/bench-runtime.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PROMPT = "Explain in a few sentences why the sky is blue."
+
+
+def _sync(dev: str) -> None:
+    import torch
+
+    if dev == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_trace(model, dev: str, toks: list[int], n_new: int) -> dict:
+    """Prefill and decode of the trace executor; commit measured separately (C4 roots)."""
+    import torch
+
+    from node.ree.fastexec import FastExecutor
+    from node.ree.trace import TraceRecorder
+
+    ex = FastExecutor(model.program, model.weights_by_root(), dev)
+    with torch.no_grad():  # warm-up (Triton JIT, caches)
+        ex.run_step(0, toks[:8])
+        ex.run_step(1, toks[:8])
+    rec = TraceRecorder(model.program, toks)
+    exec_s, commit_s = [], []
+    with torch.no_grad():
+        ex.reset()
+        for s in range(n_new + 1):
+            t0 = time.perf_counter()
+            outs = ex.run_step(s, toks)
+            _sync(dev)
+            t1 = time.perf_counter()
+            rec.add_step(outs)
+            t2 = time.perf_counter()
+            exec_s.append(t1 - t0)
+            commit_s.append(t2 - t1)
+    t3 = time.perf_counter()
+    rec.root()
+    root_s = time.perf_counter() - t3
+    dec_exec, dec_commit = sum(exec_s[1:]), sum(commit_s[1:]) + root_s
+    return {
+        "prefill_tokens": len(toks), "prefill_tok_s": round(len(toks) / exec_s[0], 2),
+        "prefill_commit_s": round(commit_s[0], 3),
+        "decode_tokens": n_new,
+        "decode_tok_s_exec_only": round(n_new / dec_exec, 3),
+        "decode_tok_s_with_trace": round(n_new / (dec_exec + dec_commit), 3),
+        "trace_overhead_pct": round(100 * dec_commit / dec_exec, 1),
+        "trace_ops_per_token": model.program.n_ops,
+        "batch32": "not supported: one job per trace program (no batch axis in the layout)",
+        "fallback_elements": ex.fallbacks,
+    }
+
+
+def bench_eager(model, dev: str, dtype_name: str, toks: list[int], n_new: int,
+                batch: int) -> dict:
+    import torch
+
+    from node.runtime.llama import from_gguf
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    g = SimpleNamespace(config=model.config, weights=model.weights)
+    net = from_gguf(g, max_pos=len(toks) + n_new + 8).to(dev)
+    if dtype != torch.float32:
+        net = net.to(dtype)
+    x = torch.tensor([toks] * batch, device=dev)
+    with torch.no_grad():
+        past = [(k.to(dev, dtype), v.to(dev, dtype)) for k, v in net.empty_cache(batch)]
+        net(x[:, :4], past)  # warm-up
+        _sync(dev)
+        past = [(k.to(dev, dtype), v.to(dev, dtype)) for k, v in net.empty_cache(batch)]
+        t0 = time.perf_counter()
+        logits, past = net(x, past)
+        _sync(dev)
+        t1 = time.perf_counter()
+        nxt = logits[:, -1].argmax(-1, keepdim=True)
+        for _ in range(n_new):
+            logits, past = net(nxt, past)
+            nxt = logits[:, -1].argmax(-1, keepdim=True)
+        _sync(dev)
+        t2 = time.perf_counter()
+    return {"batch": batch, "prefill_tok_s": round(batch * len(toks) / (t1 - t0), 1),
+            "decode_tok_s": round(batch * n_new / (t2 - t1), 2)}
+
+
+def bench_llama_cpp(toks_text: str, n_new: int) -> dict | None:
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    from node.models import smollm2_path
+
+    llm = Llama(model_path=str(smollm2_path()), n_ctx=512, verbose=False)
+    t0 = time.perf_counter()
+    llm(toks_text, max_tokens=n_new, temperature=0.0)
+    return {"decode_tok_s_incl_prefill": round(n_new / (time.perf_counter() - t0), 1)}
+
+
+def machine(dev: str) -> dict:
+    import torch
+
+    from repops.cpu import kernels
+
+    m = {"device": dev, "torch": torch.__version__, "python": platform.python_version(),
+         "cpu_isa": kernels.isa()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                m["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    m["cpu_count"] = os.cpu_count()
+    if dev == "cuda":
+        import triton
+
+        m["gpu"] = torch.cuda.get_device_name(0)
+        m["triton"] = triton.__version__
+    return m
+
+
+def markdown(rep: dict) -> str:
+    lines = ["# Runtime benchmark: REE trace executor vs PyTorch eager (issue 4)", "",
+             "Generated by `scripts/bench_runtime.py`. Tokens/s; decode at batch 1 unless "
+             "stated. The trace executor runs the one-step trace program "
+             "(docs/trace-layout.md), committing a C4 root for every trace op.", ""]
+    for dev, sec in rep.get("sections", {}).items():
+        m, tr = sec["machine"], sec["trace"]
+        lines += [f"## {dev}: {m.get('gpu', m.get('cpu', ''))} ({sec['date']})", "",
+                  f"torch {m['torch']}" + (f", Triton {m['triton']}" if 'triton' in m else "")
+                  + f", {m.get('cpu_count')} CPUs, RepOps CPU ISA {m['cpu_isa']}", "",
+                  "| engine | prefill tok/s | decode tok/s (b=1) | decode tok/s (b=32) |",
+                  "|---|---|---|---|",
+                  f"| REE trace executor, with trace | {tr['prefill_tok_s']} | "
+                  f"{tr['decode_tok_s_with_trace']} | n/a |",
+                  f"| REE trace executor, exec only | {tr['prefill_tok_s']} | "
+                  f"{tr['decode_tok_s_exec_only']} | n/a |"]
+        for name, e in sec.get("eager", {}).items():
+            b32 = e.get("b32", {}).get("decode_tok_s", "-")
+            lines.append(f"| PyTorch eager {name} | {e['b1']['prefill_tok_s']} | "
+                         f"{e['b1']['decode_tok_s']} | {b32} |")
+        if sec.get("llama_cpp"):
+            lines.append(f"| llama.cpp | - | {sec['llama_cpp']['decode_tok_s_incl_prefill']} "
+                         "(incl. prefill) | - |")
+        lines += ["", f"Trace overhead (commit time / execution time, decode): "
+                  f"**{tr['trace_overhead_pct']} %**; {tr['trace_ops_per_token']} trace ops per "
+                  f"token; prompt {tr['prefill_tokens']} tokens, {tr['decode_tokens']} decode "
+                  f"steps; elements re-checked by the reference: {tr['fallback_elements']}.",
+                  ""]
+    return "\n".join(lines)
+
+
+def write(rep: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench-runtime.json").write_text(json.dumps(rep, indent=1) + "\n")
+    (out / "bench-runtime.md").write_text(markdown(rep))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--tokens", type=int, default=8, help="decode steps")
+    ap.add_argument("--out", default="docs/reports")
+    ap.add_argument("--merge", help="merge the sections of another bench-runtime.json")
+    ap.add_argument("--no-eager-b32", action="store_true")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    path = out / "bench-runtime.json"
+    rep = json.loads(path.read_text()) if path.is_file() else {"sections": {}}
+    if args.merge:
+        rep["sections"].update(json.loads(Path(args.merge).read_text())["sections"])
+        write(rep, out)
+        return 0
+
+    from node.ree.model import load_model
+
+    model = load_model("smollm2", max_ctx=2048, with_model_hash=False)
+    tok = model.tokenizer()
+    toks = tok.encode_chat(PROMPT)
+    sec = {"date": time.strftime("%Y-%m-%d"), "machine": machine(args.device)}
+    sec["trace"] = bench_trace(model, args.device, toks, args.tokens)
+    print(json.dumps(sec["trace"]), file=sys.stderr, flush=True)
+    eager = {}
+    for name in ("fp32", "bf16") if args.device == "cuda" else ("fp32",):
+        e = {"b1": bench_eager(model, args.device, name, toks, max(args.tokens, 16), 1)}
+        if not args.no_eager_b32:
+            e["b32"] = bench_eager(model, args.device, name, toks, max(args.tokens, 16), 32)
+        eager[name] = e
+    sec["eager"] = eager
+    if args.device == "cpu":
+        sec["llama_cpp"] = bench_llama_cpp(tok.apply_chat_template(
+            [{"role": "user", "content": PROMPT}]), 32)
+    rep["sections"][args.device] = sec
+    write(rep, out)
+    print(json.dumps(sec, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
