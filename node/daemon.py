@@ -82,9 +82,11 @@ class Daemon:
 
     def __init__(self, client: ChainClient, deployment: Deployment, store: Store,
                  runner: JobRunner, served_models: set[bytes] | None = None,
-                 metrics: NodeMetrics | None = None, fault: Fault | None = None) -> None:
+                 metrics: NodeMetrics | None = None, fault: Fault | None = None,
+                 p2p: Any = None) -> None:
         self.client = client
         self.fault = fault
+        self.p2p = p2p  # node.p2p.P2PNode or None (node/network.py: what it is used for)
         self.deployment = deployment
         self.store = store
         self.runner = runner
@@ -288,6 +290,10 @@ class ExecutorDaemon(Daemon):
             self.store.set_job_status(job_id, JobStatus.SKIPPED)
             return
         self.store.set_job_status(job_id, JobStatus.COMMITTED)
+        if self.p2p is not None:
+            from node.network import announce_commitment
+
+            announce_commitment(self.p2p, job_id, self.client.address, out)
         self.metrics.jobs_committed.labels(self.role).inc()
         self.metrics.bonds_at_stake.labels(self.role).inc(bond)
         log.info("executor: committed job %d: %d tokens, trace %d leaves, root %s", job_id,
@@ -314,6 +320,36 @@ class ExecutorDaemon(Daemon):
 
 class ChallengerDaemon(Daemon):
     role = "challenger"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.listener = None
+        self.located: dict[int, tuple[int | None, float]] = {}
+        if self.p2p is not None:
+            from node.network import ReceiptListener
+
+            self.listener = ReceiptListener(self.p2p)
+
+    def locate_off_chain(self, job_id: int, c: dict, theirs: bytes, out: JobOutcome) -> None:
+        """Find the first divergent op from the executor's served trace (checked against its
+        committed root) before spending gas; the game confirms it on-chain."""
+        if self.listener is None:
+            return
+        from node.network import P2PError, first_divergence
+
+        peer = self.listener.peer_for(job_id, c["executor"])
+        if peer is None:
+            log.info("challenger: no p2p peer serves job %d's trace; bisecting on-chain only",
+                     job_id)
+            return
+        try:
+            leaf, secs = first_divergence(self.p2p, peer, job_id, theirs, c["trace_length"], out)
+        except P2PError as e:
+            log.warning("challenger: p2p trace fetch for job %d failed: %s", job_id, e)
+            return
+        self.located[job_id] = (leaf, secs)
+        log.info("challenger: job %d diverges at leaf %s (found off-chain in %.2fs)", job_id,
+                 leaf, secs)
 
     def subscriptions(self) -> list[Subscription]:
         return super().subscriptions() + [Subscription(self.market, "Committed",
@@ -361,6 +397,8 @@ class ChallengerDaemon(Daemon):
             mine, theirs_t = out.tokens, c["tokens"]
             pairs = enumerate(zip(mine, theirs_t, strict=False))
             token_index = next((i for i, (x, y) in pairs if x != y), min(len(mine), len(theirs_t)))
+        if not same_trace:
+            self.locate_off_chain(job_id, c, theirs, out)
         j = self.client.call(self.market.functions.jobOf(job_id))
         bond = j[-1]
         log.info("challenger: job %d slot %d DISAGREES (their root %s, ours %s): disputing",
