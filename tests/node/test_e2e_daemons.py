@@ -138,3 +138,37 @@ def test_cheating_executor_is_bisected_and_slashed(world, where):
     owed = (owner.call(market.functions.totalEscrow()) + owner.call(market.functions.totalCredit())
             + owner.call(market.functions.totalBurned()))
     assert bal == owed
+
+
+def test_p2p_locates_divergence_off_chain(world):
+    """The executor serves its trace over libp2p; the challenger finds the corrupted leaf from
+    it (checked against the committed root) before the on-chain game confirms the same leaf."""
+    from node.network import start_node
+
+    chain, dep, owner, model_hash, runner, tmp = world
+    honest = runner(model_hash, [3, 7, 1], {"max_new_tokens": 3})
+    floats = [i for i, o in enumerate(honest.trace.outputs) if o.dtype.name == "float32"]
+    leaf = floats[len(floats) // 3]
+    market, job_id = _post(owner, dep, model_hash)
+    ex = _node(ExecutorDaemon, chain, dep, DEV_KEYS[1], runner, tmp / "ex.db",
+               fault=Fault(leaf=leaf, element=0, mask=1 << 22))
+    ex_p2p = start_node(ex.outcomes)
+    ch = None
+    try:
+        ex.p2p = ex_p2p
+        ch_p2p = start_node({}, bootstrap=ex_p2p.addrs)
+        ch = _node(ChallengerDaemon, chain, dep, DEV_KEYS[2], runner, tmp / "ch.db", p2p=ch_p2p)
+        ch.listener.peers.clear()
+        import time as _t
+
+        deadline = _t.monotonic() + 10
+        while not ch_p2p.topic_peers("/judge/receipts/1") and _t.monotonic() < deadline:
+            _t.sleep(0.1)
+        _play([ex, ch], owner)
+        assert ch.located[job_id][0] == leaf
+        game = owner.contract("DisputeGame", dep.game)
+        assert owner.call(game.functions.gameInfo(1))[5] == leaf
+    finally:
+        ex_p2p.close()
+        if ch is not None:
+            ch.p2p.close()
