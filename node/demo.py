@@ -25,6 +25,7 @@ from node.chain.anvil import DEV_KEYS, Anvil
 from node.chain.client import ChainClient
 from node.daemon import ChallengerDaemon, ExecutorDaemon, Fault
 from node.deployment import Deployment, deploy_protocol
+from node.network import start_node
 from node.requester import JobSpec, job_status, submit_job
 from node.served import ServedModel, load_served_model
 from node.store import Store
@@ -117,7 +118,6 @@ def cheating_round(chain: Anvil, dep: Deployment, served: ServedModel, requester
                    data: Path, max_tokens: int, question: str = QUESTION) -> dict[str, Any]:
     say("\n== 2. A cheating executor ==")
     market = requester.contract("JobMarket", dep.market)
-    game = requester.contract("DisputeGame", dep.game)
     tokens = served.chat_tokens(question)
     spec = JobSpec(model_hash=served.model_hash, input_tokens=tokens, max_tokens=max_tokens,
                    reward_wei=REWARD, bond_wei=BOND, challenge_window_s=WINDOW)
@@ -129,9 +129,23 @@ def cheating_round(chain: Anvil, dep: Deployment, served: ServedModel, requester
         f"({op.name}) by one bit of element 0")
     ex = _node(ExecutorDaemon, chain, dep, served, DEV_KEYS[1], data / "cheat-ex.db",
                fault=Fault(leaf=leaf, element=0, mask=1 << 20))
-    ch = _node(ChallengerDaemon, chain, dep, served, DEV_KEYS[3], data / "cheat-ch.db")
-    ch_before = requester.call(market.functions.balanceOf(ch.client.address))
+    ex.p2p = start_node(ex.outcomes)
+    ch = _node(ChallengerDaemon, chain, dep, served, DEV_KEYS[3], data / "cheat-ch.db",
+               p2p=start_node({}, bootstrap=ex.p2p.addrs))
+    say(f"executor and challenger connected over libp2p ({ex.p2p.addrs[0]})")
+    try:
+        return _cheat_game(ex, ch, served, requester, dep, job_id, n_ops, max_tokens)
+    finally:
+        ex.p2p.close()
+        ch.p2p.close()
+
+
+def _cheat_game(ex: Any, ch: Any, served: ServedModel, requester: ChainClient,
+                dep: Deployment, job_id: int, n_ops: int, max_tokens: int) -> dict[str, Any]:
     t0 = time.time()
+    market = requester.contract("JobMarket", dep.market)
+    game = requester.contract("DisputeGame", dep.game)
+    ch_before = requester.call(market.functions.balanceOf(ch.client.address))
 
     def resolved() -> bool:
         n = requester.call(game.functions.gameCount())
@@ -153,7 +167,13 @@ def cheating_round(chain: Anvil, dep: Deployment, served: ServedModel, requester
     gas = {"executor": sum(r.gas_used for _, r in ex.players[gid].moves),
            "challenger": sum(r.gas_used for _, r in ch.players[gid].moves)}
     biggest = max(moves, key=lambda m: m[1].gas_used)
-    say(f"the challenger re-executed, found trace root mismatch and disputed (game {gid})")
+    found = ch.located.get(job_id)
+    if found:
+        say(f"the challenger re-executed, fetched the executor's op roots over libp2p (each "
+            f"batch proven against the committed root) and found the first divergent op, "
+            f"leaf {found[0]}, in {found[1]:.2f}s; then it disputed on-chain (game {gid})")
+    else:
+        say(f"the challenger re-executed, found a trace root mismatch and disputed (game {gid})")
     say(f"bisection: {len(moves)} moves; located leaf {info[5]} "
         f"({served.model.program.ops[info[5] % n_ops].name}), chunk {info[6]}")
     ex_moves = {id(r) for _, r in ex.players[gid].moves}
@@ -182,7 +202,7 @@ def cheating_round(chain: Anvil, dep: Deployment, served: ServedModel, requester
 
 
 def _node(cls: Any, chain: Anvil, dep: Deployment, served: ServedModel, key: str, db: Path,
-          **kw: Any) -> Any:
+          **kw: Any) -> Any:  # noqa: D103
     store = Store(db)
     client = ChainClient(chain.rpc_url, key, journal=store)
     return cls(client, dep, store, served.runner, served_models={served.model_hash}, **kw)
