@@ -151,14 +151,25 @@ def _daemon(args: argparse.Namespace, role: str) -> int:
         cls = ExecutorDaemon
         if args.fault_leaf is not None:
             kw["fault"] = Fault(leaf=args.fault_leaf, element=args.fault_element)
+    p2p = None
+    outcomes: dict = {}  # shared: the daemon fills it, the p2p trace source serves it
+    if not args.no_p2p:
+        from node.network import start_node
+
+        port = int(cfg.p2p_listen.rstrip("/").rsplit("/", 1)[-1] or 0)
+        p2p = start_node(outcomes, port=port, bootstrap=cfg.p2p_bootstrap)
+        logging.getLogger("judge").info("p2p listening on %s", ", ".join(p2p.addrs))
     node = cls(client, dep, store, served.runner, served_models={served.model_hash},
-               metrics=metrics, **kw)
+               metrics=metrics, p2p=p2p, **kw)
+    node.outcomes = outcomes
     signal.signal(signal.SIGTERM, lambda *_: node.stop())
     try:
         node.run(interval=cfg.poll_interval)
     except KeyboardInterrupt:
         pass
     finally:
+        if p2p is not None:
+            p2p.close()
         metrics.close()
         store.close()
     return 0
@@ -228,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
         r.add_argument("--data-dir", help="where the node keeps its sqlite state")
         r.add_argument("--confirmations", type=int, help="act only on blocks this deep")
         r.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (0 = off)")
+        r.add_argument("--no-p2p", action="store_true",
+                       help="do not start libp2p (no trace serving / gossip)")
         if role == "executor":
             r.add_argument("--fault-leaf", type=int, help="TESTING: corrupt this trace leaf")
             r.add_argument("--fault-element", type=int, default=0)
