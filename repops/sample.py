@@ -112,11 +112,13 @@ def sample_token(logits: torch.Tensor, config: SamplingConfig, step: int) -> int
     # step 3: descending by value, equal values (incl. -0/+0) by ascending index. A stable
     # ascending sort of the negated values with zeros made one bit pattern: a radix sort (CUDA)
     # would otherwise order -0 and +0 apart. Negation and the zero fix are exact.
-    key = torch.neg(zp)
-    key = torch.where(key == 0, torch.zeros((), device=dev), key)
-    order = torch.sort(key, stable=True).indices
     k = v if config.top_k == 0 or config.top_k >= v else int(config.top_k)  # step 4
-    order = order[:k]
+    if dev.type == "cpu":
+        order = torch.from_numpy(_top_order_cpu(zp.numpy(), k))
+    else:
+        key = torch.neg(zp)
+        key = torch.where(key == 0, torch.zeros((), device=dev), key)
+        order = torch.sort(key, stable=True).indices[:k]
     zs = zp.index_select(0, order)
     e = api.exp(api.sub(zs, zs[:1]))  # step 5 (m = z'[order[0]])
     s = api.sum(e)
@@ -132,6 +134,21 @@ def sample_token(logits: torch.Tensor, config: SamplingConfig, step: int) -> int
     above = np.flatnonzero(c[: j_last + 1] > np.float32(r))  # step 8 (step 7 is r above)
     j_star = int(above[0]) if above.size else j_last
     return int(order[j_star])
+
+
+def _top_order_cpu(zp: np.ndarray, k: int) -> np.ndarray:
+    """Spec §7.3 steps 3-4 on the CPU: the first k indices of the order by value descending,
+    ties by ascending index, without sorting the whole vocabulary when k is small. NumPy
+    compares with IEEE `<`, so -0 and +0 tie; negation is exact."""
+    key = -zp
+    if k < key.shape[0]:
+        kth = np.partition(key, k - 1)[k - 1]  # the k-th largest value of zp, negated
+        ahead = np.flatnonzero(key < kth)
+        tied = np.flatnonzero(key == kth)[: k - ahead.shape[0]]
+        cand = np.concatenate([ahead, tied])
+    else:
+        cand = np.arange(key.shape[0])
+    return cand[np.lexsort((cand, key[cand]))]  # by value, then by index
 
 
 def _cumsum(p: torch.Tensor) -> np.ndarray:

@@ -136,7 +136,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "repops_qpack": [N, I64, I64, P, P],
         "repops_linear_q": [N, I64, I64, I64, P, I64, P, P, I64, N],
         "repops_qdequant": [N, I64, I64, P, P],
-        "repops_binary": [N, P, P, P, I64, N],
+        "repops_binary": [N, P, P, P, I64, N, N, N],
         "repops_unary": [N, P, P, I64, N],
         "repops_i64_to_f32": [P, P, I64],
         "repops_f32_to_i64": [P, P, I64],

@@ -76,11 +76,13 @@ def cumsum_seq(x: torch.Tensor) -> torch.Tensor:
 
 
 def binary(op: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    a, b = torch.broadcast_tensors(a, b)
-    a = a.contiguous()
-    b = b.contiguous()
-    out = torch.empty(a.shape, dtype=torch.float32)
-    load().repops_binary(_BINARY[op], _ptr(a), _ptr(b), _ptr(out), out.numel(), threads())
+    shape = torch.broadcast_shapes(a.shape, b.shape)
+    # a single value is passed with stride 0 instead of being materialized to the full shape
+    sa, sb = int(a.numel() != 1), int(b.numel() != 1)
+    a = a.expand(shape).contiguous() if sa else a.reshape(1).contiguous()
+    b = b.expand(shape).contiguous() if sb else b.reshape(1).contiguous()
+    out = torch.empty(shape, dtype=torch.float32)
+    load().repops_binary(_BINARY[op], _ptr(a), _ptr(b), _ptr(out), out.numel(), sa, sb, threads())
     return out
 
 

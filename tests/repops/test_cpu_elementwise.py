@@ -64,6 +64,22 @@ def test_binary_broadcasting() -> None:
     assert repops.add(torch.tensor(1.0), a).shape == (2, 3)
 
 
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "maximum", "minimum"])
+def test_single_value_operands(op: str) -> None:
+    # a one-element operand is read with stride 0 by the kernel, never materialized
+    fn, oracle = BINARY[op]
+    rng = np.random.default_rng(31)
+    x = np.concatenate([O.EDGE_VALUES, O.random_bits_f32(rng, 300)])
+    for s in (np.float32(-0.0), np.float32(3.5), np.float32(np.nan), np.float32(-np.inf)):
+        for sv in (torch.tensor(s), torch.tensor([s]), torch.tensor([[s]])):
+            got = fn(torch.from_numpy(x), sv)
+            _check(got.reshape(-1), [oracle(v, s) for v in x])
+            got = fn(sv, torch.from_numpy(x))
+            _check(got.reshape(-1), [oracle(s, v) for v in x])
+    both = fn(torch.tensor(2.0), torch.tensor([[0.5]]))
+    assert both.shape == (1, 1) and both.item() == oracle(np.float32(2.0), np.float32(0.5))
+
+
 UNARY = {
     "neg": (repops.neg, O.neg),
     "sqrt": (repops.sqrt, O.sqrt),

@@ -2,6 +2,9 @@
  * (the Python layer broadcasts first). Each element is one fixed sequence of IEEE ops. */
 #include "repops_common.h"
 #include "crmath.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 enum { OP_ADD = 0, OP_SUB = 1, OP_MUL = 2, OP_DIV = 3, OP_MAX = 4, OP_MIN = 5 };
 enum { OP_NEG = 0, OP_SQRT = 1, OP_EXP = 2, OP_LOG = 3, OP_SIGMOID = 4, OP_SILU = 5 };
@@ -12,23 +15,48 @@ static inline float sigmoid1(float x) {
     return 1.0f / (1.0f + t);
 }
 
-/* Spec §2 / §4.2 elementwise binary op. */
-void repops_binary(int op, const float *a, const float *b, float *out, int64_t n, int nthreads) {
+/* Spec §2 / §4.2 elementwise binary op. sa / sb are 1 for a full operand and 0 for a single
+ * value broadcast to all n (saves materializing a broadcast scalar). */
+#define BINARY_LOOP(SA, SB)                                                                  \
+    for (int64_t i = 0; i < n; i++) {                                                        \
+        float x = a[i * (SA)], y = b[i * (SB)], r;                                           \
+        switch (op) {                                                                        \
+        case OP_ADD: r = x + y; break;                                                       \
+        case OP_SUB: r = x - y; break;                                                       \
+        case OP_MUL: r = x * y; break;                                                       \
+        case OP_DIV: r = x / y; break;                                                       \
+        case OP_MAX: r = repops_max2(x, y); break;                                           \
+        default: r = repops_min2(x, y); break;                                               \
+        }                                                                                    \
+        out[i] = repops_canon(r);                                                            \
+    }
+
+void repops_binary(int op, const float *a, const float *b, float *out, int64_t n, int sa,
+                   int sb, int nthreads) {
 #pragma omp parallel num_threads(nthreads) if (n > (1 << 22))
     {
         REPOPS_FP_ENTER;
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < n; i++) {
-            float r;
-            switch (op) {
-            case OP_ADD: r = a[i] + b[i]; break;
-            case OP_SUB: r = a[i] - b[i]; break;
-            case OP_MUL: r = a[i] * b[i]; break;
-            case OP_DIV: r = a[i] / b[i]; break;
-            case OP_MAX: r = repops_max2(a[i], b[i]); break;
-            default: r = repops_min2(a[i], b[i]); break;
+        int64_t t0 = 0, t1 = n;
+#ifdef _OPENMP
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        t0 = n * t / nt;
+        t1 = n * (t + 1) / nt;
+#endif
+        const float *a0 = a + t0 * sa, *b0 = b + t0 * sb;
+        float *o0 = out + t0;
+        {
+            const float *a = a0, *b = b0;
+            float *out = o0;
+            int64_t n = t1 - t0;
+            if (sa && sb) {
+                BINARY_LOOP(1, 1)
+            } else if (sa) {
+                BINARY_LOOP(1, 0)
+            } else if (sb) {
+                BINARY_LOOP(0, 1)
+            } else {
+                BINARY_LOOP(0, 0)
             }
-            out[i] = repops_canon(r);
         }
         REPOPS_FP_EXIT;
     }
