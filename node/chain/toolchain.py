@@ -32,16 +32,23 @@ def _find(name: str, env_var: str, default: Path) -> Path:
     raise ToolchainError(f"{name} not found at {default}; {_HINT}")
 
 
+def _npm_binary(tool: str) -> Path:
+    """The platform binary inside the npm package, not the `.bin` Node shim: the shim does
+    not pass the tool's exit code through (a failing `forge test` exits 0 through it)."""
+    pkgs = sorted((ROOT / "node_modules" / "@foundry-rs").glob(f"{tool}-*/bin/{tool}"))
+    return pkgs[0] if pkgs else ROOT / "node_modules" / ".bin" / tool
+
+
 def anvil() -> Path:
-    return _find("anvil", "JUDGE_ANVIL", ROOT / "node_modules" / ".bin" / "anvil")
+    return _find("anvil", "JUDGE_ANVIL", _npm_binary("anvil"))
 
 
 def forge() -> Path:
-    return _find("forge", "JUDGE_FORGE", ROOT / "node_modules" / ".bin" / "forge")
+    return _find("forge", "JUDGE_FORGE", _npm_binary("forge"))
 
 
 def cast() -> Path:
-    return _find("cast", "JUDGE_CAST", ROOT / "node_modules" / ".bin" / "cast")
+    return _find("cast", "JUDGE_CAST", _npm_binary("cast"))
 
 
 def solc() -> Path:
