@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -195,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keystore", help="eth-account keystore file (else JUDGE_PRIVATE_KEY)")
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--log-json", action="store_true", help="structured (JSON lines) logs")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     d = sub.add_parser("deploy", help="deploy registry, market, dispute game, verifier")
@@ -253,11 +255,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per log line, for log shippers (`--log-json` / JUDGE_LOG_FORMAT=json)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"ts": round(record.created, 3), "level": record.levelname,
+                           "logger": record.name, "msg": record.getMessage()})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    if args.log_json or os.environ.get("JUDGE_LOG_FORMAT") == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-                        stream=sys.stderr)
+                        handlers=[handler])
     for noisy in ("libp2p", "web3", "urllib3", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
