@@ -14,30 +14,32 @@ import {AlphabetWorld} from "./Alphabet.sol";
 contract ActorsTest is ProtocolBase {
     using AlphabetWorld for AlphabetWorld.World;
 
-    /// @dev Turns fuzz inputs into a valid lie of kind `k` against a world of `n` leaves.
+    /// @dev Turns fuzz inputs into a valid lie of kind 1 + k % 8 against a world of `n` leaves.
+    ///      A kind the world cannot hold (Truncate needs n ≥ 2, BadPadding a padding leaf inside
+    ///      the tree) falls back to an Element lie built from the same inputs, never to a
+    ///      half-filled struct of the other kind (issue 5: a one-leaf world kept Truncate's
+    ///      pt = 1 under kind Element and the harness indexed past its one leaf).
     function _lie(AlphabetWorld.World memory w, uint256 k, uint256 pt, uint256 e, uint32 bits)
         internal
         pure
-        returns (Lie memory lie, bool ok)
+        returns (Lie memory lie)
     {
         uint256 n = w.length;
-        lie.kind = LieKind(1 + (k % 8));
-        LieKind kind = lie.kind;
-        ok = true;
+        LieKind kind = LieKind(1 + (k % 8));
+        if (kind == LieKind.Truncate && n < 2) kind = LieKind.Element;
+        if (kind == LieKind.BadPadding && Merkle.nextPow2(n) == n) kind = LieKind.Element;
+        lie.kind = kind;
         if (kind == LieKind.Element || kind == LieKind.OpHash || kind == LieKind.Header || kind == LieKind.ZeroLeaf) {
             lie.pt = uint64(pt % n);
             lie.e = e % w.elems;
             lie.bits = bits;
             if (kind == LieKind.Element && bits == w.element(lie.pt, lie.e)) lie.bits = bits ^ 1;
         } else if (kind == LieKind.Truncate) {
-            ok = n >= 2;
-            lie.pt = uint64(1 + pt % (n > 1 ? n - 1 : 1));
+            lie.pt = uint64(1 + pt % (n - 1));
         } else if (kind == LieKind.Extend) {
             lie.pt = uint64(n + 1 + pt % n);
-        } else if (kind == LieKind.BadPadding) {
-            ok = Merkle.nextPow2(n) > n; // there is a padding leaf inside the own tree
-        } else {
-            // SameLeavesLength: longer, or shorter while the content still fits the claimed depth
+        } else if (kind == LieKind.SameLeavesLength) {
+            // longer, or shorter while the content still fits the claimed depth
             uint256 half = Merkle.nextPow2(n) / 2;
             if (pt % 2 == 0 || n <= half + 1) {
                 lie.pt = uint64(n + 1 + pt % n);
@@ -45,6 +47,7 @@ contract ActorsTest is ProtocolBase {
                 lie.pt = uint64(half + 1 + pt % (n - half - 1));
             }
         }
+        // BadPadding: no parameters (a junk leaf right after the last real one)
     }
 
     function _setup(uint256 seed, uint256 n, uint256 elems) internal returns (AlphabetWorld.World memory w, bytes32[] memory honest) {
@@ -74,8 +77,7 @@ contract ActorsTest is ProtocolBase {
         public
     {
         (AlphabetWorld.World memory w, bytes32[] memory honest) = _setup(seed, n, elems);
-        (Lie memory lie, bool ok) = _lie(w, k, pt, e, bits);
-        if (!ok) lie.kind = LieKind.Element;
+        Lie memory lie = _lie(w, k, pt, e, bits);
         Player memory d = _player(exec, w, honest, lie);
         Player memory c = _player(chal, w, honest, Lie(LieKind.None, 0, 0, 0));
         (uint256 jobId, uint256 gameId) = _game(w, d, c);
@@ -97,8 +99,7 @@ contract ActorsTest is ProtocolBase {
         public
     {
         (AlphabetWorld.World memory w, bytes32[] memory honest) = _setup(seed, n, elems);
-        (Lie memory lie, bool ok) = _lie(w, k, pt, e, bits);
-        if (!ok) lie.kind = LieKind.Element;
+        Lie memory lie = _lie(w, k, pt, e, bits);
         Player memory d = _player(exec, w, honest, Lie(LieKind.None, 0, 0, 0));
         Player memory c = _player(chal, w, honest, lie);
         (uint256 jobId, uint256 gameId) = _game(w, d, c);
@@ -113,6 +114,68 @@ contract ActorsTest is ProtocolBase {
         assertEq(market.balanceOf(exec), BOND * 9 / 10 + BOND + REWARD);
         assertEq(market.balanceOf(chal), 0);
         _solvent();
+    }
+
+    /// @notice Issue 5 counterexample, pinned: a one-leaf world and a Truncate lie (impossible
+    ///         there) made the harness index past the trace before any game move.
+    function test_regression_oneLeafTruncateFallsBackToElementLie() public {
+        uint256 seed = 1034133961601711701942487773735806411413184111579775434511943320476;
+        uint256 n = 182608023409321122950108525061866854198049062641262847165604229054222122600;
+        AlphabetWorld.World memory w = _world(seed, uint64(bound(n, 1, 700)), 3);
+        assertEq(w.length, 1);
+        Lie memory lie = _lie(w, 3, 276094916352612619479660, 462688, 1);
+        assertTrue(lie.kind == LieKind.Element);
+        assertEq(lie.pt, 0);
+        testFuzz_honestChallengerWins(seed, n, 3, 3, 276094916352612619479660, 462688, 1);
+    }
+
+    /// @notice Same counterexample with the honest side defending.
+    function test_regression_oneLeafTruncateHonestExecutor() public {
+        testFuzz_honestExecutorWins(
+            1034133961601711701942487773735806411413184111579775434511943320476,
+            182608023409321122950108525061866854198049062641262847165604229054222122600,
+            3,
+            3,
+            276094916352612619479660,
+            462688,
+            1
+        );
+    }
+
+    /// @notice Every lie kind, on both sides, at the trace lengths where the tree shape has
+    ///         edges (one leaf, powers of two and one past them, where length lies lift the
+    ///         roots to different depths): the honest side wins and the loser's bond moves.
+    ///         Fuzzing rarely draws these lengths from a bound over 1..700.
+    function test_everyLieKindAtTreeEdges() public {
+        uint64[9] memory lengths = [uint64(1), 2, 3, 4, 5, 8, 9, 16, 17];
+        for (uint256 li = 0; li < lengths.length; ++li) {
+            AlphabetWorld.World memory w = _world(li + 11, lengths[li], 300);
+            bytes32[] memory honest = _honestLeaves(w);
+            for (uint256 k = 0; k < 8; ++k) {
+                uint256 n = lengths[li];
+                uint256[4] memory pts = [uint256(0), 1, n > 1 ? n - 2 : 0, n - 1];
+                for (uint256 v = 0; v < pts.length; ++v) {
+                    // pt: first, second, penultimate and last leaf for leaf lies; the shortest
+                    // and longest truncations and extensions; odd pt = a shorter length claim
+                    Lie memory lie = _lie(w, k, pts[v], 299, 0);
+                    _duel(w, honest, lie, true);
+                    _duel(w, honest, lie, false);
+                }
+            }
+        }
+        _solvent();
+    }
+
+    /// @dev One game, liar executor (or liar challenger); checks the winner and the bond moved.
+    function _duel(AlphabetWorld.World memory w, bytes32[] memory honest, Lie memory lie, bool liarExecutes) internal {
+        Lie memory none = Lie(LieKind.None, 0, 0, 0);
+        Player memory d = _player(exec, w, honest, liarExecutes ? lie : none);
+        Player memory c = _player(chal, w, honest, liarExecutes ? none : lie);
+        uint256 winnerBefore = market.balanceOf(liarExecutes ? chal : exec);
+        (, uint256 gameId) = _game(w, d, c);
+        assertEq(_defenderWon(gameId), !liarExecutes, "liar won");
+        uint256 gain = market.balanceOf(liarExecutes ? chal : exec) - winnerBefore;
+        assertEq(gain, liarExecutes ? BOND + BOND * 9 / 10 : BOND * 9 / 10, "winner's share");
     }
 
     /// @notice The executor's trace is honest but it lies about an output token: the
@@ -160,8 +223,7 @@ contract ActorsTest is ProtocolBase {
     /// forge-config: default.fuzz.runs = 128
     function testFuzz_refereedDelegation(uint256 seed, uint256 k, uint256 pt, uint256 e, uint32 bits, bool liarFirst) public {
         (AlphabetWorld.World memory w, bytes32[] memory honest) = _setup(seed, 1 + (seed % 300), 1 + (seed % 700));
-        (Lie memory lie, bool ok) = _lie(w, k, pt, e, bits);
-        if (!ok) lie.kind = LieKind.Element;
+        Lie memory lie = _lie(w, k, pt, e, bits);
         Player memory liar = _player(liarFirst ? exec : exec2, w, honest, lie);
         Player memory good = _player(liarFirst ? exec2 : exec, w, honest, Lie(LieKind.None, 0, 0, 0));
         Player memory d = liarFirst ? liar : good;

@@ -136,6 +136,7 @@ abstract contract ProtocolBase is Test {
             p.leaves = honest;
             p.length = uint64(n);
         } else if (k == LieKind.Element || k == LieKind.OpHash || k == LieKind.Header || k == LieKind.ZeroLeaf) {
+            require(lie.pt < n, "harness: leaf lie beyond the trace");
             p.leaves = new bytes32[](n);
             for (uint256 i = 0; i < n; ++i) {
                 p.leaves[i] = i < lie.pt ? honest[i] : _junk(i);
@@ -143,6 +144,7 @@ abstract contract ProtocolBase is Test {
             p.leaves[lie.pt] = _lieLeaf(w, lie);
             p.length = uint64(n);
         } else if (k == LieKind.Truncate) {
+            require(lie.pt >= 1 && lie.pt < n, "harness: truncation must keep 1..n-1 leaves");
             p.leaves = new bytes32[](lie.pt);
             for (uint256 i = 0; i < lie.pt; ++i) {
                 p.leaves[i] = honest[i];
