@@ -145,3 +145,24 @@ def test_linear_decode_path_against_oracle(m: int) -> None:
     w[5, 7] = np.inf
     x[0, 11] = -0.0
     _same_bits(repops.linear(_t(x), _t(w)), O.matmul_chain(x, w.T.copy()))
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+@pytest.mark.parametrize("n,k", [(16, 16), (17, 15), (32, 33), (33, 64), (5, 1), (48, 47)])
+def test_linear_decode_tails_against_oracle(m: int, n: int, k: int) -> None:
+    # the unpacked matrix-vector kernel transposes 16 x 16 tiles: cover partial row and k tiles
+    rng = np.random.default_rng(m * 100 + n + 7 * k)
+    x, w = O.random_f32(rng, (m, k)), O.random_f32(rng, (n, k))
+    w[n - 1, k - 1] = -0.0
+    _same_bits(repops.linear(_t(x), _t(w)), O.matmul_chain(x, w.T.copy()))
+
+
+def test_linear_decode_threaded_wide_weight(monkeypatch: pytest.MonkeyPatch) -> None:
+    # N*K >= 2^22: the unpacked decode product is split over pool threads; bits must not move
+    rng = np.random.default_rng(12)
+    x, w = _t(O.random_f32(rng, (2, 640))), _t(O.random_f32(rng, (6600, 640)))
+    got = repops.linear(x, w).view(torch.int32)
+    monkeypatch.setenv("REPOPS_CPU_THREADS", "1")
+    assert torch.equal(repops.linear(x, w).view(torch.int32), got)
+    want = O.matmul_chain(x.numpy(), w[[0, 15, 16, 6599]].numpy().T.copy())
+    _same_bits(got[:, [0, 15, 16, 6599]].view(torch.float32), want)

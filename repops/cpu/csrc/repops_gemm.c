@@ -26,6 +26,7 @@
 #define KC 256
 #define MC (MR * 8)
 #define NC (NR * 64)
+#define GEMV_MAX_M 4 /* rows of A handled by the matrix-vector kernels (decode) */
 
 typedef void (*ukr_fn)(int64_t kc, const float *A, const float *B, int64_t ldb, float *C,
                        int64_t ldc, int first);
@@ -117,39 +118,106 @@ static void pack_a(int64_t kc, int64_t mr, const float *A, int64_t lda, float *A
 }
 
 #if defined(__AVX512F__)
-/* Spec §3.3 for a few rows of A against W[N,K] stored row-major (B = W^T: rsb = 1, csb = ldw):
- * the decode matrix-vector case. Each lane of a vector is one output n; the 16 values
- * W[n..n+16, k] are gathered per k, so W streams from memory once with no packing pass. */
-static void gemv_t(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *W,
-                   int64_t ldw, float *C, int64_t ldc) {
-    const __m512i idx = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32((int)ldw));
-    int64_t n0 = 0;
-    for (; n0 + 32 <= N; n0 += 32) {
-        const float *w0 = W + n0 * ldw, *w1 = W + (n0 + 16) * ldw;
-        __m512 acc0[4], acc1[4];
-        for (int m = 0; m < 4; m++) acc0[m] = acc1[m] = _mm512_setzero_ps();
-        for (int64_t k = 0; k < K; k++) {
-            __m512 g0 = _mm512_i32gather_ps(idx, w0 + k, 4);
-            __m512 g1 = _mm512_i32gather_ps(idx, w1 + k, 4);
-            for (int m = 0; m < M; m++) {
-                __m512 a = _mm512_set1_ps(A[m * lda + k]);
-                acc0[m] = _mm512_fmadd_ps(a, g0, acc0[m]);
-                acc1[m] = _mm512_fmadd_ps(a, g1, acc1[m]);
+/* r[j] (lane i = row j's element i) becomes r[i] (lane j = row j's element i): the standard
+ * 4-stage 16x16 transpose (unpack, shuffle_ps, two shuffle_f32x4 rounds). Bits are moved only. */
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++) { /* u[4g + c], 128-bit lane L = rows 4g..4g+3 at column 4L + c */
+        u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512 alo = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44);
+        __m512 ahi = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
+        __m512 blo = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
+        __m512 bhi = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_f32x4(alo, blo, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(alo, blo, 0xDD);
+        r[8 + c] = _mm512_shuffle_f32x4(ahi, bhi, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(ahi, bhi, 0xDD);
+    }
+}
+
+/* Load rows n0..n0+nr-1 (nr <= 16), columns k0..k0+kr-1 (kr <= 16) of W; missing rows and
+ * columns read as +0 (never stored: lanes of missing rows are dropped, and only the first kr
+ * transposed vectors are used). */
+static inline __attribute__((always_inline)) void load16(const float *W, int64_t ldw, int nr,
+                                                         int kr, __m512 r[16]) {
+    const __mmask16 km = (__mmask16)((1u << kr) - 1u);
+    for (int j = 0; j < 16; j++)
+        r[j] = j < nr ? (kr == 16 ? _mm512_loadu_ps(W + j * ldw) : _mm512_maskz_loadu_ps(km, W + j * ldw))
+                      : _mm512_setzero_ps();
+}
+
+/* Spec §3.3 for R rows of A against W[N, K] stored row-major, without packing: 16 rows of W at
+ * a time are loaded 16 k's at a time and transposed in registers, so lane j holds w[n0 + j, k];
+ * each lane then runs its own output's chain acc = fma(x[m, k], w[n, k], acc), k ascending
+ * from +0.0. Two row blocks run side by side to overlap their FMA latency chains. */
+static inline __attribute__((always_inline)) void gemv_t_body(const int R, int64_t N, int64_t K,
+                                                              const float *A, int64_t lda,
+                                                              const float *W, int64_t ldw,
+                                                              float *C, int64_t ldc) {
+    for (int64_t n0 = 0; n0 < N; n0 += 32) {
+        const int nr0 = N - n0 < 16 ? (int)(N - n0) : 16;
+        const int nr1 = N - n0 - 16 <= 0 ? 0 : (N - n0 - 16 < 16 ? (int)(N - n0 - 16) : 16);
+        __m512 acc0[GEMV_MAX_M], acc1[GEMV_MAX_M];
+        for (int i = 0; i < R; i++) acc0[i] = acc1[i] = _mm512_setzero_ps();
+        for (int64_t k0 = 0; k0 < K; k0 += 16) {
+            const int kr = K - k0 < 16 ? (int)(K - k0) : 16;
+            __m512 r0[16], r1[16];
+            load16(W + n0 * ldw + k0, ldw, nr0, kr, r0);
+            transpose16(r0);
+            if (nr1) {
+                load16(W + (n0 + 16) * ldw + k0, ldw, nr1, kr, r1);
+                transpose16(r1);
+            }
+            for (int k = 0; k < kr; k++) {
+                for (int i = 0; i < R; i++) {
+                    __m512 a = _mm512_set1_ps(A[i * lda + k0 + k]);
+                    acc0[i] = _mm512_fmadd_ps(a, r0[k], acc0[i]);
+                    if (nr1) acc1[i] = _mm512_fmadd_ps(a, r1[k], acc1[i]);
+                }
             }
         }
-        for (int m = 0; m < M; m++) {
-            _mm512_storeu_ps(C + m * ldc + n0, acc0[m]);
-            _mm512_storeu_ps(C + m * ldc + n0 + 16, acc1[m]);
+        const __mmask16 m0 = (__mmask16)((1u << nr0) - 1u), m1 = (__mmask16)((1u << nr1) - 1u);
+        for (int i = 0; i < R; i++) {
+            _mm512_mask_storeu_ps(C + i * ldc + n0, m0, acc0[i]);
+            if (nr1) _mm512_mask_storeu_ps(C + i * ldc + n0 + 16, m1, acc1[i]);
         }
     }
-    for (; n0 < N; n0++)
-        for (int64_t m = 0; m < M; m++) {
-            float acc = 0.0f;
-            for (int64_t k = 0; k < K; k++) acc = fmaf(A[m * lda + k], W[n0 * ldw + k], acc);
-            C[m * ldc + n0] = acc;
-        }
+}
+
+static void gemv_t1(int64_t N, int64_t K, const float *A, int64_t lda, const float *W,
+                    int64_t ldw, float *C, int64_t ldc) {
+    gemv_t_body(1, N, K, A, lda, W, ldw, C, ldc);
+}
+static void gemv_t2(int64_t N, int64_t K, const float *A, int64_t lda, const float *W,
+                    int64_t ldw, float *C, int64_t ldc) {
+    gemv_t_body(2, N, K, A, lda, W, ldw, C, ldc);
+}
+static void gemv_t4(int64_t N, int64_t K, const float *A, int64_t lda, const float *W,
+                    int64_t ldw, float *C, int64_t ldc) {
+    gemv_t_body(4, N, K, A, lda, W, ldw, C, ldc);
+}
+
+static void gemv_t(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *W,
+                   int64_t ldw, float *C, int64_t ldc) {
+    if (M == 1)
+        gemv_t1(N, K, A, lda, W, ldw, C, ldc);
+    else if (M == 2)
+        gemv_t2(N, K, A, lda, W, ldw, C, ldc);
+    else if (M == 4)
+        gemv_t4(N, K, A, lda, W, ldw, C, ldc);
+    else { /* M == 3: rows 0-1, then row 2 (each output's chain is independent of the others) */
+        gemv_t2(N, K, A, lda, W, ldw, C, ldc);
+        gemv_t1(N, K, A + 2 * lda, lda, W, ldw, C + 2 * ldc, ldc);
+    }
 }
 #endif
 
@@ -158,7 +226,6 @@ static void gemv_t(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
  * k], rows past N zero. One vector load at (p, k) holds w[n, k] for NR consecutive outputs n, so
  * every lane runs its own output's ascending-k chain with a broadcast x[m, k], and the weights
  * stream from memory once, contiguously, with no per-call packing or transposing. */
-#define GEMV_MAX_M 4
 
 /* Spec §3.1 for R rows of A against G adjacent packed panels: acc = fma(x[m,k], w[n,k], acc)
  * for k ascending from +0.0, NR*G outputs per row; out is R x (G*NR), row stride G*NR. */
@@ -251,7 +318,7 @@ static void gemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t
         return;
     }
 #if defined(__AVX512F__)
-    if (Bpre == NULL && M <= 4 && rsb == 1 && csb != 1 && csb * 16 < INT32_MAX) {
+    if (Bpre == NULL && M <= GEMV_MAX_M && rsb == 1 && csb != 1) {
         gemv_t(M, N, K, A, lda, B, csb, C, ldc);
         for (int64_t m = 0; m < M; m++) repops_canon_array(C + m * ldc, N);
         return;
@@ -327,7 +394,9 @@ struct gemv_job {
     int64_t M, N, K;
     const float *A;
     int64_t lda;
-    const float *P;
+    const float *P; /* packed panels, or NULL for W[N, K] row-major at B (row stride csb) */
+    const float *B;
+    int64_t csb;
     float *C;
     int64_t ldc, npanels, nchunks;
 };
@@ -337,6 +406,11 @@ static void gemv_chunk(void *ctx, int64_t i) {
     int64_t p0 = j->npanels * i / j->nchunks, p1 = j->npanels * (i + 1) / j->nchunks;
     int64_t n0 = p0 * NR, n1 = p1 * NR < j->N ? p1 * NR : j->N;
     if (n1 <= n0) return;
+    if (j->P == NULL) { /* the serial path (transposing matrix-vector kernel), canonicalized */
+        gemm_serial(j->M, n1 - n0, j->K, j->A, j->lda, j->B + n0 * j->csb, 1, j->csb, NULL,
+                    j->C + n0, j->ldc);
+        return;
+    }
     gemv_packed(j->M, n1 - n0, j->K, j->A, j->lda, j->P + p0 * j->K * NR, j->C + n0, j->ldc);
     for (int64_t m = 0; m < j->M; m++) repops_canon_array(j->C + m * j->ldc + n0, n1 - n0);
 }
@@ -352,11 +426,11 @@ static void gemm_threaded(int64_t M, int64_t N, int64_t K, const float *A, int64
      * waits for a core): thread only when there are at least 2^25 multiply-adds, or, for the
      * memory-bound decode product on packed weights, at least 2^20 weights to stream */
     double work = (double)M * (double)N * (double)K;
-    int gemv = Bpre != NULL && M <= GEMV_MAX_M;
+    int gemv = M <= GEMV_MAX_M && (Bpre != NULL || (rsb == 1 && csb != 1));
     int64_t npanels = (N + NR - 1) / NR;
     if (gemv && M > 0 && N > 0 && K > 0) { /* decode: pool threads, see repops_pool.c */
         if ((double)N * (double)K < 4194304.0) nthreads = 1;
-        struct gemv_job job = {M, N, K, A, lda, Bpre, C, ldc, npanels,
+        struct gemv_job job = {M, N, K, A, lda, Bpre, B, csb, C, ldc, npanels,
                                nthreads > 1 ? (npanels < 8 * nthreads ? npanels : 8 * nthreads) : 1};
         REPOPS_FP_ENTER;
         repops_pool_run(job.nchunks, gemv_chunk, &job, nthreads);
