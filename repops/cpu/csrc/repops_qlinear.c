@@ -96,67 +96,97 @@ static void dequant_panels(int qt, int64_t K, const uint8_t *Q, int64_t np, floa
 #if defined(__AVX512F__)
 /* Fused decode kernel, R rows x one quant panel (32 outputs): dequantize each k's 32 weights
  * once (exactly, see the file comment) and run every row's chain on them. */
-static inline __attribute__((always_inline)) void qgemv_body(const int R, const int qt,
-                                                             int64_t K, const float *A,
-                                                             int64_t lda, const uint8_t *P,
+static inline __attribute__((always_inline)) void qgemv_body(const int R, const int G,
+                                                             const int qt, int64_t K,
+                                                             const float *A, int64_t lda,
+                                                             const uint8_t *P, int64_t pb,
                                                              float *out) {
     const __m512 tbl = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const int64_t nb = K / QB, bb = qblock_bytes(qt);
-    __m512 acc[QMAX_M][2];
+    __m512 acc[QMAX_M][2][2];
 #pragma GCC unroll 4
-    for (int i = 0; i < R; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+        for (int g = 0; g < G; g++) acc[i][g][0] = acc[i][g][1] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = P + b * bb;
-        const __m512 d0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
-        const __m512 d1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
-        __m512 m0 = d0, m1 = d1;
-        if (qt == QT_Q4_1) {
-            m0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 64)));
-            m1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 96)));
+        const uint8_t *blk[2];
+        __m512 d0[2], d1[2], m0[2], m1[2];
+#pragma GCC unroll 2
+        for (int g = 0; g < G; g++) {
+            blk[g] = P + g * pb + b * bb;
+            d0[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk[g]));
+            d1[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk[g] + 32)));
+            m0[g] = d0[g];
+            m1[g] = d1[g];
+            if (qt == QT_Q4_1) {
+                m0[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk[g] + 64)));
+                m1[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk[g] + 96)));
+            }
         }
         const float *a = A + b * QB;
 #pragma GCC unroll 2
         for (int kk = 0; kk < QB; kk++) {
-            __m512 w0, w1;
-            if (qt == QT_Q4_1) {
-                __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 128 + kk * 16)));
-                w0 = _mm512_fmadd_ps(d0, _mm512_permutexvar_ps(v, tbl), m0);
-                w1 = _mm512_fmadd_ps(d1, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tbl), m1);
-            } else {
-                const uint8_t *q = blk + 64 + kk * QW;
-                w0 = _mm512_mul_ps(d0, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q))));
-                w1 = _mm512_mul_ps(d1, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 16)))));
+            __m512 w0[2], w1[2];
+#pragma GCC unroll 2
+            for (int g = 0; g < G; g++) {
+                if (qt == QT_Q4_1) {
+                    __m512i v = _mm512_cvtepu8_epi32(
+                        _mm_loadu_si128((const __m128i *)(blk[g] + 128 + kk * 16)));
+                    w0[g] = _mm512_fmadd_ps(d0[g], _mm512_permutexvar_ps(v, tbl), m0[g]);
+                    w1[g] = _mm512_fmadd_ps(
+                        d1[g], _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tbl), m1[g]);
+                } else {
+                    const uint8_t *q = blk[g] + 64 + kk * QW;
+                    w0[g] = _mm512_mul_ps(d0[g], _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                                     _mm_loadu_si128((const __m128i *)q))));
+                    w1[g] = _mm512_mul_ps(d1[g], _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                                     _mm_loadu_si128((const __m128i *)(q + 16)))));
+                }
             }
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
                 __m512 x = _mm512_set1_ps(a[i * lda + kk]);
-                acc[i][0] = _mm512_fmadd_ps(x, w0, acc[i][0]);
-                acc[i][1] = _mm512_fmadd_ps(x, w1, acc[i][1]);
+#pragma GCC unroll 2
+                for (int g = 0; g < G; g++) {
+                    acc[i][g][0] = _mm512_fmadd_ps(x, w0[g], acc[i][g][0]);
+                    acc[i][g][1] = _mm512_fmadd_ps(x, w1[g], acc[i][g][1]);
+                }
             }
         }
     }
 #pragma GCC unroll 4
-    for (int i = 0; i < R; i++) {
-        _mm512_storeu_ps(out + i * QW, acc[i][0]);
-        _mm512_storeu_ps(out + i * QW + 16, acc[i][1]);
-    }
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+        for (int g = 0; g < G; g++) {
+            _mm512_storeu_ps(out + (i * G + g) * QW, acc[i][g][0]);
+            _mm512_storeu_ps(out + (i * G + g) * QW + 16, acc[i][g][1]);
+        }
 }
 
-typedef void (*qgemv_fn)(int64_t K, const float *A, int64_t lda, const uint8_t *P, float *out);
-#define DEFINE_QGEMV(R, QT, NAME)                                                           \
-    static void NAME(int64_t K, const float *A, int64_t lda, const uint8_t *P, float *out) { \
-        qgemv_body(R, QT, K, A, lda, P, out);                                               \
+/* out is R x (G*QW): row i, panel g at out + (i*G + g)*QW. */
+typedef void (*qgemv_fn)(int64_t K, const float *A, int64_t lda, const uint8_t *P, int64_t pb,
+                         float *out);
+#define DEFINE_QGEMV(R, G, QT, NAME)                                                         \
+    static void NAME(int64_t K, const float *A, int64_t lda, const uint8_t *P, int64_t pb,    \
+                     float *out) {                                                           \
+        qgemv_body(R, G, QT, K, A, lda, P, pb, out);                                         \
     }
-DEFINE_QGEMV(1, QT_Q4_1, qg41_1)
-DEFINE_QGEMV(2, QT_Q4_1, qg41_2)
-DEFINE_QGEMV(3, QT_Q4_1, qg41_3)
-DEFINE_QGEMV(4, QT_Q4_1, qg41_4)
-DEFINE_QGEMV(1, QT_Q8_0, qg80_1)
-DEFINE_QGEMV(2, QT_Q8_0, qg80_2)
-DEFINE_QGEMV(3, QT_Q8_0, qg80_3)
-DEFINE_QGEMV(4, QT_Q8_0, qg80_4)
+DEFINE_QGEMV(1, 1, QT_Q4_1, qg41_1)
+DEFINE_QGEMV(2, 1, QT_Q4_1, qg41_2)
+DEFINE_QGEMV(3, 1, QT_Q4_1, qg41_3)
+DEFINE_QGEMV(4, 1, QT_Q4_1, qg41_4)
+DEFINE_QGEMV(1, 1, QT_Q8_0, qg80_1)
+DEFINE_QGEMV(2, 1, QT_Q8_0, qg80_2)
+DEFINE_QGEMV(3, 1, QT_Q8_0, qg80_3)
+DEFINE_QGEMV(4, 1, QT_Q8_0, qg80_4)
+DEFINE_QGEMV(1, 2, QT_Q4_1, qg41_1x2)
+DEFINE_QGEMV(2, 2, QT_Q4_1, qg41_2x2)
+DEFINE_QGEMV(1, 2, QT_Q8_0, qg80_1x2)
+DEFINE_QGEMV(2, 2, QT_Q8_0, qg80_2x2)
 static const qgemv_fn QGEMV[2][QMAX_M + 1] = {{NULL, qg41_1, qg41_2, qg41_3, qg41_4},
                                                {NULL, qg80_1, qg80_2, qg80_3, qg80_4}};
+/* two panels at once for one or two rows: twice the independent FMA chains */
+static const qgemv_fn QGEMV2[2][3] = {{NULL, qg41_1x2, qg41_2x2}, {NULL, qg80_1x2, qg80_2x2}};
 
 /* Dequantize one quant panel into a K x QW fp32 panel (the GEMM's packed layout when
  * NR == QW), with the fused kernel's exact vector dequantization. */
@@ -197,12 +227,14 @@ static void qlinear_range(int qt, int64_t M, int64_t N, int64_t K, const float *
     const int64_t pb = repops_qpanel_bytes(qt, K);
 #if defined(__AVX512F__)
     if (M <= QMAX_M) {
-        float out[QMAX_M * QW];
-        for (int64_t p = p0; p < p1; p++) {
-            QGEMV[qt][M](K, A, lda, Q + p * pb, out);
-            int64_t n0 = p * QW, nc = N - n0 < QW ? N - n0 : QW;
+        float out[QMAX_M * QW * 2];
+        for (int64_t p = p0; p < p1;) {
+            const int g = M <= 2 && p + 1 < p1 ? 2 : 1;
+            (g == 2 ? QGEMV2[qt][M] : QGEMV[qt][M])(K, A, lda, Q + p * pb, pb, out);
+            int64_t n0 = p * QW, nc = N - n0 < g * QW ? N - n0 : g * QW;
             for (int64_t i = 0; i < M; i++)
-                memcpy(C + i * ldc + n0, out + i * QW, (size_t)nc * sizeof(float));
+                memcpy(C + i * ldc + n0, out + i * g * QW, (size_t)nc * sizeof(float));
+            p += g;
         }
         for (int64_t i = 0; i < M; i++) {
             int64_t n0 = p0 * QW, n1 = p1 * QW < N ? p1 * QW : N;
