@@ -7,6 +7,8 @@ float16 -> float32, then float32 scalar ops) and runs the binary64 round-to-odd 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import repops_oracle as O
@@ -127,3 +129,27 @@ def test_batch_dims_and_errors() -> None:
         repops.linear(torch.zeros(2, 32), packed)
     with pytest.raises(TypeError, match=r"repops\.linear: x must be float32"):
         repops.linear(torch.zeros(2, 64, dtype=torch.float64), packed)
+
+
+GGUF = Path.home() / ".cache" / "judge-ree" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.mark.skipif(not GGUF.exists(), reason="SmolLM2 GGUF not in the model cache")
+def test_smollm2_gguf_tensors_bit_identical_to_dequantized() -> None:
+    # the real model's blocks: in-kernel dequantization == gguf's dequantize (ADR 0003)
+    gguf = pytest.importorskip("gguf")
+    from gguf.quants import dequantize
+
+    tensors = {t.name: t for t in gguf.GGUFReader(str(GGUF)).tensors}
+    rng = np.random.default_rng(0)
+    for name in ("blk.0.attn_q.weight", "blk.7.ffn_down.weight", "token_embd.weight"):
+        t = tensors[name]
+        k, n = int(t.shape[0]), int(t.shape[1])
+        qtype = t.tensor_type.name.lower()
+        w = dequantize(t.data, t.tensor_type).reshape(n, k).astype(np.float32)
+        packed = repops.pack_linear_quantized(np.asarray(t.data).reshape(-1).view(np.uint8),
+                                              qtype, n, k)  # fmt: skip
+        assert np.array_equal(O.bits(packed.dequantize().numpy()), O.bits(w)), name
+        x = torch.from_numpy(O.random_f32(rng, (2, k)))
+        got = repops.linear(x, packed).view(torch.int32)
+        assert torch.equal(got, repops.linear(x, torch.from_numpy(w)).view(torch.int32)), name
