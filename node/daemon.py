@@ -95,6 +95,7 @@ class Daemon:
         c = deployment.contracts(client)
         self.market, self.game = c["market"], c["game"]
         self.outcomes: dict[int, JobOutcome] = {}
+        self._ran: dict[int, tuple[bytes, bytes, bytes]] = {}  # job id -> what was run
         self.players: dict[int, GamePlayer] = {}
         self.watcher = EventWatcher(client, _StoreCursor(store), f"{self.role}-events",
                                     self.subscriptions(), start_block=deployment.block)
@@ -131,10 +132,14 @@ class Daemon:
         The node's own `fault` (if any) applies to every run, so the trace rebuilt after a
         restart is the one this node committed to (DESIGN §7 persistence).
         """
-        if job_id not in self.outcomes:
-            job = self.store.get_job(job_id)
-            if job is None:
-                raise RuntimeError(f"job {job_id} unknown to this node")
+        job = self.store.get_job(job_id)
+        if job is None:
+            raise RuntimeError(f"job {job_id} unknown to this node")
+        what = (job.model, job.input, job.config)
+        if job_id not in self.outcomes or self._ran.get(job_id) != what:
+            # (a reorg deeper than our confirmations can replace job `job_id` by another
+            # job under the same id: the watcher rescans and the store holds the new one)
+            self._ran[job_id] = what
             config = json.loads(job.config)
             t = time.time()
             self.outcomes[job_id] = self.runner(job.model, tokens_from_input(job.input), config,
@@ -358,11 +363,14 @@ class ChallengerDaemon(Daemon):
     def on_committed(self, ev: Any) -> None:
         a = ev["args"]
         key = f"commitment:{int(a['jobId'])}:{int(a['slot'])}"
-        if self.store.get(key) is None:
-            self.store.put(key, json.dumps({
-                "executor": a["executor"], "trace_root": bytes(a["traceRoot"]).hex(),
-                "trace_length": int(a["traceLength"]), "tokens": list(a["tokens"]),
-                "status": "pending"}).encode())
+        new = {"executor": a["executor"], "trace_root": bytes(a["traceRoot"]).hex(),
+               "trace_length": int(a["traceLength"]), "tokens": list(a["tokens"])}
+        raw = self.store.get(key)
+        old = json.loads(raw) if raw is not None else None
+        # a replayed event keeps its status; a different commitment in the same slot (the old
+        # one was reorged away, DESIGN §7 reorg-aware watching) must be checked afresh
+        if old is None or {k: old[k] for k in new} != new:
+            self.store.put(key, json.dumps({**new, "status": "pending"}).encode())
 
     def on_challenged(self, ev: Any) -> None:
         a = ev["args"]

@@ -175,18 +175,27 @@ def advance(client: ChainClient, seconds: int) -> None:
     rpc(client, "evm_mine")
 
 
-def settle(nodes: Sequence[Daemon], client: ChainClient, max_rounds: int = 120) -> int:
+def settle(nodes: Sequence[Daemon], client: ChainClient, max_rounds: int = 120,
+           confirmations: int = 0) -> int:
     """Poll every node in turn until a whole round mines nothing; returns the rounds used.
 
     Time does not pass here (anvil mines on each tx): tests advance it explicitly, so that a
-    clock or a window runs out only where the scenario says so.
+    clock or a window runs out only where the scenario says so. With `confirmations`, up to
+    that many empty blocks are mined while idle, as a live chain would, so that nodes acting
+    only on buried blocks get to see the last events.
     """
+    idle = 0
     for r in range(max_rounds):
         before = client.block_number()
         for n in nodes:
             n.poll_once()
-        if client.block_number() == before:
+        if client.block_number() != before:
+            idle = 0
+            continue
+        if idle >= confirmations:
             return r
+        idle += 1
+        rpc(client, "evm_mine")
     raise AssertionError(f"nodes still moving after {max_rounds} rounds")
 
 

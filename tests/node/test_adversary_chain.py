@@ -1,0 +1,282 @@
+"""The chain and the requester as adversaries (issue 7): reorgs, bad job input, RPC outages.
+
+- Reorgs (DESIGN §7 "reorg-aware"): a node acting only on blocks `confirmations` deep never
+  acts on a JobPosted that a reorg of at most that depth removes; a watcher that sees the
+  block under its cursor change rescans, and a watchtower re-checks what the new chain holds
+  (not what it had checked on the old one).
+- Bad input: a job input that is not uint32 tokens is refused by the contract; a job for a
+  model the node does not serve is ignored; a job its program cannot run (token id outside the
+  vocabulary, empty prompt, more tokens than the context) is skipped without stopping the node.
+- RPC down then back: the client retries with backoff; when its retries run out the daemon's
+  loop carries on; once anvil is back (same port, state reloaded) the job gets done.
+
+Every scenario checks where every wei went (tests/node/adversary_node.py `ledger`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.chain.anvil import DEV_KEYS, Anvil, free_port
+from node.chain.client import ChainClient, TxReverted
+from node.daemon import ChallengerDaemon, ExecutorDaemon, Fault
+from node.deployment import deploy_protocol
+from node.receipts import tokens_bytes
+from node.requester import JobSpec, job_status, submit_job
+from node.store.records import JobStatus
+from repops.commit import keccak256
+
+pytestmark = pytest.mark.chain
+
+_here = Path(__file__).parent
+_spec = importlib.util.spec_from_file_location("adversary_node", _here / "adversary_node.py")
+W = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("adversary_node", W)
+_spec.loader.exec_module(W)
+
+BOND, REWARD, WINDOW, CLOCK = W.BOND, W.REWARD, W.WINDOW, W.CLOCK
+BURN = W.burn_of(BOND)
+PROMPT_B = [5, 2]
+
+
+class World:
+    def __init__(self, anvil: Anvil, owner: ChainClient, dep: Any, model: Any) -> None:
+        self.anvil, self.owner, self.dep, self.model = anvil, owner, dep, model
+        self.market = owner.contract("JobMarket", dep.market)
+        self.tmp = Path(".")
+
+    def node(self, cls: type, key_index: int, name: str, **kw: Any) -> Any:
+        return W.make_node(cls, self.anvil.rpc_url, self.dep, DEV_KEYS[key_index], self.model,
+                           self.tmp / f"{name}.db", **kw)
+
+    def post(self, prompt: list[int] = W.PROMPT, n_tokens: int = W.N_TOKENS,
+             model_hash: bytes | None = None) -> int:
+        spec = JobSpec(model_hash=model_hash or self.model.model_hash, input_tokens=prompt,
+                       max_tokens=n_tokens, reward_wei=REWARD, bond_wei=BOND,
+                       challenge_window_s=WINDOW)
+        return submit_job(self.owner, self.market, spec)[0]
+
+    def mine(self, n: int = 1) -> None:
+        for _ in range(n):
+            W.rpc(self.owner, "evm_mine")
+
+
+def _deploy(anvil: Anvil, model: Any) -> tuple[ChainClient, Any]:
+    owner = ChainClient(anvil.rpc_url, DEV_KEYS[0])
+    dep = deploy_protocol(owner, clock_budget_s=CLOCK, with_consumer=False)
+    reg = owner.contract("ModelRegistry", dep.registry)
+    owner.transact(reg.functions.register(model.model_hash, model.program.root(), 1, "toy",
+                                          "test://toy"))
+    return owner, dep
+
+
+@pytest.fixture(scope="module")
+def chain():
+    model = W.toy_model(0)
+    with Anvil() as anvil:
+        owner, dep = _deploy(anvil, model)
+        yield World(anvil, owner, dep, model)
+
+
+@pytest.fixture()
+def world(chain, tmp_path):
+    snap = W.rpc(chain.owner, "evm_snapshot")
+    chain.tmp = tmp_path
+    yield chain
+    assert W.rpc(chain.owner, "evm_revert", snap)
+
+
+# ---- reorgs ----------------------------------------------------------------------------------
+
+
+def test_job_reorged_away_is_not_acted_on_with_enough_confirmations(world):
+    w = world
+    depth = 3
+    safe = w.node(ExecutorDaemon, 1, "safe", confirmations=depth)
+    reckless = w.node(ExecutorDaemon, 3, "reckless", confirmations=0)
+    w.mine(depth)  # the reorg below must not reach the deployment
+    w.post()  # job 1 (prompt A) in block N
+    reckless.poll_once()  # acts at once: commits (block N+1)
+    safe.poll_once()
+    w.mine()  # head N+2: the job is 2 deep, not yet `depth`
+    safe.poll_once()
+    assert [j.status for j in reckless.store.jobs()] == [JobStatus.COMMITTED]
+    assert safe.store.jobs() == [], "not deep enough to act on"
+    W.rpc(w.owner, "anvil_reorg", depth, [])  # blocks N..N+2 replaced: job and commit gone
+    assert w.owner.call(w.market.functions.jobCount()) == 0
+    w.mine(depth)
+    safe.poll_once()
+    assert safe.store.jobs() == [], "the reorged-away job was never seen"
+    assert W.node_txs(w.owner, safe.client.address, w.dep.block) == []
+    # a different job now takes id 1; the safe node runs *that* one once it is buried
+    job_id = w.post(PROMPT_B, n_tokens=2)
+    assert job_id == 1
+    W.settle([safe], w.owner, confirmations=depth)
+    c = w.owner.call(w.market.functions.commitmentOf(job_id, 0))
+    assert c[0] == safe.client.address
+    assert list(c[6]) == w.model.honest(PROMPT_B, 2).output_tokens()
+    led = W.ledger(w.owner, w.dep, safe=safe.client.address, reckless=reckless.client.address)
+    assert led["escrow"] == REWARD + BOND and led["credit"] == 0 and led["burned"] == 0
+    assert led["held"] == REWARD + BOND, "nothing of the reorged-away job or commit remains"
+
+
+def test_watcher_rescans_after_a_reorg_and_the_watchtower_checks_the_new_chain(world):
+    """A watchtower with 0 confirmations checked (and agreed with) a commitment that a reorg
+    then removed; on the new chain the same job id holds another job, committed to by a
+    cheater. The watcher must notice the reorg, rescan, and the watchtower must re-run and
+    dispute the new commitment — not trust what it had checked on the old chain."""
+    w = world
+    depth = 3
+    reckless = w.node(ExecutorDaemon, 3, "reckless", confirmations=0)
+    tower = w.node(ChallengerDaemon, 2, "tower", confirmations=0)
+    honest_b = w.model.honest(PROMPT_B, 2)
+    leaf = W.float_leaf(honest_b, honest_b.length // 2)
+    cheater = w.node(ExecutorDaemon, 1, "cheater", confirmations=depth,
+                     fault=Fault(leaf=leaf, mask=1 << 22))
+    w.mine(depth)  # the reorg below must not reach the deployment
+    w.post()  # job 1 = prompt A, block N
+    reckless.poll_once()  # commits honestly, block N+1
+    tower.poll_once()  # sees the commitment, re-runs A, agrees
+    cheater.poll_once()
+    assert b'"agreed"' in tower.store.get("commitment:1:0")
+    W.rpc(w.owner, "anvil_reorg", depth, [])
+    w.post(PROMPT_B, n_tokens=2)  # job 1 = prompt B on the new chain
+    W.settle([cheater, tower], w.owner, confirmations=depth)
+    job = tower.store.get_job(1)
+    assert job.input == tokens_bytes(PROMPT_B), "the watcher rescanned the new chain"
+    g = W.game_info(w.owner, w.dep, 1)
+    assert g["challenger"] == tower.client.address
+    assert g["phase"] == W.RESOLVED and not g["defender_won"] and g["leaf"] == leaf
+    W.advance(w.owner, WINDOW + 1)
+    W.settle([cheater, tower], w.owner, confirmations=depth)
+    assert job_status(w.owner, w.market, 1)["status"] == "Failed"
+    led = W.ledger(w.owner, w.dep, cheater=cheater.client.address,
+                   tower=tower.client.address, reckless=reckless.client.address,
+                   requester=w.owner.address)
+    assert led["tower"] == 2 * BOND - BURN and led["cheater"] == 0 and led["reckless"] == 0
+    assert led["requester"] == REWARD and led["escrow"] == 0 and led["burned"] == BURN
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+
+def test_malformed_job_input_is_refused_by_the_contract(world):
+    w = world
+    req = (w.model.model_hash, (3, 0, 0, 0x3F800000, 0), w.owner.timestamp() + 3600, WINDOW,
+           BOND, 1)
+    before = W.ledger(w.owner, w.dep)
+    for bad in (b"\x00" * 5, b"\x01\x02\x03"):
+        with pytest.raises(TxReverted) as e:
+            w.owner.transact(w.market.functions.postJob(req, bad), value=REWARD)
+        assert e.value.error == "BadRequest"
+    assert w.owner.call(w.market.functions.jobCount()) == 0
+    assert W.ledger(w.owner, w.dep) == before
+
+
+def test_unserved_model_and_unrunnable_jobs_are_skipped_and_the_node_carries_on(world):
+    w = world
+    other = keccak256(b"some other model")
+    reg = w.owner.contract("ModelRegistry", w.dep.registry)
+    w.owner.transact(reg.functions.register(other, w.model.program.root(), 1, "other", "x://"))
+    jobs = {
+        "unserved": w.post(model_hash=other),
+        "token outside the vocabulary": w.post([3, 1000, 1]),
+        "empty prompt": w.post([]),
+        "longer than the context": w.post(W.PROMPT, n_tokens=20),
+        "good": w.post(),
+    }
+    ex = w.node(ExecutorDaemon, 1, "ex")
+    # a node serving every registered model runs the unserved job too, and must survive it
+    greedy = w.node(ExecutorDaemon, 3, "greedy", served_models=None)
+    ch = w.node(ChallengerDaemon, 2, "ch")
+    W.settle([ex, greedy, ch], w.owner)
+    assert {j.job for j in ex.store.jobs()} == set(jobs.values()) - {jobs["unserved"]}
+    status = {j.job: j.status for j in ex.store.jobs()}
+    for name, job_id in jobs.items():
+        if name not in ("unserved", "good"):
+            assert status[job_id] == JobStatus.SKIPPED, name
+    assert status[jobs["good"]] == JobStatus.COMMITTED
+    assert all(j.status == JobStatus.SKIPPED for j in greedy.store.jobs()
+               if j.job != jobs["good"])
+    # the good job pays the executor that got its slot; every other reward goes back
+    W.advance(w.owner, 3600 + 1)
+    W.settle([ex, greedy, ch], w.owner)
+    for name, job_id in jobs.items():
+        if job_status(w.owner, w.market, job_id)["status"] == "Open":
+            w.owner.transact(w.market.functions.finalize(job_id))
+        assert job_status(w.owner, w.market, job_id)["status"] == \
+            ("Finalized" if name == "good" else "Failed"), name
+    winner = w.owner.call(w.market.functions.commitmentOf(jobs["good"], 0))[0]
+    led = W.ledger(w.owner, w.dep, ex=ex.client.address, greedy=greedy.client.address,
+                   ch=ch.client.address, requester=w.owner.address)
+    paid = "ex" if winner == ex.client.address else "greedy"
+    assert led[paid] == BOND + REWARD
+    assert led["ex" if paid == "greedy" else "greedy"] == 0 and led["ch"] == 0
+    assert led["requester"] == 4 * REWARD
+    assert led["escrow"] == 0 and led["burned"] == 0
+
+
+# ---- RPC down, then back ---------------------------------------------------------------------
+
+
+def test_rpc_down_then_back(tmp_path, caplog):
+    """The node starts while anvil is down, rides out an outage longer than its client's
+    retry budget, and commits and collects once anvil is back on the same port."""
+    model = W.toy_model(0)
+    port = free_port()
+    state = tmp_path / "anvil-state.json"
+    first = Anvil(port=port, extra_args=["--dump-state", str(state)]).start()
+    try:
+        owner, dep = _deploy(first, model)
+        market = owner.contract("JobMarket", dep.market)
+        spec = JobSpec(model_hash=model.model_hash, input_tokens=W.PROMPT,
+                       max_tokens=W.N_TOKENS, reward_wei=REWARD, bond_wei=BOND,
+                       challenge_window_s=WINDOW)
+        job_id = submit_job(owner, market, spec)[0]
+    finally:
+        os.killpg(first.proc.pid, signal.SIGINT)  # SIGINT: anvil dumps its state and exits
+        first.proc.wait(timeout=20)
+        first.proc = None
+    assert state.is_file()
+    ex = W.make_node(ExecutorDaemon, f"http://127.0.0.1:{port}", dep, DEV_KEYS[1], model,
+                     tmp_path / "ex.db", retries=3, backoff=0.1)
+    caplog.set_level(logging.WARNING, logger="judge")
+    t = threading.Thread(target=ex.run, kwargs={"interval": 0.2}, daemon=True)
+    t.start()
+    second = None
+    try:
+        time.sleep(3.0)  # > the client's retry budget (0.1 + 0.2 + 0.4 s): its loop sees errors
+        assert t.is_alive(), "the daemon's loop survived the outage"
+        assert ex.store.jobs() == []
+        second = Anvil(port=port, extra_args=["--load-state", str(state)]).start()
+        deadline = time.monotonic() + 60
+        while not ex.store.jobs(JobStatus.COMMITTED):
+            assert time.monotonic() < deadline, "no commit after the RPC came back"
+            time.sleep(0.2)
+        ex.stop()
+        t.join(timeout=30)
+        assert not t.is_alive()
+        assert any("RPC trouble" in r.getMessage() for r in caplog.records)
+        assert any("retrying in" in r.getMessage() for r in caplog.records)
+        W.advance(owner, WINDOW + 1)
+        W.settle([ex], owner)
+        assert job_status(owner, market, job_id)["status"] == "Finalized"
+        led = W.ledger(owner, dep, ex=ex.client.address)
+        assert led["ex"] == BOND + REWARD and led["escrow"] == 0
+        txs = W.assert_journal_matches_chain(owner, ex.store, ex.client.address, dep.block)
+        assert [t["method"] for t in txs] == ["commit", "finalize"]
+    finally:
+        ex.stop()
+        t.join(timeout=30)
+        if second is not None:
+            second.stop()
