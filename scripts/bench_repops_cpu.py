@@ -159,7 +159,8 @@ def bench(quick: bool) -> dict:
             "spec": repops.SPEC_VERSION,
         },
         "method": "median of >=5 runs after a warm-up; GFLOP/s = 2*M*K*N / time; torch fp32 "
-        "(MKL/oneDNN, its own threads); RepOps CPU reference (C, OpenMP)",
+        "(MKL/oneDNN, its own threads); RepOps CPU reference (C; OpenMP for large GEMMs, a "
+        "work-claiming pool for decode products of >= 4M weights)",
         "results": rows,
         "decode_token": decode,
     }
@@ -255,7 +256,10 @@ def write(report: dict) -> None:
         "`quantized` keeps the GGUF storage (Q4_1 layers, Q8_0 head; `repops.pack_linear_"
         "quantized`) and dequantizes exactly in-kernel; `packed` is fp32 packed once "
         "(`repops.pack_linear`); `unpacked` is `repops.linear` on the plain [N, K] tensor. All "
-        "three give the same bits for the same weight values.",
+        "three give the same bits for the same weight values (the quantized run uses random "
+        "GGUF blocks of its own; tests/repops/test_cpu_quantized_linear.py checks the bits on "
+        "the real SmolLM2 blocks). torch runs with its own 2-thread pool, which stalls when the "
+        "other core is busy (its M = 4 and 32 rows).",
         "",
         "| M | RepOps quantized ms | RepOps packed fp32 ms | RepOps unpacked ms | torch fp32 ms "
         "| packed GB/s | quantized/torch | packed/torch | load |",
