@@ -87,11 +87,9 @@ def _dim(op: str, x: torch.Tensor, dim: int) -> int:
 
 
 def _broadcast(op: str, *tensors: torch.Tensor) -> None:
-    try:
-        torch.broadcast_shapes(*(t.shape for t in tensors))
-    except RuntimeError:
+    if _kernels.broadcast_shape(*(t.shape for t in tensors)) is None:
         shapes = " and ".join(str(tuple(t.shape)) for t in tensors)
-        raise ValueError(f"repops.{op}: shapes {shapes} do not broadcast") from None
+        raise ValueError(f"repops.{op}: shapes {shapes} do not broadcast")
 
 
 def _f32(x: float) -> float:

@@ -75,12 +75,35 @@ def cumsum_seq(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...] | None:
+    """NumPy broadcasting of shapes (spec §6.1), or None if they do not broadcast. Plain Python:
+    torch.broadcast_shapes costs tens of microseconds per call (symbolic-shape guards)."""
+    first = tuple(shapes[0])
+    if all(tuple(s) == first for s in shapes[1:]):
+        return first
+    nd = max(len(s) for s in shapes)
+    out = [1] * nd
+    for s in shapes:
+        for i, d in enumerate(s, nd - len(s)):
+            if d != 1:
+                if out[i] not in (1, d):
+                    return None
+                out[i] = d
+    return tuple(out)
+
+
 def binary(op: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    shape = torch.broadcast_shapes(a.shape, b.shape)
+    shape = broadcast_shape(a.shape, b.shape)
     # a single value is passed with stride 0 instead of being materialized to the full shape
     sa, sb = int(a.numel() != 1), int(b.numel() != 1)
-    a = a.expand(shape).contiguous() if sa else a.reshape(1).contiguous()
-    b = b.expand(shape).contiguous() if sb else b.reshape(1).contiguous()
+    if sa:
+        a = (a if tuple(a.shape) == shape else a.expand(shape)).contiguous()
+    else:
+        a = a.reshape(1)
+    if sb:
+        b = (b if tuple(b.shape) == shape else b.expand(shape)).contiguous()
+    else:
+        b = b.reshape(1)
     out = torch.empty(shape, dtype=torch.float32)
     load().repops_binary(_BINARY[op], _ptr(a), _ptr(b), _ptr(out), out.numel(), sa, sb, threads())
     return out
