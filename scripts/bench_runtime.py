@@ -81,8 +81,17 @@ def bench_eager(model, dev: str, dtype_name: str, toks: list[int], n_new: int,
                 batch: int) -> dict:
     import torch
 
+    from node.runtime import llama
     from node.runtime.llama import from_gguf
 
+    if not getattr(llama.causal_mask, "_on_device", False):  # the module builds it on the CPU
+        orig = llama.causal_mask
+
+        def on_device(t, total, dt):  # noqa: ANN001, ANN202
+            return orig(t, total, dt).to(dev)
+
+        on_device._on_device = True
+        llama.causal_mask = on_device
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
     g = SimpleNamespace(config=model.config, weights=model.weights)
     net = from_gguf(g, max_pos=len(toks) + n_new + 8).to(dev)
@@ -163,6 +172,9 @@ def markdown(rep: dict) -> str:
                   f"| REE trace executor, exec only | {tr['prefill_tok_s']} | "
                   f"{tr['decode_tok_s_exec_only']} | n/a |"]
         for name, e in sec.get("eager", {}).items():
+            if "b1" not in e:
+                lines.append(f"| PyTorch eager {name} | failed: {e.get('error', '?')} | | |")
+                continue
             b32 = e.get("b32", {}).get("decode_tok_s", "-")
             lines.append(f"| PyTorch eager {name} | {e['b1']['prefill_tok_s']} | "
                          f"{e['b1']['decode_tok_s']} | {b32} |")
@@ -207,13 +219,19 @@ def main(argv: list[str] | None = None) -> int:
     sec = {"date": time.strftime("%Y-%m-%d"), "machine": machine(args.device)}
     sec["trace"] = bench_trace(model, args.device, toks, args.tokens)
     print(json.dumps(sec["trace"]), file=sys.stderr, flush=True)
-    eager = {}
-    for name in ("fp32", "bf16") if args.device == "cuda" else ("fp32",):
-        e = {"b1": bench_eager(model, args.device, name, toks, max(args.tokens, 16), 1)}
-        if not args.no_eager_b32:
-            e["b32"] = bench_eager(model, args.device, name, toks, max(args.tokens, 16), 32)
-        eager[name] = e
+    eager: dict = {}
     sec["eager"] = eager
+    rep["sections"][args.device] = sec
+    write(rep, out)  # the trace numbers survive a failing baseline
+    for name in ("fp32", "bf16") if args.device == "cuda" else ("fp32",):
+        try:
+            e = {"b1": bench_eager(model, args.device, name, toks, max(args.tokens, 16), 1)}
+            if not args.no_eager_b32:
+                e["b32"] = bench_eager(model, args.device, name, toks, max(args.tokens, 16),
+                                       32)
+        except Exception as ex:  # recorded in the report instead of losing the run
+            e = {"error": f"{type(ex).__name__}: {ex}"}
+        eager[name] = e
     if args.device == "cpu":
         sec["llama_cpp"] = bench_llama_cpp(tok.apply_chat_template(
             [{"role": "user", "content": PROMPT}]), 32)

@@ -162,18 +162,65 @@ def _markdown(rep: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compare(args: argparse.Namespace) -> int:
+    """Report from a CPU-side file and a GPU-side file (tokens and trace roots per job)."""
+    cpu = json.loads(Path(args.compare[0]).read_text())
+    gpu = json.loads(Path(args.compare[1]).read_text())
+    if cpu["program_root"] != gpu["program_root"]:
+        raise SystemExit("the two sides ran different trace programs")
+    gj = {j["job"]: j for j in gpu["jobs"]}
+    results, leaves = [], 0
+    for c in cpu["jobs"]:
+        g = gj.get(c["job"], {})
+        eq = (g.get("tokens") == c.get("tokens") and g.get("trace_root") == c.get("trace_root")
+              and g.get("trace_length") == c.get("trace_length") and "trace_root" in c)
+        n = c.get("trace_length", 0) if eq else 0
+        leaves += n
+        results.append({"job": c["job"], "prompt_tokens": c["prompt_tokens"], "cpu": c,
+                        "cuda": g, "leaves_compared": n, "all_equal": eq})
+    equal = all(r["all_equal"] for r in results) and len(gj) >= len(results)
+    rep = {"date": time.strftime("%Y-%m-%d"), "versions": gpu["versions"],
+           "cpu_versions": cpu["versions"], "max_ctx": cpu["max_ctx"], "n_ops": cpu["n_ops"],
+           "program_root": cpu["program_root"], "jobs": len(results), "tokens": cpu["tokens"],
+           "all_equal": equal, "leaves_compared": leaves, "results": results,
+           "method": "trace roots (C5) and output tokens per job; equal trace roots over "
+                     "equal-length traces mean every leaf (op output root) is equal"}
+    rep["cross_machine"] = {"source": f"{cpu['versions']['cpu']} ({cpu['versions']['cpu_isa']}"
+                                      f", torch {cpu['versions']['torch']})",
+                            "jobs": len(results), "equal": equal}
+    if args.same_host:
+        sh = json.loads(Path(args.same_host).read_text())
+        rep["same_host_leaf_by_leaf"] = {k: sh[k] for k in ("jobs", "tokens", "all_equal",
+                                                            "leaves_compared", "versions")}
+    rep["summary"] = (f"{'ALL EQUAL' if equal else 'MISMATCH'}: {leaves} leaves "
+                      f"({sum(len(r['cpu'].get('tokens', [])) for r in results)} tokens) in "
+                      f"{len(results)} jobs")
+    outdir = Path(args.out)
+    (outdir / "runtime-gpu.json").write_text(json.dumps(rep, indent=1) + "\n")
+    (outdir / "runtime-gpu.md").write_text(_markdown(rep))
+    print(rep["summary"])
+    return 0 if equal else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prompts", type=int, default=20)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     ap.add_argument("--max-ctx", type=int, default=2048)
-    ap.add_argument("--side", choices=("both", "cpu"), default="both")
-    ap.add_argument("--write", help="--side cpu: where to write tokens + trace roots")
+    ap.add_argument("--side", choices=("both", "cpu", "cuda"), default="both")
+    ap.add_argument("--write", help="--side cpu|cuda: where to write tokens + trace roots "
+                                    "(also appended job by job to WRITE.jsonl)")
+    ap.add_argument("--compare", nargs=2, metavar=("CPU_JSON", "GPU_JSON"),
+                    help="build the report from two one-side files (another machine's CPU)")
+    ap.add_argument("--same-host", help="a --side both report to include as leaf-level "
+                                        "evidence from the GPU host's own CPU")
     ap.add_argument("--cpu-roots", help="trace roots from another machine's CPU to compare")
     ap.add_argument("--out", default="docs/reports", help="report directory")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.compare:
+        return compare(args)
 
     from node.ree.model import load_model
 
@@ -183,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     tok = m.tokenizer()
     prompts = (PROMPTS * (1 + args.prompts // len(PROMPTS)))[: args.prompts]
     jobs = [(i, tok.encode_chat(p), args.tokens) for i, p in enumerate(prompts)]
-    sides = ("cpu",) if args.side == "cpu" else ("cpu", "cuda")
+    sides = ("cpu", "cuda") if args.side == "both" else (args.side,)
+    log = Path(args.write + ".jsonl") if args.write else None
     print(f"model ready in {time.time() - t0:.0f}s; {len(jobs)} jobs on {args.workers} workers",
           file=sys.stderr, flush=True)
     ctx = mp.get_context("spawn")
@@ -191,15 +239,22 @@ def main(argv: list[str] | None = None) -> int:
     with ctx.Pool(args.workers, initializer=_init, initargs=(args.max_ctx, sides)) as pool:
         for r in pool.imap_unordered(_job, jobs):
             results.append(r)
+            if log is not None:
+                with log.open("a") as f:
+                    f.write(json.dumps(r) + "\n")
             print(f"job {r['job']}: equal={r.get('all_equal')} "
                   f"{ {k: v for k, v in r.items() if k.endswith('error')} }",
                   file=sys.stderr, flush=True)
     results.sort(key=lambda r: r["job"])
-    if args.side == "cpu":
-        out = {"versions": _versions(False), "max_ctx": args.max_ctx,
-               "program_root": "0x" + m.program.root().hex(),
-               "jobs": [{"job": r["job"], **r.get("cpu", {})} for r in results]}
-        Path(args.write or "cpu-roots.json").write_text(json.dumps(out, indent=1))
+    if args.side != "both":
+        out = {"versions": _versions(args.side == "cuda"), "max_ctx": args.max_ctx,
+               "program_root": "0x" + m.program.root().hex(), "n_ops": m.program.n_ops,
+               "tokens": args.tokens, "seconds": round(time.time() - t0, 1),
+               "jobs": [{"job": r["job"], "prompt_tokens": r["prompt_tokens"],
+                         **r.get(args.side, {}),
+                         **{k: v for k, v in r.items() if k.endswith("error")}}
+                        for r in results]}
+        Path(args.write or f"{args.side}-roots.json").write_text(json.dumps(out, indent=1))
         return 0
     equal = all(r.get("all_equal") for r in results)
     rep = {"date": time.strftime("%Y-%m-%d"), "versions": _versions(True),
