@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompts", type=int, default=20)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    ap.add_argument("--only", help="comma-separated job numbers to run (default: all)")
     ap.add_argument("--max-ctx", type=int, default=2048)
     ap.add_argument("--side", choices=("both", "cpu", "cuda"), default="both")
     ap.add_argument("--write", help="--side cpu|cuda: where to write tokens + trace roots "
@@ -230,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     tok = m.tokenizer()
     prompts = (PROMPTS * (1 + args.prompts // len(PROMPTS)))[: args.prompts]
     jobs = [(i, tok.encode_chat(p), args.tokens) for i, p in enumerate(prompts)]
+    if args.only:
+        keep = {int(x) for x in args.only.split(",")}
+        jobs = [j for j in jobs if j[0] in keep]
     sides = ("cpu", "cuda") if args.side == "both" else (args.side,)
     log = Path(args.write + ".jsonl") if args.write else None
     print(f"model ready in {time.time() - t0:.0f}s; {len(jobs)} jobs on {args.workers} workers",
