@@ -25,10 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import rlp
+from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound
 
 from node.chain.client import ChainClient, ChainError, TxReverted
 from node.deployment import Deployment
-from node.game_player import BITS, C, D, GamePlayer, Phase
+from node.game_player import BITS, C, D, GamePlayer, Phase, open_key
 from node.jobs import JobOutcome, JobRunner, JobTrace
 from node.metrics import NodeMetrics
 from node.requester import config_from_chain, tokens_from_input
@@ -39,6 +42,7 @@ from node.watch import EventWatcher, Subscription
 log = logging.getLogger("judge.daemon")
 
 EXTERNAL = 255
+REORG_WINDOW = 64  # blocks within which our own mined txs are re-checked (= watcher rewind)
 
 
 @dataclass
@@ -108,7 +112,8 @@ class Daemon:
                 Subscription(self.market, "Challenged", self.on_challenged)]
 
     def send(self, fn: Any, key: str, value: int = 0) -> Any:
-        res = self.client.transact(fn, value=value, key=f"{self.role}:{key}", what=key)
+        res = self.client.transact(fn, value=value, what=key,
+                                   key=open_key(self.client.journal, f"{self.role}:{key}"))
         self.metrics.tx(res.gas_used)
         return res
 
@@ -225,7 +230,75 @@ class Daemon:
     def act(self) -> None:
         raise NotImplementedError
 
+    def resend_dropped(self) -> int:
+        """Broadcast again our own mined transactions that a reorg dropped (DESIGN §7).
+
+        Why: events are acted on `confirmations` deep, but our own transactions land at the
+        head, so even a reorg within that depth can drop a commit, a challenge or a game move
+        while the journal says "mined". The signed transaction is still exactly the intended
+        action: sending the same bytes again (same nonce, so never a second action) restores
+        it. Without this a dropped challenge lets the cheater finalize, and a dropped move
+        (keyed by its game position) is never re-sent and loses on the clock.
+        A dropped tx that would now revert (it answered another party's tx that is gone too)
+        is given up, with every later one of ours (their nonces cannot be mined before it),
+        and its intent acts afresh (`on_dropped`). Returns how many were sent again.
+        """
+        journal = self.client.journal
+        if journal is None:
+            return 0
+        head = self.client.block_number()
+        rows = journal.db.query(
+            "SELECT id FROM txs WHERE status = 'mined' AND block > ? ORDER BY nonce, id",
+            (head - REORG_WINDOW,))
+        gone = [tx for tx in (journal.get_tx(r["id"]) for r in rows)
+                if tx.tx_hash is not None and self._receipt(tx.tx_hash) is None]
+        resent, broken = 0, False
+        for tx in gone:
+            log.warning("%s: tx %s mined in block %s is gone (reorg)", self.role, tx.key,
+                        tx.block)
+            why = "an earlier tx of ours was given up" if broken else self._would_revert(tx.raw)
+            if why is None:
+                journal.mark_tx(tx.id, "sent", expect=["mined"])
+                try:
+                    self.client._journaled(tx.key, tx.purpose)  # rebroadcasts the same bytes
+                    resent += 1
+                    continue
+                except TxReverted as e:
+                    why = e.error
+            else:
+                journal.mark_tx(tx.id, "dropped", error=why, expect=["mined"])
+            broken = True
+            log.warning("%s: gave up %s (%s); acting afresh", self.role, tx.key, why)
+            self.on_dropped(tx.key.split("#")[0].removeprefix(f"{self.role}:"))
+        return resent
+
+    def _would_revert(self, raw: bytes | None) -> str | None:
+        """Why the recorded EIP-1559 tx would revert now (eth_call), or None if it would not."""
+        if not raw or raw[0] != 2:
+            return None
+        _chain, _nonce, _tip, _fee, _gas, to, value, data = rlp.decode(raw[1:])[:8]
+        call = {"from": self.client.address, "to": Web3.to_checksum_address(to),
+                "value": int.from_bytes(value, "big"), "data": "0x" + data.hex()}
+        try:
+            self.client.retry("eth_call", lambda: self.client.w3.eth.call(call))
+        except (ContractLogicError, ContractCustomError) as e:
+            rev = self.client.decode_revert(e)
+            return rev.error if rev else str(e)
+        return None
+
+    def on_dropped(self, key: str) -> None:
+        """A tx of ours is gone for good (`key` without role or attempt suffix): make its
+        intent act again. Game moves need nothing (each poll re-derives the move)."""
+
+    def _receipt(self, tx_hash: bytes) -> Any:
+        try:
+            return self.client.retry("receipt",
+                                     lambda: self.client.w3.eth.get_transaction_receipt(tx_hash))
+        except TransactionNotFound:
+            return None
+
     def poll_once(self) -> None:
+        self.resend_dropped()
         self.watcher.poll()
         self.act()
         self.play_games()
@@ -259,6 +332,11 @@ class ExecutorDaemon(Daemon):
         self.metrics.jobs_disputed.labels(self.role).inc()
         log.info("executor: job %d challenged (game %d)", job_id, int(a["gameId"]))
 
+    def on_dropped(self, key: str) -> None:
+        kind, _, job = key.partition(":")
+        if kind == "commit":
+            self.store.set_job_status(int(job), JobStatus.SEEN)
+
     def act(self) -> None:
         now = self.client.timestamp()
         for job in self.store.jobs(JobStatus.SEEN):
@@ -272,8 +350,9 @@ class ExecutorDaemon(Daemon):
     def commit(self, job_id: int) -> None:
         j = self.client.call(self.market.functions.jobOf(job_id))
         status, n_exec, n_committed, bond = j[7], j[4], j[5], j[-1]
-        journaled = self.client.journal is not None and \
-            self.client.journal.tx_by_key(f"{self.role}:commit:{job_id}") is not None
+        journal = self.client.journal
+        journaled = journal is not None and \
+            journal.tx_by_key(open_key(journal, f"{self.role}:commit:{job_id}")) is not None
         if (status not in (1, 2) or n_committed >= n_exec) and not journaled:
             # (a commit of ours recorded before a crash fills a slot too: carry on with it)
             log.info("executor: job %d no longer takes commitments; skipping", job_id)
@@ -364,13 +443,24 @@ class ChallengerDaemon(Daemon):
         a = ev["args"]
         key = f"commitment:{int(a['jobId'])}:{int(a['slot'])}"
         new = {"executor": a["executor"], "trace_root": bytes(a["traceRoot"]).hex(),
-               "trace_length": int(a["traceLength"]), "tokens": list(a["tokens"])}
+               "trace_length": int(a["traceLength"]), "tokens": list(a["tokens"]),
+               "block_hash": bytes(ev["blockHash"]).hex()}
         raw = self.store.get(key)
         old = json.loads(raw) if raw is not None else None
-        # a replayed event keeps its status; a different commitment in the same slot (the old
-        # one was reorged away, DESIGN §7 reorg-aware watching) must be checked afresh
-        if old is None or {k: old[k] for k in new} != new:
+        # a replayed event keeps its status; a commitment in another block (the old one was
+        # reorged away, DESIGN §7 reorg-aware watching) is checked afresh: the journal keeps
+        # a live challenge from being sent twice
+        if old is None or {k: old.get(k) for k in new} != new:
             self.store.put(key, json.dumps({**new, "status": "pending"}).encode())
+
+    def on_dropped(self, key: str) -> None:
+        kind, _, rest = key.partition(":")
+        if kind == "challenge":
+            ckey = f"commitment:{rest}"
+            raw = self.store.get(ckey)
+            if raw is not None:
+                self.store.put(ckey, json.dumps({**json.loads(raw), "status": "pending"})
+                               .encode())
 
     def on_challenged(self, ev: Any) -> None:
         a = ev["args"]

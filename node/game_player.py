@@ -168,8 +168,9 @@ class GamePlayer:
             return None
         st = self.state()
         deadline = self.client.call(self.game.functions.pending(self.game_id))[5]
-        return (f"{self.key_prefix}:{what}:{int(st.phase)}:{st.turn}:{st.height}:{st.pos}:"
-                f"{st.leaf_index}:{st.chunk_index}:{deadline}")
+        return open_key(self.client.journal,
+                        f"{self.key_prefix}:{what}:{int(st.phase)}:{st.turn}:{st.height}:"
+                        f"{st.pos}:{st.leaf_index}:{st.chunk_index}:{deadline}")
 
     def _send(self, what: str, fn: Any) -> TxResult:
         res = self.client.transact(fn, what=f"game {self.game_id} {what}", key=self._key(what))
@@ -246,6 +247,23 @@ class GamePlayer:
             return None
         self._send("claimTimeout", self.game.functions.claimTimeout(self.game_id))
         return "claimTimeout"
+
+
+def open_key(journal: Any, key: str) -> str:
+    """The journal key to use for an intent: `key`, or `key#n` past every recorded attempt
+    that can never be mined any more (mined and reverted, or its nonce taken).
+
+    Why: a key pins an intent to one signed tx so a restart never sends a second one; but
+    once that tx is known dead (e.g. a move a reorg dropped whose re-broadcast then reverted)
+    the intent must be free to be signed again, or the game is lost on the clock.
+    """
+    if journal is None:
+        return key
+    k, n = key, 1
+    while (row := journal.tx_by_key(k)) is not None and row.status in ("failed", "dropped"):
+        n += 1
+        k = f"{key}#{n}"
+    return k
 
 
 def element_size(header: bytes) -> int:

@@ -167,6 +167,55 @@ def test_watcher_rescans_after_a_reorg_and_the_watchtower_checks_the_new_chain(w
     assert led["requester"] == REWARD and led["escrow"] == 0 and led["burned"] == BURN
 
 
+def test_own_transactions_dropped_by_a_shallow_reorg_are_sent_again(world):
+    """A node's own transactions land at the head, so even a reorg no deeper than its
+    confirmations can drop them: here the watchtower's challenge, then a game move. The nodes
+    must notice (their journal says mined, the chain has no receipt) and broadcast the same
+    signed transactions again; otherwise the cheater finalizes unchallenged, or the player
+    whose move vanished loses on its clock."""
+    w = world
+    honest = w.model.honest()
+    leaf = W.float_leaf(honest, honest.length // 2)
+    cheater = w.node(ExecutorDaemon, 1, "cheater", confirmations=1,
+                     fault=Fault(leaf=leaf, mask=1 << 22))
+    tower = w.node(ChallengerDaemon, 2, "tower", confirmations=1)
+    w.mine(3)
+    job_id = w.post()
+    game = w.owner.contract("DisputeGame", w.dep.game)
+    for _ in range(4):  # commit, let it be buried, challenge
+        cheater.poll_once()
+        tower.poll_once()
+        w.mine()
+    assert w.owner.call(game.functions.gameCount()) == 1
+    challenge = [t for t in W.node_txs(w.owner, tower.client.address, w.dep.block)
+                 if t["method"] == "challenge"]
+    assert len(challenge) == 1
+    depth = w.owner.block_number() - w.owner.w3.eth.get_transaction(challenge[0]["hash"])[
+        "blockNumber"] + 1
+    W.rpc(w.owner, "anvil_reorg", depth, [])
+    assert w.owner.call(game.functions.gameCount()) == 0, "the challenge is gone"
+    for _ in range(6):  # a few moves, then a one-block reorg drops the latest one
+        cheater.poll_once()
+        tower.poll_once()
+    moves = w.owner.block_number()
+    assert w.owner.call(game.functions.gameCount()) == 1, "the challenge was sent again"
+    W.rpc(w.owner, "anvil_reorg", 1, [])
+    assert w.owner.block_number() == moves
+    W.settle([cheater, tower], w.owner, confirmations=1)
+    g = W.game_info(w.owner, w.dep, 1)
+    assert g["phase"] == W.RESOLVED and not g["defender_won"] and g["leaf"] == leaf
+    assert g["reason"] == W.REASON_VERIFIER, "decided by the one-step, not by a clock"
+    W.advance(w.owner, WINDOW + 1)
+    W.settle([cheater, tower], w.owner, confirmations=1)
+    assert job_status(w.owner, w.market, job_id)["status"] == "Failed"
+    led = W.ledger(w.owner, w.dep, cheater=cheater.client.address,
+                   tower=tower.client.address, requester=w.owner.address)
+    assert led["tower"] == 2 * BOND - BURN and led["cheater"] == 0
+    assert led["requester"] == REWARD and led["escrow"] == 0 and led["burned"] == BURN
+    for n in (cheater, tower):
+        W.assert_journal_matches_chain(w.owner, n.store, n.client.address, w.dep.block)
+
+
 # ---- bad input -------------------------------------------------------------------------------
 
 
