@@ -150,8 +150,8 @@ def test_wrong_trace_leaf_with_correct_output_is_found_and_slashed(world, where)
 
 
 class EquivocatingPlayer(GamePlayer):
-    """A defender that plays its committed (faulty) tree for the first round, then switches
-    to the honest tree's children: a story that does not hash to its committed node."""
+    """A party that plays its committed (faulty) tree for the first round, then switches to
+    the honest tree's children: a story that does not hash to its committed node."""
 
     def __init__(self, *a: Any, honest: JobTrace, **kw: Any) -> None:
         super().__init__(*a, **kw)
@@ -162,29 +162,33 @@ class EquivocatingPlayer(GamePlayer):
 
     def step(self) -> str | None:
         st = self.state()
-        if st.phase == Phase.TRACE_BISECT and st.turn == D:
+        if st.phase == Phase.TRACE_BISECT and st.turn == self.side:
             if self.first_height is None:
                 self.first_height = st.height
             if st.height < self.first_height:
                 levels = merkle_levels(_pad_to_height(self.honest.leaves(),
                                                       self._trace_height()))
                 lie = self._children(levels, st.height, st.pos)
-                fn = self.game.functions.reveal(self.game_id, lie)
+                f = self.game.functions
+                fn = (f.reveal(self.game_id, lie) if self.side == D
+                      else f.respond(self.game_id, lie, self._last_reveal()))
                 try:  # refused at estimation (the RPC node runs the contract's check)
-                    self.client.transact(fn, what="equivocating reveal")
+                    self.client.transact(fn, what="equivocating move")
                 except TxReverted as e:
                     self.refusals.append(e.error)
                 if not self.onchain_refusals:  # and refused on chain: mined, reverted
                     self.onchain_refusals += 1
                     try:
-                        self.client.transact(fn, gas=2_000_000, what="equivocating reveal")
+                        self.client.transact(fn, gas=2_000_000, what="equivocating move")
                     except TxReverted as e:
                         self.refusals.append(e.error)
                 return None
         return super().step()
 
 
-class EquivocatingExecutor(ExecutorDaemon):
+class Equivocating:
+    """Daemon mixin: its games are played by an EquivocatingPlayer."""
+
     def player(self, game_id: int, side: int, job_id: int) -> GamePlayer:
         if game_id not in self.players:
             model = W.toy_model(0)
@@ -195,24 +199,46 @@ class EquivocatingExecutor(ExecutorDaemon):
         return self.players[game_id]
 
 
-def test_equivocating_defender_is_refused_and_loses_on_its_clock(world):
+class EquivocatingExecutor(Equivocating, ExecutorDaemon):
+    pass
+
+
+class EquivocatingChallenger(Equivocating, ChallengerDaemon):
+    pass
+
+
+@pytest.mark.parametrize("liar", ["defender", "challenger"])
+def test_equivocating_party_is_refused_and_loses_on_its_clock(world, liar):
+    """DESIGN §6 checklist 5: every move is checked against the mover's own commitment."""
     w = world
     honest = w.model.honest()
     job_id = w.post()
     leaf = W.float_leaf(honest, honest.length // 2)
-    ex = w.node(EquivocatingExecutor, 1, "ex", fault=Fault(leaf=leaf, mask=1 << 20))
-    ch = w.node(ChallengerDaemon, 2, "ch")
+    fault = Fault(leaf=leaf, mask=1 << 20)
+    if liar == "defender":
+        ex = w.node(EquivocatingExecutor, 1, "ex", fault=fault)
+        ch = w.node(ChallengerDaemon, 2, "ch")
+    else:
+        ex = w.node(ExecutorDaemon, 1, "ex")
+        ch = w.node(EquivocatingChallenger, 2, "ch", fault=fault)
     W.settle([ex, ch], w.owner)
-    p = ex.players[1]
+    p = (ex if liar == "defender" else ch).players[1]
     assert "RootMismatch" in p.refusals, p.refusals
     assert any(r.startswith("status 0") for r in p.refusals), "the contract itself refused it"
     g = W.game_info(w.owner, w.dep, 1)
-    assert g["phase"] == Phase.TRACE_BISECT and g["turn"] == D, "stuck on the liar's move"
+    assert g["phase"] == Phase.TRACE_BISECT and g["turn"] == p.side, "stuck on the liar's move"
     W.advance(w.owner, CLOCK + 1)
     W.settle([ex, ch], w.owner)
     g = W.game_info(w.owner, w.dep, 1)
-    assert g["phase"] == W.RESOLVED and not g["defender_won"] and g["reason"] == W.REASON_TIMEOUT
-    _cheater_slashed(w, ex, ch, job_id)
+    assert g["phase"] == W.RESOLVED and g["reason"] == W.REASON_TIMEOUT
+    assert g["defender_won"] == (liar == "challenger")
+    if liar == "defender":
+        _cheater_slashed(w, ex, ch, job_id)
+        return
+    assert _finish_job(w, [ex, ch], job_id) == "Finalized"
+    led = w.ledger(executor=ex, challenger=ch, requester=w.owner.address)
+    assert led["executor"] == 2 * BOND + REWARD - BURN and led["challenger"] == 0
+    assert led["requester"] == 0 and led["escrow"] == 0 and led["burned"] == BURN
 
 
 # ---- 4. executor silence ---------------------------------------------------------------------
@@ -263,6 +289,8 @@ def test_lying_challenger_loses_its_bond_to_the_honest_executor(world):
     assert led["escrow"] == 0 and led["burned"] == BURN
     assert ex.withdraw() == 2 * BOND + REWARD - BURN
     assert w.ledger(executor=ex)["credit"] == 0
+    for n in (ex, liar):
+        W.assert_journal_matches_chain(w.owner, n.store, n.client.address, w.dep.block)
 
 
 # ---- 6. two challengers on the same job ------------------------------------------------------
@@ -286,7 +314,9 @@ def test_two_honest_challengers_against_a_cheater_are_not_paid_twice(world):
     assert led["a" if second is a else "b"] == BOND, "second win only gets its own bond back"
     assert led["executor"] == 0 and led["requester"] == REWARD
     assert led["escrow"] == 0 and led["burned"] == BURN
-    assert first.client.address != second.client.address
+    for n in (ex, a, b):
+        txs = W.assert_journal_matches_chain(w.owner, n.store, n.client.address, w.dep.block)
+        assert [t["method"] for t in txs].count("challenge") == (n is not ex)
 
 
 def test_honest_and_lying_challenger_against_a_cheater(world):
