@@ -142,7 +142,8 @@ def _markdown(rep: dict) -> str:
         f"- CPU reference on the same host: {v['cpu']} ({v['cpu_isa']})",
         f"- Trace program: {rep['n_ops']} trace ops per token (docs/trace-layout.md), max_ctx "
         f"{rep['max_ctx']}, program root `{rep['program_root'][:18]}…`",
-        f"- Jobs: {rep['jobs']} prompts × {rep['tokens']} new tokens (greedy, chat template)",
+        f"- Jobs: {rep['jobs']} prompts × {rep['tokens']} new tokens at most (greedy, chat "
+        "template, stop at EOS)",
         "",
         f"**Result: {rep['summary']}**", "",
         "| job | prompt tokens | new tokens | leaves compared | tokens equal | trace root "
@@ -158,6 +159,13 @@ def _markdown(rep: dict) -> str:
         x = rep["cross_machine"]
         lines += ["", f"Cross-machine: {x['jobs']} jobs' trace roots computed on "
                   f"{x['source']} equal the GPU's: **{x['equal']}**."]
+    if rep.get("same_host_leaf_by_leaf"):
+        x = rep["same_host_leaf_by_leaf"]
+        lines += ["", f"Same host, leaf by leaf (GPU vs that host's CPU, every op root compared):"
+                  f" {x['jobs']} jobs × {x['tokens']} tokens, {x['leaves_compared']} leaves, "
+                  f"all equal: **{x['all_equal']}**."]
+    if rep.get("note"):
+        lines += ["", rep["note"]]
     lines += ["", "A mismatch would name the first divergent leaf (step, op) per job in the JSON."]
     return "\n".join(lines) + "\n"
 
@@ -192,6 +200,8 @@ def compare(args: argparse.Namespace) -> int:
         sh = json.loads(Path(args.same_host).read_text())
         rep["same_host_leaf_by_leaf"] = {k: sh[k] for k in ("jobs", "tokens", "all_equal",
                                                             "leaves_compared", "versions")}
+    if args.note:
+        rep["note"] = args.note
     rep["summary"] = (f"{'ALL EQUAL' if equal else 'MISMATCH'}: {leaves} leaves "
                       f"({sum(len(r['cpu'].get('tokens', [])) for r in results)} tokens) in "
                       f"{len(results)} jobs")
@@ -207,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompts", type=int, default=20)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    ap.add_argument("--note", help="--compare: a coverage note for the report")
     ap.add_argument("--only", help="comma-separated job numbers to run (default: all)")
     ap.add_argument("--max-ctx", type=int, default=2048)
     ap.add_argument("--side", choices=("both", "cpu", "cuda"), default="both")
