@@ -187,6 +187,7 @@ def _check_journal(env: Env, proc: Proc, expect: dict[str, int]) -> None:
 CASES = {
     "executor-commit-recorded": ("executor", "prepared", "executor:commit:", 1, "executor"),
     "executor-commit-mined": ("executor", "mined", "executor:commit:", 1, None),
+    "executor-finalize-recorded": ("executor", "prepared", "executor:finalize:", 1, None),
     "executor-mid-game": ("executor", "prepared", "executor:move:", 2, "challenger"),
     "cheating-executor-mid-game": ("executor", "mined", "executor:move:", 1, "executor"),
     "challenger-challenge-recorded": ("challenger", "prepared", "challenger:challenge:", 1,
@@ -213,7 +214,16 @@ def test_sigkill_and_restart(world, procs, case):
                 fault_leaf=leaf if cheater == role else None)
     procs.append(proc)
 
+    market = env.owner.contract("JobMarket", env.dep.market)
+
+    def agreed() -> bool:  # committed, and the challenger re-executed it and agrees
+        raw = other.store.get(f"commitment:{job_id}:0")
+        return raw is not None and b'"agreed"' in raw
+
     proc.start(kill=(stage, prefix, nth))
+    if prefix.endswith("finalize:"):  # the claim phase: let the window pass first
+        _pump([other], proc, agreed)
+        W.advance(env.owner, WINDOW + 1)
     _pump([other], proc, proc.marker.exists)
     proc.sigkill()
     assert proc.marker.read_text().startswith(prefix)
@@ -224,12 +234,10 @@ def test_sigkill_and_restart(world, procs, case):
         g = W.game_info(env.owner, env.dep, 1)
         assert g["leaf"] == leaf and g["reason"] == W.REASON_VERIFIER, g
         assert g["defender_won"] == (cheater == "challenger")
-    else:
-        market = env.owner.contract("JobMarket", env.dep.market)
-        _pump([other], proc, lambda: env.owner.call(market.functions.jobOf(job_id))[5] == 1)
-        for _ in range(3):
-            other.poll_once()  # the challenger re-executes and agrees
-    W.advance(env.owner, WINDOW + 1)
+    elif not prefix.endswith("finalize:"):
+        _pump([other], proc, agreed)
+    if job_status(env.owner, market, job_id)["status"] == "Committed":
+        W.advance(env.owner, WINDOW + 1)
     _pump([other], proc, _settled(env, job_id))
     proc.stop()
 
