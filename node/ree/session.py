@@ -102,10 +102,8 @@ class Session:
 
     def receipt(self, spec: JobSpec, res: GenResult, account: Any | None = None) -> Receipt:
         """The REE fields + model hash, versions, trace root/length; signed if `account`."""
-        mh = self.model.model_hash.get("model_hash")
-        if not mh:
-            raise RuntimeError("the model hash was not computed for this model")
-        r = Receipt(model=self.model.name, model_hash="0x" + mh, runtime_version=RUNTIME_VERSION,
+        r = Receipt(model=self.model.name, model_hash=self.model.network_hash,
+                    runtime_version=RUNTIME_VERSION,
                     spec_version=repops.SPEC_VERSION, prompt=spec.prompt,
                     input_tokens=res.prompt_tokens, parameters=self.parameters(spec),
                     output_tokens=res.tokens, token_count=len(res.tokens),
