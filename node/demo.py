@@ -198,7 +198,9 @@ def _cheat_game(ex: Any, ch: Any, served: ServedModel, requester: ChainClient,
             "gas_executor": gas["executor"], "gas_challenger": gas["challenger"],
             "largest": (biggest[0], biggest[1].gas_used),
             "seconds_executor_run": t_exec, "seconds_challenger_run_and_dispute": t_chal,
-            "seconds_game": t_game, "defender_won": bool(info[7])}
+            "seconds_game": t_game, "defender_won": bool(info[7]),
+            "p2p_located_leaf": found[0] if found else None,
+            "p2p_seconds_to_locate": found[1] if found else None}
 
 
 def _node(cls: Any, chain: Anvil, dep: Deployment, served: ServedModel, key: str, db: Path,
