@@ -215,7 +215,7 @@ def _compute(path: Path, max_ctx: int, log: Callable[[str], None],
              with_model_hash: bool) -> tuple[dict[str, np.ndarray], dict[str, bytes],
                                              dict[str, Any]]:
     from node.runtime.gguf_loader import GGUFError, load_gguf
-    from node.runtime.rope_tables import rope_tables
+    from repops.cpu.rope_tables import rope_tables
 
     t0 = time.time()
     try:

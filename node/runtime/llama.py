@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from node.runtime.gguf_loader import GGUFModel, LlamaConfig
-from node.runtime.rope_tables import rope_tables
+from repops.cpu.rope_tables import rope_tables
 
 KV = tuple[torch.Tensor, torch.Tensor]
 

@@ -1,10 +1,12 @@
 """RoPE cos/sin tables, RepOps spec §6.9: RN(cos θ), RN(sin θ) of the exact angle
 θ(p, i) = p · β^(−2i/R), computed with mpmath (compile-time constants, spec §6.15).
 
-Correct rounding uses a Ziv check: each value is evaluated at `prec` bits, where its absolute
-error is far below 2^-(prec-18) (|θ| < 2^17), and is accepted only if the whole interval
-value ± 2^-(prec-18) rounds to one binary32; otherwise it is re-evaluated at a higher
-precision (θ is transcendental for p > 0, so no exact ties exist and the loop ends).
+Fast path: binary64 cos/sin with a generous absolute error bound (|θ|·2^-49 + 2^-50, covering
+the rounding of β^(-2i/R), the product and a ≤ 2-ulp libm); a value is taken from it only
+where that whole interval rounds to one binary32. Every other value takes the reference path,
+a Ziv check in mpmath: evaluated at `prec` bits, where its absolute error is far below
+2^-(prec-18) (|θ| < 2^17), accepted only if value ± 2^-(prec-18) rounds to one binary32,
+else re-evaluated at a higher precision (θ is transcendental for p > 0: no exact ties).
 Tables are cached on disk under the build cache, keyed by the parameters, because evaluating
 ~10^5 values takes seconds.
 """
@@ -55,19 +57,38 @@ def _cos_sin(p: int, i: int, rot_dims: int, base: float) -> tuple[np.float32, np
     raise ArithmeticError(f"rope_tables: Ziv loop failed at p={p}, i={i}")
 
 
-def compute_tables(n_pos: int, rot_dims: int, base: float) -> tuple[np.ndarray, np.ndarray]:
-    """cos, sin as float32 arrays [n_pos, rot_dims/2] (spec §6.9)."""
+_F64_SLACK = 2.0**-49
+
+
+def _certain(y: np.ndarray, bound: np.ndarray) -> np.ndarray:
+    """True where every real in [y - bound, y + bound] rounds to the same binary32."""
+    return (y - bound).astype(np.float32).view(np.uint32) == \
+        (y + bound).astype(np.float32).view(np.uint32)
+
+
+def compute_tables(n_pos: int, rot_dims: int, base: float,
+                   reference_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """cos, sin as float32 arrays [n_pos, rot_dims/2] (spec §6.9).
+
+    `reference_only` evaluates every entry with mpmath (for tests of the fast path).
+    """
     if rot_dims <= 0 or rot_dims % 2:
         raise ValueError(f"rope_tables: rot_dims must be even and positive, got {rot_dims}")
     if n_pos >= 1 << 17:
         raise ValueError("rope_tables: n_pos must be below 2^17 (the Ziv error bound)")
     base = float(np.float32(base))  # β is a binary32 attribute
     half = rot_dims // 2
-    cos = np.empty((n_pos, half), np.float32)
-    sin = np.empty((n_pos, half), np.float32)
-    for p in range(n_pos):
-        for i in range(half):
-            cos[p, i], sin[p, i] = _cos_sin(p, i, rot_dims, base)
+    p = np.arange(n_pos, dtype=np.float64)[:, None]
+    theta = p * np.power(base, -2.0 * np.arange(half, dtype=np.float64) / rot_dims)[None, :]
+    bound = p * _F64_SLACK + _F64_SLACK / 2
+    yc, ys = np.cos(theta), np.sin(theta)
+    cos, sin = yc.astype(np.float32), ys.astype(np.float32)
+    ok = _certain(yc, bound) & _certain(ys, bound)
+    if reference_only:
+        ok[:] = False
+    for pi, ii in zip(*np.nonzero(~ok), strict=True):
+        cos[pi, ii], sin[pi, ii] = _cos_sin(int(pi), int(ii), rot_dims, base)
+    cos[0, :], sin[0, :] = 1.0, 0.0  # θ = 0 exactly
     return cos, sin
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from node.runtime.llama import from_gguf, greedy_generate
-from node.runtime.rope_tables import _mp_cos_sin, rope_tables
 from node.runtime.tokenizer import Tokenizer
+from repops.cpu.rope_tables import _cos_sin, compute_tables, rope_tables
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def test_rope_tables_correctly_rounded_sample():
     assert cos.dtype == np.float32 and cos.shape == (4096, 32)
     rng = np.random.default_rng(7)
     for p, i in zip(rng.integers(0, 4096, 60), rng.integers(0, 32, 60), strict=True):
-        c, s = _mp_cos_sin(int(p), int(i), 64, 100000.0)
+        c, s = _cos_sin(int(p), int(i), 64, float(np.float32(100000.0)))
         assert cos[p, i] == c and sin[p, i] == s, (p, i)
     assert (cos[0] == 1).all() and (sin[0].view(np.uint32) == 0).all()
 
@@ -53,10 +53,9 @@ def test_float32_close_to_float64_oracle_and_cache_consistent(nets):
     assert torch.equal(l32.argmax(-1), l64.argmax(-1))
 
 
-def test_rope_tables_equal_repops_reference():
-    """Our fast CR tables must equal the RepOps reference's (one definition, §6.9)."""
-    api = pytest.importorskip("repops.api")
-    cos_r, sin_r = api.rope_tables(96, 64, 100000.0)
-    cos, sin = rope_tables(96, 64, 100000.0)
-    assert np.array_equal(cos.view(np.uint32), cos_r.numpy().view(np.uint32))
-    assert np.array_equal(sin.view(np.uint32), sin_r.numpy().view(np.uint32))
+def test_rope_tables_fast_path_equals_reference():
+    """The binary64 fast path with its error bound gives the mpmath reference's bits (§6.9)."""
+    cos_r, sin_r = compute_tables(96, 64, 100000.0, reference_only=True)
+    cos, sin = compute_tables(96, 64, 100000.0)
+    assert np.array_equal(cos.view(np.uint32), cos_r.view(np.uint32))
+    assert np.array_equal(sin.view(np.uint32), sin_r.view(np.uint32))
