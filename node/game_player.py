@@ -15,36 +15,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any, Protocol
 
 from node.chain.client import ChainClient, TxResult, TxReverted
+from node.chain.contracts import Claim, Phase  # noqa: F401 - Claim re-exported for players
 from repops.commit import ZERO, merkle_levels, merkle_proof
 
 log = logging.getLogger("judge.game")
 
 BITS = 4  # DisputeGame.BITS: 16 children per reveal
 D, C = 0, 1
-
-
-class Phase(IntEnum):
-    NONE = 0
-    TRACE_BISECT = 1
-    LEAF_OPEN = 2
-    TENSOR_BISECT = 3
-    CHUNK_REVEAL = 4
-    ELEMENT_PICK = 5
-    PROOF = 6
-    LENGTH_PROOF = 7
-    RESOLVED = 8
-
-
-class Claim(IntEnum):
-    ELEMENT = 0
-    OP_HASH = 1
-    OUTPUT_HEADER = 2
-    TRACE_END = 3
-    OUTPUT_TOKEN = 4
 
 
 class TraceView(Protocol):
