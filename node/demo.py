@@ -216,7 +216,20 @@ def main(args: argparse.Namespace | None = None) -> int:
     logging.getLogger("judge").setLevel(logging.WARNING)
     say("judge-ree demo: verifiable SmolLM2 inference settled on a local chain")
     t0 = time.time()
-    with Anvil(port=port) as chain, tempfile.TemporaryDirectory(prefix="judge-demo-") as tmp:
+    chain = Anvil(port=port)
+    try:
+        _story(chain, max_tokens)
+    except Exception:
+        if chain.interrupted:  # Ctrl-C: anvil is already stopped, the RPC errors are its echo
+            say("\ninterrupted; anvil stopped")
+            return 130
+        raise
+    say(f"\ndone in {time.time() - t0:.0f}s; anvil stopped")
+    return 0
+
+
+def _story(chain: Anvil, max_tokens: int) -> None:
+    with chain, tempfile.TemporaryDirectory(prefix="judge-demo-") as tmp:
         say(f"anvil listening on {chain.rpc_url}")
         owner = ChainClient(chain.rpc_url, DEV_KEYS[0])
         say("compiling and deploying the contracts (solc 0.8.37) …")
@@ -230,8 +243,6 @@ def main(args: argparse.Namespace | None = None) -> int:
             f"{served.model.program.n_ops} ops per token)")
         honest_round(chain, dep, served, owner, Path(tmp), max_tokens)
         cheating_round(chain, dep, served, owner, Path(tmp), max_tokens)
-    say(f"\ndone in {time.time() - t0:.0f}s; anvil stopped")
-    return 0
 
 
 if __name__ == "__main__":

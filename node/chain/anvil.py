@@ -100,8 +100,11 @@ class Anvil:
                 pass
             proc.wait(timeout=5)
 
+    interrupted: bool = False
+
     def _on_signal(self, signum, frame):  # noqa: ANN001
-        self.stop()
+        self.interrupted = True  # a KeyboardInterrupt raised inside a __del__ is swallowed;
+        self.stop()  # callers check this flag when the chain "disappears" after Ctrl-C
         raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
 
     def __enter__(self) -> Anvil:

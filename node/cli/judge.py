@@ -276,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.fn(args)
+    except KeyboardInterrupt:
+        print("judge: interrupted", file=sys.stderr)
+        return 130
     except (CliError, ConfigError) as e:
         print(f"judge: error: {e}", file=sys.stderr)
         return 2
