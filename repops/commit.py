@@ -1,14 +1,24 @@
 """Tensor roots and trace roots: the byte-exact commitments of docs/commitments.md.
 
 These bytes are what the contracts check, so every rule here cites its section (C1..C5) and
-nothing else in the code base may re-derive them. Hashing uses pycryptodome's keccak, which is
-also importable on the GPU machines (no chain libraries on the GPU code path).
+nothing else in the code base may re-derive them.
+
+Two paths compute the same bytes. The bulk work (chunk leaves, tensor data roots, Merkle levels,
+trace roots) goes to the C keccak of `repops/cpu/csrc/repops_keccak.c` in one call per tensor or
+tree, because one Python keccak call per 1 KiB chunk made committing a trace cost more than
+computing it. pycryptodome's keccak is the fallback where the C library cannot be built (no C
+compiler) and the reference the tests hold the C path to. The library is loaded on the first bulk
+call, never at import: importing this module stays cheap and needs neither torch nor a compiler.
+`REPOPS_COMMIT_BACKEND=python` forces the fallback.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +32,105 @@ ZERO = b"\x00" * 32  # C3 padding
 DTYPE_CODES: dict[str, int] = {"float32": 1, "int32": 2, "int64": 3, "uint8": 4}
 
 
+# ---------------------------------------------------------------------------------------------
+# Backend selection: the C library (loaded lazily) or pycryptodome.
+
+_BACKENDS = ("auto", "c", "python")
+_backend_lock = threading.Lock()
+_backend = os.environ.get("REPOPS_COMMIT_BACKEND", "auto")
+_lib: ctypes.CDLL | None = None  # set once the C library is loaded and declared
+_lib_error: str | None = None  # why the C library is unavailable, once that is known
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    P, I64, N = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    sig = {
+        "repops_keccak256": [P, I64, P],
+        "repops_chunk_leaves": [P, I64, P, N],
+        "repops_merkle_root": [P, I64, P, N],
+        "repops_merkle_levels": [P, I64, P, N],
+        "repops_tensor_data_root": [P, I64, P],
+        "repops_tensor_root": [P, I64, P, I64, P, N],
+        "repops_trace_leaves": [P, P, I64, P, N],
+        "repops_trace_root": [P, P, I64, P, N],
+    }
+    for name, args in sig.items():
+        fn = getattr(lib, name)
+        fn.argtypes = args
+        fn.restype = None
+
+
+def _native() -> ctypes.CDLL | None:
+    """The C library, built and loaded on first use; None on the pycryptodome path."""
+    global _lib, _lib_error
+    if _lib is not None or _backend == "python":
+        return None if _backend == "python" else _lib
+    with _backend_lock:
+        if _lib is None and _lib_error is None:
+            try:
+                from repops.cpu.build import BuildError, load  # stdlib only, no torch
+
+                lib = load()
+                _declare(lib)
+                _lib = lib
+            except (ImportError, OSError, AttributeError, BuildError) as e:
+                _lib_error = str(e)
+                if _backend == "c":
+                    raise
+    return _lib
+
+
+def set_backend(name: str) -> str:
+    """Pick "c", "python" or "auto" (C when it builds); returns the previous choice. For tests
+    and benchmarks: both paths give the same bytes."""
+    global _backend
+    if name not in _BACKENDS:
+        raise ValueError(f"commit backend must be one of {_BACKENDS}, not {name!r}")
+    previous, _backend = _backend, name
+    if name == "c" and _native() is None:
+        _backend = previous
+        raise RuntimeError(f"commit backend 'c' unavailable: {_lib_error}")
+    return previous
+
+
+def backend() -> str:
+    """The path bulk hashing takes now: "c" or "python"."""
+    return "c" if _native() is not None else "python"
+
+
+def _threads() -> int:
+    env = os.environ.get("REPOPS_CPU_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def _split32(raw: bytes) -> list[bytes]:
+    return [raw[i : i + 32] for i in range(0, len(raw), 32)]
+
+
+def _joined32(nodes: Sequence[bytes]) -> bytes | None:
+    """The nodes back to back, or None if one is not 32 bytes (the Python path then handles
+    them exactly as before)."""
+    if all(len(x) == 32 for x in nodes):
+        return b"".join(nodes)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+
+
 def keccak256(data: bytes) -> bytes:
+    """Ethereum keccak256. Single small hashes stay on pycryptodome until the C library is
+    loaded by a bulk call: a one-off hash must not wait for a compiler."""
+    lib = _lib if _backend != "python" else None
+    if lib is not None and isinstance(data, bytes):
+        out = ctypes.create_string_buffer(32)
+        lib.repops_keccak256(data, len(data), out)
+        return out.raw
     h = _keccak.new(digest_bits=256)
     h.update(data)
     return h.digest()
@@ -39,6 +147,12 @@ def canonical_bytes(array: np.ndarray) -> bytes:
 def chunk_leaves(data: bytes) -> list[bytes]:
     """C2 + C3 leaf hashing: 1 KiB chunks, the last one short, at least one chunk."""
     n = max(1, -(-len(data) // CHUNK_BYTES))
+    lib = _native()
+    if lib is not None:
+        data = bytes(data)
+        out = ctypes.create_string_buffer(32 * n)
+        lib.repops_chunk_leaves(data, len(data), out, _threads())
+        return _split32(out.raw)
     return [keccak256(b"\x00" + data[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES]) for i in range(n)]
 
 
@@ -56,6 +170,19 @@ def merkle_levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
 
     Kept whole because the dispute game asks for nodes at arbitrary depths.
     """
+    lib = _native() if len(leaves) > 1 else None
+    joined = _joined32(leaves) if lib is not None else None
+    if joined is not None:
+        p = 1 << (len(leaves) - 1).bit_length()
+        out = ctypes.create_string_buffer(32 * (2 * p - 1))
+        lib.repops_merkle_levels(joined, len(leaves), out, _threads())
+        nodes = _split32(out.raw)
+        levels, start = [], 0
+        while p >= 1:
+            levels.append(nodes[start : start + p])
+            start += p
+            p //= 2
+        return levels
     level = _padded(leaves)
     levels = [level]
     while len(level) > 1:
@@ -67,6 +194,13 @@ def merkle_levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
 
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
+    """C3 root."""
+    lib = _native() if len(leaves) > 1 else None
+    joined = _joined32(leaves) if lib is not None else None
+    if joined is not None:
+        out = ctypes.create_string_buffer(32)
+        lib.repops_merkle_root(joined, len(leaves), out, _threads())
+        return out.raw
     return merkle_levels(leaves)[-1][0]
 
 
@@ -104,7 +238,15 @@ def header(dtype: str, shape: Sequence[int]) -> bytes:
 
 
 def tensor_root_from_bytes(data: bytes, dtype: str, shape: Sequence[int]) -> bytes:
-    return keccak256(header(dtype, shape) + merkle_root(chunk_leaves(data)))
+    """C4 from canonical bytes (C1): one C call for chunks, tree and header when available."""
+    head = header(dtype, shape)
+    lib = _native()
+    if lib is not None:
+        data = bytes(data)
+        out = ctypes.create_string_buffer(32)
+        lib.repops_tensor_root(head, len(head), data, len(data), out, _threads())
+        return out.raw
+    return keccak256(head + merkle_root(chunk_leaves(data)))
 
 
 def tensor_root_np(array: np.ndarray) -> bytes:
@@ -126,10 +268,34 @@ def trace_leaf(index: int, op_hash: bytes, output_root: bytes) -> bytes:
     return keccak256(b"\x03" + int(index).to_bytes(4, "big") + op_hash + output_root)
 
 
+def trace_leaves(op_hashes: Sequence[bytes], output_roots: Sequence[bytes]) -> list[bytes]:
+    """C5 leaves 0..n-1 in one call (what the dispute game and p2p proofs tree up)."""
+    if len(op_hashes) != len(output_roots):
+        raise ValueError("trace_leaves: one op hash per output root")
+    lib = _native() if op_hashes else None
+    if lib is not None:
+        ops, roots = _joined32(op_hashes), _joined32(output_roots)
+        if ops is None or roots is None:
+            raise ValueError("trace_leaf: op_hash and output_root must be 32 bytes")
+        out = ctypes.create_string_buffer(32 * len(op_hashes))
+        lib.repops_trace_leaves(ops, roots, len(op_hashes), out, _threads())
+        return _split32(out.raw)
+    pairs = zip(op_hashes, output_roots, strict=True)
+    return [trace_leaf(i, o, r) for i, (o, r) in enumerate(pairs)]
+
+
 def trace_root(op_hashes: Sequence[bytes], output_roots: Sequence[bytes]) -> bytes:
     """C5: Merkle root over the trace leaves in execution order."""
     if len(op_hashes) != len(output_roots):
         raise ValueError("trace_root: one op hash per output root")
+    lib = _native() if op_hashes else None
+    if lib is not None:
+        ops, roots = _joined32(op_hashes), _joined32(output_roots)
+        if ops is None or roots is None:
+            raise ValueError("trace_leaf: op_hash and output_root must be 32 bytes")
+        out = ctypes.create_string_buffer(32)
+        lib.repops_trace_root(ops, roots, len(op_hashes), out, _threads())
+        return out.raw
     pairs = zip(op_hashes, output_roots, strict=True)
     return merkle_root([trace_leaf(i, o, r) for i, (o, r) in enumerate(pairs)])
 
