@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import eth_abi
 import numpy as np
 import rlp
 from web3 import Web3
@@ -34,10 +35,11 @@ from node.deployment import Deployment
 from node.game_player import BITS, C, D, GamePlayer, Phase, open_key
 from node.jobs import JobOutcome, JobRunner, JobTrace
 from node.metrics import NodeMetrics
-from node.requester import config_from_chain, tokens_from_input
+from node.requester import config_from_chain, f32_bits, tokens_from_input
 from node.store import Store
 from node.store.records import Game, Job, JobStatus
 from node.watch import EventWatcher, Subscription
+from repops.commit import keccak256
 
 log = logging.getLogger("judge.daemon")
 
@@ -153,6 +155,28 @@ class Daemon:
                      time.time() - t, self.outcomes[job_id].trace_length)
         return self.outcomes[job_id]
 
+    def same_job(self, job_id: int, j: Any) -> bool:
+        """Is job `job_id` on chain (jobOf tuple `j`) the job our store holds and we run?
+
+        Why: a reorg deeper than our confirmations can put another job under the same id; until
+        the watcher has delivered it, acting on the stored one would commit (or challenge with)
+        another job's trace. Model, input and config are all bound by hashes on chain.
+        """
+        job = self.store.get_job(job_id)
+        if job is None:
+            return False
+        cfg = json.loads(job.config)
+        cfg_hash = keccak256(eth_abi.encode(
+            ["uint32", "uint32", "uint32", "uint32", "uint64"],
+            [cfg["max_new_tokens"], f32_bits(cfg["temperature"]), cfg["top_k"],
+             f32_bits(cfg["top_p"]), cfg["seed"]]))
+        ok = (bytes(j[10]) == job.model and bytes(j[12]) == keccak256(job.input)
+              and bytes(j[13]) == cfg_hash)
+        if not ok:
+            log.warning("%s: job %d on chain is not the one in our store (reorg?); waiting",
+                        self.role, job_id)
+        return ok
+
     def runnable(self, job_id: int) -> bool:
         """Run the job if it can be run; a job its program cannot execute (token ids outside
         the vocabulary, an empty or too long prompt, an unsupported config) is bad input from
@@ -235,13 +259,15 @@ class Daemon:
 
         Why: events are acted on `confirmations` deep, but our own transactions land at the
         head, so even a reorg within that depth can drop a commit, a challenge or a game move
-        while the journal says "mined". The signed transaction is still exactly the intended
-        action: sending the same bytes again (same nonce, so never a second action) restores
-        it. Without this a dropped challenge lets the cheater finalize, and a dropped move
-        (keyed by its game position) is never re-sent and loses on the clock.
-        A dropped tx that would now revert (it answered another party's tx that is gone too)
-        is given up, with every later one of ours (their nonces cannot be mined before it),
-        and its intent acts afresh (`on_dropped`). Returns how many were sent again.
+        while the journal says "mined". Without this a dropped challenge lets the cheater
+        finalize, and a dropped move (keyed by its game position) is never re-sent and loses
+        on the clock. A game move is sent again as the same bytes (same nonce, so never a
+        second action) if it still applies. Anything else — and a move that would now revert
+        (it answered another party's tx that is gone too), with every later tx of ours (their
+        nonces cannot be mined before it) — is given up and its intent acts afresh
+        (`on_dropped`) on what the chain now holds: a commit or a challenge depends on the
+        job's content, which a deeper reorg may have replaced. Returns how many were sent
+        again.
         """
         journal = self.client.journal
         if journal is None:
@@ -256,7 +282,9 @@ class Daemon:
         for tx in gone:
             log.warning("%s: tx %s mined in block %s is gone (reorg)", self.role, tx.key,
                         tx.block)
-            why = "an earlier tx of ours was given up" if broken else self._would_revert(tx.raw)
+            why = ("an earlier tx of ours was given up" if broken
+                   else "acted afresh" if ":move:" not in tx.key
+                   else self._would_revert(tx.raw))
             if why is None:
                 journal.mark_tx(tx.id, "sent", expect=["mined"])
                 try:
@@ -357,6 +385,8 @@ class ExecutorDaemon(Daemon):
             # (a commit of ours recorded before a crash fills a slot too: carry on with it)
             log.info("executor: job %d no longer takes commitments; skipping", job_id)
             self.store.set_job_status(job_id, JobStatus.SKIPPED)
+            return
+        if not self.same_job(job_id, j):
             return
         if not self.runnable(job_id):
             self.store.set_job_status(job_id, JobStatus.SKIPPED)
@@ -482,6 +512,8 @@ class ChallengerDaemon(Daemon):
                 self.store.put(key, json.dumps(c).encode())
 
     def check(self, job_id: int, slot: int, c: dict) -> str:
+        if not self.same_job(job_id, self.client.call(self.market.functions.jobOf(job_id))):
+            return "pending"
         if not self.runnable(job_id):
             return "unrunnable"
         out = self.outcome(job_id)

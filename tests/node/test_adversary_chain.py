@@ -60,10 +60,10 @@ class World:
                            self.tmp / f"{name}.db", **kw)
 
     def post(self, prompt: list[int] = W.PROMPT, n_tokens: int = W.N_TOKENS,
-             model_hash: bytes | None = None) -> int:
+             model_hash: bytes | None = None, n_executors: int = 1) -> int:
         spec = JobSpec(model_hash=model_hash or self.model.model_hash, input_tokens=prompt,
                        max_tokens=n_tokens, reward_wei=REWARD, bond_wei=BOND,
-                       challenge_window_s=WINDOW)
+                       challenge_window_s=WINDOW, n_executors=n_executors)
         return submit_job(self.owner, self.market, spec)[0]
 
     def mine(self, n: int = 1) -> None:
@@ -118,16 +118,29 @@ def test_job_reorged_away_is_not_acted_on_with_enough_confirmations(world):
     safe.poll_once()
     assert safe.store.jobs() == [], "the reorged-away job was never seen"
     assert W.node_txs(w.owner, safe.client.address, w.dep.block) == []
-    # a different job now takes id 1; the safe node runs *that* one once it is buried
-    job_id = w.post(PROMPT_B, n_tokens=2)
+    # a different job now takes id 1 (two executor slots); the safe node runs *that* one once
+    # it is buried; the reckless node, whose commit for the old job 1 vanished, must not
+    # re-broadcast it (it would commit the old job's trace to the new job): it acts afresh
+    old_commit = reckless.store.tx_by_key("executor:commit:1")
+    job_id = w.post(PROMPT_B, n_tokens=3, n_executors=2)  # A's commit would fit B's shape
     assert job_id == 1
-    W.settle([safe], w.owner, confirmations=depth)
-    c = w.owner.call(w.market.functions.commitmentOf(job_id, 0))
-    assert c[0] == safe.client.address
-    assert list(c[6]) == w.model.honest(PROMPT_B, 2).output_tokens()
+    W.settle([safe, reckless], w.owner, confirmations=depth)
+    assert reckless.store.tx_by_key("executor:commit:1").status == "dropped"
+    from node.jobs import JobOutcome, JobTrace
+
+    b = w.model.honest(PROMPT_B, 3)
+    b_root = JobTrace(JobOutcome(b, w.model.weights, b"")).root()
+    committers = set()
+    for slot in (0, 1):
+        c = w.owner.call(w.market.functions.commitmentOf(job_id, slot))
+        committers.add(c[0])
+        assert list(c[6]) == b.output_tokens() and bytes(c[5]) == b_root, "job B's own trace"
+    assert committers == {safe.client.address, reckless.client.address}
+    assert old_commit.tx_hash not in {t["hash"] for t in W.node_txs(
+        w.owner, reckless.client.address, w.dep.block)}
     led = W.ledger(w.owner, w.dep, safe=safe.client.address, reckless=reckless.client.address)
-    assert led["escrow"] == REWARD + BOND and led["credit"] == 0 and led["burned"] == 0
-    assert led["held"] == REWARD + BOND, "nothing of the reorged-away job or commit remains"
+    assert led["escrow"] == REWARD + 2 * BOND and led["credit"] == 0 and led["burned"] == 0
+    assert led["held"] == REWARD + 2 * BOND, "nothing of the reorged-away job or commit remains"
 
 
 def test_watcher_rescans_after_a_reorg_and_the_watchtower_checks_the_new_chain(world):
