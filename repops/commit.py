@@ -68,12 +68,12 @@ def _native() -> ctypes.CDLL | None:
     with _backend_lock:
         if _lib is None and _lib_error is None:
             try:
-                from repops.cpu.build import BuildError, load  # stdlib only, no torch
+                from repops.cpu.build import load  # stdlib only, no torch
 
                 lib = load()
                 _declare(lib)
                 _lib = lib
-            except (ImportError, OSError, AttributeError, BuildError) as e:
+            except (ImportError, OSError, AttributeError, RuntimeError) as e:  # BuildError too
                 _lib_error = str(e)
                 if _backend == "c":
                     raise
