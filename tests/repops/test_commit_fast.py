@@ -140,8 +140,9 @@ def test_merkle_levels_against_pycryptodome(backend, n):
 
 def test_threads_do_not_change_roots(backend, monkeypatch):
     backend("c")
-    data = np.random.default_rng(3).integers(0, 256, 300 * 1024 + 11, dtype=np.uint8).tobytes()
-    leaves = commit.chunk_leaves(data)[:257]
+    # past the C file's threading threshold (1024 hashes per level)
+    data = np.random.default_rng(3).integers(0, 256, 2100 * 1024 + 11, dtype=np.uint8).tobytes()
+    leaves = commit.chunk_leaves(data)[:2059]
     results = []
     for threads in ["1", "2", "3"]:
         monkeypatch.setenv("REPOPS_CPU_THREADS", threads)
@@ -149,6 +150,9 @@ def test_threads_do_not_change_roots(backend, monkeypatch):
                         commit.chunk_leaves(data), commit.merkle_levels(leaves),
                         commit.trace_root(leaves, leaves)))
     assert results[0] == results[1] == results[2]
+    backend("python")
+    assert commit.tensor_root_from_bytes(data, "uint8", [len(data)]) == results[0][0]
+    assert commit.trace_root(leaves, leaves) == results[0][3]
 
 
 def test_errors_match_the_python_path(backend):
