@@ -61,7 +61,9 @@ def test_cli_flow_real_model(chain, tmp_path):
             status = _judge(env, "job", "status", str(job_id))
             if status["status"] == "Finalized":
                 break
-            if status["status"] == "Committed":
+            checked = "agrees with our re-execution" in (tmp_path / "challenger.log").read_text()
+            if status["status"] == "Committed" and checked:
+                # only once the watchtower has re-executed: then let the window pass
                 w3.provider.make_request("evm_increaseTime", [31])
                 w3.provider.make_request("evm_mine", [])
             for p in procs:
