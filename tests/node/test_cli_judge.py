@@ -43,7 +43,7 @@ def test_cli_flow_real_model(chain, tmp_path):
     reg = _judge(env, "model", "register")
     assert reg["model_hash"].startswith("0x")
     job = _judge(env, "job", "submit", "--prompt",
-                 "What is the capital of France?", "--max-tokens", "2", "--window", "30")
+                 "What is the capital of France?", "--max-tokens", "2", "--window", "600")
     job_id = job["job"]
 
     procs = []
@@ -64,7 +64,7 @@ def test_cli_flow_real_model(chain, tmp_path):
             checked = "agrees with our re-execution" in (tmp_path / "challenger.log").read_text()
             if status["status"] == "Committed" and checked:
                 # only once the watchtower has re-executed: then let the window pass
-                w3.provider.make_request("evm_increaseTime", [31])
+                w3.provider.make_request("evm_increaseTime", [601])
                 w3.provider.make_request("evm_mine", [])
             for p in procs:
                 assert p.poll() is None, (tmp_path / "executor.log").read_text()[-3000:]
