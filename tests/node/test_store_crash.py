@@ -166,7 +166,7 @@ def test_sigkill_at_each_step_then_resume(tmp_path: Path, point: str) -> None:
 
 
 def test_random_sigkills_then_resume(tmp_path: Path) -> None:
-    db, chain, n = tmp_path / "node.sqlite", tmp_path / "chain.sqlite", 80
+    db, chain, n = tmp_path / "node.sqlite", tmp_path / "chain.sqlite", 400
     rng = random.Random(7)
     kills = 0
     deadline = time.monotonic() + 90
