@@ -5,6 +5,7 @@ trees and trace roots (C3, C5), on both paths of `repops.commit` (same bytes, ch
 
     python scripts/bench_commit.py                 # writes docs/reports/bench-commit.{md,json}
     python scripts/bench_commit.py --seconds 0.5 --out /tmp
+    python scripts/bench_commit.py --e2e        # also scripts/bench_runtime.py on both paths
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -120,6 +123,24 @@ def bench(seconds: float) -> dict:
     }
 
 
+def bench_e2e(tokens: int) -> list[dict]:
+    """scripts/bench_runtime.py (CPU, decode at batch 1) once per commit path, in a subprocess
+    so each path starts cold; only its trace section is kept."""
+    rows = []
+    script = Path(__file__).resolve().parent / "bench_runtime.py"
+    for name in ("python", "c"):
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(
+                [sys.executable, str(script), "--device", "cpu", "--tokens", str(tokens),
+                 "--no-eager-b32", "--out", tmp],
+                check=True, capture_output=True, env={**os.environ, "REPOPS_COMMIT_BACKEND": name},
+            )
+            rep = json.loads((Path(tmp) / "bench-runtime.json").read_text())
+        section = rep["sections"]["cpu"] if "sections" in rep else rep
+        rows.append({"backend": name, **section["trace"]})
+    return rows
+
+
 def markdown(r: dict) -> str:
     out = [
         "# Commitment hashing: C keccak vs pycryptodome",
@@ -150,12 +171,22 @@ def markdown(r: dict) -> str:
             "| threads | 1536x576 weight MB/s | trace_root 5504 ops /s |", "|---|---|---|"]
     for t in r["threads_scaling"]:
         out.append(f"| {t['threads']} | {t['weight_mb_s']:.0f} | {t['trace_root_per_s']:.1f} |")
+    if r.get("e2e"):
+        out += ["", "## End to end: scripts/bench_runtime.py, CPU, SmolLM2 trace executor", "",
+                "| commit path | prefill commit s (41 tok) | decode tok/s exec only "
+                "| decode tok/s with trace | trace overhead |", "|---|---|---|---|---|"]
+        for t in r["e2e"]:
+            out.append(f"| {t['backend']} | {t['prefill_commit_s']} | "
+                       f"{t['decode_tok_s_exec_only']} | {t['decode_tok_s_with_trace']} | "
+                       f"{t['trace_overhead_pct']} % |")
     return "\n".join(out) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.5, help="time per measurement")
+    parser.add_argument("--e2e", action="store_true", help="also run bench_runtime.py twice")
+    parser.add_argument("--e2e-tokens", type=int, default=4)
     parser.add_argument("--name", default="bench-commit", help="report file stem")
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).resolve().parents[1] / "docs" / "reports")
@@ -163,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     if commit.set_backend("c") is None or commit.backend() != "c":
         raise SystemExit("C commitment library unavailable")
     r = bench(args.seconds)
+    if args.e2e:
+        r["e2e"] = bench_e2e(args.e2e_tokens)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(r, indent=1) + "\n")
     md = markdown(r)
