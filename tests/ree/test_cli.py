@@ -31,7 +31,7 @@ def test_run_validate_verify_roundtrip(tmp_path, key_env, capsys, ree_model):
     assert out["receipt"] == str(rp) and rp.is_file() and cli.roots_path(rp).is_file()
     r = Receipt.load(rp)
     assert r.trace_root == out["trace_root"] and r.token_count == 2
-    assert r.model_hash == "0x" + ree_model.model_hash["model_hash"]
+    assert r.model_hash == ree_model.network_hash  # binds runtime hash + trace program root
 
     from node.ree.trace import KeptTrace, KeptTraceSource
 
