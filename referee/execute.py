@@ -14,7 +14,7 @@ import numpy as np
 
 from referee.layout import Src, Symbols, TraceOp, TraceProgram
 from referee.ops import EvalContext, elements, numel
-from repops.commit import tensor_root_np, trace_leaf
+from repops.commit import tensor_root_np, trace_leaves
 
 NP_DTYPES = {"float32": np.float32, "int32": np.int32, "int64": np.int64, "uint8": np.uint8}
 
@@ -67,7 +67,7 @@ class Trace:
     def leaves(self) -> list[bytes]:
         hashes = self.program.op_hashes()
         p = self.program.n_ops
-        return [trace_leaf(i, hashes[i % p], r) for i, r in enumerate(self.roots)]
+        return trace_leaves([hashes[i % p] for i in range(len(self.roots))], self.roots)
 
     def output_tokens(self) -> list[int]:
         """§L1: the token op's output at every step."""

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from referee.layout import TraceProgram
-from repops.commit import canonical_bytes, merkle_root, tensor_root_np, trace_leaf
+from repops.commit import canonical_bytes, merkle_root, tensor_root_np, trace_leaves
 
 NP_DTYPES = {"float32": np.float32, "int32": np.int32, "int64": np.int64, "uint8": np.uint8}
 
@@ -81,7 +81,7 @@ class TraceRecorder:
 
     def leaves(self) -> list[bytes]:
         p = self.program.n_ops
-        return [trace_leaf(i, self.op_hashes[i % p], r) for i, r in enumerate(self.roots)]
+        return trace_leaves([self.op_hashes[i % p] for i in range(len(self.roots))], self.roots)
 
     def root(self) -> bytes:
         """C5: Merkle root over the leaves (C3)."""
