@@ -220,7 +220,12 @@ class Daemon:
                 self.store.update_game(g.game, phase=move)
 
     def _overlay_defender_nodes(self, p: GamePlayer) -> None:
-        """Challenger side: D's trace-tree nodes revealed on-chain, for witnesses (node/jobs)."""
+        """Challenger side: D's trace-tree nodes revealed on-chain, for witnesses (node/jobs).
+
+        The trace-level reveals are complete once the leaf is reached, so this is done once
+        per game (it re-hashes the whole tree)."""
+        if p.trace.has_defender_nodes:
+            return
         head = self.client.block_number()
         start = self.deployment.block
         reveals = [e for e in self.client.events(self.game, "ChildrenRevealed", start, head)

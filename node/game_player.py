@@ -19,7 +19,9 @@ from typing import Any, Protocol
 
 from node.chain.client import ChainClient, TxResult, TxReverted
 from node.chain.contracts import Claim, Phase  # noqa: F401 - Claim re-exported for players
-from repops.commit import ZERO, merkle_levels, merkle_proof
+from referee.bisection import lift
+from referee.onestep import depth_of
+from repops.commit import merkle_levels, merkle_proof
 
 log = logging.getLogger("judge.game")
 
@@ -58,21 +60,6 @@ class GameState:
     defender_won: bool
 
 
-def _pad_to_height(leaves: list[bytes], height: int) -> list[bytes]:
-    size = 1 << height
-    if len(leaves) > size:
-        raise ValueError(f"{len(leaves)} leaves do not fit a tree of height {height}")
-    return list(leaves) + [ZERO] * (size - len(leaves))
-
-
-def _depth(n: int) -> int:
-    d, p = 0, 1
-    while p < n:
-        p <<= 1
-        d += 1
-    return d
-
-
 class GamePlayer:
     """One party of one game. `side` is D (defending executor) or C (challenger)."""
 
@@ -102,12 +89,12 @@ class GamePlayer:
 
     def _trace_height(self) -> int:
         lengths = [self.party(s)[2] for s in (D, C)]
-        return max(_depth(n) for n in lengths)
+        return max(depth_of(n) for n in lengths)
 
     def _levels_trace(self) -> list[list[bytes]]:
         if self._trace_levels is None:
             h = self._trace_height()
-            self._trace_levels = merkle_levels(_pad_to_height(self.trace.leaves(), h))
+            self._trace_levels = lift(merkle_levels(self.trace.leaves()), h)
         return self._trace_levels
 
     def _levels_tensor(self, leaf: int) -> list[list[bytes]]:

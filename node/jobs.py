@@ -23,7 +23,14 @@ import numpy as np
 
 from referee.execute import Trace
 from referee.witness import Claim, WitnessBuilder
-from repops.commit import canonical_bytes, chunk_leaves, header, keccak256, merkle_levels
+from repops.commit import (
+    CHUNK_BYTES,
+    canonical_bytes,
+    chunk_leaves,
+    header,
+    keccak256,
+    merkle_levels,
+)
 
 
 @dataclass
@@ -88,7 +95,11 @@ class JobTrace:
 
     def chunk(self, leaf: int, index: int) -> bytes:
         data = canonical_bytes(self.outcome.trace.outputs[leaf])
-        return data[index * 1024:(index + 1) * 1024]
+        return data[index * CHUNK_BYTES:(index + 1) * CHUNK_BYTES]
+
+    @property
+    def has_defender_nodes(self) -> bool:
+        return bool(self._overlay)
 
     def with_defender_nodes(self, nodes: Mapping[tuple[int, int], bytes]) -> None:
         """Overlay the defender's revealed trace-tree nodes {(level, index): hash}.

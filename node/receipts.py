@@ -20,6 +20,7 @@ from typing import Any
 
 import msgpack
 
+from repops import commit
 from repops.commit import keccak256
 
 RECEIPT_VERSION = 1
@@ -53,13 +54,11 @@ class ReceiptError(ValueError):
 
 
 def tokens_bytes(tokens: Sequence[int]) -> bytes:
-    """Commitments C6: uint32 big-endian per token."""
-    out = bytearray()
-    for t in tokens:
-        if not 0 <= int(t) < 2**32:
-            raise ReceiptError(f"token id {t} does not fit uint32")
-        out += int(t).to_bytes(4, "big")
-    return bytes(out)
+    """Commitments C6 (repops.commit.tokens_bytes), raising ReceiptError for a bad token."""
+    try:
+        return commit.tokens_bytes(tokens)
+    except ValueError as e:
+        raise ReceiptError(str(e)) from None
 
 
 def tokens_hash(tokens: Sequence[int]) -> bytes:

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.chain.client import ChainClient, TxResult
+from node.chain.contracts import JobStatus
 from node.receipts import tokens_bytes
-
-STATUS_NAMES = ["None", "Open", "Committed", "Finalized", "Failed"]
 
 
 def f32_bits(x: float) -> int:
@@ -81,5 +80,5 @@ def submit_job(client: ChainClient, market: Any, spec: JobSpec) -> tuple[int, Tx
 
 def job_status(client: ChainClient, market: Any, job_id: int) -> dict[str, Any]:
     status, output_hash, tokens = client.call(market.functions.resultOf(job_id))
-    return {"job": job_id, "status": STATUS_NAMES[status], "output_hash": "0x" + output_hash.hex(),
-            "output_tokens": list(tokens)}
+    return {"job": job_id, "status": JobStatus(status).name.capitalize(),
+            "output_hash": "0x" + output_hash.hex(), "output_tokens": list(tokens)}

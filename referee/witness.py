@@ -24,6 +24,7 @@ from repops.commit import (
     chunk_leaves,
     header,
     merkle_levels,
+    tokens_bytes,
 )
 
 WITNESS_ABI = ("(uint32,uint32,uint32,bytes32,bytes,bytes32[],bytes,bytes,"
@@ -66,11 +67,6 @@ class StepContext:
                 self.config_hash, self.trace_root, self.trace_length, self.leaf_index,
                 self.op_hash, self.output_root, self.element_index, self.claimed_bits,
                 self.claim)
-
-
-def token_bytes(tokens: Sequence[int]) -> bytes:
-    """Commitments C6."""
-    return b"".join(int(t).to_bytes(4, "big") for t in tokens)
 
 
 def config_bytes(max_tokens: int, temperature: int = 0, top_k: int = 0, top_p: int = 0x3F800000,
@@ -156,7 +152,7 @@ class WitnessBuilder:
         prog = self.trace.program
         return [prog.n_ops, prog.token_op, prog.eos, self._op_levels[-1][0],
                 prog.ops[j].record(), proof_from_levels(self._op_levels, j),
-                token_bytes(self.trace.job_tokens), self.config]
+                tokens_bytes(self.trace.job_tokens), self.config]
 
     def _leaf_tensor(self, leaf: int, elems: set[int]) -> tuple:
         p = self.trace.program.n_ops
@@ -171,7 +167,7 @@ class WitnessBuilder:
         in_trace = leaf < self.trace.length
         return StepContext(
             program_root=self._program_root,
-            input_hash=keccak256(token_bytes(self.trace.job_tokens)),
+            input_hash=keccak256(tokens_bytes(self.trace.job_tokens)),
             config_hash=keccak256(self.config),
             trace_root=self._levels[-1][0],
             trace_length=self.trace.length,

@@ -261,6 +261,21 @@ def tensor_root(t) -> bytes:  # noqa: ANN001 - accepts torch tensors and numpy a
     return tensor_root_np(t.detach().to("cpu").contiguous().numpy())
 
 
+def tokens_bytes(tokens: Sequence[int]) -> bytes:
+    """C6: uint32 big-endian per token (the job input/output bytes the contracts hash)."""
+    out = bytearray()
+    for t in tokens:
+        if not 0 <= int(t) < 2**32:
+            raise ValueError(f"token id {t} does not fit uint32 (C6)")
+        out += int(t).to_bytes(4, "big")
+    return bytes(out)
+
+
+def tokens_hash(tokens: Sequence[int]) -> bytes:
+    """C6: input_hash / output_hash."""
+    return keccak256(tokens_bytes(tokens))
+
+
 def trace_leaf(index: int, op_hash: bytes, output_root: bytes) -> bytes:
     """C5."""
     if len(op_hash) != 32 or len(output_root) != 32:

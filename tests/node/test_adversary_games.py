@@ -22,9 +22,10 @@ from node.chain.anvil import DEV_KEYS, Anvil
 from node.chain.client import ChainClient, TxReverted
 from node.daemon import ChallengerDaemon, ExecutorDaemon, Fault
 from node.deployment import deploy_protocol
-from node.game_player import D, GamePlayer, Phase, _pad_to_height
+from node.game_player import D, GamePlayer, Phase
 from node.jobs import JobOutcome, JobTrace
 from node.requester import JobSpec, job_status, submit_job
+from referee.bisection import lift
 from repops.commit import merkle_levels
 
 pytestmark = pytest.mark.chain
@@ -166,8 +167,7 @@ class EquivocatingPlayer(GamePlayer):
             if self.first_height is None:
                 self.first_height = st.height
             if st.height < self.first_height:
-                levels = merkle_levels(_pad_to_height(self.honest.leaves(),
-                                                      self._trace_height()))
+                levels = lift(merkle_levels(self.honest.leaves()), self._trace_height())
                 lie = self._children(levels, st.height, st.pos)
                 f = self.game.functions
                 fn = (f.reveal(self.game_id, lie) if self.side == D
