@@ -26,6 +26,8 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts import bench_llamacpp  # noqa: E402 - needs the repo root on sys.path
+
 PROMPT = "Explain in a few sentences why the sky is blue."
 
 
@@ -117,19 +119,6 @@ def bench_eager(model, dev: str, dtype_name: str, toks: list[int], n_new: int,
             "decode_tok_s": round(batch * n_new / (t2 - t1), 2)}
 
 
-def bench_llama_cpp(toks_text: str, n_new: int) -> dict | None:
-    try:
-        from llama_cpp import Llama
-    except ImportError:
-        return None
-    from node.models import smollm2_path
-
-    llm = Llama(model_path=str(smollm2_path()), n_ctx=512, verbose=False)
-    t0 = time.perf_counter()
-    llm(toks_text, max_tokens=n_new, temperature=0.0)
-    return {"decode_tok_s_incl_prefill": round(n_new / (time.perf_counter() - t0), 1)}
-
-
 def machine(dev: str) -> dict:
     import torch
 
@@ -178,14 +167,12 @@ def markdown(rep: dict) -> str:
             b32 = e.get("b32", {}).get("decode_tok_s", "-")
             lines.append(f"| PyTorch eager {name} | {e['b1']['prefill_tok_s']} | "
                          f"{e['b1']['decode_tok_s']} | {b32} |")
-        if sec.get("llama_cpp"):
-            lines.append(f"| llama.cpp | - | {sec['llama_cpp']['decode_tok_s_incl_prefill']} "
-                         "(incl. prefill) | - |")
+        lines += bench_llamacpp.markdown_row(sec.get("llama_cpp"))
         lines += ["", f"Trace overhead (commit time / execution time, decode): "
                   f"**{tr['trace_overhead_pct']} %**; {tr['trace_ops_per_token']} trace ops per "
                   f"token; prompt {tr['prefill_tokens']} tokens, {tr['decode_tokens']} decode "
-                  f"steps; elements re-checked by the reference: {tr['fallback_elements']}.",
-                  ""]
+                  f"steps; elements re-checked by the reference: {tr['fallback_elements']}."]
+        lines += bench_llamacpp.markdown_ratio(tr, sec.get("llama_cpp")) + [""]
     return "\n".join(lines)
 
 
@@ -232,9 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as ex:  # recorded in the report instead of losing the run
             e = {"error": f"{type(ex).__name__}: {ex}"}
         eager[name] = e
-    if args.device == "cpu":
-        sec["llama_cpp"] = bench_llama_cpp(tok.apply_chat_template(
-            [{"role": "user", "content": PROMPT}]), 32)
+    if args.device == "cpu":  # same GGUF, same token ids and decode steps as the trace run
+        sec["llama_cpp"] = bench_llamacpp.bench_llama_cpp(
+            toks, args.tokens, tok.apply_chat_template([{"role": "user", "content": PROMPT}]))
+        print(json.dumps(sec["llama_cpp"]), file=sys.stderr, flush=True)
     rep["sections"][args.device] = sec
     write(rep, out)
     print(json.dumps(sec, indent=1))
