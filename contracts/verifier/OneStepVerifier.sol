@@ -55,6 +55,8 @@ contract OneStepVerifier is IOneStepVerifier {
     error BadLeafProof(uint256 slot);
     error BadChunk(uint256 slot, uint256 chunk);
     error NotAgreed(uint256 leaf);
+    /// @notice The `self` tensor of a SORT/SCAN witness is not the defender's output.
+    error BadSelf();
 
     /// @inheritdoc IOneStepVerifier
     function chainLength(StepContext calldata) external pure returns (uint256) {
@@ -76,8 +78,23 @@ contract OneStepVerifier is IOneStepVerifier {
         if (kind == Claim.OutputHeader) {
             return keccak256(ctx.claim) == keccak256(_header(op.dtype, op.dims));
         }
-        TraceOps.In[] memory ins = _inputs(w, ctx, kinds, words, env.step);
-        return TraceOps.element(op, ins, ctx.elementIndex, env) == ctx.claimedBits;
+        if (op.code == TraceOps.SAMPLE) _sampling(w, ctx, env);
+        return TraceOps.holds(op, _opInputs(w, ctx, op, kinds, words, env.step), ctx.elementIndex, env, ctx.claimedBits);
+    }
+
+    /// @dev The op's input slots (§L4), then `self` for SORT/SCAN (§L5.10); one witness
+    ///      tensor each, no more.
+    function _opInputs(
+        Witness memory w,
+        StepContext calldata ctx,
+        TraceOps.Op memory op,
+        uint8[] memory kinds,
+        uint256[] memory words,
+        uint256 step
+    ) internal pure returns (TraceOps.In[] memory ins) {
+        ins = _inputs(w, ctx, kinds, words, step);
+        if (TraceOps.readsSelf(op)) return _withSelf(w, ctx, ins);
+        if (w.inputs.length != ins.length) revert BadInput(ins.length);
     }
 
     // ----------------------------------------------------------------------------- program
@@ -152,6 +169,7 @@ contract OneStepVerifier is IOneStepVerifier {
     // ----------------------------------------------------------------------------- inputs
 
     /// @dev §L4: each input slot proven against agreed data (DESIGN §6 checklist 3).
+    ///      SORT and SCAN (§L5.10) take one more witness tensor after the slots (`self`).
     function _inputs(
         Witness memory w,
         StepContext calldata ctx,
@@ -159,7 +177,7 @@ contract OneStepVerifier is IOneStepVerifier {
         uint256[] memory words,
         uint256 step
     ) internal pure returns (TraceOps.In[] memory ins) {
-        if (w.inputs.length != kinds.length) revert BadInput(kinds.length);
+        if (w.inputs.length < kinds.length) revert BadInput(kinds.length);
         ins = new TraceOps.In[](kinds.length);
         for (uint256 k = 0; k < kinds.length; ++k) {
             if (kinds[k] == SRC_OP) {
@@ -176,6 +194,22 @@ contract OneStepVerifier is IOneStepVerifier {
                 revert BadRecord();
             }
         }
+    }
+
+    /// @dev §L5.10 one-step rules: the defender's own output (the disputed leaf's C4 root,
+    ///      `ctx.outputRoot`), appended after the record's inputs; its chunks proven as any
+    ///      input's. An op that does not read itself takes no extra tensor.
+    function _withSelf(Witness memory w, StepContext calldata ctx, TraceOps.In[] memory ins)
+        internal
+        pure
+        returns (TraceOps.In[] memory all)
+    {
+        uint256 n = ins.length;
+        if (w.inputs.length != n + 1) revert BadInput(n);
+        if (_root(w.inputs[n]) != ctx.outputRoot) revert BadSelf();
+        all = new TraceOps.In[](n + 1);
+        for (uint256 k = 0; k < n; ++k) all[k] = ins[k];
+        all[n] = _tensor(w.inputs[n], n);
     }
 
     function _root(Tensor memory t) private pure returns (bytes32) {
@@ -232,10 +266,24 @@ contract OneStepVerifier is IOneStepVerifier {
         return TraceOps.ld(t, 0);
     }
 
+    /// @dev The job's config bytes: abi.encode(JobMarket.JobConfig), bound by the job's config hash.
+    function _config(Witness memory w, StepContext calldata ctx)
+        internal
+        pure
+        returns (uint32 maxTokens, uint32 temperature, uint32 topK, uint32 topP, uint64 seed)
+    {
+        if (keccak256(w.config) != ctx.configHash || w.config.length != 160) revert BadConfig();
+        return abi.decode(w.config, (uint32, uint32, uint32, uint32, uint64));
+    }
+
+    /// @dev §L5.10: SAMPLE ops read temperature, top_k, top_p and the seed (RepOps spec §7.2-§7.3).
+    function _sampling(Witness memory w, StepContext calldata ctx, TraceOps.Env memory env) internal pure {
+        (, env.temperature, env.topK, env.topP, env.seed) = _config(w, ctx);
+    }
+
     /// @dev §L1: a trace of s steps ends when s = max(1, maxTokens) or step s−1 produced EOS.
     function _traceEnd(Witness memory w, StepContext calldata ctx) internal pure returns (bool) {
-        if (keccak256(w.config) != ctx.configHash || w.config.length != 160) revert BadConfig();
-        (uint32 maxTokens,,,,) = abi.decode(w.config, (uint32, uint32, uint32, uint32, uint64));
+        (uint32 maxTokens,,,,) = _config(w, ctx);
         uint256 i = ctx.leafIndex;
         uint256 s = i / w.nOps;
         uint256 maxSteps = maxTokens == 0 ? 1 : maxTokens;

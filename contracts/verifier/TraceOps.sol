@@ -37,12 +37,18 @@ library TraceOps {
         uint256[] attrs;
     }
 
-    /// @notice The step's symbols (§L1) and the job's input tokens (C6 bytes).
+    /// @notice The step's symbols (§L1), the job's input tokens (C6 bytes) and, for SAMPLE ops
+    ///         (§L5.10), the job's sampling config (JobMarket.JobConfig, checked against the
+    ///         job's config hash by the verifier before any op reads it).
     struct Env {
         uint256 step;
         uint256 seq;
         uint256 past;
         bytes job;
+        uint32 temperature;
+        uint32 topK;
+        uint32 topP;
+        uint64 seed;
     }
 
     uint8 internal constant TOKENS = 1;
@@ -54,6 +60,17 @@ library TraceOps {
     uint8 internal constant ROPE = 7;
     uint8 internal constant MOVE = 8;
     uint8 internal constant CONCAT = 9;
+    uint8 internal constant SAMPLE = 10;
+
+    /// @notice SAMPLE stages (attr word 0, docs/trace-layout.md §L5.10).
+    uint256 internal constant SCALE = 1;
+    uint256 internal constant SORT = 2;
+    uint256 internal constant EXP = 3;
+    uint256 internal constant SCAN = 4;
+    uint256 internal constant TOPP = 5;
+    uint256 internal constant DRAW = 6;
+    uint256 internal constant JSTAR = 7;
+    uint256 internal constant PICK = 8;
 
     /// @notice The inputs do not fit the op; an honest party never builds such a step.
     error OpMismatch(uint8 code, uint256 why);
@@ -143,7 +160,38 @@ library TraceOps {
         if (c == CONCAT) return concat(op, ins, e);
         if (c == GATHER) return gather(op, ins, e);
         if (c == TOKENS) return tokens(ins, e, env);
+        if (c == SAMPLE) return sample(op, ins, e, env);
         revert UnknownCode(c);
+    }
+
+    /// @notice Whether `claimed` is output element `e` of `op`. For every op but SAMPLE SORT this
+    ///         is `element(...) == claimed`; a SORT element is checked against its neighbours
+    ///         in the defender's own output instead (§L5.10 one-step rules).
+    function holds(Op memory op, In[] memory ins, uint256 e, Env memory env, uint256 claimed)
+        internal
+        pure
+        returns (bool)
+    {
+        if (op.code == SAMPLE && stageOf(op) == SORT) {
+            uint256 n = numel(op.dims);
+            if (e >= n) revert OutOfRange(e, n);
+            return sortHolds(op, ins, e, claimed);
+        }
+        return element(op, ins, e, env) == claimed;
+    }
+
+    /// @notice Whether a SAMPLE op reads its own output (SORT, SCAN): the verifier then
+    ///         appends the defender's output tensor (`self`) after the record's inputs (§L7).
+    function readsSelf(Op memory op) internal pure returns (bool) {
+        if (op.code != SAMPLE) return false;
+        uint256 st = stageOf(op);
+        return st == SORT || st == SCAN;
+    }
+
+    /// @notice The stage word of a SAMPLE record (attr 0).
+    function stageOf(Op memory op) internal pure returns (uint256) {
+        _need(op.attrs.length >= 1, SAMPLE, 1);
+        return op.attrs[0];
     }
 
     // ------------------------------------------------------------------------ §L5.1 TOKENS
@@ -445,5 +493,149 @@ library TraceOps {
         uint256 rest = e % inner;
         if (pos < la) return ld(a, (outer * la + pos) * inner + rest);
         return ld(b, (outer * lb + pos - la) * inner + rest);
+    }
+
+    // ------------------------------------------------------------------------ §L5.10 SAMPLE
+
+    /// @notice Value of element `e` of a SAMPLE op (RepOps spec §7.3 decomposed, §L5.10). SORT
+    ///         has no element function here: its claim is checked by `sortHolds`.
+    function sample(Op memory op, In[] memory ins, uint256 e, Env memory env) internal pure returns (uint256) {
+        uint256 st = stageOf(op);
+        uint256 v = _sampleShape(op, ins, st);
+        if (st == SCALE) return Float32.div(uint32(ld(ins[0], e)), env.temperature);
+        if (st == EXP) return _sampleExp(ins, e, v, env);
+        if (st == SCAN) return _scan(ins, e);
+        if (st == TOPP) return _topp(ins, e, v, env);
+        if (st == DRAW) return _draw(ins, e, v, env);
+        if (st == JSTAR) return _jstar(ins, v, env);
+        if (st == PICK) return _pick(ins, v, env);
+        revert OpMismatch(SAMPLE, 2);
+    }
+
+    /// @notice RepOps spec §7.3 step 4: K = V if top_k == 0 or top_k ≥ V, else top_k.
+    function keff(uint256 v, Env memory env) internal pure returns (uint256) {
+        return env.topK == 0 || env.topK >= v ? v : env.topK;
+    }
+
+    /// @notice RepOps spec §7.2: u = r24 · 2^-24 as binary32 bits (exact), r24 the first 24 bits
+    ///         of keccak256(bytes32(uint256(seed)) ‖ uint64_be(step)).
+    function prngU(uint64 seed, uint256 step) internal pure returns (uint32) {
+        uint256 r24 = uint256(keccak256(abi.encodePacked(bytes32(uint256(seed)), uint64(step)))) >> 232;
+        if (r24 == 0) return 0;
+        uint256 msb = Float32.log2(r24); // 0..23: u = 1.f · 2^(msb − 24), always normal
+        return uint32(((msb + 103) << 23) | ((r24 << (23 - msb)) & 0x7FFFFF));
+    }
+
+    /// @dev Shape rules of SAMPLE (§L5.10): ins[0] is a V-long row (z, z', p, c or g), every
+    ///      other V-long input (order, f, self) has V elements, the index inputs are [1, 1];
+    ///      stages 1-6 output V elements, 7-8 one. Returns V.
+    function _sampleShape(Op memory op, In[] memory ins, uint256 st) private pure returns (uint256 v) {
+        _need(st >= SCALE && st <= PICK, SAMPLE, 2);
+        uint256 nin = (st == SCALE || st == TOPP) ? 1 : st == DRAW ? 3 : (st == JSTAR || st == PICK) ? 4 : 2;
+        _need(ins.length >= nin, SAMPLE, 3);
+        for (uint256 k = 0; k < nin; ++k) _need(ins[k].present, SAMPLE, 3);
+        v = ins[0].n;
+        _need(v >= 1 && numel(op.dims) == (st <= DRAW ? v : 1), SAMPLE, 3);
+        // the second V-long input: self (SORT, SCAN), order (EXP), f (DRAW), f (JSTAR), order (PICK)
+        if (st == SORT || st == EXP || st == SCAN || st == DRAW) _need(ins[1].n == v, SAMPLE, 3);
+        if (st == JSTAR) _need(ins[2].n == v, SAMPLE, 3);
+        if (st == PICK) _need(ins[2].n == v, SAMPLE, 3);
+    }
+
+    /// @dev An index element of agreed data (order, J0, j0, A, jstar): must lie in [0, V).
+    function _at(In memory t, uint256 pos, uint256 v) private pure returns (uint256) {
+        int256 got = _sint(t, ld(t, pos));
+        _need(got >= 0 && uint256(got) < v, SAMPLE, 4);
+        return uint256(got);
+    }
+
+    /// @dev SORT order key: any NaN below −inf, −0 = +0, otherwise IEEE value order.
+    function _key(uint32 x) private pure returns (int256) {
+        if (Float32.isNaN(x)) return type(int256).min;
+        int256 m = int256(uint256(x & 0x7FFFFFFF));
+        return x >> 31 == 1 ? -m : m;
+    }
+
+    /// @notice prec(a, b), "a comes before b" in the SORT order: key(z'[a]) > key(z'[b]), or
+    ///         equal keys and a < b (§L5.10; RepOps spec §7.3 step 3 for NaN-free z').
+    function prec(In memory zp, uint256 a, uint256 b) internal pure returns (bool) {
+        int256 ka = _key(uint32(ld(zp, a)));
+        int256 kb = _key(uint32(ld(zp, b)));
+        return ka > kb || (ka == kb && a < b);
+    }
+
+    /// @notice SORT (stage 2) one-step rule: claimed index x at position j is right iff x is in
+    ///         [0, V) and the defender's own neighbours order_D[j−1], order_D[j+1] (from `self`,
+    ///         ins[1]) are in range with prec(order_D[j−1], x) and prec(x, order_D[j+1]).
+    ///         Only the sorted permutation passes at every j (docs/trace-layout.md §L5.10).
+    function sortHolds(Op memory op, In[] memory ins, uint256 j, uint256 claimed) internal pure returns (bool) {
+        uint256 v = _sampleShape(op, ins, SORT);
+        In memory zp = ins[0];
+        In memory me = ins[1];
+        if (claimed >= v) return false;
+        if (j > 0) {
+            int256 a = _sint(me, ld(me, j - 1));
+            if (a < 0 || uint256(a) >= v || !prec(zp, uint256(a), claimed)) return false;
+        }
+        if (j + 1 < v) {
+            int256 b = _sint(me, ld(me, j + 1));
+            if (b < 0 || uint256(b) >= v || !prec(zp, claimed, uint256(b))) return false;
+        }
+        return true;
+    }
+
+    /// @dev Stage 3: e[j] = exp(sub(z'[order[j]], z'[order[0]])) for j < K, else −0 (the fold
+    ///      pad), RepOps spec §7.3 step 5.
+    function _sampleExp(In[] memory ins, uint256 j, uint256 v, Env memory env) private pure returns (uint256) {
+        if (j >= keff(v, env)) return Float32.NEG_ZERO;
+        uint32 m = uint32(ld(ins[0], _at(ins[1], 0, v)));
+        uint32 x = uint32(ld(ins[0], _at(ins[1], j, v)));
+        return Float32Transcendental.exp(Float32.sub(x, m));
+    }
+
+    /// @dev Stage 4: c[0] = canon(p[0]), c[j] = add(c_D[j−1], p[j]) with c_D the defender's own
+    ///      output (ins[1] = self), RepOps spec §7.3 step 6.
+    function _scan(In[] memory ins, uint256 j) private pure returns (uint256) {
+        uint32 p = uint32(ld(ins[0], j));
+        if (j == 0) return Float32.isNaN(p) ? Float32.NAN : p;
+        return Float32.add(uint32(ld(ins[1], j - 1)), p);
+    }
+
+    /// @dev Stage 5: f[j] = 1.0 iff top_p < 1 and j < K and c[j] ≥ top_p (IEEE), RepOps spec
+    ///      §7.3 step 6; ARGFOLD over f then finds the first such j.
+    function _topp(In[] memory ins, uint256 j, uint256 v, Env memory env) private pure returns (uint256) {
+        if (!Float32.lt(env.topP, Float32.ONE) || j >= keff(v, env)) return 0;
+        return Float32.le(env.topP, uint32(ld(ins[0], j))) ? Float32.ONE : 0;
+    }
+
+    /// @dev J of RepOps spec §7.3 step 6 from f and its first maximum J0: J0 if f[J0] = 1.0,
+    ///      else K − 1.
+    function _bigJ(In memory f, In memory j0, uint256 v, Env memory env) private pure returns (uint256) {
+        uint256 at = _at(j0, 0, v);
+        return ld(f, at) == Float32.ONE ? at : keff(v, env) - 1;
+    }
+
+    /// @dev Stage 6: r = mul(u, c[J]); g[j] = 1.0 iff j ≤ J and c[j] > r (RepOps spec §7.3
+    ///      steps 7-8); ARGFOLD over g then finds the first such j.
+    function _draw(In[] memory ins, uint256 j, uint256 v, Env memory env) private pure returns (uint256) {
+        uint256 bigJ = _bigJ(ins[1], ins[2], v, env);
+        if (j > bigJ) return 0;
+        uint32 r = Float32.mul(prngU(env.seed, env.step), uint32(ld(ins[0], bigJ)));
+        return Float32.lt(r, uint32(ld(ins[0], j))) ? Float32.ONE : 0;
+    }
+
+    /// @dev Stage 7: j* = j0 if g[j0] = 1.0, else J (RepOps spec §7.3 step 8).
+    function _jstar(In[] memory ins, uint256 v, Env memory env) private pure returns (uint256) {
+        uint256 bigJ = _bigJ(ins[2], ins[3], v, env);
+        uint256 j0 = _at(ins[1], 0, v);
+        return ld(ins[0], j0) == Float32.ONE ? j0 : bigJ;
+    }
+
+    /// @dev Stage 8: the token. Greedy argmax A when T = ±0 or z[A] is NaN (RepOps spec §7.3
+    ///      step 1), else order[j*].
+    function _pick(In[] memory ins, uint256 v, Env memory env) private pure returns (uint256) {
+        uint256 a = _at(ins[1], 0, v);
+        if (env.temperature & 0x7FFFFFFF == 0 || Float32.isNaN(uint32(ld(ins[0], a)))) return a;
+        return _at(ins[2], _at(ins[3], 0, v), v);
     }
 }
