@@ -45,6 +45,25 @@ class Code(IntEnum):
     ROPE = 7
     MOVE = 8
     CONCAT = 9
+    SAMPLE = 10
+
+
+class Stage(IntEnum):
+    """SAMPLE stages (§L5.10), attribute word 0 of a SAMPLE record: RepOps spec §7.3 cut into
+    trace ops whose every element is one cheap one-step. Renumbering changes program roots."""
+
+    SCALE = 1  # z' = div(z, T)
+    SORT = 2  # order within blocks of `block` tokens (attr 1)
+    EXP = 3  # e[j] = exp(sub(z'[order[j]], z'[order[0]])) for j < K, else -0
+    SCAN = 4  # c = running sum of p (reads its own output)
+    TOPP = 5  # f[j] = 1.0 where top_p < 1, j < K and c[j] >= top_p
+    DRAW = 6  # g[j] = 1.0 where j <= J and c[j] > r
+    JSTAR = 7  # j* from the first 1.0 of g, else J
+    PICK = 8  # the token: greedy argmax or order[j*]
+    MERGE = 9  # two sorted half-blocks of `half` (attr 1) merged (reads its own output)
+
+
+SELF_STAGES = (Stage.SCAN, Stage.MERGE)  # §L5.10: their witness carries the defender's output
 
 
 class Src(IntEnum):
@@ -75,6 +94,60 @@ class Fn(IntEnum):
 
 def is_binary(fn: int) -> bool:
     return fn < 16
+
+
+def reads_self(op: TraceOp) -> bool:
+    """§L7: the one-step of this op reads the defender's own output (`self` tensor)."""
+    return op.code == Code.SAMPLE and bool(op.attrs) and op.attrs[0] in SELF_STAGES
+
+
+F32_ONE = 0x3F800000
+
+
+def f32_word(v: float) -> int:
+    """binary32 bits of v (round to nearest even, as numpy.float32 does)."""
+    import struct
+
+    return struct.unpack(">I", struct.pack(">f", v))[0]
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """JobMarket.JobConfig (§L1, §L5.10): what SAMPLE ops read besides tensors. Floats are
+    binary32 bit patterns; `seed` is the uint64 the market stores, read as bytes32(uint256(seed))
+    by the PRNG (RepOps spec §7.2)."""
+
+    max_tokens: int = 1
+    temperature: int = 0
+    top_k: int = 0
+    top_p: int = F32_ONE
+    seed: int = 0
+
+    ABI = ("uint32", "uint32", "uint32", "uint32", "uint64")
+
+    def encode(self) -> bytes:
+        """abi.encode(JobConfig): the preimage of the job's config hash."""
+        from eth_abi import encode
+
+        return encode(list(self.ABI), [self.max_tokens, self.temperature, self.top_k,
+                                       self.top_p, self.seed])
+
+    @classmethod
+    def decode(cls, data: bytes) -> JobConfig:
+        from eth_abi import decode
+
+        return cls(*decode(list(cls.ABI), data))
+
+    @classmethod
+    def of(cls, max_tokens: int, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+           seed: int = 0) -> JobConfig:
+        """From the requester's numbers (floats rounded once to binary32)."""
+        return cls(max_tokens, f32_word(temperature), top_k, f32_word(top_p), seed)
+
+    @property
+    def greedy(self) -> bool:
+        """RepOps spec §7.3 step 1: T == 0 (IEEE: -0 too)."""
+        return self.temperature & 0x7FFFFFFF == 0
 
 
 _I64 = 1 << 64
