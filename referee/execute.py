@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from referee.layout import Src, Symbols, TraceOp, TraceProgram
+from referee.layout import JobConfig, Src, Symbols, TraceOp, TraceProgram
 from referee.ops import EvalContext, elements, numel
 from repops.commit import tensor_root_np, trace_leaves
 
@@ -54,6 +54,7 @@ class Trace:
     program: TraceProgram
     job_tokens: list[int]
     outputs: list[np.ndarray] = field(default_factory=list)
+    config: JobConfig = field(default_factory=JobConfig)  # what SAMPLE ops read (§L5.10)
     roots: list[bytes] = field(default_factory=list)
 
     @property
@@ -97,18 +98,21 @@ def run_op(op: TraceOp, ins: list[ArrayView | None], cx: EvalContext) -> np.ndar
 
 
 def run(program: TraceProgram, weights: Mapping[bytes, np.ndarray], job_tokens: Sequence[int],
-        max_steps: int, override: Callable[[int, np.ndarray], np.ndarray] | None = None) -> Trace:
-    """Greedy run for up to `max_steps` steps, stopping after an EOS token (§L1).
+        max_steps: int, override: Callable[[int, np.ndarray], np.ndarray] | None = None,
+        config: JobConfig | None = None) -> Trace:
+    """Run for up to `max_steps` steps, stopping after an EOS token (§L1), under the job's
+    `config` (temperature, top_k, top_p, seed: SAMPLE ops, §L5.10; default greedy).
 
     `override(leaf, output)` lets tests play a cheating executor: whatever it returns is what
     gets committed and what later ops read.
     """
     if max_steps < 1:
         raise ValueError("a trace has at least one step")
-    tr = Trace(program, list(job_tokens))
+    cfg = config if config is not None else JobConfig(max_tokens=max_steps)
+    tr = Trace(program, list(job_tokens), config=cfg)
     p = program.n_ops
     for s in range(max_steps):
-        cx = EvalContext(Symbols.for_step(len(job_tokens), s), s, tr.job_tokens)
+        cx = EvalContext(Symbols.for_step(len(job_tokens), s), s, tr.job_tokens, cfg)
         for j, op in enumerate(program.ops):
             ins = resolve_inputs(op, s, p, weights, lambda i: tr.outputs[i])
             out = run_op(op, ins, cx)

@@ -28,6 +28,7 @@ from referee.layout import (
     Dim,
     Fn,
     Input,
+    Stage,
     TraceOp,
     TraceProgram,
     op_input,
@@ -36,6 +37,7 @@ from referee.layout import (
 from repops.api import default_scale
 
 DEFAULT_SEGMENT = 64  # fma steps per DOT element (§L5.3); see docs/reports/gas-onestep.md
+DEFAULT_SORT_BLOCK = 256  # tokens per SORT block (§L5.10): one 1 KiB chunk of z'
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,44 @@ class Lowering:
         assert idx is not None
         return idx
 
-    # ------------------------------------------------------------------ §L8.5 composites
+    # ------------------------------------------------------------------ §L8.5 sampling
+
+    def _sample(self, stage: Stage, dtype: str, dims: tuple[Dim, ...], ins: Sequence[T],
+                extra: tuple[int, ...] = (), name: str = "") -> T:
+        return self.emit(TraceOp(Code.SAMPLE, dtype, dims, tuple(t.ref for t in ins),
+                                 (int(stage),) + extra, name or f"sample/{stage.name.lower()}"))
+
+    def sample(self, z: T, greedy: T, vocab: int, block: int = DEFAULT_SORT_BLOCK,
+               name: str = "sample") -> T:
+        """RepOps spec §7.3 on the logits row z [1, V] (§L5.10): the token, greedy when T = 0.
+
+        `greedy` is the argmax of z (its last ARGFOLD level), which PICK returns for T = 0 or a
+        NaN logit. The sort is a SORT of blocks of `block` tokens then MERGE levels doubling
+        the sorted runs until one covers the row, so every element is O(block) or O(1) work."""
+        if block < 1:
+            raise ValueError("sort block must be positive")
+        row = z.dims
+        one = z.dims[:-1] + (Dim(1),)
+        zp = self._sample(Stage.SCALE, "float32", row, (z,), name=f"{name}/scale")
+        order = self._sample(Stage.SORT, "int32", row, (zp,), (block,), f"{name}/sort")
+        h = block
+        while h < vocab:
+            order = self._sample(Stage.MERGE, "int64", row, (order, zp), (h,),
+                                 f"{name}/merge{2 * h}")
+            h *= 2
+        e = self._sample(Stage.EXP, "float32", row, (zp, order), name=f"{name}/exp")
+        s = self.fold(e, vocab, Dim(vocab), combine=0, name=f"{name}/sum")
+        p = self.ew(Fn.DIV, e, s, dims=row, name=f"{name}/p")
+        c = self._sample(Stage.SCAN, "float32", row, (p,), name=f"{name}/scan")
+        f = self._sample(Stage.TOPP, "float32", row, (c,), name=f"{name}/topp")
+        big_j = self.argmax(f, vocab, f"{name}/J0")
+        g = self._sample(Stage.DRAW, "float32", row, (c, f, big_j), name=f"{name}/draw")
+        j0 = self.argmax(g, vocab, f"{name}/j0")
+        jstar = self._sample(Stage.JSTAR, "int32", one, (g, j0, f, big_j), name=f"{name}/jstar")
+        return self._sample(Stage.PICK, "int32", one, (z, greedy, order, jstar),
+                            name=f"{name}/pick")
+
+    # ------------------------------------------------------------------ §L8.6 composites
 
     def rms_norm(self, x: T, w: T | None, n: int, eps: float, name: str = "rms_norm") -> T:
         """RepOps spec §6.7, step by step."""
@@ -266,8 +305,10 @@ LAYER_ROLES = ("attn_norm", "wq", "wk", "wv", "wo", "ffn_norm", "w_gate", "w_up"
 
 
 def llama_program(cfg: LlamaShape, w: LlamaWeights, max_ctx: int, eos: int = NO_EOS,
-                  segment: int = DEFAULT_SEGMENT) -> TraceProgram:
-    """The greedy-decoding trace program of a Llama model (§L8.6), one step per token."""
+                  segment: int = DEFAULT_SEGMENT,
+                  sort_block: int = DEFAULT_SORT_BLOCK) -> TraceProgram:
+    """The trace program of a Llama model (§L8), one step per token; the token op is the
+    sampling tail's PICK (greedy argmax when the job's temperature is 0)."""
     lw = Lowering(segment=segment, max_ctx=max_ctx)
     d, hd = cfg.dim, cfg.head_dim
     dkv = cfg.kv_heads * hd
@@ -302,7 +343,8 @@ def llama_program(cfg: LlamaShape, w: LlamaWeights, max_ctx: int, eos: int = NO_
     last = lw.move(x, (Dim(1), Dim(d)), Dim(-d, d, 0), (Dim(d), Dim(1)), "last_row")
     h = lw.rms_norm(last, lw.weight(w.norm, (d,)), d, cfg.eps, "out_norm")
     logits = lw.linear(h, lw.weight(w.output, (cfg.vocab, d)), "lm_head")
-    token = lw.argmax(logits, cfg.vocab, "argmax")
+    greedy = lw.argmax(logits, cfg.vocab, "argmax")
+    token = lw.sample(logits, greedy, cfg.vocab, sort_block)
     lw.ops[0] = TraceOp(Code.TOKENS, "int32", (SEQ,), (JOB_INPUT, op_input(token.ref.op, 1)),
                         (), "tokens")
     return lw.program(token, eos)

@@ -10,13 +10,13 @@ Values travel as integer arrays: float32 → uint32 bit patterns, int32/int64 �
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from referee import f32
-from referee.layout import Code, Dim, Fn, Symbols, TraceOp, is_binary
+from referee.layout import F32_ONE, Code, Dim, Fn, JobConfig, Stage, Symbols, TraceOp, is_binary
 
 
 class OpError(ValueError):
@@ -32,11 +32,13 @@ class View(Protocol):
 
 @dataclass
 class EvalContext:
-    """What an op may read besides its tensors: the step's symbols and the job's tokens."""
+    """What an op may read besides its tensors: the step's symbols, the job's tokens and
+    (SAMPLE, §L5.10) the job's config."""
 
     sym: Symbols
     step: int
     job_tokens: Sequence[int]
+    config: JobConfig = field(default_factory=JobConfig)
 
 
 def numel(shape: Sequence[int]) -> int:
@@ -328,9 +330,300 @@ def concat(op, out, ins, e, cx):
     return res
 
 
+# ------------------------------------------------------------------------------ §L5.10 SAMPLE
+
+_U32 = 1 << 32
+_NAN_KEY = -(1 << 31)  # below every other key (-inf is -0x7F800000)
+
+
+def sort_key(bits: np.ndarray) -> np.ndarray:
+    """§L5.10 SORT key: any NaN below -inf, -0 = +0, else IEEE value order, as int64."""
+    u = np.asarray(bits, dtype=np.int64) & 0xFFFFFFFF
+    mag = u & 0x7FFFFFFF
+    key = np.where(u >> 31 == 1, -mag, mag)
+    return np.where(mag > 0x7F800000, _NAN_KEY, key).astype(np.int64)
+
+
+def prec(ka: np.ndarray, a: np.ndarray, kb: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """§L5.10 prec(a, b): token a comes before token b (keys ka, kb). RepOps spec §7.3 step 3:
+    descending value, equal values (-0 = +0) by ascending index; a strict total order."""
+    return (ka > kb) | ((ka == kb) & (a < b))
+
+
+def keff(v: int, cfg: JobConfig) -> int:
+    """RepOps spec §7.3 step 4: K = V if top_k == 0 or top_k >= V, else top_k."""
+    return v if cfg.top_k == 0 or cfg.top_k >= v else cfg.top_k
+
+
+def prng_u_bits(cfg: JobConfig, step: int) -> int:
+    """RepOps spec §7.2: u = r24 · 2^-24 (exact binary32) for seed bytes32(uint256(seed))."""
+    from repops.sample import prng_u
+
+    return f32.f32_bits(prng_u(cfg.seed, step))
+
+
+def _low(v: np.ndarray, n: int, what: str) -> np.ndarray:
+    """An order entry (SORT int32 or MERGE int64 element): its low 32-bit word, in [0, n)."""
+    lo = np.asarray(v, dtype=np.int64) & 0xFFFFFFFF
+    _need(bool(np.all(lo < n)), f"SAMPLE {what}: index outside the row")
+    return lo
+
+
+def _index(view: View | None, n: int, what: str) -> int:
+    """An index tensor's element 0 (J0, j0, A, j*), in [0, n)."""
+    got = int(_get(view, np.zeros(1, np.int64), what)[0])
+    _need(0 <= got < n, f"SAMPLE {what}: index outside the row")
+    return got
+
+
+_SAMPLE_INPUTS = {Stage.SCALE: 1, Stage.SORT: 1, Stage.EXP: 2, Stage.SCAN: 1, Stage.TOPP: 1,
+                  Stage.DRAW: 3, Stage.JSTAR: 4, Stage.PICK: 4, Stage.MERGE: 2}
+
+
+def _sample_shape(op: TraceOp, out: Sequence[int], ins: list[View | None]) -> tuple[Stage, int]:
+    """§L5.10 shapes: ins[0] is a row of V, the other row inputs have V elements, index inputs
+    one; stages up to DRAW and MERGE output V elements, JSTAR and PICK one. Returns (stage, V)."""
+    _need(len(op.attrs) >= 1 and op.attrs[0] in Stage.__members__.values(), "SAMPLE: stage")
+    st = Stage(op.attrs[0])
+    _need(len(ins) >= _SAMPLE_INPUTS[st] and all(ins[k] is not None
+                                                 for k in range(_SAMPLE_INPUTS[st])),
+          "SAMPLE: inputs absent")
+    v = numel(ins[0].shape)
+    _need(v >= 1, "SAMPLE: empty row")
+    single = st in (Stage.JSTAR, Stage.PICK)
+    _need(numel(out) == (1 if single else v), "SAMPLE: output shape")
+    rows = {Stage.EXP: (1,), Stage.DRAW: (1,), Stage.JSTAR: (2,), Stage.PICK: (2,),
+            Stage.MERGE: (1,)}.get(st, ())
+    _need(all(numel(ins[k].shape) == v for k in rows), "SAMPLE: row inputs differ in length")
+    if st in (Stage.SORT, Stage.MERGE):
+        _need(len(op.attrs) == 2 and op.attrs[1] >= 1, "SAMPLE: block size")
+    return st, v
+
+
+def _block_order(zp: View, s0: int, n: int) -> np.ndarray:
+    """Tokens s0 … s0+n−1 in prec order (§L5.10 SORT)."""
+    tok = np.arange(s0, s0 + n, dtype=np.int64)
+    key = sort_key(_get(zp, tok, "SORT z'"))
+    return tok[np.lexsort((tok, -key))]
+
+
+def _sort(op, v, ins, e):
+    """SORT (attr block B): element j is token rank (j − s0) of block [s0, s0 + B) ∩ [0, V)."""
+    b = op.attrs[1]
+    res = np.zeros(e.shape, dtype=np.int64)
+    for s0 in np.unique((e // b) * b):
+        s0 = int(s0)
+        blk = _block_order(ins[0], s0, min(b, v - s0))
+        sel = (e // b) * b == s0
+        res[sel] = blk[e[sel] - s0]
+    return res
+
+
+class _Merge:
+    """One block of a MERGE level (§L5.10): sorted halves A = prev[s0, s0+h) and
+    B = prev[s0+h, s0+2h), clipped to the row; t = how many of A precede output offset q."""
+
+    def __init__(self, op: TraceOp, v: int, ins: list[View | None], k: int) -> None:
+        self.h = op.attrs[1]
+        self.v = v
+        self.prev, self.zp = ins[0], ins[1]
+        self.s0 = (k // (2 * self.h)) * 2 * self.h
+        self.len_a = max(0, min(self.h, v - self.s0))
+        self.len_b = max(0, min(self.h, v - self.s0 - self.h))
+
+    def _tok(self, pos: int) -> int:
+        return int(_low(_get(self.prev, np.array([pos]), "MERGE prev"), self.v, "MERGE")[0])
+
+    def a(self, i: int) -> int:
+        return self._tok(self.s0 + i)
+
+    def b(self, i: int) -> int:
+        return self._tok(self.s0 + self.h + i)
+
+    def valid(self, t: int, q: int) -> bool:
+        return 0 <= t <= self.len_a and 0 <= q - t <= self.len_b and q < self.len_a + self.len_b
+
+    def took_a(self, t: int, q: int) -> bool:
+        """Output offset q (t of A before it) takes A[t]: A left, and B exhausted or A first."""
+        if t >= self.len_a:
+            return False
+        if q - t >= self.len_b:
+            return True
+        x, y = self.a(t), self.b(q - t)
+        kx, ky = sort_key(_get(self.zp, np.array([x, y]), "MERGE z'"))
+        return bool(prec(kx, x, ky, y))
+
+    def value(self, t: int, q: int) -> int:
+        """The element at offset q given t: t · 2^32 + the token taken there."""
+        tok = self.a(t) if self.took_a(t, q) else self.b(q - t)
+        return t * _U32 + tok
+
+
+def _merge(op, v, ins, e):
+    """MERGE (attr half h), element value by the recurrence t(0) = 0, t(q+1) = t(q) + [A taken
+    at q], run from the block's start (the one-step reads t(q−1) from `self` instead): the
+    same rule as `_Merge.took_a`, on the whole block's tokens read at once."""
+    res = np.zeros(e.shape, dtype=np.int64)
+    h = op.attrs[1]
+    for s0 in np.unique((e // (2 * h)) * 2 * h).tolist():
+        m = _Merge(op, v, ins, s0)
+        pos = np.arange(s0, s0 + m.len_a + m.len_b, dtype=np.int64)
+        toks = _low(_get(m.prev, pos, "MERGE prev"), v, "MERGE")
+        keys = sort_key(_get(m.zp, toks, "MERGE z'")).tolist()
+        toks = toks.tolist()
+        sel = (e // (2 * h)) * 2 * h == s0
+        last = int(e[sel].max()) - s0
+        vals = np.zeros(last + 1, dtype=np.int64)
+        t = 0
+        for q in range(last + 1):
+            ia, ib = t, m.len_a + q - t
+            take_a = t < m.len_a and (q - t >= m.len_b or keys[ia] > keys[ib] or (
+                keys[ia] == keys[ib] and toks[ia] < toks[ib]))
+            vals[q] = t * _U32 + (toks[ia] if take_a else toks[ib])
+            t += take_a
+        res[sel] = vals[e[sel] - s0]
+    return res
+
+
+def _scan(v, ins, e):
+    """SCAN: c[0] = canon(p[0]), c[j] = add(c[j−1], p[j]) (RepOps spec §7.3 step 6)."""
+    import torch
+
+    from repops.cpu import kernels
+
+    last = int(e.max()) + 1 if e.size else 0
+    p = _get(ins[0], np.arange(last, dtype=np.int64), "SCAN p").astype(np.uint32)
+    c = kernels.cumsum_seq(torch.from_numpy(p.view(np.float32))).numpy().view(np.uint32)
+    return c[e].astype(np.int64)
+
+
+def _f(bits) -> np.ndarray:
+    return np.asarray(bits, dtype=np.uint32).view(np.float32)
+
+
+def _big_j(f: View, j0: View, v: int, cfg: JobConfig) -> int:
+    """J of RepOps spec §7.3 step 6 from TOPP's f and its first maximum J0."""
+    at = _index(j0, v, "J0")
+    return at if int(_get(f, np.array([at]), "f")[0]) == F32_ONE else keff(v, cfg) - 1
+
+
+def sample(op, out, ins, e, cx):
+    st, v = _sample_shape(op, out, ins)
+    cfg = cx.config
+    k = keff(v, cfg)
+    if st == Stage.SCALE:
+        return f32.binary("div", _get(ins[0], e, "SCALE z"), np.uint32(cfg.temperature))
+    if st == Stage.SORT:
+        return _sort(op, v, ins, e)
+    if st == Stage.MERGE:
+        return _merge(op, v, ins, e)
+    if st == Stage.EXP:
+        res = np.full(e.shape, f32.NEG_ZERO, dtype=np.uint32)
+        live = e < k
+        if live.any():
+            o = _low(_get(ins[1], e[live], "EXP order"), v, "EXP order")
+            o0 = _low(_get(ins[1], np.zeros(1, np.int64), "EXP order"), v, "EXP order")
+            x = _get(ins[0], o, "EXP z'")
+            m = _get(ins[0], o0, "EXP z'")
+            res[live] = f32.unary("exp", f32.binary("sub", x, m))
+        return res
+    if st == Stage.SCAN:
+        return _scan(v, ins, e)
+    if st == Stage.TOPP:
+        res = np.zeros(e.shape, dtype=np.uint32)
+        top_p = _f(cfg.top_p)
+        live = e < k
+        if top_p < np.float32(1.0) and live.any():
+            c = _f(_get(ins[0], e[live], "TOPP c"))
+            res[live] = np.where(c >= top_p, np.uint32(F32_ONE), np.uint32(0))
+        return res
+    if st == Stage.DRAW:
+        big_j = _big_j(ins[1], ins[2], v, cfg)
+        res = np.zeros(e.shape, dtype=np.uint32)
+        live = e <= big_j
+        if live.any():
+            cj = _get(ins[0], np.array([big_j]), "DRAW c")
+            r = f32.binary("mul", np.uint32(prng_u_bits(cfg, cx.step)), cj)
+            c = _f(_get(ins[0], e[live], "DRAW c"))
+            res[live] = np.where(c > _f(r), np.uint32(F32_ONE), np.uint32(0))
+        return res
+    if st == Stage.JSTAR:
+        big_j = _big_j(ins[2], ins[3], v, cfg)
+        j0 = _index(ins[1], v, "j0")
+        hit = int(_get(ins[0], np.array([j0]), "JSTAR g")[0]) == F32_ONE
+        return np.full(e.shape, j0 if hit else big_j, dtype=np.int64)
+    # PICK
+    a = _index(ins[1], v, "A")
+    if cfg.greedy or bool(f32.isnan(_get(ins[0], np.array([a]), "PICK z"))[0]):
+        return np.full(e.shape, a, dtype=np.int64)
+    js = _index(ins[3], v, "j*")
+    return np.full(e.shape, _low(_get(ins[2], np.array([js]), "PICK order"), v, "PICK")[0],
+                   dtype=np.int64)
+
+
+def _sample_holds(op: TraceOp, out, ins: list[View | None], me: View | None, e: int,
+                  claimed: int, cx: EvalContext) -> bool | None:
+    """§L5.10 one-step rules of SORT, MERGE and SCAN (None: the plain element rule applies).
+
+    SORT: the claimed token x is in the block and exactly (e − s0) block tokens precede it.
+    MERGE, SCAN: the element recomputed from the defender's own previous element (`me`)."""
+    st, v = _sample_shape(op, out, ins)
+    if st == Stage.SORT:
+        b = op.attrs[1]
+        s0 = (e // b) * b
+        n = min(b, v - s0)
+        x = claimed - _U32 if claimed >= 1 << 31 else claimed  # int32 bits → value
+        if not s0 <= x < s0 + n:
+            return False
+        tok = np.arange(s0, s0 + n, dtype=np.int64)
+        key = sort_key(_get(ins[0], tok, "SORT z'"))
+        ahead = prec(key, tok, key[x - s0], np.int64(x))
+        return int(ahead.sum()) == e - s0
+    if st not in (Stage.MERGE, Stage.SCAN):
+        return None
+    _need(me is not None, "SAMPLE: the defender's own output is missing")
+    if st == Stage.SCAN:
+        p = _get(ins[0], np.array([e]), "SCAN p")
+        want = f32.canon(p) if e == 0 else f32.binary(
+            "add", _get(me, np.array([e - 1]), "SCAN self").astype(np.uint32), p)
+        return int(want[0]) == claimed
+    m = _Merge(op, v, ins, e)
+    q = e - m.s0
+    if q == 0:
+        t = 0
+    else:
+        prev = int(_get(me, np.array([e - 1]), "MERGE self")[0]) % (1 << 64)
+        tp = prev >> 32
+        if not m.valid(tp, q - 1):
+            return False
+        t = tp + (1 if m.took_a(tp, q - 1) else 0)
+    return m.value(t, q) == claimed
+
+
+def holds(op: TraceOp, ins: list[View | None], me: View | None, e: int, claimed: int,
+          cx: EvalContext) -> bool:
+    """The one-step decision for Claim.Element (§L5, §L5.10): is `claimed` (C1 bits) output
+    element `e`? For every op but SAMPLE SORT/MERGE/SCAN: element(e) == claimed. `me` is the
+    defender's own output (§L7 `self`), read by MERGE and SCAN only."""
+    out = op.shape(cx.sym)
+    _need(0 <= e < numel(out), f"{op.code.name}: element outside output")
+    if op.code == Code.SAMPLE:
+        got = _sample_holds(op, out, ins, me, e, claimed, cx)
+        if got is not None:
+            return got
+    value = elements(op, ins, np.array([e]), cx)[0]
+    return element_bits(int(value), op.dtype) == claimed
+
+
+def element_bits(value: int, dtype: str) -> int:
+    """C1: the little-endian element as an unsigned integer (what `claimedBits` holds)."""
+    width = {"float32": 32, "int32": 32, "int64": 64, "uint8": 8}[dtype]
+    return int(value) % (1 << width)
+
+
 SEMANTICS = {Code.TOKENS: tokens, Code.GATHER: gather, Code.DOT: dot, Code.FOLD: fold,
              Code.ARGFOLD: argfold, Code.EW: ew, Code.ROPE: rope, Code.MOVE: move,
-             Code.CONCAT: concat}
+             Code.CONCAT: concat, Code.SAMPLE: sample}
 
 
 def elements(op: TraceOp, ins: list[View | None], e: np.ndarray, cx: EvalContext) -> np.ndarray:

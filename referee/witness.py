@@ -17,7 +17,7 @@ from eth_abi import encode
 
 from referee.execute import ArrayView, Trace
 from referee.layout import Src, Symbols
-from referee.ops import EvalContext, elements
+from referee.ops import EvalContext, element_bits, elements  # noqa: F401 (re-export)
 from repops.commit import (
     CHUNK_BYTES,
     canonical_bytes,
@@ -73,12 +73,6 @@ def config_bytes(max_tokens: int, temperature: int = 0, top_k: int = 0, top_p: i
                  seed: int = 0) -> bytes:
     """abi.encode(JobMarket.JobConfig): the preimage of the job's config hash."""
     return encode(CONFIG_ABI, [max_tokens, temperature, top_k, top_p, seed])
-
-
-def element_bits(value: int, dtype: str) -> int:
-    """C1: the little-endian element as an unsigned integer (what `claimedBits` holds)."""
-    width = {"float32": 32, "int32": 32, "int64": 64, "uint8": 8}[dtype]
-    return int(value) % (1 << width)
 
 
 class RecordingView(ArrayView):
