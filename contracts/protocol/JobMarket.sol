@@ -29,12 +29,14 @@ contract JobMarket is IJobResult, IGameSettlement {
     /// @notice Marker for "challenger is not an executor slot".
     uint8 public constant EXTERNAL = type(uint8).max;
 
-    /// @notice Generation parameters (hashed into the job; the bytes are in JobPosted).
+    /// @notice Generation parameters (hashed into the job; the bytes are in JobPosted). Valid
+    ///         ranges (RepOps spec §7.3), enforced by postJob: 1 ≤ maxTokens ≤ MAX_TOKENS;
+    ///         temperature finite and ≥ 0 (−0 counts as 0); 0 < topP ≤ 1 (1.0 = disabled).
     struct JobConfig {
         uint32 maxTokens;
         uint32 temperature; // float32 bits; 0 = greedy
-        uint32 topK;
-        uint32 topP; // float32 bits
+        uint32 topK; // 0 = disabled
+        uint32 topP; // float32 bits; 0x3F800000 (1.0) = disabled
         uint64 seed;
     }
 
@@ -115,6 +117,20 @@ contract JobMarket is IJobResult, IGameSettlement {
 
     error UnknownModel(bytes32 modelHash);
     error BadRequest();
+    /// @notice maxTokens is 0 or above MAX_TOKENS.
+    error BadMaxTokens(uint32 maxTokens);
+    /// @notice The temperature's float32 bits are NaN, ±inf or negative (RepOps spec §7.3).
+    error BadTemperature(uint32 bits);
+    /// @notice top_p's float32 bits are not in (0, 1]: ≤ 0, > 1 or NaN (RepOps spec §7.3).
+    error BadTopP(uint32 bits);
+    /// @notice The input is not a whole number of uint32 tokens (commitments C6).
+    error InputNotTokens(uint256 byteLength);
+    /// @notice The input has no token; step 0 of a trace program needs one (trace layout §L1).
+    error EmptyInput();
+    /// @notice Input tokens + maxTokens exceed the positions the model's program was compiled for.
+    error ContextExceeded(uint256 inputTokens, uint32 maxTokens, uint32 maxContext);
+    /// @notice Input token `index` is `token`, not below the model's vocabulary size.
+    error TokenOutOfVocab(uint256 index, uint32 token, uint32 vocabSize);
     error NoSuchJob(uint256 jobId);
     error WrongStatus(Status expected, Status actual);
     error WrongValue(uint256 expected, uint256 got);
@@ -190,31 +206,34 @@ contract JobMarket is IJobResult, IGameSettlement {
     // -----------------------------------------------------------------------------------------
     // Requester
 
-    /// @notice Posts a job; msg.value is the reward.
+    /// @notice Posts a job; msg.value is the reward. A job the registered program cannot run
+    ///         is refused, because only a made-up trace could answer it and no one-step could
+    ///         check that trace (each refusal names its reason):
+    ///         UnknownModel; BadRequest (executors not 1..MAX_EXECUTORS, deadline passed, zero
+    ///         window, no reward); BadMaxTokens, BadTemperature, BadTopP (config, RepOps spec
+    ///         §7.3); InputNotTokens, EmptyInput, ContextExceeded, TokenOutOfVocab (input against
+    ///         the model's registered limits).
     /// @param req Model, config, deadline, window, bond and executor count.
     /// @param input The input tokens as C6 bytes (uint32 big-endian each).
     /// @return jobId The new job's id.
     function postJob(JobRequest calldata req, bytes calldata input) external payable nonReentrant returns (uint256 jobId) {
-        if (!registry.isRegistered(req.modelHash)) revert UnknownModel(req.modelHash);
-        if (
-            req.nExecutors == 0 || req.nExecutors > MAX_EXECUTORS || req.deadline <= block.timestamp
-                || req.challengeWindow == 0 || req.config.maxTokens == 0 || req.config.maxTokens > MAX_TOKENS
-                || input.length % 4 != 0 || msg.value == 0
-        ) revert BadRequest();
-        jobId = ++jobCount;
-        Job storage j = _jobs[jobId];
-        j.requester = msg.sender;
-        j.deadline = req.deadline;
-        j.challengeWindow = req.challengeWindow;
-        j.nExecutors = req.nExecutors;
-        j.status = Status.Open;
-        j.maxTokens = req.config.maxTokens;
-        j.modelHash = req.modelHash;
-        j.programRoot = registry.programRootOf(req.modelHash);
-        j.inputHash = keccak256(input);
-        j.configHash = keccak256(abi.encode(req.config));
-        j.reward = msg.value;
-        j.bond = req.bond;
+        {
+            bytes32 programRoot = _checkJob(req, input);
+            jobId = ++jobCount;
+            Job storage j = _jobs[jobId];
+            j.requester = msg.sender;
+            j.deadline = req.deadline;
+            j.challengeWindow = req.challengeWindow;
+            j.nExecutors = req.nExecutors;
+            j.status = Status.Open;
+            j.maxTokens = req.config.maxTokens;
+            j.modelHash = req.modelHash;
+            j.programRoot = programRoot;
+            j.inputHash = keccak256(input);
+            j.configHash = keccak256(abi.encode(req.config));
+            j.reward = msg.value;
+            j.bond = req.bond;
+        }
         totalEscrow += msg.value;
         emit JobPosted(
             jobId, msg.sender, req.modelHash, input, req.config, msg.value, req.bond, req.deadline, req.challengeWindow, req.nExecutors
@@ -429,6 +448,54 @@ contract JobMarket is IJobResult, IGameSettlement {
 
     // -----------------------------------------------------------------------------------------
     // Internals
+
+    /// @dev Every check of postJob (its NatSpec lists them); returns the model's program root.
+    ///      The registry is a trusted immutable contract and termsOf a view (staticcall).
+    function _checkJob(JobRequest calldata req, bytes calldata input) internal view returns (bytes32 programRoot) {
+        uint32 vocabSize;
+        uint32 maxContext;
+        (programRoot, vocabSize, maxContext) = registry.termsOf(req.modelHash);
+        if (programRoot == bytes32(0)) revert UnknownModel(req.modelHash);
+        if (
+            req.nExecutors == 0 || req.nExecutors > MAX_EXECUTORS || req.deadline <= block.timestamp
+                || req.challengeWindow == 0 || msg.value == 0
+        ) revert BadRequest();
+        _checkConfig(req.config);
+        _checkInput(input, req.config.maxTokens, vocabSize, maxContext);
+    }
+
+    /// @dev RepOps spec §7.3: temperature finite and ≥ 0 (bits ≤ 0x7F7FFFFF: +0 up to the
+    ///      largest finite; 0x80000000 is −0, which counts as 0); 0 < top_p ≤ 1 (bits 1 up to
+    ///      0x3F800000: positive subnormals included, NaN and every negative excluded).
+    ///      maxTokens 0 would be a trace of one step the requester did not ask for.
+    function _checkConfig(JobConfig calldata c) internal pure {
+        if (c.maxTokens == 0 || c.maxTokens > MAX_TOKENS) revert BadMaxTokens(c.maxTokens);
+        if (c.temperature > 0x7F7FFFFF && c.temperature != 0x80000000) revert BadTemperature(c.temperature);
+        if (c.topP == 0 || c.topP > 0x3F800000) revert BadTopP(c.topP);
+    }
+
+    /// @dev Commitments C6 tokens that the program can run (trace layout §L1): at least one,
+    ///      input + maxTokens within the registered context, every id below the vocabulary.
+    ///      The context check comes first, so the token loop runs at most
+    ///      maxContext ≤ ModelRegistry.MAX_CONTEXT times.
+    function _checkInput(bytes calldata input, uint32 maxTokens, uint32 vocabSize, uint32 maxContext) internal pure {
+        if (input.length % 4 != 0) revert InputNotTokens(input.length);
+        uint256 n = input.length / 4;
+        if (n == 0) revert EmptyInput();
+        if (n + maxTokens > maxContext) revert ContextExceeded(n, maxTokens, maxContext);
+        uint256 bad = n;
+        uint256 token;
+        assembly ("memory-safe") {
+            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+                token := shr(224, calldataload(add(input.offset, shl(2, i))))
+                if iszero(lt(token, vocabSize)) {
+                    bad := i
+                    break
+                }
+            }
+        }
+        if (bad != n) revert TokenOutOfVocab(bad, uint32(token), vocabSize);
+    }
 
     function _job(uint256 jobId) internal view returns (Job storage j) {
         j = _jobs[jobId];

@@ -2,13 +2,16 @@
 pragma solidity ^0.8.24;
 
 /// @title IModelRegistry
-/// @notice Model hash → metadata and the program root the one-step checks ops against
-///         (DESIGN §6 "Registry", checklist 1).
+/// @notice Model hash → metadata, the program root the one-step checks ops against
+///         (DESIGN §6 "Registry", checklist 1) and the limits of the job inputs that program can
+///         run (vocabulary size, context positions), which JobMarket.postJob enforces.
 interface IModelRegistry {
     struct Model {
         string name;
         string uri;
         uint32 specVersion;
+        uint32 vocabSize; // token ids of a job input must be < vocabSize
+        uint32 maxContext; // input tokens + maxTokens of a job must be ≤ maxContext
         bytes32 programRoot;
         address registrant;
         uint64 registeredAt;
@@ -16,7 +19,14 @@ interface IModelRegistry {
 
     /// @notice Emitted once per model hash; entries never change afterwards.
     event ModelRegistered(
-        bytes32 indexed modelHash, bytes32 programRoot, uint32 specVersion, string name, string uri, address registrant
+        bytes32 indexed modelHash,
+        bytes32 programRoot,
+        uint32 specVersion,
+        string name,
+        string uri,
+        address registrant,
+        uint32 vocabSize,
+        uint32 maxContext
     );
 
     /// @notice True when `modelHash` is registered.
@@ -24,6 +34,11 @@ interface IModelRegistry {
 
     /// @notice The program root registered with `modelHash` (reverts when unknown).
     function programRootOf(bytes32 modelHash) external view returns (bytes32);
+
+    /// @notice What a job for `modelHash` is checked against, in one call: the program root
+    ///         (zero when the model is unknown: this view never reverts), the vocabulary size
+    ///         and the maximum context.
+    function termsOf(bytes32 modelHash) external view returns (bytes32 programRoot, uint32 vocabSize, uint32 maxContext);
 
     /// @notice The full registry entry (reverts when unknown).
     function modelOf(bytes32 modelHash) external view returns (Model memory);

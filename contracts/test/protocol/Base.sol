@@ -21,6 +21,9 @@ abstract contract ProtocolBase is Test {
     uint64 internal constant WINDOW = 1 days;
     uint256 internal constant BOND = 1 ether;
     uint256 internal constant REWARD = 0.5 ether;
+    uint32 internal constant VOCAB = 49_152; // SmolLM2's vocabulary
+    uint32 internal constant MAX_CTX = 2048;
+    uint32 internal constant TOP_P_OFF = 0x3F800000; // 1.0: top-p disabled
 
     ModelRegistry internal registry;
     AlphabetVerifier internal verifier;
@@ -65,7 +68,7 @@ abstract contract ProtocolBase is Test {
     function setUp() public virtual {
         vm.warp(1_000_000);
         registry = new ModelRegistry(address(this));
-        registry.register(MODEL, PROGRAM, 1, "SmolLM2-135M-Instruct", "hf://smollm2");
+        registry.register(MODEL, PROGRAM, 1, VOCAB, MAX_CTX, "SmolLM2-135M-Instruct", "hf://smollm2");
         verifier = new AlphabetVerifier();
         game = new DisputeGame(verifier, CLOCK);
         market = new JobMarket(registry, game);
@@ -80,7 +83,7 @@ abstract contract ProtocolBase is Test {
 
     function _request(uint8 n) internal view returns (JobMarket.JobRequest memory r) {
         r.modelHash = MODEL;
-        r.config = JobMarket.JobConfig({maxTokens: 64, temperature: 0, topK: 0, topP: 0, seed: 7});
+        r.config = JobMarket.JobConfig({maxTokens: 64, temperature: 0, topK: 0, topP: TOP_P_OFF, seed: 7});
         r.deadline = uint64(block.timestamp + 1 hours);
         r.challengeWindow = WINDOW;
         r.bond = BOND;

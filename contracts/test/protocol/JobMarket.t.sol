@@ -58,19 +58,47 @@ contract JobMarketTest is ProtocolBase {
         IModelRegistry.Model memory m = registry.modelOf(MODEL);
         assertEq(m.name, "SmolLM2-135M-Instruct");
         assertEq(m.specVersion, 1);
+        assertEq(m.vocabSize, VOCAB);
+        assertEq(m.maxContext, MAX_CTX);
+        (bytes32 root, uint32 vocab, uint32 ctx) = registry.termsOf(MODEL);
+        assertEq(root, PROGRAM);
+        assertEq(vocab, VOCAB);
+        assertEq(ctx, MAX_CTX);
+        (root, vocab, ctx) = registry.termsOf(bytes32(uint256(1))); // unknown: zeros, no revert
+        assertEq(root, bytes32(0));
+        assertEq(uint256(vocab) + ctx, 0);
         vm.expectRevert(abi.encodeWithSelector(ModelRegistry.AlreadyRegistered.selector, MODEL));
-        registry.register(MODEL, PROGRAM, 1, "x", "y");
+        registry.register(MODEL, PROGRAM, 1, VOCAB, MAX_CTX, "x", "y");
         vm.expectRevert(ModelRegistry.ZeroValue.selector);
-        registry.register(bytes32(uint256(1)), bytes32(0), 1, "x", "y");
+        registry.register(bytes32(uint256(1)), bytes32(0), 1, VOCAB, MAX_CTX, "x", "y");
         vm.prank(exec);
         vm.expectRevert(ModelRegistry.NotCurator.selector);
-        registry.register(bytes32(uint256(1)), PROGRAM, 1, "x", "y");
+        registry.register(bytes32(uint256(1)), PROGRAM, 1, VOCAB, MAX_CTX, "x", "y");
         vm.expectRevert(abi.encodeWithSelector(ModelRegistry.UnknownModel.selector, bytes32(uint256(1))));
         registry.programRootOf(bytes32(uint256(1)));
         vm.expectRevert(abi.encodeWithSelector(ModelRegistry.UnknownModel.selector, bytes32(uint256(1))));
         registry.modelOf(bytes32(uint256(1)));
         vm.expectRevert(ModelRegistry.ZeroValue.selector);
         new ModelRegistry(address(0));
+    }
+
+    function test_registryLimits() public {
+        bytes32 h = bytes32(uint256(7));
+        uint32 maxCtx = registry.MAX_CONTEXT();
+        vm.expectRevert(abi.encodeWithSelector(ModelRegistry.BadLimits.selector, uint32(0), MAX_CTX));
+        registry.register(h, PROGRAM, 1, 0, MAX_CTX, "x", "y");
+        vm.expectRevert(abi.encodeWithSelector(ModelRegistry.BadLimits.selector, VOCAB, uint32(1)));
+        registry.register(h, PROGRAM, 1, VOCAB, 1, "x", "y");
+        vm.expectRevert(abi.encodeWithSelector(ModelRegistry.BadLimits.selector, VOCAB, maxCtx + 1));
+        registry.register(h, PROGRAM, 1, VOCAB, maxCtx + 1, "x", "y");
+        // the extremes are fine, and the event carries the limits
+        vm.expectEmit();
+        emit IModelRegistry.ModelRegistered(h, PROGRAM, 1, "x", "y", address(this), type(uint32).max, maxCtx);
+        registry.register(h, PROGRAM, 1, type(uint32).max, maxCtx, "x", "y");
+        registry.register(bytes32(uint256(8)), PROGRAM, 1, 1, 2, "x", "y");
+        (, uint32 vocab, uint32 ctx) = registry.termsOf(bytes32(uint256(8)));
+        assertEq(vocab, 1);
+        assertEq(ctx, 2);
     }
 
     function test_curatorHandover() public {
@@ -85,9 +113,9 @@ contract JobMarketTest is ProtocolBase {
         registry.acceptCurator();
         assertEq(registry.curator(), exec);
         vm.expectRevert(ModelRegistry.NotCurator.selector);
-        registry.register(bytes32(uint256(1)), PROGRAM, 1, "x", "y");
+        registry.register(bytes32(uint256(1)), PROGRAM, 1, VOCAB, MAX_CTX, "x", "y");
         vm.prank(exec);
-        registry.register(bytes32(uint256(1)), PROGRAM, 1, "x", "y");
+        registry.register(bytes32(uint256(1)), PROGRAM, 1, VOCAB, MAX_CTX, "x", "y");
     }
 
     // ---- postJob ----
@@ -127,14 +155,9 @@ contract JobMarketTest is ProtocolBase {
         vm.expectRevert(JobMarket.BadRequest.selector);
         market.postJob{value: 1}(r, "");
         r = _request(1);
-        r.config.maxTokens = 4097;
         vm.expectRevert(JobMarket.BadRequest.selector);
-        market.postJob{value: 1}(r, "");
-        r = _request(1);
-        vm.expectRevert(JobMarket.BadRequest.selector);
-        market.postJob{value: 1}(r, hex"000001"); // not whole uint32 tokens
-        vm.expectRevert(JobMarket.BadRequest.selector);
-        market.postJob{value: 0}(r, "");
+        market.postJob{value: 0}(r, _input());
+        // the refusals of jobs the program cannot run: JobRefusals.t.sol
     }
 
     // ---- commit ----
@@ -230,7 +253,7 @@ contract JobMarketTest is ProtocolBase {
     function test_rewardDustGoesToFirstSlot() public {
         JobMarket.JobRequest memory r = _request(3);
         vm.prank(requester);
-        uint256 id = market.postJob{value: 10}(r, "");
+        uint256 id = market.postJob{value: 10}(r, _input());
         _commit(exec, id, toks, ROOT, 10);
         _commit(exec2, id, toks, ROOT, 10);
         _commit(chal, id, toks, ROOT, 10);

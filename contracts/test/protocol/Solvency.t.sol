@@ -65,6 +65,7 @@ contract MarketHandler is Test {
         JobMarket.JobRequest memory r;
         r.modelHash = keccak256("m");
         r.config.maxTokens = 16;
+        r.config.topP = 0x3F800000;
         r.deadline = uint64(block.timestamp + 1 + s % 3 hours);
         r.challengeWindow = uint64(1 + s % 2 hours);
         r.bond = bound(bond, 0, 10 ether);
@@ -169,7 +170,7 @@ contract SolvencyInvariantTest is Test {
 
     function setUp() public {
         ModelRegistry registry = new ModelRegistry(address(this));
-        registry.register(keccak256("m"), keccak256("p"), 1, "m", "u");
+        registry.register(keccak256("m"), keccak256("p"), 1, 100, 64, "m", "u");
         AlphabetVerifier verifier = new AlphabetVerifier();
         AlphabetWorld.World memory w = AlphabetWorld.World({seed: 1, length: 20, elems: 16, nTokens: 8});
         verifier.setWorld(w);
