@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 import repops
+from node.ree import fastsample
 from referee.execute import ArrayView
 from referee.f32 import NAN, NEG_INF, NEG_ZERO
 from referee.layout import Code, Dim, Fn, Src, Symbols, TraceOp, TraceProgram, is_binary
@@ -142,6 +143,7 @@ class StepState:
     sym: Symbols
     step: int
     job_tokens: Sequence[int]
+    config: object | None = None  # the job's referee.layout.JobConfig (SAMPLE, §L5.10)
 
 
 class FastExecutor:
@@ -187,11 +189,11 @@ class FastExecutor:
     def reset(self) -> None:
         self.prev = None
 
-    def run_step(self, step: int, job_tokens: Sequence[int], feed_token: int | None = None
-                 ) -> list[torch.Tensor]:
+    def run_step(self, step: int, job_tokens: Sequence[int], feed_token: int | None = None,
+                 config: object | None = None) -> list[torch.Tensor]:
         """All P outputs of `step`; `feed_token` is the token this step reads (step ≥ 1),
         by default the previous step's token-op output (§L5.1)."""
-        st = StepState(Symbols.for_step(len(job_tokens), step), step, job_tokens)
+        st = StepState(Symbols.for_step(len(job_tokens), step), step, job_tokens, config)
         if step > 0 and self.prev is None:
             raise FastExecError("step > 0 without the previous step's outputs")
         outs: list[torch.Tensor] = []
@@ -247,6 +249,8 @@ class FastExecutor:
             return self._move(op, ins[0], st)
         if c == Code.CONCAT:
             return self._concat(op, ins)
+        if c == Code.SAMPLE:
+            return fastsample.run(op, ins, st.config, st.step, self.device)
         raise FastExecError(f"op code {c} has no fast executor")
 
     # ------------------------------------------------------------------ §L5.1 TOKENS
