@@ -3,13 +3,9 @@
 Step 0 is the prefill of the whole prompt, every later step a decode of one token whose KV
 cache is the previous step's CONCAT outputs (§L5.9); the layout makes prefill and decode the
 same ops with different symbols, so their bits agree (RepOps spec §6.10). The token of each
-step is the program's token op (greedy, §7.1) or, when sampling, spec §7.3 applied to the
-logits leaf; the next step's TOKENS op reads that token.
-
-Sampling is outside the registered trace program: the layout's TOKENS op reads the greedy
-token op (§L5.1), so a sampled run's trace commits what ran but a one-step would dispute its
-TOKENS leaves. `GenResult.sampled` flags such runs (reported to the lead: the layout needs a
-SAMPLE op).
+step is always the program's token op, the SAMPLE PICK (§L5.10): greedy (§7.1) for
+temperature 0, else RepOps spec §7.3 under the job's config, which the executor's SAMPLE ops
+read; the next step's TOKENS op reads that token, so every leaf of a sampled run is disputable.
 """
 
 from __future__ import annotations
@@ -22,8 +18,8 @@ from pathlib import Path
 import torch
 
 from node.ree.fastexec import FastExecutor
-from node.ree.sampling import SamplingConfig, choose
-from node.ree.trace import TraceRecorder, to_numpy
+from node.ree.sampling import SamplingConfig
+from node.ree.trace import TraceRecorder
 from referee.layout import Code, TraceProgram
 
 
@@ -76,7 +72,7 @@ def generate(executor: FastExecutor, prompt_tokens: Sequence[int], max_new_token
     prompt = [int(t) for t in prompt_tokens]
     if max_ctx is not None:
         check_lengths(len(prompt), max_new_tokens, max_ctx)
-    li = logits_op(prog)
+    job_config = sampling.job_config(max_new_tokens)
     rec = TraceRecorder(prog, prompt, keep)
     executor.reset()
     fb0 = executor.fallbacks
@@ -90,11 +86,8 @@ def generate(executor: FastExecutor, prompt_tokens: Sequence[int], max_new_token
         with torch.no_grad():
             for s in range(max_new_tokens):
                 t0 = time.perf_counter()
-                outs = executor.run_step(s, prompt, feed)
-                if sampling.greedy:
-                    tok = int(outs[prog.token_op].reshape(-1)[0])
-                else:
-                    tok = choose(to_numpy(outs[li]), sampling, s)
+                outs = executor.run_step(s, prompt, feed, config=job_config)
+                tok = int(outs[prog.token_op].reshape(-1)[0])
                 if outs[0].device.type == "cuda":
                     torch.cuda.synchronize()
                 t1 = time.perf_counter()

@@ -1,8 +1,9 @@
-"""Token choice from a logits row: greedy and seeded sampling exactly per RepOps spec §7.
+"""The REE's sampling config and its two readings: the job config the trace program's SAMPLE
+ops execute (docs/trace-layout.md §L5.10), and the RepOps spec §7 oracle on a logits row.
 
-Every float operation is a binary32 primitive: div/sub/exp/fold-sum go through the `repops`
-API; the sequential cumulative sum and the final `mul` are single binary32 operations in
-NumPy float32 (IEEE RNE, one rounding each, no FMA), which is what §7.3 step 6/7 define.
+The token of a run is never chosen here: it is the trace program's PICK op (node/ree/generate).
+`choose` is the spec's definition (`repops.sample`), kept for tests and tools that hold a bare
+logits row; there is one implementation of §7.3, in `repops/sample.py`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-import repops
-from repops.commit import keccak256
+from referee.layout import JobConfig
+from repops import sample as spec
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """§7.3 config; temperature 0 is greedy. `seed` is the job's 32-byte seed as an int."""
+    """§7.3 config; temperature 0 is greedy. `seed` is the job's 32-byte seed as an int (the
+    market's uint64 seed is bytes32(uint256(seed)), §7.2)."""
 
     temperature: float = 0.0
     top_k: int = 0
@@ -38,43 +40,27 @@ class SamplingConfig:
 
     @property
     def greedy(self) -> bool:
-        return np.float32(self.temperature) == 0
+        return bool(np.float32(self.temperature) == 0)
+
+    def job_config(self, max_tokens: int) -> JobConfig:
+        """The JobConfig the SAMPLE ops read (floats rounded once to binary32)."""
+        return JobConfig.of(max_tokens, float(self.temperature), int(self.top_k),
+                            float(self.top_p), int(self.seed))
+
+    def spec(self) -> spec.SamplingConfig:
+        return spec.SamplingConfig(float(self.temperature), int(self.top_k),
+                                   float(self.top_p), int(self.seed))
 
 
 def prng_u(seed: int, step: int) -> np.float32:
     """§7.2: u = (keccak256(seed ‖ uint64_be(step)) >> 232) · 2^-24, exact in binary32."""
-    h = keccak256(seed.to_bytes(32, "big") + int(step).to_bytes(8, "big"))
-    r24 = int.from_bytes(h, "big") >> 232
-    return np.float32(r24) * np.float32(2.0**-24)
-
-
-def argmax_row(z: np.ndarray) -> int:
-    """§6.11 / §7.1 through the RepOps API (first NaN, else lowest index of the maximum)."""
-    return int(repops.argmax(torch.from_numpy(np.ascontiguousarray(z, np.float32))))
+    return np.float32(spec.prng_u(seed, step))
 
 
 def choose(z: np.ndarray, cfg: SamplingConfig, step: int) -> int:
-    """§7.3 steps 1–8 on the logits row `z[0..V)` for the token of generation step `step`."""
-    z = np.ascontiguousarray(np.asarray(z, np.float32).reshape(-1))
-    if cfg.greedy or np.isnan(z).any():  # step 1
-        return argmax_row(z)
-    v = z.shape[0]
-    zt = repops.div(torch.from_numpy(z), torch.tensor([np.float32(cfg.temperature)])).numpy()
-    order = np.argsort(-zt.astype(np.float64), kind="stable")  # step 3: desc, ties by index
-    k = v if cfg.top_k == 0 or cfg.top_k >= v else cfg.top_k  # step 4
-    order = order[:k]
-    zs = torch.from_numpy(np.ascontiguousarray(zt[order]))
-    m = zs[:1]
-    e = repops.exp(repops.sub(zs, m))  # step 5
-    s = repops.sum(e).reshape(1)
-    p = repops.div(e, s).numpy()
-    c = np.add.accumulate(p, dtype=np.float32)  # step 6: sequential binary32 adds
-    top_p = np.float32(cfg.top_p)
-    if top_p < 1:
-        hit = np.nonzero(c >= top_p)[0]
-        j_last = int(hit[0]) if hit.size else k - 1
-    else:
-        j_last = k - 1
-    r = np.float32(prng_u(cfg.seed, step) * c[j_last])  # step 7
-    above = np.nonzero(c[: j_last + 1] > r)[0]  # step 8
-    return int(order[int(above[0]) if above.size else j_last])
+    """RepOps spec §7.3 (§7.1 when greedy) on the logits row `z[0..V)` for generation step
+    `step`: the oracle the trace program's PICK op must equal."""
+    row = torch.from_numpy(np.ascontiguousarray(np.asarray(z, np.float32).reshape(-1)))
+    if cfg.greedy:
+        return spec.greedy_token(row)
+    return spec.sample_token(row, cfg.spec(), step)

@@ -109,3 +109,27 @@ def test_seeded_sampling_run_is_reproducible(ree_session):
     spec = JobSpec("Tell me a word.", max_new_tokens=2, temperature=0.9, top_k=20, seed=11)
     a, b = ree_session.run(spec), ree_session.run(spec)
     assert a.tokens == b.tokens and a.trace_root == b.trace_root and a.sampled
+
+
+@pytest.mark.parametrize("cfg", [SamplingConfig(0.7, 40, 0.9, 1234), SamplingConfig(1.3, 0, 1.0, 7),
+                                 SamplingConfig()])
+def test_token_op_is_the_spec_oracle(ree_session, cfg):
+    """The trace program's PICK op (§L5.10) is the token, and it equals RepOps spec §7.3
+    (`repops.sample` through `choose`) on the step's logits leaf, step by step."""
+    prog = ree_session.model.program
+    ex = ree_session.executor
+    li = logits_op(prog)
+    toks = ree_session.tokenizer.encode_chat("Tell me a word.")
+    jc = cfg.job_config(3)
+    ex.reset()
+    feed, picked = None, []
+    with torch.no_grad():
+        for s in range(3):
+            outs = ex.run_step(s, toks, feed, config=jc)
+            tok = int(outs[prog.token_op].reshape(-1)[0])
+            assert tok == choose(outs[li].numpy(), cfg, s), f"step {s}"
+            picked.append(tok)
+            feed = tok
+    spec = JobSpec("Tell me a word.", max_new_tokens=3, temperature=cfg.temperature,
+                   top_k=cfg.top_k, top_p=cfg.top_p, seed=cfg.seed)
+    assert ree_session.run(spec).tokens == picked  # generate takes the same token op
