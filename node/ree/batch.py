@@ -36,10 +36,10 @@ import torch
 
 import repops
 from node.ree.fastexec import FastExecError, FastExecutor, StepState, WeightBuffer
-from node.ree.generate import GenResult, check_lengths, logits_op
-from node.ree.sampling import SamplingConfig, choose
-from node.ree.trace import TraceRecorder, to_numpy
-from referee.layout import Code, Src, Symbols, TraceOp
+from node.ree.generate import GenResult, check_lengths
+from node.ree.sampling import SamplingConfig
+from node.ree.trace import TraceRecorder
+from referee.layout import Code, JobConfig, Src, Symbols, TraceOp
 
 
 @dataclass
@@ -53,12 +53,13 @@ class Lane:
     job_tokens: list[int]
     step: int = 0
     feed: int | None = None
+    config: JobConfig | None = None  # what the program's SAMPLE ops read (§L5.10)
     prev: list[torch.Tensor | None] | None = None
     fallbacks: int = 0  # elements the FastExecutor recomputed by the reference for this job
 
     def state(self) -> StepState:
         return StepState(Symbols.for_step(len(self.job_tokens), self.step), self.step,
-                         self.job_tokens)
+                         self.job_tokens, self.config)
 
 
 class _Stack:
@@ -95,40 +96,61 @@ class BatchExecutor:
         self._eye: dict[int, torch.Tensor] = {}
         self.batched_calls = 0  # weight-DOT matmuls over more than one job (diagnostics)
         self.reruns = 0  # (job, op) pairs re-run alone for a ±0/NaN element (diagnostics)
+        self._blocks_cache = self._blocks()
 
     # ------------------------------------------------------------------ step driver
+
+    def _blocks(self) -> list[tuple[bool, list[int]]]:
+        """The program cut into runs of consecutive ops: (batched weight DOTs?, op indices).
+        Per-job runs go job by job, so a job's ops follow each other as in a one-job step
+        (the executor's per-tensor caches keep hitting)."""
+        blocks: list[tuple[bool, list[int]]] = []
+        for j, wd in enumerate(self._weight_dot):
+            if blocks and blocks[-1][0] == wd:
+                blocks[-1][1].append(j)
+            else:
+                blocks.append((wd, [j]))
+        return blocks
 
     def run_step(self, lanes: Sequence[Lane]) -> list[list[torch.Tensor]]:
         """All P outputs of each lane's current step (what `FastExecutor.run_step` returns
         for that job alone); advances every lane by one step."""
         if not lanes:
             return []
-        states = [ln.state() for ln in lanes]
         for ln in lanes:
             if ln.step > 0 and ln.prev is None:
                 raise FastExecError("step > 0 without the previous step's outputs")
+        states = [ln.state() for ln in lanes]
         outs: list[list[torch.Tensor]] = [[] for _ in lanes]
+        ops = self.program.ops
         saved_prev = self.fx.prev
         try:
             with torch.no_grad():
-                for j, op in enumerate(self.program.ops):
-                    if self._weight_dot[j]:
-                        ys = self._dot_batch(j, op, lanes, states, outs)
-                    else:
-                        ys = [self._one(j, op, ln, st, o)
-                              for ln, st, o in zip(lanes, states, outs, strict=True)]
-                    for b, (y, st) in enumerate(zip(ys, states, strict=True)):
-                        want = op.shape(st.sym)
-                        if tuple(y.shape) != want:
-                            raise FastExecError(f"op {j} ({op.name}) of job {b} produced "
-                                                f"{tuple(y.shape)}, program says {want}")
-                        outs[b].append(y)
+                for batched, idx in self._blocks_cache:
+                    if batched and len(lanes) > 1:
+                        for j in idx:
+                            ys = self._dot_batch(j, ops[j], lanes, states, outs)
+                            for b, y in enumerate(ys):
+                                self._append(j, outs[b], y, states[b], b)
+                        continue
+                    for b, (ln, st, o) in enumerate(zip(lanes, states, outs, strict=True)):
+                        for j in idx:
+                            self._append(j, o, self._one(j, ops[j], ln, st, o), st, b)
         finally:
             self.fx.prev = saved_prev
         for ln, o in zip(lanes, outs, strict=True):
             ln.prev = [t if i in self._kept else None for i, t in enumerate(o)]
             ln.step += 1
         return outs
+
+    def _append(self, j: int, outs: list[torch.Tensor], y: torch.Tensor, st: StepState,
+                b: int) -> None:
+        op = self.program.ops[j]
+        want = op.shape(st.sym)
+        if tuple(y.shape) != want:
+            raise FastExecError(f"op {j} ({op.name}) of job {b} produced {tuple(y.shape)}, "
+                                f"program says {want}")
+        outs.append(y)
 
     def _inputs(self, op: TraceOp, lane: Lane, st: StepState, outs: list[torch.Tensor]
                 ) -> list[torch.Tensor | None]:
@@ -247,7 +269,8 @@ def generate_batch(executor: FastExecutor | BatchExecutor, prompts: Sequence[Seq
     prompt order and equal the one-job runs bit for bit; `seconds` holds the wall time of
     the batch steps the job took part in (they are shared), its own commit time apart.
     `progress(done, total)` counts tokens over all jobs (total shrinks when a job stops
-    early).
+    early). As in `generate`, a job's token is always the program's token op (the SAMPLE
+    PICK, §L5.10) under the job's own JobConfig.
     """
     bx = executor if isinstance(executor, BatchExecutor) else BatchExecutor(executor)
     prog = bx.program
@@ -266,7 +289,6 @@ def generate_batch(executor: FastExecutor | BatchExecutor, prompts: Sequence[Seq
     if max_ctx is not None:
         for p, m in zip(jobs_in, budgets, strict=True):
             check_lengths(len(p), m, max_ctx)
-    li = logits_op(prog)
     waiting = deque(range(n))
     running: list[_Job] = []
     results: list[GenResult | None] = [None] * n
@@ -275,16 +297,13 @@ def generate_batch(executor: FastExecutor | BatchExecutor, prompts: Sequence[Seq
         while waiting or running:
             while waiting and len(running) < width:
                 i = waiting.popleft()
-                running.append(_Job(i, Lane(jobs_in[i]), TraceRecorder(prog, jobs_in[i],
-                                                                        keeps[i]),
-                                    configs[i], budgets[i]))
+                cfg = configs[i].job_config(budgets[i])
+                running.append(_Job(i, Lane(jobs_in[i], config=cfg),
+                                    TraceRecorder(prog, jobs_in[i], keeps[i]), configs[i],
+                                    budgets[i]))
             t0 = time.perf_counter()
             outs = bx.run_step([jb.lane for jb in running])
-            toks = []
-            for jb, o in zip(running, outs, strict=True):
-                s = jb.lane.step - 1
-                toks.append(int(o[prog.token_op].reshape(-1)[0]) if jb.sampling.greedy
-                            else choose(to_numpy(o[li]), jb.sampling, s))
+            toks = [int(o[prog.token_op].reshape(-1)[0]) for o in outs]
             if bx.device.type == "cuda":
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
