@@ -3,7 +3,7 @@ re-execution (issue 4; DESIGN §1.2).
 
     ree run --model smollm2 --prompt TEXT | --prompt-file FILE.jsonl --max-new-tokens N
             [--temperature T --top-k K --top-p P --seed S] [--device cpu|cuda]
-            [--receipt PATH] [--keep-trace DIR] [--raw] [--json]
+            [--receipt PATH] [--keep-trace DIR] [--raw] [--batch N] [--json]
     ree validate RECEIPT [--json]
     ree verify RECEIPT [--device cpu|cuda] [--json]
 
@@ -123,6 +123,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     if args.max_new_tokens < 1:
         raise CliError("--max-new-tokens must be at least 1")
+    if args.batch < 1:
+        raise CliError("--batch must be at least 1")
     account = _load_account(args) if args.receipt else None
     receipt_dir = None
     if args.receipt and len(prompts) > 1:
@@ -140,10 +142,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             check_lengths(len(toks), args.max_new_tokens, sess.model.max_ctx)
     except (GenerationError, ValueError) as e:
         raise CliError(str(e)) from None
+    keeps = [Path(args.keep_trace) / f"job-{i}" if args.keep_trace else None
+             for i in range(len(specs))]
+    batched = _run_batch(sess, specs, encoded, keeps, args) if args.batch > 1 else None
     for i, (spec, toks) in enumerate(zip(specs, encoded, strict=True)):
-        keep = Path(args.keep_trace) / f"job-{i}" if args.keep_trace else None
-        res = sess.run(spec, keep=keep, tokens=toks,
-                       progress=_progress(not args.quiet, f"job {i}"))
+        keep = keeps[i]
+        res = batched[i] if batched is not None else sess.run(
+            spec, keep=keep, tokens=toks, progress=_progress(not args.quiet, f"job {i}"))
         text = sess.text(res.tokens)
         out: dict[str, Any] = {"job": i, "text": text, "tokens": res.tokens,
                                "finish_reason": res.finish_reason,
@@ -168,6 +173,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                      f"{out['trace_root'][:18]}… ({res.trace_length} leaves)"
                      + (f", receipt {out['receipt']}" if args.receipt else ""))
     return EXIT_OK
+
+
+def _run_batch(sess: Any, specs: list, encoded: list[list[int]], keeps: list,
+               args: argparse.Namespace) -> list:
+    """`--batch N`: the jobs run N at a time (node/ree/batch.py); each keeps its own trace,
+    so its receipt is the one the unbatched run gives."""
+    from node.ree.batch import generate_batch
+
+    return generate_batch(sess.executor, encoded, args.max_new_tokens,
+                          [s.sampling() for s in specs], keeps, sess.model.max_ctx,
+                          batch=args.batch, progress=_progress(not args.quiet, "batch"))
 
 
 # ------------------------------------------------------------------------------ validate
@@ -293,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-trace", help="directory to keep every leaf's tensor in")
     run.add_argument("--max-ctx", type=int, default=2048, help="trace program context")
     run.add_argument("--raw", action="store_true", help="no chat template")
+    run.add_argument("--batch", type=int, default=1,
+                     help="run up to N prompts of --prompt-file together (same receipts)")
     for p in (run,):
         p.add_argument("--json", action="store_true")
         p.add_argument("--quiet", action="store_true")
