@@ -22,14 +22,16 @@ k), minutes per token on SmolLM2. Here every op is a few whole-tensor `repops` c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import torch
 
 import repops
 from node.ree import fastsample
+from node.ree import linear_chain as lc
 from referee.execute import ArrayView
 from referee.f32 import NAN, NEG_INF, NEG_ZERO
 from referee.layout import Code, Dim, Fn, Src, Symbols, TraceOp, TraceProgram, is_binary
@@ -65,6 +67,20 @@ def _rows_cols(shape: Sequence[int]) -> tuple[int, int, int]:
 
 def bits_scalar(bits: int, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.array([bits], dtype=np.uint32).view(np.float32)).to(device)
+
+
+@cache
+def _dim(word: int) -> Dim:
+    """§L3 dim word, decoded once per distinct word (ops are re-run every step)."""
+    return Dim.from_word(word)
+
+
+def _canonical_array(a: np.ndarray) -> bool:
+    """No NaN other than the canonical 0x7FC00000 (RepOps spec §1.2)."""
+    if a.dtype != np.float32:
+        return True
+    nan = np.isnan(a)
+    return not nan.any() or bool((a[nan].view(np.uint32) == NAN).all())
 
 
 def canon(x: torch.Tensor) -> torch.Tensor:
@@ -180,6 +196,16 @@ class FastExecutor:
                 raise FastExecError("a DOT weight must be [N, K]")
             self.buffers[root] = WeightBuffer(w, seg, self.device)
         self.prev: list[torch.Tensor] | None = None
+        # ±0/NaN flags of the step's rewritten chains, checked once at the step's end (None:
+        # every op checks its own elements at once, as `_run` callers expect)
+        self._flags: list[torch.Tensor] | None = None
+        self.reruns = 0  # steps re-run op-exact for a doubtful element (diagnostics)
+        self._scalars: dict[int, torch.Tensor] = {}
+        self._shapes = {id(op): self._const_shape(op) for op in program.ops}
+        self._chains = self._build_chains()
+        self._chain_out: tuple[int, torch.Tensor] | None = None
+        self._canonical = self._canonical_outputs()
+        self._handlers = [self._handler(j, op) for j, op in enumerate(program.ops)]
 
     def _upload(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(a, copy=True)).to(self.device)
@@ -192,24 +218,193 @@ class FastExecutor:
     def run_step(self, step: int, job_tokens: Sequence[int], feed_token: int | None = None,
                  config: object | None = None) -> list[torch.Tensor]:
         """All P outputs of `step`; `feed_token` is the token this step reads (step ≥ 1),
-        by default the previous step's token-op output (§L5.1)."""
+        by default the previous step's token-op output (§L5.1).
+
+        The step runs once with the chain rewrites' doubt flags deferred (one check, one
+        device sync, per step); if any element is doubtful the step is run again with every
+        op exact on its own (rare: no real SmolLM2 run has needed it)."""
         st = StepState(Symbols.for_step(len(job_tokens), step), step, job_tokens, config)
         if step > 0 and self.prev is None:
             raise FastExecError("step > 0 without the previous step's outputs")
-        outs: list[torch.Tensor] = []
-        for j, op in enumerate(self.program.ops):
-            ins = [self._input(op, k, outs, st) for k in range(len(op.inputs))]
+        with torch.no_grad():
+            self._flags = []
             try:
-                y = self._run(op, ins, st, feed_token)
-            except (ValueError, RuntimeError, TypeError) as e:
-                raise FastExecError(f"op {j} ({op.name}) at step {step}: {e}") from e
-            want = op.shape(st.sym)
-            if tuple(y.shape) != want:
-                raise FastExecError(f"op {j} ({op.name}) produced {tuple(y.shape)}, "
-                                    f"program says {want}")
-            outs.append(y)
+                outs = self._step(st, feed_token)
+                flags, self._flags = self._flags, None
+                if flags and bool(torch.stack(flags).any()):
+                    self.reruns += 1
+                    outs = self._step(st, feed_token)
+            finally:
+                self._flags = None
+                self._chain_out = None
         self.prev = outs
         return outs
+
+    def _step(self, st: StepState, feed_token: int | None) -> list[torch.Tensor]:
+        outs: list[torch.Tensor] = []
+        ops, shapes, sym = self.program.ops, self._shapes, st.sym
+        self._feed = feed_token
+        for j, h in enumerate(self._handlers):
+            try:
+                y = h(outs, st)
+            except (ValueError, RuntimeError, TypeError) as e:
+                raise FastExecError(f"op {j} ({ops[j].name}) at step {st.step}: {e}") from e
+            want = shapes[id(ops[j])] or ops[j].shape(sym)
+            if y.shape != want:
+                raise FastExecError(f"op {j} ({ops[j].name}) produced {tuple(y.shape)}, "
+                                    f"program says {want}")
+            outs.append(y)
+        return outs
+
+    def _out_shape(self, op: TraceOp, sym: Symbols) -> tuple[int, ...]:
+        return self._shapes.get(id(op)) or op.shape(sym)
+
+    @staticmethod
+    def _const_shape(op: TraceOp) -> tuple[int, ...] | None:
+        """The output shape when no dim depends on the step (§L3), else None."""
+        if any(d.seq or d.past for d in op.dims) or not op.dims:
+            return None
+        return op.shape(Symbols(0, 0))
+
+    def _scalar(self, bits: int) -> torch.Tensor:
+        t = self._scalars.get(bits)
+        if t is None:
+            t = self._scalars[bits] = bits_scalar(bits, self.device)
+        return t
+
+    # ------------------------------------------------------------------ per-op handlers
+
+    def _handler(self, j: int, op: TraceOp) -> Callable[[list, StepState], torch.Tensor]:
+        """A closure running op j with its inputs and kind resolved once (no per-step
+        dispatch); ops without a specialised handler go through `_run`."""
+        getters = [self._getter(op, k) for k in range(len(op.inputs))]
+        run = self._run
+
+        def generic(outs: list, st: StepState) -> torch.Tensor:
+            return run(op, [g(outs, st) for g in getters], st, self._feed)
+
+        chain = self._chains.get(j)
+        if chain is not None:
+            return self._chain_handler(j, op, chain, generic)
+        if j in self._chain_of:
+            return self._chain_tail(self._chain_of[j], op, generic)
+        if op.code == Code.FOLD and op.inputs[0].src == Src.OP:
+            x_of = getters[0]
+            canonical = self._canonical[op.inputs[0].op]
+            fold = self._fold
+            return lambda outs, st: fold(op, x_of(outs, st), st, canonical)
+        if op.code in (Code.EW, Code.DOT, Code.MOVE):
+            fn = {Code.EW: self._ew, Code.DOT: self._dot,
+                  Code.MOVE: lambda o, ins, st: self._move(o, ins[0], st)}[op.code]
+            if len(getters) == 1:
+                g0 = getters[0]
+                return lambda outs, st: fn(op, [g0(outs, st)], st)
+            if len(getters) == 2:
+                g0, g1 = getters
+                return lambda outs, st: fn(op, [g0(outs, st), g1(outs, st)], st)
+            return lambda outs, st: fn(op, [g(outs, st) for g in getters], st)
+        return generic
+
+    def _getter(self, op: TraceOp, k: int) -> Callable[[list, StepState], torch.Tensor | None]:
+        """`_input` with the source resolved once."""
+        inp = op.inputs[k]
+        if inp.src == Src.OP:
+            i = inp.op
+            if inp.back == 0:
+                return lambda outs, st: outs[i]
+            if inp.back == 1:
+                return lambda outs, st: None if st.step == 0 else self.prev[i]
+        if inp.src == Src.WEIGHT and not (op.code == Code.DOT and k == 1
+                                          and inp.root in self.buffers):
+            w = self.weights[inp.root]
+            return lambda outs, st: w
+        return lambda outs, st: self._input(op, k, outs, st)
+
+    def _canonical_outputs(self) -> list[bool]:
+        """Per op: its float output can hold no non-canonical NaN (RepOps spec §1.2), so a
+        FOLD copy level may skip `canon`. RepOps arithmetic always canonicalises; bit copies
+        (GATHER, MOVE, CONCAT) are canonical when their inputs are; weights are checked."""
+        copies = (Code.GATHER, Code.MOVE, Code.CONCAT)
+        made = (Code.TOKENS, Code.DOT, Code.FOLD, Code.ARGFOLD, Code.EW, Code.ROPE)
+        ops = self.program.ops
+        wcanon = {r: _canonical_array(np.asarray(a)) for r, a in self.np_weights.items()
+                  if any(i.src == Src.WEIGHT and i.root == r for op in ops
+                         if op.code in copies for i in op.inputs)}
+        flags = [op.code in made or op.code in copies for op in ops]
+        for _ in range(2):  # back-references (KV caches) settle in a second pass
+            for j, op in enumerate(ops):
+                if op.code not in copies:
+                    continue
+                flags[j] = all(flags[i.op] if i.src == Src.OP else
+                               wcanon.get(i.root, True) if i.src == Src.WEIGHT else True
+                               for i in op.inputs)
+        return flags
+
+    # ------------------------------------------------------------------ weight chains
+
+    def _build_chains(self) -> dict[int, lc.Chain]:
+        """Linears run all segments at once (node/ree/linear_chain.py): packed segment panels
+        for CPU decode, one masked matmul on other devices."""
+        chains = {j: c for j, c in lc.find_chains(self.program).items()
+                  if c.root in self.buffers}
+        self._chain_of = {i: (j, i - j) for j, c in chains.items() for i in c.ops if i != j}
+        self._panels: dict[bytes, lc.PanelChain] = {}
+        self._wt: dict[bytes, torch.Tensor] = {}
+        self._live: dict[tuple, torch.Tensor] = {}
+        for c in chains.values():
+            w = np.asarray(self.np_weights[c.root], dtype=np.float32)
+            if self.device.type == "cpu":
+                if c.root not in self._panels:
+                    self._panels[c.root] = lc.PanelChain(w, c)
+            else:
+                if c.root not in self._wt:
+                    self._wt[c.root] = torch.from_numpy(np.ascontiguousarray(w.T)).to(
+                        self.device)
+                key = (c.bounds, w.shape[1])
+                if key not in self._live:
+                    self._live[key] = lc.masked_rows(c.bounds, w.shape[1], self.device)
+        return chains
+
+    def _chain_handler(self, j: int, op: TraceOp, chain: lc.Chain,
+                       generic: Callable) -> Callable[[list, StepState], torch.Tensor]:
+        panel = self._panels.get(chain.root)
+        wt = self._wt.get(chain.root)
+        live = self._live.get((chain.bounds, self.buffers[chain.root].k))
+
+        def first(outs: list, st: StepState) -> torch.Tensor:
+            x = outs[chain.x_op]
+            ba, r, k = _rows_cols(x.shape)
+            self._chain_out = None
+            if ba != 1 or k != self.buffers[chain.root].k:
+                return generic(outs, st)
+            if panel is not None:
+                if r != 1:  # prefill on the CPU: the weight buffer's prefix chains
+                    return generic(outs, st)
+                y, flag = panel.run(x.reshape(1, k))
+                y = y.reshape(len(chain.bounds), 1, -1)
+            else:
+                y, flag = lc.masked_chain(x.reshape(r, k), wt, live)
+            if self._flags is None:
+                if bool(flag):
+                    return generic(outs, st)
+            else:
+                self._flags.append(flag)
+            self._chain_out = (j, y)
+            return y[0].reshape(self._out_shape(op, st.sym))
+
+        return first
+
+    def _chain_tail(self, at: tuple[int, int], op: TraceOp, generic: Callable
+                    ) -> Callable[[list, StepState], torch.Tensor]:
+        first, s = at
+
+        def tail(outs: list, st: StepState) -> torch.Tensor:
+            c = self._chain_out
+            if c is None or c[0] != first:
+                return generic(outs, st)
+            return c[1][s].reshape(self._out_shape(op, st.sym))
+
+        return tail
 
     def _input(self, op: TraceOp, k: int, outs: list[torch.Tensor], st: StepState
                ) -> torch.Tensor | None:
@@ -267,9 +462,12 @@ class FastExecutor:
 
     def _dot(self, op: TraceOp, ins: list[torch.Tensor | None], st: StepState) -> torch.Tensor:
         k0, k1, group, causal = op.attrs
-        out_shape = op.shape(st.sym)
+        out_shape = self._out_shape(op, st.sym)
         a = ins[0]
         acc = ins[2] if len(ins) > 2 else None
+        if (acc is not None and causal != 2 and k0 >= a.shape[-1] and acc.shape == out_shape
+                and (len(ins) < 2 or ins[1] is None or ins[1].shape[-1] == a.shape[-1])):
+            return acc  # past the real chain: the same bits (§L5.3), the same tensor object
         root = op.inputs[1].root if op.inputs[1].src == Src.WEIGHT else None
         buf = self.buffers.get(root) if root is not None else None
         ba, r, k = _rows_cols(a.shape)
@@ -294,11 +492,14 @@ class FastExecutor:
             res, check = self._act_dot(a.reshape(ba, r, k), ins[1].reshape(-1, n, k), acc3,
                                        k0, kend, group, causal, st)
         if check:
-            res = self._exact_where_doubtful(op, ins, res, st, out_shape)
-        if causal == 2:
+            if self._flags is not None:
+                self._flags.append(lc.doubtful(res))
+            else:
+                res = self._exact_where_doubtful(op, ins, res, st, out_shape)
+        if causal == 2 and n > st.sym.past + 1:  # some key is after some row's position
             rows = torch.arange(r, device=self.device).reshape(1, r, 1)
             cols = torch.arange(n, device=self.device).reshape(1, 1, n)
-            res = torch.where(cols > st.sym.past + rows, bits_scalar(NEG_INF, self.device), res)
+            res = torch.where(cols > st.sym.past + rows, self._scalar(NEG_INF), res)
         return res.reshape(out_shape)
 
     def _act_dot(self, a: torch.Tensor, b: torch.Tensor, acc: torch.Tensor | None, k0: int,
@@ -308,10 +509,10 @@ class FastExecutor:
         bg = b.repeat_interleave(group, dim=0) if group > 1 else b
         check = False
         if causal == 1:  # masked keys become zero products after the live ones (docstring)
-            rows = torch.arange(r, device=self.device).reshape(1, r, 1)
-            cols = torch.arange(a.shape[2], device=self.device).reshape(1, 1, -1)
-            live = cols <= st.sym.past + rows
-            if not bool(live[..., :kend].all()):
+            if r and kend > st.sym.past + 1:  # row 0 sees keys [0, past]: some key masked
+                rows = torch.arange(r, device=self.device).reshape(1, r, 1)
+                cols = torch.arange(a.shape[2], device=self.device).reshape(1, 1, -1)
+                live = cols <= st.sym.past + rows
                 a = torch.where(live, a, torch.zeros((), dtype=a.dtype, device=a.device))
                 check = True
         if acc is None:
@@ -353,16 +554,20 @@ class FastExecutor:
 
     # ------------------------------------------------------------------ §L5.4 FOLD
 
-    def _fold(self, op: TraceOp, x: torch.Tensor, st: StepState) -> torch.Tensor:
+    def _fold(self, op: TraceOp, x: torch.Tensor, st: StepState,
+              canonical: bool = False) -> torch.Tensor:
+        """`canonical`: x is known to hold no non-canonical NaN (`_canonical_outputs`)."""
         combine, cap, causal, nword = op.attrs
         _, r, w = _rows_cols(x.shape)
         if cap < 1 or w > 2 * cap:
             raise FastExecError("FOLD: row wider than two caps")
+        if not causal or r == 1:
+            return self._fold_uniform(op, x, st, canonical)
         x2 = canon(x.reshape(-1, w))
         rows = x2.shape[0]
         lo = x2[:, :cap] if w >= cap else torch.cat(
             [x2, _fill((rows, cap - w), NEG_ZERO, self.device)], dim=1)
-        n = min(w, Dim.from_word(nword).eval(st.sym))
+        n = min(w, _dim(nword).eval(st.sym))
         out_shape = tuple(x.shape[:-1]) + (cap,)
         if n <= cap:  # no row has a pair: a copy level (§L5.4)
             return lo.contiguous().reshape(out_shape)
@@ -374,6 +579,33 @@ class FastExecutor:
             nrow = torch.minimum(nrow, st.sym.past + pos + 1)
         i = torch.arange(cap, device=self.device).reshape(1, cap)
         return torch.where(i + cap < nrow, comb, lo).contiguous().reshape(out_shape)
+
+    def _fold_uniform(self, op: TraceOp, x: torch.Tensor, st: StepState, canonical: bool
+                      ) -> torch.Tensor:
+        """§L5.4 when every row has the same n (no causal limit, or one row per block:
+        decode): the pairs are a column range, so slices replace the masks."""
+        combine, cap, causal, nword = op.attrs
+        w = x.shape[-1] if x.dim() else 1
+        n = min(w, _dim(nword).eval(st.sym))
+        if causal:
+            n = min(n, st.sym.past + 1)
+        m = max(0, n - cap)  # columns i < m combine x[i] and x[i + cap]
+        out_shape = tuple(x.shape[:-1]) + (cap,)
+        if m == 0 and w == cap and canonical and x.dim():
+            return x  # a copy level over a full row: the same bits, the same tensor object
+        x2 = x.reshape(-1, w)
+        if not canonical:
+            x2 = canon(x2)
+        out = torch.empty((x2.shape[0], cap), dtype=torch.float32, device=x.device)
+        if m:
+            f = repops.add if combine == 0 else repops.maximum
+            out[:, :m] = f(x2[:, :m], x2[:, cap:cap + m])
+        hi = min(w, cap)
+        if hi > m:
+            out[:, m:hi] = x2[:, m:hi]
+        if w < cap:
+            out[:, w:] = self._scalar(NEG_ZERO)
+        return out.reshape(out_shape)
 
     # ------------------------------------------------------------------ §L5.5 ARGFOLD
 
@@ -408,23 +640,27 @@ class FastExecutor:
 
     def _ew(self, op: TraceOp, ins: list[torch.Tensor | None], st: StepState) -> torch.Tensor:
         fn, scalar, mask, fill = op.attrs
-        fn = Fn(fn)
-        out_shape = op.shape(st.sym)
+        out_shape = self._out_shape(op, st.sym)
         a = ins[0]
         if is_binary(fn):
-            b = ins[1] if len(ins) > 1 else bits_scalar(scalar, self.device)
+            b = ins[1] if len(ins) > 1 else self._scalar(scalar)
             res = _BIN[fn](a, b)
         elif fn == Fn.COPY:
             res = canon(a).clone()
         else:
             res = _UN[fn](a)
-        if tuple(res.shape) != out_shape:
+        if res.shape != out_shape:
             res = res.expand(out_shape).contiguous()
         if mask:
             _, r, c = _rows_cols(out_shape)
-            rows = torch.arange(r, device=self.device).reshape(r, 1)
-            cols = torch.arange(c, device=self.device).reshape(1, c)
-            res = torch.where(cols > st.sym.past + rows, bits_scalar(fill, self.device), res)
+            past = st.sym.past
+            if r == 1:  # one row: the columns after `past` (res is this op's own tensor)
+                if c > past + 1:
+                    res[..., past + 1:] = self._scalar(fill)
+            else:
+                rows = torch.arange(r, device=self.device).reshape(r, 1)
+                cols = torch.arange(c, device=self.device).reshape(1, c)
+                res = torch.where(cols > past + rows, self._scalar(fill), res)
         return res
 
     # ------------------------------------------------------------------ §L5.7 ROPE
@@ -447,9 +683,9 @@ class FastExecutor:
     # ------------------------------------------------------------------ §L5.8 MOVE, §L5.9 CONCAT
 
     def _move(self, op: TraceOp, x: torch.Tensor, st: StepState) -> torch.Tensor:
-        out_shape = op.shape(st.sym)
-        off = Dim.from_word(op.attrs[0]).eval(st.sym)
-        strides = [Dim.from_word(a).eval(st.sym) for a in op.attrs[1:]]
+        out_shape = self._out_shape(op, st.sym)
+        off = _dim(op.attrs[0]).eval(st.sym)
+        strides = [_dim(a).eval(st.sym) for a in op.attrs[1:]]
         flat = x.contiguous().reshape(-1)
         last = off + sum((d - 1) * s for d, s in zip(out_shape, strides, strict=True)
                          if d > 0)
