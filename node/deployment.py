@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from node.chain.client import ChainClient
+from node.chain.client import ChainClient, TxResult
+from node.chain.contracts import ModelEntry
 
 
 class DeploymentError(RuntimeError):
@@ -75,3 +76,19 @@ def deploy_protocol(client: ChainClient, clock_budget_s: int = 3600,
     return Deployment(chain_id=client.w3.eth.chain_id, registry=registry.address,
                       market=market.address, game=game.address, verifier=verifier.address,
                       consumer=consumer, block=start)
+
+
+def register_model(client: ChainClient, registry_address: str, entry: ModelEntry) -> TxResult:
+    """ModelRegistry.register with the model's limits (the client must be the curator)."""
+    registry = client.contract("ModelRegistry", registry_address)
+    return client.transact(registry.functions.register(*entry.as_args()), what="register model")
+
+
+def served_entry(served: Any, spec_version: int = 1) -> ModelEntry:
+    """The registry entry of a node.served.ServedModel. The limits come from the config the
+    model hash was computed from: the GGUF's vocabulary size (the program's embedding rows)
+    and the `max_ctx` the program and its RoPE tables were compiled for."""
+    return ModelEntry(model_hash=served.model_hash, program_root=served.program_root,
+                      vocab_size=int(served.model.config.vocab_size),
+                      max_context=int(served.max_ctx), spec_version=spec_version,
+                      name=served.name, uri=served.uri)

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.chain.client import ChainClient, TxResult
-from node.chain.contracts import JobStatus
+from node.chain.contracts import JobConfig, JobStatus
+from node.chain.job_checks import JobRefused, check_job, f32_bits, model_terms
 from node.receipts import tokens_bytes
 
-
-def f32_bits(x: float) -> int:
-    """The binary32 bits of a Python float, rounded to nearest (for on-chain configs)."""
-    return struct.unpack(">I", struct.pack(">f", x))[0]
+__all__ = ["JobRefused", "JobSpec", "config_from_chain", "f32_bits", "job_status",
+           "submit_job", "tokens_from_input"]
 
 
 @dataclass
@@ -36,9 +35,12 @@ class JobSpec:
     challenge_window_s: int = 600
     n_executors: int = 1
 
+    def config(self) -> JobConfig:
+        return JobConfig(self.max_tokens, f32_bits(self.temperature), self.top_k,
+                         f32_bits(self.top_p), self.seed)
+
     def config_tuple(self) -> tuple[int, int, int, int, int]:
-        return (self.max_tokens, f32_bits(self.temperature), self.top_k, f32_bits(self.top_p),
-                self.seed)
+        return self.config().as_tuple()
 
     def config_dict(self) -> dict[str, Any]:
         """The generation config as the runtime and receipts see it."""
@@ -65,9 +67,20 @@ def tokens_from_input(data: bytes) -> list[int]:
     return [int.from_bytes(data[i:i + 4], "big") for i in range(0, len(data), 4)]
 
 
+def check_spec(client: ChainClient, market: Any, spec: JobSpec, now: int) -> None:
+    """Raises JobRefused, naming the contract's error, for a job postJob would refuse; reads
+    the model's vocabulary size and context from the registry (node.chain.job_checks)."""
+    check_job(spec.model_hash, spec.config(), spec.input_tokens,
+              model_terms(client, market, spec.model_hash), n_executors=spec.n_executors,
+              deadline=now + spec.deadline_s, now=now,
+              challenge_window=spec.challenge_window_s, reward=spec.reward_wei)
+
+
 def submit_job(client: ChainClient, market: Any, spec: JobSpec) -> tuple[int, TxResult]:
-    """Post the job; returns (job id, tx)."""
+    """Post the job; returns (job id, tx). A job the contract would refuse raises JobRefused
+    and nothing is sent."""
     now = client.timestamp()
+    check_spec(client, market, spec, now)
     req = (spec.model_hash, spec.config_tuple(), now + spec.deadline_s, spec.challenge_window_s,
            spec.bond_wei, spec.n_executors)
     res = client.transact(market.functions.postJob(req, tokens_bytes(spec.input_tokens)),

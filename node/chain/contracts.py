@@ -20,6 +20,9 @@ BURN_BPS = 1000
 MAX_EXECUTORS = 16
 MAX_TOKENS = 4096
 NO_TOKEN = 2**256 - 1  # "no token at this index" in output-token disputes
+# ModelRegistry constant (contracts/protocol/ModelRegistry.sol)
+MAX_CONTEXT = 1 << 17
+F32_ONE = 0x3F800000  # float32 1.0: top_p disabled (RepOps spec §7.3)
 
 
 class JobStatus(IntEnum):
@@ -66,13 +69,39 @@ class Outcome(IntEnum):
 
 
 @dataclass(frozen=True)
+class ModelEntry:
+    """ModelRegistry.register's arguments. `vocab_size` and `max_context` must come from the
+    runtime config that produced the model hash (the hash binds the context through the
+    compiled program), so that postJob's limits are the program's own."""
+
+    model_hash: bytes
+    program_root: bytes
+    vocab_size: int
+    max_context: int
+    spec_version: int = 1
+    name: str = ""
+    uri: str = ""
+
+    def as_args(self) -> tuple:
+        if len(self.model_hash) != 32 or len(self.program_root) != 32:
+            raise ValueError("model_hash and program_root must be 32 bytes")
+        if not 1 <= self.vocab_size < 2**32:
+            raise ValueError(f"vocab_size {self.vocab_size} must be 1..2^32-1")
+        if not 2 <= self.max_context <= MAX_CONTEXT:
+            raise ValueError(f"max_context {self.max_context} must be 2..{MAX_CONTEXT}")
+        return (self.model_hash, self.program_root, self.spec_version, self.vocab_size,
+                self.max_context, self.name, self.uri)
+
+
+@dataclass(frozen=True)
 class JobConfig:
-    """JobMarket.JobConfig; temperature and top_p are float32 bit patterns (0 = greedy)."""
+    """JobMarket.JobConfig; temperature and top_p are float32 bit patterns (temperature 0 =
+    greedy; top_p 1.0 = disabled, and 0 is invalid: RepOps spec §7.3)."""
 
     max_tokens: int
     temperature_bits: int = 0
     top_k: int = 0
-    top_p_bits: int = 0
+    top_p_bits: int = F32_ONE
     seed: int = 0
 
     def as_tuple(self) -> tuple[int, int, int, int, int]:

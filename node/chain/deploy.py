@@ -1,9 +1,10 @@
 """Deploy the protocol contracts to any RPC: `python -m node.chain.deploy --rpc URL --key KEY`.
 
 Deploys ModelRegistry (curated, append-only), the one-step verifier, DisputeGame, JobMarket
-and the example PredictionMarket, binds the game to the market, optionally registers a model,
-and writes the deployment JSON that nodes read (node.deployment.Deployment). The deployment
-order and wiring live in node.deployment.deploy_protocol; this module is the command around it.
+and the example PredictionMarket, binds the game to the market, optionally registers a model
+(with its vocabulary size and context, which postJob checks jobs against), and writes the
+deployment JSON that nodes read (node.deployment.Deployment). The deployment order and wiring
+live in node.deployment.deploy_protocol; this module is the command around it.
 The key comes from --key or the JUDGE_PRIVATE_KEY environment variable and is never printed.
 """
 
@@ -18,7 +19,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from node.chain.client import ChainClient
-from node.deployment import Deployment, deploy_protocol
+from node.chain.contracts import ModelEntry
+from node.deployment import Deployment, deploy_protocol, register_model
 
 
 def _bytes32(s: str) -> bytes:
@@ -29,17 +31,17 @@ def _bytes32(s: str) -> bytes:
 
 
 def deploy(rpc_url: str, private_key: str, clock_budget_s: int = 3600, curator: str | None = None,
-           model: tuple[bytes, bytes, int, str, str] | None = None, with_consumer: bool = True,
+           model: ModelEntry | None = None, with_consumer: bool = True,
            log=lambda msg: None) -> Deployment:  # noqa: ANN001
-    """Deploys and wires everything; with `model` = (hash, program root, spec version, name,
-    uri) also registers it (the deployer must then be the curator)."""
+    """Deploys and wires everything; with `model` also registers it, limits included (the
+    deployer must then be the curator)."""
     client = ChainClient(rpc_url, private_key)
     dep = deploy_protocol(client, clock_budget_s=clock_budget_s, curator=curator,
                           with_consumer=with_consumer, log=log)
     if model is not None:
-        registry = client.contract("ModelRegistry", dep.registry)
-        res = client.transact(registry.functions.register(*model), what="register model")
-        log(f"registered model 0x{model[0].hex()}  gas {res.gas_used}")
+        res = register_model(client, dep.registry, model)
+        log(f"registered model 0x{model.model_hash.hex()} (vocabulary {model.vocab_size}, "
+            f"context {model.max_context})  gas {res.gas_used}")
     return dep
 
 
@@ -53,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-consumer", action="store_true", help="skip the example PredictionMarket")
     p.add_argument("--model-hash", type=_bytes32, help="register this model hash too")
     p.add_argument("--program-root", type=_bytes32, help="its program root")
+    p.add_argument("--vocab-size", type=int,
+                   help="its vocabulary size (job token ids must be below it)")
+    p.add_argument("--max-context", type=int,
+                   help="the context positions its program was compiled for")
     p.add_argument("--spec-version", type=int, default=1)
     p.add_argument("--model-name", default="")
     p.add_argument("--model-uri", default="")
@@ -63,9 +69,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("no deployer key: pass --key or set JUDGE_PRIVATE_KEY")
     model = None
     if a.model_hash is not None:
-        if a.program_root is None:
-            p.error("--model-hash needs --program-root")
-        model = (a.model_hash, a.program_root, a.spec_version, a.model_name, a.model_uri)
+        missing = [f for f, v in (("--program-root", a.program_root),
+                                  ("--vocab-size", a.vocab_size),
+                                  ("--max-context", a.max_context)) if v is None]
+        if missing:
+            p.error(f"--model-hash needs {', '.join(missing)}")
+        model = ModelEntry(a.model_hash, a.program_root, a.vocab_size, a.max_context,
+                           a.spec_version, a.model_name, a.model_uri)
+        try:
+            model.as_args()
+        except ValueError as e:
+            p.error(str(e))
     dep = deploy(a.rpc, key, a.clock, a.curator, model, not a.no_consumer,
                  log=lambda m: print(m, file=sys.stderr))
     if a.out:

@@ -65,7 +65,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_model_register(args: argparse.Namespace) -> int:
-    from node.deployment import Deployment
+    from node.deployment import Deployment, register_model, served_entry
     from node.served import load_served_model
 
     cfg = _cfg(args)
@@ -78,18 +78,20 @@ def cmd_model_register(args: argparse.Namespace) -> int:
         _out(args, f"model {args.model} already registered: 0x{served.model_hash.hex()}",
              {"model_hash": "0x" + served.model_hash.hex(), "registered": True})
         return 0
-    res = client.transact(reg.functions.register(served.model_hash, served.program_root, 1,
-                                                 args.model, served.uri), what="register")
+    entry = served_entry(served)
+    res = register_model(client, dep.registry, entry)
     _out(args, f"registered {args.model}: model hash 0x{served.model_hash.hex()} "
-               f"program root 0x{served.program_root.hex()} (gas {res.gas_used})",
+               f"program root 0x{served.program_root.hex()} vocabulary {entry.vocab_size} "
+               f"context {entry.max_context} (gas {res.gas_used})",
          {"model_hash": "0x" + served.model_hash.hex(),
-          "program_root": "0x" + served.program_root.hex(), "tx": res.tx_hash})
+          "program_root": "0x" + served.program_root.hex(), "vocab_size": entry.vocab_size,
+          "max_context": entry.max_context, "tx": res.tx_hash})
     return 0
 
 
 def cmd_job_submit(args: argparse.Namespace) -> int:
     from node.deployment import Deployment
-    from node.requester import JobSpec, submit_job
+    from node.requester import JobRefused, JobSpec, submit_job
     from node.served import load_served_model
 
     cfg = _cfg(args)
@@ -98,14 +100,18 @@ def cmd_job_submit(args: argparse.Namespace) -> int:
     served = load_served_model(args.model, max_ctx=args.max_ctx,
                                log=lambda m: print(m, file=sys.stderr))
     tokens = served.chat_tokens(args.prompt)
-    if len(tokens) + args.max_tokens > served.max_ctx:
-        raise CliError(f"prompt ({len(tokens)} tokens) + {args.max_tokens} new tokens exceeds "
-                       f"the context of {served.max_ctx}")
+    if not (0 <= args.top_k < 2**32 and 0 <= args.seed < 2**64):
+        raise CliError("--top-k must fit a uint32 and --seed a uint64 (JobMarket.JobConfig)")
     spec = JobSpec(model_hash=served.model_hash, input_tokens=tokens, max_tokens=args.max_tokens,
-                   reward_wei=args.reward, bond_wei=args.bond, deadline_s=args.deadline,
-                   challenge_window_s=args.window, n_executors=args.executors)
+                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                   seed=args.seed, reward_wei=args.reward, bond_wei=args.bond,
+                   deadline_s=args.deadline, challenge_window_s=args.window,
+                   n_executors=args.executors)
     market = client.contract("JobMarket", dep.market)
-    job_id, res = submit_job(client, market, spec)
+    try:
+        job_id, res = submit_job(client, market, spec)
+    except JobRefused as e:  # the contract's own reason, found before anything was sent
+        raise CliError(f"job refused, nothing sent: {e}") from None
     _out(args, f"job {job_id} posted ({len(tokens)} input tokens, tx {res.tx_hash})",
          {"job": job_id, "tx": res.tx_hash, "input_tokens": tokens})
     return 0
@@ -220,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(js)
     js.add_argument("--prompt", required=True)
     js.add_argument("--max-tokens", type=int, default=16)
+    js.add_argument("--temperature", type=float, default=0.0,
+                    help="0 = greedy (the v1 trace programs decode greedily); finite, >= 0")
+    js.add_argument("--top-k", type=int, default=0, help="0 = disabled")
+    js.add_argument("--top-p", type=float, default=1.0, help="in (0, 1]; 1 = disabled")
+    js.add_argument("--seed", type=int, default=0, help="sampling seed (RepOps spec §7.2)")
     js.add_argument("--reward", type=int, default=10**16, help="reward in wei")
     js.add_argument("--bond", type=int, default=10**17, help="bond required of each party (wei)")
     js.add_argument("--deadline", type=int, default=3600, help="seconds to commit")

@@ -2,11 +2,13 @@
 
 - Reorgs (DESIGN §7 "reorg-aware"): a node acting only on blocks `confirmations` deep never
   acts on a JobPosted that a reorg of at most that depth removes; a watcher that sees the
-  block under its cursor change rescans, and a watchtower re-checks what the new chain holds
-  (not what it had checked on the old one).
-- Bad input: a job input that is not uint32 tokens is refused by the contract; a job for a
-  model the node does not serve is ignored; a job its program cannot run (token id outside the
-  vocabulary, empty prompt, more tokens than the context) is skipped without stopping the node.
+  block under its cursor change rewinds to the fork point (the last recorded block still on
+  the chain, however deep) and rescans from there, and a watchtower re-checks what the new
+  chain holds (not what it had checked on the old one).
+- Bad input: a job input that is not uint32 tokens, or that the program cannot run (token id
+  outside the vocabulary, empty prompt, more tokens than the context), is refused by the
+  contract with a named error (and by the requester before sending); a job for a model the
+  node does not serve is ignored, or skipped by a node that tries it, which carries on.
 - RPC down then back: the client retries with backoff; when its retries run out the daemon's
   loop carries on; once anvil is back (same port, state reloaded) the job gets done.
 
@@ -29,11 +31,14 @@ import pytest
 
 from node.chain.anvil import DEV_KEYS, Anvil, free_port
 from node.chain.client import ChainClient, TxReverted
+from node.chain.contracts import ModelEntry
 from node.daemon import ChallengerDaemon, ExecutorDaemon, Fault
-from node.deployment import deploy_protocol
+from node.deployment import deploy_protocol, register_model
 from node.receipts import tokens_bytes
-from node.requester import JobSpec, job_status, submit_job
+from node.requester import JobRefused, JobSpec, job_status, submit_job
+from node.store import Store
 from node.store.records import JobStatus
+from node.watch import EventWatcher, Subscription
 from repops.commit import keccak256
 
 pytestmark = pytest.mark.chain
@@ -71,12 +76,16 @@ class World:
             W.rpc(self.owner, "evm_mine")
 
 
+def _entry(model: Any, model_hash: bytes | None = None) -> ModelEntry:
+    """The toy's registry entry: its limits are the ones its program was lowered with."""
+    return ModelEntry(model_hash or model.model_hash, model.program.root(), W.toy.TOY.vocab,
+                      W.toy.MAX_CTX, 1, "toy", "test://toy")
+
+
 def _deploy(anvil: Anvil, model: Any) -> tuple[ChainClient, Any]:
     owner = ChainClient(anvil.rpc_url, DEV_KEYS[0])
     dep = deploy_protocol(owner, clock_budget_s=CLOCK, with_consumer=False)
-    reg = owner.contract("ModelRegistry", dep.registry)
-    owner.transact(reg.functions.register(model.model_hash, model.program.root(), 1, "toy",
-                                          "test://toy"))
+    register_model(owner, dep.registry, _entry(model))
     return owner, dep
 
 
@@ -229,6 +238,75 @@ def test_own_transactions_dropped_by_a_shallow_reorg_are_sent_again(world):
         W.assert_journal_matches_chain(w.owner, n.store, n.client.address, w.dep.block)
 
 
+def test_watcher_rewinds_to_the_fork_point_of_a_deep_reorg(world, caplog):
+    """A reorg 100 blocks deep (deeper than any fixed rewind) replaces the branch the node had
+    scanned with one holding a job at its bottom. The watcher must go back to the fork point,
+    the last block it recorded that is still on the chain, and find the job."""
+    w = world
+    ex = w.node(ExecutorDaemon, 1, "ex", confirmations=0)
+    w.mine(2)
+    ex.poll_once()  # the cursor (and its hash) at block n
+    n = w.owner.block_number()
+    snap = W.rpc(w.owner, "evm_snapshot")
+    w.mine(100)
+    ex.poll_once()  # the cursor at n + 100 on the branch about to vanish
+    assert ex.store.get_cursor(ex.watcher.name).block == n + 100
+    assert W.rpc(w.owner, "evm_revert", snap)
+    job_id = w.post()  # block n + 1 of the new branch
+    w.mine(120)  # longer than the old branch: only the hash tells the cursor's block changed
+    caplog.set_level(logging.WARNING, logger="judge.watch")
+    ex.poll_once()
+    assert f"rescanning from {n + 1}" in caplog.text
+    assert [(j.job, j.status) for j in ex.store.jobs()] == [(job_id, JobStatus.COMMITTED)]
+    recorded = ex.store.block_hashes(ex.watcher.name)
+    assert n + 100 not in recorded or recorded[n + 100] == bytes(
+        w.owner.w3.eth.get_block(n + 100)["hash"]), "nothing of the old branch is kept"
+    assert all(bytes(w.owner.w3.eth.get_block(k)["hash"]) == h for k, h in recorded.items())
+
+
+def test_watcher_rescans_only_above_the_fork_point(world, tmp_path, caplog):
+    """Events below the fork point are not handled again; events of the dropped blocks are
+    replaced by what the new chain holds; a chain shorter than the cursor is a reorg too."""
+    w = world
+    store = Store(tmp_path / "watch.db")
+    seen: list[tuple[int, bytes]] = []
+
+    def on_job(ev: Any) -> None:
+        seen.append((ev["args"]["jobId"], bytes(ev["args"]["input"])))
+
+    watcher = EventWatcher(w.owner, store, "t", [Subscription(w.market, "JobPosted", on_job)],
+                           start_block=w.dep.block)
+    caplog.set_level(logging.WARNING, logger="judge.watch")
+    try:
+        w.post()  # job 1 in block a
+        watcher.poll()
+        a = w.owner.block_number()
+        w.post(PROMPT_B)  # job 2 in block a + 1
+        watcher.poll()
+        w.mine()
+        watcher.poll()  # cursor at a + 2
+        W.rpc(w.owner, "anvil_reorg", 2, [])  # a + 1 and a + 2 replaced by empty blocks
+        assert watcher.poll() == 0
+        assert f"rescanning from {a + 1}" in caplog.text, "rewound to the fork point a"
+        assert w.post([9, 9]) == 2  # job 2 again, another input, on the new chain
+        watcher.poll()
+        pa, pb = tokens_bytes(W.PROMPT), tokens_bytes(PROMPT_B)
+        assert seen == [(1, pa), (2, pb), (2, tokens_bytes([9, 9]))], "job 1 handled once"
+        # the chain gets shorter than the cursor: the last recorded block still on it is a
+        snap_height = w.owner.block_number()
+        snap = W.rpc(w.owner, "evm_snapshot")
+        w.mine(5)
+        watcher.poll()
+        assert W.rpc(w.owner, "evm_revert", snap)
+        assert w.owner.block_number() == snap_height
+        caplog.clear()
+        assert watcher.poll() == 0
+        assert f"rescanning from {snap_height + 1}" in caplog.text
+        assert len(seen) == 3
+    finally:
+        store.close()
+
+
 # ---- bad input -------------------------------------------------------------------------------
 
 
@@ -240,37 +318,49 @@ def test_malformed_job_input_is_refused_by_the_contract(world):
     for bad in (b"\x00" * 5, b"\x01\x02\x03"):
         with pytest.raises(TxReverted) as e:
             w.owner.transact(w.market.functions.postJob(req, bad), value=REWARD)
-        assert e.value.error == "BadRequest"
+        assert e.value.error == "InputNotTokens"
     assert w.owner.call(w.market.functions.jobCount()) == 0
     assert W.ledger(w.owner, w.dep) == before
 
 
-def test_unserved_model_and_unrunnable_jobs_are_skipped_and_the_node_carries_on(world):
+def test_unrunnable_jobs_never_reach_the_chain(world):
+    """Jobs the toy program cannot run: the requester refuses them before sending, with the
+    contract's reason, and the contract refuses them too when sent anyway. A node therefore
+    never sees one (the full list of refusals: tests/node/test_job_refusals.py)."""
+    w = world
+    vocab, ctx = W.toy.TOY.vocab, W.toy.MAX_CTX
+    bad = {"TokenOutOfVocab": ([3, vocab, 1], W.N_TOKENS), "EmptyInput": ([], W.N_TOKENS),
+           "ContextExceeded": (W.PROMPT, ctx - len(W.PROMPT) + 1)}
+    nonce = w.owner.w3.eth.get_transaction_count(w.owner.address)
+    for error, (prompt, n) in bad.items():
+        with pytest.raises(JobRefused) as e:
+            w.post(prompt, n_tokens=n)
+        assert e.value.error == error
+    assert w.owner.w3.eth.get_transaction_count(w.owner.address) == nonce, "nothing was sent"
+    for error, (prompt, n) in bad.items():
+        req = (w.model.model_hash, (n, 0, 0, 0x3F800000, 0), w.owner.timestamp() + 3600,
+               WINDOW, BOND, 1)
+        with pytest.raises(TxReverted) as e:
+            w.owner.transact(w.market.functions.postJob(req, tokens_bytes(prompt)),
+                             value=REWARD)
+        assert e.value.error == error
+    assert w.owner.call(w.market.functions.jobCount()) == 0
+    assert w.post(W.PROMPT, n_tokens=ctx - len(W.PROMPT)) == 1, "exactly the context is fine"
+
+
+def test_unserved_model_is_skipped_and_the_node_carries_on(world):
     w = world
     other = keccak256(b"some other model")
-    reg = w.owner.contract("ModelRegistry", w.dep.registry)
-    w.owner.transact(reg.functions.register(other, w.model.program.root(), 1, "other", "x://"))
-    jobs = {
-        "unserved": w.post(model_hash=other),
-        "token outside the vocabulary": w.post([3, 1000, 1]),
-        "empty prompt": w.post([]),
-        "longer than the context": w.post(W.PROMPT, n_tokens=20),
-        "good": w.post(),
-    }
+    register_model(w.owner, w.dep.registry, _entry(w.model, other))
+    jobs = {"unserved": w.post(model_hash=other), "good": w.post()}
     ex = w.node(ExecutorDaemon, 1, "ex")
     # a node serving every registered model runs the unserved job too, and must survive it
     greedy = w.node(ExecutorDaemon, 3, "greedy", served_models=None)
     ch = w.node(ChallengerDaemon, 2, "ch")
     W.settle([ex, greedy, ch], w.owner)
-    assert {j.job for j in ex.store.jobs()} == set(jobs.values()) - {jobs["unserved"]}
-    status = {j.job: j.status for j in ex.store.jobs()}
-    for name, job_id in jobs.items():
-        if name not in ("unserved", "good"):
-            assert status[job_id] == JobStatus.SKIPPED, name
-    assert status[jobs["good"]] == JobStatus.COMMITTED
-    assert all(j.status == JobStatus.SKIPPED for j in greedy.store.jobs()
-               if j.job != jobs["good"])
-    # the good job pays the executor that got its slot; every other reward goes back
+    assert {j.job for j in ex.store.jobs()} == {jobs["good"]}
+    assert {j.job: j.status for j in greedy.store.jobs()}[jobs["unserved"]] == JobStatus.SKIPPED
+    # the good job pays the executor that got its slot; the other reward goes back
     W.advance(w.owner, 3600 + 1)
     W.settle([ex, greedy, ch], w.owner)
     for name, job_id in jobs.items():
@@ -284,7 +374,7 @@ def test_unserved_model_and_unrunnable_jobs_are_skipped_and_the_node_carries_on(
     paid = "ex" if winner == ex.client.address else "greedy"
     assert led[paid] == BOND + REWARD
     assert led["ex" if paid == "greedy" else "greedy"] == 0 and led["ch"] == 0
-    assert led["requester"] == 4 * REWARD
+    assert led["requester"] == REWARD
     assert led["escrow"] == 0 and led["burned"] == 0
 
 
