@@ -54,6 +54,21 @@ def test_run_validate_verify_roundtrip(tmp_path, key_env, capsys, ree_model):
     assert _json(capsys)[0]["field"] == "text"
 
 
+def test_sampled_run_verifies(tmp_path, key_env, capsys, ree_model):
+    """A sampled job (§7.3 through the trace program's SAMPLE ops) re-executes to the same
+    tokens and trace root, and its receipt records the sampling parameters."""
+    rp = tmp_path / "s.json"
+    assert cli.main(["run", "--prompt", "Tell me a word.", "--max-new-tokens", "2",
+                     "--temperature", "0.7", "--top-k", "40", "--top-p", "0.9", "--seed", "77",
+                     "--receipt", str(rp), "--json", "--quiet"]) == 0
+    capsys.readouterr()
+    r = Receipt.load(rp)
+    assert r.parameters["temperature"] == pytest.approx(0.7) and r.parameters["top_k"] == 40
+    assert cli.main(["verify", str(rp), "--json", "--quiet"]) == 0
+    v = _json(capsys)[0]
+    assert v["ok"] and v["trace_root_match"] and v["output_match"]
+
+
 def test_verify_names_first_divergent_op(tmp_path, key_env, capsys, ree_session):
     """A cheating executor flips one element of one leaf; verify names that op."""
     from eth_account import Account
@@ -65,8 +80,8 @@ def test_verify_names_first_divergent_op(tmp_path, key_env, capsys, ree_session)
     target_step, target_op = 1, 700
     real = ex.run_step
 
-    def cheat(step, toks, feed_token=None):
-        outs = real(step, toks, feed_token)
+    def cheat(step, toks, feed_token=None, **kw):
+        outs = real(step, toks, feed_token, **kw)
         if step == target_step:
             t = outs[target_op].clone()
             t.view(-1)[0] += 1.0
