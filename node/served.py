@@ -23,12 +23,12 @@ import numpy as np
 
 from node.jobs import JobOutcome
 from referee.execute import Trace
-from referee.witness import config_bytes
+from referee.layout import JobConfig
 from repops.commit import tensor_root_np
 
 
 class UnsupportedJob(ValueError):
-    """A job this runtime cannot execute as its trace program defines (e.g. sampling)."""
+    """A job this runtime cannot execute as its trace program defines (e.g. too long)."""
 
 
 @dataclass
@@ -61,19 +61,21 @@ class ServedModel:
                fault: Callable[[int, np.ndarray], np.ndarray] | None = None) -> JobOutcome:
         if model_hash != self.model_hash:
             raise UnsupportedJob(f"model 0x{model_hash.hex()[:16]}… is not served here")
-        if config.get("temperature", 0.0) != 0.0:
-            raise UnsupportedJob("the v1 trace program decodes greedily (temperature 0)")
         max_steps = int(config["max_new_tokens"])
+        # the job config the SAMPLE ops read (docs/trace-layout.md §L5.10); greedy at T = 0
+        job_config = JobConfig.of(max_steps, float(config.get("temperature", 0.0)),
+                                  int(config.get("top_k", 0)), float(config.get("top_p", 1.0)),
+                                  int(config.get("seed", 0)))
         if len(tokens) + max_steps > self.max_ctx:
             raise UnsupportedJob(f"{len(tokens)} input + {max_steps} new tokens exceed the "
                                  f"compiled context of {self.max_ctx}")
         prog = self.model.program
         fx = self.executor()
         fx.reset()
-        trace = Trace(prog, list(tokens))
+        trace = Trace(prog, list(tokens), config=job_config)
         p = prog.n_ops
         for s in range(max_steps):
-            outs = fx.run_step(s, list(tokens))
+            outs = fx.run_step(s, list(tokens), config=job_config)
             for j, o in enumerate(outs):
                 a = o.detach().to("cpu").numpy()
                 if fault is not None:
@@ -84,7 +86,7 @@ class ServedModel:
                 break
         toks = trace.output_tokens()
         finish = "eos" if toks and toks[-1] == prog.eos else "length"
-        return JobOutcome(trace, self.model.weights_by_root(), config_bytes(max_steps),
+        return JobOutcome(trace, self.model.weights_by_root(), job_config.encode(),
                           text=self.decode(toks), finish_reason=finish)
 
 
