@@ -55,7 +55,7 @@ contract OneStepVerifier is IOneStepVerifier {
     error BadLeafProof(uint256 slot);
     error BadChunk(uint256 slot, uint256 chunk);
     error NotAgreed(uint256 leaf);
-    /// @notice The `self` tensor of a SORT/SCAN witness is not the defender's output.
+    /// @notice The `self` tensor of a SCAN/MERGE witness is not the defender's output.
     error BadSelf();
 
     /// @inheritdoc IOneStepVerifier
@@ -79,22 +79,22 @@ contract OneStepVerifier is IOneStepVerifier {
             return keccak256(ctx.claim) == keccak256(_header(op.dtype, op.dims));
         }
         if (op.code == TraceOps.SAMPLE) _sampling(w, ctx, env);
-        return TraceOps.holds(op, _opInputs(w, ctx, op, kinds, words, env.step), ctx.elementIndex, env, ctx.claimedBits);
+        return _element(w, ctx, op, kinds, words, env);
     }
 
-    /// @dev The op's input slots (§L4), then `self` for SORT/SCAN (§L5.10); one witness
-    ///      tensor each, no more.
-    function _opInputs(
+    /// @dev Claim.Element: the op's input slots (§L4), the defender's own output for the ops
+    ///      that read it (§L5.10), then the op's rule (TraceOps.holds).
+    function _element(
         Witness memory w,
         StepContext calldata ctx,
         TraceOps.Op memory op,
         uint8[] memory kinds,
         uint256[] memory words,
-        uint256 step
-    ) internal pure returns (TraceOps.In[] memory ins) {
-        ins = _inputs(w, ctx, kinds, words, step);
-        if (TraceOps.readsSelf(op)) return _withSelf(w, ctx, ins);
-        if (w.inputs.length != ins.length) revert BadInput(ins.length);
+        TraceOps.Env memory env
+    ) internal pure returns (bool) {
+        TraceOps.In[] memory ins = _inputs(w, ctx, kinds, words, env.step);
+        TraceOps.In memory me = _self(w, ctx, op, ins.length);
+        return TraceOps.holds(op, ins, me, ctx.elementIndex, env, ctx.claimedBits);
     }
 
     // ----------------------------------------------------------------------------- program
@@ -169,7 +169,7 @@ contract OneStepVerifier is IOneStepVerifier {
     // ----------------------------------------------------------------------------- inputs
 
     /// @dev §L4: each input slot proven against agreed data (DESIGN §6 checklist 3).
-    ///      SORT and SCAN (§L5.10) take one more witness tensor after the slots (`self`).
+    ///      SCAN and MERGE (§L5.10) take one more witness tensor after the slots (`self`).
     function _inputs(
         Witness memory w,
         StepContext calldata ctx,
@@ -196,20 +196,21 @@ contract OneStepVerifier is IOneStepVerifier {
         }
     }
 
-    /// @dev §L5.10 one-step rules: the defender's own output (the disputed leaf's C4 root,
-    ///      `ctx.outputRoot`), appended after the record's inputs; its chunks proven as any
-    ///      input's. An op that does not read itself takes no extra tensor.
-    function _withSelf(Witness memory w, StepContext calldata ctx, TraceOps.In[] memory ins)
+    /// @dev §L7, §L5.10: SCAN and MERGE take one witness tensor after the n input slots, the
+    ///      defender's own output: its C4 root must be the disputed leaf's `ctx.outputRoot`, its
+    ///      chunks are proven as any input's. Every other op takes exactly n tensors.
+    function _self(Witness memory w, StepContext calldata ctx, TraceOps.Op memory op, uint256 n)
         internal
         pure
-        returns (TraceOps.In[] memory all)
+        returns (TraceOps.In memory me)
     {
-        uint256 n = ins.length;
+        if (!TraceOps.readsSelf(op)) {
+            if (w.inputs.length != n) revert BadInput(n);
+            return me;
+        }
         if (w.inputs.length != n + 1) revert BadInput(n);
         if (_root(w.inputs[n]) != ctx.outputRoot) revert BadSelf();
-        all = new TraceOps.In[](n + 1);
-        for (uint256 k = 0; k < n; ++k) all[k] = ins[k];
-        all[n] = _tensor(w.inputs[n], n);
+        me = _tensor(w.inputs[n], n);
     }
 
     function _root(Tensor memory t) private pure returns (bytes32) {

@@ -71,6 +71,11 @@ library TraceOps {
     uint256 internal constant DRAW = 6;
     uint256 internal constant JSTAR = 7;
     uint256 internal constant PICK = 8;
+    uint256 internal constant MERGE = 9;
+    /// @dev Per stage (nibble `stage`): how many inputs it reads, and which input besides
+    ///      ins[0] must be a row of V (0: none; ins[0] trivially is).
+    uint256 private constant SAMPLE_INPUTS = 0x2443112110;
+    uint256 private constant SAMPLE_ROW = 0x1221001000;
 
     /// @notice The inputs do not fit the op; an honest party never builds such a step.
     error OpMismatch(uint8 code, uint256 why);
@@ -109,13 +114,10 @@ library TraceOps {
         revert MissingChunk(c);
     }
 
-    function _s32(uint256 v) private pure returns (int256) {
-        return int256(int32(uint32(v)));
-    }
-
+    /// @dev An element as the mirror reads it (C1): int32 and int64 signed, other dtypes unsigned.
     function _sint(In memory t, uint256 v) private pure returns (int256) {
-        if (t.size == 8) return int256(int64(uint64(v)));
-        if (t.size == 4) return _s32(v);
+        if (t.dtype == 2) return int256(int32(uint32(v)));
+        if (t.dtype == 3) return int256(int64(uint64(v)));
         return int256(v);
     }
 
@@ -164,34 +166,32 @@ library TraceOps {
         revert UnknownCode(c);
     }
 
-    /// @notice Whether `claimed` is output element `e` of `op`. For every op but SAMPLE SORT this
-    ///         is `element(...) == claimed`; a SORT element is checked against its neighbours
-    ///         in the defender's own output instead (§L5.10 one-step rules).
-    function holds(Op memory op, In[] memory ins, uint256 e, Env memory env, uint256 claimed)
+    /// @notice Whether `claimed` is output element `e` of `op` (the Claim.Element decision).
+    ///         For every op but SAMPLE SORT, MERGE and SCAN it is `element(...) == claimed`;
+    ///         those three follow the one-step rules of §L5.10 (`me` is the defender's own
+    ///         output, read by MERGE and SCAN only; `present` false for every other op).
+    function holds(Op memory op, In[] memory ins, In memory me, uint256 e, Env memory env, uint256 claimed)
         internal
         pure
         returns (bool)
     {
-        if (op.code == SAMPLE && stageOf(op) == SORT) {
-            uint256 n = numel(op.dims);
-            if (e >= n) revert OutOfRange(e, n);
-            return sortHolds(op, ins, e, claimed);
+        uint256 n = numel(op.dims);
+        if (e >= n) revert OutOfRange(e, n);
+        if (op.code == SAMPLE) {
+            uint256 st = _sampleStage(op, ins);
+            uint256 v = ins[0].n;
+            if (st == SORT) return sortHolds(op, ins, v, e, claimed);
+            if (st == MERGE) return mergeHolds(op, ins, me, v, e, claimed);
+            if (st == SCAN) return scanHolds(ins, me, e, claimed);
         }
         return element(op, ins, e, env) == claimed;
     }
 
-    /// @notice Whether a SAMPLE op reads its own output (SORT, SCAN): the verifier then
-    ///         appends the defender's output tensor (`self`) after the record's inputs (§L7).
+    /// @notice Whether the one-step of `op` reads the defender's own output (SAMPLE SCAN and
+    ///         MERGE, §L5.10): the verifier then takes one more witness tensor (`self`, §L7).
     function readsSelf(Op memory op) internal pure returns (bool) {
-        if (op.code != SAMPLE) return false;
-        uint256 st = stageOf(op);
-        return st == SORT || st == SCAN;
-    }
-
-    /// @notice The stage word of a SAMPLE record (attr 0).
-    function stageOf(Op memory op) internal pure returns (uint256) {
-        _need(op.attrs.length >= 1, SAMPLE, 1);
-        return op.attrs[0];
+        if (op.code != SAMPLE || op.attrs.length == 0) return false;
+        return op.attrs[0] == SCAN || op.attrs[0] == MERGE;
     }
 
     // ------------------------------------------------------------------------ §L5.1 TOKENS
@@ -497,14 +497,13 @@ library TraceOps {
 
     // ------------------------------------------------------------------------ §L5.10 SAMPLE
 
-    /// @notice Value of element `e` of a SAMPLE op (RepOps spec §7.3 decomposed, §L5.10). SORT
-    ///         has no element function here: its claim is checked by `sortHolds`.
+    /// @notice Value of element `e` of a SAMPLE op (RepOps spec §7.3 in stages, §L5.10). SORT,
+    ///         MERGE and SCAN are decided by `holds` (their one-step rules), not valued here.
     function sample(Op memory op, In[] memory ins, uint256 e, Env memory env) internal pure returns (uint256) {
-        uint256 st = stageOf(op);
-        uint256 v = _sampleShape(op, ins, st);
+        uint256 st = _sampleStage(op, ins);
+        uint256 v = ins[0].n;
         if (st == SCALE) return Float32.div(uint32(ld(ins[0], e)), env.temperature);
         if (st == EXP) return _sampleExp(ins, e, v, env);
-        if (st == SCAN) return _scan(ins, e);
         if (st == TOPP) return _topp(ins, e, v, env);
         if (st == DRAW) return _draw(ins, e, v, env);
         if (st == JSTAR) return _jstar(ins, v, env);
@@ -520,85 +519,147 @@ library TraceOps {
     /// @notice RepOps spec §7.2: u = r24 · 2^-24 as binary32 bits (exact), r24 the first 24 bits
     ///         of keccak256(bytes32(uint256(seed)) ‖ uint64_be(step)).
     function prngU(uint64 seed, uint256 step) internal pure returns (uint32) {
-        uint256 r24 = uint256(keccak256(abi.encodePacked(bytes32(uint256(seed)), uint64(step)))) >> 232;
+        uint256 r24;
+        assembly ("memory-safe") {
+            mstore(0, seed) // bytes32(uint256(seed))
+            mstore(32, shl(192, and(step, 0xffffffffffffffff))) // uint64 big-endian
+            r24 := shr(232, keccak256(0, 40))
+        }
         if (r24 == 0) return 0;
         uint256 msb = Float32.log2(r24); // 0..23: u = 1.f · 2^(msb − 24), always normal
         return uint32(((msb + 103) << 23) | ((r24 << (23 - msb)) & 0x7FFFFF));
     }
 
-    /// @dev Shape rules of SAMPLE (§L5.10): ins[0] is a V-long row (z, z', p, c or g), every
-    ///      other V-long input (order, f, self) has V elements, the index inputs are [1, 1];
-    ///      stages 1-6 output V elements, 7-8 one. Returns V.
-    function _sampleShape(Op memory op, In[] memory ins, uint256 st) private pure returns (uint256 v) {
-        _need(st >= SCALE && st <= PICK, SAMPLE, 2);
-        uint256 nin = (st == SCALE || st == TOPP) ? 1 : st == DRAW ? 3 : (st == JSTAR || st == PICK) ? 4 : 2;
-        _need(ins.length >= nin, SAMPLE, 3);
-        for (uint256 k = 0; k < nin; ++k) _need(ins[k].present, SAMPLE, 3);
-        v = ins[0].n;
-        _need(v >= 1 && numel(op.dims) == (st <= DRAW ? v : 1), SAMPLE, 3);
-        // the second V-long input: self (SORT, SCAN), order (EXP), f (DRAW), f (JSTAR), order (PICK)
-        if (st == SORT || st == EXP || st == SCAN || st == DRAW) _need(ins[1].n == v, SAMPLE, 3);
-        if (st == JSTAR) _need(ins[2].n == v, SAMPLE, 3);
-        if (st == PICK) _need(ins[2].n == v, SAMPLE, 3);
+    /// @dev Stage and shape rules of SAMPLE (§L5.10), returns the stage: attr 0 names one of
+    ///      stages 1-9 (SORT, MERGE: attr 1 = block ≥ 1, exactly two attrs); the stage's inputs
+    ///      are present; ins[0] is the row of V ≥ 1; the other row input (EXP, DRAW, MERGE:
+    ///      ins[1]; JSTAR, PICK: ins[2]) has V elements; JSTAR and PICK output one element,
+    ///      the others V.
+    function _sampleStage(Op memory op, In[] memory ins) private pure returns (uint256 st) {
+        _need(op.attrs.length >= 1 && op.attrs[0] >= SCALE && op.attrs[0] <= MERGE, SAMPLE, 1);
+        st = op.attrs[0];
+        uint256 nin = (SAMPLE_INPUTS >> (4 * st)) & 15;
+        _need(ins.length >= nin, SAMPLE, 2);
+        for (uint256 k = 0; k < nin; ++k) _need(ins[k].present, SAMPLE, 2);
+        uint256 v = ins[0].n;
+        uint256 row = (SAMPLE_ROW >> (4 * st)) & 15;
+        _need(v >= 1 && numel(op.dims) == (st == JSTAR || st == PICK ? 1 : v) && ins[row].n == v, SAMPLE, 3);
+        if (st == SORT || st == MERGE) _need(op.attrs.length == 2 && op.attrs[1] >= 1, SAMPLE, 1);
     }
 
-    /// @dev An index element of agreed data (order, J0, j0, A, jstar): must lie in [0, V).
-    function _at(In memory t, uint256 pos, uint256 v) private pure returns (uint256) {
-        int256 got = _sint(t, ld(t, pos));
+    /// @dev An index input's element 0 (J0, j0, A, j*): must lie in [0, V).
+    function _index(In memory t, uint256 v) private pure returns (uint256) {
+        int256 got = _sint(t, ld(t, 0));
         _need(got >= 0 && uint256(got) < v, SAMPLE, 4);
         return uint256(got);
     }
 
-    /// @dev SORT order key: any NaN below −inf, −0 = +0, otherwise IEEE value order.
-    function _key(uint32 x) private pure returns (int256) {
-        if (Float32.isNaN(x)) return type(int256).min;
+    /// @dev An order entry (SORT int32 or MERGE int64 element of a row of V, `_sampleStage`)
+    ///      names token low(o) = o mod 2^32, which must be < V.
+    function _low(In memory t, uint256 pos) private pure returns (uint256 tok) {
+        tok = ld(t, pos) & 0xFFFFFFFF;
+        _need(tok < t.n, SAMPLE, 4);
+    }
+
+    /// @notice The SORT key: any NaN below −inf, −0 = +0, otherwise IEEE value order.
+    function sortKey(uint32 x) internal pure returns (int256) {
+        if (Float32.isNaN(x)) return -(2 ** 31);
         int256 m = int256(uint256(x & 0x7FFFFFFF));
         return x >> 31 == 1 ? -m : m;
     }
 
-    /// @notice prec(a, b), "a comes before b" in the SORT order: key(z'[a]) > key(z'[b]), or
-    ///         equal keys and a < b (§L5.10; RepOps spec §7.3 step 3 for NaN-free z').
+    /// @notice prec(a, b), "token a comes before token b": key(z'[a]) > key(z'[b]), or equal
+    ///         keys and a < b (§L5.10; RepOps spec §7.3 step 3 for NaN-free z').
     function prec(In memory zp, uint256 a, uint256 b) internal pure returns (bool) {
-        int256 ka = _key(uint32(ld(zp, a)));
-        int256 kb = _key(uint32(ld(zp, b)));
+        int256 ka = sortKey(uint32(ld(zp, a)));
+        int256 kb = sortKey(uint32(ld(zp, b)));
         return ka > kb || (ka == kb && a < b);
     }
 
-    /// @notice SORT (stage 2) one-step rule: claimed index x at position j is right iff x is in
-    ///         [0, V) and the defender's own neighbours order_D[j−1], order_D[j+1] (from `self`,
-    ///         ins[1]) are in range with prec(order_D[j−1], x) and prec(x, order_D[j+1]).
-    ///         Only the sorted permutation passes at every j (docs/trace-layout.md §L5.10).
-    function sortHolds(Op memory op, In[] memory ins, uint256 j, uint256 claimed) internal pure returns (bool) {
-        uint256 v = _sampleShape(op, ins, SORT);
+    /// @notice SORT (attr 1 = block B) one-step rule: the claimed int32 token x lies in the
+    ///         block [s0, min(s0 + B, V)) of element j and exactly j − s0 of the block's tokens
+    ///         precede it (equivalent to the element's definition: prec is a strict total order).
+    function sortHolds(Op memory op, In[] memory ins, uint256 v, uint256 j, uint256 claimed)
+        internal
+        pure
+        returns (bool)
+    {
+        uint256 b = op.attrs[1];
+        uint256 s0 = (j / b) * b;
+        uint256 end = v - s0 < b ? v : s0 + b;
+        if (claimed >= 2 ** 31) {
+            if (claimed < 2 ** 32) return false; // a negative int32
+            claimed -= 2 ** 32; // the mirror's reading of bits past 32 (never a C1 int32)
+        }
+        if (claimed < s0 || claimed >= end) return false;
         In memory zp = ins[0];
-        In memory me = ins[1];
-        if (claimed >= v) return false;
-        if (j > 0) {
-            int256 a = _sint(me, ld(me, j - 1));
-            if (a < 0 || uint256(a) >= v || !prec(zp, uint256(a), claimed)) return false;
+        int256 kx = sortKey(uint32(ld(zp, claimed)));
+        uint256 ahead = 0;
+        for (uint256 y = s0; y < end; ++y) {
+            int256 ky = sortKey(uint32(ld(zp, y)));
+            if (ky > kx || (ky == kx && y < claimed)) ++ahead;
         }
-        if (j + 1 < v) {
-            int256 b = _sint(me, ld(me, j + 1));
-            if (b < 0 || uint256(b) >= v || !prec(zp, claimed, uint256(b))) return false;
-        }
-        return true;
+        return ahead == j - s0;
     }
 
-    /// @dev Stage 3: e[j] = exp(sub(z'[order[j]], z'[order[0]])) for j < K, else −0 (the fold
-    ///      pad), RepOps spec §7.3 step 5.
+    /// @dev takeA(t, q) of the MERGE rule (§L5.10) in the block at s0 with runs A = prev[s0,
+    ///      s0 + lenA) and B' = prev[s0 + h, s0 + h + lenB): output offset q, with t of A before
+    ///      it, takes A[t] (A left, and B' exhausted or A[t] first in prec).
+    function _takeA(In[] memory ins, uint256 s0, uint256 h, uint256 lens, uint256 t, uint256 q)
+        private
+        pure
+        returns (bool)
+    {
+        if (t >= lens >> 128) return false;
+        if (q - t >= uint128(lens)) return true;
+        return prec(ins[1], _low(ins[0], s0 + t), _low(ins[0], s0 + h + q - t));
+    }
+
+    /// @dev lenA << 128 | lenB for a block with `rest` = V − s0 > 0 tokens left in the row.
+    function _lens(uint256 rest, uint256 h) private pure returns (uint256) {
+        uint256 lenA = rest < h ? rest : h;
+        uint256 lenB = rest - lenA < h ? rest - lenA : h; // lenA < h leaves no B'
+        return (lenA << 128) | lenB;
+    }
+
+    /// @notice MERGE (attr 1 = half h) one-step rule: t (how many of A precede offset q) is 0
+    ///         at the block start, else the high word of the defender's own previous element
+    ///         (`me`) advanced by one merge step; an impossible previous t makes the claim false.
+    ///         Correct iff claimed == t·2^32 + the token taken at q.
+    function mergeHolds(Op memory op, In[] memory ins, In memory me, uint256 v, uint256 e, uint256 claimed)
+        internal
+        pure
+        returns (bool)
+    {
+        uint256 h = op.attrs[1];
+        uint256 s0 = (e / (2 * h)) * 2 * h;
+        uint256 lens = _lens(v - s0, h); // e < V, so s0 < V
+        uint256 q = e - s0;
+        uint256 t = 0;
+        if (q > 0) {
+            uint256 tp = (uint256(_sint(me, ld(me, e - 1))) & type(uint64).max) >> 32;
+            if (tp > lens >> 128 || tp >= q || q - 1 - tp > uint128(lens)) return false;
+            t = _takeA(ins, s0, h, lens, tp, q - 1) ? tp + 1 : tp;
+        }
+        uint256 pos = _takeA(ins, s0, h, lens, t, q) ? s0 + t : s0 + h + q - t;
+        return claimed == (t << 32) + _low(ins[0], pos);
+    }
+
+    /// @notice SCAN one-step rule: claimed == canon(p[0]) at j = 0, else add(self[j−1], p[j]) with
+    ///         self the defender's own output (RepOps spec §7.3 step 6).
+    function scanHolds(In[] memory ins, In memory me, uint256 j, uint256 claimed) internal pure returns (bool) {
+        uint32 p = uint32(ld(ins[0], j));
+        if (j == 0) return claimed == (Float32.isNaN(p) ? Float32.NAN : p);
+        return claimed == Float32.add(uint32(ld(me, j - 1)), p);
+    }
+
+    /// @dev Stage 3: e[j] = exp(sub(z'[low(order[j])], z'[low(order[0])])) for j < K, else −0
+    ///      (the fold pad), RepOps spec §7.3 step 5.
     function _sampleExp(In[] memory ins, uint256 j, uint256 v, Env memory env) private pure returns (uint256) {
         if (j >= keff(v, env)) return Float32.NEG_ZERO;
-        uint32 m = uint32(ld(ins[0], _at(ins[1], 0, v)));
-        uint32 x = uint32(ld(ins[0], _at(ins[1], j, v)));
+        uint32 x = uint32(ld(ins[0], _low(ins[1], j)));
+        uint32 m = uint32(ld(ins[0], _low(ins[1], 0)));
         return Float32Transcendental.exp(Float32.sub(x, m));
-    }
-
-    /// @dev Stage 4: c[0] = canon(p[0]), c[j] = add(c_D[j−1], p[j]) with c_D the defender's own
-    ///      output (ins[1] = self), RepOps spec §7.3 step 6.
-    function _scan(In[] memory ins, uint256 j) private pure returns (uint256) {
-        uint32 p = uint32(ld(ins[0], j));
-        if (j == 0) return Float32.isNaN(p) ? Float32.NAN : p;
-        return Float32.add(uint32(ld(ins[1], j - 1)), p);
     }
 
     /// @dev Stage 5: f[j] = 1.0 iff top_p < 1 and j < K and c[j] ≥ top_p (IEEE), RepOps spec
@@ -608,11 +669,11 @@ library TraceOps {
         return Float32.le(env.topP, uint32(ld(ins[0], j))) ? Float32.ONE : 0;
     }
 
-    /// @dev J of RepOps spec §7.3 step 6 from f and its first maximum J0: J0 if f[J0] = 1.0,
-    ///      else K − 1.
+    /// @dev J of RepOps spec §7.3 step 6 from TOPP's f and its first maximum J0: J0 if
+    ///      bits(f[J0]) = 1.0, else K − 1.
     function _bigJ(In memory f, In memory j0, uint256 v, Env memory env) private pure returns (uint256) {
-        uint256 at = _at(j0, 0, v);
-        return ld(f, at) == Float32.ONE ? at : keff(v, env) - 1;
+        uint256 i0 = _index(j0, v);
+        return ld(f, i0) == Float32.ONE ? i0 : keff(v, env) - 1;
     }
 
     /// @dev Stage 6: r = mul(u, c[J]); g[j] = 1.0 iff j ≤ J and c[j] > r (RepOps spec §7.3
@@ -624,18 +685,18 @@ library TraceOps {
         return Float32.lt(r, uint32(ld(ins[0], j))) ? Float32.ONE : 0;
     }
 
-    /// @dev Stage 7: j* = j0 if g[j0] = 1.0, else J (RepOps spec §7.3 step 8).
+    /// @dev Stage 7: j* = j0 if bits(g[j0]) = 1.0, else J (RepOps spec §7.3 step 8).
     function _jstar(In[] memory ins, uint256 v, Env memory env) private pure returns (uint256) {
         uint256 bigJ = _bigJ(ins[2], ins[3], v, env);
-        uint256 j0 = _at(ins[1], 0, v);
+        uint256 j0 = _index(ins[1], v);
         return ld(ins[0], j0) == Float32.ONE ? j0 : bigJ;
     }
 
-    /// @dev Stage 8: the token. Greedy argmax A when T = ±0 or z[A] is NaN (RepOps spec §7.3
-    ///      step 1), else order[j*].
+    /// @dev Stage 8: the token. The greedy argmax A when T = ±0 or z[A] is NaN (RepOps spec §7.3
+    ///      step 1), else low(order[j*]).
     function _pick(In[] memory ins, uint256 v, Env memory env) private pure returns (uint256) {
-        uint256 a = _at(ins[1], 0, v);
+        uint256 a = _index(ins[1], v);
         if (env.temperature & 0x7FFFFFFF == 0 || Float32.isNaN(uint32(ld(ins[0], a)))) return a;
-        return _at(ins[2], _at(ins[3], 0, v), v);
+        return _low(ins[2], _index(ins[3], v));
     }
 }
