@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from eth_abi import decode
 
-from referee.layout import Src, Symbols, parse_record, program_root
-from referee.ops import EvalContext, OpError, elements, numel
-from referee.witness import CONFIG_ABI, NO_TOKEN, WITNESS_ABI, Claim, StepContext, element_bits
+from referee.layout import Code, JobConfig, Src, Symbols, parse_record, program_root, reads_self
+from referee.ops import EvalContext, OpError, holds, numel
+from referee.witness import NO_TOKEN, WITNESS_ABI, Claim, StepContext, element_bits
 from repops.commit import (
     CHUNK_BYTES,
     DTYPE_CODES,
@@ -159,19 +159,41 @@ def verify(kind: int, ctx: StepContext, witness: bytes) -> bool:
     try:
         if kind == Claim.OUTPUT_HEADER:
             return ctx.claim == op.header(cx.sym)
+        if op.code == Code.SAMPLE:
+            cx.config = _config(config, ctx)
         views = _inputs(op, tensors, ctx, step, n_ops)
-        value = elements(op, views, np.array([ctx.element_index]), cx)[0]
+        me = _self(op, tensors, ctx)
+        return holds(op, views, me, ctx.element_index, ctx.claimed_bits, cx)
     except OpError as e:
         raise InvalidWitness(str(e)) from None
-    return element_bits(int(value), op.dtype) == ctx.claimed_bits
+
+
+def _config(config: bytes, ctx: StepContext) -> JobConfig:
+    """The job's config bytes, bound by its config hash (§L7; SAMPLE reads it, §L5.10)."""
+    if keccak256(config) != ctx.config_hash or len(config) != 160:
+        raise InvalidWitness("bad config")
+    return JobConfig.decode(config)
+
+
+def _self(op, tensors: list, ctx: StepContext) -> ChunkView | None:
+    """§L7: SCAN and MERGE read the defender's own output, the Tensor after the input slots;
+    its C4 root must be the disputed leaf's output root."""
+    if not reads_self(op):
+        return None
+    t = tensors[len(op.inputs)]
+    view = _tensor(t)
+    if _root(t) != ctx.output_root:
+        raise InvalidWitness("self is not the defender's output")
+    return view
 
 
 def _inputs(op, tensors: list, ctx: StepContext, step: int, n_ops: int) -> list:
-    """§L4, in the contract's order of checks."""
-    if len(tensors) != len(op.inputs):
+    """§L4, in the contract's order of checks (one more tensor, `self`, for §L5.10's SCAN and
+    MERGE)."""
+    if len(tensors) != len(op.inputs) + (1 if reads_self(op) else 0):
         raise InvalidWitness("one witness tensor per input slot")
     views: list[ChunkView | None] = []
-    for inp, t in zip(op.inputs, tensors, strict=True):
+    for inp, t in zip(op.inputs, tensors[:len(op.inputs)], strict=True):
         if inp.src == Src.OP:
             if inp.back > step or inp.op >= n_ops:
                 views.append(None)
@@ -192,9 +214,7 @@ def _inputs(op, tensors: list, ctx: StepContext, step: int, n_ops: int) -> list:
 
 def _trace_end(w: tuple, ctx: StepContext) -> bool:
     n_ops, eos, config = w[0], w[2], w[7]
-    if keccak256(config) != ctx.config_hash or len(config) != 160:
-        raise InvalidWitness("bad config")
-    max_tokens = decode(CONFIG_ABI, config)[0]
+    max_tokens = _config(config, ctx).max_tokens
     i = ctx.leaf_index
     s = i // n_ops
     max_steps = max_tokens or 1

@@ -16,8 +16,8 @@ import numpy as np
 from eth_abi import encode
 
 from referee.execute import ArrayView, Trace
-from referee.layout import Src, Symbols
-from referee.ops import EvalContext, element_bits, elements  # noqa: F401 (re-export)
+from referee.layout import JobConfig, Src, Symbols, reads_self
+from referee.ops import EvalContext, element_bits, holds
 from repops.commit import (
     CHUNK_BYTES,
     canonical_bytes,
@@ -29,7 +29,7 @@ from repops.commit import (
 
 WITNESS_ABI = ("(uint32,uint32,uint32,bytes32,bytes,bytes32[],bytes,bytes,"
                "(bytes,bytes32,bytes32,bytes32[],(uint256,bytes,bytes32[])[])[])")
-CONFIG_ABI = ["uint32", "uint32", "uint32", "uint32", "uint64"]
+CONFIG_ABI = list(JobConfig.ABI)
 NO_TOKEN = 2**256 - 1
 EMPTY_TENSOR = (b"", b"\x00" * 32, b"\x00" * 32, [], [])
 
@@ -72,7 +72,7 @@ class StepContext:
 def config_bytes(max_tokens: int, temperature: int = 0, top_k: int = 0, top_p: int = 0x3F800000,
                  seed: int = 0) -> bytes:
     """abi.encode(JobMarket.JobConfig): the preimage of the job's config hash."""
-    return encode(CONFIG_ABI, [max_tokens, temperature, top_k, top_p, seed])
+    return JobConfig(max_tokens, temperature, top_k, top_p, seed).encode()
 
 
 class RecordingView(ArrayView):
@@ -124,6 +124,7 @@ class WitnessBuilder:
     config: bytes
 
     def __post_init__(self) -> None:
+        self._job_config = JobConfig.decode(self.config)
         self._leaves = self.trace.leaves()
         self._levels = merkle_levels(self._leaves)
         self._op_hashes = self.trace.program.op_hashes()
@@ -188,8 +189,12 @@ class WitnessBuilder:
             else:
                 views.append(None)
         cx = EvalContext(Symbols.for_step(len(self.trace.job_tokens), step), step,
-                         self.trace.job_tokens)
-        elements(op, views, np.array([element]), cx)
+                         self.trace.job_tokens, self._job_config)
+        out = self.trace.outputs[leaf]
+        me = RecordingView(out) if reads_self(op) else None
+        flat = out.reshape(-1)
+        value = flat.view(np.uint32)[element] if out.dtype == np.float32 else flat[element]
+        holds(op, views, me, element, element_bits(int(value), out.dtype.name), cx)
         tensors = []
         for inp, v in zip(op.inputs, views, strict=True):
             if v is None:
@@ -198,6 +203,8 @@ class WitnessBuilder:
                 tensors.append(self._leaf_tensor(inp.leaf(step, prog.n_ops), v.read))
             else:
                 tensors.append(self.weight_tree(inp.root).entry(v.read))
+        if me is not None:  # §L7: the defender's own output, after the input slots
+            tensors.append(self.tree(leaf).entry(me.read))
         return encode([WITNESS_ABI], [tuple(self._program_part(j) + [tensors])])
 
     def header_only(self, leaf: int) -> bytes:
