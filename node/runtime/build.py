@@ -7,7 +7,7 @@ supported ops compiles), and running SmolLM2 through it is what tests it on a re
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ import numpy as np
 from node.runtime.compiler import compile_onnx
 from node.runtime.gguf_loader import GGUFModel, LlamaConfig, load_gguf
 from node.runtime.llama import from_gguf
-from node.runtime.model_hash import ModelHash, model_hash
+from node.runtime.model_hash import ModelHash, model_hash, weight_roots
 from node.runtime.onnx_export import export_onnx
 from node.runtime.program import Program
 from node.runtime.tokenizer import Tokenizer
@@ -29,6 +29,7 @@ class CompiledModel:
     tokenizer: Tokenizer
     hash: ModelHash
     max_pos: int
+    roots: dict[str, bytes] = field(default_factory=dict)  # C4 root of each program weight
 
 
 def compile_gguf(path: Path | None = None, max_pos: int | None = None,
@@ -46,8 +47,11 @@ def compile_gguf(path: Path | None = None, max_pos: int | None = None,
         prog, weights = compile_onnx(p)
     tok = Tokenizer.from_metadata(g.metadata)
     prog.meta = {"config": g.config.to_dict(), "max_pos": max_pos or g.config.context_length}
-    return CompiledModel(g.config, prog, weights, tok, model_hash(prog, weights, g.metadata),
-                         max_pos or g.config.context_length)
+    roots = weight_roots(prog, weights)  # hashed once: the model hash and the trace lowering
+    return CompiledModel(g.config, prog, weights, tok,
+                         model_hash(prog, weights, g.metadata, roots=roots),
+                         max_pos or g.config.context_length,
+                         dict(zip(prog.weights, roots, strict=True)))
 
 
 def main() -> None:
