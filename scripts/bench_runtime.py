@@ -6,12 +6,14 @@ Measures, on one device per invocation (sections for cpu and cuda are merged int
 - PyTorch eager (node/runtime/llama.py) of the same weights in the same run: fp32 (and bf16
   on CUDA) prefill tokens/s and decode tokens/s at batch 1 and 32;
 - llama.cpp through llama-cpp-python when installed (CPU only; optional bench extra).
-The trace executor runs one job per trace program (docs/trace-layout.md has no batch axis), so
-it has no batch-32 number.
+- the REE trace executor at batch 32 (node/ree/batch.py): 32 jobs side by side, each with its
+  own trace (the layout has no batch axis), their weight matmuls stacked into one call; decode
+  tokens/s over all jobs with and without committing the 32 traces.
 
     python scripts/bench_runtime.py --device cpu --tokens 8
     python scripts/bench_runtime.py --device cuda --tokens 32 --json-only --out $OUT
     python scripts/bench_runtime.py --merge other/bench-runtime.json
+    python scripts/bench_runtime.py --device cpu --tokens 4 --batch-tokens 2   # short CPU run
 """
 
 from __future__ import annotations
@@ -74,8 +76,57 @@ def bench_trace(model, dev: str, toks: list[int], n_new: int) -> dict:
         "decode_tok_s_with_trace": round(n_new / (dec_exec + dec_commit), 3),
         "trace_overhead_pct": round(100 * dec_commit / dec_exec, 1),
         "trace_ops_per_token": model.program.n_ops,
-        "batch32": "not supported: one job per trace program (no batch axis in the layout)",
         "fallback_elements": ex.fallbacks,
+    }
+
+
+def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int) -> dict:
+    """`batch` copies of the job run together (BatchExecutor), each committing its own trace
+    (TraceRecorder per job); the prefill step is timed apart from the decode steps."""
+    import torch
+
+    from node.ree.batch import BatchExecutor, Lane
+    from node.ree.fastexec import FastExecutor
+    from node.ree.sampling import SamplingConfig
+    from node.ree.trace import TraceRecorder
+
+    bx = BatchExecutor(FastExecutor(model.program, model.weights_by_root(), dev))
+    cfg = SamplingConfig().job_config(n_new + 1)
+    prog = model.program
+
+    def steps(lanes: list, n: int, recs: list | None) -> tuple[list[float], list[float]]:
+        exec_s, commit_s = [], []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            outs = bx.run_step(lanes)
+            _sync(dev)
+            t1 = time.perf_counter()
+            for i, (ln, o) in enumerate(zip(lanes, outs, strict=True)):
+                if recs is not None:
+                    recs[i].add_step(o)
+                ln.feed = int(o[prog.token_op].reshape(-1)[0])
+            exec_s.append(t1 - t0)
+            commit_s.append(time.perf_counter() - t1)
+        return exec_s, commit_s
+
+    with torch.no_grad():
+        steps([Lane(list(toks[:4]), config=cfg) for _ in range(batch)], 2, None)  # warm-up
+        lanes = [Lane(list(toks), config=cfg) for _ in range(batch)]
+        recs = [TraceRecorder(prog, toks) for _ in range(batch)]
+        exec_s, commit_s = steps(lanes, n_new + 1, recs)
+    t3 = time.perf_counter()
+    for r in recs:
+        r.root()
+    root_s = time.perf_counter() - t3
+    dec_exec, dec_commit = sum(exec_s[1:]), sum(commit_s[1:]) + root_s
+    return {
+        "batch": batch, "prefill_tokens": batch * len(toks),
+        "prefill_tok_s": round(batch * len(toks) / exec_s[0], 2),
+        "decode_steps": n_new,
+        "decode_tok_s_exec_only": round(batch * n_new / dec_exec, 3),
+        "decode_tok_s_with_trace": round(batch * n_new / (dec_exec + dec_commit), 3),
+        "trace_overhead_pct": round(100 * dec_commit / dec_exec, 1),
+        "batched_matmuls": bx.batched_calls, "jobs_rerun_ops": bx.reruns,
     }
 
 
@@ -151,15 +202,17 @@ def markdown(rep: dict) -> str:
              "(docs/trace-layout.md), committing a C4 root for every trace op.", ""]
     for dev, sec in rep.get("sections", {}).items():
         m, tr = sec["machine"], sec["trace"]
+        tb = sec.get("trace_batch") or {}
         lines += [f"## {dev}: {m.get('gpu', m.get('cpu', ''))} ({sec['date']})", "",
                   f"torch {m['torch']}" + (f", Triton {m['triton']}" if 'triton' in m else "")
                   + f", {m.get('cpu_count')} CPUs, RepOps CPU ISA {m['cpu_isa']}", "",
                   "| engine | prefill tok/s | decode tok/s (b=1) | decode tok/s (b=32) |",
                   "|---|---|---|---|",
                   f"| REE trace executor, with trace | {tr['prefill_tok_s']} | "
-                  f"{tr['decode_tok_s_with_trace']} | n/a |",
+                  f"{tr['decode_tok_s_with_trace']} | "
+                  f"{tb.get('decode_tok_s_with_trace', 'n/a')} |",
                   f"| REE trace executor, exec only | {tr['prefill_tok_s']} | "
-                  f"{tr['decode_tok_s_exec_only']} | n/a |"]
+                  f"{tr['decode_tok_s_exec_only']} | {tb.get('decode_tok_s_exec_only', 'n/a')} |"]
         for name, e in sec.get("eager", {}).items():
             if "b1" not in e:
                 lines.append(f"| PyTorch eager {name} | failed: {e.get('error', '?')} | | |")
@@ -172,7 +225,14 @@ def markdown(rep: dict) -> str:
                   f"**{tr['trace_overhead_pct']} %**; {tr['trace_ops_per_token']} trace ops per "
                   f"token; prompt {tr['prefill_tokens']} tokens, {tr['decode_tokens']} decode "
                   f"steps; elements re-checked by the reference: {tr['fallback_elements']}."]
-        lines += bench_llamacpp.markdown_ratio(tr, sec.get("llama_cpp")) + [""]
+        lines += bench_llamacpp.markdown_ratio(tr, sec.get("llama_cpp"))
+        if tb.get("batch"):
+            lines += ["", f"REE at batch {tb['batch']} (node/ree/batch.py: {tb['batch']} jobs, "
+                      f"each its own trace; weight matmuls of all jobs in one call): "
+                      f"{tb['decode_steps']} decode steps after a prefill of "
+                      f"{tb['prefill_tokens']} tokens ({tb['prefill_tok_s']} tok/s); trace "
+                      f"overhead {tb['trace_overhead_pct']} %."]
+        lines += [""]
     return "\n".join(lines)
 
 
@@ -189,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="docs/reports")
     ap.add_argument("--merge", help="merge the sections of another bench-runtime.json")
     ap.add_argument("--no-eager-b32", action="store_true")
+    ap.add_argument("--batch", type=int, default=32, help="jobs of the REE batch run (0: skip)")
+    ap.add_argument("--batch-tokens", type=int, help="decode steps of the batch run "
+                    "(default --tokens)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     path = out / "bench-runtime.json"
@@ -225,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(sec["llama_cpp"]), file=sys.stderr, flush=True)
     rep["sections"][args.device] = sec
     write(rep, out)
+    if args.batch > 0:
+        sec["trace_batch"] = bench_trace_batch(model, args.device, toks,
+                                               args.batch_tokens or args.tokens, args.batch)
+        print(json.dumps(sec["trace_batch"]), file=sys.stderr, flush=True)
+        write(rep, out)
     print(json.dumps(sec, indent=1))
     return 0
 

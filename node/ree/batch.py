@@ -62,54 +62,55 @@ class Lane:
                          self.job_tokens, self.config)
 
 
-class _Stack:
-    """Rows of several jobs' inputs stacked once per linear (all its segments read the same
-    input tensors), so the weight buffer's per-input cache keeps working."""
-
-    def __init__(self) -> None:
-        self._parts: list[torch.Tensor] = []
-        self._val: torch.Tensor | None = None
-
-    def __call__(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        if self._val is None or len(parts) != len(self._parts) or any(
-                a is not b for a, b in zip(parts, self._parts, strict=True)):
-            self._parts = list(parts)
-            self._val = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
-        return self._val
-
-
 class BatchExecutor:
     """Runs one step of several lanes (jobs) of the same trace program together."""
 
-    def __init__(self, executor: FastExecutor) -> None:
+    def __init__(self, executor: FastExecutor, masked: bool | None = None) -> None:
+        """`masked`: all segments of a linear in one matmul (default on accelerators; the
+        CPU default is one matmul per segment, fewer flops)."""
         self.fx = executor
+        self.masked = executor.device.type != "cpu" if masked is None else masked
         self.program = executor.program
         self.device = executor.device
         ops = self.program.ops
-        self._weight_dot = [op.code == Code.DOT and len(op.inputs) > 1
-                            and op.inputs[1].src == Src.WEIGHT
-                            and op.inputs[1].root in executor.buffers for op in ops]
         # only outputs read one step later (KV caches, the token op) outlive their step
         self._kept = {inp.op for op in ops for inp in op.inputs
                       if inp.src == Src.OP and inp.back == 1}
-        self._all_stack, self._single_stack, self._multi_stack = _Stack(), _Stack(), _Stack()
+        self._blocks = self._cut()
         self._eye: dict[int, torch.Tensor] = {}
-        self.batched_calls = 0  # weight-DOT matmuls over more than one job (diagnostics)
-        self.reruns = 0  # (job, op) pairs re-run alone for a ±0/NaN element (diagnostics)
-        self._blocks_cache = self._blocks()
+        self._live: dict[tuple, torch.Tensor] = {}
+        self.batched_calls = 0  # weight matmuls over more than one job (diagnostics)
+        self.reruns = 0  # (job, linear) pairs re-run op by op for a ±0/NaN (diagnostics)
 
     # ------------------------------------------------------------------ step driver
 
-    def _blocks(self) -> list[tuple[bool, list[int]]]:
-        """The program cut into runs of consecutive ops: (batched weight DOTs?, op indices).
-        Per-job runs go job by job, so a job's ops follow each other as in a one-job step
-        (the executor's per-tensor caches keep hitting)."""
+    def _cut(self) -> list[tuple[bool, list[int]]]:
+        """The program cut into (is a linear, op indices): each linear's segment chain
+        (layout §L8: the first segment from +0, each next one continuing the previous one's
+        accumulator, same A, same weight) is one block; the ops between are per-job blocks,
+        run job by job so a job's ops follow each other as in a one-job step."""
+        ops, bufs = self.program.ops, self.fx.buffers
         blocks: list[tuple[bool, list[int]]] = []
-        for j, wd in enumerate(self._weight_dot):
-            if blocks and blocks[-1][0] == wd:
+        for j, op in enumerate(ops):
+            wdot = (op.code == Code.DOT and len(op.inputs) in (2, 3)
+                    and op.inputs[0].src == Src.OP and op.inputs[0].back == 0
+                    and op.inputs[1].src == Src.WEIGHT and op.inputs[1].root in bufs
+                    and tuple(op.attrs[2:]) == (1, 0))
+            head = wdot and len(op.inputs) == 2 and op.attrs[0] == 0
+            if wdot and not head and blocks and blocks[-1][0]:
+                last = ops[blocks[-1][1][-1]]
+                if (op.inputs[2].src == Src.OP and op.inputs[2].op == j - 1
+                        and op.inputs[2].back == 0 and op.inputs[0] == last.inputs[0]
+                        and op.inputs[1].root == last.inputs[1].root
+                        and op.attrs[0] == last.attrs[1]):
+                    blocks[-1][1].append(j)
+                    continue
+            if head:
+                blocks.append((True, [j]))
+            elif blocks and not blocks[-1][0]:
                 blocks[-1][1].append(j)
             else:
-                blocks.append((wd, [j]))
+                blocks.append((False, [j]))
         return blocks
 
     def run_step(self, lanes: Sequence[Lane]) -> list[list[torch.Tensor]]:
@@ -120,27 +121,34 @@ class BatchExecutor:
         for ln in lanes:
             if ln.step > 0 and ln.prev is None:
                 raise FastExecError("step > 0 without the previous step's outputs")
-        states = [ln.state() for ln in lanes]
-        outs: list[list[torch.Tensor]] = [[] for _ in lanes]
-        ops = self.program.ops
         saved_prev = self.fx.prev
         try:
-            with torch.no_grad():
-                for batched, idx in self._blocks_cache:
-                    if batched and len(lanes) > 1:
-                        for j in idx:
-                            ys = self._dot_batch(j, ops[j], lanes, states, outs)
-                            for b, y in enumerate(ys):
-                                self._append(j, outs[b], y, states[b], b)
-                        continue
-                    for b, (ln, st, o) in enumerate(zip(lanes, states, outs, strict=True)):
-                        for j in idx:
-                            self._append(j, o, self._one(j, ops[j], ln, st, o), st, b)
+            if len(lanes) == 1:  # one job: the executor's own step (its fastest path)
+                ln = lanes[0]
+                self.fx.prev = ln.prev
+                fb = self.fx.fallbacks
+                outs = [self.fx.run_step(ln.step, ln.job_tokens, ln.feed, config=ln.config)]
+                ln.fallbacks += self.fx.fallbacks - fb
+            else:
+                outs = self._step(lanes)
         finally:
             self.fx.prev = saved_prev
         for ln, o in zip(lanes, outs, strict=True):
             ln.prev = [t if i in self._kept else None for i, t in enumerate(o)]
             ln.step += 1
+        return outs
+
+    def _step(self, lanes: Sequence[Lane]) -> list[list[torch.Tensor]]:
+        states = [ln.state() for ln in lanes]
+        outs: list[list[torch.Tensor]] = [[] for _ in lanes]
+        ops = self.program.ops
+        with torch.no_grad():
+            for linear, idx in self._blocks:
+                if linear and self._linear(idx, lanes, states, outs):
+                    continue
+                for b, (ln, st, o) in enumerate(zip(lanes, states, outs, strict=True)):
+                    for j in idx:
+                        self._append(j, o, self._one(j, ops[j], ln, st, o), st, b)
         return outs
 
     def _append(self, j: int, outs: list[torch.Tensor], y: torch.Tensor, st: StepState,
@@ -152,15 +160,11 @@ class BatchExecutor:
                                 f"program says {want}")
         outs.append(y)
 
-    def _inputs(self, op: TraceOp, lane: Lane, st: StepState, outs: list[torch.Tensor]
-                ) -> list[torch.Tensor | None]:
-        self.fx.prev = lane.prev
-        return [self.fx._input(op, k, outs, st) for k in range(len(op.inputs))]
-
     def _one(self, j: int, op: TraceOp, lane: Lane, st: StepState,
              outs: list[torch.Tensor]) -> torch.Tensor:
         """One op of one job through the FastExecutor (the op semantics' single home)."""
-        ins = self._inputs(op, lane, st, outs)
+        self.fx.prev = lane.prev
+        ins = [self.fx._input(op, k, outs, st) for k in range(len(op.inputs))]
         fb = self.fx.fallbacks
         try:
             y = self.fx._run(op, ins, st, lane.feed)
@@ -169,57 +173,107 @@ class BatchExecutor:
         lane.fallbacks += self.fx.fallbacks - fb
         return y
 
-    # ------------------------------------------------------------------ §L5.3 weight DOT
+    # ------------------------------------------------------------------ §L5.3 linears
 
-    def _dot_batch(self, j: int, op: TraceOp, lanes: Sequence[Lane],
-                   states: list[StepState], outs: list[list[torch.Tensor]]
-                   ) -> list[torch.Tensor]:
-        """Layout §L5.3 segment of x·Wᵀ for every lane in one matmul (module docstring)."""
-        k0, k1, group, causal = op.attrs
-        buf = self.fx.buffers[op.inputs[1].root]
-        xs = [o[op.inputs[0].op] for o in outs] if op.inputs[0].back == 0 else None
-        if (len(lanes) == 1 or xs is None or group != 1 or causal
-                or any(x.dim() != 2 or x.shape[1] != buf.k for x in xs)
-                or min(k1, buf.k) <= k0):
-            return [self._one(j, op, ln, st, o)
-                    for ln, st, o in zip(lanes, states, outs, strict=True)]
-        kend = min(k1, buf.k)
-        has_acc = len(op.inputs) > 2
-        accs = [self._inputs(op, ln, st, o)[2] for ln, st, o in
-                zip(lanes, states, outs, strict=True)] if has_acc else None
-        res: list[torch.Tensor | None] = [None] * len(lanes)
-        if not has_acc:  # chain from +0 (§3.2) for every row: exact as is
-            y, _ = buf.segment(self._all_stack(xs), k0, kend, None)
-            self.batched_calls += 1
-            return list(torch.split(y, [int(t.shape[0]) for t in xs], dim=0))
-        single = [b for b, x in enumerate(xs) if x.shape[0] == 1]
-        multi = [b for b, x in enumerate(xs) if x.shape[0] > 1]
-        if len(single) == 1:
-            b = single[0]
-            res[b], _ = buf.segment(xs[b], k0, kend, accs[b])
-        elif single:
-            x = self._single_stack([xs[b] for b in single])
-            acc = torch.cat([accs[b] for b in single], dim=0)
-            y = repops.matmul(torch.cat([self._identity(len(single)), x[:, k0:kend]], dim=1),
-                              torch.cat([acc, _wseg(buf, k0, kend)], dim=0))
-            self.batched_calls += 1
-            for i, b in enumerate(single):
-                res[b] = y[i:i + 1]
-        if multi:
-            x = self._multi_stack([xs[b] for b in multi])
-            acc = torch.cat([accs[b] for b in multi], dim=0)
-            y, _ = buf.segment(x, k0, kend, acc)
-            self.batched_calls += len(multi) > 1
-            r0 = 0
-            for b in multi:
-                r = int(xs[b].shape[0])
-                res[b] = y[r0:r0 + r]
-                r0 += r
-        for b, y in enumerate(res):
-            if _doubtful(y):
-                self.reruns += 1
-                res[b] = self._one(j, op, lanes[b], states[b], outs[b])
-        return res
+    def _linear(self, idx: list[int], lanes: Sequence[Lane], states: list[StepState],
+                outs: list[list[torch.Tensor]]) -> bool:
+        """Every segment of one linear (layout §L8) for every lane, the rows of all lanes in
+        each matmul; False (nothing appended) when the inputs do not have the lowered shape."""
+        ops = self.program.ops
+        first = ops[idx[0]]
+        buf = self.fx.buffers[first.inputs[1].root]
+        xs = [o[first.inputs[0].op] for o in outs]
+        if any(x.dim() != 2 or x.shape[1] != buf.k or x.shape[0] < 1 for x in xs):
+            return False
+        bounds = [(ops[j].attrs[0], min(ops[j].attrs[1], buf.k)) for j in idx]
+        if any(k0 % buf.seg or not 0 < kend - k0 <= buf.seg for k0, kend in bounds):
+            return False
+        if self.masked:
+            segs, flag = self._segments_masked(buf, xs, bounds)
+        else:
+            segs, flag = self._segments_cpu(buf, xs, bounds)
+        rows = [int(x.shape[0]) for x in xs]
+        starts = [sum(rows[:b]) for b in range(len(rows))]
+        for b, (ln, st, o) in enumerate(zip(lanes, states, outs, strict=True)):
+            mine = [y[starts[b]:starts[b] + rows[b]] for y in segs]
+            if flag is not None and bool(flag) and any(_doubtful(y) for y in mine):
+                self.reruns += 1  # the exactness net (module docstring): op by op, alone
+                for j in idx:
+                    self._append(j, o, self._one(j, ops[j], ln, st, o), st, b)
+                continue
+            for j, y in zip(idx, mine, strict=True):
+                self._append(j, o, y.reshape(ops[j].shape(st.sym)), st, b)
+        return True
+
+    def _segments_cpu(self, buf: WeightBuffer, xs: list[torch.Tensor],
+                      bounds: list[tuple[int, int]]
+                      ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Per segment one matmul over the decode rows (identity block for the accumulators)
+        and one over the prefill rows (the buffer's prefix chains); rows in lane order."""
+        one = [b for b, x in enumerate(xs) if x.shape[0] == 1]
+        many = [b for b, x in enumerate(xs) if x.shape[0] > 1]
+        if many and one and one != list(range(len(one))):
+            order = one + many  # rows of lanes in group order, put back into lane order below
+        else:
+            order = None
+        parts, flags = [], []
+        for group in (one, many):
+            if not group:
+                continue
+            x = xs[group[0]] if len(group) == 1 else torch.cat([xs[b] for b in group])
+            ys, acc = [], None
+            for k0, kend in bounds:
+                if acc is not None and x.shape[0] > 1 and group is one:
+                    a = torch.cat([self._identity(x.shape[0]), x[:, k0:kend]], dim=1)
+                    y = repops.matmul(a, torch.cat([acc, _wseg(buf, k0, kend)]))
+                else:
+                    y, _ = buf.segment(x, k0, kend, acc)
+                if acc is not None:
+                    flags.append(_doubtful_flag(y))
+                ys.append(y)
+                acc = y
+            self.batched_calls += len(bounds) * (len(group) > 1)
+            parts.append(ys)
+        segs = [torch.cat([p[s] for p in parts]) if len(parts) > 1 else parts[0][s]
+                for s in range(len(bounds))]
+        if order is not None:
+            rows = [int(xs[b].shape[0]) for b in order]
+            at = {b: sum(rows[:i]) for i, b in enumerate(order)}
+            sel = torch.cat([torch.arange(at[b], at[b] + int(xs[b].shape[0]))
+                             for b in range(len(xs))]).to(self.device)
+            segs = [y.index_select(0, sel) for y in segs]
+        return segs, (torch.stack(flags).any() if flags else None)
+
+    def _segments_masked(self, buf: WeightBuffer, xs: list[torch.Tensor],
+                         bounds: list[tuple[int, int]]
+                         ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """All segments of all rows in ONE matmul (accelerators, where launches dominate):
+        row (s, r) is x[r] laid out on the buffer's rows with the columns past segment s
+        set to +0, i.e. the §3.2 chain over [0, k1(s)) followed by ±0 terms."""
+        s1, nseg = buf.seg + 1, len(bounds)
+        if nseg > buf.nseg:
+            raise FastExecError("a linear with more segments than its weight buffer")
+        x = xs[0] if len(xs) == 1 else torch.cat(xs)
+        r = x.shape[0]
+        if buf.dirty:  # the spare rows must read +0 here (WeightBuffer docstring)
+            buf.buf[0::s1] = 0.0
+            buf.dirty = False
+        xk = torch.zeros((r, nseg * buf.seg), dtype=torch.float32, device=x.device)
+        xk[:, : buf.k] = x
+        pad = torch.zeros((r, nseg, s1), dtype=torch.float32, device=x.device)
+        pad[:, :, 1:] = xk.reshape(r, nseg, buf.seg)
+        key = (tuple(bounds), s1)
+        live = self._live.get(key)
+        if live is None:
+            cols = torch.arange(nseg * s1, device=x.device).reshape(1, 1, -1)
+            ends = torch.tensor([s * s1 + 1 + kend - k0 for s, (k0, kend) in enumerate(bounds)],
+                                device=x.device).reshape(-1, 1, 1)
+            live = self._live[key] = cols < ends
+        xm = torch.where(live, pad.reshape(1, r, nseg * s1), 0.0)
+        y = repops.matmul(xm.reshape(nseg * r, nseg * s1), buf.buf[: nseg * s1])
+        self.batched_calls += 1
+        y = y.reshape(nseg, r, -1)
+        return list(y.unbind(0)), _doubtful_flag(y)
 
     def _identity(self, m: int) -> torch.Tensor:
         e = self._eye.get(m)
@@ -234,9 +288,14 @@ def _wseg(buf: WeightBuffer, k0: int, kend: int) -> torch.Tensor:
     return buf.buf[base: base + kend - k0]
 
 
+def _doubtful_flag(y: torch.Tensor) -> torch.Tensor:
+    """0-dim bool on y's device: some element is ±0 or NaN, where a rewritten chain may
+    differ from §L5.3 (module docstring); checked once per linear, one sync."""
+    return ((y == 0) | torch.isnan(y)).any()
+
+
 def _doubtful(y: torch.Tensor) -> bool:
-    """±0 or NaN anywhere: the rewritten chain may differ from §L5.3 there (module doc)."""
-    return bool(((y == 0) | torch.isnan(y)).any())
+    return bool(_doubtful_flag(y))
 
 
 # ---------------------------------------------------------------------- generation

@@ -80,6 +80,9 @@ def test_toy_batch_sizes_1_to_8(toy_exec):
     # all jobs start together (prefills side by side, then decodes in lockstep)
     _same(single[:5], generate_batch(bx, prompts[:5], budgets[:5], configs[:5]))
     assert bx.batched_calls > 0
+    masked = BatchExecutor(toy_exec, masked=True)  # the accelerator path, here on the CPU
+    for b in (2, 5, 8):
+        _same(single, generate_batch(masked, prompts, budgets, configs, batch=b))
 
 
 def test_toy_prefill_equals_incremental_decode_in_a_batch(toy_exec):
@@ -128,10 +131,11 @@ def test_signed_zero_accumulators_batched():
     fx = FastExecutor(lw.program(tok), {rt: table, rw: w})
     prompts = [[0], [0, 1, 0], [2, 0], [1], [2], [0, 2]]
     single = [generate(fx, p, 3) for p in prompts]
-    bx = BatchExecutor(fx)
-    for b in (2, 3, 6):
-        _same(single, generate_batch(bx, prompts, 3, batch=b))
-    assert bx.reruns > 0
+    for masked in (False, True):
+        bx = BatchExecutor(fx, masked=masked)
+        for b in (2, 3, 6):
+            _same(single, generate_batch(bx, prompts, 3, batch=b))
+        assert bx.reruns > 0
 
 
 # ------------------------------------------------------------------------------ SmolLM2
@@ -159,7 +163,7 @@ SMOL_TOKENS = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308,
 
 def _smol_jobs():
     prompts = [SMOL_TOKENS[i:i + 1 + (3 * i) % 7] for i in range(8)]
-    budgets = [2, 3, 1, 2, 3, 2, 1, 2]
+    budgets = [2, 1, 1, 2, 2, 1, 1, 2]
     configs = [SAMPLED if i == 4 else SamplingConfig() for i in range(8)]
     return prompts, budgets, configs
 
