@@ -4,9 +4,15 @@ and the trace program of docs/trace-layout.md, cached on disk keyed by the GGUF'
 Why a cache: dequantizing the GGUF (~12 s), the correctly rounded RoPE tables, the tensor roots
 of 540 MB of weights and the ONNX compile behind the model hash (DESIGN §5) all take long and
 are pure functions of the file, so a second `ree run` should only memory-map one flat file.
-Why the GGUF and not the runtime's compiled weights: the trace program (`referee.lowering.
-llama_program`) names weights by role (wq, w_gate, …) and by C4 tensor root; the GGUF names
-map to roles one to one, while the ONNX initializer names do not.
+
+Where the trace program comes from: the ONNX path (GGUF → Llama module → ONNX → RepOps program,
+`node.runtime.build.compile_gguf`) compiles once per cache entry; the compiled program is
+cached as JSON and lowered on every load (`referee.from_program.lower_program`, about a second),
+so the program the nodes run and register is the ONNX graph's. At build time the lowered
+program is checked against `referee.lowering.llama_program` of the same weights (same program
+root, op for op), and the load fails if they differ. Loads that skip the ONNX compile
+(`with_model_hash=False`, for benchmarks) on an entry without the compiled program use
+`llama_program` — the same program by that check.
 """
 
 from __future__ import annotations
@@ -89,6 +95,7 @@ class Model:
     max_ctx: int
     segment: int
     program: TraceProgram
+    program_source: str = "onnx"  # "onnx": lowered from the compiled ONNX graph; "llama_program"
 
     @property
     def eos(self) -> int:
@@ -151,7 +158,8 @@ def role_weights(cfg: Any, n_layers: int | None = None) -> tuple[dict[str, str],
 
 def build_program(cfg: Any, roots: dict[str, bytes], eos: int, max_ctx: int,
                   segment: int = DEFAULT_SEGMENT, n_layers: int | None = None) -> TraceProgram:
-    """docs/trace-layout.md §L8.6 via `referee.lowering.llama_program` (never a third format)."""
+    """docs/trace-layout.md §L8 via `referee.lowering.llama_program` from the model shape: the
+    cross-check of the ONNX path (`onnx_program`), and the program of loads without it."""
     glob, layers = role_weights(cfg, n_layers)
     w = LlamaWeights(embed=roots[glob["embed"]], norm=roots[glob["norm"]],
                      output=roots[glob["output"]], rope_cos=roots["rope_cos"],
@@ -161,6 +169,66 @@ def build_program(cfg: Any, roots: dict[str, bytes], eos: int, max_ctx: int,
                        heads=cfg.n_heads, kv_heads=cfg.n_kv_heads, ffn=cfg.d_ff,
                        eps=float(np.float32(cfg.rms_eps)), rope_half=cfg.rope_pairing == "half")
     return llama_program(shape, w, max_ctx=max_ctx, eos=eos, segment=segment)
+
+
+# ------------------------------------------------------------------------------ ONNX path
+
+SMALL_CONSTANT = 1024  # program constants not in the GGUF (gather indices) are cached inline
+
+
+def onnx_entry(cm: Any, gguf_roots: dict[str, bytes]) -> dict[str, Any]:
+    """The cache entry of a compiled program (`node.runtime.build.CompiledModel`): the program
+    as JSON and, per weight, its C4 root and the GGUF tensor holding the same values (or the
+    values themselves for small constants), so a load needs neither ONNX nor rehashing."""
+    from node.runtime.program_json import program_to_json
+
+    by_root = {r: n for n, r in gguf_roots.items()}
+    table = {}
+    for name in cm.program.weights:
+        arr, root = np.asarray(cm.weights[name]), cm.roots[name]
+        w: dict[str, Any] = {"root": root.hex(), "shape": list(arr.shape),
+                             "dtype": arr.dtype.name, "gguf": by_root.get(root)}
+        if w["gguf"] is None:
+            if arr.size > SMALL_CONSTANT:
+                raise ModelLoadError(f"compiled weight {name!r} matches no GGUF tensor")
+            w["value"] = arr.reshape(-1).tolist()
+        table[name] = w
+    return {"program": program_to_json(cm.program), "weights": table,
+            "program_root": cm.program.root().hex()}
+
+
+def onnx_program(entry: dict[str, Any], weights: dict[str, np.ndarray], max_ctx: int, eos: int,
+                 segment: int = DEFAULT_SEGMENT) -> TraceProgram:
+    """The trace program lowered from the cached compiled ONNX program (docs/trace-layout.md
+    §L8, `referee.from_program`)."""
+    from node.runtime.program_json import program_from_json
+    from referee.from_program import lower_program
+
+    prog = program_from_json(entry["program"])
+    if prog.root().hex() != entry["program_root"]:
+        raise ModelLoadError("cached compiled program does not match its root; delete the cache")
+    arrays, roots = {}, {}
+    for name, w in entry["weights"].items():
+        if w["gguf"] is not None:
+            a = weights[w["gguf"]]
+        else:
+            a = np.asarray(w["value"], dtype=w["dtype"]).reshape(w["shape"])
+        if list(a.shape) != w["shape"]:
+            raise ModelLoadError(f"cached weight {name!r} has shape {a.shape}, not {w['shape']}")
+        arrays[name], roots[name] = a, bytes.fromhex(w["root"])
+    return lower_program(prog, arrays, max_ctx, eos=eos, segment=segment, roots=roots)
+
+
+def check_same_program(onnx: TraceProgram, llama: TraceProgram) -> None:
+    """The ONNX path and `llama_program` must be the same computation, op for op."""
+    if onnx.root() == llama.root():
+        return
+    for j, (a, b) in enumerate(zip(onnx.ops, llama.ops, strict=False)):
+        if a != b:
+            raise ModelLoadError(f"the ONNX-lowered trace program differs from llama_program "
+                                 f"at op {j} ({a.name!r} vs {b.name!r})")
+    raise ModelLoadError(f"the ONNX-lowered trace program has {onnx.n_ops} ops (token op "
+                         f"{onnx.token_op}), llama_program {llama.n_ops} ({llama.token_op})")
 
 
 # ------------------------------------------------------------------------------ disk cache
@@ -211,9 +279,9 @@ def _read_cache(d: Path) -> tuple[dict[str, np.ndarray], dict[str, bytes], dict[
     return weights, roots, idx
 
 
-def _compute(path: Path, max_ctx: int, log: Callable[[str], None],
-             with_model_hash: bool) -> tuple[dict[str, np.ndarray], dict[str, bytes],
-                                             dict[str, Any]]:
+def _compute(path: Path, max_ctx: int, log: Callable[[str], None], with_model_hash: bool,
+             segment: int = DEFAULT_SEGMENT) -> tuple[dict[str, np.ndarray], dict[str, bytes],
+                                                      dict[str, Any]]:
     from node.runtime.gguf_loader import GGUFError, load_gguf
     from repops.cpu.rope_tables import rope_tables
 
@@ -232,13 +300,21 @@ def _compute(path: Path, max_ctx: int, log: Callable[[str], None],
     roots = {n: tensor_root_np(np.ascontiguousarray(w)) for n, w in weights.items()}
     log(f"weight roots done ({time.time() - t0:.1f}s)")
     mh: dict[str, str] = {}
+    info: dict[str, Any] = {"cache_version": CACHE_VERSION, "max_ctx": max_ctx}
     if with_model_hash:
         from node.runtime.build import compile_gguf
 
-        mh = compile_gguf(max_pos=max_ctx, gguf=g).hash.to_json()
-        log(f"model hash compiled ({time.time() - t0:.1f}s)")
-    return weights, roots, {"cache_version": CACHE_VERSION, "model_hash": mh,
-                            "max_ctx": max_ctx}
+        cm = compile_gguf(max_pos=max_ctx, gguf=g)
+        mh = cm.hash.to_json()
+        log(f"ONNX program compiled, model hash done ({time.time() - t0:.1f}s)")
+        entry = onnx_entry(cm, roots)
+        del cm
+        eos = int(g.metadata.get("tokenizer.ggml.eos_token_id", -1))
+        check_same_program(onnx_program(entry, weights, max_ctx, eos, segment),
+                           build_program(cfg, roots, eos, max_ctx, segment))
+        log(f"trace program lowered from ONNX = llama_program ({time.time() - t0:.1f}s)")
+        info["onnx_program"] = entry
+    return weights, roots, {**info, "model_hash": mh}
 
 
 def load_model(model: str = "smollm2", max_ctx: int = DEFAULT_MAX_CTX,
@@ -264,18 +340,22 @@ def load_model(model: str = "smollm2", max_ctx: int = DEFAULT_MAX_CTX,
     if use_cache and (d / "index.json").is_file():
         try:
             cached = _read_cache(d)
-            if with_model_hash and not cached[2].get("model_hash"):
+            if with_model_hash and not (cached[2].get("model_hash")
+                                        and cached[2].get("onnx_program")):
                 cached = None
         except (ValueError, OSError, KeyError):
             cached = None
     if cached is None:
         log(f"preparing {path.name} (first run; cached in {d})")
-        cached = _compute(path, max_ctx, log, with_model_hash)
+        cached = _compute(path, max_ctx, log, with_model_hash, segment)
         if use_cache:
             _write_cache(d, *cached)
     weights, roots, info = cached
-    prog = build_program(cfg, roots, int(meta.get("tokenizer.ggml.eos_token_id", -1)),
-                         max_ctx, segment)
+    eos = int(meta.get("tokenizer.ggml.eos_token_id", -1))
+    if info.get("onnx_program"):
+        prog, source = onnx_program(info["onnx_program"], weights, max_ctx, eos, segment), "onnx"
+    else:
+        prog, source = build_program(cfg, roots, eos, max_ctx, segment), "llama_program"
     name = model if "/" not in model and not model.endswith(".gguf") else path.name
     return Model(name, digest, cfg, meta, weights, roots, info.get("model_hash") or {},
-                 max_ctx, segment, prog)
+                 max_ctx, segment, prog, source)
