@@ -223,16 +223,29 @@ def test_cli_batch_receipts_equal_unbatched(tmp_path, monkeypatch, capsys, ree_s
 # ------------------------------------------------------------------------------ CUDA
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_batch_equals_cpu_single(toy_exec, small_exec):
-    """On the GPU a batch selects M = rows-of-the-batch kernels (not the M = 1 decode ones):
-    every job's leaves still equal its CPU run alone."""
-    for fx_cpu, (prompts, budgets, configs) in ((toy_exec, _toy_jobs()),
-                                                (small_exec, _smol_jobs())):
-        single = [generate(fx_cpu, p, m, c) for p, m, c in zip(prompts, budgets, configs,
-                                                               strict=True)]
-        fx_gpu = FastExecutor(fx_cpu.program, fx_cpu.np_weights, "cuda")
-        bx = BatchExecutor(fx_gpu)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _cuda_equals_cpu(fx_cpu, prompts, budgets, configs):
+    single = [generate(fx_cpu, p, m, c) for p, m, c in zip(prompts, budgets, configs,
+                                                           strict=True)]
+    fx_gpu = FastExecutor(fx_cpu.program, fx_cpu.np_weights, "cuda")
+    for masked in (True, False):
+        bx = BatchExecutor(fx_gpu, masked=masked)
         for b in (1, 3, 8):
             _same(single, generate_batch(bx, prompts, budgets, configs, batch=b))
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_batch_equals_cpu_single_toy(toy_exec):
+    """On the GPU a batch's linears run with M = the rows of all jobs (other kernels than
+    M = 1 decode), masked (one launch per linear) or per segment: every job's leaves still
+    equal its CPU run alone."""
+    _cuda_equals_cpu(toy_exec, *_toy_jobs())
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_batch_equals_cpu_single_smollm2(small_exec):
+    _cuda_equals_cpu(small_exec, *_smol_jobs())
