@@ -337,6 +337,7 @@ class ProgramLowering:
         self.kv_out: dict[int, str] = {}  # program op -> the present_X output it makes
         self.kv_done: set[str] = set()
         self.emitted: dict[int, T] = {}  # elementwise program ops emitted so far
+        self.copies: dict[Ref, T] = {}  # views copied into tensors (one MOVE per value)
 
     # ---- diagnostics
 
@@ -380,6 +381,8 @@ class ProgramLowering:
         assert isinstance(v.base, T)
         if v.is_identity():
             return v.base
+        if r in self.copies:
+            return self.copies[r]
         where = self.where(i)
         dims, strides = [], []
         for ax, b in zip(v.axes, v.batch, strict=True):
@@ -388,7 +391,8 @@ class ProgramLowering:
                 dims.append(n)
                 strides.append(s)
         name = self.prog.ops[r.index].name if r.kind == "op" else self.prog.ops[i].name
-        return self.lw.move(v.base, tuple(dims), v.offset, strides, f"{name}/copy")
+        self.copies[r] = self.lw.move(v.base, tuple(dims), v.offset, strides, f"{name}/copy")
+        return self.copies[r]
 
     def out_view(self, i: int, t: T) -> View:
         op = self.prog.ops[i]

@@ -205,3 +205,45 @@ def test_smollm2_onnx_compile_lowers_to_llama_program(gguf_model):
     needed = set(glob.values()) | {n for lay in layers for n in lay.values()}
     roots = {n: tensor_root_np(np.ascontiguousarray(named[n])) for n in needed}
     assert lowered.root() == build_program(cfg, roots, eos, max_ctx).root()
+
+
+def _toy_graph():
+    """tokens → embedding → softmax → ·x → last row → ·Wᵀ: no KV cache, other op kinds."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(3)
+    e = onnx.numpy_helper.from_array(rng.standard_normal((12, 8)).astype(np.float32), "E")
+    w = onnx.numpy_helper.from_array(rng.standard_normal((12, 8)).astype(np.float32), "W")
+    ints = [onnx.numpy_helper.from_array(np.array(v, np.int64), n)
+            for n, v in (("s0", [-1]), ("s1", [2**62]), ("ax", [1]))]
+    nodes = [helper.make_node("Gather", ["E", "tokens"], ["x"], name="embed"),
+             helper.make_node("Softmax", ["x"], ["p"], name="soft", axis=-1),
+             helper.make_node("Mul", ["p", "x"], ["y"], name="gate"),
+             helper.make_node("Slice", ["y", "s0", "s1", "ax"], ["last"], name="last"),
+             helper.make_node("Transpose", ["W"], ["wt"], name="wt", perm=[1, 0]),
+             helper.make_node("MatMul", ["last", "wt"], ["logits"], name="head")]
+    tok = helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", "seq"])
+    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1, 12])
+    g = helper.make_graph(nodes, "toy", [tok], [out], [e, w, *ints])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_graph_without_kv_cache_lowers_and_runs_to_the_same_bits():
+    prog, weights = compile_onnx(_toy_graph())
+    lowered = lower_program(prog, weights, 16, segment=4)
+    codes = [op.code for op in lowered.ops]
+    assert Code.MOVE in codes and Code.CONCAT not in codes  # the last row is a copy
+    store = {tensor_root_np(np.ascontiguousarray(w)): w for w in weights.values()}
+    prompt = [3, 1, 4]
+    trace = run(lowered, store, prompt, 3)
+    w = weights_to_torch(weights)
+    logits_op = lowered.ops[lowered.token_op].inputs[0].op
+    toks = prompt
+    for s, tok in enumerate(trace.output_tokens()):
+        out = run_program(prog, w, {"tokens": torch.tensor([toks])},
+                          {"batch": 1, "seq": len(toks), "past": 0})["logits"]
+        got = trace.outputs[s * lowered.n_ops + logits_op].reshape(-1)
+        assert np.array_equal(got.view(np.uint32), out.reshape(-1).numpy().view(np.uint32))
+        assert tok == int(torch.argmax(out.reshape(-1)))
+        toks = [tok]
