@@ -43,16 +43,25 @@ def _greedy_run(llm, toks: Sequence[int], n_new: int) -> tuple[float, float, lis
     Mirrors bench_runtime's step schedule: step 0 is the prefill (it yields the first new
     token), steps 1..n_new each evaluate one token. Returns (prefill s, decode s, new tokens).
     """
+    import llama_cpp
     import numpy as np
+
+    n_vocab = llm.n_vocab()
+
+    def argmax_last() -> int:
+        # Llama.eval no longer copies logits into llm.scores (0.3.x samples inside C), so read
+        # the context's logits of the batch's last token directly.
+        row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+        return int(np.argmax(np.ctypeslib.as_array(row, shape=(n_vocab,))))
 
     llm.reset()  # n_tokens = 0; eval drops the stale KV cells past it
     t0 = time.perf_counter()
     llm.eval(list(toks))
     t1 = time.perf_counter()
-    out = [int(np.argmax(llm.scores[llm.n_tokens - 1]))]
+    out = [argmax_last()]
     for _ in range(n_new):
         llm.eval([out[-1]])
-        out.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
+        out.append(argmax_last())
     t2 = time.perf_counter()
     return t1 - t0, t2 - t1, out
 
