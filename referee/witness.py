@@ -124,7 +124,10 @@ class WitnessBuilder:
     config: bytes
 
     def __post_init__(self) -> None:
-        self._job_config = JobConfig.decode(self.config)
+        # what SAMPLE ops read: the config bytes the contract reads, or (no valid bytes, e.g.
+        # a trace only hashed) the config the trace ran under
+        self._job_config = (JobConfig.decode(self.config) if len(self.config) == 160
+                            else self.trace.config)
         self._leaves = self.trace.leaves()
         self._levels = merkle_levels(self._leaves)
         self._op_hashes = self.trace.program.op_hashes()

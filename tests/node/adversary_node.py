@@ -45,8 +45,8 @@ from node.deployment import Deployment  # noqa: E402
 from node.jobs import JobOutcome  # noqa: E402
 from node.store import Store  # noqa: E402
 from referee.execute import Trace, run  # noqa: E402
+from referee.layout import JobConfig  # noqa: E402
 from referee.lowering import llama_program  # noqa: E402
-from referee.witness import config_bytes  # noqa: E402
 from repops.commit import keccak256, tensor_root_np  # noqa: E402
 
 BOND = 10**17
@@ -101,8 +101,9 @@ class ToyModel:
     program: Any
     weights: dict[bytes, np.ndarray]
 
-    def honest(self, tokens: Sequence[int] = PROMPT, n: int = N_TOKENS) -> Trace:
-        return run(self.program, self.weights, list(tokens), n)
+    def honest(self, tokens: Sequence[int] = PROMPT, n: int = N_TOKENS,
+               config: JobConfig | None = None) -> Trace:
+        return run(self.program, self.weights, list(tokens), n, config=config)
 
     def runner(self, model_hash: bytes, tokens: Sequence[int], config: dict[str, Any],
                fault: Callable | None = None) -> JobOutcome:
@@ -110,16 +111,18 @@ class ToyModel:
         if model_hash != self.model_hash:
             raise ValueError(f"model 0x{model_hash.hex()[:16]} is not served here")
         n = int(config["max_new_tokens"])
-        cfg = config_bytes(n)
+        jc = job_config(config)
+        cfg = jc.encode()
         if isinstance(fault, CopyFault):
-            tr = self.honest(tokens, n)
-            bad = Trace(tr.program, tr.job_tokens, list(tr.outputs), list(tr.roots))
+            tr = self.honest(tokens, n, jc)
+            bad = Trace(tr.program, tr.job_tokens, list(tr.outputs), roots=list(tr.roots),
+                        config=tr.config)
             leaf = fault.fault.leaf
             bad.outputs[leaf] = fault.fault(leaf, tr.outputs[leaf])
             bad.roots[leaf] = tensor_root_np(bad.outputs[leaf])
             return StatedOutcome(bad, self.weights, cfg, stated=tr.output_tokens())
         if isinstance(fault, TokenLie):
-            tr = self.honest(tokens, n)
+            tr = self.honest(tokens, n, jc)
             toks = tr.output_tokens()
             if fault.how == "change":
                 toks[fault.index] ^= 1
@@ -128,8 +131,16 @@ class ToyModel:
             else:
                 toks = toks + [toks[-1]]
             return StatedOutcome(tr, self.weights, cfg, stated=toks)
-        return JobOutcome(run(self.program, self.weights, list(tokens), n, override=fault),
-                          self.weights, cfg)
+        return JobOutcome(run(self.program, self.weights, list(tokens), n, override=fault,
+                              config=jc), self.weights, cfg)
+
+
+def job_config(config: dict[str, Any]) -> JobConfig:
+    """The runtime config dict (node.requester.config_from_chain) → the JobConfig the SAMPLE
+    ops read (docs/trace-layout.md §L5.10)."""
+    return JobConfig.of(int(config["max_new_tokens"]), float(config.get("temperature", 0.0)),
+                        int(config.get("top_k", 0)), float(config.get("top_p", 1.0)),
+                        int(config.get("seed", 0)))
 
 
 def float_leaf(trace: Trace, at_least: int) -> int:

@@ -53,10 +53,10 @@ class World:
         return W.make_node(cls, self.anvil.rpc_url, self.dep, DEV_KEYS[key_index], self.model,
                            self.tmp / f"{name}.db", **kw)
 
-    def post(self, n_tokens: int = W.N_TOKENS) -> int:
+    def post(self, n_tokens: int = W.N_TOKENS, **sampling: Any) -> int:
         spec = JobSpec(model_hash=self.model.model_hash, input_tokens=W.PROMPT,
                        max_tokens=n_tokens, reward_wei=REWARD, bond_wei=BOND,
-                       challenge_window_s=WINDOW)
+                       challenge_window_s=WINDOW, **sampling)
         return submit_job(self.owner, self.market, spec)[0]
 
     def ledger(self, **who: Any) -> dict[str, int]:
@@ -71,7 +71,8 @@ def chain():
         owner = ChainClient(anvil.rpc_url, DEV_KEYS[0])
         dep = deploy_protocol(owner, clock_budget_s=CLOCK, with_consumer=False)
         reg = owner.contract("ModelRegistry", dep.registry)
-        owner.transact(reg.functions.register(model.model_hash, model.program.root(), 1, "toy",
+        owner.transact(reg.functions.register(model.model_hash, model.program.root(), 1,
+                                              W.toy.TOY.vocab, W.toy.MAX_CTX, "toy",
                                               "test://toy"))
         yield World(anvil, owner, dep, model)
 
@@ -145,6 +146,48 @@ def test_wrong_trace_leaf_with_correct_output_is_found_and_slashed(world, where)
     assert g["phase"] == W.RESOLVED and g["leaf"] == leaf, "bisected to the corrupted leaf"
     assert not g["defender_won"] and g["reason"] == W.REASON_VERIFIER
     _cheater_slashed(w, ex, ch, job_id)
+
+
+# ---- 2b. a sampled job (docs/trace-layout.md §L5.10): a cheat inside the sampling tail -------
+
+SAMPLED = {"temperature": 0.7, "top_k": 40, "top_p": 0.9, "seed": 4242}
+
+
+@pytest.mark.parametrize("stage,element,mask", [("SORT", 5, 1), ("DRAW", 0, 1 << 22)])
+def test_sampled_job_cheat_in_a_sample_leaf_is_slashed(world, stage, element, mask):
+    """The executor corrupts one element of a SAMPLE leaf of step 1 (later ops read it); the
+    honest challenger re-executes the sampled job, bisects to that leaf and wins the on-chain
+    one-step of the SAMPLE stage."""
+    from referee.layout import Code, Stage
+
+    w = world
+    prog = w.model.program
+    j = next(i for i, op in enumerate(prog.ops)
+             if op.code == Code.SAMPLE and op.attrs[0] == Stage[stage])
+    leaf = prog.n_ops + j
+    honest = w.model.honest(config=W.job_config({"max_new_tokens": W.N_TOKENS, **SAMPLED}))
+    greedy = w.model.honest()
+    assert honest.output_tokens() != greedy.output_tokens(), "the seed must make it sample"
+    job_id = w.post(**SAMPLED)
+    ex = w.node(ExecutorDaemon, 1, "ex", fault=Fault(leaf=leaf, element=element, mask=mask))
+    ch = w.node(ChallengerDaemon, 2, "ch")
+    W.settle([ex, ch], w.owner)
+    g = W.game_info(w.owner, w.dep, 1)
+    assert g["phase"] == W.RESOLVED and g["leaf"] == leaf, "bisected to the SAMPLE leaf"
+    assert not g["defender_won"] and g["reason"] == W.REASON_VERIFIER
+    _cheater_slashed(w, ex, ch, job_id)
+
+
+def test_honest_sampled_job_finalizes_with_the_sampled_tokens(world):
+    w = world
+    honest = w.model.honest(config=W.job_config({"max_new_tokens": W.N_TOKENS, **SAMPLED}))
+    job_id = w.post(**SAMPLED)
+    ex = w.node(ExecutorDaemon, 1, "ex")
+    ch = w.node(ChallengerDaemon, 2, "ch")
+    W.settle([ex, ch], w.owner)
+    assert W.game_info(w.owner, w.dep, 1)["job"] == 0, "no game: the challenger agreed"
+    assert _finish_job(w, [ex, ch], job_id) == "Finalized"
+    assert job_status(w.owner, w.market, job_id)["output_tokens"] == honest.output_tokens()
 
 
 # ---- 3. equivocation during bisection --------------------------------------------------------
@@ -299,7 +342,8 @@ def test_lying_challenger_loses_its_bond_to_the_honest_executor(world):
 def test_two_honest_challengers_against_a_cheater_are_not_paid_twice(world):
     w = world
     job_id = w.post()
-    ex = w.node(ExecutorDaemon, 1, "ex", fault=Fault(leaf=100, mask=1 << 22))
+    leaf = W.float_leaf(w.model.honest(), 100)  # an int leaf (an index) may leave the domain
+    ex = w.node(ExecutorDaemon, 1, "ex", fault=Fault(leaf=leaf, mask=1 << 22))
     a = w.node(ChallengerDaemon, 2, "a")
     b = w.node(ChallengerDaemon, 3, "b")
     W.settle([ex, a, b], w.owner)
