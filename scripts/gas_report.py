@@ -24,19 +24,28 @@ REPORT = ROOT / "docs" / "reports" / "gas.md"
 BEGIN = "<!-- protocol-gas:begin (scripts/gas_report.py) -->"
 END = "<!-- protocol-gas:end -->"
 
-# (label, contract, function signature prefix, calls in one full 40k-leaf dispute)
+# (label, contract, function signature prefix, calls in one full 40k-leaf dispute, statistic)
 ROWS = [
-    ("commit (64 output tokens)", "JobMarket", "commit(", 1),
-    ("challenge (opens the game)", "JobMarket", "challenge(", 1),
-    ("reveal (defender, 16 nodes)", "DisputeGame", "reveal(", 6),
-    ("respond (challenger, 16 nodes + descend)", "DisputeGame", "respond(", 6),
-    ("openLeaf (each side)", "DisputeGame", "openLeaf(", 2),
-    ("revealChunk (1 KiB)", "DisputeGame", "revealChunk(", 1),
-    ("pickElement", "DisputeGame", "pickElement(", 1),
-    ("resolve (game part; test step)", "DisputeGame", "resolve(", 1),
-    ("finalize", "JobMarket", "finalize(", 0),
-    ("withdraw", "JobMarket", "withdraw(", 0),
+    ("postJob (3 input tokens)", "JobMarket", "postJob(", 0, "min"),
+    ("postJob (1 984 input tokens, each checked against the vocabulary)", "JobMarket",
+     "postJob(", 0, "max"),
+    ("commit (64 output tokens)", "JobMarket", "commit(", 1, "max"),
+    ("challenge (opens the game)", "JobMarket", "challenge(", 1, "max"),
+    ("reveal (defender, 16 nodes)", "DisputeGame", "reveal(", 6, "max"),
+    ("respond (challenger, 16 nodes + descend)", "DisputeGame", "respond(", 6, "max"),
+    ("openLeaf (each side)", "DisputeGame", "openLeaf(", 2, "max"),
+    ("revealChunk (1 KiB)", "DisputeGame", "revealChunk(", 1, "max"),
+    ("pickElement", "DisputeGame", "pickElement(", 1, "max"),
+    ("resolve (game part; test step)", "DisputeGame", "resolve(", 1, "max"),
+    ("finalize", "JobMarket", "finalize(", 0, "max"),
+    ("withdraw", "JobMarket", "withdraw(", 0, "max"),
+    ("register (model, program root, vocabulary, context)", "ModelRegistry", "register(", 0,
+     "max"),
 ]
+
+
+# postJob (3 tokens, 1 984 tokens) on the contract before the input/config checks (c2bc929^)
+PRE_CHECK_POSTJOB = (247_208, 376_205)
 
 
 def run_forge(forge: str) -> list[dict]:
@@ -72,23 +81,31 @@ def render(report: list[dict]) -> str:
              "of a 49152-element float32 output (192 chunks of 1 KiB); k = 16. The game takes "
              "4 trace rounds + 1 leaf opening + 2 tensor rounds + chunk/element + one-step = "
              "9 rounds (17 moves).", "",
-             "| transaction | gas (max) | calls per dispute | gas per dispute |",
+             "| transaction | gas | calls per dispute | gas per dispute |",
              "|---|---:|---:|---:|"]
     total = 0
     biggest = 0
-    for label, contract, prefix, n in ROWS:
-        s = lookup(report, contract, prefix)
-        per = s["max"] * n
+    for label, contract, prefix, n, stat in ROWS:
+        gas = lookup(report, contract, prefix)[stat]
+        per = gas * n
         total += per
-        biggest = max(biggest, s["max"])
-        lines.append(f"| {label} | {s['max']:,} | {n} | {per:,} |" if n else
-                     f"| {label} | {s['max']:,} | — | — |")
+        biggest = max(biggest, gas)
+        lines.append(f"| {label} | {gas:,} | {n} | {per:,} |" if n else
+                     f"| {label} | {gas:,} | — | — |")
     deploy = {c["contract"].split(":")[-1]: c["deployment"]["gas"] for c in report}
     lines += ["", "**Commit + full dispute (commit, challenge → one-step, both sides): "
               f"{total:,} gas.** "
               f"Largest single transaction: {biggest:,} gas (target ≤ 3 000 000).", "",
               "The `resolve` row is the game's own cost around the verifier call with the "
               "trivial alphabet step; add the real one-step's gas per op kind (issue 6 section).",
+              "", "postJob refuses jobs the registered program cannot run (token ids, empty "
+              "input, context, maxTokens, temperature, top_p). The same two jobs on the "
+              "contract before these checks (commit c2bc929^, measured once the same way) "
+              f"cost {PRE_CHECK_POSTJOB[0]:,} and {PRE_CHECK_POSTJOB[1]:,} gas: the checks "
+              "add a fixed ~3k gas plus ~34 gas per input token (eight token ids per calldata "
+              "word, no branch per token); calldata and the JobPosted log, which carries the "
+              "input, are the rest of the per-token cost (`test_gasPostJobAndRegister`; the "
+              "registered context is 2048 there).",
               "", "Deployment: " + ", ".join(
                   f"{k} {deploy[k]:,}" for k in ("ModelRegistry", "DisputeGame", "JobMarket")
                   if k in deploy) + " gas.", "", END]

@@ -477,24 +477,53 @@ contract JobMarket is IJobResult, IGameSettlement {
     /// @dev Commitments C6 tokens that the program can run (trace layout §L1): at least one,
     ///      input + maxTokens within the registered context, every id below the vocabulary.
     ///      The context check comes first, so the token loop runs at most
-    ///      maxContext ≤ ModelRegistry.MAX_CONTEXT times.
+    ///      maxContext ≤ ModelRegistry.MAX_CONTEXT times. Why input + maxTokens ≤ maxContext
+    ///      and not the program's exact need (input + maxTokens − 1 positions: the last token
+    ///      is never fed back): it is the rule every runtime applies (node/served.py), so no
+    ///      job is accepted that an honest executor or watchtower would decline to run.
     function _checkInput(bytes calldata input, uint32 maxTokens, uint32 vocabSize, uint32 maxContext) internal pure {
         if (input.length % 4 != 0) revert InputNotTokens(input.length);
         uint256 n = input.length / 4;
         if (n == 0) revert EmptyInput();
         if (n + maxTokens > maxContext) revert ContextExceeded(n, maxTokens, maxContext);
-        uint256 bad = n;
-        uint256 token;
-        assembly ("memory-safe") {
-            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
-                token := shr(224, calldataload(add(input.offset, shl(2, i))))
-                if iszero(lt(token, vocabSize)) {
-                    bad := i
-                    break
-                }
+        if (_anyTokenAtLeast(input, n, vocabSize)) {
+            for (uint256 i = 0; i < n; ++i) {
+                uint32 t = uint32(bytes4(input[4 * i:4 * i + 4]));
+                if (t >= vocabSize) revert TokenOutOfVocab(i, t, vocabSize);
             }
         }
-        if (bad != n) revert TokenOutOfVocab(bad, uint32(token), vocabSize);
+    }
+
+    /// @dev Whether any of the n big-endian uint32 tokens of `input` is ≥ `vocabSize` (≥ 1).
+    ///      Eight tokens per calldata word with no branch per token (a per-token loop costs
+    ///      ~3x more gas), then the 0–7 tokens of the last partial word one by one; lanes past
+    ///      the input are never read. Only the revert path looks for the first bad index.
+    function _anyTokenAtLeast(bytes calldata input, uint256 n, uint32 vocabSize) internal pure returns (bool bad) {
+        assembly ("memory-safe") {
+            let top := sub(vocabSize, 1) // a token is bad iff it is > top
+            let m := 0xffffffff
+            let p := input.offset
+            let wordsEnd := add(p, shl(5, shr(3, n)))
+            for {} lt(p, wordsEnd) { p := add(p, 32) } {
+                let w := calldataload(p)
+                bad :=
+                    or(
+                        or(
+                            or(gt(shr(224, w), top), gt(and(shr(192, w), m), top)),
+                            or(gt(and(shr(160, w), m), top), gt(and(shr(128, w), m), top))
+                        ),
+                        or(
+                            or(gt(and(shr(96, w), m), top), gt(and(shr(64, w), m), top)),
+                            or(gt(and(shr(32, w), m), top), gt(and(w, m), top))
+                        )
+                    )
+                if bad { break }
+            }
+            let end := add(input.offset, shl(2, n))
+            for {} and(iszero(bad), lt(p, end)) { p := add(p, 4) } {
+                bad := gt(shr(224, calldataload(p)), top)
+            }
+        }
     }
 
     function _job(uint256 jobId) internal view returns (Job storage j) {

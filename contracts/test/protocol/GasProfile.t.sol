@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {ProtocolBase} from "./Base.sol";
 import {Commitments} from "../../lib/Commitments.sol";
 import {DisputeGame} from "../../protocol/DisputeGame.sol";
+import {JobMarket} from "../../protocol/JobMarket.sol";
 import {AlphabetWorld} from "./Alphabet.sol";
 
 /// @dev forge prints console logs at -vv; forge-std is not available, so the one call we need.
@@ -30,7 +31,9 @@ contract GasProfileTest is ProtocolBase {
         Player memory d = _player(exec, w, honest, Lie(LieKind.Element, 23_456, 30_001, 0x7FC00000));
         Player memory c = _player(chal, w, honest, Lie(LieKind.None, 0, 0, 0));
         _trees(d, c);
+        vm.resumeGasMetering(); // metered, so that --gas-report records postJob's real cost
         uint256 jobId = _post(1);
+        vm.pauseGasMetering();
         uint32[] memory toks = new uint32[](64);
         for (uint256 k = 0; k < 64; ++k) {
             toks[k] = w.token(k);
@@ -48,7 +51,9 @@ contract GasProfileTest is ProtocolBase {
         _measureMarket(chal, 0, abi.encodeCall(market.withdraw, ()), "withdraw");
 
         // an unchallenged job for the honest-path numbers
+        vm.resumeGasMetering();
         uint256 job2 = _post(1);
+        vm.pauseGasMetering();
         _measureMarket(exec, BOND, abi.encodeCall(market.commit, (job2, toks, oh, c.root, c.length)), "commit (64 tokens), 2nd job");
         vm.warp(block.timestamp + WINDOW + 1);
         _measureMarket(address(0), 0, abi.encodeCall(market.finalize, (job2)), "finalize (unchallenged, pays executor)");
@@ -63,6 +68,28 @@ contract GasProfileTest is ProtocolBase {
         assertLe(maxTx, 3_000_000);
         // rounds = move pairs: 4 trace rounds, 1 leaf opening, 2 tensor rounds, chunk + element, one-step
         assertLe((moves + 1) / 2, 12);
+    }
+
+    /// @notice postJob at the smallest input and at the largest one the registered context
+    ///         leaves beside 64 new tokens (MAX_CTX − 64 = 1984 tokens: every id checked against
+    ///         the vocabulary), and a registration. scripts/gas_report.py reads postJob's min and
+    ///         max from `--gas-report`.
+    function test_gasPostJobAndRegister() public {
+        uint256 small = _post(1);
+        uint256 n = MAX_CTX - 64;
+        bytes memory big = new bytes(4 * n);
+        for (uint256 i = 0; i < n; ++i) {
+            bytes4 t = bytes4(uint32(uint256(keccak256(abi.encode(i))) % VOCAB));
+            for (uint256 k = 0; k < 4; ++k) {
+                big[4 * i + k] = t[k];
+            }
+        }
+        JobMarket.JobRequest memory r = _request(1);
+        vm.prank(requester);
+        uint256 large = market.postJob{value: REWARD}(r, big);
+        assertEq(market.jobOf(large).inputHash, keccak256(big));
+        assertEq(large, small + 1);
+        registry.register(keccak256("another model"), PROGRAM, 1, VOCAB, MAX_CTX, "SmolLM2-135M-Instruct", "hf://smollm2");
     }
 
     function _measureMarket(address from, uint256 value, bytes memory data, string memory name) internal {

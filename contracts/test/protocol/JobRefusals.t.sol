@@ -114,6 +114,23 @@ contract JobRefusalsTest is ProtocolBase {
         assertEq(market.jobCount(), 1);
     }
 
+    /// @dev The check reads eight tokens per calldata word, then the tail one by one: a single
+    ///      bad id is found at every position of full words, the tail and both at once.
+    function test_everyPositionIsChecked() public {
+        JobMarket.JobRequest memory r = _request(1);
+        uint8[6] memory sizes = [1, 7, 8, 9, 16, 23];
+        for (uint256 s = 0; s < sizes.length; ++s) {
+            uint256 n = sizes[s];
+            for (uint256 i = 0; i < n; ++i) {
+                bytes memory input = _tokens(n, VOCAB - 1);
+                _setToken(input, i, VOCAB);
+                _refused(r, input, abi.encodeWithSelector(JobMarket.TokenOutOfVocab.selector, i, VOCAB, VOCAB));
+            }
+            _accepted(r, _tokens(n, VOCAB - 1));
+        }
+        assertEq(market.jobCount(), sizes.length);
+    }
+
     function test_contextExceeded() public {
         JobMarket.JobRequest memory r = _request(1);
         r.config.maxTokens = 48;
