@@ -479,8 +479,8 @@ contract JobMarket is IJobResult, IGameSettlement {
     ///      The context check comes first, so the token loop runs at most
     ///      maxContext ≤ ModelRegistry.MAX_CONTEXT times. Why input + maxTokens ≤ maxContext
     ///      and not the program's exact need (input + maxTokens − 1 positions: the last token
-    ///      is never fed back): it is the rule every runtime applies (node/served.py), so no
-    ///      job is accepted that an honest executor or watchtower would decline to run.
+    ///      is never fed back): it is the rule the node's runner applies (node/served.py), so
+    ///      no job is accepted that an honest executor or watchtower would decline to run.
     function _checkInput(bytes calldata input, uint32 maxTokens, uint32 vocabSize, uint32 maxContext) internal pure {
         if (input.length % 4 != 0) revert InputNotTokens(input.length);
         uint256 n = input.length / 4;
