@@ -14,6 +14,7 @@ SOURCES = ["verifier/OneStepVerifier.sol", "verifier/TraceOps.sol", "float/Float
            "float/Float32Transcendental.sol", "lib/Merkle.sol", "lib/Commitments.sol",
            "protocol/interfaces/IOneStepVerifier.sol", "test/verifier/OneStepHarness.sol"]
 CALL_GAS = 4_000_000_000
+MAX_CALL_BYTES = 400_000  # witness bytes per eth_call (anvil refuses bodies past ~2 MB of hex)
 
 
 class OneStepChain:
@@ -41,19 +42,29 @@ class OneStepChain:
     def __exit__(self, *exc) -> None:  # noqa: ANN002
         self.anvil.__exit__(*exc)
 
-    def verify_many(self, cases: Sequence[tuple[int, StepContext, bytes]],
-                    batch: int = 200) -> tuple[list[int], list[int]]:
-        """Per case: 1 defender correct, 0 wrong, 2 reverted; and the gas of each verify."""
+    def verify_many(self, cases: Sequence[tuple[int, StepContext, bytes]], batch: int = 200,
+                    max_bytes: int = MAX_CALL_BYTES) -> tuple[list[int], list[int]]:
+        """Per case: 1 defender correct, 0 wrong, 2 reverted; and the gas of each verify.
+        Cases go `batch` to an eth_call, fewer when their witnesses exceed `max_bytes`
+        (anvil refuses very large request bodies)."""
         results: list[int] = []
         gas: list[int] = []
-        for i in range(0, len(cases), batch):
-            part = cases[i:i + batch]
+        i = 0
+        while i < len(cases):
+            j, size = i, 0
+            while j < len(cases) and j - i < batch:
+                size += len(cases[j][2])
+                if j > i and size > max_bytes:
+                    break
+                j += 1
+            part = cases[i:j]
             fn = self.harness.functions.verifyMany([c[0] for c in part],
                                                    [c[1].as_tuple() for c in part],
                                                    [c[2] for c in part])
             out, used = fn.call({"gas": CALL_GAS})
             results += list(out)
             gas += list(used)
+            i = j
         return results, gas
 
     def estimate(self, kind: int, ctx: StepContext, witness: bytes) -> int:

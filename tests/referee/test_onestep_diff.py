@@ -3,8 +3,15 @@ traces of a toy Llama and of an edge-value program, plus the soundness cases of 
 forged input proofs and wrong op definitions are refused, a correct-but-disputed claim is
 decided for the executor, a cheater's element is decided against it.
 
-Case counts: REFEREE_CASES per op kind (default 60 here, two claims each); the `slow` variant
-runs 5000 elements × 2 claims = 10^4 cases per op kind.
+SAMPLE (docs/trace-layout.md §L5.10) is held to the mirror per stage, on sampled traces of
+edge-value logits rows (ties, ±0, ±inf, NaN; V = 300, SORT blocks of 64 and three MERGE
+levels) and of the toy Llama (blocks of 8), under configs from greedy to tiny temperatures,
+top_k in {0, 1, 5, V, > V} and top_p in {1, 0.9, 0.5, 1e-6}: honest claims, wrong claims
+(a bit flip, a neighbour's value, one more), and cheating defenders whose SORT/MERGE/SCAN
+leaf differs from the honest one (their own output is what SCAN and MERGE read).
+
+Case counts: REFEREE_CASES per op kind and per SAMPLE stage (default 60 here, two claims
+each); the `slow` variants run 5000 elements × 2 claims = 10^4 cases per op kind and per stage.
 """
 
 from __future__ import annotations
@@ -16,14 +23,18 @@ from collections import defaultdict
 import numpy as np
 import pytest
 from edge_program import special_program
+from eth_abi import decode, encode
 from onestep_chain import OneStepChain
-from toy_llama import toy_run
+from sample_program import edge_rows, table_program
+from toy_llama import MAX_CTX, SEGMENT, TOY, toy_run, toy_weights
 
 from referee import onestep
 from referee.bisection import find_divergence
-from referee.execute import run
-from referee.layout import Code, Symbols
-from referee.witness import Claim, WitnessBuilder, config_bytes, element_bits
+from referee.execute import Trace, run
+from referee.layout import Code, JobConfig, Stage, Symbols
+from referee.lowering import llama_program
+from referee.witness import WITNESS_ABI, Claim, WitnessBuilder, config_bytes, element_bits
+from repops.commit import tensor_root_np
 
 pytestmark = pytest.mark.chain
 
@@ -84,10 +95,12 @@ def element_cases(wb: WitnessBuilder, per_kind: int, seed: int):
 
 
 def _check(chain, cases):
+    """Chain and mirror decide every case alike, and as expected where `want` is not None."""
     got, _ = chain.verify_many([(k, c, w) for _, k, c, w, _ in cases])
     for (code, kind, ctx, wit, want), g in zip(cases, got, strict=True):
         m = _mirror(kind, ctx, wit)
-        assert g == m == want, (Code(code).name, ctx.leaf_index, ctx.element_index, g, m, want)
+        name = code if isinstance(code, str) else Code(code).name
+        assert g == m and want in (None, g), (name, ctx.leaf_index, ctx.element_index, g, m, want)
     return len(cases)
 
 
@@ -208,3 +221,211 @@ def test_cheater_is_caught_after_bisection(chain, toy):
     good = _bits(honest.outputs[target], 3)
     assert _verdict(chain, Claim.ELEMENT, toy.context(target, 3, good),
                     toy.element(target, 3)) == 1
+
+
+# ------------------------------------------------------------------------------ SAMPLE (§L5.10)
+
+SAMPLE_V = 300  # two float32 / three int64 chunks per row
+SAMPLE_BLOCK = 64  # SORT blocks of 64, MERGE h = 64, 128, 256
+TEMPS = [0.0, -0.0, 1e-30, 1e-3, 0.7, 1.0, 2.0]
+TOPPS = [1.0, 0.9, 0.5, 1e-6]
+SELF_STAGES = ("SAMPLE SORT", "SAMPLE MERGE", "SAMPLE SCAN")
+
+
+def sample_configs(v: int, n: int, seed: int) -> list[JobConfig]:
+    """Greedy (±0), tiny and ordinary temperatures; top_k off, 1, 5, V and past V; top_p off,
+    0.9, 0.5 and tiny (RepOps spec §7.3)."""
+    rng = random.Random(seed)
+    return [JobConfig.of(8, rng.choice(TEMPS), rng.choice([0, 1, 5, v, v + 7]), rng.choice(TOPPS),
+                         rng.randrange(1 << 64)) for _ in range(n)]
+
+
+def sampled_builders(n_configs: int, steps: int, seed: int) -> list[WitnessBuilder]:
+    """Sampled traces in which every SAMPLE stage has leaves: edge-value logits rows (each
+    step's row is the previous token's row of the table) and the toy Llama with MERGE levels."""
+    rng = np.random.default_rng(seed)
+    prog, weights, _ = table_program(edge_rows(rng, SAMPLE_V, SAMPLE_V), SAMPLE_BLOCK)
+    out = []
+    for cfg in sample_configs(SAMPLE_V, n_configs, seed):
+        tr = run(prog, weights, [int(rng.integers(SAMPLE_V))], steps, config=cfg)
+        out.append(WitnessBuilder(tr, weights, cfg.encode()))
+    w, store, _, _ = toy_weights(0)
+    toy_prog = llama_program(TOY, w, MAX_CTX, segment=SEGMENT, sort_block=8)
+    for cfg in sample_configs(TOY.vocab, 2, seed + 1):
+        tr = run(toy_prog, store, [3, 7, 1], 2, config=cfg)
+        out.append(WitnessBuilder(tr, store, cfg.encode()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def sampled():
+    return sampled_builders(n_configs=6, steps=3, seed=21)
+
+
+def _stage_leaves(wb: WitnessBuilder) -> dict[str, list[int]]:
+    tr = wb.trace
+    p = tr.program.n_ops
+    out: dict[str, list[int]] = defaultdict(list)
+    for leaf in range(tr.length):
+        op = tr.program.ops[leaf % p]
+        if op.code == Code.SAMPLE:
+            out[f"SAMPLE {Stage(op.attrs[0]).name}"].append(leaf)
+    return out
+
+
+def _wrong(rng: random.Random, out: np.ndarray, e: int, bits: int) -> int:
+    """A claim other than the honest one: a bit flip, a neighbour's value, or one more."""
+    width = out.dtype.itemsize * 8
+    kind = rng.randrange(3)
+    if kind == 1 and out.size > 1:
+        other = _bits(out, e + 1 if e + 1 < out.size else e - 1)
+        if other != bits:
+            return other
+    if kind == 2:
+        return (bits + 1) % (1 << width)
+    return bits ^ (1 << rng.randrange(width))
+
+
+def sample_cases(builders: list[WitnessBuilder], per_stage: int, seed: int):
+    """Per SAMPLE stage: `per_stage` random (trace, leaf, element), the honest claim and a
+    wrong one."""
+    rng = random.Random(seed)
+    pool: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for i, wb in enumerate(builders):
+        for name, leaves in _stage_leaves(wb).items():
+            pool[name] += [(i, leaf) for leaf in leaves]
+    cases = []
+    for name, items in sorted(pool.items()):
+        for _ in range(per_stage):
+            i, leaf = rng.choice(items)
+            wb = builders[i]
+            out = wb.trace.outputs[leaf]
+            e = rng.randrange(out.size)
+            bits = _bits(out, e)
+            wit = wb.element(leaf, e)
+            cases.append((name, Claim.ELEMENT, wb.context(leaf, e, bits), wit, 1))
+            wrong = _wrong(rng, out, e, bits)
+            cases.append((name, Claim.ELEMENT, wb.context(leaf, e, wrong), wit, 0))
+    return pool, cases
+
+
+def _tampered(wb: WitnessBuilder, leaf: int, out: np.ndarray) -> WitnessBuilder:
+    """The same trace with `out` committed at `leaf`: a defender whose leaf is wrong there."""
+    tr = wb.trace
+    outputs, roots = list(tr.outputs), list(tr.roots)
+    outputs[leaf], roots[leaf] = out, tensor_root_np(out)
+    return WitnessBuilder(Trace(tr.program, tr.job_tokens, outputs, tr.config, roots),
+                          wb.weights, wb.config)
+
+
+def _cheat(rng: random.Random, out: np.ndarray) -> np.ndarray:
+    """One way to get a SORT/MERGE/SCAN row wrong: an element moved further down (the rest
+    shifted up), two elements swapped, or one element off by one bit / one ulp."""
+    bad = out.copy()
+    flat = _raw(bad)
+    n = flat.size
+    k = rng.randrange(n)
+    m = rng.randrange(n)
+    kind = rng.randrange(3)
+    if kind == 0 and k != m:
+        lo, hi = min(k, m), max(k, m)
+        flat[lo:hi + 1] = np.roll(flat[lo:hi + 1].copy(), -1)
+    elif kind == 1 and flat[k] != flat[m]:
+        flat[k], flat[m] = flat[m].copy(), flat[k].copy()
+    else:
+        flat[k] ^= flat.dtype.type(1 << rng.randrange(bad.dtype.itemsize * 8 if kind else 1))
+    return bad
+
+
+def _raw(a: np.ndarray) -> np.ndarray:
+    """The elements' bit patterns (C1), so that NaNs compare by bits."""
+    return a.reshape(-1).view(np.uint32 if a.dtype.itemsize == 4 else np.uint64)
+
+
+def cheater_cases(builders: list[WitnessBuilder], pool, per_stage: int, seed: int):
+    """Defenders whose SORT/MERGE/SCAN leaf differs from the honest one: the first differing
+    element (the one the game reaches) goes against them; elements before it are honest; the
+    ones after it are judged from the defender's own prefix (chain and mirror must agree)."""
+    rng = random.Random(seed)
+    cases = []
+    for name in SELF_STAGES:
+        for _ in range(per_stage):
+            i, leaf = rng.choice(pool[name])
+            wb = builders[i]
+            honest = wb.trace.outputs[leaf]
+            bad = _cheat(rng, honest)
+            diff = np.flatnonzero(_raw(bad) != _raw(honest))
+            if diff.size == 0:
+                continue
+            liar = _tampered(wb, leaf, bad)
+            k0 = int(diff[0])
+            picks = {k0: 0, rng.randrange(bad.size): None}
+            if k0 + 1 < bad.size:
+                picks[k0 + 1] = None
+            if k0 > 0:
+                picks[rng.randrange(k0)] = 1
+            for e, want in picks.items():
+                ctx = liar.context(leaf, e, _bits(bad, e))
+                cases.append((name, Claim.ELEMENT, ctx, liar.element(leaf, e), want))
+    return cases
+
+
+def test_sample_differential_fast(chain, sampled):
+    n = int(os.environ.get("REFEREE_CASES", "60"))
+    pool, cases = sample_cases(sampled, n, seed=31)
+    assert set(pool) == {f"SAMPLE {st.name}" for st in Stage}
+    _check(chain, cases)
+    _check(chain, cheater_cases(sampled, pool, max(2, n // 6), seed=32))
+
+
+@pytest.mark.slow
+def test_sample_differential_full(chain):
+    builders = sampled_builders(n_configs=16, steps=5, seed=41)
+    pool, cases = sample_cases(builders, 5000, seed=42)
+    for i in range(0, len(cases), 2000):
+        _check(chain, cases[i:i + 2000])
+    cheats = cheater_cases(builders, pool, 500, seed=43)
+    for i in range(0, len(cheats), 2000):
+        _check(chain, cheats[i:i + 2000])
+
+
+def _rewitness(wit: bytes, edit) -> bytes:
+    """The witness decoded, changed by `edit(list of its fields)`, and encoded again."""
+    (w,) = decode([WITNESS_ABI], wit)
+    w = list(w)
+    edit(w)
+    return encode([WITNESS_ABI], [tuple(w)])
+
+
+def test_sample_witness_refusals(chain, sampled):
+    """§L7 for SAMPLE: the config must be the job's, SCAN and MERGE need the defender's own
+    output (and only they take one), and it must be the disputed leaf's output."""
+    wb = next(b for b in sampled if not b.trace.config.greedy)  # so c and p differ (SCAN)
+    pool = _stage_leaves(wb)
+    other = next(b for b in sampled if b.config != wb.config)
+    for name in ("SAMPLE SCAN", "SAMPLE MERGE", "SAMPLE DRAW"):
+        leaf = pool[name][-1]
+        out = wb.trace.outputs[leaf]
+        e = out.size // 2
+        ctx = wb.context(leaf, e, _bits(out, e))
+        wit = wb.element(leaf, e)
+        assert _verdict(chain, Claim.ELEMENT, ctx, wit) == 1
+        # another job's config bytes (or this config under another hash)
+        forged = _rewitness(wit, lambda w: w.__setitem__(7, other.config))
+        assert _verdict(chain, Claim.ELEMENT, ctx, forged) == 2
+        bad_ctx = wb.context(leaf, e, _bits(out, e))
+        bad_ctx.config_hash = b"\x22" * 32
+        assert _verdict(chain, Claim.ELEMENT, bad_ctx, wit) == 2
+        if name == "SAMPLE DRAW":  # no self: one tensor more is refused
+            extra = _rewitness(wit, lambda w: w.__setitem__(8, list(w[8]) + [w[8][0]]))
+            assert _verdict(chain, Claim.ELEMENT, ctx, extra) == 2
+            continue
+        missing = _rewitness(wit, lambda w: w.__setitem__(8, list(w[8])[:-1]))
+        assert _verdict(chain, Claim.ELEMENT, ctx, missing) == 2
+        # a self tensor that is an input's (proven chunks, but not the disputed output)
+        swapped = _rewitness(wit, lambda w: w.__setitem__(8, list(w[8])[:-1] + [w[8][0]]))
+        assert _verdict(chain, Claim.ELEMENT, ctx, swapped) == 2
+        # the right tensor under another output root in the context
+        moved = wb.context(leaf, e, _bits(out, e))
+        moved.output_root = wb.trace.roots[leaf - 1]
+        assert _verdict(chain, Claim.ELEMENT, moved, wit) == 2
