@@ -24,7 +24,7 @@ from typing import Any
 from node.chain.anvil import DEV_KEYS, Anvil
 from node.chain.client import ChainClient
 from node.daemon import ChallengerDaemon, ExecutorDaemon, Fault
-from node.deployment import Deployment, deploy_protocol
+from node.deployment import Deployment, deploy_protocol, register_model, served_entry
 from node.network import start_node
 from node.requester import JobSpec, job_status, submit_job
 from node.served import ServedModel, load_served_model
@@ -236,9 +236,7 @@ def _story(chain: Anvil, max_tokens: int) -> None:
         dep = deploy_protocol(owner, clock_budget_s=3600, log=lambda m: say("  " + m))
         say("loading SmolLM2-135M-Instruct (compiled once, then cached) …")
         served = load_served_model("smollm2", max_ctx=256, log=lambda m: say("  " + m))
-        reg = owner.contract("ModelRegistry", dep.registry)
-        owner.transact(reg.functions.register(served.model_hash, served.program_root, 1,
-                                              "SmolLM2-135M-Instruct", served.uri))
+        register_model(owner, dep.registry, served_entry(served))
         say(f"registered model 0x{served.model_hash.hex()} (trace program: "
             f"{served.model.program.n_ops} ops per token)")
         honest_round(chain, dep, served, owner, Path(tmp), max_tokens)

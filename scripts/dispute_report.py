@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from node.chain.anvil import DEV_KEYS, Anvil  # noqa: E402
 from node.chain.client import ChainClient  # noqa: E402
 from node.demo import cheating_round  # noqa: E402
-from node.deployment import deploy_protocol  # noqa: E402
+from node.deployment import deploy_protocol, register_model, served_entry  # noqa: E402
 from node.served import load_served_model  # noqa: E402
 
 
@@ -40,9 +40,7 @@ def main() -> int:
         owner = ChainClient(chain.rpc_url, DEV_KEYS[0])
         dep = deploy_protocol(owner, clock_budget_s=3600)
         served = load_served_model("smollm2", max_ctx=256, log=print)
-        reg = owner.contract("ModelRegistry", dep.registry)
-        owner.transact(reg.functions.register(served.model_hash, served.program_root, 1,
-                                              "SmolLM2-135M-Instruct", served.uri))
+        register_model(owner, dep.registry, served_entry(served))
         stats = cheating_round(chain, dep, served, owner, Path(tmp), args.max_tokens,
                                question=args.prompt)
     rounds = sum(1 for m in stats["moves"] if m[0] == "respond")

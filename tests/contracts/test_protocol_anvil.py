@@ -13,7 +13,7 @@ from web3 import Web3
 
 from node.chain.anvil import DEV_KEYS, Anvil
 from node.chain.client import ChainClient, TxReverted
-from node.chain.contracts import JobConfig, JobRequest, JobStatus, Outcome
+from node.chain.contracts import JobConfig, JobRequest, JobStatus, ModelEntry, Outcome
 from node.chain.deploy import deploy
 from node.deployment import Deployment
 from node.receipts import tokens_bytes, tokens_hash
@@ -53,7 +53,7 @@ def test_deploy_cli(chain):
     out = subprocess.run(
         [sys.executable, "-m", "node.chain.deploy", "--rpc", chain.rpc_url, "--clock", "120",
          "--model-hash", "0x" + MODEL.hex(), "--program-root", "0x" + PROGRAM.hex(),
-         "--model-name", "SmolLM2"],
+         "--model-name", "SmolLM2", "--vocab-size", "49152", "--max-context", "2048"],
         env={"JUDGE_PRIVATE_KEY": DEV_KEYS[5], "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=300, check=False,
     )
@@ -75,7 +75,7 @@ def test_job_unchallenged_finalizes_and_consumer_settles(chain):
     bettor_yes = ChainClient(chain.rpc_url, DEV_KEYS[3])
     bettor_no = ChainClient(chain.rpc_url, DEV_KEYS[4])
     dep = deploy(chain.rpc_url, DEV_KEYS[0], clock_budget_s=300,
-                 model=(MODEL, PROGRAM, 1, "SmolLM2-135M-Instruct", "hf://x"))
+                 model=ModelEntry(MODEL, PROGRAM, 49152, 2048, 1, "SmolLM2-135M-Instruct", "hf://x"))
     c = dep.contracts(deployer)
     market, consumer = c["market"], c["consumer"]
 

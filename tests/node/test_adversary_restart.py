@@ -63,7 +63,8 @@ def env(tmp_path_factory):
         owner = ChainClient(anvil.rpc_url, DEV_KEYS[0])
         dep = deploy_protocol(owner, clock_budget_s=CLOCK, with_consumer=False)
         reg = owner.contract("ModelRegistry", dep.registry)
-        owner.transact(reg.functions.register(model.model_hash, model.program.root(), 1, "toy",
+        owner.transact(reg.functions.register(model.model_hash, model.program.root(), 1,
+                                              W.toy.TOY.vocab, W.toy.MAX_CTX, "toy",
                                               "test://toy"))
         dep_file = dep.save(tmp_path_factory.mktemp("dep") / "deployment.json")
         yield Env(anvil, owner, dep, dep_file, model)

@@ -59,7 +59,8 @@ def world(toy_model, tmp_path):
         owner = ChainClient(chain.rpc_url, DEV_KEYS[0])
         dep = deploy_protocol(owner, clock_budget_s=600)
         reg = owner.contract("ModelRegistry", dep.registry)
-        owner.transact(reg.functions.register(model_hash, prog.root(), 1, "toy", "test://toy"))
+        owner.transact(reg.functions.register(model_hash, prog.root(), 1, toy.TOY.vocab,
+                                              toy.MAX_CTX, "toy", "test://toy"))
         yield chain, dep, owner, model_hash, runner, tmp_path
 
 
