@@ -195,8 +195,8 @@ def test_smollm2_prefill_equals_incremental_decode_in_a_batch(ree_session):
 
 
 def test_cli_batch_receipts_equal_unbatched(tmp_path, monkeypatch, capsys, ree_session):
-    """`ree run --batch 2` over three prompts (rolling) writes the receipts and leaf roots
-    of the unbatched run byte for byte (the CLI's session is the shared, loaded one)."""
+    """`ree run --batch 2` over three prompts (rolling) writes the receipts, leaf roots and
+    kept traces of the unbatched run byte for byte (the CLI's session is the shared one)."""
     from node.cli import ree as cli
 
     monkeypatch.setattr(cli, "_session", lambda *a, **k: ree_session)
@@ -208,11 +208,12 @@ def test_cli_batch_receipts_equal_unbatched(tmp_path, monkeypatch, capsys, ree_s
     for b in (1, 2):
         dirs[b] = tmp_path / f"b{b}"
         assert cli.main(["run", "--prompt-file", str(pf), "--raw", "--max-new-tokens", "1",
-                         "--batch", str(b), "--receipt", str(dirs[b]), "--quiet",
-                         "--json"]) == 0
+                         "--batch", str(b), "--receipt", str(dirs[b]), "--quiet", "--json",
+                         "--keep-trace", str(dirs[b] / "trace")]) == 0
         capsys.readouterr()
     for i in range(3):
-        for name in (f"{i}.json", f"{i}.json.roots"):
+        for name in (f"{i}.json", f"{i}.json.roots", f"trace/job-{i}.json",
+                     f"trace/job-{i}.bin"):
             assert (dirs[1] / name).read_bytes() == (dirs[2] / name).read_bytes(), name
     assert cli.main(["run", "--prompt", "x", "--batch", "0"]) == 2
 
