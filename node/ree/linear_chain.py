@@ -89,9 +89,16 @@ def doubtful(y: torch.Tensor) -> torch.Tensor:
 
 
 class PanelChain:
-    """Per-segment augmented weights in packed panels, for decode on the CPU (docstring)."""
+    """Per-segment augmented weights in packed panels, for decode on the CPU (docstring).
+
+    The segments call the CPU decode kernel (`repops_linear_packed`, what `repops.linear`
+    runs on a PackedLinear) directly with pointers into one output tensor: per segment that
+    saves an allocation, a concatenation and the API's argument checks (~20 µs, more than
+    the 65-row product itself)."""
 
     def __init__(self, w: np.ndarray, chain: Chain) -> None:
+        from repops.cpu.build import load
+
         n, k = w.shape
         self.n, self.k = n, k
         self.spans: list[tuple[int, int]] = []
@@ -112,28 +119,39 @@ class PanelChain:
         self.npad = self.heads[0].shape[0] * self.width
         self.seg = max(b - a for a, b in self.spans)
         self.uniform = all(a == s * self.seg for s, (a, _) in enumerate(self.spans))
+        nseg = len(self.spans)
+        self._xa = torch.zeros((nseg, 1 + self.seg), dtype=torch.float32)
+        self._xa[:, 0] = 1.0
+        self._xp = torch.zeros(nseg * self.seg, dtype=torch.float32)
+        self._acc = torch.zeros(self.npad, dtype=torch.float32)
+        self._zero_head = torch.zeros((self.npad // self.width, self.width), dtype=torch.float32)
+        self._fn = load().repops_linear_packed
+        self._calls = [(1 + b - a, p.panels.data_ptr(), h)
+                       for (a, b), p, h in zip(self.spans, self.packed, self.heads, strict=True)]
 
     def run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [1, K] → (segment outputs [nseg, N], doubtful flag) (module docstring)."""
-        nseg = len(self.spans)
-        xa = torch.zeros((nseg, 1 + self.seg), dtype=torch.float32)
-        xa[:, 0] = 1.0
+        from repops.cpu.kernels import threads
+
+        nseg, n, xa = len(self.spans), self.n, self._xa
         if self.uniform:  # segment s covers [s·S, (s+1)·S): one strided copy
-            xp = torch.zeros(nseg * self.seg, dtype=torch.float32)
-            xp[: self.k] = x[0]
-            xa[:, 1:] = xp.view(nseg, self.seg)
+            self._xp[: self.k] = x.reshape(-1)
+            xa[:, 1:] = self._xp.view(nseg, self.seg)
         else:
             for s, (k0, k1) in enumerate(self.spans):
                 xa[s, 1:1 + k1 - k0] = x[0, k0:k1]
-        ys = []
-        acc = torch.zeros(self.npad, dtype=torch.float32)
-        for s, (k0, k1) in enumerate(self.spans):
-            self.heads[s].copy_(acc.view(-1, self.width))
-            y = repops.linear(xa[s:s + 1, :1 + k1 - k0], self.packed[s])
-            ys.append(y)
-            if s + 1 < nseg:
-                acc[: self.n] = y[0]
-        out = torch.cat(ys)
+        out = torch.empty((nseg, n), dtype=torch.float32)
+        xp, op, lda, nt = xa.data_ptr(), out.data_ptr(), xa.shape[1], threads()
+        padded = n != self.npad
+        for s, (kk, panels, head) in enumerate(self._calls):
+            if s == 0:
+                head.copy_(self._zero_head)
+            elif padded:
+                self._acc[:n] = out[s - 1]
+                head.copy_(self._acc.view(-1, self.width))
+            else:
+                head.copy_(out[s - 1].view(-1, self.width))
+            self._fn(1, n, kk, xp + 4 * s * lda, lda, panels, op + 4 * s * n, n, nt)
         return out, doubtful(out[1:])
 
 

@@ -13,9 +13,13 @@ in when the run ends, so a killed run leaves nothing that looks complete):
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import sys
+import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,8 @@ import numpy as np
 import torch
 
 from referee.layout import TraceProgram
-from repops.commit import canonical_bytes, merkle_root, tensor_root_np, trace_leaves
+from repops import commit as _commit
+from repops.commit import canonical_bytes, header, merkle_root, tensor_root_np, trace_leaves
 
 NP_DTYPES = {"float32": np.float32, "int32": np.int32, "int64": np.int64, "uint8": np.uint8}
 
@@ -34,19 +39,50 @@ def to_numpy(t: torch.Tensor | np.ndarray) -> np.ndarray:
     return t.detach().to("cpu").contiguous().numpy()
 
 
+_LITTLE = sys.byteorder == "little"
+_RAW_OK = {torch.float32: "float32", torch.int32: "int32", torch.int64: "int64",
+           torch.uint8: "uint8"}
+_BIG = 1 << 18  # bytes from which one tensor's chunks are hashed on several threads
+
+
+class _Leaf:
+    """One distinct output tensor of a step, in host memory, ready to hash (C1 bytes = its
+    memory: contiguous, little-endian)."""
+
+    __slots__ = ("array", "ptr", "nbytes", "dtype", "shape", "ready")
+
+    def __init__(self, array: np.ndarray | None, ptr: int, nbytes: int, dtype: str,
+                 shape: tuple[int, ...], ready: torch.cuda.Event | None = None) -> None:
+        self.array, self.ptr, self.nbytes = array, ptr, nbytes
+        self.dtype, self.shape, self.ready = dtype, shape, ready  # ready: copy-done event
+
+
 class TraceRecorder:
-    """Collects output roots step by step; optionally writes every tensor to `keep` files."""
+    """Collects output roots step by step; optionally writes every tensor to `keep` files.
+
+    Why a worker thread: hashing is ~20 MB of keccak per SmolLM2 decode step (C4 roots of
+    every leaf), as long as executing the step. `add_step` only takes the step's tensors
+    (on CUDA: one device→host copy of all of them) and a worker thread hashes and writes
+    them in step order while the executor runs the next step; the C keccak releases the
+    GIL. Reading `roots`, `length`, `bytes_kept` or calling `root`/`close` waits for it.
+    `background=False` hashes inside `add_step` (the old behaviour, for measurements).
+    """
 
     def __init__(self, program: TraceProgram, job_tokens: Sequence[int],
-                 keep: str | Path | None = None) -> None:
+                 keep: str | Path | None = None, background: bool = True) -> None:
         self.program = program
         self.job_tokens = list(job_tokens)
         self.op_hashes = program.op_hashes()
-        self.roots: list[bytes] = []
-        self.bytes_kept = 0
+        self._roots: list[bytes] = []
+        self._bytes_kept = 0
         self._index: list[list[Any]] = []
         self._keep = Path(keep) if keep is not None else None
         self._f = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="trace-hash") if background \
+            else None
+        self._pending: list[Future] = []
+        self._heads: dict[tuple[str, tuple[int, ...]], bytes] = {}
+        self.hash_seconds = 0.0  # worker time spent hashing and writing (diagnostics)
         if self._keep is not None:
             self._keep.parent.mkdir(parents=True, exist_ok=True)
             self._f = open(self._partial(".bin"), "wb")  # noqa: SIM115 - closed in close()
@@ -54,26 +90,82 @@ class TraceRecorder:
     def _partial(self, ext: str) -> Path:
         return self._keep.with_name(self._keep.name + ext + ".partial")
 
-    def add_step(self, outputs: Sequence[torch.Tensor | np.ndarray]) -> list[bytes]:
-        """C4 roots of one step's outputs (a tensor object seen twice is hashed once)."""
-        memo: dict[int, bytes] = {}
-        step_roots = []
+    def add_step(self, outputs: Sequence[torch.Tensor | np.ndarray]) -> None:
+        """Queue one step's outputs for their C4 roots (a tensor object seen twice is hashed
+        once); the roots land in `roots` in leaf order."""
+        slots, leaves = self._host_leaves(outputs)
+        if self._pool is None:
+            self._finish(slots, leaves)
+            return
+        self._pending.append(self._pool.submit(self._finish, slots, leaves))
+        if len(self._pending) > 2:  # bound the memory held by queued steps
+            self._pending.pop(0).result()
+
+    def _host_leaves(self, outputs: Sequence[torch.Tensor | np.ndarray]
+                     ) -> tuple[list[int], list[_Leaf]]:
+        """Per output its distinct-tensor slot, and the distinct tensors in host memory."""
+        slot_of: dict[int, int] = {}
+        slots: list[int] = []
+        uniq: list[torch.Tensor | np.ndarray] = []
         for t in outputs:
-            r = memo.get(id(t))
-            a = None
-            if r is None or self._f is not None:
-                a = to_numpy(t)
-            if r is None:
-                r = tensor_root_np(a)
-                memo[id(t)] = r
-            if self._f is not None:
+            i = slot_of.get(id(t))
+            if i is None:
+                i = slot_of[id(t)] = len(uniq)
+                uniq.append(t)
+            slots.append(i)
+        cuda = [t for t in uniq if isinstance(t, torch.Tensor) and t.device.type != "cpu"]
+        staged = _stage_device(cuda) if cuda else {}
+        leaves = []
+        for t in uniq:
+            if isinstance(t, torch.Tensor) and id(t) in staged:
+                leaves.append(staged[id(t)])
+            else:
+                leaves.append(_host_leaf(t))
+        return slots, leaves
+
+    def _finish(self, slots: list[int], leaves: list[_Leaf]) -> None:
+        t0 = time.perf_counter()
+        for ev in {id(lf.ready): lf.ready for lf in leaves if lf.ready is not None}.values():
+            ev.synchronize()  # the step's device→host copy
+        roots = [self._leaf_root(lf) for lf in leaves]
+        self._roots.extend(roots[i] for i in slots)
+        if self._f is not None:
+            for i in slots:
+                a = _leaf_array(leaves[i])
                 data = canonical_bytes(a)
-                self._index.append([self.bytes_kept, len(data), a.dtype.name, list(a.shape)])
+                self._index.append([self._bytes_kept, len(data), a.dtype.name, list(a.shape)])
                 self._f.write(data)
-                self.bytes_kept += len(data)
-            step_roots.append(r)
-        self.roots.extend(step_roots)
-        return step_roots
+                self._bytes_kept += len(data)
+        self.hash_seconds += time.perf_counter() - t0
+
+    def _leaf_root(self, lf: _Leaf) -> bytes:
+        """C4 root of one leaf: one C call on its memory when the C commitments are built."""
+        lib = _commit._native() if _LITTLE and lf.ptr else None
+        if lib is None:
+            return tensor_root_np(_leaf_array(lf))
+        key = (lf.dtype, lf.shape)
+        head = self._heads.get(key)
+        if head is None:
+            head = self._heads[key] = header(lf.dtype, lf.shape)
+        out = ctypes.create_string_buffer(32)
+        lib.repops_tensor_root(head, len(head), lf.ptr, lf.nbytes, out,
+                               _commit._threads() if lf.nbytes >= _BIG else 1)
+        return out.raw
+
+    def flush(self) -> None:
+        """Wait until every queued step is hashed (and written)."""
+        while self._pending:
+            self._pending.pop(0).result()
+
+    @property
+    def roots(self) -> list[bytes]:
+        self.flush()
+        return self._roots
+
+    @property
+    def bytes_kept(self) -> int:
+        self.flush()
+        return self._bytes_kept
 
     @property
     def length(self) -> int:
@@ -81,7 +173,8 @@ class TraceRecorder:
 
     def leaves(self) -> list[bytes]:
         p = self.program.n_ops
-        return trace_leaves([self.op_hashes[i % p] for i in range(len(self.roots))], self.roots)
+        roots = self.roots
+        return trace_leaves([self.op_hashes[i % p] for i in range(len(roots))], roots)
 
     def root(self) -> bytes:
         """C5: Merkle root over the leaves (C3)."""
@@ -89,6 +182,15 @@ class TraceRecorder:
 
     def close(self, ok: bool = True) -> Path | None:
         """Finish the kept files (renamed in only when `ok`); returns the index path."""
+        try:
+            self.flush()
+        except BaseException:
+            if ok:
+                raise
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
         if self._f is None:
             return None
         self._f.close()
@@ -106,6 +208,58 @@ class TraceRecorder:
         final = self._keep.with_name(self._keep.name + ".json")
         os.replace(idx, final)
         return final
+
+    def __del__(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+
+def _host_leaf(t: torch.Tensor | np.ndarray) -> _Leaf:
+    if isinstance(t, torch.Tensor):
+        t = t.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        if t.dtype not in _RAW_OK or not t.is_contiguous() or t.numel() == 0:
+            return _Leaf(to_numpy(t), 0, 0, "", ())
+        a = t.numpy()
+        return _Leaf(a, a.ctypes.data, a.nbytes, _RAW_OK[t.dtype], tuple(a.shape))
+    a = t
+    if a.dtype.name not in NP_DTYPES or not a.flags.c_contiguous or a.size == 0 \
+            or a.dtype.byteorder == ">":
+        return _Leaf(a, 0, 0, "", ())
+    return _Leaf(a, a.ctypes.data, a.nbytes, a.dtype.name, tuple(a.shape))
+
+
+def _stage_device(ts: list[torch.Tensor]) -> dict[int, _Leaf]:
+    """All of a step's device tensors to host in one copy: their bytes are concatenated on
+    the device, copied to pinned memory without blocking, and read after an event (the
+    per-leaf `.cpu()` was one synchronising transfer per leaf, ~6,000 per step)."""
+    ok = [t for t in ts if t.dtype in _RAW_OK and t.numel() > 0]
+    out = {id(t): _host_leaf(t) for t in ts if t.dtype not in _RAW_OK or t.numel() == 0}
+    if not ok:
+        return out
+    flat = torch.cat([t.detach().contiguous().reshape(-1).view(torch.uint8) for t in ok])
+    host = torch.empty(flat.shape, dtype=torch.uint8, pin_memory=True)
+    host.copy_(flat, non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+    base, off = host.data_ptr(), 0
+    arr = host.numpy()
+    for t in ok:
+        n = t.numel() * t.element_size()
+        out[id(t)] = _Leaf(arr[off:off + n], base + off, n, _RAW_OK[t.dtype],
+                           tuple(t.shape), done)
+        off += n
+    return out
+
+
+def _leaf_array(lf: _Leaf) -> np.ndarray:
+    """The leaf as a typed NumPy array (kept files, the pure-Python hashing path)."""
+    a = lf.array
+    if lf.ptr and a.dtype == np.uint8 and lf.dtype != "uint8":
+        return a.view(NP_DTYPES[lf.dtype]).reshape(lf.shape)
+    return a
 
 
 class KeptTrace:
