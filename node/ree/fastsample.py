@@ -58,19 +58,32 @@ def sort_keys(zp: torch.Tensor) -> torch.Tensor:
 
 
 def global_order(zp: torch.Tensor) -> torch.Tensor:
-    """Tokens of the row in `prec` order (§L5.10): key descending, then token ascending."""
+    """Tokens of the row in `prec` order (§L5.10): key descending, then token ascending.
+    Sorted as unique int64 `(0x7FFFFFFF − key) << 31 | token` (key − 0x7FFFFFFF < 2^32,
+    token < 2^31). On the CPU through NumPy: torch's CPU sort is ~40x slower here."""
     key = sort_keys(zp)
+    if zp.device.type == "cpu":
+        k = key.numpy()
+        packed = ((_LOW31 - k) << 31) | np.arange(k.size, dtype=np.int64)
+        return torch.from_numpy(np.sort(packed) & _LOW31)
     tok = torch.arange(key.numel(), device=zp.device, dtype=torch.int64)
-    packed = ((_LOW31 - key) << 31) | tok  # 0 <= _LOW31 - key < 2^32, token < 2^31
-    return torch.sort(packed).values & _LOW31
+    return torch.sort(((_LOW31 - key) << 31) | tok).values & _LOW31
+
+
+def _block_ids(order: np.ndarray, width: int) -> np.ndarray:
+    """Block of each token, in the narrowest unsigned type: NumPy's stable sort of 8- and
+    16-bit integers is a radix sort (linear), of wider ones a merge sort."""
+    blk = order // width
+    n = int(blk.max()) + 1 if blk.size else 1
+    return blk.astype(np.uint8 if n <= 256 else np.uint16 if n <= 65536 else np.int64)
 
 
 def level(order: torch.Tensor, width: int) -> torch.Tensor:
     """The row with every block of `width` tokens sorted: a stable partition by block."""
+    if order.device.type == "cpu":
+        o = order.numpy()
+        return torch.from_numpy(o[np.argsort(_block_ids(o, width), kind="stable")])
     blk = torch.div(order, width, rounding_mode="floor")
-    if order.device.type == "cpu":  # numpy's stable sort of small ints is a radix sort
-        idx = np.argsort(blk.numpy().astype(np.int32), kind="stable")
-        return order[torch.from_numpy(idx)]
     return order[torch.sort(blk, stable=True).indices]
 
 
@@ -78,6 +91,12 @@ def merge_level(order: torch.Tensor, half: int) -> torch.Tensor:
     """MERGE output (§L5.10): t · 2^32 + token, t = first-half tokens before the offset."""
     w = 2 * half
     lv = level(order, w)
+    if lv.device.type == "cpu":
+        x = lv.numpy()
+        is_a = ((x // half) % 2 == 0).astype(np.int64)
+        excl = np.cumsum(is_a) - is_a
+        t = excl - excl[(np.arange(x.size) // w) * w]
+        return torch.from_numpy((t << 32) | x)
     is_a = (torch.div(lv, half, rounding_mode="floor") % 2 == 0).to(torch.int64)
     excl = torch.cumsum(is_a, 0) - is_a
     start = torch.div(torch.arange(lv.numel(), device=lv.device), w, rounding_mode="floor") * w
