@@ -5,23 +5,27 @@ its own steps, leaves, trace root and receipt. A batch is an execution detail on
 job's outputs are bit-identical to a run of `FastExecutor.run_step` on it alone, which is
 what tests/ree/test_batch_invariance.py checks leaf by leaf.
 
-What is batched: the weight DOT segments (§L5.3 with a WEIGHT second input), the bulk of a
-token's arithmetic. The rows of every job of the batch (a prefill's prompt rows, a decode's
-one row, jobs at different steps) are stacked into one `repops.matmul` call, so the kernels
-see M = all rows of the batch. Each output element is still the RepOps §3.2 chain of its own
-row (the spec fixes every element's bits independently of M), so stacking cannot change a
-bit. A segment that carries an accumulator is rewritten exactly as in fastexec.py:
+What is batched: the linears — each one's chain of weight DOT segments (§L5.3, §L8), the
+bulk of a token's arithmetic. The rows of every job of the batch (a prefill's prompt rows, a
+decode's one row, jobs at different steps) are stacked, so the kernels see M = all rows of
+the batch. Each output element is still the RepOps §3.2 chain of its own row (the spec fixes
+every element's bits independently of M), so stacking cannot change a bit. A segment that
+carries an accumulator is rewritten exactly, as in fastexec.py:
 
-* rows of decode jobs (one row each): the accumulators become the first terms of the chain
-  through an identity block, `A = [I_M | x_seg]`, `B = [acc; Wᵀ_seg]`: row i reads
-  `fma(1, acc_i, +0) = acc_i` and `fma(0, acc_j, ·)` adds ±0 for the other rows;
-* rows of prefill jobs: the chain from +0 over `[0, k1)` (WeightBuffer's prefix path),
-  which equals what the previous segments accumulated.
+* CPU, rows of decode jobs (one row each), one matmul per segment: the accumulators become
+  the first terms of the chain through an identity block, `A = [I_M | x_seg]`,
+  `B = [acc; Wᵀ_seg]`: row i reads `fma(1, acc_i, +0) = acc_i`, and `fma(0, acc_j, ·)` adds
+  ±0 for the other rows;
+* CPU, rows of prefill jobs: the chain from +0 over `[0, k1)` (WeightBuffer's prefix path),
+  which equals what the previous segments accumulated;
+* accelerators (`masked`), all rows and all segments of a linear in ONE matmul: row (s, r)
+  is x[r] with the columns past segment s set to +0 (the trailing terms add ±0).
 
-Both can differ from the spec chain only in the sign of a zero result or by a NaN (`0·inf`
-from another row's accumulator), so a job whose rows hold any ±0 or NaN element re-runs
-that op alone through `FastExecutor._run`, which is exact. Every other op runs per job
-through `FastExecutor._run`, the single definition of the op semantics here.
+These can differ from the spec chain only in the sign of a zero result or by a NaN (`0·inf`),
+so one flag per linear (one device sync) says whether any output is ±0 or NaN; a job whose
+rows hold one re-runs that linear op by op through `FastExecutor._run`, which is exact.
+Every other op runs job by job through `FastExecutor._run`, the single definition of the op
+semantics here, and a batch of one job is `FastExecutor.run_step` itself.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ class BatchExecutor:
         self._kept = {inp.op for op in ops for inp in op.inputs
                       if inp.src == Src.OP and inp.back == 1}
         self._blocks = self._cut()
+        self.n_linears = sum(1 for linear, _ in self._blocks if linear)  # batched per step
         self._eye: dict[int, torch.Tensor] = {}
         self._live: dict[tuple, torch.Tensor] = {}
         self.batched_calls = 0  # weight matmuls over more than one job (diagnostics)
@@ -97,7 +102,7 @@ class BatchExecutor:
                     and op.inputs[1].src == Src.WEIGHT and op.inputs[1].root in bufs
                     and tuple(op.attrs[2:]) == (1, 0))
             head = wdot and len(op.inputs) == 2 and op.attrs[0] == 0
-            if wdot and not head and blocks and blocks[-1][0]:
+            if wdot and len(op.inputs) == 3 and blocks and blocks[-1][0]:
                 last = ops[blocks[-1][1][-1]]
                 if (op.inputs[2].src == Src.OP and op.inputs[2].op == j - 1
                         and op.inputs[2].back == 0 and op.inputs[0] == last.inputs[0]

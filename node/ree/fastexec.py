@@ -166,7 +166,13 @@ class FastExecutor:
     """Runs a TraceProgram step by step; `run_step` returns the P outputs of the step."""
 
     def __init__(self, program: TraceProgram, weights: Mapping[bytes, np.ndarray],
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", chains: str = "auto") -> None:
+        """`chains`: how a linear's segments run together (node/ree/linear_chain.py):
+        "auto" (packed panels on the CPU, one masked matmul elsewhere), "panels", "masked",
+        or "off" (op by op). Every choice gives the same bits; tests run each on the CPU."""
+        if chains not in ("auto", "panels", "masked", "off"):
+            raise ValueError(f"chains must be auto, panels, masked or off, not {chains!r}")
+        self.chain_mode = chains
         self.program = program
         self.device = torch.device(device)
         if self.device.type == "cpu":
@@ -345,15 +351,20 @@ class FastExecutor:
     def _build_chains(self) -> dict[int, lc.Chain]:
         """Linears run all segments at once (node/ree/linear_chain.py): packed segment panels
         for CPU decode, one masked matmul on other devices."""
-        chains = {j: c for j, c in lc.find_chains(self.program).items()
-                  if c.root in self.buffers}
+        mode = self.chain_mode
+        if mode == "auto":
+            mode = "panels" if self.device.type == "cpu" else "masked"
+        if mode == "panels" and self.device.type != "cpu":
+            raise ValueError("panel chains run on the CPU only")
+        chains = {} if mode == "off" else {
+            j: c for j, c in lc.find_chains(self.program).items() if c.root in self.buffers}
         self._chain_of = {i: (j, i - j) for j, c in chains.items() for i in c.ops if i != j}
         self._panels: dict[bytes, lc.PanelChain] = {}
         self._wt: dict[bytes, torch.Tensor] = {}
         self._live: dict[tuple, torch.Tensor] = {}
         for c in chains.values():
             w = np.asarray(self.np_weights[c.root], dtype=np.float32)
-            if self.device.type == "cpu":
+            if mode == "panels":
                 if c.root not in self._panels:
                     self._panels[c.root] = lc.PanelChain(w, c)
             else:

@@ -184,8 +184,12 @@ def test_smollm2_full_program_batch(ree_session):
     prompts, budgets = [[1, 9690, 198], [2683, 359], [28]], [2, 2, 1]
     cfgs = [SamplingConfig(), SAMPLED, SamplingConfig()]
     single = [generate(fx, p, m, c) for p, m, c in zip(prompts, budgets, cfgs, strict=True)]
-    _same(single, generate_batch(fx, prompts, budgets, cfgs, batch=2,
+    bx = BatchExecutor(fx)
+    cfg = ree_session.model.config
+    assert bx.n_linears == 7 * cfg.n_layers + 1  # q k v o gate up down per layer, lm_head
+    _same(single, generate_batch(bx, prompts, budgets, cfgs, batch=2,
                                  max_ctx=ree_session.model.max_ctx))
+    assert bx.batched_calls > 0
 
 
 def test_smollm2_prefill_equals_incremental_decode_in_a_batch(ree_session):

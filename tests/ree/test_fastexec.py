@@ -1,5 +1,7 @@
 """The fast executor equals the reference trace executor (referee.execute) leaf by leaf, on
-the real SmolLM2 weights (programs cut to 2 layers so the NumPy reference stays fast)."""
+the real SmolLM2 weights (programs cut to 2 layers so the NumPy reference stays fast), with
+each way of running a linear's segments (node/ree/linear_chain.py); the trace recorder's
+worker-thread hashing gives the reference roots."""
 
 from __future__ import annotations
 
@@ -8,28 +10,35 @@ import pytest
 
 from node.ree.fastexec import FastExecutor
 from node.ree.model import build_program
+from node.ree.trace import KeptTrace, TraceRecorder
 from referee import execute as ref
+from repops.commit import merkle_root
 
 
-def _compare(prog, weights, toks, steps):
-    fx = FastExecutor(prog, weights)
+def _compare(prog, weights, toks, steps, chains="auto", tr=None):
+    fx = FastExecutor(prog, weights, chains=chains)
     fast = []
+    rec = TraceRecorder(prog, toks)
     for s in range(steps):
-        fast += [o.numpy() for o in fx.run_step(s, toks)]
-    tr = ref.run(prog, weights, toks, steps)
+        outs = fx.run_step(s, toks)
+        rec.add_step(outs)
+        fast += [o.numpy() for o in outs]
+    tr = tr or ref.run(prog, weights, toks, steps)
     assert len(fast) == len(tr.outputs)
     for i, (a, b) in enumerate(zip(fast, tr.outputs, strict=True)):
         step, j = divmod(i, prog.n_ops)
         where = f"leaf {i} (step {step}, op {j} {prog.ops[j].name})"
         assert a.shape == b.shape and a.dtype == b.dtype, where
         assert a.tobytes() == b.tobytes(), where
-    return fx
+    assert rec.roots == tr.roots
+    return fx, tr
 
 
 @pytest.mark.parametrize("segment,n_prompt,steps", [(64, 9, 3), (16, 21, 4)])
 def test_fast_equals_reference_leaf_by_leaf(ree_model, segment, n_prompt, steps):
     """segment 16 makes attention's key chain span several DOT segments in prefill and
-    decode (the accumulator-carrying paths of the fast executor)."""
+    decode (the accumulator-carrying paths of the fast executor). Every chain mode is
+    compared: "masked" is the CUDA path, run here on CPU tensors."""
     toks = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28,
             7018, 411, 407, 19712, 8182, 2, 198][:n_prompt]
     w_small = dict(ree_model.weights_by_root())
@@ -43,7 +52,9 @@ def test_fast_equals_reference_leaf_by_leaf(ree_model, segment, n_prompt, steps)
     prog = build_program(ree_model.config, roots, ree_model.eos, 48, segment=segment,
                          n_layers=2)
     w_small[roots["rope_cos"]], w_small[roots["rope_sin"]] = cos, sin
-    _compare(prog, w_small, toks, steps)
+    tr = None
+    for chains in ("auto", "masked", "off"):
+        _, tr = _compare(prog, w_small, toks, steps, chains, tr)
 
 
 def _tiny_program(table, w, segment):
@@ -73,5 +84,30 @@ def test_signed_zero_accumulators_are_exact():
                   [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]], np.float32)
     prog, weights = _tiny_program(table, w, segment=4)
     for toks in ([0], [0, 1, 0], [2, 0]):
-        fx = _compare(prog, weights, toks, 2)
-        assert fx.fallbacks > 0
+        for chains in ("panels", "masked", "off"):
+            fx, _ = _compare(prog, weights, toks, 2, chains)
+            assert fx.fallbacks > 0
+
+
+def test_recorder_worker_and_kept_trace(tmp_path):
+    """Worker-thread hashing == hashing in add_step == the reference roots; a tensor object
+    repeated in a step is one leaf per position; kept files hold every leaf's bytes."""
+    table = np.arange(24, dtype=np.float32).reshape(3, 8) - 7.5
+    w = np.linspace(-1, 1, 24, dtype=np.float32).reshape(3, 8)
+    prog, weights = _tiny_program(table, w, segment=4)
+    toks = [0, 2, 1]
+    tr = ref.run(prog, weights, toks, 3)
+    fx = FastExecutor(prog, weights)
+    recs = [TraceRecorder(prog, toks), TraceRecorder(prog, toks, background=False),
+            TraceRecorder(prog, toks, keep=tmp_path / "job-1")]
+    for s in range(3):
+        outs = fx.run_step(s, toks)
+        for r in recs:
+            r.add_step(outs)
+    for r in recs:
+        assert r.roots == tr.roots and r.root() == merkle_root(tr.leaves())
+    assert recs[2].close() is not None
+    kept = KeptTrace(tmp_path / "job-1")
+    assert kept.length == len(tr.outputs)
+    for i, a in enumerate(tr.outputs):
+        assert kept.tensor(i).tobytes() == a.tobytes() and kept.check(i)
