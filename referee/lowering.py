@@ -36,7 +36,7 @@ from referee.layout import (
 )
 from repops.api import default_scale
 
-DEFAULT_SEGMENT = 64  # fma steps per DOT element (§L5.3); see docs/reports/gas-onestep.md
+DEFAULT_SEGMENT = 64  # fma steps per DOT element (§L5.3); gas: docs/reports/gas.md
 DEFAULT_SORT_BLOCK = 256  # tokens per SORT block (§L5.10): one 1 KiB chunk of z'
 
 

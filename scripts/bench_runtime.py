@@ -226,6 +226,14 @@ def markdown(rep: dict) -> str:
                   f"token; prompt {tr['prefill_tokens']} tokens, {tr['decode_tokens']} decode "
                   f"steps; elements re-checked by the reference: {tr['fallback_elements']}."]
         lines += bench_llamacpp.markdown_ratio(tr, sec.get("llama_cpp"))
+        if sec.get("trace_repeat"):  # the same b=1 run in another call: the spread
+            rr = sec["trace_repeat"]
+            lines += ["", f"Repeat of the b=1 trace run in another call: decode "
+                      f"{rr['decode_tok_s_with_trace']} tok/s with trace, "
+                      f"{rr['decode_tok_s_exec_only']} exec only, overhead "
+                      f"{rr['trace_overhead_pct']} %."]
+        if sec.get("note"):
+            lines += ["", f"Note: {sec['note']}."]
         if tb.get("batch"):
             lines += ["", f"REE at batch {tb['batch']} (node/ree/batch.py: {tb['batch']} jobs, "
                       f"each its own trace; weight matmuls of all jobs in one call): "

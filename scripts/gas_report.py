@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from report_section import replace_section  # scripts/ is sys.path[0] when run
+
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "docs" / "reports" / "gas.md"
 BEGIN = "<!-- protocol-gas:begin (scripts/gas_report.py) -->"
@@ -97,7 +99,8 @@ def render(report: list[dict]) -> str:
               f"{total:,} gas.** "
               f"Largest single transaction: {biggest:,} gas (target ≤ 3 000 000).", "",
               "The `resolve` row is the game's own cost around the verifier call with the "
-              "trivial alphabet step; add the real one-step's gas per op kind (issue 6 section).",
+              "trivial alphabet step; add the real one-step's gas per op kind (the one-step "
+              "section below).",
               "", "postJob refuses jobs the registered program cannot run (token ids, empty "
               "input, context, maxTokens, temperature, top_p). The same two jobs on the "
               "contract before these checks (commit c2bc929^, measured once the same way) "
@@ -113,15 +116,7 @@ def render(report: list[dict]) -> str:
 
 
 def write(section: str) -> None:
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    text = REPORT.read_text() if REPORT.exists() else "# Gas report\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + section.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    REPORT.write_text(text)
+    replace_section(REPORT, BEGIN, END, section)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,18 +34,33 @@ def _err(msg: str) -> None:
 
 
 def _progress(enabled: bool, prefix: str):  # noqa: ANN202
+    """Token progress on stderr: one rewritten line on a terminal, whole lines (every 16th
+    token) in a log. A job that stops early at EOS never reports done == total, so the
+    terminal line is ended by the next report of another job or by `_end_progress`."""
     state = {"t": time.time()}
+    tty = sys.stderr.isatty()
 
     def report(done: int, total: int) -> None:
         if not enabled:
             return
         el = time.time() - state["t"]
-        print(f"\r{prefix}: token {done}/{total} ({el:.1f}s)", end="", file=sys.stderr,
-              flush=True)
-        if done == total:
-            print("", file=sys.stderr, flush=True)
+        line = f"{prefix}: token {done}/{total} ({el:.1f}s)"
+        if tty:
+            print(f"\r{line}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+            _OPEN_LINE[0] = done != total
+        elif done == 1 or done == total or done % 16 == 0:
+            print(line, file=sys.stderr, flush=True)
 
     return report
+
+
+_OPEN_LINE = [False]  # a terminal progress line is waiting for its newline
+
+
+def _end_progress() -> None:
+    if _OPEN_LINE[0]:
+        print("", file=sys.stderr, flush=True)
+        _OPEN_LINE[0] = False
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -149,6 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         keep = keeps[i]
         res = batched[i] if batched is not None else sess.run(
             spec, keep=keep, tokens=toks, progress=_progress(not args.quiet, f"job {i}"))
+        _end_progress()
         text = sess.text(res.tokens)
         out: dict[str, Any] = {"job": i, "text": text, "tokens": res.tokens,
                                "finish_reason": res.finish_reason,
@@ -181,9 +197,11 @@ def _run_batch(sess: Any, specs: list, encoded: list[list[int]], keeps: list,
     so its receipt is the one the unbatched run gives."""
     from node.ree.batch import generate_batch
 
-    return generate_batch(sess.executor, encoded, args.max_new_tokens,
-                          [s.sampling() for s in specs], keeps, sess.model.max_ctx,
-                          batch=args.batch, progress=_progress(not args.quiet, "batch"))
+    out = generate_batch(sess.executor, encoded, args.max_new_tokens,
+                         [s.sampling() for s in specs], keeps, sess.model.max_ctx,
+                         batch=args.batch, progress=_progress(not args.quiet, "batch"))
+    _end_progress()
+    return out
 
 
 # ------------------------------------------------------------------------------ validate
@@ -255,6 +273,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         problems.append("input_tokens are not the tokenization of the prompt")
     res = sess.run(spec, tokens=list(r.input_tokens),
                    progress=_progress(not args.quiet, "re-executing"))
+    _end_progress()
     out: dict[str, Any] = {"output_match": res.tokens == r.output_tokens,
                            "trace_root_match": "0x" + res.trace_root.hex() == r.trace_root,
                            "trace_length_match": res.trace_length == r.trace_length,
@@ -291,37 +310,58 @@ def cmd_verify(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ main
 
 
+class _Defaults(argparse.HelpFormatter):
+    """Shows an option's default when it has a meaningful one (not None/False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="ree", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="ree", description=__doc__.split("\n\n")[0],
+        epilog="Example: ree run --prompt 'What is 2+2?' --max-new-tokens 8 --receipt r.json"
+               " && ree validate r.json && ree verify r.json")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run", help="run a model into a signed receipt")
+    d = _Defaults
+    run = sub.add_parser("run", help="run a model into a signed receipt", formatter_class=d)
     run.add_argument("--model", default="smollm2", help="registry name or a .gguf path")
-    run.add_argument("--prompt")
-    run.add_argument("--prompt-file")
-    run.add_argument("--max-new-tokens", type=int, default=32)
-    run.add_argument("--temperature", type=float, default=0.0)
-    run.add_argument("--top-k", type=int, default=0)
-    run.add_argument("--top-p", type=float, default=1.0)
-    run.add_argument("--seed", type=lambda s: int(s, 0), default=0)
-    run.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    run.add_argument("--prompt", help="one prompt (with the model's chat template)")
+    run.add_argument("--prompt-file", help="many prompts: JSONL, one {\"prompt\": TEXT} or "
+                     "string per line; one receipt each")
+    run.add_argument("--max-new-tokens", type=int, default=32,
+                     help="stop after this many new tokens (or at EOS)")
+    run.add_argument("--temperature", type=float, default=0.0,
+                     help="0 = greedy (argmax); > 0 samples with the seeded PRNG of the spec")
+    run.add_argument("--top-k", type=int, default=0, help="keep the k likeliest (0 = all)")
+    run.add_argument("--top-p", type=float, default=1.0, help="nucleus mass to keep")
+    run.add_argument("--seed", type=lambda s: int(s, 0), default=0,
+                     help="sampling seed (decimal or 0x hex); same seed, same tokens")
+    run.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                     help="where to run; every device gives the same bits")
     run.add_argument("--receipt", help="receipt path (.json or .msgpack; a dir for many)")
     run.add_argument("--keystore", help="eth-account keystore (else $JUDGE_PRIVATE_KEY)")
     run.add_argument("--keep-trace", help="directory to keep every leaf's tensor in")
-    run.add_argument("--max-ctx", type=int, default=2048, help="trace program context")
+    run.add_argument("--max-ctx", type=int, default=2048,
+                     help="trace program context (part of the model hash)")
     run.add_argument("--raw", action="store_true", help="no chat template")
     run.add_argument("--batch", type=int, default=1,
                      help="run up to N prompts of --prompt-file together (same receipts)")
-    for p in (run,):
-        p.add_argument("--json", action="store_true")
-        p.add_argument("--quiet", action="store_true")
-    val = sub.add_parser("validate", help="check structure, hashes and signature")
-    val.add_argument("receipt")
-    val.add_argument("--json", action="store_true")
-    ver = sub.add_parser("verify", help="re-execute and compare")
-    ver.add_argument("receipt")
-    ver.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ver.add_argument("--json", action="store_true")
-    ver.add_argument("--quiet", action="store_true")
+    run.add_argument("--json", action="store_true", help="one JSON object per job on stdout")
+    run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    val = sub.add_parser("validate", help="check structure, hashes and signature (no run)")
+    val.add_argument("receipt", help="receipt file (.json or .msgpack)")
+    val.add_argument("--json", action="store_true", help="the result as one JSON object")
+    ver = sub.add_parser("verify", help="re-execute and compare output and trace root; a "
+                         "mismatch names the first divergent op", formatter_class=d)
+    ver.add_argument("receipt", help="receipt file (.json or .msgpack)")
+    ver.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                     help="where to re-execute")
+    ver.add_argument("--json", action="store_true", help="the result as one JSON object")
+    ver.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return ap
 
 
