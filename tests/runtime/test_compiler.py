@@ -19,9 +19,10 @@ CFG = LlamaConfig(n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, d_ff=96, voca
                   tied_embeddings=True)
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    torch.manual_seed(0)
+def tiny_compiled(tmp_path_factory, seed: int):  # noqa: ANN001, ANN201
+    """A random tiny Llama (norm weights near 1), exported to ONNX and compiled: the net, the
+    RepOps program and its weights (also used by test_from_program)."""
+    torch.manual_seed(seed)
     net = Llama(CFG).eval()
     with torch.no_grad():
         for n, p in net.named_parameters():
@@ -29,6 +30,12 @@ def tiny(tmp_path_factory):
                 p.copy_(1 + 0.1 * torch.randn_like(p))
     path = export_onnx(net, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
     prog, w = compile_onnx(path)
+    return net, prog, w
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    net, prog, w = tiny_compiled(tmp_path_factory, 0)
     return net, prog, weights_to_torch(w)
 
 

@@ -15,14 +15,13 @@ from node.ree.model import ModelLoadError, build_program, role_weights
 from node.runtime.compiler import compile_onnx
 from node.runtime.execute import run_program, weights_to_torch
 from node.runtime.llama import Llama, _param_map
-from node.runtime.onnx_export import export_onnx
 from node.runtime.program import F32, Op, Program, Ref
 from node.runtime.program_json import program_from_json, program_to_json
 from referee.execute import run
 from referee.from_program import LoweringError, lower_program
 from referee.layout import Code
 from repops.commit import tensor_root_np
-from tests.runtime.test_compiler import CFG
+from tests.runtime.test_compiler import CFG, tiny_compiled
 
 MAX_CTX = CFG.context_length  # the module's RoPE tables have this many rows
 SEGMENT = 16
@@ -31,15 +30,7 @@ EOS = 7
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    torch.manual_seed(1)
-    net = Llama(CFG).eval()
-    with torch.no_grad():
-        for n, p in net.named_parameters():
-            if "norm" in n:
-                p.copy_(1 + 0.1 * torch.randn_like(p))
-    path = export_onnx(net, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
-    prog, weights = compile_onnx(path)
-    return net, prog, weights
+    return tiny_compiled(tmp_path_factory, 1)
 
 
 def _gguf_roots(net: Llama) -> dict[str, bytes]:
