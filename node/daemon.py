@@ -278,10 +278,7 @@ class Daemon:
         if journal is None:
             return 0
         head = self.client.block_number()
-        rows = journal.db.query(
-            "SELECT id FROM txs WHERE status = 'mined' AND block > ? ORDER BY nonce, id",
-            (head - REORG_WINDOW,))
-        gone = [tx for tx in (journal.get_tx(r["id"]) for r in rows)
+        gone = [tx for tx in journal.mined_txs_since(head - REORG_WINDOW)
                 if tx.tx_hash is not None and self._receipt(tx.tx_hash) is None]
         resent, broken = 0, False
         for tx in gone:
@@ -293,7 +290,7 @@ class Daemon:
             if why is None:
                 journal.mark_tx(tx.id, "sent", expect=["mined"])
                 try:
-                    self.client._journaled(tx.key, tx.purpose)  # rebroadcasts the same bytes
+                    self.client.rebroadcast(tx.key, tx.purpose)
                     resent += 1
                     continue
                 except TxReverted as e:

@@ -159,6 +159,11 @@ class ChainClient:
         return TxResult("0x" + tx_hash.hex().removeprefix("0x"), receipt["blockNumber"],
                         receipt["gasUsed"], receipt)
 
+    def rebroadcast(self, key: str, what: str) -> TxResult | None:
+        """Send the recorded signed bytes of `key` again and wait for them (after a reorg
+        dropped the tx): the same nonce and hash, never a second signature."""
+        return self._journaled(key, what)
+
     def _journaled(self, key: str, what: str) -> TxResult | None:
         """A tx already recorded under `key`: wait for it (rebroadcasting if the chain lost
         it) instead of signing a second one. None when nothing usable is recorded."""

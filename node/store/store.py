@@ -314,6 +314,12 @@ class Store:
         rows = self.db.query("SELECT * FROM txs WHERE key = ?", (key,))
         return _tx(rows[0]) if rows else None
 
+    def mined_txs_since(self, block: int) -> list[Tx]:
+        """Txs recorded as mined after `block`, in nonce order: what a reorg may have undone."""
+        rows = self.db.query("SELECT * FROM txs WHERE status = 'mined' AND block > ? "
+                             "ORDER BY nonce, id", (block,))
+        return [_tx(r) for r in rows]
+
     def pending_txs(self, sender: str | None = None) -> list[Tx]:
         """Prepared or sent, not yet seen mined: what a restarted node must reconcile first."""
         sql = "SELECT * FROM txs WHERE status IN (?, ?)"

@@ -128,6 +128,8 @@ def test_tx_outbox(store: Store) -> None:
     assert not store.mark_tx(t.id, TxStatus.SENT, expect=[TxStatus.PREPARED])
     assert store.mark_tx(t.id, TxStatus.MINED, block=9)
     assert store.get_tx(t.id).block == 9
+    assert [x.key for x in store.mined_txs_since(8)] == ["commit:1"]  # a reorg may undo it
+    assert store.mined_txs_since(9) == []
     with pytest.raises(ValueError):
         store.mark_tx(t.id, "bogus")
     bumped = store.replace_tx(t2.id, tx_hash=b"b" * 32, raw=b"raw1b")
