@@ -86,6 +86,7 @@ def main() -> int:
     tr = run(prog, store, [1, 2, 3, 4, 5, 6, 7, 8], 2, config=cfg)
     wb = WitnessBuilder(tr, store, cfg.encode())
     print(f"trace: {prog.n_ops} ops/step, {tr.length} leaves, {time.time() - t0:.0f} s")
+    depth = len(wb._levels) - 1  # this trace's proof depth
     picks: dict[str, list[int]] = {}
     for leaf in range(prog.n_ops, tr.length):  # decode step: realistic leaf proofs
         picks.setdefault(category(prog.ops[leaf % prog.n_ops]), []).append(leaf)
@@ -96,16 +97,15 @@ def main() -> int:
             for leaf in sorted({leaves[0], leaves[len(leaves) // 2], leaves[-1]}):
                 out = tr.outputs[leaf]
                 op = prog.ops[leaf % prog.n_ops]
+                flat = out.reshape(-1)
+                # trace-leaf proofs: one per OP input (`self` has none: ctx.outputRoot)
+                n_proofs = sum(1 for i in op.inputs if i.src == Src.OP)
+                extra = n_proofs * max(0, REAL_DEPTH - depth) * 32 * 16
                 for e in elements_to_try(op, out.size):
-                    flat = out.reshape(-1)
                     v = flat.view(np.uint32)[e] if out.dtype == np.float32 else flat[e]
                     wit = wb.element(leaf, e)
                     ctx = wb.context(leaf, e, element_bits(int(v), out.dtype.name))
                     gas = oc.estimate(Claim.ELEMENT, ctx, wit)
-                    # trace-leaf proofs: one per OP input (`self` has none: ctx.outputRoot)
-                    n_proofs = sum(1 for i in op.inputs if i.src == Src.OP)
-                    depth = len(wb._levels) - 1
-                    extra = n_proofs * max(0, REAL_DEPTH - depth) * 32 * 16
                     if best is None or gas + extra > best[3]:
                         best = (cat, len(wit), gas, gas + extra)
             rows.append(best)

@@ -33,34 +33,31 @@ def _err(msg: str) -> None:
     print(f"ree: {msg}", file=sys.stderr, flush=True)
 
 
-def _progress(enabled: bool, prefix: str):  # noqa: ANN202
-    """Token progress on stderr: one rewritten line on a terminal, whole lines (every 16th
-    token) in a log. A job that stops early at EOS never reports done == total, so the
-    terminal line is ended by the next report of another job or by `_end_progress`."""
-    state = {"t": time.time()}
-    tty = sys.stderr.isatty()
+class _Progress:
+    """Token progress on stderr: one rewritten line on a terminal, whole lines (the first,
+    every 16th and the last token) in a log. A job that stops early at EOS never reports
+    done == total, so the caller ends the terminal line with `end()`."""
 
-    def report(done: int, total: int) -> None:
-        if not enabled:
+    def __init__(self, enabled: bool, prefix: str) -> None:
+        self.enabled, self.prefix = enabled, prefix
+        self.t0 = time.time()
+        self.tty = sys.stderr.isatty()
+        self.open = False  # a terminal line is waiting for its newline
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
             return
-        el = time.time() - state["t"]
-        line = f"{prefix}: token {done}/{total} ({el:.1f}s)"
-        if tty:
-            print(f"\r{line}", end="\n" if done == total else "", file=sys.stderr, flush=True)
-            _OPEN_LINE[0] = done != total
+        line = f"{self.prefix}: token {done}/{total} ({time.time() - self.t0:.1f}s)"
+        if self.tty:
+            self.open = done != total
+            print(f"\r{line}", end="" if self.open else "\n", file=sys.stderr, flush=True)
         elif done == 1 or done == total or done % 16 == 0:
             print(line, file=sys.stderr, flush=True)
 
-    return report
-
-
-_OPEN_LINE = [False]  # a terminal progress line is waiting for its newline
-
-
-def _end_progress() -> None:
-    if _OPEN_LINE[0]:
-        print("", file=sys.stderr, flush=True)
-        _OPEN_LINE[0] = False
+    def end(self) -> None:
+        if self.open:
+            print("", file=sys.stderr, flush=True)
+            self.open = False
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -162,9 +159,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     batched = _run_batch(sess, specs, encoded, keeps, args) if args.batch > 1 else None
     for i, (spec, toks) in enumerate(zip(specs, encoded, strict=True)):
         keep = keeps[i]
-        res = batched[i] if batched is not None else sess.run(
-            spec, keep=keep, tokens=toks, progress=_progress(not args.quiet, f"job {i}"))
-        _end_progress()
+        if batched is not None:
+            res = batched[i]
+        else:
+            progress = _Progress(not args.quiet, f"job {i}")
+            res = sess.run(spec, keep=keep, tokens=toks, progress=progress)
+            progress.end()
         text = sess.text(res.tokens)
         out: dict[str, Any] = {"job": i, "text": text, "tokens": res.tokens,
                                "finish_reason": res.finish_reason,
@@ -197,10 +197,11 @@ def _run_batch(sess: Any, specs: list, encoded: list[list[int]], keeps: list,
     so its receipt is the one the unbatched run gives."""
     from node.ree.batch import generate_batch
 
+    progress = _Progress(not args.quiet, "batch")
     out = generate_batch(sess.executor, encoded, args.max_new_tokens,
                          [s.sampling() for s in specs], keeps, sess.model.max_ctx,
-                         batch=args.batch, progress=_progress(not args.quiet, "batch"))
-    _end_progress()
+                         batch=args.batch, progress=progress)
+    progress.end()
     return out
 
 
@@ -271,9 +272,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         problems.append(f"trace program root {p.get('trace_program_root')} != {prog_root}")
     if sess.encode(spec) != r.input_tokens:
         problems.append("input_tokens are not the tokenization of the prompt")
-    res = sess.run(spec, tokens=list(r.input_tokens),
-                   progress=_progress(not args.quiet, "re-executing"))
-    _end_progress()
+    progress = _Progress(not args.quiet, "re-executing")
+    res = sess.run(spec, tokens=list(r.input_tokens), progress=progress)
+    progress.end()
     out: dict[str, Any] = {"output_match": res.tokens == r.output_tokens,
                            "trace_root_match": "0x" + res.trace_root.hex() == r.trace_root,
                            "trace_length_match": res.trace_length == r.trace_length,

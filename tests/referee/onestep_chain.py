@@ -71,7 +71,7 @@ class OneStepChain:
         return results, gas
 
     def _call_many(self, part: Sequence[tuple[int, StepContext, bytes]]
-                   ) -> tuple[list[int], list[int]]:
+                   ) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """verifyMany by a raw eth_call, its calldata made by eth_abi directly: web3's own
         argument normalisation cost as much as the EVM for these nested batches (~50 % of
         the differential suite's time)."""
@@ -79,8 +79,7 @@ class OneStepChain:
         data = selector + encode(ins, [[c[0] for c in part], [c[1].as_tuple() for c in part],
                                        [c[2] for c in part]])
         raw = self.w3.eth.call({"to": self.harness.address, "data": data, "gas": CALL_GAS})
-        out, used = decode(outs, raw)
-        return list(out), list(used)
+        return decode(outs, raw)
 
     def estimate(self, kind: int, ctx: StepContext, witness: bytes) -> int:
         """Gas of a transaction calling verify (intrinsic + calldata + execution)."""
