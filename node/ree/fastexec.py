@@ -31,6 +31,7 @@ import torch
 
 import repops
 from node.ree import fastsample
+from node.ree import fold_tree as ft
 from node.ree import linear_chain as lc
 from referee.execute import ArrayView
 from referee.f32 import NAN, NEG_INF, NEG_ZERO
@@ -211,6 +212,11 @@ class FastExecutor:
         self._chains = self._build_chains()
         self._chain_out: tuple[int, torch.Tensor] | None = None
         self._canonical = self._canonical_outputs()
+        self._trees = ({j: ft.TreeRunner(t) for j, t in ft.find_trees(program).items()}
+                       if self.device.type == "cpu" else {})
+        self._tree_of = {i: (j, n) for j, r in self._trees.items()
+                         for n, i in enumerate(r.tree.levels) if n}
+        self._tree_out: tuple[int, list[torch.Tensor]] | None = None
         self._handlers = [self._handler(j, op) for j, op in enumerate(program.ops)]
 
     def _upload(self, a: np.ndarray) -> torch.Tensor:
@@ -243,6 +249,7 @@ class FastExecutor:
             finally:
                 self._flags = None
                 self._chain_out = None
+                self._tree_out = None
         self.prev = outs
         return outs
 
@@ -298,7 +305,15 @@ class FastExecutor:
             x_of = getters[0]
             canonical = self._canonical[op.inputs[0].op]
             fold = self._fold
-            return lambda outs, st: fold(op, x_of(outs, st), st, canonical)
+
+            def level(outs: list, st: StepState) -> torch.Tensor:
+                return fold(op, x_of(outs, st), st, canonical)
+
+            if j in self._trees:
+                return self._tree_head(j, op, x_of, canonical, level)
+            if j in self._tree_of:
+                return self._tree_level(self._tree_of[j], level)
+            return level
         if op.code in (Code.EW, Code.DOT, Code.MOVE):
             fn = {Code.EW: self._ew, Code.DOT: self._dot,
                   Code.MOVE: lambda o, ins, st: self._move(o, ins[0], st)}[op.code]
@@ -617,6 +632,42 @@ class FastExecutor:
         if w < cap:
             out[:, w:] = self._scalar(NEG_ZERO)
         return out.reshape(out_shape)
+
+    def _tree_head(self, j: int, op: TraceOp, x_of: Callable, canonical: bool,
+                   level: Callable) -> Callable[[list, StepState], torch.Tensor]:
+        """First level of a FOLD tree: every level at once when the rows are uniform
+        (node/ree/fold_tree.py), else this level alone."""
+        runner = self._trees[j]
+        nword = _dim(op.attrs[3])
+        causal = op.attrs[2]
+
+        def head(outs: list, st: StepState) -> torch.Tensor:
+            self._tree_out = None
+            x = x_of(outs, st)
+            if causal and x.dim() >= 2 and x.shape[-2] != 1:  # prefill: per-row n
+                return level(outs, st)
+            n = nword.eval(st.sym)
+            if causal:
+                n = min(n, st.sym.past + 1)
+            ys = runner.run(x, max(0, n), canonical)
+            if ys is None:
+                return level(outs, st)
+            self._tree_out = (j, ys)
+            return ys[0]
+
+        return head
+
+    def _tree_level(self, at: tuple[int, int], level: Callable
+                    ) -> Callable[[list, StepState], torch.Tensor]:
+        first, n = at
+
+        def rest(outs: list, st: StepState) -> torch.Tensor:
+            t = self._tree_out
+            if t is None or t[0] != first:
+                return level(outs, st)
+            return t[1][n]
+
+        return rest
 
     # ------------------------------------------------------------------ §L5.5 ARGFOLD
 

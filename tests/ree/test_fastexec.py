@@ -112,3 +112,44 @@ def test_recorder_worker_and_kept_trace(tmp_path):
     assert kept.length == len(tr.outputs)
     for i, a in enumerate(tr.outputs):
         assert kept.tensor(i).tobytes() == a.tobytes() and kept.check(i)
+
+
+def test_fold_trees_on_edge_values():
+    """FOLD trees run whole (node/ree/fold_tree.py) equal the reference level by level on
+    edge values: a gathered row (a bit copy, so NaN payloads reach the fold uncanonicalised),
+    ±0, ±inf, subnormals; widths below, at and above a cap; the causal softmax and the
+    folds of the edge program over several decode steps."""
+    import sys
+    from pathlib import Path
+
+    from referee.layout import JOB_INPUT, SEQ, Code, Dim, TraceOp, op_input
+    from referee.lowering import Lowering
+    from repops.commit import tensor_root_np
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "referee"))
+    from edge_program import special_program, special_values
+
+    rng = np.random.default_rng(7)
+    width = 40
+    table = special_values(rng, (4, width), 0.6)
+    bits = table.view(np.uint32)
+    bits[0, :6] = [0x7FC00001, 0xFFC00000, 0x7F800001, 0xFFFFFFFF, 0x80000000, 0x00000000]
+    bits[1, :] = 0x80000000  # a row of -0.0: the sum must stay -0.0
+    lw = Lowering(segment=8, max_ctx=8)
+    rt = tensor_root_np(table)
+    toks = lw.tokens(0)
+    x = lw.embedding(toks, lw.weight(rt, table.shape))
+    for w_ in (width, 32, 17, 2, 1):
+        part = x if w_ == width else lw.move(x, (SEQ, Dim(w_)), Dim(0), (Dim(width), Dim(1)),
+                                              f"first{w_}")
+        lw.fold(part, w_, Dim(w_), combine=0, name=f"sum{w_}")
+        lw.fold(part, w_, Dim(w_), combine=1, name=f"max{w_}")
+        lw.fold(part, w_, Dim(max(1, w_ - 3)), combine=0, name=f"sum_short{w_}")
+    tok = lw.argmax(x, width)
+    lw.ops[0] = TraceOp(Code.TOKENS, "int32", (SEQ,), (JOB_INPUT, op_input(tok.ref.op, 1)))
+    prog = lw.program(tok)
+    fx, _ = _compare(prog, {rt: table}, [0, 1, 2, 3], 1)
+    assert fx._trees  # the trees did run whole
+    prog, store = special_program(seed=3)
+    fx, _ = _compare(prog, store, [0, 1], 4)
+    assert fx._trees

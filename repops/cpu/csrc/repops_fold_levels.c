@@ -1,0 +1,44 @@
+/* Consecutive FOLD levels of one reduction tree in one call (docs/trace-layout.md §L5.4).
+ *
+ * The lowering writes a row reduction (RMSNorm's sum of squares, softmax's max and sum) as one
+ * trace op per tree level, each a leaf of its own: level l halves the row to its cap c_l,
+ * out[i] = combine(in[i], in[i + c_l]) for i < m_l = max(0, n_l - c_l), out[i] = in[i] for
+ * m_l <= i < min(w_l, c_l), and -0.0 for w_l <= i < c_l (the padding of a row narrower than
+ * the cap), where w_l is the level's input width and n_l = min(w_l, live elements).
+ * Run one level per Python call, a SmolLM2 decode step paid ~40 us for each of its ~1,300
+ * levels; here every level of a tree is one pass over a few KB.
+ *
+ * combine is spec §2 add (0) or §4.2 max2 (1), each result canonicalised (§1.2); copies are
+ * canonicalised too, which changes nothing for an input already canonical and is what the
+ * level does for one that is not (the executor's `canon`).
+ */
+#include "repops_common.h"
+
+/* x: rows × w; caps: per level; nlive: the row's live elements (the op's n, already limited
+ * by the causal position); out: the levels back to back, level l rows × caps[l]. */
+void repops_fold_levels(const float *x, int64_t rows, int64_t w, int64_t nlev,
+                        const int64_t *caps, int64_t nlive, int combine, float *out) {
+    REPOPS_FP_ENTER;
+    const float *in = x;
+    int64_t win = w;
+    for (int64_t l = 0; l < nlev; l++) {
+        int64_t cap = caps[l], n = nlive < win ? nlive : win;
+        int64_t m = n > cap ? n - cap : 0, hi = win < cap ? win : cap;
+        for (int64_t r = 0; r < rows; r++) {
+            const float *a = in + r * win;
+            float *o = out + r * cap;
+            int64_t i = 0;
+            if (combine == 0) {
+                for (; i < m; i++) o[i] = repops_canon(a[i] + a[i + cap]);
+            } else {
+                for (; i < m; i++) o[i] = repops_canon(repops_max2(a[i], a[i + cap]));
+            }
+            for (; i < hi; i++) o[i] = repops_canon(a[i]);
+            for (; i < cap; i++) o[i] = -0.0f;
+        }
+        in = out;
+        out += rows * cap;
+        win = cap;
+    }
+    REPOPS_FP_EXIT;
+}
