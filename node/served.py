@@ -48,7 +48,7 @@ class ServedModel:
             from node.ree.fastexec import FastExecutor
 
             self._fx = FastExecutor(self.model.program, self.model.weights_by_root(),
-                                    self.device)
+                                    self.device, quant=self.model.quant_blocks())
         return self._fx
 
     def chat_tokens(self, prompt: str) -> list[int]:

@@ -47,7 +47,7 @@ def bench_trace(model, dev: str, toks: list[int], n_new: int) -> dict:
     from node.ree.fastexec import FastExecutor
     from node.ree.trace import TraceRecorder
 
-    ex = FastExecutor(model.program, model.weights_by_root(), dev)
+    ex = FastExecutor(model.program, model.weights_by_root(), dev, quant=model.quant_blocks())
     with torch.no_grad():  # warm-up (Triton JIT, caches)
         ex.run_step(0, toks[:8])
         ex.run_step(1, toks[:8])
@@ -90,7 +90,8 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int) 
     from node.ree.sampling import SamplingConfig
     from node.ree.trace import TraceRecorder
 
-    bx = BatchExecutor(FastExecutor(model.program, model.weights_by_root(), dev))
+    bx = BatchExecutor(FastExecutor(model.program, model.weights_by_root(), dev,
+                                    quant=model.quant_blocks()))
     cfg = SamplingConfig().job_config(n_new + 1)
     prog = model.program
 

@@ -19,11 +19,15 @@ carries an accumulator is rewritten exactly, as in fastexec.py:
 * CPU, rows of prefill jobs: the chain from +0 over `[0, k1)` (WeightBuffer's prefix path),
   which equals what the previous segments accumulated;
 * accelerators (`masked`), all rows and all segments of a linear in ONE matmul: row (s, r)
-  is x[r] with the columns past segment s set to +0 (the trailing terms add ±0).
+  is x[r] with the columns past segment s set to +0 (the trailing terms add ±0);
+* CPU, weights with GGUF blocks (the executor's `QuantChain`, before the two CPU ways
+  above): all rows and all segments in one kernel call that stores each row's running chain
+  at the segment ends, i.e. the spec chain itself (node/ree/linear_chain.py): no check.
 
-These can differ from the spec chain only in the sign of a zero result or by a NaN (`0·inf`),
-so one flag per linear (one device sync) says whether any output is ±0 or NaN; a job whose
-rows hold one re-runs that linear op by op through `FastExecutor._run`, which is exact.
+The other three can differ from the spec chain only in the sign of a zero result or by a
+NaN (`0·inf`), so one flag per linear (one device sync) says whether any output is ±0 or
+NaN; a job whose rows hold one re-runs that linear op by op through `FastExecutor._run`,
+which is exact.
 Every other op runs job by job through `FastExecutor._run`, the single definition of the op
 semantics here, and a batch of one job is `FastExecutor.run_step` itself.
 """
@@ -41,6 +45,7 @@ import torch
 import repops
 from node.ree.fastexec import FastExecError, FastExecutor, StepState, WeightBuffer
 from node.ree.generate import GenResult, check_lengths
+from node.ree.linear_chain import QuantChain
 from node.ree.sampling import SamplingConfig
 from node.ree.trace import TraceRecorder
 from referee.layout import Code, JobConfig, Src, Symbols, TraceOp
@@ -193,7 +198,12 @@ class BatchExecutor:
         bounds = [(ops[j].attrs[0], min(ops[j].attrs[1], buf.k)) for j in idx]
         if any(k0 % buf.seg or not 0 < kend - k0 <= buf.seg for k0, kend in bounds):
             return False
-        if self.masked:
+        qc = self.fx._panels.get(first.inputs[1].root)
+        if isinstance(qc, QuantChain) and qc.ends == tuple(e for _, e in bounds):
+            y, _ = qc.run(xs[0] if len(xs) == 1 else torch.cat(xs))  # exact: no flag
+            segs, flag = list(y.unbind(0)), None
+            self.batched_calls += len(xs) > 1
+        elif self.masked:
             segs, flag = self._segments_masked(buf, xs, bounds)
         else:
             segs, flag = self._segments_cpu(buf, xs, bounds)

@@ -167,10 +167,13 @@ class FastExecutor:
     """Runs a TraceProgram step by step; `run_step` returns the P outputs of the step."""
 
     def __init__(self, program: TraceProgram, weights: Mapping[bytes, np.ndarray],
-                 device: str | torch.device = "cpu", chains: str = "auto") -> None:
+                 device: str | torch.device = "cpu", chains: str = "auto",
+                 quant: Mapping[bytes, lc.QuantBlocks] | None = None) -> None:
         """`chains`: how a linear's segments run together (node/ree/linear_chain.py):
         "auto" (packed panels on the CPU, one masked matmul elsewhere), "panels", "masked",
-        or "off" (op by op). Every choice gives the same bits; tests run each on the CPU."""
+        or "off" (op by op). Every choice gives the same bits; tests run each on the CPU.
+        `quant`: GGUF blocks of weights by root (`Model.quant_blocks`); CPU panel chains of
+        those weights read them (`lc.QuantChain`: ~5x fewer bytes, the same bits)."""
         if chains not in ("auto", "panels", "masked", "off"):
             raise ValueError(f"chains must be auto, panels, masked or off, not {chains!r}")
         self.chain_mode = chains
@@ -181,6 +184,7 @@ class FastExecutor:
             # C kernels' OpenMP pool and made small ops ~30x slower on 2 cores (measured).
             torch.set_num_threads(1)
         self.np_weights = weights
+        self._quant = quant or {}  # only read while the chains are built
         self.weights: dict[bytes, torch.Tensor] = {}
         self.buffers: dict[bytes, WeightBuffer] = {}
         self.fallbacks = 0  # elements recomputed by the reference (diagnostics)
@@ -365,7 +369,8 @@ class FastExecutor:
 
     def _build_chains(self) -> dict[int, lc.Chain]:
         """Linears run all segments at once (node/ree/linear_chain.py): packed segment panels
-        for CPU decode, one masked matmul on other devices."""
+        for CPU decode (the GGUF blocks where `quant` has them), one masked matmul on other
+        devices."""
         mode = self.chain_mode
         if mode == "auto":
             mode = "panels" if self.device.type == "cpu" else "masked"
@@ -374,14 +379,16 @@ class FastExecutor:
         chains = {} if mode == "off" else {
             j: c for j, c in lc.find_chains(self.program).items() if c.root in self.buffers}
         self._chain_of = {i: (j, i - j) for j, c in chains.items() for i in c.ops if i != j}
-        self._panels: dict[bytes, lc.PanelChain] = {}
+        self._panels: dict[bytes, lc.PanelChain | lc.QuantChain] = {}
         self._wt: dict[bytes, torch.Tensor] = {}
         self._live: dict[tuple, torch.Tensor] = {}
         for c in chains.values():
             w = np.asarray(self.np_weights[c.root], dtype=np.float32)
             if mode == "panels":
                 if c.root not in self._panels:
-                    self._panels[c.root] = lc.PanelChain(w, c)
+                    q = self._quant.get(c.root)  # QuantChain checks it dequantizes to w
+                    self._panels[c.root] = (lc.PanelChain(w, c) if q is None
+                                            else lc.QuantChain(q, c, weight=w))
             else:
                 if c.root not in self._wt:
                     self._wt[c.root] = torch.from_numpy(np.ascontiguousarray(w.T)).to(
@@ -389,11 +396,13 @@ class FastExecutor:
                 key = (c.bounds, w.shape[1])
                 if key not in self._live:
                     self._live[key] = lc.masked_rows(c.bounds, w.shape[1], self.device)
+        self._quant = {}  # the panels hold what runs; drop the views of the GGUF file
         return chains
 
     def _chain_handler(self, j: int, op: TraceOp, chain: lc.Chain,
                        generic: Callable) -> Callable[[list, StepState], torch.Tensor]:
         panel = self._panels.get(chain.root)
+        quant = isinstance(panel, lc.QuantChain)
         wt = self._wt.get(chain.root)
         live = self._live.get((chain.bounds, self.buffers[chain.root].k))
 
@@ -404,10 +413,10 @@ class FastExecutor:
             if ba != 1 or k != self.buffers[chain.root].k:
                 return generic(outs, st)
             if panel is not None:
-                if r != 1:  # prefill on the CPU: the weight buffer's prefix chains
+                if r != 1 and not quant:  # CPU prefill: the weight buffer's prefix chains
                     return generic(outs, st)
-                y, flag = panel.run(x.reshape(1, k))
-                y = y.reshape(len(chain.bounds), 1, -1)
+                y, flag = panel.run(x.reshape(r, k))  # QuantChain: any rows, exact
+                y = y.reshape(len(chain.bounds), r, -1)
             else:
                 y, flag = lc.masked_chain(x.reshape(r, k), wt, live)
             if self._flags is None:

@@ -10,14 +10,18 @@ computes every segment of a chain in one handler, with one exactness flag per ch
   the accumulator is written into the panels' spare k-row and the row `[1, x[k0:k1]]` runs
   the decode kernel: `fma(1, acc, +0) = acc` starts the chain (exact except acc = −0.0,
   which comes out +0.0).
+* CPU, weights with GGUF blocks (`QuantChain`): the kernel reads the Q4_1/Q8_0 blocks,
+  dequantizes them exactly (ADR 0003) and runs each output's chain once from +0.0, storing the
+  running accumulator at every segment end: that IS the spec's segmented chain, so it carries
+  no doubt, and it reads ~5x fewer bytes than fp32 panels (decode is memory bound).
 * any device, any rows (`masked_chain`): row (s, r) of one matmul is x[r] with the columns
   from k1(s) on replaced by +0.0, against the whole Wᵀ: the chain over [0, k1(s)) is the
   spec chain, the trailing `fma(+0, w, acc)` terms add ±0 (or NaN from ±inf weights).
   One launch per linear: the GPU path, where launches dominate.
 
-Both differ from the spec chain at most in the sign of a zero result or by a NaN, so an
-output element that is ±0 or NaN is "doubtful": the caller treats the whole chain
-op by op with the element-exact re-check (node/ree/fastexec.py) when any is.
+`PanelChain` and `masked_chain` differ from the spec chain at most in the sign of a zero
+result or by a NaN, so an output element that is ±0 or NaN is "doubtful": the caller treats
+the whole chain op by op with the element-exact re-check (node/ree/fastexec.py) when any is.
 """
 
 from __future__ import annotations
@@ -153,6 +157,74 @@ class PanelChain:
                 head.copy_(out[s - 1].view(-1, self.width))
             self._fn(1, n, kk, xp + 4 * s * lda, lda, panels, op + 4 * s * n, n, nt)
         return out, doubtful(out[1:])
+
+
+@dataclass(frozen=True)
+class QuantBlocks:
+    """A weight W[N, K] as its GGUF blocks (N rows of K/32 blocks, docs/decisions/0003):
+    the storage `QuantChain` reads instead of the dequantized fp32 values."""
+
+    qtype: str  # "q4_1" or "q8_0" (repops.pack_linear_quantized)
+    raw: np.ndarray  # uint8, the tensor's GGUF data
+    n: int
+    k: int
+
+
+_NO_DOUBT = torch.zeros((), dtype=torch.bool)
+
+
+class QuantChain:
+    """All segments of a linear from the weight's GGUF blocks, CPU, any rows (docstring).
+
+    `run` returns the spec's segment outputs themselves (repops_linear_q_segments: one chain
+    per output from +0.0, the accumulator stored at each segment end), so its doubt flag is
+    always False: there is no rewrite for the executor's re-check to undo."""
+
+    def __init__(self, blocks: QuantBlocks, chain: Chain,
+                 weight: np.ndarray | None = None) -> None:
+        """`weight`: the fp32 values the trace program binds to this root; when given, the
+        blocks must dequantize to exactly these bits (else ValueError), so wrongly keyed
+        blocks cannot change a trace."""
+        from repops.cpu import kernels
+        from repops.cpu.packed import QTYPES
+
+        self.n, self.k = blocks.n, blocks.k
+        self.packed = repops.pack_linear_quantized(blocks.raw, blocks.qtype, blocks.n, blocks.k)
+        if weight is not None and not self.matches(weight):
+            raise ValueError(f"{blocks.qtype} blocks [{blocks.n}, {blocks.k}] do not "
+                             "dequantize to the weight's values")
+        k1s = [b for _, b in chain.bounds]
+        if chain.bounds[0][0] != 0 or any(a != p for (a, _), p in zip(chain.bounds[1:], k1s,
+                                                                       strict=False)):
+            raise ValueError("chain segments must be contiguous from k = 0 (layout §L8)")
+        self.nseg = len(k1s)
+        self.ends = tuple(min(b, self.k) for b in k1s)  # where each segment's chain stops
+        self._ends = torch.tensor(self.ends, dtype=torch.int64)
+        self._code = QTYPES[blocks.qtype][0]
+        self._fn = kernels.linear_q_segments_fn()
+
+    def matches(self, weight: np.ndarray) -> bool:
+        """The blocks' ADR 0003 values are bit for bit `weight` (shape [N, K])."""
+        w = np.asarray(weight)
+        if w.shape != (self.n, self.k) or w.dtype != np.float32:
+            return False
+        return np.array_equal(self.packed.dequantize().numpy().view(np.uint32),
+                              w.view(np.uint32))
+
+    def run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [R, K] → (segment outputs [nseg, R, N], False): for R = 1 the elements of
+        `PanelChain.run`'s [nseg, N], exact where that one is doubtful."""
+        from repops.cpu.kernels import threads
+
+        x = x.contiguous()
+        r, k = x.shape
+        if k != self.k:
+            raise ValueError(f"QuantChain: x has K = {k}, the weight {self.k}")
+        out = torch.empty((self.nseg, r, self.n), dtype=torch.float32)
+        if self._fn(self._code, r, self.n, k, x.data_ptr(), k, self.packed.panels.data_ptr(),
+                    self.nseg, self._ends.data_ptr(), out.data_ptr(), threads(), 0):
+            raise ValueError("QuantChain: the kernel refused the segment ends")
+        return out, _NO_DOUBT
 
 
 def masked_rows(bounds: tuple[tuple[int, int], ...], k: int, device: torch.device

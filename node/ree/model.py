@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,9 @@ class Model:
     segment: int
     program: TraceProgram
     program_source: str = "onnx"  # "onnx": lowered from the compiled ONNX graph; "llama_program"
+    # GGUF name -> (type name, raw bytes): memory-mapped views of the file's quantized 2-D
+    # tensors (the reader load_model opens anyway; parsing a second one costs ~3 s)
+    gguf_blocks: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def eos(self) -> int:
@@ -119,6 +122,24 @@ class Model:
     def weights_by_root(self) -> dict[bytes, np.ndarray]:
         """The trace program's WEIGHT inputs (layout §L4) resolved by C4 root."""
         return {self.roots[n]: w for n, w in self.weights.items()}
+
+    def quant_blocks(self) -> dict[bytes, Any]:
+        """The GGUF Q4_1/Q8_0 blocks of the 2-D weights, keyed by the C4 root the trace program
+        uses for the same tensor (`roots[name]`, the root of its dequantized values), as
+        `node.ree.linear_chain.QuantBlocks` for `FastExecutor(quant=...)`.
+
+        Why: CPU decode is bound by reading the weights; the kernel that dequantizes the blocks
+        exactly in-kernel (ADR 0003) reads ~5x fewer bytes than the fp32 values and gives the
+        same bits. The arrays are memory-mapped views of the file (read when packed); the
+        executor checks that each one dequantizes to the fp32 weight of its root."""
+        from node.ree.linear_chain import QuantBlocks
+
+        out: dict[bytes, Any] = {}
+        for name, (qtype, raw) in self.gguf_blocks.items():
+            w = self.weights.get(name)
+            if w is not None and w.ndim == 2 and name in self.roots:
+                out[self.roots[name]] = QuantBlocks(qtype, raw, *w.shape)
+        return out
 
     def shape(self) -> LlamaShape:
         c = self.config
@@ -317,6 +338,16 @@ def _compute(path: Path, max_ctx: int, log: Callable[[str], None], with_model_ha
     return weights, roots, {**info, "model_hash": mh}
 
 
+def _quantized(reader: Any) -> dict[str, tuple[str, np.ndarray]]:
+    """`Model.gguf_blocks`: the Q4_1/Q8_0 2-D tensors of an open GGUF reader."""
+    out = {}
+    for t in reader.tensors:
+        qtype = t.tensor_type.name.lower()
+        if qtype in ("q4_1", "q8_0") and len(t.shape) == 2:
+            out[t.name] = (qtype, np.asarray(t.data).reshape(-1).view(np.uint8))
+    return out
+
+
 def load_model(model: str = "smollm2", max_ctx: int = DEFAULT_MAX_CTX,
                segment: int = DEFAULT_SEGMENT, log: Callable[[str], None] = _log_nothing,
                use_cache: bool = True, with_model_hash: bool = True) -> Model:
@@ -358,4 +389,4 @@ def load_model(model: str = "smollm2", max_ctx: int = DEFAULT_MAX_CTX,
         prog, source = build_program(cfg, roots, eos, max_ctx, segment), "llama_program"
     name = model if "/" not in model and not model.endswith(".gguf") else path.name
     return Model(name, digest, cfg, meta, weights, roots, info.get("model_hash") or {},
-                 max_ctx, segment, prog, source)
+                 max_ctx, segment, prog, source, _quantized(reader))

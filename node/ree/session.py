@@ -73,7 +73,7 @@ class Session:
         self.model = loaded or load_model(model, max_ctx=max_ctx, log=log or (lambda m: None))
         self.device = torch.device(device)
         self.executor = FastExecutor(self.model.program, self.model.weights_by_root(),
-                                     self.device)
+                                     self.device, quant=self.model.quant_blocks())
         self.tokenizer = self.model.tokenizer()
 
     def encode(self, spec: JobSpec) -> list[int]:

@@ -7,8 +7,10 @@ Thread count never changes a result (every output's chain runs on one thread).
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -64,6 +66,39 @@ def linear_q(a: torch.Tensor, panels: torch.Tensor, qcode: int, n: int) -> torch
     load().repops_linear_q(
         qcode, m, n, k, a.data_ptr(), k, panels.data_ptr(), c.data_ptr(), n, threads()
     )
+    return c
+
+
+_qseg: Callable[..., int] | None = None
+
+
+def linear_q_segments_fn() -> Callable[..., int]:
+    """`repops_linear_q_segments` with its argument types declared, for callers that run it
+    every decode step with raw pointers (node/ree/linear_chain.py `QuantChain`)."""
+    global _qseg
+    if _qseg is None:
+        fn = load().repops_linear_q_segments
+        p, i64, n = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+        fn.argtypes = [n, i64, i64, i64, p, i64, p, i64, p, p, n, n]
+        fn.restype = ctypes.c_int
+        _qseg = fn
+    return _qseg
+
+
+def linear_q_segments(a: torch.Tensor, panels: torch.Tensor, qcode: int, n: int,
+                      ends: Sequence[int], portable: bool = False) -> torch.Tensor:
+    """Every k-segment output of A[M, K] W^T at once, W as quantized panels: out[s] is the
+    spec §3.1 chain over k < ends[s] (the §L5.3 segment chain, docs/trace-layout.md), [nseg,
+    M, N]. `portable` runs the scalar path (the AVX-512 one's cross-check in tests)."""
+    a = a.contiguous()
+    m, k = a.shape
+    e = torch.tensor(list(ends), dtype=torch.int64)
+    c = torch.empty((len(e), m, n), dtype=torch.float32)
+    rc = linear_q_segments_fn()(qcode, m, n, k, a.data_ptr(), k, panels.data_ptr(), len(e),
+                                e.data_ptr(), c.data_ptr(), threads(), int(portable))
+    if rc:
+        raise ValueError(f"linear_q_segments: segment ends {list(ends)} are not "
+                         f"non-decreasing within [0, {k}] (or K is not a multiple of 32)")
     return c
 
 

@@ -94,6 +94,47 @@ static void dequant_panels(int qt, int64_t K, const uint8_t *Q, int64_t np, floa
 }
 
 #if defined(__AVX512F__)
+/* The block at byte offset off of G consecutive quant panels (pb bytes apart): its address
+ * and the 32 lanes' fp16 scales as 2 x 16 floats (exact, ADR 0003); for Q8_0 the "min" is
+ * unused and set to d. */
+static inline __attribute__((always_inline)) void qpanel_blocks(const int G, const int qt,
+                                                                const uint8_t *P, int64_t pb,
+                                                                int64_t off, const uint8_t **blk,
+                                                                __m512 *d0, __m512 *d1,
+                                                                __m512 *m0, __m512 *m1) {
+#pragma GCC unroll 2
+    for (int g = 0; g < G; g++) {
+        blk[g] = P + g * pb + off;
+        d0[g] = m0[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk[g]));
+        d1[g] = m1[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk[g] + 32)));
+        if (qt == QT_Q4_1) {
+            m0[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk[g] + 64)));
+            m1[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk[g] + 96)));
+        }
+    }
+}
+
+/* The 32 lanes' weights at k = kk of a block, §6.15 / ADR 0003 values: Q4_1 fma(d, q, m) =
+ * RN(d*q + m) (d*q is exact), Q8_0 d*q (exact, keeps the sign of a zero weight). tbl holds
+ * 0..15 (the nibble -> float table). */
+static inline __attribute__((always_inline)) void qblock_weights(const int qt, const uint8_t *blk,
+                                                                 int kk, __m512 tbl, __m512 d0,
+                                                                 __m512 d1, __m512 m0,
+                                                                 __m512 m1, __m512 *w0,
+                                                                 __m512 *w1) {
+    if (qt == QT_Q4_1) {
+        __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 128 + kk * 16)));
+        *w0 = _mm512_fmadd_ps(d0, _mm512_permutexvar_ps(v, tbl), m0);
+        *w1 = _mm512_fmadd_ps(d1, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tbl), m1);
+    } else {
+        const uint8_t *q = blk + 64 + kk * QW;
+        *w0 = _mm512_mul_ps(d0, _mm512_cvtepi32_ps(
+                                    _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q))));
+        *w1 = _mm512_mul_ps(d1, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                    _mm_loadu_si128((const __m128i *)(q + 16)))));
+    }
+}
+
 /* Fused decode kernel, R rows x one quant panel (32 outputs): dequantize each k's 32 weights
  * once (exactly, see the file comment) and run every row's chain on them. */
 static inline __attribute__((always_inline)) void qgemv_body(const int R, const int G,
@@ -111,38 +152,14 @@ static inline __attribute__((always_inline)) void qgemv_body(const int R, const 
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk[2];
         __m512 d0[2], d1[2], m0[2], m1[2];
-#pragma GCC unroll 2
-        for (int g = 0; g < G; g++) {
-            blk[g] = P + g * pb + b * bb;
-            d0[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk[g]));
-            d1[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk[g] + 32)));
-            m0[g] = d0[g];
-            m1[g] = d1[g];
-            if (qt == QT_Q4_1) {
-                m0[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk[g] + 64)));
-                m1[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk[g] + 96)));
-            }
-        }
+        qpanel_blocks(G, qt, P, pb, b * bb, blk, d0, d1, m0, m1);
         const float *a = A + b * QB;
 #pragma GCC unroll 2
         for (int kk = 0; kk < QB; kk++) {
             __m512 w0[2], w1[2];
 #pragma GCC unroll 2
-            for (int g = 0; g < G; g++) {
-                if (qt == QT_Q4_1) {
-                    __m512i v = _mm512_cvtepu8_epi32(
-                        _mm_loadu_si128((const __m128i *)(blk[g] + 128 + kk * 16)));
-                    w0[g] = _mm512_fmadd_ps(d0[g], _mm512_permutexvar_ps(v, tbl), m0[g]);
-                    w1[g] = _mm512_fmadd_ps(
-                        d1[g], _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tbl), m1[g]);
-                } else {
-                    const uint8_t *q = blk[g] + 64 + kk * QW;
-                    w0[g] = _mm512_mul_ps(d0[g], _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                                                     _mm_loadu_si128((const __m128i *)q))));
-                    w1[g] = _mm512_mul_ps(d1[g], _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                                                     _mm_loadu_si128((const __m128i *)(q + 16)))));
-                }
-            }
+            for (int g = 0; g < G; g++)
+                qblock_weights(qt, blk[g], kk, tbl, d0[g], d1[g], m0[g], m1[g], &w0[g], &w1[g]);
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
                 __m512 x = _mm512_set1_ps(a[i * lda + kk]);
@@ -166,27 +183,25 @@ static inline __attribute__((always_inline)) void qgemv_body(const int R, const 
 /* out is R x (G*QW): row i, panel g at out + (i*G + g)*QW. */
 typedef void (*qgemv_fn)(int64_t K, const float *A, int64_t lda, const uint8_t *P, int64_t pb,
                          float *out);
-#define DEFINE_QGEMV(R, G, QT, NAME)                                                         \
-    static void NAME(int64_t K, const float *A, int64_t lda, const uint8_t *P, int64_t pb,    \
-                     float *out) {                                                           \
+#define DEFINE_QGEMV(R, G, QT, SUF)                                                          \
+    static void qg##SUF(int64_t K, const float *A, int64_t lda, const uint8_t *P, int64_t pb, \
+                        float *out) {                                                        \
         qgemv_body(R, G, QT, K, A, lda, P, pb, out);                                         \
     }
-DEFINE_QGEMV(1, 1, QT_Q4_1, qg41_1)
-DEFINE_QGEMV(2, 1, QT_Q4_1, qg41_2)
-DEFINE_QGEMV(3, 1, QT_Q4_1, qg41_3)
-DEFINE_QGEMV(4, 1, QT_Q4_1, qg41_4)
-DEFINE_QGEMV(1, 1, QT_Q8_0, qg80_1)
-DEFINE_QGEMV(2, 1, QT_Q8_0, qg80_2)
-DEFINE_QGEMV(3, 1, QT_Q8_0, qg80_3)
-DEFINE_QGEMV(4, 1, QT_Q8_0, qg80_4)
-DEFINE_QGEMV(1, 2, QT_Q4_1, qg41_1x2)
-DEFINE_QGEMV(2, 2, QT_Q4_1, qg41_2x2)
-DEFINE_QGEMV(1, 2, QT_Q8_0, qg80_1x2)
-DEFINE_QGEMV(2, 2, QT_Q8_0, qg80_2x2)
-static const qgemv_fn QGEMV[2][QMAX_M + 1] = {{NULL, qg41_1, qg41_2, qg41_3, qg41_4},
-                                               {NULL, qg80_1, qg80_2, qg80_3, qg80_4}};
-/* two panels at once for one or two rows: twice the independent FMA chains */
-static const qgemv_fn QGEMV2[2][3] = {{NULL, qg41_1x2, qg41_2x2}, {NULL, qg80_1x2, qg80_2x2}};
+/* The specialised shapes (rows R, panels G, type) of a kernel body, named P##SUF: R = 1..4
+ * rows on one panel, and two panels at once for one or two rows (twice the independent FMA
+ * chains per weight load). ONE[qt][R] and TWO[qt][R] index them. */
+#define QKERNEL_SHAPES(X)                                                                     \
+    X(1, 1, QT_Q4_1, 41_1) X(2, 1, QT_Q4_1, 41_2) X(3, 1, QT_Q4_1, 41_3)                       \
+    X(4, 1, QT_Q4_1, 41_4) X(1, 1, QT_Q8_0, 80_1) X(2, 1, QT_Q8_0, 80_2)                       \
+    X(3, 1, QT_Q8_0, 80_3) X(4, 1, QT_Q8_0, 80_4) X(1, 2, QT_Q4_1, 41_1x2)                     \
+    X(2, 2, QT_Q4_1, 41_2x2) X(1, 2, QT_Q8_0, 80_1x2) X(2, 2, QT_Q8_0, 80_2x2)
+#define QKERNEL_TABLES(T, P, ONE, TWO)                                                        \
+    static const T ONE[2][QMAX_M + 1] = {{NULL, P##41_1, P##41_2, P##41_3, P##41_4},           \
+                                         {NULL, P##80_1, P##80_2, P##80_3, P##80_4}};          \
+    static const T TWO[2][3] = {{NULL, P##41_1x2, P##41_2x2}, {NULL, P##80_1x2, P##80_2x2}};
+QKERNEL_SHAPES(DEFINE_QGEMV)
+QKERNEL_TABLES(qgemv_fn, qg, QGEMV, QGEMV2)
 
 /* Dequantize one quant panel into a K x QW fp32 panel (the GEMM's packed layout when
  * NR == QW), with the fused kernel's exact vector dequantization. */
@@ -194,26 +209,13 @@ static void dequant_panel_avx512(int qt, int64_t K, const uint8_t *P, float *dst
     const __m512 tbl = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const int64_t nb = K / QB, bb = qblock_bytes(qt);
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = P + b * bb;
-        const __m512 d0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
-        const __m512 d1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
-        __m512 m0 = d0, m1 = d1;
-        if (qt == QT_Q4_1) {
-            m0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 64)));
-            m1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 96)));
-        }
+        const uint8_t *blk;
+        __m512 d0, d1, m0, m1;
+        qpanel_blocks(1, qt, P, 0, b * bb, &blk, &d0, &d1, &m0, &m1);
         float *o = dst + b * QB * QW;
         for (int kk = 0; kk < QB; kk++) {
             __m512 w0, w1;
-            if (qt == QT_Q4_1) {
-                __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 128 + kk * 16)));
-                w0 = _mm512_fmadd_ps(d0, _mm512_permutexvar_ps(v, tbl), m0);
-                w1 = _mm512_fmadd_ps(d1, _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tbl), m1);
-            } else {
-                const uint8_t *q = blk + 64 + kk * QW;
-                w0 = _mm512_mul_ps(d0, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q))));
-                w1 = _mm512_mul_ps(d1, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + 16)))));
-            }
+            qblock_weights(qt, blk, kk, tbl, d0, d1, m0, m1, &w0, &w1);
             _mm512_storeu_ps(o + kk * QW, w0);
             _mm512_storeu_ps(o + kk * QW + 16, w1);
         }
@@ -304,4 +306,194 @@ void repops_qdequant(int qt, int64_t N, int64_t K, const uint8_t *Q, float *W) {
             for (int kk = 0; kk < QB; kk++) W[n * K + b * QB + kk] = qweight(qt, blk, (int)(n % QW), kk);
         }
     REPOPS_FP_EXIT;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Segmented chains on quant panels: every k-segment of one weight linear in one call
+ * (docs/trace-layout.md §L5.3, §L8: a linear is DOT segments [0, e0), [e0, e1), ..., segment
+ * s starting from segment s-1's output).
+ *
+ * Why this is the spec chain with no re-check: each output's §3.1 chain acc = fma(x[k], w[n, k],
+ * acc) runs once over k ascending from +0.0, and the running accumulator is stored at every
+ * segment end. Segment s of §L5.3 continues from segment s-1's *output*, which is this same
+ * accumulator after canon (§1.2); canon only changes a NaN's payload, and a NaN accumulator
+ * stays NaN through every later fma, so storing canon(acc) at each end gives every segment's
+ * bits, signed zeros included (no fma(1, acc, +0) restart that turns -0 into +0, no zero
+ * products). A segment past K (end == previous end) copies the accumulator, as §L5.3 says.
+ * Weights are the §6.15 / ADR 0003 values, dequantized in-kernel exactly as qgemv_body does.
+ *
+ * C is [nseg, M, N] (segment stride sstride, row stride ldc). ends[s] = min(k1(s), K): non-
+ * decreasing, ends[nseg-1] <= K (checked by repops_linear_q_segments).
+ */
+
+/* Portable path (any ISA; also the test oracle of the vector path): one output at a time. */
+static void qseg_portable(int qt, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const uint8_t *Q, int64_t nseg, const int64_t *ends, float *C,
+                          int64_t sstride, int64_t ldc, int64_t p0, int64_t p1) {
+    const int64_t nb = K / QB, bb = qblock_bytes(qt);
+    for (int64_t p = p0; p < p1; p++)
+        for (int j = 0; j < QW && p * QW + j < N; j++)
+            for (int64_t i = 0; i < M; i++) {
+                const int64_t n = p * QW + j;
+                float acc = 0.0f; /* §3.1: the chain starts from +0.0 */
+                int64_t s = 0;
+                for (int64_t k = 0; s < nseg; k++) {
+                    while (s < nseg && ends[s] == k) C[s++ * sstride + i * ldc + n] = repops_canon(acc);
+                    if (s >= nseg) break;
+                    const uint8_t *blk = Q + (p * nb + k / QB) * bb;
+                    acc = fmaf(A[i * lda + k], qweight(qt, blk, j, (int)(k % QB)), acc);
+                }
+            }
+}
+
+#if defined(__AVX512F__)
+/* R rows x G quant panels (G*32 outputs, the first nc of them real). */
+static inline __attribute__((always_inline)) void qseg_body(const int R, const int G,
+                                                            const int qt, const float *A,
+                                                            int64_t lda, const uint8_t *P,
+                                                            int64_t pb, int64_t nseg,
+                                                            const int64_t *ends, float *C,
+                                                            int64_t sstride, int64_t ldc,
+                                                            int64_t nc) {
+    const __m512 tbl = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 qnan = _mm512_castsi512_ps(_mm512_set1_epi32((int)REPOPS_CANON_NAN_BITS));
+    const int64_t bb = qblock_bytes(qt);
+    __mmask16 live[2][2];
+    __m512 acc[QMAX_M][2][2];
+#pragma GCC unroll 2
+    for (int g = 0; g < G; g++)
+        for (int h = 0; h < 2; h++) {
+            int64_t c = nc - g * QW - h * 16;
+            live[g][h] = c >= 16 ? (__mmask16)0xFFFF : c <= 0 ? 0 : (__mmask16)((1u << c) - 1);
+        }
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+        for (int g = 0; g < G; g++) acc[i][g][0] = acc[i][g][1] = _mm512_setzero_ps();
+/* §1.2: the stored output is canon(acc); the running acc itself continues (see above) */
+#define QSEG_STORE(S)                                                                          \
+    for (int i = 0; i < R; i++)                                                                \
+        for (int g = 0; g < G; g++)                                                            \
+            for (int h = 0; h < 2; h++) {                                                      \
+                __m512 v = acc[i][g][h];                                                       \
+                v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), qnan);       \
+                _mm512_mask_storeu_ps(C + (S) * sstride + i * ldc + g * QW + h * 16,          \
+                                      live[g][h], v);                                          \
+            }
+    int64_t s = 0;
+    while (s < nseg && ends[s] == 0) { /* an empty first segment: +0.0 */
+        QSEG_STORE(s);
+        s++;
+    }
+    for (int64_t b = 0; s < nseg; b++) {
+        const int64_t kb = b * QB;
+        const uint8_t *blk[2];
+        __m512 d0[2], d1[2], m0[2], m1[2];
+        qpanel_blocks(G, qt, P, pb, b * bb, blk, d0, d1, m0, m1);
+        const float *a = A + kb;
+        int kk = 0;
+        while (kk < QB && s < nseg) {
+            /* ends[s] > kb + kk here: ends at or before it were stored below */
+            const int stop = ends[s] - kb < QB ? (int)(ends[s] - kb) : QB;
+            for (; kk < stop; kk++) {
+                __m512 w0[2], w1[2];
+#pragma GCC unroll 2
+                for (int g = 0; g < G; g++)
+                    qblock_weights(qt, blk[g], kk, tbl, d0[g], d1[g], m0[g], m1[g], &w0[g],
+                                   &w1[g]);
+#pragma GCC unroll 4
+                for (int i = 0; i < R; i++) { /* §3.1: acc = fma(x[k], w[n, k], acc) */
+                    __m512 x = _mm512_set1_ps(a[i * lda + kk]);
+#pragma GCC unroll 2
+                    for (int g = 0; g < G; g++) {
+                        acc[i][g][0] = _mm512_fmadd_ps(x, w0[g], acc[i][g][0]);
+                        acc[i][g][1] = _mm512_fmadd_ps(x, w1[g], acc[i][g][1]);
+                    }
+                }
+            }
+            while (s < nseg && ends[s] == kb + kk) { /* segment end(s): §L5.3 outputs */
+                QSEG_STORE(s);
+                s++;
+            }
+        }
+    }
+#undef QSEG_STORE
+}
+
+typedef void (*qseg_fn)(const float *A, int64_t lda, const uint8_t *P, int64_t pb, int64_t nseg,
+                        const int64_t *ends, float *C, int64_t sstride, int64_t ldc, int64_t nc);
+#define DEFINE_QSEG(R, G, QT, SUF)                                                            \
+    static void qs##SUF(const float *A, int64_t lda, const uint8_t *P, int64_t pb, int64_t nseg, \
+                        const int64_t *ends, float *C, int64_t sstride, int64_t ldc,           \
+                        int64_t nc) {                                                          \
+        qseg_body(R, G, QT, A, lda, P, pb, nseg, ends, C, sstride, ldc, nc);                   \
+    }
+QKERNEL_SHAPES(DEFINE_QSEG)
+QKERNEL_TABLES(qseg_fn, qs, QSEG, QSEG2)
+#endif
+
+struct qseg_job {
+    int qt, portable;
+    int64_t M, N, K;
+    const float *A;
+    int64_t lda;
+    const uint8_t *Q;
+    int64_t nseg;
+    const int64_t *ends;
+    float *C;
+    int64_t npanels, nchunks;
+};
+
+/* Panels [p0, p1): every row group (at most QMAX_M rows) runs on a panel while it is in cache. */
+static void qseg_chunk(void *ctx, int64_t ci) {
+    const struct qseg_job *j = ctx;
+    const int64_t p0 = j->npanels * ci / j->nchunks, p1 = j->npanels * (ci + 1) / j->nchunks;
+    const int64_t sstride = j->M * j->N, ldc = j->N;
+    REPOPS_FP_ENTER; /* pool workers have their own MXCSR (§1.1: no FTZ/DAZ, RNE) */
+#if defined(__AVX512F__)
+    if (!j->portable) {
+        const int64_t pb = repops_qpanel_bytes(j->qt, j->K);
+        for (int64_t p = p0; p < p1;) {
+            const int g = j->M <= 2 && p + 1 < p1 ? 2 : 1;
+            const int64_t n0 = p * QW, nc = j->N - n0 < g * QW ? j->N - n0 : g * QW;
+            for (int64_t i0 = 0; i0 < j->M; i0 += QMAX_M) {
+                const int r = j->M - i0 < QMAX_M ? (int)(j->M - i0) : QMAX_M;
+                (g == 2 ? QSEG2[j->qt][r] : QSEG[j->qt][r])(
+                    j->A + i0 * j->lda, j->lda, j->Q + p * pb, pb, j->nseg, j->ends,
+                    j->C + i0 * ldc + n0, sstride, ldc, nc);
+            }
+            p += g;
+        }
+        REPOPS_FP_EXIT;
+        return;
+    }
+#endif
+    if (p1 > p0)
+        qseg_portable(j->qt, j->M, j->N, j->K, j->A, j->lda, j->Q, j->nseg, j->ends, j->C,
+                      sstride, ldc, p0, p1);
+    REPOPS_FP_EXIT;
+}
+
+/* All segments of x W^T at once (see above): A[M, K] (row stride lda), W as quant panels
+ * (repops_qpack), ends[nseg] the segment ends clipped to K; C[nseg, M, N]. Threads take
+ * disjoint panel ranges and each output's whole chain runs in one chunk (§3.1), so the thread
+ * count changes no bit. portable = 1 forces the scalar path (tests compare the two).
+ * Returns 0, or -1 when the ends are not non-decreasing within [0, K] (nothing written). */
+int repops_linear_q_segments(int qt, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                             const uint8_t *Q, int64_t nseg, const int64_t *ends, float *C,
+                             int nthreads, int portable) {
+    if (nseg < 1 || (qt != QT_Q4_1 && qt != QT_Q8_0) || K % QB) return -1;
+    for (int64_t s = 0; s < nseg; s++)
+        if (ends[s] < (s ? ends[s - 1] : 0) || ends[s] > K) return -1;
+    if (M <= 0 || N <= 0) return 0;
+    const int64_t npanels = (N + QW - 1) / QW;
+    /* decode is memory bound: thread like repops_linear_q, on the weight bytes streamed once
+     * per row group */
+    double work = (double)((M + QMAX_M - 1) / QMAX_M) * (double)N * (double)ends[nseg - 1];
+    if (work < 4194304.0) nthreads = 1;
+    int64_t nchunks = nthreads > 1 ? npanels : 1;
+    if (nchunks > 8 * nthreads) nchunks = 8 * nthreads;
+    struct qseg_job job = {qt, portable, M, N, K, A, lda, Q, nseg, ends, C, npanels, nchunks};
+    repops_pool_run(nchunks, qseg_chunk, &job, nthreads);
+    return 0;
 }
