@@ -210,3 +210,177 @@ def test_module_main_reproduces_vectors():
                           cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == (ROOT / "tests" / "vectors" / "commitments.json").read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# The batched paths: one call for many tensors (repops_tensor_roots), eight messages per
+# keccak-f1600 (AVX-512 lanes), threads. Every case is held to the pycryptodome bytes.
+
+# lengths around the keccak rate, the chunk size and the 8-lane batch (8 chunks)
+BATCH_SIZES = [0, 1, 7, 8, 135, 136, 137, 1023, 1024, 1025, 2047, 2048, 2304, 6144,
+               8 * 1024 - 1, 8 * 1024, 8 * 1024 + 1, 17 * 1024 + 5, 100_003, 256 * 1024 + 3,
+               1_000_000]
+
+
+def _python_roots(views: list[np.ndarray], heads: list[bytes]) -> list[bytes]:
+    """The reference: pycryptodome over the same bytes, one tensor at a time (C4)."""
+    saved = commit.set_backend("python")
+    try:
+        return [commit.keccak256(h + commit.merkle_root(commit.chunk_leaves(v.tobytes())))
+                for v, h in zip(views, heads, strict=True)]
+    finally:
+        commit.set_backend(saved)
+
+
+def _buffers(sizes: list[int], seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Random bytes for each size, packed into one buffer at odd offsets (unaligned)."""
+    rng = np.random.default_rng(seed)
+    buf = rng.integers(0, 256, sum(sizes) + 3 * len(sizes) + 1, dtype=np.uint8)
+    views, off = [], 1
+    for n in sizes:
+        views.append(buf[off:off + n])
+        off += n + 1 + (off % 3)  # varying misalignment
+    return buf, views
+
+
+def _roots_at(views: list[np.ndarray], heads: list[bytes], threads: int) -> list[bytes]:
+    return commit.tensor_roots_at([v.ctypes.data for v in views], [v.nbytes for v in views],
+                                  heads, threads)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tensor_roots_at_every_size_unaligned(backend, threads):
+    backend("c")
+    sizes = BATCH_SIZES + BATCH_SIZES[::-1]
+    _buf, views = _buffers(sizes, 11)
+    heads = [commit.header("uint8", [n]) for n in sizes]
+    expected = _python_roots(views, heads)
+    assert _roots_at(views, heads, threads) == expected
+    # one tensor per call (repops_tensor_root) is the same computation
+    assert [commit.tensor_root_from_bytes(v.tobytes(), "uint8", [v.nbytes]) for v in views] \
+        == expected
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tensor_roots_at_random_step_mix(backend, seed):
+    """A step-like mix: many equal small tensors (full lanes), odd tails, a few big ones, in
+    random order; past the threading threshold so 2 threads really split the work."""
+    backend("c")
+    rng = np.random.default_rng(seed)
+    base = [2304] * 40 + [6144] * 12 + [768] * 9 + [4] * 7 + [32256] * 3 + [196_608] * 7 + [0]
+    sizes = [int(x) for x in rng.permutation(base + list(rng.integers(0, 5000, 60)))]
+    _buf, views = _buffers(sizes, seed)
+    heads = [commit.header("uint8", [n]) for n in sizes]
+    expected = _python_roots(views, heads)
+    one, two = _roots_at(views, heads, 1), _roots_at(views, heads, 2)
+    assert one == two == expected
+
+
+def test_tensor_roots_mixed_dtypes_and_shapes(backend):
+    rng = np.random.default_rng(5)
+    arrays = []
+    for shape in [(576,), (1, 576), (3, 0, 4), (49152,), (256, 192), (1, 1, 1, 257), (), (2, 3)]:
+        for dtype in ["float32", "int32", "int64", "uint8"]:
+            arrays.append((rng.standard_normal(shape) * 1000).astype(dtype))
+    arrays.append(np.asfortranarray(rng.standard_normal((37, 41)).astype(np.float32)))
+    arrays.append(np.arange(300, dtype=np.int64)[::3])  # strided
+    arrays.append(np.arange(300, dtype=np.dtype(">i4")))  # big-endian
+    backend("python")
+    expected = [commit.tensor_root_np(a) for a in arrays]
+    assert commit.tensor_roots(arrays) == expected
+    backend("c")
+    assert commit.tensor_roots(arrays, threads=1) == expected
+    assert commit.tensor_roots(arrays, threads=2) == expected
+    assert [commit.tensor_root_np(a) for a in arrays] == expected
+    assert commit.tensor_roots([]) == []
+    with pytest.raises(TypeError):
+        commit.tensor_roots([np.zeros(3, dtype=np.float16)])
+
+
+def test_tensor_roots_at_python_fallback_reads_the_same_memory(backend):
+    sizes = [0, 5, 1025, 3000]
+    _buf, views = _buffers(sizes, 3)
+    heads = [commit.header("uint8", [n]) for n in sizes]
+    fast, slow = both(backend, _roots_at, views, heads, 1)
+    assert fast == slow == _python_roots(views, heads)
+    with pytest.raises(ValueError):
+        commit.tensor_roots_at([views[0].ctypes.data], [1, 2], heads[:1])
+
+
+def test_trees_past_the_threading_threshold(backend, monkeypatch):
+    """C3/C5 over 20,000 leaves (levels of ≥ 8192 hashes are split over threads): same bytes
+    at 1 and 2 threads and on pycryptodome."""
+    rng = np.random.default_rng(9)
+    n = 20_001
+    raw = rng.integers(0, 256, 32 * n, dtype=np.uint8).tobytes()
+    leaves = [raw[32 * i:32 * i + 32] for i in range(n)]
+    ops = leaves[::-1]
+    backend("c")
+    results = []
+    for threads in ["1", "2"]:
+        monkeypatch.setenv("REPOPS_CPU_THREADS", threads)
+        results.append((commit.merkle_levels(leaves), commit.merkle_root(leaves),
+                        commit.trace_leaves(ops, leaves), commit.trace_root(ops, leaves)))
+    assert results[0] == results[1]
+    levels, root, tleaves, troot = results[0]
+    assert levels[-1][0] == root
+    backend("python")
+    assert commit.merkle_root(leaves) == root
+    assert commit.trace_root(ops, leaves) == troot
+    assert commit.trace_leaves(ops[:300], leaves[:300]) == tleaves[:300]
+
+
+def _compile_variant(tmp_path: Path, name: str, flags: list[str]):  # noqa: ANN202 - ctypes lib
+    import ctypes
+    import shutil
+
+    cc = os.environ.get("CC", "gcc")
+    if shutil.which(cc) is None:
+        pytest.skip(f"no C compiler {cc!r}")
+    src = ROOT / "repops" / "cpu" / "csrc" / "repops_keccak.c"
+    out = tmp_path / f"keccak-{name}.so"
+    proc = subprocess.run([cc, "-O2", "-fPIC", "-shared", "-fopenmp", "-std=gnu11", *flags,
+                           str(src), "-o", str(out)], capture_output=True, text=True)
+    if proc.returncode != 0 and "-march" in " ".join(flags):
+        pytest.skip(f"{cc} cannot target {flags}: {proc.stderr[-200:]}")
+    assert proc.returncode == 0, proc.stderr
+    lib = ctypes.CDLL(str(out))
+    P, I64, N = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    lib.repops_tensor_roots.argtypes = [I64, P, P, P, P, P, N]
+    lib.repops_trace_root.argtypes = [P, P, I64, P, N]
+    return lib
+
+
+@pytest.mark.parametrize("name,flags", [
+    ("scalar-batches", ["-march=native", "-DREPOPS_KECCAK_NO_VECTOR"]),
+    ("baseline-isa", ["-march=x86-64"] if os.uname().machine == "x86_64" else []),
+])
+def test_digests_do_not_depend_on_isa_or_lanes(tmp_path, name, flags):
+    """The same source built without the 8-lane permutation (scalar sponge per message) gives
+    the bytes the AVX-512 build gives."""
+    import ctypes
+
+    lib = _compile_variant(tmp_path, name, flags)
+    sizes = BATCH_SIZES + [2304] * 17 + [6144] * 9
+    _buf, views = _buffers(sizes, 21)
+    heads = [commit.header("uint8", [n]) for n in sizes]
+    n = len(sizes)
+    ptrs = np.array([v.ctypes.data for v in views], dtype=np.uint64)
+    lens = np.array(sizes, dtype=np.int64)
+    hb = np.frombuffer(b"".join(heads), dtype=np.uint8)
+    hl = np.array([len(h) for h in heads], dtype=np.int64)
+    hp = (np.cumsum(hl) - hl).astype(np.uint64) + np.uint64(hb.ctypes.data)
+    for threads in (1, 2):
+        out = ctypes.create_string_buffer(32 * n)
+        lib.repops_tensor_roots(n, ptrs.ctypes.data, lens.ctypes.data, hp.ctypes.data,
+                                hl.ctypes.data, out, threads)
+        assert [out.raw[32 * i:32 * i + 32] for i in range(n)] == _python_roots(views, heads)
+    roots = b"".join(_python_roots(views, heads))
+    out = ctypes.create_string_buffer(32)
+    lib.repops_trace_root(roots, roots, n, out, 1)
+    saved = commit.set_backend("python")
+    try:
+        expected = commit.trace_root(commit._split32(roots), commit._split32(roots))
+    finally:
+        commit.set_backend(saved)
+    assert out.raw == expected

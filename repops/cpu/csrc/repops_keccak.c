@@ -1,33 +1,55 @@
 /* Keccak256 (Ethereum's keccak, pad 0x01..0x80 — not SHA3's 0x06) and the commitment trees of
- * docs/commitments.md (C2 chunks, C3 Merkle tree, C4 data root, C5 trace leaves and root).
+ * docs/commitments.md (C2 chunks, C3 Merkle tree, C4 tensor roots, C5 trace leaves and root).
  *
- * Why in C: committing a trace hashes every 1 KiB chunk of every op output (~120K keccak calls
- * per SmolLM2 token); one Python call per chunk cost more than running the ops. Everything here
- * is integer code written for any byte order (lanes are assembled from bytes, never cast), so
- * the digests do not depend on the machine, the ISA flags or the thread count: threads only
- * split independent leaves or independent nodes of one level.
+ * Why in C: committing a trace hashes every 1 KiB chunk of every op output (a SmolLM2 decode
+ * step: ~24 MB in ~4,600 distinct tensors, ~220K keccak-f permutations); one Python call per
+ * chunk cost more than running the ops, and one scalar C call per tensor still ~90-110 ms.
+ *
+ * Why eight lanes: nearly every hash here is one of many independent messages of the same
+ * length (1025-byte chunk leaves, 65-byte tree nodes, 69-byte trace leaves), so eight of them go
+ * through one keccak-f1600 on 8-lane vectors (GCC/Clang vector extensions, compiled to AVX-512
+ * by the build's -march=native; see KECCAK_X8 for other targets). `repops_tensor_roots` hashes
+ * a whole step's tensors in one call, batching chunks and tree nodes across tensors.
+ *
+ * Everything here is integer code written for any byte order (lanes are assembled from bytes,
+ * never cast), and each digest is computed by one lane of one batch from its own message only,
+ * so the digests do not depend on the machine, the ISA flags, the lane count, how messages were
+ * grouped into batches or the thread count.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define KECCAK_RATE 136 /* bytes: 1088-bit rate of keccak256 */
+#define RATE_WORDS 17
 #define CHUNK_BYTES 1024 /* commitments C2 */
-/* Threads only for ≥ 1024 hashes (~2.5 ms): waking sleeping OpenMP workers on a loaded machine
- * cost more than hashing a 192-chunk tensor (measured: 10× slower at 64). Dynamic blocks let a
- * thread that got the CPU take over the share of one that did not. */
-#define PAR_MIN_NODES 1024
+#define LANES 8
+/* Messages of up to this many keccak blocks are batched (a 1025-byte chunk leaf, the longest
+ * message of C2-C5, is 8 blocks); any longer one takes the scalar sponge. */
+#define MAX_BATCH_BLOCKS 8
+/* Threads only from 8192 permutations (~0.4 ms on one AVX-512 core, ~2 ms scalar): waking
+ * sleeping OpenMP workers on a loaded machine cost more than hashing a 192-chunk tensor
+ * (measured: 10× slower at 64 chunk hashes). Dynamic blocks let a thread that got the CPU take
+ * over the share of one that did not. */
+#define PAR_MIN_BLOCKS 8192
 
-/* The build compiles with -march=native; GCC 12's znver3 scheduling of this permutation runs
- * ~35 % slower than its generic tuning (measured in scripts/bench_commit.py's machine), so the
- * permutation alone is tuned generically. Tuning only reorders instructions: same digests. */
+/* Batches hop from tensor to tensor, which the hardware prefetcher cannot guess: the next
+ * block of every lane is requested one permutation ahead. Only a hint, never a result. */
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
+/* The build compiles with -march=native; GCC 12's znver3 scheduling of the scalar permutation
+ * runs ~35 % slower than its generic tuning (measured in scripts/bench_commit.py's machine), so
+ * the permutations alone are tuned generically. Tuning only reorders instructions: same
+ * digests. */
 #if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
 #define KECCAK_TUNE __attribute__((target("tune=generic")))
 #else
 #define KECCAK_TUNE
 #endif
-
-#define ROL64(v, n) (((v) << (n)) | ((v) >> (64 - (n))))
 
 static const uint64_t RC[24] = {
     0x0000000000000001ULL, 0x0000000000008082ULL, 0x800000000000808aULL, 0x8000000080008000ULL,
@@ -38,194 +60,100 @@ static const uint64_t RC[24] = {
     0x8000000080008081ULL, 0x8000000000008080ULL, 0x0000000080000001ULL, 0x8000000080008008ULL,
 };
 
-/* keccak-f[1600]: theta, rho+pi, chi, iota; lane (x, y) is a(x + 5y). The state lives in
- * scalars (so the compiler keeps what it can in registers) and two rounds are unrolled per
- * iteration, ping-ponging between a and e instead of copying. */
+/* ---------------------------------------------------------------------------------------------
+ * keccak-f[1600]: theta, rho+pi, chi, iota; lane (x, y) is a(x + 5y). One round reads state A
+ * and writes state E (two rounds per loop iteration ping-pong between a and e instead of
+ * copying). The same macro builds the scalar and the 8-lane permutation: T is the lane type
+ * (uint64_t or a vector of 8), ROL a rotation of T, RCV the round constant (a vector operand
+ * broadcasts it). The state lives in named variables so the compiler keeps what it can in
+ * registers. */
+#define FOR25(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) \
+    X(14) X(15) X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23) X(24)
+
+/* rho + pi + chi of output plane y: E lanes o0..o4 (= 5y..5y+4) from the A lanes sK, each
+ * XORed with its column's theta term d[sK mod 5] and rotated by rK. */
+#define PLANE(ROL, A, E, o0, o1, o2, o3, o4, s0, r0, s1, r1, s2, r2, s3, r3, s4, r4) \
+    b0 = ROL(A##s0 ^ d[s0 % 5], r0);                                              \
+    b1 = ROL(A##s1 ^ d[s1 % 5], r1);                                              \
+    b2 = ROL(A##s2 ^ d[s2 % 5], r2);                                              \
+    b3 = ROL(A##s3 ^ d[s3 % 5], r3);                                              \
+    b4 = ROL(A##s4 ^ d[s4 % 5], r4);                                              \
+    E##o0 = b0 ^ (~b1 & b2);                                                      \
+    E##o1 = b1 ^ (~b2 & b3);                                                      \
+    E##o2 = b2 ^ (~b3 & b4);                                                      \
+    E##o3 = b3 ^ (~b4 & b0);                                                      \
+    E##o4 = b4 ^ (~b0 & b1);
+
+#define KECCAK_ROUND(T, ROL, A, E, RCV)                                                   \
+    do {                                                                                  \
+        T c[5], d[5], b0, b1, b2, b3, b4;                                                 \
+        c[0] = A##0 ^ A##5 ^ A##10 ^ A##15 ^ A##20;                                       \
+        c[1] = A##1 ^ A##6 ^ A##11 ^ A##16 ^ A##21;                                       \
+        c[2] = A##2 ^ A##7 ^ A##12 ^ A##17 ^ A##22;                                       \
+        c[3] = A##3 ^ A##8 ^ A##13 ^ A##18 ^ A##23;                                       \
+        c[4] = A##4 ^ A##9 ^ A##14 ^ A##19 ^ A##24;                                       \
+        for (int x = 0; x < 5; x++) d[x] = c[(x + 4) % 5] ^ ROL(c[(x + 1) % 5], 1);       \
+        PLANE(ROL, A, E, 0, 1, 2, 3, 4, 0, 0, 6, 44, 12, 43, 18, 21, 24, 14)              \
+        E##0 ^= (RCV);                                                                    \
+        PLANE(ROL, A, E, 5, 6, 7, 8, 9, 3, 28, 9, 20, 10, 3, 16, 45, 22, 61)              \
+        PLANE(ROL, A, E, 10, 11, 12, 13, 14, 1, 1, 7, 6, 13, 25, 19, 8, 20, 18)           \
+        PLANE(ROL, A, E, 15, 16, 17, 18, 19, 4, 27, 5, 36, 11, 10, 17, 15, 23, 56)        \
+        PLANE(ROL, A, E, 20, 21, 22, 23, 24, 2, 62, 8, 55, 14, 39, 15, 41, 21, 2)         \
+    } while (0)
+
+/* Written as shifts and an or (the & 63 makes n = 0 defined): compilers emit one rotate (rol,
+ * vprolq) for it. */
+#define ROL64(v, n) (((v) << (n)) | ((v) >> ((64 - (n)) & 63)))
+
+#define DECL_AE(i) a##i = s[i], e##i,
+#define STORE_A(i) s[i] = a##i;
+
 KECCAK_TUNE static void keccak_f1600(uint64_t s[25]) {
-    uint64_t a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20, a21, a22, a23, a24;
-    uint64_t e0, e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12, e13, e14, e15, e16, e17, e18, e19, e20, e21, e22, e23, e24;
-    uint64_t b0, b1, b2, b3, b4, c0, c1, c2, c3, c4, d0, d1, d2, d3, d4;
-    a0 = s[0];
-    a1 = s[1];
-    a2 = s[2];
-    a3 = s[3];
-    a4 = s[4];
-    a5 = s[5];
-    a6 = s[6];
-    a7 = s[7];
-    a8 = s[8];
-    a9 = s[9];
-    a10 = s[10];
-    a11 = s[11];
-    a12 = s[12];
-    a13 = s[13];
-    a14 = s[14];
-    a15 = s[15];
-    a16 = s[16];
-    a17 = s[17];
-    a18 = s[18];
-    a19 = s[19];
-    a20 = s[20];
-    a21 = s[21];
-    a22 = s[22];
-    a23 = s[23];
-    a24 = s[24];
+    uint64_t FOR25(DECL_AE) unused_ = 0;
+    (void)unused_;
     for (int round = 0; round < 24; round += 2) {
-        c0 = a0 ^ a5 ^ a10 ^ a15 ^ a20;
-        c1 = a1 ^ a6 ^ a11 ^ a16 ^ a21;
-        c2 = a2 ^ a7 ^ a12 ^ a17 ^ a22;
-        c3 = a3 ^ a8 ^ a13 ^ a18 ^ a23;
-        c4 = a4 ^ a9 ^ a14 ^ a19 ^ a24;
-        d0 = c4 ^ ROL64(c1, 1);
-        d1 = c0 ^ ROL64(c2, 1);
-        d2 = c1 ^ ROL64(c3, 1);
-        d3 = c2 ^ ROL64(c4, 1);
-        d4 = c3 ^ ROL64(c0, 1);
-        b0 = a0 ^ d0;
-        b1 = ROL64(a6 ^ d1, 44);
-        b2 = ROL64(a12 ^ d2, 43);
-        b3 = ROL64(a18 ^ d3, 21);
-        b4 = ROL64(a24 ^ d4, 14);
-        e0 = b0 ^ (~b1 & b2) ^ RC[round];
-        e1 = b1 ^ (~b2 & b3);
-        e2 = b2 ^ (~b3 & b4);
-        e3 = b3 ^ (~b4 & b0);
-        e4 = b4 ^ (~b0 & b1);
-        b0 = ROL64(a3 ^ d3, 28);
-        b1 = ROL64(a9 ^ d4, 20);
-        b2 = ROL64(a10 ^ d0, 3);
-        b3 = ROL64(a16 ^ d1, 45);
-        b4 = ROL64(a22 ^ d2, 61);
-        e5 = b0 ^ (~b1 & b2);
-        e6 = b1 ^ (~b2 & b3);
-        e7 = b2 ^ (~b3 & b4);
-        e8 = b3 ^ (~b4 & b0);
-        e9 = b4 ^ (~b0 & b1);
-        b0 = ROL64(a1 ^ d1, 1);
-        b1 = ROL64(a7 ^ d2, 6);
-        b2 = ROL64(a13 ^ d3, 25);
-        b3 = ROL64(a19 ^ d4, 8);
-        b4 = ROL64(a20 ^ d0, 18);
-        e10 = b0 ^ (~b1 & b2);
-        e11 = b1 ^ (~b2 & b3);
-        e12 = b2 ^ (~b3 & b4);
-        e13 = b3 ^ (~b4 & b0);
-        e14 = b4 ^ (~b0 & b1);
-        b0 = ROL64(a4 ^ d4, 27);
-        b1 = ROL64(a5 ^ d0, 36);
-        b2 = ROL64(a11 ^ d1, 10);
-        b3 = ROL64(a17 ^ d2, 15);
-        b4 = ROL64(a23 ^ d3, 56);
-        e15 = b0 ^ (~b1 & b2);
-        e16 = b1 ^ (~b2 & b3);
-        e17 = b2 ^ (~b3 & b4);
-        e18 = b3 ^ (~b4 & b0);
-        e19 = b4 ^ (~b0 & b1);
-        b0 = ROL64(a2 ^ d2, 62);
-        b1 = ROL64(a8 ^ d3, 55);
-        b2 = ROL64(a14 ^ d4, 39);
-        b3 = ROL64(a15 ^ d0, 41);
-        b4 = ROL64(a21 ^ d1, 2);
-        e20 = b0 ^ (~b1 & b2);
-        e21 = b1 ^ (~b2 & b3);
-        e22 = b2 ^ (~b3 & b4);
-        e23 = b3 ^ (~b4 & b0);
-        e24 = b4 ^ (~b0 & b1);
-        c0 = e0 ^ e5 ^ e10 ^ e15 ^ e20;
-        c1 = e1 ^ e6 ^ e11 ^ e16 ^ e21;
-        c2 = e2 ^ e7 ^ e12 ^ e17 ^ e22;
-        c3 = e3 ^ e8 ^ e13 ^ e18 ^ e23;
-        c4 = e4 ^ e9 ^ e14 ^ e19 ^ e24;
-        d0 = c4 ^ ROL64(c1, 1);
-        d1 = c0 ^ ROL64(c2, 1);
-        d2 = c1 ^ ROL64(c3, 1);
-        d3 = c2 ^ ROL64(c4, 1);
-        d4 = c3 ^ ROL64(c0, 1);
-        b0 = e0 ^ d0;
-        b1 = ROL64(e6 ^ d1, 44);
-        b2 = ROL64(e12 ^ d2, 43);
-        b3 = ROL64(e18 ^ d3, 21);
-        b4 = ROL64(e24 ^ d4, 14);
-        a0 = b0 ^ (~b1 & b2) ^ RC[round + 1];
-        a1 = b1 ^ (~b2 & b3);
-        a2 = b2 ^ (~b3 & b4);
-        a3 = b3 ^ (~b4 & b0);
-        a4 = b4 ^ (~b0 & b1);
-        b0 = ROL64(e3 ^ d3, 28);
-        b1 = ROL64(e9 ^ d4, 20);
-        b2 = ROL64(e10 ^ d0, 3);
-        b3 = ROL64(e16 ^ d1, 45);
-        b4 = ROL64(e22 ^ d2, 61);
-        a5 = b0 ^ (~b1 & b2);
-        a6 = b1 ^ (~b2 & b3);
-        a7 = b2 ^ (~b3 & b4);
-        a8 = b3 ^ (~b4 & b0);
-        a9 = b4 ^ (~b0 & b1);
-        b0 = ROL64(e1 ^ d1, 1);
-        b1 = ROL64(e7 ^ d2, 6);
-        b2 = ROL64(e13 ^ d3, 25);
-        b3 = ROL64(e19 ^ d4, 8);
-        b4 = ROL64(e20 ^ d0, 18);
-        a10 = b0 ^ (~b1 & b2);
-        a11 = b1 ^ (~b2 & b3);
-        a12 = b2 ^ (~b3 & b4);
-        a13 = b3 ^ (~b4 & b0);
-        a14 = b4 ^ (~b0 & b1);
-        b0 = ROL64(e4 ^ d4, 27);
-        b1 = ROL64(e5 ^ d0, 36);
-        b2 = ROL64(e11 ^ d1, 10);
-        b3 = ROL64(e17 ^ d2, 15);
-        b4 = ROL64(e23 ^ d3, 56);
-        a15 = b0 ^ (~b1 & b2);
-        a16 = b1 ^ (~b2 & b3);
-        a17 = b2 ^ (~b3 & b4);
-        a18 = b3 ^ (~b4 & b0);
-        a19 = b4 ^ (~b0 & b1);
-        b0 = ROL64(e2 ^ d2, 62);
-        b1 = ROL64(e8 ^ d3, 55);
-        b2 = ROL64(e14 ^ d4, 39);
-        b3 = ROL64(e15 ^ d0, 41);
-        b4 = ROL64(e21 ^ d1, 2);
-        a20 = b0 ^ (~b1 & b2);
-        a21 = b1 ^ (~b2 & b3);
-        a22 = b2 ^ (~b3 & b4);
-        a23 = b3 ^ (~b4 & b0);
-        a24 = b4 ^ (~b0 & b1);
+        KECCAK_ROUND(uint64_t, ROL64, a, e, RC[round]);
+        KECCAK_ROUND(uint64_t, ROL64, e, a, RC[round + 1]);
     }
-    s[0] = a0;
-    s[1] = a1;
-    s[2] = a2;
-    s[3] = a3;
-    s[4] = a4;
-    s[5] = a5;
-    s[6] = a6;
-    s[7] = a7;
-    s[8] = a8;
-    s[9] = a9;
-    s[10] = a10;
-    s[11] = a11;
-    s[12] = a12;
-    s[13] = a13;
-    s[14] = a14;
-    s[15] = a15;
-    s[16] = a16;
-    s[17] = a17;
-    s[18] = a18;
-    s[19] = a19;
-    s[20] = a20;
-    s[21] = a21;
-    s[22] = a22;
-    s[23] = a23;
-    s[24] = a24;
+    FOR25(STORE_A)
 }
 
-static inline uint64_t load64_le(const uint8_t* p) {
+/* Eight independent states: lane l of every vector belongs to state l. The 8-lane permutation
+ * is used where it pays: with AVX-512 each rotation is one vprolq and each chi or 3-way XOR one
+ * vpternlogq over 8 lanes, ~5× the scalar permutation per state (Zen 4, scripts/bench_commit.py).
+ * Compiled for AVX2 it measured no faster than the scalar one here (rotations are 3 shifts/ors,
+ * 16 registers hold 8 of the 25 lane vectors), and other targets are unmeasured, so there (and
+ * with REPOPS_KECCAK_NO_VECTOR, which the tests use to check that path) batches go message by
+ * message through the scalar sponge. */
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__AVX512F__) && \
+    !defined(REPOPS_KECCAK_NO_VECTOR)
+#define KECCAK_X8 1
+typedef uint64_t v8 __attribute__((vector_size(8 * LANES)));
+
+KECCAK_TUNE static void keccak_f1600_x8(v8 s[25]) {
+    v8 FOR25(DECL_AE) unused_ = {0};
+    (void)unused_;
+    for (int round = 0; round < 24; round += 2) {
+        KECCAK_ROUND(v8, ROL64, a, e, RC[round]);
+        KECCAK_ROUND(v8, ROL64, e, a, RC[round + 1]);
+    }
+    FOR25(STORE_A)
+}
+#endif
+
+static inline uint64_t load64_le(const uint8_t* p) { /* one unaligned load on x86 (GCC, Clang) */
     return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
            (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
            (uint64_t)p[7] << 56;
 }
 
-/* Sponge over the 1088-bit rate; `pos` counts bytes absorbed into the current block. */
+static inline void store64_le(uint8_t* p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Scalar sponge over the 1088-bit rate (single messages, leftovers of batches); `pos` counts
+ * bytes absorbed into the current block. */
 typedef struct {
     uint64_t a[25];
     unsigned pos;
@@ -271,7 +199,7 @@ static void sp_final(sponge* s, uint8_t out[32]) {
     s->a[s->pos >> 3] ^= (uint64_t)0x01 << (8 * (s->pos & 7));
     s->a[(KECCAK_RATE - 1) >> 3] ^= (uint64_t)0x80 << (8 * ((KECCAK_RATE - 1) & 7));
     keccak_f1600(s->a);
-    for (int i = 0; i < 32; i++) out[i] = (uint8_t)(s->a[i >> 3] >> (8 * (i & 7)));
+    for (int i = 0; i < 4; i++) store64_le(out + 8 * i, s->a[i]);
 }
 
 void repops_keccak256(const uint8_t* data, int64_t len, uint8_t out[32]) {
@@ -281,16 +209,179 @@ void repops_keccak256(const uint8_t* data, int64_t len, uint8_t out[32]) {
     sp_final(&s, out);
 }
 
-/* keccak256(tag ‖ a ‖ b): every tree hash of commitments C3-C5 is a tag byte and its fields. */
-static void tagged_hash(uint8_t tag, const uint8_t* a, int64_t alen, const uint8_t* b,
-                        int64_t blen, uint8_t out[32]) {
+/* ---------------------------------------------------------------------------------------------
+ * Batched hashing. Every tree hash of commitments C2-C5 is keccak256(tag ‖ bytes): a message is
+ * its tag byte, a pointer to the rest and where its digest goes (out = NULL: a filler lane whose
+ * digest is dropped). */
+typedef struct {
+    const uint8_t* p;
+    int64_t len; /* bytes at p, the tag not counted */
+    uint8_t* out;
+    uint8_t tag;
+} kmsg;
+
+static inline int msg_blocks(int64_t len) { /* tag + len bytes + at least one padding byte */
+    return (int)((len + 1) / KECCAK_RATE) + 1;
+}
+
+/* One message through the scalar sponge. */
+static void hash_one(const kmsg* m) {
     sponge s;
     sp_init(&s);
-    sp_byte(&s, tag);
-    sp_absorb(&s, a, alen);
-    if (blen) sp_absorb(&s, b, blen);
-    sp_final(&s, out);
+    sp_byte(&s, m->tag);
+    sp_absorb(&s, m->p, m->len);
+    sp_final(&s, m->out);
 }
+
+#ifdef KECCAK_X8
+/* Word k (bytes 8k..8k+7) of the padded message tag ‖ p[0..len) ‖ 0x01 0…0 0x80 that has `nb`
+ * blocks. Words wholly inside the message are one load; the tag, the tail and the padding are
+ * assembled byte by byte. */
+static inline uint64_t msg_word(const kmsg* m, int64_t k, int nb) {
+    int64_t lo = 8 * k, end = m->len + 1; /* message bytes [0, end) with the tag at 0 */
+    uint64_t w = 0;
+    if (k > 0 && lo + 8 <= end) {
+        w = load64_le(m->p + lo - 1);
+    } else if (k == 0 && m->len >= 8) {
+        w = m->tag | load64_le(m->p) << 8;
+    } else {
+        for (int64_t j = lo; j < lo + 8 && j < end; j++)
+            w |= (uint64_t)(j == 0 ? m->tag : m->p[j - 1]) << (8 * (j - lo));
+        if (end >= lo && end < lo + 8) w |= (uint64_t)0x01 << (8 * (end - lo));
+    }
+    if (k == (int64_t)RATE_WORDS * nb - 1) w |= (uint64_t)0x80 << 56;
+    return w;
+}
+
+/* XOR bytes off..off+7 of each lane's memory into lane word *a: message words that lie wholly
+ * inside every lane's message, the bulk of a batch, loaded without per-lane tests. (An AVX-512
+ * gather of the eight addresses made the whole step 1.5× slower on Zen 4 than these loads.) */
+static inline void xor_load8(v8* a, const kmsg m[LANES], int64_t off) {
+    *a ^= (v8){load64_le(m[0].p + off), load64_le(m[1].p + off), load64_le(m[2].p + off),
+               load64_le(m[3].p + off), load64_le(m[4].p + off), load64_le(m[5].p + off),
+               load64_le(m[6].p + off), load64_le(m[7].p + off)};
+}
+
+/* Eight messages of `nb` blocks each, lane l = message l, in lockstep. Words 1..kfast lie
+ * inside every message (one load per lane), words from kzero on lie past every message's end
+ * (zero but for the final 0x80); only the words around the tag and the ends are assembled per
+ * lane by msg_word. */
+static void hash_batch8(const kmsg m[LANES], int nb) {
+    int64_t kfast = INT64_MAX, kzero = 0, klast = (int64_t)RATE_WORDS * nb - 1;
+    for (int l = 0; l < LANES; l++) {
+        int64_t end = m[l].len + 1;
+        kfast = end / 8 - 1 < kfast ? end / 8 - 1 : kfast;
+        kzero = end / 8 + 1 > kzero ? end / 8 + 1 : kzero;
+    }
+    v8 a[25];
+    memset(a, 0, sizeof a);
+    for (int b = 0; b < nb; b++) {
+        for (int w = 0; w < RATE_WORDS; w++) {
+            int64_t k = (int64_t)RATE_WORDS * b + w;
+            if (k >= 1 && k <= kfast) {
+                xor_load8(&a[w], m, 8 * k - 1);
+            } else if (k >= kzero) {
+                if (k == klast)
+                    for (int l = 0; l < LANES; l++) a[w][l] ^= (uint64_t)0x80 << 56;
+            } else {
+                for (int l = 0; l < LANES; l++) a[w][l] ^= msg_word(&m[l], k, nb);
+            }
+        }
+        if (b + 1 < nb)
+            for (int l = 0; l < LANES; l++) { /* the (up to 3) lines of block b + 1 */
+                const uint8_t* next = m[l].p + KECCAK_RATE * (b + 1) - 1;
+                PREFETCH(next);
+                PREFETCH(next + 64);
+                PREFETCH(next + KECCAK_RATE - 1);
+            }
+        keccak_f1600_x8(a);
+    }
+    for (int l = 0; l < LANES; l++)
+        if (m[l].out)
+            for (int i = 0; i < 4; i++) store64_le(m[l].out + 8 * i, a[i][l]);
+}
+
+#endif
+
+/* Longest message (after its tag) of MAX_BATCH_BLOCKS blocks: the tag and a padding byte fit. */
+#define MAX_BATCH_LEN ((int64_t)MAX_BATCH_BLOCKS * KECCAK_RATE - 2)
+
+static inline int64_t len_key(int64_t len) { /* counting-sort key: longer ones share one */
+    return len <= MAX_BATCH_LEN ? len : MAX_BATCH_LEN + 1;
+}
+
+/* Hash every message of ms[0..n) (any lengths, outputs anywhere but not overlapping any input).
+ * Messages are ordered by length (a stable counting sort, skipped when all lengths are equal as
+ * for tree nodes), so that a batch's lanes mostly share one length and its words load without
+ * per-lane tests, then cut into batches of up to eight messages with one block count. A batch
+ * short of eight is filled with dropped copies of its last message; a lone message takes the
+ * scalar sponge (one 8-lane permutation costs about two scalar ones). Threads take whole
+ * batches. */
+static void hash_msgs(const kmsg* ms, int64_t n, int threads) {
+    if (n <= 0) return;
+    int64_t blocks = 0;
+    int uniform = 1;
+    for (int64_t i = 0; i < n; i++) {
+        blocks += msg_blocks(ms[i].len);
+        uniform &= ms[i].len == ms[0].len;
+    }
+    const kmsg* ord = ms;
+    kmsg* sorted = NULL;
+    if (!uniform) {
+        int64_t* at = calloc((size_t)MAX_BATCH_LEN + 3, sizeof *at);
+        for (int64_t i = 0; i < n; i++) at[len_key(ms[i].len) + 1]++;
+        for (int64_t k = 1; k <= MAX_BATCH_LEN + 2; k++) at[k] += at[k - 1];
+        sorted = malloc((size_t)n * sizeof *sorted);
+        for (int64_t i = 0; i < n; i++) sorted[at[len_key(ms[i].len)]++] = ms[i];
+        free(at);
+        ord = sorted;
+    }
+    /* batch b is ord[first[b], first[b + 1]); past the last batch, messages too long to batch */
+    int64_t* first = malloc((size_t)(n / LANES + MAX_BATCH_BLOCKS + 2) * sizeof *first);
+    int64_t nbatch = 0, i = 0;
+    while (i < n && ord[i].len <= MAX_BATCH_LEN) {
+        int nb = msg_blocks(ord[i].len);
+        first[nbatch++] = i;
+        int64_t j = i + 1;
+        while (j < n && j < i + LANES && msg_blocks(ord[j].len) == nb) j++;
+        i = j;
+    }
+    first[nbatch] = i;
+#pragma omp parallel for schedule(dynamic, 8) num_threads(threads) if (threads > 1 && blocks >= PAR_MIN_BLOCKS)
+    for (int64_t bi = 0; bi < nbatch; bi++) {
+        const kmsg* m = ord + first[bi];
+        if (bi + 1 < nbatch) /* the first block of the next batch */
+            for (int64_t q = first[bi + 1]; q < first[bi + 2]; q++) {
+                PREFETCH(ord[q].p);
+                PREFETCH(ord[q].p + 64);
+                PREFETCH(ord[q].p + KECCAK_RATE - 2);
+            }
+        int lanes = (int)(first[bi + 1] - first[bi]), nb = msg_blocks(m[0].len);
+#ifndef KECCAK_X8
+        for (int l = 0; l < lanes; l++) hash_one(&m[l]);
+        (void)nb;
+#else
+        if (lanes == LANES) {
+            hash_batch8(m, nb);
+        } else if (lanes == 1) {
+            hash_one(m);
+        } else {
+            kmsg fill[LANES];
+            for (int l = 0; l < LANES; l++) {
+                fill[l] = m[l < lanes ? l : lanes - 1];
+                if (l >= lanes) fill[l].out = NULL;
+            }
+            hash_batch8(fill, nb);
+        }
+#endif
+    }
+    for (int64_t k = first[nbatch]; k < n; k++) hash_one(&ord[k]);
+    free(first);
+    free(sorted);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The commitment rules on top of hash_msgs. */
 
 static int64_t n_chunks(int64_t len) { /* commitments C2: at least one (empty) chunk */
     return len <= 0 ? 1 : (len + CHUNK_BYTES - 1) / CHUNK_BYTES;
@@ -302,115 +393,172 @@ static int64_t pow2_at_least(int64_t n) {
     return p;
 }
 
+/* Commitments C2 + C3 leaf messages: 0x00 ‖ chunk i of data, the last chunk short (an empty
+ * tensor has one empty chunk); digests to out + 32 i. Returns the count. */
+static int64_t chunk_msgs(const uint8_t* data, int64_t len, uint8_t* out, kmsg* ms) {
+    int64_t n = n_chunks(len);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t off = i * CHUNK_BYTES, m = len - off < CHUNK_BYTES ? len - off : CHUNK_BYTES;
+        ms[i] = (kmsg){data + off, m < 0 ? 0 : m, out + 32 * i, 0x00};
+    }
+    return n;
+}
+
+/* Commitments C3 inner-node messages 0x01 ‖ left ‖ right of one level: `src` holds 2 × half
+ * nodes, digests to dst (never overlapping src). */
+static void node_msgs(const uint8_t* src, int64_t half, uint8_t* dst, kmsg* ms) {
+    for (int64_t i = 0; i < half; i++) ms[i] = (kmsg){src + 64 * i, 64, dst + 32 * i, 0x01};
+}
+
 /* Commitments C2 + C3 leaves: keccak256(0x00 ‖ chunk), the last chunk short. out: n × 32. */
 void repops_chunk_leaves(const uint8_t* data, int64_t len, uint8_t* out, int threads) {
-    int64_t n = n_chunks(len);
-#pragma omp parallel for schedule(dynamic, 64) num_threads(threads) if (threads > 1 && n >= PAR_MIN_NODES)
-    for (int64_t i = 0; i < n; i++) {
-        int64_t off = i * CHUNK_BYTES;
-        int64_t m = len - off < CHUNK_BYTES ? len - off : CHUNK_BYTES;
-        tagged_hash(0x00, data + off, m < 0 ? 0 : m, NULL, 0, out + 32 * i);
-    }
+    kmsg* ms = malloc((size_t)n_chunks(len) * sizeof *ms);
+    hash_msgs(ms, chunk_msgs(data, len, out, ms), threads);
+    free(ms);
 }
 
-/* Commitments C3: one level up, keccak256(0x01 ‖ left ‖ right); `src` has 2 × half nodes. */
-static void merkle_up(const uint8_t* src, int64_t half, uint8_t* dst, int threads) {
-#pragma omp parallel for schedule(dynamic, 64) num_threads(threads) if (threads > 1 && half >= PAR_MIN_NODES)
-    for (int64_t i = 0; i < half; i++) tagged_hash(0x01, src + 64 * i, 64, NULL, 0, dst + 32 * i);
-}
-
-/* Commitments C3 in place: `buf` holds n leaves and room for P = next power of two ≥ n; the
- * ZERO padding is written here. The root ends in buf[0..32). Node i overwrites the input of
- * pair i/2, which a sequential loop has already read; a threaded level goes through `tmp`. */
-static void merkle_root_inplace(uint8_t* buf, int64_t n, int threads) {
+/* Commitments C3, every level: out has 2P - 1 nodes, the padded leaves first (ZERO padding
+ * written here), the root last (what the dispute game and proofs read). Each level goes
+ * through hash_msgs as one batch job. `out` may be `leaves` (already in place). */
+void repops_merkle_levels(const uint8_t* leaves, int64_t n, uint8_t* out, int threads) {
     int64_t p = pow2_at_least(n);
-    memset(buf + 32 * n, 0, (size_t)(32 * (p - n)));
-    uint8_t* tmp = NULL;
-    for (; p > 1; p /= 2) {
-        int64_t half = p / 2;
-        if (threads > 1 && half >= PAR_MIN_NODES) {
-            if (!tmp) tmp = malloc((size_t)(32 * half));
-            merkle_up(buf, half, tmp, threads);
-            memcpy(buf, tmp, (size_t)(32 * half));
-        } else {
-            merkle_up(buf, half, buf, 1);
-        }
+    if (out != leaves) memmove(out, leaves, (size_t)(32 * n));
+    memset(out + 32 * n, 0, (size_t)(32 * (p - n)));
+    kmsg* ms = p > 1 ? malloc((size_t)(p / 2) * sizeof *ms) : NULL;
+    for (uint8_t* level = out; p > 1; p /= 2) {
+        node_msgs(level, p / 2, level + 32 * p, ms);
+        hash_msgs(ms, p / 2, threads);
+        level += 32 * p;
     }
-    free(tmp);
+    free(ms);
 }
 
+/* Commitments C3 root of n ≥ 1 leaves (P = 1: the leaf itself). */
 void repops_merkle_root(const uint8_t* leaves, int64_t n, uint8_t out[32], int threads) {
     int64_t p = pow2_at_least(n);
-    uint8_t* buf = malloc((size_t)(32 * p));
-    memcpy(buf, leaves, (size_t)(32 * n));
-    merkle_root_inplace(buf, n, threads);
-    memcpy(out, buf, 32);
+    uint8_t* buf = malloc((size_t)(32 * (2 * p - 1)));
+    repops_merkle_levels(leaves, n, buf, threads);
+    memcpy(out, buf + 32 * (2 * p - 2), 32);
     free(buf);
 }
 
-/* Commitments C3, every level: out has 2P - 1 nodes, the padded leaves first, the root last
- * (what the dispute game and proofs read). */
-void repops_merkle_levels(const uint8_t* leaves, int64_t n, uint8_t* out, int threads) {
-    int64_t p = pow2_at_least(n);
-    memcpy(out, leaves, (size_t)(32 * n));
-    memset(out + 32 * n, 0, (size_t)(32 * (p - n)));
-    for (uint8_t* level = out; p > 1; p /= 2) {
-        merkle_up(level, p / 2, level + 32 * p, threads);
-        level += 32 * p;
+/* Commitments C4 for n tensors in one call: out + 32 i = keccak256(hdr_i ‖ data_root_i), with
+ * data_root_i the C3 root of tensor i's C2 chunk leaves and hdr_i = 0x02 ‖ dtype ‖ ndim ‖ dims
+ * (built by the caller, who validates dims). Why one call: a decode step has ~4,600 distinct
+ * tensors, mostly 2–6 KiB; batching the chunks of all of them (then each tree level of all of
+ * them, then the headers) fills the 8 lanes where one call per tensor would hash its 2–6 chunks
+ * alone, and saves ~4,600 calls' set-up. */
+void repops_tensor_roots(int64_t n, const uint8_t* const* data, const int64_t* lens,
+                         const uint8_t* const* hdrs, const int64_t* hlens, uint8_t* out,
+                         int threads) {
+    if (n <= 0) return;
+    /* tree i occupies nodes [base[i], base[i] + 2 P_i - 1) of `nodes`, laid out as
+     * repops_merkle_levels does: padded leaves first, root last */
+    int64_t* base = malloc((size_t)(n + 1) * sizeof *base);
+    int64_t chunks = 0, hbytes = 0, pmax = 1;
+    base[0] = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t c = n_chunks(lens[i]), p = pow2_at_least(c);
+        chunks += c;
+        hbytes += hlens[i] + 32;
+        pmax = p > pmax ? p : pmax;
+        base[i + 1] = base[i] + 2 * p - 1;
     }
+    uint8_t* nodes = malloc((size_t)(32 * base[n]));
+    int64_t nmsg = chunks > n ? chunks : n;
+    kmsg* ms = malloc((size_t)nmsg * sizeof *ms);
+
+    /* C2 + C3 leaves of every tensor, ZERO padding up to P_i */
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t c = chunk_msgs(data[i], lens[i], nodes + 32 * base[i], ms + m);
+        int64_t p = (base[i + 1] - base[i] + 1) / 2;
+        memset(nodes + 32 * (base[i] + c), 0, (size_t)(32 * (p - c)));
+        m += c;
+    }
+    hash_msgs(ms, m, threads);
+
+    /* C3 levels: level j of every tree with P_i ≥ 2^j, one batch job per j. Level j of a tree
+     * of P padded leaves has P / 2^j nodes and starts 2P - 2P / 2^j nodes into it. */
+    for (int64_t width = 2; width <= pmax; width *= 2) {
+        m = 0;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t p = (base[i + 1] - base[i] + 1) / 2, half = p / width;
+            if (half == 0) continue;
+            uint8_t* tree = nodes + 32 * base[i];
+            node_msgs(tree + 32 * (2 * p - 4 * half), half, tree + 32 * (2 * p - 2 * half),
+                      ms + m);
+            m += half;
+        }
+        hash_msgs(ms, m, threads);
+    }
+
+    /* C4: header ‖ data root, copied together so each is one message (tag = its first byte) */
+    uint8_t* recs = malloc((size_t)hbytes + 1);
+    uint8_t* r = recs;
+    for (int64_t i = 0; i < n; i++) {
+        memcpy(r, hdrs[i], (size_t)hlens[i]);
+        memcpy(r + hlens[i], nodes + 32 * (base[i + 1] - 1), 32);
+        ms[i] = (kmsg){r + 1, hlens[i] + 31, out + 32 * i, r[0]};
+        r += hlens[i] + 32;
+    }
+    hash_msgs(ms, n, threads);
+    free(recs);
+    free(ms);
+    free(nodes);
+    free(base);
+}
+
+/* Commitments C4 of one tensor: keccak256(header ‖ data_root). */
+void repops_tensor_root(const uint8_t* hdr, int64_t hlen, const uint8_t* data, int64_t len,
+                        uint8_t out[32], int threads) {
+    repops_tensor_roots(1, &data, &len, &hdr, &hlen, out, threads);
 }
 
 /* Commitments C2 + C3: the data root of a tensor's canonical bytes in one call. */
 void repops_tensor_data_root_mt(const uint8_t* data, int64_t len, uint8_t out[32], int threads) {
     int64_t n = n_chunks(len), p = pow2_at_least(n);
-    uint8_t small[32 * 16];
-    uint8_t* buf = p <= 16 ? small : malloc((size_t)(32 * p));
+    uint8_t* buf = malloc((size_t)(32 * (2 * p - 1)));
     repops_chunk_leaves(data, len, buf, threads);
-    merkle_root_inplace(buf, n, threads);
-    memcpy(out, buf, 32);
-    if (buf != small) free(buf);
+    repops_merkle_levels(buf, n, buf, threads);
+    memcpy(out, buf + 32 * (2 * p - 2), 32);
+    free(buf);
 }
 
 void repops_tensor_data_root(const uint8_t* data, int64_t len, uint8_t out[32]) {
     repops_tensor_data_root_mt(data, len, out, 1);
 }
 
-/* Commitments C4: keccak256(header ‖ data_root), header = 0x02 ‖ dtype ‖ ndim ‖ dims (built by
- * the caller, who validates dims). */
-void repops_tensor_root(const uint8_t* hdr, int64_t hlen, const uint8_t* data, int64_t len,
-                        uint8_t out[32], int threads) {
-    uint8_t root[32];
-    repops_tensor_data_root_mt(data, len, root, threads);
-    sponge s;
-    sp_init(&s);
-    sp_absorb(&s, hdr, hlen);
-    sp_absorb(&s, root, 32);
-    sp_final(&s, out);
-}
-
 /* Commitments C5 leaves: keccak256(0x03 ‖ uint32 i (big-endian) ‖ op_hash ‖ output_root).
- * op_hashes and roots are n × 32 each. */
+ * op_hashes and roots are n × 32 each; the 68-byte records after the tag are assembled first so
+ * each leaf is one message. */
 void repops_trace_leaves(const uint8_t* op_hashes, const uint8_t* roots, int64_t n, uint8_t* out,
                          int threads) {
-#pragma omp parallel for schedule(dynamic, 64) num_threads(threads) if (threads > 1 && n >= PAR_MIN_NODES)
+    if (n <= 0) return;
+    uint8_t* recs = malloc((size_t)(68 * n));
+    kmsg* ms = malloc((size_t)n * sizeof *ms);
     for (int64_t i = 0; i < n; i++) {
-        uint8_t rec[68];
+        uint8_t* rec = recs + 68 * i;
         rec[0] = (uint8_t)(i >> 24);
         rec[1] = (uint8_t)(i >> 16);
         rec[2] = (uint8_t)(i >> 8);
         rec[3] = (uint8_t)i;
         memcpy(rec + 4, op_hashes + 32 * i, 32);
         memcpy(rec + 36, roots + 32 * i, 32);
-        tagged_hash(0x03, rec, 68, NULL, 0, out + 32 * i);
+        ms[i] = (kmsg){rec, 68, out + 32 * i, 0x03};
     }
+    hash_msgs(ms, n, threads);
+    free(ms);
+    free(recs);
 }
 
-/* Commitments C5: trace root over n ≥ 1 leaves. */
+/* Commitments C5: trace root over n ≥ 1 leaves (C3 tree of the C5 leaves). */
 void repops_trace_root(const uint8_t* op_hashes, const uint8_t* roots, int64_t n, uint8_t out[32],
                        int threads) {
-    uint8_t* buf = malloc((size_t)(32 * pow2_at_least(n)));
+    int64_t p = pow2_at_least(n);
+    uint8_t* buf = malloc((size_t)(32 * (2 * p - 1)));
     repops_trace_leaves(op_hashes, roots, n, buf, threads);
-    merkle_root_inplace(buf, n, threads);
-    memcpy(out, buf, 32);
+    repops_merkle_levels(buf, n, buf, threads);
+    memcpy(out, buf + 32 * (2 * p - 2), 32);
     free(buf);
 }
