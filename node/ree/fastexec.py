@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property, partial
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from referee.execute import ArrayView
 from referee.f32 import NAN, NEG_INF, NEG_ZERO
 from referee.layout import Code, Dim, Fn, Src, Symbols, TraceOp, TraceProgram, is_binary
 from referee.ops import EvalContext, elements
+from repops.cpu import kernels as cpu_kernels
 
 _TORCH = {"float32": torch.float32, "int32": torch.int32, "int64": torch.int64,
           "uint8": torch.uint8}
@@ -44,6 +45,10 @@ _BIN = {Fn.ADD: repops.add, Fn.SUB: repops.sub, Fn.MUL: repops.mul, Fn.DIV: repo
         Fn.MAX: repops.maximum, Fn.MIN: repops.minimum}
 _UN = {Fn.NEG: repops.neg, Fn.SQRT: repops.sqrt, Fn.EXP: repops.exp, Fn.LOG: repops.log,
        Fn.SIGMOID: repops.sigmoid, Fn.SILU: repops.silu}
+# The same ops straight to the CPU kernels: the executor's inputs are float32 tensors on
+# one device by construction, so `repops`' argument checks (~15 µs a call) only cost time.
+_CPU_BIN = {fn: partial(cpu_kernels.binary, f.__name__) for fn, f in _BIN.items()}
+_CPU_UN = {fn: partial(cpu_kernels.unary, f.__name__) for fn, f in _UN.items()}
 
 
 class FastExecError(RuntimeError):
@@ -64,6 +69,30 @@ def _rows_cols(shape: Sequence[int]) -> tuple[int, int, int]:
     if len(shape) == 1:
         return 1, 1, int(shape[0])
     return _numel(shape[:-2]), int(shape[-2]), int(shape[-1])
+
+
+def _shape_fn(op: TraceOp, const: tuple[int, ...] | None
+              ) -> Callable[[Symbols], tuple[int, ...]]:
+    if const is not None:
+        return lambda sym: const
+    coeffs = tuple((d.c0, d.seq, d.past) for d in op.dims)
+    by_seq = not any(d.past for d in op.dims)  # the same shape at every decode step
+    memo: dict[object, tuple[int, ...]] = {}
+
+    def shape(sym: Symbols) -> tuple[int, ...]:
+        key = sym.seq if by_seq else (sym.seq, sym.past)
+        out = memo.get(key)
+        if out is None:
+            s, p = sym.seq, sym.past
+            out = tuple([c0 + cs * s + cp * p for c0, cs, cp in coeffs])
+            if out and min(out) < 0:
+                return op.shape(sym)  # raises, naming the op and the dim
+            if not by_seq:
+                memo.clear()  # one step's shape: asked by the handler, then the check
+            memo[key] = out
+        return out
+
+    return shape
 
 
 def bits_scalar(bits: int, device: torch.device) -> torch.Tensor:
@@ -214,10 +243,13 @@ class FastExecutor:
         self._scalars: dict[int, torch.Tensor] = {}
         self._shapes = {id(op): self._const_shape(op) for op in program.ops}
         self._chains = self._build_chains()
-        self._chain_out: tuple[int, torch.Tensor] | None = None
+        self._chain_out: tuple[int, tuple[torch.Tensor, ...]] | None = None
         self._canonical = self._canonical_outputs()
-        self._trees = ({j: ft.TreeRunner(t) for j, t in ft.find_trees(program).items()}
-                       if self.device.type == "cpu" else {})
+        self._trees: dict[int, ft.TreeRunner | ft.ArgTreeRunner] = {}
+        if self.device.type == "cpu":
+            self._trees.update((j, ft.TreeRunner(t)) for j, t in ft.find_trees(program).items())
+            self._trees.update((j, ft.ArgTreeRunner(t))
+                               for j, t in ft.find_argtrees(program).items())
         self._tree_of = {i: (j, n) for j, r in self._trees.items()
                          for n, i in enumerate(r.tree.levels) if n}
         self._tree_out: tuple[int, list[torch.Tensor]] | None = None
@@ -259,14 +291,14 @@ class FastExecutor:
 
     def _step(self, st: StepState, feed_token: int | None) -> list[torch.Tensor]:
         outs: list[torch.Tensor] = []
-        ops, shapes, sym = self.program.ops, self._shapes, st.sym
+        ops, shape_of, sym = self.program.ops, self._shape_fns, st.sym
         self._feed = feed_token
         for j, h in enumerate(self._handlers):
             try:
                 y = h(outs, st)
             except (ValueError, RuntimeError, TypeError) as e:
                 raise FastExecError(f"op {j} ({ops[j].name}) at step {st.step}: {e}") from e
-            want = shapes[id(ops[j])] or ops[j].shape(sym)
+            want = shape_of[j](sym)
             if y.shape != want:
                 raise FastExecError(f"op {j} ({ops[j].name}) produced {tuple(y.shape)}, "
                                     f"program says {want}")
@@ -274,7 +306,17 @@ class FastExecutor:
         return outs
 
     def _out_shape(self, op: TraceOp, sym: Symbols) -> tuple[int, ...]:
-        return self._shapes.get(id(op)) or op.shape(sym)
+        return self._shape_fns[self._index[id(op)]](sym)
+
+    @cached_property
+    def _index(self) -> dict[int, int]:
+        return {id(op): j for j, op in enumerate(self.program.ops)}
+
+    @cached_property
+    def _shape_fns(self) -> list[Callable[[Symbols], tuple[int, ...]]]:
+        """Per op its output shape at a step (§L3): constant shapes once, the others from
+        their affine coefficients (`TraceOp.shape` costs ~4 µs, asked ~8,000 times a step)."""
+        return [_shape_fn(op, self._shapes[id(op)]) for op in self.program.ops]
 
     @staticmethod
     def _const_shape(op: TraceOp) -> tuple[int, ...] | None:
@@ -318,6 +360,13 @@ class FastExecutor:
             if j in self._tree_of:
                 return self._tree_level(self._tree_of[j], level)
             return level
+        if op.code == Code.ARGFOLD and j in self._trees:
+            return self._argtree_head(j, getters[0], generic)
+        if op.code == Code.ARGFOLD and j in self._tree_of:
+            return self._tree_level(self._tree_of[j], generic)
+        if (op.code == Code.DOT and len(getters) == 3 and op.inputs[1].src == Src.OP
+                and op.attrs[3] != 2):
+            return self._act_segment(j, op, getters)
         if op.code in (Code.EW, Code.DOT, Code.MOVE):
             fn = {Code.EW: self._ew, Code.DOT: self._dot,
                   Code.MOVE: lambda o, ins, st: self._move(o, ins[0], st)}[op.code]
@@ -424,8 +473,11 @@ class FastExecutor:
                     return generic(outs, st)
             else:
                 self._flags.append(flag)
-            self._chain_out = (j, y)
-            return y[0].reshape(self._out_shape(op, st.sym))
+            # every segment of a chain has the first one's dims (find_chains): one unbind
+            # gives all of them their output tensors, so a tail only picks its own
+            views = y.reshape(len(chain.bounds), *self._out_shape(op, st.sym)).unbind(0)
+            self._chain_out = (j, views)
+            return views[0]
 
         return first
 
@@ -437,7 +489,7 @@ class FastExecutor:
             c = self._chain_out
             if c is None or c[0] != first:
                 return generic(outs, st)
-            return c[1][s].reshape(self._out_shape(op, st.sym))
+            return c[1][s]
 
         return tail
 
@@ -536,6 +588,24 @@ class FastExecutor:
             cols = torch.arange(n, device=self.device).reshape(1, 1, n)
             res = torch.where(cols > st.sym.past + rows, self._scalar(NEG_INF), res)
         return res.reshape(out_shape)
+
+    def _act_segment(self, j: int, op: TraceOp, getters: list[Callable]
+                     ) -> Callable[[list, StepState], torch.Tensor]:
+        """An activation DOT segment with an accumulator: attention's p·v runs one per 64
+        keys of the whole context, and every segment past the live keys is its accumulator
+        (§L5.3), which shapes alone tell; `_dot`'s first test, ahead of its other work."""
+        k0 = op.attrs[0]
+        g0, g1, g2 = getters
+        dot, shape = self._dot, self._shape_fns[j]
+
+        def segment(outs: list, st: StepState) -> torch.Tensor:
+            a, b, acc = g0(outs, st), g1(outs, st), g2(outs, st)
+            if (acc is not None and k0 >= a.shape[-1] and acc.shape == shape(st.sym)
+                    and (b is None or b.shape[-1] == a.shape[-1])):
+                return acc
+            return dot(op, [a, b, acc], st)
+
+        return segment
 
     def _act_dot(self, a: torch.Tensor, b: torch.Tensor, acc: torch.Tensor | None, k0: int,
                  kend: int, group: int, causal: int, st: StepState
@@ -666,6 +736,22 @@ class FastExecutor:
 
         return head
 
+    def _argtree_head(self, j: int, x_of: Callable, level: Callable
+                      ) -> Callable[[list, StepState], torch.Tensor]:
+        """First level of an ARGFOLD tree: every level at once (node/ree/fold_tree.py)."""
+        runner = self._trees[j]
+
+        def head(outs: list, st: StepState) -> torch.Tensor:
+            self._tree_out = None
+            x = x_of(outs, st)
+            ys = runner.run(x) if x.dtype == torch.float32 else None
+            if ys is None:
+                return level(outs, st)
+            self._tree_out = (j, ys)
+            return ys[0]
+
+        return head
+
     def _tree_level(self, at: tuple[int, int], level: Callable
                     ) -> Callable[[list, StepState], torch.Tensor]:
         first, n = at
@@ -713,13 +799,14 @@ class FastExecutor:
         fn, scalar, mask, fill = op.attrs
         out_shape = self._out_shape(op, st.sym)
         a = ins[0]
+        cpu = self.device.type == "cpu" and a.dtype == torch.float32
         if is_binary(fn):
             b = ins[1] if len(ins) > 1 else self._scalar(scalar)
-            res = _BIN[fn](a, b)
+            res = (_CPU_BIN if cpu and b.dtype == torch.float32 else _BIN)[fn](a, b)
         elif fn == Fn.COPY:
             res = canon(a).clone()
         else:
-            res = _UN[fn](a)
+            res = (_CPU_UN if cpu else _UN)[fn](a)
         if res.shape != out_shape:
             res = res.expand(out_shape).contiguous()
         if mask:

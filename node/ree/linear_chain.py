@@ -54,7 +54,7 @@ def find_chains(program: TraceProgram) -> dict[int, Chain]:
 
     A chain is only recognised in the exact shape the lowering emits (same A, same weight,
     each segment's accumulator the previous op, contiguous k ranges from 0, no group or
-    causal mask); anything else stays with the op-by-op executor.
+    causal mask, the same output dims); anything else stays with the op-by-op executor.
     """
     ops, out, j = program.ops, {}, 0
     while j < len(ops):
@@ -71,7 +71,8 @@ def find_chains(program: TraceProgram) -> dict[int, Chain]:
                     or nx.inputs[1].src != Src.WEIGHT or nx.inputs[1].root != root
                     or nx.inputs[2].src != Src.OP or nx.inputs[2].op != i - 1
                     or nx.inputs[2].back != 0 or nx.attrs[2:] != (1, 0)
-                    or nx.attrs[0] != bounds[-1][1] or nx.attrs[1] <= nx.attrs[0]):
+                    or nx.attrs[0] != bounds[-1][1] or nx.attrs[1] <= nx.attrs[0]
+                    or nx.dims != op.dims or nx.dtype != op.dtype):
                 break
             bounds.append((nx.attrs[0], nx.attrs[1]))
             i += 1

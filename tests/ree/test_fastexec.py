@@ -135,6 +135,8 @@ def test_fold_trees_on_edge_values():
     bits = table.view(np.uint32)
     bits[0, :6] = [0x7FC00001, 0xFFC00000, 0x7F800001, 0xFFFFFFFF, 0x80000000, 0x00000000]
     bits[1, :] = 0x80000000  # a row of -0.0: the sum must stay -0.0
+    table[2] = np.arange(width, dtype=np.float32)  # NaNs at 34 then 18 meet at the argmax's
+    bits[2, [18, 34]] = 0x7FC00000  # second level: two NaNs, the lower index wins
     lw = Lowering(segment=8, max_ctx=8)
     rt = tensor_root_np(table)
     toks = lw.tokens(0)

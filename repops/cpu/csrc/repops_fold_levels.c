@@ -42,3 +42,40 @@ void repops_fold_levels(const float *x, int64_t rows, int64_t w, int64_t nlev,
     }
     REPOPS_FP_EXIT;
 }
+
+/* docs/trace-layout.md §L5.5 ARGFOLD, the index tree of spec §6.11 argmax: level l keeps
+ * indices into the row x; out[i] = the winner of ids[i] and ids[i + c_l] for i < w_l - c_l,
+ * ids[i] for the rest up to min(w_l, c_l). The winner is the larger value, the lower index on
+ * a tie (-0 == +0) and on two NaNs, the NaN against a number. */
+static inline int32_t arg_winner(const float *x, int32_t ia, int32_t ib) {
+    float va = x[ia], vb = x[ib];
+    int na = va != va, nb = vb != vb;
+    int32_t lo = ia < ib ? ia : ib;
+    if (na || nb) return na && nb ? lo : (na ? ia : ib);
+    return va > vb ? ia : (vb > va ? ib : lo);
+}
+
+/* x: rows × v values; ids: rows × w indices of the first level's input, or NULL for the
+ * whole row (0 … v-1, w = v); out: the levels back to back, level l rows × min(w_l, c_l). */
+void repops_argfold_levels(const float *x, int64_t rows, int64_t v, const int32_t *ids,
+                           int64_t w, int64_t nlev, const int64_t *caps, int32_t *out) {
+    const int32_t *in = ids;
+    int64_t win = ids ? w : v;
+    for (int64_t l = 0; l < nlev; l++) {
+        int64_t cap = caps[l], wout = win < cap ? win : cap, npair = win > cap ? win - cap : 0;
+        for (int64_t r = 0; r < rows; r++) {
+            const float *xr = x + r * v;
+            const int32_t *a = in ? in + r * win : NULL;
+            int32_t *o = out + r * wout;
+            int64_t i = 0;
+            for (; i < npair; i++) {
+                int32_t ia = a ? a[i] : (int32_t)i, ib = a ? a[i + cap] : (int32_t)(i + cap);
+                o[i] = arg_winner(xr, ia, ib);
+            }
+            for (; i < wout; i++) o[i] = a ? a[i] : (int32_t)i;
+        }
+        in = out;
+        out += rows * wout;
+        win = wout;
+    }
+}
