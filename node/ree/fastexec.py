@@ -95,6 +95,30 @@ def _shape_fn(op: TraceOp, const: tuple[int, ...] | None
     return shape
 
 
+def _cpu_grouped_gemm(a: torch.Tensor, b: torch.Tensor, group: int, k0: int, kend: int
+                      ) -> torch.Tensor:
+    """§L5.3 activation DOT from +0.0 on the CPU: out[i] = a[i, :, k0:kend] · b[i // group,
+    :, k0:kend]ᵀ, one strided call of the RepOps GEMM per head (spec §3.2 chain; b is read as
+    W[N, K], so neither the grouped keys are repeated nor a transpose copied)."""
+    a, b = a.contiguous(), b.contiguous()
+    ba, r, k = a.shape
+    n = b.shape[1]
+    out = torch.empty((ba, r, n), dtype=torch.float32)
+    gemm, nt = _gemm_fn(), cpu_kernels.threads()
+    ap, bp, op = a.data_ptr() + 4 * k0, b.data_ptr() + 4 * k0, out.data_ptr()
+    for i in range(ba):
+        gemm(r, n, kend - k0, ap + 4 * i * r * k, k, bp + 4 * (i // group) * n * k, 1, k,
+             op + 4 * i * r * n, n, nt)
+    return out
+
+
+@cache
+def _gemm_fn():  # noqa: ANN202 - ctypes function
+    from repops.cpu.build import load
+
+    return load().repops_gemm
+
+
 def bits_scalar(bits: int, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.array([bits], dtype=np.uint32).view(np.float32)).to(device)
 
@@ -611,7 +635,6 @@ class FastExecutor:
                  kend: int, group: int, causal: int, st: StepState
                  ) -> tuple[torch.Tensor, bool]:
         ba, r, _ = a.shape
-        bg = b.repeat_interleave(group, dim=0) if group > 1 else b
         check = False
         if causal == 1:  # masked keys become zero products after the live ones (docstring)
             if r and kend > st.sym.past + 1:  # row 0 sees keys [0, past]: some key masked
@@ -620,6 +643,9 @@ class FastExecutor:
                 live = cols <= st.sym.past + rows
                 a = torch.where(live, a, torch.zeros((), dtype=a.dtype, device=a.device))
                 check = True
+        if acc is None and self.device.type == "cpu":
+            return _cpu_grouped_gemm(a, b, group, k0, kend), check
+        bg = b.repeat_interleave(group, dim=0) if group > 1 else b
         if acc is None:
             lo = k0
         elif r == 1:
