@@ -142,28 +142,31 @@ def bench(seconds: float) -> dict:
     }
 
 
-def _best_seconds(fn: Callable[[], object], seconds: float) -> float:
-    """Fastest single call over at least `seconds` (3 windows, at least 3 calls each): the
-    machine is shared, the minimum is the undisturbed cost."""
-    fn()
-    best = float("inf")
-    for _ in range(3):
-        n, t0 = 0, time.perf_counter()
-        while n < 3 or time.perf_counter() - t0 < seconds / 3:
-            t1 = time.perf_counter()
+def _interleaved_best(cases: dict, seconds: float) -> dict:
+    """Fastest single call of each case, the cases taking turns for `seconds` in all: on a
+    shared machine a busy spell then slows every case alike instead of the one that ran in
+    it."""
+    best = {key: float("inf") for key in cases}
+    t_end = time.perf_counter() + seconds
+    rounds = 0
+    while rounds < 3 or time.perf_counter() < t_end:
+        for key, fn in cases.items():
+            t0 = time.perf_counter()
             fn()
-            best = min(best, time.perf_counter() - t1)
-            n += 1
+            best[key] = min(best[key], time.perf_counter() - t0)
+        rounds += 1
     return best
 
 
-def record_step() -> tuple[list[np.ndarray], float]:
+def record_step() -> tuple[list[np.ndarray], float, int]:
     """The distinct output tensors of one real SmolLM2 decode step (FastExecutor on CPU, step 1
-    after the prompt) and that step's execution seconds (best of 3)."""
+    after the prompt), that step's execution seconds (best of 3) and the RepOps kernels' thread
+    count it ran with."""
     import torch
 
     from node.ree.fastexec import FastExecutor
     from node.ree.model import load_model
+    from repops.cpu import kernels
 
     model = load_model("smollm2", max_ctx=2048, with_model_hash=False)
     toks = model.tokenizer().encode_chat(PROMPT)
@@ -177,7 +180,8 @@ def record_step() -> tuple[list[np.ndarray], float]:
             outs = ex.run_step(1, toks)
             exec_s = min(exec_s, time.perf_counter() - t0)
     uniq = {id(t): t for t in outs}
-    return [t.detach().contiguous().numpy().copy() for t in uniq.values()], exec_s
+    return ([t.detach().contiguous().numpy().copy() for t in uniq.values()], exec_s,
+            kernels.threads())
 
 
 def synthetic_step() -> list[np.ndarray]:
@@ -230,18 +234,22 @@ def bench_step(arrays: list[np.ndarray], seconds: float, baseline: ctypes.CDLL |
     if baseline is not None:
         assert _per_tensor(baseline, ptrs, sizes, heads, 1) == ref
     total = sum(sizes)
+    cases: dict[tuple[int, str], Callable[[], object]] = {}
+    for threads in (1, 2):
+        cases[threads, "batched"] = \
+            lambda t=threads: commit.tensor_roots_at(ptrs, sizes, heads, t)
+        cases[threads, "per_tensor"] = lambda t=threads: _per_tensor(lib, ptrs, sizes, heads, t)
+        if baseline is not None:
+            cases[threads, "baseline_per_tensor"] = \
+                lambda t=threads: _per_tensor(baseline, ptrs, sizes, heads, t)
+    best = _interleaved_best(cases, seconds * len(cases) / 2)
     rows = []
     for threads in (1, 2):
-        row = {"threads": threads}
-        cases = {"batched": lambda t=threads: commit.tensor_roots_at(ptrs, sizes, heads, t),
-                 "per_tensor": lambda t=threads: _per_tensor(lib, ptrs, sizes, heads, t)}
-        if baseline is not None:
-            cases["baseline_per_tensor"] = \
-                lambda t=threads: _per_tensor(baseline, ptrs, sizes, heads, t)
-        for name, fn in cases.items():
-            sec = _best_seconds(fn, seconds)
-            row[f"{name}_ms"] = sec * 1e3
-            row[f"{name}_mb_s"] = total / sec / 1e6
+        row: dict = {"threads": threads}
+        for (t, name), sec in best.items():
+            if t == threads:
+                row[f"{name}_ms"] = sec * 1e3
+                row[f"{name}_mb_s"] = total / sec / 1e6
         rows.append(row)
     commit.set_backend("auto")
     return {"tensors": len(arrays), "bytes": total,
@@ -259,8 +267,8 @@ def single_thread_tensors(seconds: float, baseline: ctypes.CDLL | None) -> list[
         row = {"tensor": label, "bytes": arr.nbytes}
         libs = {"c": lib} if baseline is None else {"baseline": baseline, "c": lib}
         args = ([arr.ctypes.data], [arr.nbytes], [head], 1)
-        for name, lb in libs.items():
-            sec = _best_seconds(lambda lb=lb, a=args: _per_tensor(lb, *a), seconds / 2)
+        cases = {name: lambda lb=lb, a=args: _per_tensor(lb, *a) for name, lb in libs.items()}
+        for name, sec in _interleaved_best(cases, seconds * len(cases) / 2).items():
             row[f"{name}_mb_s"] = arr.nbytes / sec / 1e6
         rows.append(row)
     return rows
@@ -323,8 +331,9 @@ def markdown(r: dict) -> str:
         out += ["## One SmolLM2 decode step: C4 roots of every distinct output tensor", "",
                 f"{st['source']}: {st['tensors']} tensors, {st['bytes'] / 1e6:.1f} MB, "
                 f"{st['chunks']} chunks of 1 KiB."
-                + (f" Executing the step (FastExecutor, CPU, 2 threads): "
-                   f"{st['exec_ms']:.0f} ms." if st.get("exec_ms") else ""),
+                + (f" Executing the step (FastExecutor, CPU, RepOps kernels on "
+                   f"{st['exec_threads']} thread(s), best of 3): {st['exec_ms']:.0f} ms."
+                   if st.get("exec_ms") else ""),
                 "Per tensor = one `repops_tensor_root` call per tensor (node/ree/trace.py "
                 "before); batched = one `tensor_roots_at` call for the step (now)"
                 + (f"; baseline = the per-tensor calls on the C file of revision {base} "
@@ -417,10 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     commit.set_backend("c")
     r["single_thread"] = single_thread_tensors(args.seconds, baseline)
     if args.step != "none":
-        arrays, exec_s, source = None, None, "built-in leaf mix (DECODE_STEP_MIX)"
+        arrays, exec_s, exec_threads = None, None, None
+        source = "built-in leaf mix (DECODE_STEP_MIX)"
         if args.step == "model":
             try:
-                arrays, exec_s = record_step()
+                arrays, exec_s, exec_threads = record_step()
                 source = "recorded SmolLM2 decode step"
             except Exception as e:  # no model, no torch: the built-in mix of the same sizes
                 print(f"recording a step failed ({type(e).__name__}: {e}); built-in mix",
@@ -428,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         if arrays is None:
             arrays = synthetic_step()
         r["step"] = {"source": source, "exec_ms": exec_s * 1e3 if exec_s else None,
+                     "exec_threads": exec_threads,
                      **bench_step(arrays, args.seconds, baseline)}
     if args.e2e:
         r["e2e"] = bench_e2e(args.e2e_tokens)
