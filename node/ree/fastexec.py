@@ -316,10 +316,12 @@ class FastExecutor:
     def _step(self, st: StepState, feed_token: int | None) -> list[torch.Tensor]:
         outs: list[torch.Tensor] = []
         ops, shape_of, sym = self.program.ops, self._shape_fns, st.sym
-        self._feed = feed_token
-        for j, h in enumerate(self._handlers):
+        handlers, n = self._handlers, len(self._handlers)
+        self._feed, self._sym = feed_token, sym
+        j = 0
+        while j < n:
             try:
-                y = h(outs, st)
+                y = handlers[j](outs, st)
             except (ValueError, RuntimeError, TypeError) as e:
                 raise FastExecError(f"op {j} ({ops[j].name}) at step {st.step}: {e}") from e
             want = shape_of[j](sym)
@@ -327,7 +329,28 @@ class FastExecutor:
                 raise FastExecError(f"op {j} ({ops[j].name}) produced {tuple(y.shape)}, "
                                     f"program says {want}")
             outs.append(y)
+            j += 1
+            rest = self._group_rest(j - 1)
+            if rest:  # a chain's or tree's other ops, computed with its first: no dispatch
+                outs.extend(rest)
+                j += len(rest)
         return outs
+
+    def _group_rest(self, j: int) -> tuple[torch.Tensor, ...] | list[torch.Tensor] | None:
+        """The outputs of ops j+1 … that op j's handler computed with its own: a linear's
+        other segments (their dims are the first's, `find_chains`) or a tree's other levels
+        (shapes checked here against the program, as the step loop would)."""
+        c = self._chain_out
+        if c is not None and c[0] == j:
+            return c[1][1:]
+        t = self._tree_out
+        if t is None or t[0] != j:
+            return None
+        shape_of, sym = self._shape_fns, self._sym
+        for i, y in enumerate(t[1][1:], j + 1):
+            if y.shape != shape_of[i](sym):
+                return None  # the step loop runs the level itself and names the mismatch
+        return t[1][1:]
 
     def _out_shape(self, op: TraceOp, sym: Symbols) -> tuple[int, ...]:
         return self._shape_fns[self._index[id(op)]](sym)
