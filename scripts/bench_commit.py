@@ -278,7 +278,7 @@ def _versions() -> dict:
     import Crypto
 
     cc = subprocess.run([build._compiler(), "--version"], capture_output=True, text=True)
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+    rev = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
                          text=True, cwd=Path(__file__).resolve().parents[1])
     flags = build._cpu_flags().split()
     return {"python": platform.python_version(), "numpy": np.__version__,
@@ -317,8 +317,9 @@ def markdown(r: dict) -> str:
         "(`tensor_roots_at`). "
         f"{r['date']}, {r['machine']}, {r['threads']} hashing threads. The machine is shared "
         "with other jobs (load average at the start "
-        f"{' / '.join(f'{x:.2f}' for x in r.get('load_avg', []))}): every number is the best "
-        "of 3 timing windows.",
+        f"{' / '.join(f'{x:.2f}' for x in r.get('load_avg', []))}), so every number is a best "
+        "case: the decode-step and one-thread tables keep each case's fastest call, the cases "
+        "timed in turns; the others the best of 3 timing windows.",
         "",
     ]
     if v:
