@@ -19,6 +19,7 @@ Measures, on one device per invocation (sections for cpu and cuda are merged int
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import sys
@@ -73,6 +74,7 @@ def bench_trace(model, dev: str, toks: list[int], n_new: int) -> dict:
     from node.ree.trace import TraceRecorder
 
     ex = FastExecutor(model.program, model.weights_by_root(), dev, quant=model.quant_blocks())
+    gc.freeze()  # as node/ree/session.py does: no full-collection pauses over the model
     with torch.no_grad():  # warm-up (Triton JIT, caches)
         ex.run_step(0, toks[:8])
         ex.run_step(1, toks[:8])

@@ -8,6 +8,7 @@ segment, the trace program root (docs/trace-layout.md §L1) and the GGUF sha256.
 
 from __future__ import annotations
 
+import gc
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,6 +76,10 @@ class Session:
         self.executor = FastExecutor(self.model.program, self.model.weights_by_root(),
                                      self.device, quant=self.model.quant_blocks())
         self.tokenizer = self.model.tokenizer()
+        # The program, weights index and executor closures are ~200k long-lived objects that
+        # every full collection re-scanned: pauses of up to ~200 ms inside a ~60 ms CPU decode
+        # step (measured). Freezing moves what exists now out of the collector's sight.
+        gc.freeze()
 
     def encode(self, spec: JobSpec) -> list[int]:
         if spec.chat:
