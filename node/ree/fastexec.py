@@ -267,7 +267,9 @@ class FastExecutor:
         self._scalars: dict[int, torch.Tensor] = {}
         self._shapes = {id(op): self._const_shape(op) for op in program.ops}
         self._chains = self._build_chains()
-        self._chain_out: tuple[int, tuple[torch.Tensor, ...]] | None = None
+        # (first op, the outputs of its chain or tree, whether their shapes need a check):
+        # what a chain's or tree's first op computed for the ops after it
+        self._group_out: tuple[int, Sequence[torch.Tensor], bool] | None = None
         self._canonical = self._canonical_outputs()
         self._trees: dict[int, ft.TreeRunner | ft.ArgTreeRunner] = {}
         if self.device.type == "cpu":
@@ -276,7 +278,6 @@ class FastExecutor:
                                for j, t in ft.find_argtrees(program).items())
         self._tree_of = {i: (j, n) for j, r in self._trees.items()
                          for n, i in enumerate(r.tree.levels) if n}
-        self._tree_out: tuple[int, list[torch.Tensor]] | None = None
         self._handlers = [self._handler(j, op) for j, op in enumerate(program.ops)]
 
     def _upload(self, a: np.ndarray) -> torch.Tensor:
@@ -308,8 +309,7 @@ class FastExecutor:
                     outs = self._step(st, feed_token)
             finally:
                 self._flags = None
-                self._chain_out = None
-                self._tree_out = None
+                self._group_out = None
         self.prev = outs
         return outs
 
@@ -340,17 +340,15 @@ class FastExecutor:
         """The outputs of ops j+1 … that op j's handler computed with its own: a linear's
         other segments (their dims are the first's, `find_chains`) or a tree's other levels
         (shapes checked here against the program, as the step loop would)."""
-        c = self._chain_out
-        if c is not None and c[0] == j:
-            return c[1][1:]
-        t = self._tree_out
-        if t is None or t[0] != j:
+        g = self._group_out
+        if g is None or g[0] != j:
             return None
-        shape_of, sym = self._shape_fns, self._sym
-        for i, y in enumerate(t[1][1:], j + 1):
-            if y.shape != shape_of[i](sym):
-                return None  # the step loop runs the level itself and names the mismatch
-        return t[1][1:]
+        if g[2]:
+            shape_of, sym = self._shape_fns, self._sym
+            for i, y in enumerate(g[1][1:], j + 1):
+                if y.shape != shape_of[i](sym):
+                    return None  # the step loop runs the level itself and names the mismatch
+        return g[1][1:]
 
     def _out_shape(self, op: TraceOp, sym: Symbols) -> tuple[int, ...]:
         return self._shape_fns[self._index[id(op)]](sym)
@@ -393,7 +391,7 @@ class FastExecutor:
         if chain is not None:
             return self._chain_handler(j, op, chain, generic)
         if j in self._chain_of:
-            return self._chain_tail(self._chain_of[j], op, generic)
+            return self._group_member(self._chain_of[j], generic)
         if op.code == Code.FOLD and op.inputs[0].src == Src.OP:
             x_of = getters[0]
             canonical = self._canonical[op.inputs[0].op]
@@ -405,12 +403,12 @@ class FastExecutor:
             if j in self._trees:
                 return self._tree_head(j, op, x_of, canonical, level)
             if j in self._tree_of:
-                return self._tree_level(self._tree_of[j], level)
+                return self._group_member(self._tree_of[j], level)
             return level
         if op.code == Code.ARGFOLD and j in self._trees:
             return self._argtree_head(j, getters[0], generic)
         if op.code == Code.ARGFOLD and j in self._tree_of:
-            return self._tree_level(self._tree_of[j], generic)
+            return self._group_member(self._tree_of[j], generic)
         if (op.code == Code.DOT and len(getters) == 3 and op.inputs[1].src == Src.OP
                 and op.attrs[3] != 2):
             return self._act_segment(j, op, getters)
@@ -505,7 +503,7 @@ class FastExecutor:
         def first(outs: list, st: StepState) -> torch.Tensor:
             x = outs[chain.x_op]
             ba, r, k = _rows_cols(x.shape)
-            self._chain_out = None
+            self._group_out = None
             if ba != 1 or k != self.buffers[chain.root].k:
                 return generic(outs, st)
             if panel is not None:
@@ -523,22 +521,10 @@ class FastExecutor:
             # every segment of a chain has the first one's dims (find_chains): one unbind
             # gives all of them their output tensors, so a tail only picks its own
             views = y.reshape(len(chain.bounds), *self._out_shape(op, st.sym)).unbind(0)
-            self._chain_out = (j, views)
+            self._group_out = (j, views, False)
             return views[0]
 
         return first
-
-    def _chain_tail(self, at: tuple[int, int], op: TraceOp, generic: Callable
-                    ) -> Callable[[list, StepState], torch.Tensor]:
-        first, s = at
-
-        def tail(outs: list, st: StepState) -> torch.Tensor:
-            c = self._chain_out
-            if c is None or c[0] != first:
-                return generic(outs, st)
-            return c[1][s]
-
-        return tail
 
     def _input(self, op: TraceOp, k: int, outs: list[torch.Tensor], st: StepState
                ) -> torch.Tensor | None:
@@ -770,7 +756,7 @@ class FastExecutor:
         causal = op.attrs[2]
 
         def head(outs: list, st: StepState) -> torch.Tensor:
-            self._tree_out = None
+            self._group_out = None
             x = x_of(outs, st)
             if causal and x.dim() >= 2 and x.shape[-2] != 1:  # prefill: per-row n
                 return level(outs, st)
@@ -780,7 +766,7 @@ class FastExecutor:
             ys = runner.run(x, max(0, n), canonical)
             if ys is None:
                 return level(outs, st)
-            self._tree_out = (j, ys)
+            self._group_out = (j, ys, True)
             return ys[0]
 
         return head
@@ -791,27 +777,29 @@ class FastExecutor:
         runner = self._trees[j]
 
         def head(outs: list, st: StepState) -> torch.Tensor:
-            self._tree_out = None
+            self._group_out = None
             x = x_of(outs, st)
             ys = runner.run(x) if x.dtype == torch.float32 else None
             if ys is None:
                 return level(outs, st)
-            self._tree_out = (j, ys)
+            self._group_out = (j, ys, True)
             return ys[0]
 
         return head
 
-    def _tree_level(self, at: tuple[int, int], level: Callable
-                    ) -> Callable[[list, StepState], torch.Tensor]:
+    def _group_member(self, at: tuple[int, int], alone: Callable
+                      ) -> Callable[[list, StepState], torch.Tensor]:
+        """Op n of the chain or tree starting at op `first`: its output from the first op's
+        run, or the op on its own when that run fell back (`_group_rest` normally skips it)."""
         first, n = at
 
-        def rest(outs: list, st: StepState) -> torch.Tensor:
-            t = self._tree_out
-            if t is None or t[0] != first:
-                return level(outs, st)
-            return t[1][n]
+        def member(outs: list, st: StepState) -> torch.Tensor:
+            g = self._group_out
+            if g is None or g[0] != first:
+                return alone(outs, st)
+            return g[1][n]
 
-        return rest
+        return member
 
     # ------------------------------------------------------------------ §L5.5 ARGFOLD
 
