@@ -284,15 +284,33 @@ def tensor_roots_at(ptrs: Sequence[int], nbytes: Sequence[int], headers: Sequenc
     if lib is None:
         return [keccak256(h + merkle_root(chunk_leaves(ctypes.string_at(p, m) if m else b"")))
                 for p, m, h in zip(ptrs, nbytes, headers, strict=True)]
-    p_arr = np.array(ptrs, dtype=np.uint64)
-    n_arr = np.array(nbytes, dtype=np.int64)
     h_len = np.fromiter(map(len, headers), dtype=np.int64, count=n)
     h_buf = np.frombuffer(b"".join(headers) + b"\0", dtype=np.uint8)  # + 1: never empty
     h_ptr = (np.cumsum(h_len) - h_len).astype(np.uint64) + np.uint64(h_buf.ctypes.data)
+    return _split32(tensor_roots_raw(np.array(ptrs, dtype=np.uint64),
+                                     np.array(nbytes, dtype=np.int64), h_ptr, h_len, threads))
+
+
+def tensor_roots_raw(ptrs: np.ndarray, nbytes: np.ndarray, hptrs: np.ndarray,
+                     hlens: np.ndarray, threads: int | None = None) -> bytes:
+    """`tensor_roots_at` on arrays (addresses, sizes, header addresses, header lengths), the
+    32-byte roots back to back: a step plan's arena gives all four without a Python object
+    per tensor (node/ree/step_plan.py). Needs the native library."""
+    lib = _native()
+    if lib is None:
+        raise RuntimeError("tensor_roots_raw needs the native keccak library")
+    n = len(ptrs)
+    p = np.ascontiguousarray(ptrs, dtype=np.uint64)
+    m = np.ascontiguousarray(nbytes, dtype=np.int64)
+    hp = np.ascontiguousarray(hptrs, dtype=np.uint64)
+    hl = np.ascontiguousarray(hlens, dtype=np.int64)
+    if not len(m) == len(hp) == len(hl) == n:
+        raise ValueError("tensor_roots_raw: one size and one header per address")
     out = ctypes.create_string_buffer(32 * n)
-    lib.repops_tensor_roots(n, p_arr.ctypes.data, n_arr.ctypes.data, h_ptr.ctypes.data,
-                            h_len.ctypes.data, out, _threads() if threads is None else threads)
-    return _split32(out.raw)
+    if n:
+        lib.repops_tensor_roots(n, p.ctypes.data, m.ctypes.data, hp.ctypes.data, hl.ctypes.data,
+                                out, _threads() if threads is None else threads)
+    return out.raw
 
 
 def tensor_roots(arrays: Sequence[np.ndarray], threads: int | None = None) -> list[bytes]:

@@ -33,6 +33,7 @@ import repops
 from node.ree import fastsample
 from node.ree import fold_tree as ft
 from node.ree import linear_chain as lc
+from node.ree import step_plan as sp
 from referee.execute import ArrayView
 from referee.f32 import NAN, NEG_INF, NEG_ZERO
 from referee.layout import Code, Dim, Fn, Src, Symbols, TraceOp, TraceProgram, is_binary
@@ -221,12 +222,15 @@ class FastExecutor:
 
     def __init__(self, program: TraceProgram, weights: Mapping[bytes, np.ndarray],
                  device: str | torch.device = "cpu", chains: str = "auto",
-                 quant: Mapping[bytes, lc.QuantBlocks] | None = None) -> None:
+                 quant: Mapping[bytes, lc.QuantBlocks] | None = None,
+                 plan: bool = True) -> None:
         """`chains`: how a linear's segments run together (node/ree/linear_chain.py):
         "auto" (packed panels on the CPU, one masked matmul elsewhere), "panels", "masked",
         or "off" (op by op). Every choice gives the same bits; tests run each on the CPU.
         `quant`: GGUF blocks of weights by root (`Model.quant_blocks`); CPU panel chains of
-        those weights read them (`lc.QuantChain`: ~5x fewer bytes, the same bits)."""
+        those weights read them (`lc.QuantChain`: ~5x fewer bytes, the same bits).
+        `plan`: CPU decode steps run the program's prefix in one C call
+        (node/ree/step_plan.py; the same bits, no per-op Python)."""
         if chains not in ("auto", "panels", "masked", "off"):
             raise ValueError(f"chains must be auto, panels, masked or off, not {chains!r}")
         self.chain_mode = chains
@@ -279,6 +283,10 @@ class FastExecutor:
         self._tree_of = {i: (j, n) for j, r in self._trees.items()
                          for n, i in enumerate(r.tree.levels) if n}
         self._handlers = [self._handler(j, op) for j, op in enumerate(program.ops)]
+        self.plan: sp.StepPlan | None = None
+        if plan and self.device.type == "cpu":
+            built = sp.StepPlan(program, weights, self._chains, self._panels, self._trees)
+            self.plan = built if built.tail else None
 
     def _upload(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(a, copy=True)).to(self.device)
@@ -319,6 +327,9 @@ class FastExecutor:
         handlers, n = self._handlers, len(self._handlers)
         self._feed, self._sym = feed_token, sym
         j = 0
+        if self.plan is not None and st.step > 0 and sym.seq == 1:
+            outs = self._plan_prefix(st, feed_token)
+            j = self.plan.tail
         while j < n:
             try:
                 y = handlers[j](outs, st)
@@ -335,6 +346,18 @@ class FastExecutor:
                 outs.extend(rest)
                 j += len(rest)
         return outs
+
+    def _plan_prefix(self, st: StepState, feed_token: int | None) -> sp.StepOutputs:
+        """Ops [0, plan.tail) of a decode step in one C call (node/ree/step_plan.py)."""
+        plan = self.plan
+        token = feed_token
+        if token is None and plan.token_src is not None:
+            token = int(self.prev[plan.token_src].reshape(-1)[0])
+        try:
+            return plan.run(st.sym, self.prev, 0 if token is None else token,
+                            cpu_kernels.threads())
+        except sp.PlanError as e:
+            raise FastExecError(f"{e} at step {st.step}") from e
 
     def _group_rest(self, j: int) -> tuple[torch.Tensor, ...] | list[torch.Tensor] | None:
         """The outputs of ops j+1 … that op j's handler computed with its own: a linear's

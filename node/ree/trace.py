@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from node.ree.step_plan import StepOutputs
 from referee.layout import TraceProgram
 from repops.commit import (
     canonical_bytes,
@@ -32,6 +33,7 @@ from repops.commit import (
     merkle_root,
     tensor_root_np,
     tensor_roots_at,
+    tensor_roots_raw,
     trace_leaves,
 )
 
@@ -101,6 +103,13 @@ class TraceRecorder:
         once); the roots land in `roots` in leaf order."""
         if self._pool is None:
             self._finish(*self._host_leaves(outputs))
+            return
+        if isinstance(outputs, StepOutputs) and self._f is None and _LITTLE:
+            # a step plan's arena: addresses and headers come as arrays (`_finish_plan`)
+            job = self._pool.submit(self._finish_plan, outputs)
+            self._pending.append(job)
+            if len(self._pending) > 2:
+                self._pending.pop(0).result()
             return
         outs = list(outputs)  # holds the step's tensors until the worker has hashed them
         if any(isinstance(t, torch.Tensor) and not t.is_cpu for t in outs):
@@ -188,6 +197,26 @@ class TraceRecorder:
             slots.append(i)
         roots = tensor_roots_at(ptrs, sizes, hdrs, 1)  # one thread: see `_leaf_roots`
         self._roots.extend(roots[i] for i in slots)
+        self.hash_seconds += time.perf_counter() - t0
+
+    def _finish_plan(self, outs: StepOutputs) -> None:
+        """`_finish` for a step whose first ops ran in a step plan (node/ree/step_plan.py):
+        one `tensor_roots_raw` call over the arena, no Python object per leaf (the per-leaf
+        bookkeeping held the GIL the executor needed: most of the trace overhead on two
+        cores). Every op is hashed, also one whose bits equal another's: same roots."""
+        t0 = time.perf_counter()
+        addr, nbytes, hdr, hlen = outs.leaf_arrays()
+        if len(nbytes) and int(nbytes.min()) <= 0:
+            self._finish(*self._host_leaves(list(outs)))
+            return
+        hptr = np.uint64(hdr.ctypes.data) + np.arange(len(hdr), dtype=np.uint64) * np.uint64(
+            hdr.shape[1])
+        raw = tensor_roots_raw(addr.astype(np.uint64), nbytes, hptr, hlen, 1)
+        tail = list.__getitem__(outs, slice(outs.plan.tail, None))
+        slots, leaves = self._host_leaves(tail)
+        troots = self._leaf_roots(leaves)
+        self._roots.extend(raw[i:i + 32] for i in range(0, len(raw), 32))
+        self._roots.extend(troots[i] for i in slots)
         self.hash_seconds += time.perf_counter() - t0
 
     def _leaf_roots(self, leaves: list[_Leaf]) -> list[bytes]:

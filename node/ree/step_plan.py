@@ -1,0 +1,273 @@
+"""A decode step's ops in one C call on the CPU (docs/trace-layout.md §L5;
+repops/cpu/csrc/repops_step_plan.c).
+
+Why: after the kernels themselves got fast, a SmolLM2 decode step spent more than half of its
+~50 ms in Python dispatch: ~2,100 ops (EW, ROPE, MOVE, CONCAT, the first op of every chain or
+tree) at ~15-30 µs each. A step plan is built once from the program: one fixed-size record per
+op, or per linear chain (the GGUF-block kernel) or FOLD tree (all levels at once). Each step,
+NumPy evaluates every op's output dims (§L3) and lays the outputs back to back in one arena,
+and `repops_step_plan_run` executes all records without returning to Python. Every record
+computes its op's §L5 definition exactly (no rewrite to re-check), so the plan's outputs are
+the reference's bits; tests compare every leaf with the op-by-op executor.
+
+The plan covers the program's prefix up to the first op it does not lower (SmolLM2: the
+SAMPLE tail, ~80 ops in ~20 handlers), which the executor's handlers run on views of the
+arena. Only decode steps (seq = 1) on the CPU use it; prefill stays op by op.
+
+The arena also serves the trace: `StepOutputs.leaf_arrays` gives every leaf's address, size
+and C4 header as arrays, so the recorder hashes the plan's leaves without a Python object per
+tensor.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Iterator, Mapping, Sequence
+from functools import cache
+
+import numpy as np
+import torch
+
+from node.ree import fold_tree as ft
+from node.ree import linear_chain as lc
+from referee.layout import Code, Src, Symbols, TraceProgram
+from repops.commit import DTYPE_CODES
+
+REC = 40  # int64 words per record (repops_step_plan.c)
+MAXD = 6
+W0 = -1_000_000  # weight w is input word W0 - w
+K_NOP, K_TOKENS, K_GATHER, K_EW, K_FOLDTREE, K_QCHAIN, K_DOT, K_ROPE, K_MOVE, K_CONCAT = range(10)
+_TORCH = {"float32": torch.float32, "int32": torch.int32}
+
+
+class PlanError(RuntimeError):
+    """The step plan refused an op's inputs (the op-by-op path names the same problems)."""
+
+
+@cache
+def _run_fn() -> ctypes._CFuncPtr:
+    from repops.cpu.build import load
+
+    fn = load().repops_step_plan_run
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    fn.argtypes = [i64, p, p, p, p, p, p, p, i64, i64, i64, ctypes.c_int, ctypes.c_char_p]
+    fn.restype = i64
+    return fn
+
+
+class StepPlan:
+    """The records of one program's plannable prefix (module docstring)."""
+
+    def __init__(self, program: TraceProgram, weights: Mapping[bytes, np.ndarray],
+                 chains: Mapping[int, lc.Chain], panels: Mapping[bytes, object],
+                 trees: Mapping[int, object]) -> None:
+        """`chains`/`panels`: the executor's linear chains and their `QuantChain`s by weight
+        root; `trees`: its `fold_tree.TreeRunner`s by first level. An op the plan cannot
+        lower ends the prefix (`tail`)."""
+        self.program = program
+        ops = program.ops
+        self._keep: list[object] = []  # arrays whose addresses the records hold
+        self._wslot: dict[bytes, int] = {}
+        wptr: list[int] = []
+        wdims: list[list[int]] = []
+
+        def weight(root: bytes) -> int:
+            w = self._wslot.get(root)
+            if w is None:
+                a = np.ascontiguousarray(np.asarray(weights[root]))
+                if a.dtype != np.float32 or a.ndim > MAXD:
+                    raise _Stop
+                self._keep.append(a)
+                w = self._wslot[root] = len(wptr)
+                wptr.append(a.ctypes.data)
+                wdims.append([a.ndim, *a.shape, *[0] * (MAXD - a.ndim)])
+            return W0 - w
+
+        def word(op, k: int) -> int:  # noqa: ANN001 - TraceOp
+            if k >= len(op.inputs):
+                return -1
+            inp = op.inputs[k]
+            if inp.src == Src.WEIGHT:
+                return weight(inp.root)
+            if inp.src != Src.OP or inp.back > 1:
+                raise _Stop
+            return inp.op if inp.back == 0 else -2 - inp.op
+
+        recs: list[list[int]] = []
+        j = 0
+        while j < len(ops):
+            op = ops[j]
+            if op.dtype not in _TORCH or len(op.dims) > MAXD:
+                break
+            try:
+                rec, n = self._record(j, op, word, chains, panels, trees)
+            except _Stop:
+                break
+            recs.append(rec + [0] * (REC - len(rec)))
+            recs.extend([[K_NOP, j + i] + [0] * (REC - 2) for i in range(1, n)])
+            j += n
+        self.tail = j
+        # the op whose previous-step output a TOKENS op reads when no token is fed (§L5.1)
+        self.token_src = next((o.inputs[1].op for o in ops[:j] if o.code == Code.TOKENS
+                               and len(o.inputs) > 1 and o.inputs[1].src == Src.OP), None)
+        self._recs = np.array(recs, dtype=np.int64).reshape(-1, REC)
+        self._wptr = np.array(wptr or [0], dtype=np.int64)
+        self._wdims = np.array(wdims or [[0] * (MAXD + 1)], dtype=np.int64)
+        pre = ops[: self.tail]
+        self._ndim = np.array([len(o.dims) for o in pre], dtype=np.int64)
+        coeff = np.zeros((3, self.tail, MAXD), dtype=np.int64)
+        for i, o in enumerate(pre):
+            for k, d in enumerate(o.dims):
+                coeff[:, i, k] = (d.c0, d.seq, d.past)
+        self._coeff = coeff
+        self._live = np.arange(MAXD)[None, :] < self._ndim[:, None]
+        self.dtypes = [_TORCH[o.dtype] for o in pre]
+        self._dcode = np.array([DTYPE_CODES[o.dtype] for o in pre], dtype=np.uint8)
+        # ops whose previous-step output a record reads (the KV caches: CONCAT's own output)
+        self.back_refs = sorted({-2 - int(w) for r in self._recs if r[0] != K_TOKENS
+                                 for w in r[3:6] if W0 < w <= -2})
+
+    @staticmethod
+    def _record(j: int, op, word, chains, panels, trees  # noqa: ANN001, ANN205
+                ) -> tuple[list[int], int]:
+        """(record words, ops it covers) for op j; raises _Stop if the plan cannot lower it."""
+        code, a = op.code, op.attrs
+        if j in chains:
+            c = chains[j]
+            q = panels.get(c.root)
+            if not isinstance(q, lc.QuantChain) or op.inputs[0].back:
+                raise _Stop
+            return [K_QCHAIN, j, len(c.bounds), c.x_op, -1, -1, q._code, q.n, q.k,
+                    q.packed.panels.data_ptr(), q._ends.data_ptr(), q.nseg], len(c.bounds)
+        if code == Code.FOLD and len(op.inputs) == 1:
+            runner = trees.get(j)
+            if runner is not None and not isinstance(runner, ft.TreeRunner):
+                raise _Stop
+            caps = runner.tree.caps if runner is not None else (a[1],)
+            nw = _dim3(a[3])
+            if len(caps) > REC - 12:
+                raise _Stop
+            return [K_FOLDTREE, j, len(caps), word(op, 0), -1, -1, a[0], a[2], *nw,
+                    len(caps), *caps], len(caps)
+        if code == Code.TOKENS:
+            return [K_TOKENS, j, 1, -1, -1, -1], 1
+        if code == Code.GATHER:
+            return [K_GATHER, j, 1, word(op, 0), word(op, 1), -1], 1
+        if code == Code.EW:
+            return [K_EW, j, 1, word(op, 0), word(op, 1), -1, *a], 1
+        if code == Code.DOT:
+            return [K_DOT, j, 1, word(op, 0), word(op, 1), word(op, 2), *a], 1
+        if code == Code.ROPE:
+            return [K_ROPE, j, 1, word(op, 0), word(op, 1), word(op, 2), *a], 1
+        if code == Code.MOVE:
+            if len(a) != 1 + len(op.dims):
+                raise _Stop
+            return [K_MOVE, j, 1, word(op, 0), -1, -1,
+                    *[v for w in a for v in _dim3(w)]], 1
+        if code == Code.CONCAT:
+            return [K_CONCAT, j, 1, word(op, 0), word(op, 1), -1, a[0]], 1
+        raise _Stop
+
+    # ---------------------------------------------------------------- per step
+
+    def dims_at(self, sym: Symbols) -> np.ndarray:
+        """[tail, MAXD+1]: per op its ndim and dims at the step (§L3)."""
+        c0, cs, cp = self._coeff
+        d = c0 + cs * sym.seq + cp * sym.past
+        if (d[self._live] < 0).any():
+            j = int(np.flatnonzero((np.where(self._live, d, 0) < 0).any(axis=1))[0])
+            raise PlanError(f"op {j} ({self.program.ops[j].name}): a dim is negative at "
+                            f"seq={sym.seq}, past={sym.past}")
+        return np.concatenate([self._ndim[:, None], d], axis=1)
+
+    def run(self, sym: Symbols, prev: Sequence[torch.Tensor], token: int, nthreads: int
+            ) -> StepOutputs:
+        """Ops [0, tail) of a decode step; `prev` the previous step's outputs."""
+        if sym.seq != 1:
+            raise PlanError("the step plan runs decode steps (seq = 1) only")
+        dims = self.dims_at(sym)
+        numel = np.where(self._live, dims[:, 1:], 1).prod(axis=1)
+        nbytes = 4 * numel
+        offs = np.zeros(self.tail, dtype=np.int64)
+        np.cumsum(nbytes[:-1], out=offs[1:])
+        arena = torch.empty(int(offs[-1] + nbytes[-1]) if self.tail else 0, dtype=torch.uint8)
+        prev_ptr = np.zeros(self.program.n_ops, dtype=np.int64)
+        keep = []
+        for i in self.back_refs:
+            t = prev[i]
+            if t is not None:
+                if isinstance(prev, StepOutputs) and i < prev.plan.tail:
+                    prev_ptr[i] = prev.address(i)
+                else:
+                    t = t.contiguous()
+                    keep.append(t)
+                    prev_ptr[i] = t.data_ptr()
+        err = ctypes.create_string_buffer(200)
+        rc = _run_fn()(len(self._recs), self._recs.ctypes.data, arena.data_ptr(),
+                       offs.ctypes.data, dims.ctypes.data, prev_ptr.ctypes.data,
+                       self._wptr.ctypes.data, self._wdims.ctypes.data, sym.seq, sym.past,
+                       token, nthreads, err)
+        if rc:
+            j = int(self._recs[rc - 1][1])
+            raise PlanError(f"op {j} ({self.program.ops[j].name}): {err.value.decode()}")
+        return StepOutputs(self, arena, offs, nbytes, dims)
+
+
+class _Stop(Exception):
+    """The plan cannot lower this op: the prefix ends here."""
+
+
+def _dim3(word: int) -> tuple[int, int, int]:
+    from referee.layout import Dim
+
+    d = Dim.from_word(word)
+    return d.c0, d.seq, d.past
+
+
+_SENTINEL = object()
+
+
+class StepOutputs(list):
+    """A step's outputs: ops [0, tail) live in the plan's arena and become tensors (views)
+    only when read; the executor appends the tail's tensors. Behaves as the list of P
+    tensors `FastExecutor.run_step` returns."""
+
+    def __init__(self, plan: StepPlan, arena: torch.Tensor, offs: np.ndarray,
+                 nbytes: np.ndarray, dims: np.ndarray) -> None:
+        super().__init__([_SENTINEL] * plan.tail)
+        self.plan, self.arena, self.offs, self.nbytes, self.dims = plan, arena, offs, nbytes, dims
+        self._base = arena.data_ptr()
+
+    def address(self, i: int) -> int:
+        return self._base + int(self.offs[i])
+
+    def _view(self, i: int) -> torch.Tensor:
+        t = list.__getitem__(self, i)
+        if t is _SENTINEL:
+            nd = int(self.dims[i, 0])
+            o, n = int(self.offs[i]), int(self.nbytes[i])
+            t = self.arena[o:o + n].view(self.plan.dtypes[i]).view(
+                *[int(d) for d in self.dims[i, 1:1 + nd]])
+            list.__setitem__(self, i, t)
+        return t
+
+    def __getitem__(self, i):  # noqa: ANN001, ANN204 - list protocol
+        if isinstance(i, slice):
+            return [self._view(k) for k in range(*i.indices(len(self)))]
+        return self._view(i if i >= 0 else len(self) + i)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for i in range(len(self)):
+            yield self._view(i)
+
+    def leaf_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For the plan's ops: addresses, byte sizes, and C4 headers (commitments C4: tag,
+        dtype code, ndim, big-endian u32 dims) as one [tail, 3 + 4·MAXD] byte matrix with
+        each row's used length, for one `tensor_roots` call."""
+        plan, n = self.plan, self.plan.tail
+        hdr = np.zeros((n, 3 + 4 * MAXD), dtype=np.uint8)
+        hdr[:, 0] = 2
+        hdr[:, 1] = plan._dcode
+        hdr[:, 2] = plan._ndim
+        hdr[:, 3:] = self.dims[:, 1:].astype(">u4").view(np.uint8).reshape(n, 4 * MAXD)
+        return (self.offs + self._base, self.nbytes, hdr, 3 + 4 * plan._ndim)
