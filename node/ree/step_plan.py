@@ -50,7 +50,7 @@ def _run_fn() -> ctypes._CFuncPtr:
 
     fn = load().repops_step_plan_run
     p, i64 = ctypes.c_void_p, ctypes.c_int64
-    fn.argtypes = [i64, p, p, p, p, p, p, p, i64, i64, i64, ctypes.c_int, ctypes.c_char_p]
+    fn.argtypes = [i64, p, p, p, p, p, p, p, i64, i64, i64, ctypes.c_int, ctypes.c_char_p, p]
     fn.restype = i64
     return fn
 
@@ -100,7 +100,8 @@ class StepPlan:
             if op.dtype not in _TORCH or len(op.dims) > MAXD:
                 break
             try:
-                rec, n = self._record(j, op, word, chains, panels, trees)
+                rec, n = self._record(j, op, word, chains, panels, trees,
+                                      lambda i: ops[i].code)
             except _Stop:
                 break
             recs.append(rec + [0] * (REC - len(rec)))
@@ -128,15 +129,15 @@ class StepPlan:
                                  for w in r[3:6] if W0 < w <= -2})
 
     @staticmethod
-    def _record(j: int, op, word, chains, panels, trees  # noqa: ANN001, ANN205
+    def _record(j: int, op, word, chains, panels, trees, ops_code  # noqa: ANN001, ANN205
                 ) -> tuple[list[int], int]:
         """(record words, ops it covers) for op j; raises _Stop if the plan cannot lower it."""
         code, a = op.code, op.attrs
-        if j in chains:
-            c = chains[j]
-            q = panels.get(c.root)
-            if not isinstance(q, lc.QuantChain) or op.inputs[0].back:
-                raise _Stop
+        c = chains.get(j)
+        q = panels.get(c.root) if c is not None else None
+        if isinstance(q, lc.QuantChain) and not op.inputs[0].back:
+            # every segment of the linear from the GGUF blocks; other linears go segment by
+            # segment through the exact DOT record below
             return [K_QCHAIN, j, len(c.bounds), c.x_op, -1, -1, q._code, q.n, q.k,
                     q.packed.panels.data_ptr(), q._ends.data_ptr(), q.nseg], len(c.bounds)
         if code == Code.FOLD and len(op.inputs) == 1:
@@ -156,7 +157,12 @@ class StepPlan:
         if code == Code.EW:
             return [K_EW, j, 1, word(op, 0), word(op, 1), -1, *a], 1
         if code == Code.DOT:
-            return [K_DOT, j, 1, word(op, 0), word(op, 1), word(op, 2), *a], 1
+            # an accumulator that is a DOT's output is canonical: a segment with no key to
+            # add may then report itself as that op's repeat (`StepOutputs.alias`)
+            acc = op.inputs[2] if len(op.inputs) > 2 else None
+            may_alias = int(acc is not None and acc.src == Src.OP and acc.back == 0
+                            and ops_code(acc.op) == Code.DOT)
+            return [K_DOT, j, 1, word(op, 0), word(op, 1), word(op, 2), *a, may_alias], 1
         if code == Code.ROPE:
             return [K_ROPE, j, 1, word(op, 0), word(op, 1), word(op, 2), *a], 1
         if code == Code.MOVE:
@@ -196,21 +202,23 @@ class StepPlan:
         for i in self.back_refs:
             t = prev[i]
             if t is not None:
-                if isinstance(prev, StepOutputs) and i < prev.plan.tail:
+                if (isinstance(prev, StepOutputs) and i < prev.plan.tail
+                        and i not in prev.replaced):
                     prev_ptr[i] = prev.address(i)
                 else:
                     t = t.contiguous()
                     keep.append(t)
                     prev_ptr[i] = t.data_ptr()
         err = ctypes.create_string_buffer(200)
+        alias = np.full(self.tail, -1, dtype=np.int64)
         rc = _run_fn()(len(self._recs), self._recs.ctypes.data, arena.data_ptr(),
                        offs.ctypes.data, dims.ctypes.data, prev_ptr.ctypes.data,
                        self._wptr.ctypes.data, self._wdims.ctypes.data, sym.seq, sym.past,
-                       token, nthreads, err)
+                       token, nthreads, err, alias.ctypes.data)
         if rc:
             j = int(self._recs[rc - 1][1])
             raise PlanError(f"op {j} ({self.program.ops[j].name}): {err.value.decode()}")
-        return StepOutputs(self, arena, offs, nbytes, dims)
+        return StepOutputs(self, arena, offs, nbytes, dims, alias)
 
 
 class _Stop(Exception):
@@ -233,10 +241,23 @@ class StepOutputs(list):
     tensors `FastExecutor.run_step` returns."""
 
     def __init__(self, plan: StepPlan, arena: torch.Tensor, offs: np.ndarray,
-                 nbytes: np.ndarray, dims: np.ndarray) -> None:
+                 nbytes: np.ndarray, dims: np.ndarray, alias: np.ndarray) -> None:
         super().__init__([_SENTINEL] * plan.tail)
         self.plan, self.arena, self.offs, self.nbytes, self.dims = plan, arena, offs, nbytes, dims
+        self.alias = alias  # per op: the earlier op whose bits (and so root) it repeats, or -1
         self._base = arena.data_ptr()
+        self.replaced: set[int] = set()  # plan ops whose output was set to another tensor
+
+    def __setitem__(self, i, t) -> None:  # noqa: ANN001 - list protocol
+        """An output replaced after the step (tests play a cheating executor this way): the
+        arena no longer holds it, so readers of the arena (the recorder, the next step's
+        back-references) take the tensor instead."""
+        if isinstance(i, slice):
+            raise TypeError("StepOutputs: assign outputs one at a time")
+        i = i if i >= 0 else len(self) + i
+        if i < self.plan.tail:
+            self.replaced.add(i)
+        list.__setitem__(self, i, t)
 
     def address(self, i: int) -> int:
         return self._base + int(self.offs[i])

@@ -104,7 +104,8 @@ class TraceRecorder:
         if self._pool is None:
             self._finish(*self._host_leaves(outputs))
             return
-        if isinstance(outputs, StepOutputs) and self._f is None and _LITTLE:
+        if (isinstance(outputs, StepOutputs) and self._f is None and _LITTLE
+                and not outputs.replaced):
             # a step plan's arena: addresses and headers come as arrays (`_finish_plan`)
             job = self._pool.submit(self._finish_plan, outputs)
             self._pending.append(job)
@@ -211,11 +212,17 @@ class TraceRecorder:
             return
         hptr = np.uint64(hdr.ctypes.data) + np.arange(len(hdr), dtype=np.uint64) * np.uint64(
             hdr.shape[1])
-        raw = tensor_roots_raw(addr.astype(np.uint64), nbytes, hptr, hlen, 1)
+        # an op that repeats an earlier op's bits (same dtype and dims: a DOT segment past
+        # the live keys) takes that op's root instead of being hashed again
+        uniq = np.flatnonzero(outs.alias < 0)
+        raw = tensor_roots_raw(addr[uniq].astype(np.uint64), nbytes[uniq], hptr[uniq],
+                               hlen[uniq], 1)
+        slot = np.cumsum(outs.alias < 0) - 1
+        src = np.where(outs.alias < 0, np.arange(len(outs.alias)), outs.alias)
         tail = list.__getitem__(outs, slice(outs.plan.tail, None))
         slots, leaves = self._host_leaves(tail)
         troots = self._leaf_roots(leaves)
-        self._roots.extend(raw[i:i + 32] for i in range(0, len(raw), 32))
+        self._roots.extend(raw[32 * i:32 * i + 32] for i in slot[src].tolist())
         self._roots.extend(troots[i] for i in slots)
         self.hash_seconds += time.perf_counter() - t0
 

@@ -15,8 +15,8 @@ from referee import execute as ref
 from repops.commit import merkle_root
 
 
-def _compare(prog, weights, toks, steps, chains="auto", tr=None):
-    fx = FastExecutor(prog, weights, chains=chains)
+def _compare(prog, weights, toks, steps, chains="auto", tr=None, plan=True):
+    fx = FastExecutor(prog, weights, chains=chains, plan=plan)
     fast = []
     rec = TraceRecorder(prog, toks)
     for s in range(steps):
@@ -39,7 +39,9 @@ def _compare(prog, weights, toks, steps, chains="auto", tr=None):
 def test_fast_equals_reference_leaf_by_leaf(ree_model, segment, n_prompt, steps):
     """segment 16 makes attention's key chain span several DOT segments in prefill and
     decode (the accumulator-carrying paths of the fast executor). Every chain mode is
-    compared: "masked" is the CUDA path, run here on CPU tensors."""
+    compared: "masked" is the CUDA path, run here on CPU tensors. Decode steps run in the
+    step plan (node/ree/step_plan.py, its exact DOT record for fp32 linears) and, with
+    plan=False, through the handlers."""
     toks = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28,
             7018, 411, 407, 19712, 8182, 2, 198][:n_prompt]
     w_small = dict(ree_model.weights_by_root())
@@ -54,8 +56,9 @@ def test_fast_equals_reference_leaf_by_leaf(ree_model, segment, n_prompt, steps)
                          n_layers=2)
     w_small[roots["rope_cos"]], w_small[roots["rope_sin"]] = cos, sin
     tr = None
-    for chains in ("auto", "masked", "off"):
-        _, tr = _compare(prog, w_small, toks, steps, chains, tr)
+    for chains, plan in (("auto", True), ("auto", False), ("masked", False), ("off", False)):
+        fx, tr = _compare(prog, w_small, toks, steps, chains, tr, plan)
+        assert (fx.plan is not None) == plan
 
 
 def _tiny_program(table, w, segment):

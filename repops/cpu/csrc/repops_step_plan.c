@@ -48,6 +48,7 @@ struct plan_ctx {
     int64_t seq, past, token;
     int nthreads;
     char *err;
+    int64_t *alias; /* per op: the op whose output bits this one repeats, or -1 */
 };
 
 struct operand {
@@ -187,6 +188,15 @@ static int run_dot(struct plan_ctx *c, const int64_t *r) {
     float *out = (float *)(c->arena + c->offs[j]);
     int64_t kend = k1 < k ? k1 : k;
     int limited = causal == 1 && kend > c->past + 1; /* row 0 sees keys [0, past] */
+    if (C0 && p[4] && causal != 2 && (kend <= k0 || (causal == 1 && c->past + rr <= k0))) {
+        /* no row has a key in this segment: the output is the accumulator's bits (a DOT's
+         * output, so canonical); the recorder hashes that op's bytes once (§L5.3, attention's
+         * p.v segments past the live keys) */
+        memcpy(out, C0, (size_t)(4 * ba * rr * n));
+        if (!memcmp(od, acc.d, sizeof(int64_t) * DROW)) /* same header too: the same root */
+            c->alias[j] = c->alias[r[5]] >= 0 ? c->alias[r[5]] : r[5];
+        return 0;
+    }
     if (!C0 && !limited && kend > k0) {
         /* the spec chain from +0.0: the RepOps GEMM, one strided call per head */
         for (int64_t i = 0; i < ba; i++)
@@ -361,12 +371,15 @@ static int run_gather(struct plan_ctx *c, const int64_t *r) {
 }
 
 /* Runs records [0, nrec) of one step. Returns 0, or 1 + the index of the record that failed
- * (err then holds why; outputs of later records are unwritten). */
+ * (err then holds why; outputs of later records are unwritten). alias (per op, -1 on entry)
+ * gets, for an op whose output repeats an earlier op's bits, that op. */
 int64_t repops_step_plan_run(int64_t nrec, const int64_t *recs, uint8_t *arena,
                              const int64_t *offs, const int64_t *dims, const int64_t *prev,
                              const int64_t *wptr, const int64_t *wdims, int64_t seq,
-                             int64_t past, int64_t token, int nthreads, char *err) {
-    struct plan_ctx c = {arena, offs, dims, prev, wptr, wdims, seq, past, token, nthreads, err};
+                             int64_t past, int64_t token, int nthreads, char *err,
+                             int64_t *alias) {
+    struct plan_ctx c = {arena, offs, dims, prev, wptr, wdims, seq, past, token, nthreads, err,
+                         alias};
     for (int64_t i = 0; i < nrec; i++) {
         const int64_t *r = recs + REC * i;
         int rc = 0;

@@ -1,0 +1,108 @@
+"""The step plan (node/ree/step_plan.py, repops/cpu/csrc/repops_step_plan.c) runs a CPU decode
+step's prefix in one C call: every leaf must equal the op-by-op handlers' (themselves checked
+against the reference executor in test_fastexec / test_quant_chains, where the plan also runs
+against `referee.execute` on 2-layer programs), on the whole SmolLM2 program, greedy and
+sampled; the recorder's arena path gives the same roots as the per-tensor path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from node.ree.fastexec import FastExecError, FastExecutor
+from node.ree.sampling import SamplingConfig
+from node.ree.step_plan import StepOutputs
+from node.ree.trace import TraceRecorder
+from referee.layout import Code
+
+PROMPT = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28]
+
+
+@pytest.fixture(scope="module")
+def executors(ree_model):
+    w, q = ree_model.weights_by_root(), ree_model.quant_blocks()
+    return (FastExecutor(ree_model.program, w, quant=q),
+            FastExecutor(ree_model.program, w, quant=q, plan=False))
+
+
+def _bits(t: torch.Tensor) -> bytes:
+    return t.contiguous().numpy().tobytes()
+
+
+def test_plan_covers_everything_before_the_sampler(executors):
+    planned, plain = executors
+    prog = planned.program
+    first_tail = next(j for j, op in enumerate(prog.ops)
+                      if op.code in (Code.ARGFOLD, Code.SAMPLE))
+    assert planned.plan is not None and planned.plan.tail == first_tail
+    assert plain.plan is None
+
+
+@pytest.mark.parametrize("sampling", [SamplingConfig(),
+                                      SamplingConfig(0.8, 40, 0.9, seed=11)])
+def test_plan_equals_handlers_leaf_by_leaf(executors, sampling):
+    """Prefill, then decode steps fed by the previous token (feed None: the TOKENS op reads
+    the previous step's token op) on both executors; every output's dtype, shape and bits."""
+    planned, plain = executors
+    prog = planned.program
+    config = sampling.job_config(8)
+    for ex in executors:
+        ex.reset()
+    for step in range(5):
+        a = planned.run_step(step, PROMPT, config=config)
+        b = plain.run_step(step, PROMPT, config=config)
+        assert isinstance(a, StepOutputs) == (step > 0)
+        assert len(a) == len(b) == prog.n_ops
+        for j, (x, y) in enumerate(zip(a, b, strict=True)):
+            where = f"step {step} op {j} ({prog.ops[j].name})"
+            assert x.dtype == y.dtype and x.shape == y.shape, where
+            assert _bits(x) == _bits(y), where
+
+
+def test_recorder_arena_path_gives_the_per_tensor_roots(executors):
+    planned, _ = executors
+    prog = planned.program
+    planned.reset()
+    arena_rec, list_rec = TraceRecorder(prog, PROMPT), TraceRecorder(prog, PROMPT)
+    for step in range(3):
+        outs = planned.run_step(step, PROMPT)
+        arena_rec.add_step(outs)
+        list_rec.add_step(list(outs))  # a plain list: the per-tensor path
+    assert arena_rec.roots == list_rec.roots
+    assert arena_rec.root() == list_rec.root()
+    arena_rec.close()
+    list_rec.close()
+
+
+def test_a_replaced_output_is_what_gets_committed_and_read(executors):
+    """Setting an output after the step (what a cheating executor does in test_cli) must
+    reach the recorder and the next step's back-references, not the arena's bits."""
+    planned, _ = executors
+    prog = planned.program
+    planned.reset()
+    planned.run_step(0, PROMPT)
+    outs = planned.run_step(1, PROMPT)
+    honest = TraceRecorder(prog, PROMPT, background=False)
+    honest.add_step(outs)
+    j = next(j for j, op in enumerate(prog.ops) if op.code == Code.CONCAT)
+    t = outs[j].clone()
+    t.view(-1)[0] += 1.0
+    outs[j] = t
+    assert j in outs.replaced
+    cheat = TraceRecorder(prog, PROMPT)
+    cheat.add_step(outs)
+    diff = [i for i, (x, y) in enumerate(zip(honest.roots, cheat.roots, strict=True)) if x != y]
+    assert diff == [j]
+    nxt = planned.run_step(2, PROMPT)  # its CONCAT j starts with the replaced cache
+    assert _bits(nxt[j].reshape(-1)[:1]) == _bits(t.reshape(-1)[:1])
+
+
+def test_a_failing_record_names_the_op(executors):
+    """A decode step without the previous step's KV caches: the CONCAT record refuses, and
+    the error names the op and the step."""
+    planned, _ = executors
+    planned.reset()
+    planned.prev = [None] * planned.program.n_ops
+    with pytest.raises(FastExecError, match=r"op \d+ \(.*Concat.*\): CONCAT: lengths at step 1"):
+        planned.run_step(1, PROMPT, feed_token=5)
+    planned.reset()
