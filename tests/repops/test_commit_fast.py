@@ -276,6 +276,31 @@ def test_tensor_roots_at_random_step_mix(backend, seed):
     assert one == two == expected
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_constant_chunks_take_the_memo_leaf(backend, threads):
+    """Full chunks of one repeated 32-bit word reuse the first such chunk's leaf
+    (repops_keccak.c `const_chunks`): more distinct words than the memo holds, words that
+    repeat only in 32 of 64 bits, a constant short last chunk, unaligned tensors, and chunks
+    equal but for the last byte, all against the pycryptodome reference."""
+    backend("c")
+    words = [0x80000000, 0, 0xFF800000, 0x7FC00000, 0x3F800000, 0x12345678, 0x80000000]
+    pieces = []
+    for w in words:
+        pieces.append(np.full(256 * 3 + 17, w, dtype=np.uint32).view(np.uint8))
+    alt = np.tile(np.array([0x80000000, 0], dtype=np.uint32), 256 * 2).view(np.uint8)
+    almost = np.full(256 * 2, 0x80000000, dtype=np.uint32).view(np.uint8).copy()
+    almost[1023] ^= 1  # the first chunk differs in its last byte
+    pieces += [alt, almost, np.full(100, 7, dtype=np.uint32).view(np.uint8)]
+    buf = np.zeros(sum(p.nbytes + 3 for p in pieces) + 8, dtype=np.uint8)
+    views, off = [], 1
+    for p in pieces:
+        buf[off:off + p.nbytes] = p
+        views.append(buf[off:off + p.nbytes])
+        off += p.nbytes + 1 + off % 3
+    heads = [commit.header("uint8", [v.nbytes]) for v in views]
+    assert _roots_at(views, heads, threads) == _python_roots(views, heads)
+
+
 def test_tensor_roots_mixed_dtypes_and_shapes(backend):
     rng = np.random.default_rng(5)
     arrays = []

@@ -442,6 +442,55 @@ void repops_merkle_root(const uint8_t* leaves, int64_t n, uint8_t out[32], int t
     free(buf);
 }
 
+/* Leaves of constant chunks: a chunk's leaf depends on its bytes only (C2), so a full chunk
+ * that repeats one 32-bit word has the leaf of any other such chunk of the same word. */
+#define CONST_MEMO 4
+struct const_memo {
+    int n;
+    uint32_t word[CONST_MEMO];
+    uint8_t leaf[CONST_MEMO][32];
+};
+
+static int const_word(const uint8_t* p, int64_t len, uint32_t* w) {
+    if (len != CHUNK_BYTES) return 0;
+    uint64_t pat;
+    memcpy(&pat, p, 8);
+    if ((uint32_t)pat != (uint32_t)(pat >> 32)) return 0;
+    for (int64_t k = 8; k < CHUNK_BYTES; k += 8) {
+        uint64_t v;
+        memcpy(&v, p + k, 8);
+        if (v != pat) return 0;
+    }
+    *w = (uint32_t)pat;
+    return 1;
+}
+
+/* Drops from ms[0, c) the chunks whose leaf the memo has (written now), hashing the first
+ * chunk of each new word at once; returns how many messages are left (in order). */
+static int64_t const_chunks(kmsg* ms, int64_t c, struct const_memo* memo) {
+    int64_t keep = 0;
+    for (int64_t k = 0; k < c; k++) {
+        uint32_t w;
+        if (const_word(ms[k].p, ms[k].len, &w)) {
+            int e = 0;
+            while (e < memo->n && memo->word[e] != w) e++;
+            if (e < memo->n) {
+                memcpy(ms[k].out, memo->leaf[e], 32);
+                continue;
+            }
+            if (e < CONST_MEMO) {
+                hash_one(&ms[k]);
+                memo->word[e] = w;
+                memcpy(memo->leaf[e], ms[k].out, 32);
+                memo->n++;
+                continue;
+            }
+        }
+        ms[keep++] = ms[k];
+    }
+    return keep;
+}
+
 /* Commitments C4 for n tensors in one call: out + 32 i = keccak256(hdr_i ‖ data_root_i), with
  * data_root_i the C3 root of tensor i's C2 chunk leaves and hdr_i = 0x02 ‖ dtype ‖ ndim ‖ dims
  * (built by the caller, who validates dims). Why one call: a decode step has ~4,600 distinct
@@ -468,13 +517,16 @@ void repops_tensor_roots(int64_t n, const uint8_t* const* data, const int64_t* l
     int64_t nmsg = chunks > n ? chunks : n;
     kmsg* ms = malloc((size_t)nmsg * sizeof *ms);
 
-    /* C2 + C3 leaves of every tensor, ZERO padding up to P_i */
+    /* C2 + C3 leaves of every tensor, ZERO padding up to P_i; full chunks of one repeated
+     * 32-bit word (the -0.0 padding of FOLD levels is ~a tenth of a decode step's bytes) take
+     * the leaf of the first such chunk (`const_chunks`) instead of being hashed again */
     int64_t m = 0;
+    struct const_memo memo = {0};
     for (int64_t i = 0; i < n; i++) {
         int64_t c = chunk_msgs(data[i], lens[i], nodes + 32 * base[i], ms + m);
         int64_t p = (base[i + 1] - base[i] + 1) / 2;
         memset(nodes + 32 * (base[i] + c), 0, (size_t)(32 * (p - c)));
-        m += c;
+        m += const_chunks(ms + m, c, &memo);
     }
     hash_msgs(ms, m, threads);
 
