@@ -47,8 +47,10 @@ from node.ree.fastexec import FastExecError, FastExecutor, StepState, WeightBuff
 from node.ree.generate import GenResult, check_lengths
 from node.ree.linear_chain import QuantChain
 from node.ree.sampling import SamplingConfig
+from node.ree.step_plan import PlanError
 from node.ree.trace import TraceRecorder
 from referee.layout import Code, JobConfig, Src, Symbols, TraceOp
+from repops.cpu.kernels import threads as cpu_threads
 
 
 @dataclass
@@ -91,6 +93,7 @@ class BatchExecutor:
         self._live: dict[tuple, torch.Tensor] = {}
         self.batched_calls = 0  # weight matmuls over more than one job (diagnostics)
         self.reruns = 0  # (job, linear) pairs re-run op by op for a ±0/NaN (diagnostics)
+        self.plan_steps = 0  # batch steps whose prefixes ran in the step plan (diagnostics)
 
     # ------------------------------------------------------------------ step driver
 
@@ -133,7 +136,11 @@ class BatchExecutor:
                 raise FastExecError("step > 0 without the previous step's outputs")
         saved_prev = self.fx.prev
         try:
-            if len(lanes) == 1:  # one job: the executor's own step (its fastest path)
+            plan = self.fx.plan
+            if (plan is not None and len(lanes) > 1 and all(ln.step > 0 for ln in lanes)
+                    and all(ln.state().sym.seq == 1 for ln in lanes)):
+                outs = self._plan_step(lanes)
+            elif len(lanes) == 1:  # one job: the executor's own step (its fastest path)
                 ln = lanes[0]
                 self.fx.prev = ln.prev
                 fb = self.fx.fallbacks
@@ -147,6 +154,23 @@ class BatchExecutor:
             ln.prev = [t if i in self._kept else None for i, t in enumerate(o)]
             ln.step += 1
         return outs
+
+    def _plan_step(self, lanes: Sequence[Lane]) -> list[list[torch.Tensor]]:
+        """Decode steps of every lane through the executor's step plan (node/ree/step_plan.py):
+        the prefix of all jobs in one C call, the weight linears stacked over the jobs'
+        rows, then each job's tail through the executor's handlers."""
+        fx = self.fx
+        states = [ln.state() for ln in lanes]
+        try:
+            prefixes = fx.plan.run_lanes(
+                [(st.sym, ln.prev, fx.plan_token(ln.prev, ln.feed))
+                 for ln, st in zip(lanes, states, strict=True)], cpu_threads())
+        except PlanError as e:
+            raise FastExecError(f"{e} at step {states[0].step}") from e
+        self.batched_calls += fx.plan.n_linears
+        self.plan_steps += 1
+        return [fx.run_tail(st, o, ln.prev, ln.feed)
+                for ln, st, o in zip(lanes, states, prefixes, strict=True)]
 
     def _step(self, lanes: Sequence[Lane]) -> list[list[torch.Tensor]]:
         states = [ln.state() for ln in lanes]

@@ -323,13 +323,19 @@ class FastExecutor:
 
     def _step(self, st: StepState, feed_token: int | None) -> list[torch.Tensor]:
         outs: list[torch.Tensor] = []
-        ops, shape_of, sym = self.program.ops, self._shape_fns, st.sym
-        handlers, n = self._handlers, len(self._handlers)
+        sym = st.sym
         self._feed, self._sym = feed_token, sym
         j = 0
         if self.plan is not None and st.step > 0 and sym.seq == 1:
             outs = self._plan_prefix(st, feed_token)
             j = self.plan.tail
+        return self._run_ops(j, outs, st)
+
+    def _run_ops(self, j: int, outs: list[torch.Tensor], st: StepState
+                 ) -> list[torch.Tensor]:
+        """Ops j … P−1 of a step through their handlers, appended to `outs` (ops < j)."""
+        ops, shape_of, sym = self.program.ops, self._shape_fns, st.sym
+        handlers, n = self._handlers, len(self._handlers)
         while j < n:
             try:
                 y = handlers[j](outs, st)
@@ -349,15 +355,33 @@ class FastExecutor:
 
     def _plan_prefix(self, st: StepState, feed_token: int | None) -> sp.StepOutputs:
         """Ops [0, plan.tail) of a decode step in one C call (node/ree/step_plan.py)."""
-        plan = self.plan
-        token = feed_token
-        if token is None and plan.token_src is not None:
-            token = int(self.prev[plan.token_src].reshape(-1)[0])
         try:
-            return plan.run(st.sym, self.prev, 0 if token is None else token,
-                            cpu_kernels.threads())
+            return self.plan.run(st.sym, self.prev, self.plan_token(self.prev, feed_token),
+                                 cpu_kernels.threads())
         except sp.PlanError as e:
             raise FastExecError(f"{e} at step {st.step}") from e
+
+    def plan_token(self, prev: Sequence[torch.Tensor | None], feed_token: int | None) -> int:
+        """The token a decode step's TOKENS op reads (§L5.1): the fed one, else element 0 of
+        the previous step's token op."""
+        src = self.plan.token_src if self.plan is not None else None
+        if feed_token is None and src is not None:
+            return int(prev[src].reshape(-1)[0])
+        return 0 if feed_token is None else feed_token
+
+    def run_tail(self, st: StepState, outs: sp.StepOutputs, prev: list | None,
+                 feed_token: int | None) -> list[torch.Tensor]:
+        """The ops after a step plan's prefix (`outs`: what the plan computed) for a job
+        whose previous outputs are `prev`, each op exact on its own (node/ree/batch.py runs
+        several jobs' prefixes together, then each job's tail here)."""
+        saved = self.prev
+        self.prev, self._feed, self._sym, self._flags = prev, feed_token, st.sym, None
+        try:
+            with torch.no_grad():
+                return self._run_ops(self.plan.tail, outs, st)
+        finally:
+            self.prev = saved
+            self._group_out = None
 
     def _group_rest(self, j: int) -> tuple[torch.Tensor, ...] | list[torch.Tensor] | None:
         """The outputs of ops j+1 … that op j's handler computed with its own: a linear's

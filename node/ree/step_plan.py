@@ -112,6 +112,7 @@ class StepPlan:
         self.token_src = next((o.inputs[1].op for o in ops[:j] if o.code == Code.TOKENS
                                and len(o.inputs) > 1 and o.inputs[1].src == Src.OP), None)
         self._recs = np.array(recs, dtype=np.int64).reshape(-1, REC)
+        self.n_linears = int((self._recs[:, 0] == K_QCHAIN).sum())  # stacked by `run_lanes`
         self._wptr = np.array(wptr or [0], dtype=np.int64)
         self._wdims = np.array(wdims or [[0] * (MAXD + 1)], dtype=np.int64)
         pre = ops[: self.tail]
@@ -186,9 +187,8 @@ class StepPlan:
                             f"seq={sym.seq}, past={sym.past}")
         return np.concatenate([self._ndim[:, None], d], axis=1)
 
-    def run(self, sym: Symbols, prev: Sequence[torch.Tensor], token: int, nthreads: int
-            ) -> StepOutputs:
-        """Ops [0, tail) of a decode step; `prev` the previous step's outputs."""
+    def _prepare(self, sym: Symbols, prev: Sequence[torch.Tensor | None]) -> tuple:
+        """The step's dims, arena and offsets, and the previous step's output addresses."""
         if sym.seq != 1:
             raise PlanError("the step plan runs decode steps (seq = 1) only")
         dims = self.dims_at(sym)
@@ -209,16 +209,63 @@ class StepPlan:
                     t = t.contiguous()
                     keep.append(t)
                     prev_ptr[i] = t.data_ptr()
-        err = ctypes.create_string_buffer(200)
         alias = np.full(self.tail, -1, dtype=np.int64)
+        return dims, nbytes, offs, arena, prev_ptr, keep, alias
+
+    def _error(self, rec: int, err: ctypes.Array, job: int | None = None) -> PlanError:
+        j = int(self._recs[rec][1])
+        who = "" if job is None else f"job {job}, "
+        return PlanError(f"{who}op {j} ({self.program.ops[j].name}): {err.value.decode()}")
+
+    def run(self, sym: Symbols, prev: Sequence[torch.Tensor | None], token: int,
+            nthreads: int) -> StepOutputs:
+        """Ops [0, tail) of a decode step; `prev` the previous step's outputs."""
+        dims, nbytes, offs, arena, prev_ptr, _keep, alias = self._prepare(sym, prev)
+        err = ctypes.create_string_buffer(200)
         rc = _run_fn()(len(self._recs), self._recs.ctypes.data, arena.data_ptr(),
                        offs.ctypes.data, dims.ctypes.data, prev_ptr.ctypes.data,
                        self._wptr.ctypes.data, self._wdims.ctypes.data, sym.seq, sym.past,
                        token, nthreads, err, alias.ctypes.data)
         if rc:
-            j = int(self._recs[rc - 1][1])
-            raise PlanError(f"op {j} ({self.program.ops[j].name}): {err.value.decode()}")
+            raise self._error(rc - 1, err)
         return StepOutputs(self, arena, offs, nbytes, dims, alias)
+
+    def run_lanes(self, steps: Sequence[tuple[Symbols, Sequence[torch.Tensor | None], int]],
+                  nthreads: int) -> list[StepOutputs]:
+        """One decode step of several jobs (symbols, previous outputs, token each): every
+        weight linear runs once over the rows of all jobs (`repops_step_plan_run_lanes`),
+        every other record job by job. Each job's outputs are its `run` outputs, bit for bit
+        (tests/ree/test_batch_invariance.py)."""
+        prepared = [self._prepare(sym, prev) for sym, prev, _ in steps]
+        args = np.zeros((len(steps), 8), dtype=np.int64)
+        for b, ((sym, _, token), (dims, _, offs, arena, prev_ptr, _, alias)) in enumerate(
+                zip(steps, prepared, strict=True)):
+            args[b] = (arena.data_ptr(), offs.ctypes.data, dims.ctypes.data,
+                       prev_ptr.ctypes.data, sym.seq, sym.past, token, alias.ctypes.data)
+        q = self._recs[self._recs[:, 0] == K_QCHAIN]
+        nb = len(steps)
+        xs = int(nb * q[:, 8].max()) if len(q) else 0
+        ys = int(nb * (q[:, 7] * q[:, 11]).max()) if len(q) else 0
+        scratch = torch.empty(xs + ys, dtype=torch.float32)
+        err = ctypes.create_string_buffer(200)
+        rc = _lanes_fn()(len(self._recs), self._recs.ctypes.data, nb, args.ctypes.data,
+                         self._wptr.ctypes.data, self._wdims.ctypes.data, nthreads, err,
+                         scratch.data_ptr(), xs)
+        if rc:
+            raise self._error((rc & 0xFFFFFFFF) - 1, err, (rc >> 32) - 1)
+        return [StepOutputs(self, arena, offs, nbytes, dims, alias)
+                for dims, nbytes, offs, arena, _, _, alias in prepared]
+
+
+@cache
+def _lanes_fn() -> ctypes._CFuncPtr:
+    from repops.cpu.build import load
+
+    fn = load().repops_step_plan_run_lanes
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    fn.argtypes = [i64, p, i64, p, p, p, ctypes.c_int, ctypes.c_char_p, p, i64]
+    fn.restype = i64
+    return fn
 
 
 class _Stop(Exception):

@@ -106,3 +106,23 @@ def test_a_failing_record_names_the_op(executors):
     with pytest.raises(FastExecError, match=r"op \d+ \(.*Concat.*\): CONCAT: lengths at step 1"):
         planned.run_step(1, PROMPT, feed_token=5)
     planned.reset()
+
+
+def test_jobs_stacked_in_the_plan_equal_single_runs(executors):
+    """node/ree/batch.py runs the decode steps of several jobs through one plan call (the
+    weight linears stacked over the jobs' rows): prompts of different lengths (each job at
+    its own position), one sampled, one stopping early; tokens, every root and the trace
+    root equal the jobs run alone."""
+    from node.ree.batch import BatchExecutor, generate_batch
+    from node.ree.generate import generate
+
+    planned, _ = executors
+    prompts = [PROMPT, PROMPT[:5], PROMPT[3:11]]
+    budgets = [4, 2, 4]
+    cfgs = [SamplingConfig(), SamplingConfig(0.8, 40, 0.9, seed=3), SamplingConfig()]
+    single = [generate(planned, p, m, c) for p, m, c in zip(prompts, budgets, cfgs, strict=True)]
+    bx = BatchExecutor(planned)
+    batched = generate_batch(bx, prompts, budgets, cfgs, batch=3)
+    assert bx.plan_steps >= 2
+    for a, b in zip(single, batched, strict=True):
+        assert a.tokens == b.tokens and a.roots == b.roots and a.trace_root == b.trace_root

@@ -370,6 +370,92 @@ static int run_gather(struct plan_ctx *c, const int64_t *r) {
     return 0;
 }
 
+static int run_record(struct plan_ctx *c, const int64_t *r) {
+    switch (r[0]) {
+    case K_NOP: return 0;
+    case K_TOKENS: {
+        if (numel(c->dims + DROW * r[1]) != 1) return fail(c, "TOKENS: a decode step has one");
+        *(int32_t *)(c->arena + c->offs[r[1]]) = (int32_t)c->token;
+        return 0;
+    }
+    case K_GATHER: return run_gather(c, r);
+    case K_EW: return run_ew(c, r);
+    case K_FOLDTREE: return run_foldtree(c, r);
+    case K_QCHAIN: return run_qchain(c, r);
+    case K_DOT: return run_dot(c, r);
+    case K_ROPE: return run_rope(c, r);
+    case K_MOVE: return run_move(c, r);
+    case K_CONCAT: return run_concat(c, r);
+    default: return fail(c, "unknown record kind");
+    }
+}
+
+/* One linear for several jobs' steps at once: the rows of every job stacked into one call of
+ * the GGUF-block kernel (each output element is its own row's chain, so stacking changes no
+ * bit: node/ree/batch.py), then each job's segment rows copied to its arena. Returns 0, or
+ * 1 + the job that failed. */
+static int run_qchain_lanes(struct plan_ctx *cs, int64_t nl, const int64_t *r, float *xs,
+                            float *ys) {
+    const int64_t *p = r + 6;
+    int64_t n = p[1], k = p[2], nseg = p[5], m = 0;
+    for (int64_t l = 0; l < nl; l++) {
+        struct operand x = operand(&cs[l], r[3]);
+        if (!x.d || x.d[0] < 1 || x.d[x.d[0]] != k || numel(x.d) != k) {
+            fail(&cs[l], "DOT: x does not match the weight's K (one row per job)");
+            return 1 + (int)l;
+        }
+        for (int64_t s = 0; s < nseg; s++)
+            if (numel(cs[l].dims + DROW * (r[1] + s)) != n) {
+                fail(&cs[l], "DOT: segment size");
+                return 1 + (int)l;
+            }
+        memcpy(xs + m * k, x.p, (size_t)(4 * k));
+        m++;
+    }
+    if (repops_linear_q_segments((int)p[0], m, n, k, xs, k, (const uint8_t *)(intptr_t)p[3],
+                                 nseg, (const int64_t *)(intptr_t)p[4], ys, cs[0].nthreads, 0)) {
+        fail(&cs[0], "DOT: the quantized kernel refused the segment ends");
+        return 1;
+    }
+    for (int64_t l = 0; l < nl; l++)
+        for (int64_t s = 0; s < nseg; s++)
+            memcpy(cs[l].arena + cs[l].offs[r[1] + s], ys + (s * m + l) * n, (size_t)(4 * n));
+    return 0;
+}
+
+/* Records [0, nrec) of one decode step of each of nl jobs (lane l: its arena, offsets, dims,
+ * previous-step addresses, symbols, token and alias array in lane_args[8 l ...]): weight
+ * linears stacked over the jobs, every other record job by job. scratch: floats for the
+ * stacked rows and outputs (nl * max K + nl * max nseg * N). Returns 0, or
+ * (1 + job) << 32 | (1 + record) for the record that failed. */
+int64_t repops_step_plan_run_lanes(int64_t nrec, const int64_t *recs, int64_t nl,
+                                   const int64_t *lane_args, const int64_t *wptr,
+                                   const int64_t *wdims, int nthreads, char *err,
+                                   float *scratch, int64_t xs_floats) {
+    struct plan_ctx *cs = calloc((size_t)nl, sizeof *cs);
+    if (!cs) return 1;
+    for (int64_t l = 0; l < nl; l++) {
+        const int64_t *a = lane_args + 8 * l;
+        cs[l] = (struct plan_ctx){(uint8_t *)(intptr_t)a[0], (const int64_t *)(intptr_t)a[1],
+                                  (const int64_t *)(intptr_t)a[2],
+                                  (const int64_t *)(intptr_t)a[3], wptr, wdims, a[4], a[5],
+                                  a[6], nthreads, err, (int64_t *)(intptr_t)a[7]};
+    }
+    int64_t rc = 0;
+    for (int64_t i = 0; i < nrec && !rc; i++) {
+        const int64_t *r = recs + REC * i;
+        if (r[0] == K_QCHAIN && nl > 1) {
+            int64_t bad = run_qchain_lanes(cs, nl, r, scratch, scratch + xs_floats);
+            if (bad) rc = (bad << 32) | (i + 1);
+            continue;
+        }
+        for (int64_t l = 0; l < nl; l++)
+            if (run_record(&cs[l], r)) { rc = ((1 + l) << 32) | (i + 1); break; }
+    }
+    free(cs);
+    return rc;
+}
+
 /* Runs records [0, nrec) of one step. Returns 0, or 1 + the index of the record that failed
  * (err then holds why; outputs of later records are unwritten). alias (per op, -1 on entry)
  * gets, for an op whose output repeats an earlier op's bits, that op. */
@@ -380,28 +466,7 @@ int64_t repops_step_plan_run(int64_t nrec, const int64_t *recs, uint8_t *arena,
                              int64_t *alias) {
     struct plan_ctx c = {arena, offs, dims, prev, wptr, wdims, seq, past, token, nthreads, err,
                          alias};
-    for (int64_t i = 0; i < nrec; i++) {
-        const int64_t *r = recs + REC * i;
-        int rc = 0;
-        switch (r[0]) {
-        case K_NOP: break;
-        case K_TOKENS: {
-            int32_t *o = (int32_t *)(arena + offs[r[1]]);
-            if (numel(dims + DROW * r[1]) != 1) rc = fail(&c, "TOKENS: a decode step has one");
-            else o[0] = (int32_t)token;
-            break;
-        }
-        case K_GATHER: rc = run_gather(&c, r); break;
-        case K_EW: rc = run_ew(&c, r); break;
-        case K_FOLDTREE: rc = run_foldtree(&c, r); break;
-        case K_QCHAIN: rc = run_qchain(&c, r); break;
-        case K_DOT: rc = run_dot(&c, r); break;
-        case K_ROPE: rc = run_rope(&c, r); break;
-        case K_MOVE: rc = run_move(&c, r); break;
-        case K_CONCAT: rc = run_concat(&c, r); break;
-        default: rc = fail(&c, "unknown record kind");
-        }
-        if (rc) return i + 1;
-    }
+    for (int64_t i = 0; i < nrec; i++)
+        if (run_record(&c, recs + REC * i)) return i + 1;
     return 0;
 }
