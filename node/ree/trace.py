@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -47,6 +48,7 @@ def to_numpy(t: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 _LITTLE = sys.byteorder == "little"
+_BIG_STEP = 64 << 20  # bytes of leaves from which a host step is hashed in parts
 _RAW_OK = {torch.float32: "float32", torch.int32: "int32", torch.int64: "int64",
            torch.uint8: "uint8"}
 
@@ -87,7 +89,7 @@ class TraceRecorder:
         self._f = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="trace-hash") if background \
             else None
-        self._pending: list[Future] = []
+        self._pending: list[tuple[Future, _PartsStep | None]] = []
         self._heads: dict[tuple[str, tuple[int, ...]], bytes] = {}
         self._theads: dict[tuple[torch.dtype, torch.Size], bytes] = {}  # `_finish_host`'s
         self.hash_seconds = 0.0  # worker time spent hashing and writing (diagnostics)
@@ -105,14 +107,21 @@ class TraceRecorder:
             self._finish(*self._host_leaves(outputs))
             return
         if (isinstance(outputs, StepOutputs) and self._f is None and _LITTLE
-                and not outputs.replaced):
-            # a step plan's arena: addresses and headers come as arrays (`_finish_plan`)
-            job = self._pool.submit(self._finish_plan, outputs)
-            self._pending.append(job)
-            if len(self._pending) > 2:
-                self._pending.pop(0).result()
+                and not outputs.replaced and (not len(outputs.nbytes)
+                                              or int(outputs.nbytes.min()) > 0)):
+            # a step plan's arena: addresses and headers come as arrays, hashed in parts
+            # (`_PartsStep`) by the worker and, rather than waiting for it, by this thread
+            self._queue_parts(_PartsStep.of_plan(self, outputs))
             return
         outs = list(outputs)  # holds the step's tensors until the worker has hashed them
+        if (self._f is None and _LITTLE and len(outs) and isinstance(outs[-1], torch.Tensor)
+                and outs[-1].is_cpu and sum(t.nbytes for t in outs) > _BIG_STEP):
+            # a prefill (SmolLM2: ~580 MB of leaves, ~0.35 s of hashing): in parts, so the
+            # executor's thread hashes beside the worker instead of waiting for it
+            arrays = self._host_arrays(outs)
+            if arrays is not None:
+                self._queue_parts(_PartsStep.of_host(self, outs, *arrays))
+                return
         if any(isinstance(t, torch.Tensor) and not t.is_cpu for t in outs):
             # the device→host copy is queued here, on the executor's stream, in step order
             job = self._pool.submit(self._finish, *self._host_leaves(outs))
@@ -121,9 +130,9 @@ class TraceRecorder:
             # SmolLM2 step) moves to the worker, which gets the GIL while the executor's C
             # kernels run
             job = self._pool.submit(self._finish_host, outs)
-        self._pending.append(job)
+        self._pending.append((job, None))
         if len(self._pending) > 2:  # bound the memory held by queued steps
-            self._pending.pop(0).result()
+            self._wait_oldest()
 
     def _host_leaves(self, outputs: Sequence[torch.Tensor | np.ndarray]
                      ) -> tuple[list[int], list[_Leaf]]:
@@ -168,10 +177,20 @@ class TraceRecorder:
         kept on disk (the usual case): no `_Leaf` per tensor. On two cores this loop holds
         the GIL the executor's dispatch needs, so its ~2 µs per leaf is the trace overhead
         that shows; anything else takes the general path."""
-        if self._f is not None or not _LITTLE:
+        arrays = self._host_arrays(outs) if self._f is None and _LITTLE else None
+        if arrays is None:
             self._finish(*self._host_leaves(outs))
             return
         t0 = time.perf_counter()
+        ptrs, sizes, hdrs, slots = arrays
+        roots = tensor_roots_at(ptrs, sizes, hdrs, 1)  # one thread: see `_leaf_roots`
+        self._roots.extend(roots[i] for i in slots)
+        self.hash_seconds += time.perf_counter() - t0
+
+    def _host_arrays(self, outs: Sequence[torch.Tensor | np.ndarray]
+                     ) -> tuple[list[int], list[int], list[bytes], list[int]] | None:
+        """(addresses, sizes, headers) of the distinct tensors and each output's slot, or
+        None unless every one is a contiguous, non-empty CPU tensor of a committed dtype."""
         heads, raw_ok = self._theads, _RAW_OK
         slot_of: dict[int, int] = {}
         slots: list[int] = []
@@ -181,49 +200,29 @@ class TraceRecorder:
         for t in outs:
             i = slot_of.get(id(t))
             if i is None:
-                if not isinstance(t, torch.Tensor) or not t.is_contiguous() or not t.nbytes:
-                    self._finish(*self._host_leaves(outs))
-                    return
+                if (not isinstance(t, torch.Tensor) or not t.is_cpu or not t.is_contiguous()
+                        or not t.nbytes):
+                    return None
                 key = (t.dtype, t.shape)
                 head = heads.get(key)
                 if head is None:
                     if t.dtype not in raw_ok:
-                        self._finish(*self._host_leaves(outs))
-                        return
+                        return None
                     head = heads[key] = header(raw_ok[t.dtype], tuple(t.shape))
                 i = slot_of[id(t)] = len(ptrs)
                 ptrs.append(t.data_ptr())
                 sizes.append(t.nbytes)
                 hdrs.append(head)
             slots.append(i)
-        roots = tensor_roots_at(ptrs, sizes, hdrs, 1)  # one thread: see `_leaf_roots`
-        self._roots.extend(roots[i] for i in slots)
-        self.hash_seconds += time.perf_counter() - t0
+        return ptrs, sizes, hdrs, slots
 
-    def _finish_plan(self, outs: StepOutputs) -> None:
-        """`_finish` for a step whose first ops ran in a step plan (node/ree/step_plan.py):
-        one `tensor_roots_raw` call over the arena, no Python object per leaf (the per-leaf
-        bookkeeping held the GIL the executor needed: most of the trace overhead on two
-        cores). Every op is hashed, also one whose bits equal another's: same roots."""
+    def _finish_parts(self, step: _PartsStep) -> None:
+        """The worker's side of a step hashed in parts: hash the parts nobody took yet, wait
+        for the ones the executor's thread took, then append the step's roots in leaf
+        order."""
         t0 = time.perf_counter()
-        addr, nbytes, hdr, hlen = outs.leaf_arrays()
-        if len(nbytes) and int(nbytes.min()) <= 0:
-            self._finish(*self._host_leaves(list(outs)))
-            return
-        hptr = np.uint64(hdr.ctypes.data) + np.arange(len(hdr), dtype=np.uint64) * np.uint64(
-            hdr.shape[1])
-        # an op that repeats an earlier op's bits (same dtype and dims: a DOT segment past
-        # the live keys) takes that op's root instead of being hashed again
-        uniq = np.flatnonzero(outs.alias < 0)
-        raw = tensor_roots_raw(addr[uniq].astype(np.uint64), nbytes[uniq], hptr[uniq],
-                               hlen[uniq], 1)
-        slot = np.cumsum(outs.alias < 0) - 1
-        src = np.where(outs.alias < 0, np.arange(len(outs.alias)), outs.alias)
-        tail = list.__getitem__(outs, slice(outs.plan.tail, None))
-        slots, leaves = self._host_leaves(tail)
-        troots = self._leaf_roots(leaves)
-        self._roots.extend(raw[32 * i:32 * i + 32] for i in slot[src].tolist())
-        self._roots.extend(troots[i] for i in slots)
+        step.help()
+        self._roots.extend(step.roots())
         self.hash_seconds += time.perf_counter() - t0
 
     def _leaf_roots(self, leaves: list[_Leaf]) -> list[bytes]:
@@ -258,10 +257,22 @@ class TraceRecorder:
                     roots[i] = tensor_root_np(_leaf_array(lf))
         return roots
 
+    def _queue_parts(self, step: _PartsStep) -> None:
+        self._pending.append((self._pool.submit(self._finish_parts, step), step))
+        while len(self._pending) > 2:
+            self._wait_oldest()
+
+    def _wait_oldest(self) -> None:
+        """Wait for the oldest queued step, hashing its untaken parts here meanwhile."""
+        job, step = self._pending.pop(0)
+        if step is not None:
+            step.help()
+        job.result()
+
     def flush(self) -> None:
         """Wait until every queued step is hashed (and written)."""
         while self._pending:
-            self._pending.pop(0).result()
+            self._wait_oldest()
 
     @property
     def roots(self) -> list[bytes]:
@@ -319,6 +330,93 @@ class TraceRecorder:
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(wait=False)
+
+
+class _PartsStep:
+    """One step's leaves to commit, in PARTS runs of about equal bytes (plus, for a step
+    plan, the tail's tensors), each run one C call that releases the GIL. The worker thread
+    takes parts in order; when the executor would wait for the worker
+    (`TraceRecorder._wait_oldest`) it takes the untaken parts itself, so the two cores share
+    the hashing instead of one idling (a SmolLM2 decode step hashes longer than it executes
+    on this 2-core machine, and a prefill's ~0.35 s of hashing used to hold up the first
+    decode steps). Which thread hashes a part changes no root."""
+
+    PARTS = 8
+
+    def __init__(self, rec: TraceRecorder, args: tuple[np.ndarray, ...], slot: np.ndarray,
+                 keep: object, tail: list[torch.Tensor]) -> None:
+        """args: addresses, sizes, header addresses, header lengths of the distinct leaves;
+        slot: per output its distinct leaf; keep: what holds that memory; tail: tensors
+        hashed after them (their roots follow)."""
+        self.rec, self._args, self._slot, self._keep, self._tailt = rec, args, slot, keep, tail
+        cum = np.cumsum(args[1])
+        cuts = np.searchsorted(cum, cum[-1] * np.arange(1, self.PARTS) / self.PARTS) \
+            if len(cum) else np.zeros(self.PARTS - 1, dtype=np.int64)
+        self._edges = [0, *[int(c) for c in cuts], len(cum)]
+        self._raw: list[bytes] = [b""] * self.PARTS
+        self._tail: list[bytes] = []
+        self._next = 0
+        self._left = self.PARTS + 1
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+    @classmethod
+    def of_plan(cls, rec: TraceRecorder, outs: StepOutputs) -> _PartsStep:
+        """A step plan's arena (node/ree/step_plan.py): the leaves' addresses and headers
+        come as arrays; an op that repeats an earlier op's bits (same dtype and dims: a DOT
+        segment past the live keys) takes that op's root instead of being hashed again."""
+        addr, nbytes, hdr, hlen = outs.leaf_arrays()
+        hptr = np.uint64(hdr.ctypes.data) + np.arange(len(hdr), dtype=np.uint64) * np.uint64(
+            hdr.shape[1])
+        uniq = np.flatnonzero(outs.alias < 0)
+        slot = (np.cumsum(outs.alias < 0) - 1)[
+            np.where(outs.alias < 0, np.arange(len(outs.alias)), outs.alias)]
+        return cls(rec, (addr[uniq].astype(np.uint64), nbytes[uniq], hptr[uniq], hlen[uniq]),
+                   slot, (outs, hdr), list.__getitem__(outs, slice(outs.plan.tail, None)))
+
+    @classmethod
+    def of_host(cls, rec: TraceRecorder, outs: list, ptrs: list[int], sizes: list[int],
+                hdrs: list[bytes], slots: list[int]) -> _PartsStep:
+        """Host tensors (`TraceRecorder._host_arrays`)."""
+        hlen = np.fromiter(map(len, hdrs), dtype=np.int64, count=len(hdrs))
+        hbuf = np.frombuffer(b"".join(hdrs) + b"\0", dtype=np.uint8)
+        hptr = (np.cumsum(hlen) - hlen).astype(np.uint64) + np.uint64(hbuf.ctypes.data)
+        return cls(rec, (np.array(ptrs, dtype=np.uint64), np.array(sizes, dtype=np.int64),
+                         hptr, hlen), np.array(slots, dtype=np.int64), (outs, hbuf), [])
+
+    def help(self) -> None:
+        """Hash untaken parts until none is left (part PARTS: the tail's tensors)."""
+        while True:
+            with self._lock:
+                k = self._next
+                if k > self.PARTS:
+                    return
+                self._next += 1
+            try:
+                if k < self.PARTS:
+                    a, b = self._edges[k], self._edges[k + 1]
+                    if b > a:
+                        self._raw[k] = tensor_roots_raw(*(x[a:b] for x in self._args), 1)
+                elif self._tailt:
+                    slots, leaves = self.rec._host_leaves(self._tailt)
+                    troots = self.rec._leaf_roots(leaves)
+                    self._tail = [troots[i] for i in slots]
+            except BaseException as e:  # re-raised by `roots` on the worker
+                self._error = e
+            finally:
+                with self._lock:
+                    self._left -= 1
+                    if self._left == 0:
+                        self._done.set()
+
+    def roots(self) -> list[bytes]:
+        """The step's roots in leaf order, once every part is hashed."""
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        raw = b"".join(self._raw)
+        return [raw[32 * i:32 * i + 32] for i in self._slot.tolist()] + self._tail
 
 
 def _host_leaf(t: torch.Tensor | np.ndarray) -> _Leaf:

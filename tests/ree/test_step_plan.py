@@ -60,18 +60,27 @@ def test_plan_equals_handlers_leaf_by_leaf(executors, sampling):
 
 
 def test_recorder_arena_path_gives_the_per_tensor_roots(executors):
+    """The arena path (parts hashed by the worker and, when the executor would wait, by the
+    executor's thread), the per-tensor worker path and inline per-leaf hashing agree; the
+    prefill (> _BIG_STEP bytes) is hashed in parts too."""
+    from node.ree import trace
+
     planned, _ = executors
     prog = planned.program
     planned.reset()
-    arena_rec, list_rec = TraceRecorder(prog, PROMPT), TraceRecorder(prog, PROMPT)
-    for step in range(3):
+    recs = [TraceRecorder(prog, PROMPT), TraceRecorder(prog, PROMPT),
+            TraceRecorder(prog, PROMPT, background=False)]
+    for step in range(6):
         outs = planned.run_step(step, PROMPT)
-        arena_rec.add_step(outs)
-        list_rec.add_step(list(outs))  # a plain list: the per-tensor path
-    assert arena_rec.roots == list_rec.roots
-    assert arena_rec.root() == list_rec.root()
-    arena_rec.close()
-    list_rec.close()
+        if step == 0:
+            assert sum(t.nbytes for t in outs) > trace._BIG_STEP
+        recs[0].add_step(outs)
+        recs[1].add_step(list(outs))  # a plain list: the per-tensor path
+        recs[2].add_step(outs)
+    assert recs[0].roots == recs[1].roots == recs[2].roots
+    assert recs[0].root() == recs[2].root()
+    for r in recs:
+        r.close()
 
 
 def test_a_replaced_output_is_what_gets_committed_and_read(executors):
