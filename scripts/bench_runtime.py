@@ -22,6 +22,7 @@ import argparse
 import gc
 import json
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -65,9 +66,11 @@ def _trace_pass(ex, dev: str, toks: list[int], n_new: int, rec) -> tuple[float, 
         return t1 - t0, time.perf_counter() - t1
 
 
-def bench_trace(model, dev: str, toks: list[int], n_new: int) -> dict:
-    """Prefill and decode of the trace executor, once without a trace and once committing
-    every leaf (C4 roots, C5 root); the overhead is the difference of the two wall times."""
+def bench_trace(model, dev: str, toks: list[int], n_new: int, reps: int = 3) -> dict:
+    """Prefill and decode of the trace executor, without a trace and committing every leaf
+    (C4 roots, C5 root), alternating, `reps` times each; medians are reported (the shared
+    2-core machine's noise moved single runs by ±20 %) and the overhead is the difference of
+    the median wall times."""
     import torch
 
     from node.ree.fastexec import FastExecutor
@@ -78,18 +81,25 @@ def bench_trace(model, dev: str, toks: list[int], n_new: int) -> dict:
     with torch.no_grad():  # warm-up (Triton JIT, caches)
         ex.run_step(0, toks[:8])
         ex.run_step(1, toks[:8])
-    pre_x, dec_x = _trace_pass(ex, dev, toks, n_new, None)
-    rec = TraceRecorder(model.program, toks)
-    pre_t, dec_t = _trace_pass(ex, dev, toks, n_new, rec)
-    rec.close()
+    runs_x, runs_t, hashed = [], [], 0.0
+    for _ in range(reps):
+        runs_x.append(_trace_pass(ex, dev, toks, n_new, None))
+        rec = TraceRecorder(model.program, toks)
+        runs_t.append(_trace_pass(ex, dev, toks, n_new, rec))
+        rec.close()
+        hashed += rec.hash_seconds
+    pre_x, dec_x = (statistics.median(r[i] for r in runs_x) for i in (0, 1))
+    pre_t, dec_t = (statistics.median(r[i] for r in runs_t) for i in (0, 1))
     return {
         "prefill_tokens": len(toks), "prefill_tok_s": round(len(toks) / pre_x, 2),
         "prefill_commit_s": round(max(0.0, pre_t - pre_x), 3),
-        "decode_tokens": n_new,
+        "decode_tokens": n_new, "reps": reps,
         "decode_tok_s_exec_only": round(n_new / dec_x, 3),
         "decode_tok_s_with_trace": round(n_new / dec_t, 3),
+        "decode_tok_s_exec_only_runs": [round(n_new / r[1], 2) for r in runs_x],
+        "decode_tok_s_with_trace_runs": [round(n_new / r[1], 2) for r in runs_t],
         "trace_overhead_pct": round(100 * (dec_t - dec_x) / dec_x, 1),
-        "hash_worker_s_per_token": round(rec.hash_seconds / (n_new + 1), 4),
+        "hash_worker_s_per_token": round(hashed / reps / (n_new + 1), 4),
         "trace_ops_per_token": model.program.n_ops,
         "fallback_elements": ex.fallbacks,
     }
@@ -246,6 +256,10 @@ def markdown(rep: dict) -> str:
                   f"**{tr['trace_overhead_pct']} %**; {tr['trace_ops_per_token']} trace ops per "
                   f"token; prompt {tr['prefill_tokens']} tokens, {tr['decode_tokens']} decode "
                   f"steps; elements re-checked by the reference: {tr['fallback_elements']}."]
+        if tr.get("decode_tok_s_exec_only_runs"):
+            lines += ["", f"REE b=1 decode: median of {tr['reps']} alternating runs each; "
+                      f"exec only {tr['decode_tok_s_exec_only_runs']} tok/s, with trace "
+                      f"{tr['decode_tok_s_with_trace_runs']} tok/s."]
         lines += bench_llamacpp.markdown_ratio(tr, sec.get("llama_cpp"))
         if sec.get("trace_repeat"):  # the same b=1 run in another call: the spread
             rr = sec["trace_repeat"]

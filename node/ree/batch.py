@@ -150,8 +150,12 @@ class BatchExecutor:
                 outs = self._step(lanes)
         finally:
             self.fx.prev = saved_prev
+        kept = self._kept
         for ln, o in zip(lanes, outs, strict=True):
-            ln.prev = [t if i in self._kept else None for i, t in enumerate(o)]
+            prev: list[torch.Tensor | None] = [None] * len(o)
+            for i in kept:  # by index: a step plan's outputs become tensors only when read
+                prev[i] = o[i]
+            ln.prev = prev
             ln.step += 1
         return outs
 
