@@ -68,7 +68,8 @@ def _init(max_ctx: int, sides: tuple[str, ...]) -> None:
     m = load_model("smollm2", max_ctx=max_ctx, with_model_hash=False)
     w = m.weights_by_root()
     _STATE["model"] = m
-    _STATE["ex"] = {side: FastExecutor(m.program, w, side) for side in sides}
+    q = m.quant_blocks()  # what `ree run` uses on the CPU (the GPU side reads fp32 weights)
+    _STATE["ex"] = {side: FastExecutor(m.program, w, side, quant=q) for side in sides}
 
 
 def _job(args: tuple[int, list[int], int]) -> dict:
