@@ -22,7 +22,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from referee.execute import Trace
-from referee.witness import Claim, WitnessBuilder
+from referee.layout import Claim
+from referee.witness import WitnessBuilder
 from repops.commit import (
     CHUNK_BYTES,
     canonical_bytes,

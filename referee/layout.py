@@ -66,6 +66,17 @@ class Stage(IntEnum):
 SELF_STAGES = (Stage.SCAN, Stage.MERGE)  # §L5.10: their witness carries the defender's output
 
 
+class Claim(IntEnum):
+    """What a one-step check decides (IOneStepVerifier.Claim; §L1: TraceEnd and OutputToken
+    follow from the step rules, §L7 witnesses carry one)."""
+
+    ELEMENT = 0
+    OP_HASH = 1
+    OUTPUT_HEADER = 2
+    TRACE_END = 3
+    OUTPUT_TOKEN = 4
+
+
 class Src(IntEnum):
     """Where an input comes from (§L4)."""
 

@@ -14,9 +14,18 @@ from dataclasses import dataclass
 import numpy as np
 from eth_abi import decode
 
-from referee.layout import Code, JobConfig, Src, Symbols, parse_record, program_root, reads_self
+from referee.layout import (
+    Claim,
+    Code,
+    JobConfig,
+    Src,
+    Symbols,
+    parse_record,
+    program_root,
+    reads_self,
+)
 from referee.ops import EvalContext, OpError, holds, numel
-from referee.witness import NO_TOKEN, WITNESS_ABI, Claim, StepContext, element_bits
+from referee.witness import NO_TOKEN, WITNESS_ABI, StepContext, element_bits
 from repops.commit import (
     CHUNK_BYTES,
     DTYPE_CODES,

@@ -34,16 +34,6 @@ NO_TOKEN = 2**256 - 1
 EMPTY_TENSOR = (b"", b"\x00" * 32, b"\x00" * 32, [], [])
 
 
-class Claim:
-    """IOneStepVerifier.Claim."""
-
-    ELEMENT = 0
-    OP_HASH = 1
-    OUTPUT_HEADER = 2
-    TRACE_END = 3
-    OUTPUT_TOKEN = 4
-
-
 @dataclass
 class StepContext:
     """IOneStepVerifier.StepContext (field order is the ABI's)."""

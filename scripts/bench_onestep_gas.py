@@ -30,9 +30,9 @@ from report_section import replace_section  # noqa: E402 - scripts/ is sys.path[
 from toy_llama import toy_weights  # noqa: E402
 
 from referee.execute import run  # noqa: E402
-from referee.layout import Code, Fn, JobConfig, Src, Stage  # noqa: E402
+from referee.layout import Claim, Code, Fn, JobConfig, Src, Stage  # noqa: E402
 from referee.lowering import LlamaShape, llama_program  # noqa: E402
-from referee.witness import Claim, WitnessBuilder, element_bits  # noqa: E402
+from referee.witness import WitnessBuilder, element_bits  # noqa: E402
 
 BEGIN = "<!-- onestep-gas:begin (scripts/bench_onestep_gas.py) -->"
 END = "<!-- onestep-gas:end -->"

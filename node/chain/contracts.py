@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from node.chain.compile import compile_contracts
+from referee.layout import Claim  # noqa: F401 - IOneStepVerifier.Claim, re-exported
 
 PROTOCOL_CONTRACTS = ("ModelRegistry", "DisputeGame", "JobMarket", "PredictionMarket")
 
@@ -47,16 +48,6 @@ class Phase(IntEnum):
     PROOF = 6
     LENGTH_PROOF = 7
     RESOLVED = 8
-
-
-class Claim(IntEnum):
-    """IOneStepVerifier.Claim."""
-
-    ELEMENT = 0
-    OP_HASH = 1
-    OUTPUT_HEADER = 2
-    TRACE_END = 3
-    OUTPUT_TOKEN = 4
 
 
 class Outcome(IntEnum):

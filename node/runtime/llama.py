@@ -19,6 +19,7 @@ The KV cache is explicit: `forward(tokens, past)` takes per-layer (k, v) of shap
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -198,8 +199,12 @@ def from_gguf(model: GGUFModel, dtype: torch.dtype = torch.float32, max_pos: int
     the exact function the float32 program rounds.
     """
     net = Llama(model.config, max_pos=max_pos, all_logits=all_logits)
-    state = {k: torch.from_numpy(np.ascontiguousarray(model.weights[g]))
-             for k, g in _param_map(model.config).items()}
+    with warnings.catch_warnings():
+        # the weights are read-only memory maps; load_state_dict only copies from these
+        # tensors, so torch's warning about writing to them does not apply
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        state = {k: torch.from_numpy(np.ascontiguousarray(model.weights[g]))
+                 for k, g in _param_map(model.config).items()}
     net.load_state_dict(state, strict=False)
     if dtype == torch.float64:
         net = net.double()

@@ -31,9 +31,9 @@ from toy_llama import MAX_CTX, SEGMENT, TOY, toy_run, toy_weights
 from referee import onestep
 from referee.bisection import find_divergence
 from referee.execute import Trace, run
-from referee.layout import Code, JobConfig, Stage, Symbols
+from referee.layout import Claim, Code, JobConfig, Stage, Symbols
 from referee.lowering import llama_program
-from referee.witness import WITNESS_ABI, Claim, WitnessBuilder, config_bytes, element_bits
+from referee.witness import WITNESS_ABI, WitnessBuilder, config_bytes, element_bits
 from repops.commit import tensor_root_np
 
 pytestmark = pytest.mark.chain
