@@ -16,8 +16,8 @@ from sample_program import edge_rows, table_program
 from referee import onestep
 from referee.bisection import find_divergence
 from referee.execute import run
-from referee.layout import Code, JobConfig, Stage
-from referee.witness import Claim, WitnessBuilder, element_bits
+from referee.layout import Claim, Code, JobConfig, Stage
+from referee.witness import WitnessBuilder, element_bits
 
 V = 600  # several chunks: 256 int32 / 128 int64 / 256 float32 per chunk
 BLOCK = 8
