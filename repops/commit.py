@@ -284,11 +284,18 @@ def tensor_roots_at(ptrs: Sequence[int], nbytes: Sequence[int], headers: Sequenc
     if lib is None:
         return [keccak256(h + merkle_root(chunk_leaves(ctypes.string_at(p, m) if m else b"")))
                 for p, m, h in zip(ptrs, nbytes, headers, strict=True)]
-    h_len = np.fromiter(map(len, headers), dtype=np.int64, count=n)
-    h_buf = np.frombuffer(b"".join(headers) + b"\0", dtype=np.uint8)  # + 1: never empty
-    h_ptr = (np.cumsum(h_len) - h_len).astype(np.uint64) + np.uint64(h_buf.ctypes.data)
+    _h_buf, h_ptr, h_len = header_arrays(headers)  # _h_buf holds the bytes for the call
     return _split32(tensor_roots_raw(np.array(ptrs, dtype=np.uint64),
                                      np.array(nbytes, dtype=np.int64), h_ptr, h_len, threads))
+
+
+def header_arrays(headers: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Headers as (one buffer, each header's address in it, each length) for
+    `tensor_roots_raw`; the caller keeps the buffer alive for the call."""
+    h_len = np.fromiter(map(len, headers), dtype=np.int64, count=len(headers))
+    h_buf = np.frombuffer(b"".join(headers) + b"\0", dtype=np.uint8)  # + 1: never empty
+    h_ptr = (np.cumsum(h_len) - h_len).astype(np.uint64) + np.uint64(h_buf.ctypes.data)
+    return h_buf, h_ptr, h_len
 
 
 def tensor_roots_raw(ptrs: np.ndarray, nbytes: np.ndarray, hptrs: np.ndarray,

@@ -137,8 +137,7 @@ class BatchExecutor:
         saved_prev = self.fx.prev
         try:
             plan = self.fx.plan
-            if (plan is not None and len(lanes) > 1 and all(ln.step > 0 for ln in lanes)
-                    and all(ln.state().sym.seq == 1 for ln in lanes)):
+            if plan is not None and len(lanes) > 1 and all(ln.step > 0 for ln in lanes):
                 outs = self._plan_step(lanes)
             elif len(lanes) == 1:  # one job: the executor's own step (its fastest path)
                 ln = lanes[0]

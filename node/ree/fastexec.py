@@ -326,7 +326,7 @@ class FastExecutor:
         sym = st.sym
         self._feed, self._sym = feed_token, sym
         j = 0
-        if self.plan is not None and st.step > 0 and sym.seq == 1:
+        if self.plan is not None and st.step > 0:  # a decode step: seq = 1 (§L1)
             outs = self._plan_prefix(st, feed_token)
             j = self.plan.tail
         return self._run_ops(j, outs, st)

@@ -30,7 +30,7 @@ import torch
 
 from node.ree import fold_tree as ft
 from node.ree import linear_chain as lc
-from referee.layout import Code, Src, Symbols, TraceProgram
+from referee.layout import Code, Dim, Src, Symbols, TraceProgram
 from repops.commit import DTYPE_CODES
 
 REC = 40  # int64 words per record (repops_step_plan.c)
@@ -273,8 +273,6 @@ class _Stop(Exception):
 
 
 def _dim3(word: int) -> tuple[int, int, int]:
-    from referee.layout import Dim
-
     d = Dim.from_word(word)
     return d.c0, d.seq, d.past
 

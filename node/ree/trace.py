@@ -31,6 +31,7 @@ from referee.layout import TraceProgram
 from repops.commit import (
     canonical_bytes,
     header,
+    header_arrays,
     merkle_root,
     tensor_root_np,
     tensor_roots_at,
@@ -379,9 +380,7 @@ class _PartsStep:
     def of_host(cls, rec: TraceRecorder, outs: list, ptrs: list[int], sizes: list[int],
                 hdrs: list[bytes], slots: list[int]) -> _PartsStep:
         """Host tensors (`TraceRecorder._host_arrays`)."""
-        hlen = np.fromiter(map(len, hdrs), dtype=np.int64, count=len(hdrs))
-        hbuf = np.frombuffer(b"".join(hdrs) + b"\0", dtype=np.uint8)
-        hptr = (np.cumsum(hlen) - hlen).astype(np.uint64) + np.uint64(hbuf.ctypes.data)
+        hbuf, hptr, hlen = header_arrays(hdrs)
         return cls(rec, (np.array(ptrs, dtype=np.uint64), np.array(sizes, dtype=np.int64),
                          hptr, hlen), np.array(slots, dtype=np.int64), (outs, hbuf), [])
 
