@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property, partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,6 +40,9 @@ from referee.f32 import NAN, NEG_INF, NEG_ZERO
 from referee.layout import Code, Dim, Fn, Src, Symbols, TraceOp, TraceProgram, is_binary
 from referee.ops import EvalContext, elements
 from repops.cpu import kernels as cpu_kernels
+
+if TYPE_CHECKING:
+    from node.ree.step_plan_cuda import CudaStepPlan
 
 _TORCH = {"float32": torch.float32, "int32": torch.int32, "int64": torch.int64,
           "uint8": torch.uint8}
@@ -229,8 +233,9 @@ class FastExecutor:
         or "off" (op by op). Every choice gives the same bits; tests run each on the CPU.
         `quant`: GGUF blocks of weights by root (`Model.quant_blocks`); CPU panel chains of
         those weights read them (`lc.QuantChain`: ~5x fewer bytes, the same bits).
-        `plan`: CPU decode steps run the program's prefix in one C call
-        (node/ree/step_plan.py; the same bits, no per-op Python)."""
+        `plan`: decode steps run the program's prefix as plan records: on the CPU in one C
+        call (node/ree/step_plan.py), on CUDA one kernel per record into one device arena
+        (node/ree/step_plan_cuda.py); the same bits, no per-op Python."""
         if chains not in ("auto", "panels", "masked", "off"):
             raise ValueError(f"chains must be auto, panels, masked or off, not {chains!r}")
         self.chain_mode = chains
@@ -283,10 +288,16 @@ class FastExecutor:
         self._tree_of = {i: (j, n) for j, r in self._trees.items()
                          for n, i in enumerate(r.tree.levels) if n}
         self._handlers = [self._handler(j, op) for j, op in enumerate(program.ops)]
-        self.plan: sp.StepPlan | None = None
+        self.plan: sp.StepPlan | CudaStepPlan | None = None
         if plan and self.device.type == "cpu":
             built = sp.StepPlan(program, weights, self._chains, self._panels, self._trees)
             self.plan = built if built.tail else None
+        elif plan and self.device.type == "cuda":
+            from node.ree.step_plan_cuda import CudaStepPlan  # Triton: CUDA machines only
+
+            cuda = CudaStepPlan(program, weights, self.weights, self._chains, self._wt,
+                                self.device)
+            self.plan = cuda if cuda.tail else None
 
     def _upload(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(a, copy=True)).to(self.device)

@@ -204,6 +204,11 @@ class QuantChain:
         self._code = QTYPES[blocks.qtype][0]
         self._fn = kernels.linear_q_segments_fn()
 
+    def record_words(self) -> list[int]:
+        """The step plan's QCHAIN parameters (repops_step_plan.c `run_qchain`)."""
+        return [self._code, self.n, self.k, self.packed.panels.data_ptr(),
+                self._ends.data_ptr(), self.nseg]
+
     def matches(self, weight: np.ndarray) -> bool:
         """The blocks' ADR 0003 values are bit for bit `weight` (shape [N, K])."""
         w = np.asarray(weight)

@@ -136,11 +136,12 @@ class StepPlan:
         code, a = op.code, op.attrs
         c = chains.get(j)
         q = panels.get(c.root) if c is not None else None
-        if isinstance(q, lc.QuantChain) and not op.inputs[0].back:
-            # every segment of the linear from the GGUF blocks; other linears go segment by
-            # segment through the exact DOT record below
-            return [K_QCHAIN, j, len(c.bounds), c.x_op, -1, -1, q._code, q.n, q.k,
-                    q.packed.panels.data_ptr(), q._ends.data_ptr(), q.nseg], len(c.bounds)
+        if hasattr(q, "record_words") and not op.inputs[0].back:
+            # every segment of the linear in one record (CPU: from the GGUF blocks; CUDA:
+            # step_plan_cuda.CudaChain); other linears go segment by segment through the
+            # exact DOT record below
+            return [K_QCHAIN, j, len(c.bounds), c.x_op, -1, -1, *q.record_words()], \
+                len(c.bounds)
         if code == Code.FOLD and len(op.inputs) == 1:
             runner = trees.get(j)
             if runner is not None and not isinstance(runner, ft.TreeRunner):

@@ -345,11 +345,14 @@ class _PartsStep:
     PARTS = 8
 
     def __init__(self, rec: TraceRecorder, args: tuple[np.ndarray, ...], slot: np.ndarray,
-                 keep: object, tail: list[torch.Tensor]) -> None:
+                 keep: object, tail: list[torch.Tensor],
+                 ready: torch.cuda.Event | None = None, threads: int = 1) -> None:
         """args: addresses, sizes, header addresses, header lengths of the distinct leaves;
         slot: per output its distinct leaf; keep: what holds that memory; tail: tensors
-        hashed after them (their roots follow)."""
+        hashed after them (their roots follow); ready: the device→host copy of that memory;
+        threads: hashing threads per part."""
         self.rec, self._args, self._slot, self._keep, self._tailt = rec, args, slot, keep, tail
+        self._ready, self._threads = ready, threads
         cum = np.cumsum(args[1])
         cuts = np.searchsorted(cum, cum[-1] * np.arange(1, self.PARTS) / self.PARTS) \
             if len(cum) else np.zeros(self.PARTS - 1, dtype=np.int64)
@@ -373,8 +376,20 @@ class _PartsStep:
         uniq = np.flatnonzero(outs.alias < 0)
         slot = (np.cumsum(outs.alias < 0) - 1)[
             np.where(outs.alias < 0, np.arange(len(outs.alias)), outs.alias)]
+        host, ready, threads = None, None, 1
+        if outs.arena.device.type != "cpu":
+            # a device arena (node/ree/step_plan_cuda.py): one copy to pinned host memory,
+            # queued on the executor's stream; the parts wait for it. The executor thread
+            # only launches kernels, so a part may use several of the host's cores.
+            host = torch.empty(outs.arena.numel(), dtype=torch.uint8, pin_memory=True)
+            host.copy_(outs.arena, non_blocking=True)
+            ready = torch.cuda.Event()
+            ready.record()
+            addr = outs.offs + host.data_ptr()
+            threads = max(1, min(8, (os.cpu_count() or 2) - 2))
         return cls(rec, (addr[uniq].astype(np.uint64), nbytes[uniq], hptr[uniq], hlen[uniq]),
-                   slot, (outs, hdr), list.__getitem__(outs, slice(outs.plan.tail, None)))
+                   slot, (outs, hdr, host), list.__getitem__(outs, slice(outs.plan.tail, None)),
+                   ready, threads)
 
     @classmethod
     def of_host(cls, rec: TraceRecorder, outs: list, ptrs: list[int], sizes: list[int],
@@ -396,7 +411,10 @@ class _PartsStep:
                 if k < self.PARTS:
                     a, b = self._edges[k], self._edges[k + 1]
                     if b > a:
-                        self._raw[k] = tensor_roots_raw(*(x[a:b] for x in self._args), 1)
+                        if self._ready is not None:
+                            self._ready.synchronize()
+                        self._raw[k] = tensor_roots_raw(*(x[a:b] for x in self._args),
+                                                        self._threads)
                 elif self._tailt:
                     slots, leaves = self.rec._host_leaves(self._tailt)
                     troots = self.rec._leaf_roots(leaves)

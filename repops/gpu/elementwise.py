@@ -62,11 +62,8 @@ def min2_f(a, b):
 
 
 @triton.jit
-def _binary_kernel(A, B, C, n, OP: tl.constexpr, BLOCK: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    m = offs < n
-    a = tl.load(A + offs, mask=m, other=1.0)
-    b = tl.load(B + offs, mask=m, other=1.0)
+def binary_f(a, b, OP: tl.constexpr):
+    """RepOps spec §6.1 binary op OP (ADD … MIN2), before NaN canonicalization."""
     if OP == 0:
         c = a + b
     elif OP == 1:
@@ -79,14 +76,12 @@ def _binary_kernel(A, B, C, n, OP: tl.constexpr, BLOCK: tl.constexpr):
         c = max2_f(a, b)
     else:
         c = min2_f(a, b)
-    tl.store(C + offs, canon_nan(c), mask=m)
+    return c
 
 
 @triton.jit
-def _unary_kernel(X, Y, n, OP: tl.constexpr, BLOCK: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    m = offs < n
-    x = tl.load(X + offs, mask=m, other=1.0)
+def unary_f(x, OP: tl.constexpr):
+    """RepOps spec §6.2-6.4 unary op OP (NEG … SILU), before NaN canonicalization."""
     if OP == 0:
         y = neg_f(x)
     elif OP == 1:
@@ -99,7 +94,24 @@ def _unary_kernel(X, Y, n, OP: tl.constexpr, BLOCK: tl.constexpr):
         y = sigmoid_f(x)
     else:
         y = silu_f(x)
-    tl.store(Y + offs, canon_nan(y), mask=m)
+    return y
+
+
+@triton.jit
+def _binary_kernel(A, B, C, n, OP: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < n
+    a = tl.load(A + offs, mask=m, other=1.0)
+    b = tl.load(B + offs, mask=m, other=1.0)
+    tl.store(C + offs, canon_nan(binary_f(a, b, OP)), mask=m)
+
+
+@triton.jit
+def _unary_kernel(X, Y, n, OP: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < n
+    x = tl.load(X + offs, mask=m, other=1.0)
+    tl.store(Y + offs, canon_nan(unary_f(x, OP)), mask=m)
 
 
 @triton.jit

@@ -16,7 +16,8 @@ ROOT = HERE.parents[2]
 
 def test_triton_kernels_under_interpreter():
     pytest.importorskip("triton")
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=path)
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                         str(HERE / "interp_checks.py")], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=900)

@@ -1,0 +1,398 @@
+"""A decode step's plan records on the GPU (docs/trace-layout.md §L5; the CPU twin is
+node/ree/step_plan.py, the kernels repops/gpu/step_kernels.py).
+
+Why: op by op, a CUDA decode step paid ~50 µs of Python, allocation and launch per trace op
+(5,569 of them: ~270 ms a SmolLM2 token), and the recorder then staged 4,639 separate device
+tensors. The plan's records group a linear's segments and a FOLD tree's levels, so a step is
+~2,200 records; this runner evaluates the step's dims and arena layout once (the CPU plan's
+NumPy code), allocates one device arena, and launches one kernel per record with plain
+integer arguments: offsets into the arena, dims, strides. Attention p·v segments past the live
+keys launch nothing: their output is their accumulator's bits (§L5.3), so they take that op's
+place in the arena and the recorder its root (`alias`). The recorder copies the arena to the
+host in one transfer.
+
+Every record computes the op's §L5 definition (the same element rules as
+repops_step_plan.c); tests/ree/test_step_plan_cuda.py compares every leaf with the CPU plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import triton
+
+from node.ree import fold_tree as ft
+from node.ree import linear_chain as lc
+from node.ree import step_plan as sp
+from referee.layout import Code, Symbols, TraceProgram
+from repops.gpu import step_kernels as sk
+from repops.gpu.launch import FP_FLAGS, NEG_ZERO
+from repops.gpu.rope import _rope_kernel
+
+_EW_BLOCK = 1024
+_MOVE_BLOCK = 1024
+_CHAIN = (128, 32, 4, 2)  # BN, BK, num_warps, pipeline stages (repops.gpu.matmul GEMV_CFG)
+
+
+class CudaChain:
+    """A linear's weight for the plan's QCHAIN record: fp32 values transposed to [K, N] on the
+    device (the executor's `_wt`), so a program's BN outputs read one coalesced row per k."""
+
+    def __init__(self, wt: torch.Tensor, chain: lc.Chain) -> None:
+        self.wt = wt
+        self.k, self.n = wt.shape
+        self.nseg = len(chain.bounds)
+        self.segw = chain.bounds[0][1] - chain.bounds[0][0]
+        if any((a, b) != (s * self.segw, (s + 1) * self.segw)
+               for s, (a, b) in enumerate(chain.bounds[:-1])) or \
+                chain.bounds[-1][0] != (self.nseg - 1) * self.segw:
+            raise ValueError("chain segments must be equal and contiguous from k = 0")
+
+    def record_words(self) -> list[int]:
+        """QCHAIN parameters (the CPU's are the GGUF kernel's; the runner keeps this object)."""
+        return [-1, self.n, self.k, 0, 0, self.nseg]
+
+
+def _i32(bits: int) -> int:
+    return bits - (1 << 32) if bits >= 1 << 31 else bits
+
+
+def _bstrides(ind: Sequence[int], outd: Sequence[int]) -> list[int] | None:
+    """Element strides of a contiguous input broadcast to the output dims (NumPy rules), or
+    None (repops_step_plan.c bstrides)."""
+    nd, ni = len(outd), len(ind)
+    if ni > nd:
+        return None
+    st, s = [0] * nd, 1
+    for k in range(nd - 1, -1, -1):
+        ik = k - (nd - ni)
+        if ik < 0:
+            continue
+        dv = ind[ik]
+        if dv == outd[k]:
+            st[k] = 0 if dv == 1 else s
+        elif dv != 1:
+            return None
+        s *= dv
+    return st
+
+
+def _pad6(d: Sequence[int], fill: int) -> list[int]:
+    return [fill] * (6 - len(d)) + list(d)
+
+
+def _rows_cols(d: Sequence[int]) -> tuple[int, int, int]:
+    if not d:
+        return 1, 1, 1
+    if len(d) == 1:
+        return 1, 1, d[0]
+    return int(np.prod(d[:-2], dtype=np.int64)), d[-2], d[-1]
+
+
+class _Operand:
+    __slots__ = ("f", "i", "off", "dims")
+
+    def __init__(self, f: torch.Tensor, i: torch.Tensor, off: int, dims: list[int]) -> None:
+        self.f, self.i, self.off, self.dims = f, i, off, dims  # float32 / int32 views
+
+
+class CudaStepPlan:
+    """The CPU plan's records, run by Triton kernels on one device (module docstring)."""
+
+    def __init__(self, program: TraceProgram, weights: Mapping[bytes, np.ndarray],
+                 dev_weights: Mapping[bytes, torch.Tensor], chains: Mapping[int, lc.Chain],
+                 wt: Mapping[bytes, torch.Tensor], device: torch.device) -> None:
+        """`dev_weights`: the executor's device copies of non-linear weights by root; `wt`:
+        its transposed linear weights by root; `chains`: its linear chains."""
+        self.device = device
+        panels: dict[bytes, CudaChain] = {}
+        self._chain: dict[int, CudaChain] = {}
+        for j, c in chains.items():
+            if c.root in wt:
+                try:
+                    panels.setdefault(c.root, CudaChain(wt[c.root], c))
+                except ValueError:
+                    continue
+                self._chain[j] = panels[c.root]
+        trees = {j: ft.TreeRunner(t) for j, t in ft.find_trees(program).items()}
+        self.plan = sp.StepPlan(program, weights, chains, panels, trees)
+        self.tail = self.plan.tail
+        self.token_src = self.plan.token_src
+        self.n_linears = self.plan.n_linears
+        self.back_refs = self.plan.back_refs
+        self.program = program
+        self._w: list[_Operand] = []
+        for root, _slot in sorted(self.plan._wslot.items(), key=lambda kv: kv[1]):
+            t = dev_weights.get(root)
+            if t is None:
+                t = torch.from_numpy(np.ascontiguousarray(weights[root])).to(device)
+            flat = t.contiguous().reshape(-1)
+            self._w.append(_Operand(flat.view(torch.float32), flat.view(torch.int32), 0,
+                                    list(t.shape)))
+        # the records that launch something (a covered op's NOP record is its group's)
+        self.records = [r for r in self.plan._recs.tolist() if r[0] != sp.K_NOP]
+        self._pos: torch.Tensor | None = None
+
+    # ---------------------------------------------------------------- per step
+
+    def run(self, sym: Symbols, prev: Sequence[torch.Tensor | None], token: int,
+            nthreads: int = 1) -> sp.StepOutputs:
+        """Ops [0, tail) of a decode step on the device; `prev` the previous step's outputs."""
+        del nthreads
+        if sym.seq != 1:
+            raise sp.PlanError("the step plan runs decode steps (seq = 1) only")
+        plan = self.plan
+        dims = plan.dims_at(sym)
+        numel = np.where(plan._live, dims[:, 1:], 1).prod(axis=1)
+        nbytes = 4 * numel
+        offs = np.zeros(self.tail, dtype=np.int64)
+        np.cumsum(nbytes[:-1], out=offs[1:])
+        arena = torch.empty(int(offs[-1] + nbytes[-1]) if self.tail else 0, dtype=torch.uint8,
+                            device=self.device)
+        alias = np.full(self.tail, -1, dtype=np.int64)
+        self._arena_f, self._arena_i = arena.view(torch.float32), arena.view(torch.int32)
+        self._offs = (offs // 4).tolist()
+        self._dims = [row[1:1 + row[0]] for row in dims.tolist()]
+        self._prev, self._past, self._token = prev, sym.past, token
+        self._alias = alias
+        self._pos = None
+        run = self._run
+        for r in self.records:
+            try:
+                run[r[0]](self, r)
+            except (ValueError, RuntimeError, IndexError) as e:
+                j = r[1]
+                raise sp.PlanError(f"op {j} ({self.program.ops[j].name}): {e}") from e
+        offs = np.array(self._offs, dtype=np.int64) * 4
+        self._prev = None
+        return sp.StepOutputs(plan, arena, offs, nbytes, dims, alias)
+
+    def run_lanes(self, steps: Sequence[tuple[Symbols, Sequence[torch.Tensor | None], int]],
+                  nthreads: int = 1) -> list[sp.StepOutputs]:
+        """Several jobs' decode steps, one after another (the same bits as each alone)."""
+        return [self.run(sym, prev, token) for sym, prev, token in steps]
+
+    def _operand(self, v: int) -> _Operand | None:
+        if v >= 0:
+            return _Operand(self._arena_f, self._arena_i, self._offs[v], self._dims[v])
+        if v <= sp.W0:
+            return self._w[sp.W0 - v]
+        if v == -1:
+            return None
+        i = -2 - v
+        prev = self._prev
+        t = prev[i] if prev is not None else None
+        if t is None:
+            return None
+        if (isinstance(prev, sp.StepOutputs) and i < prev.plan.tail and i not in prev.replaced
+                and prev.arena.device == self.device):
+            return _Operand(prev.arena.view(torch.float32), prev.arena.view(torch.int32),
+                            int(prev.offs[i]) // 4, [int(d) for d in prev.dims[i, 1:1 + int(
+                                prev.dims[i, 0])]])
+        flat = t.to(self.device).contiguous().reshape(-1)
+        return _Operand(flat.view(torch.float32), flat.view(torch.int32), 0, list(t.shape))
+
+    def _out(self, j: int) -> tuple[int, list[int], int]:
+        d = self._dims[j]
+        return self._offs[j], d, int(np.prod(d, dtype=np.int64)) if d else 1
+
+    # ---------------------------------------------------------------- records
+
+    def _nop(self, r: list[int]) -> None:
+        pass
+
+    def _tokens(self, r: list[int]) -> None:
+        off, _, n = self._out(r[1])
+        if n != 1:
+            raise ValueError("TOKENS: a decode step has one")
+        self._arena_i[off:off + 1].fill_(self._token)
+
+    def _gather(self, r: list[int]) -> None:
+        ids, tab = self._operand(r[3]), self._operand(r[4])
+        if ids is None or tab is None or len(tab.dims) != 2:
+            raise ValueError("GATHER: inputs")
+        v, d = tab.dims
+        n = int(np.prod(ids.dims, dtype=np.int64)) if ids.dims else 1
+        if n == 1 and r[3] >= 0 and self.program.ops[r[3]].code == Code.TOKENS:
+            values = [self._token]  # known here: no device read
+        else:
+            values = ids.i[ids.off:ids.off + n].tolist()
+        off = self._offs[r[1]]
+        for k, t in enumerate(values):
+            if not 0 <= t < v:
+                raise ValueError("GATHER: id outside the table")
+            self._arena_i[off + k * d: off + (k + 1) * d].copy_(tab.i[t * d:(t + 1) * d])
+
+    def _ew(self, r: list[int]) -> None:
+        fn, scalar, mask, fill = r[6], r[7], r[8], r[9]
+        off, od, n = self._out(r[1])
+        a, b = self._operand(r[3]), self._operand(r[4])
+        binary = fn < 16
+        if a is None or (binary and r[4] != -1 and b is None):
+            raise ValueError("EW: absent input")
+        if len(od) > 6:
+            raise ValueError("EW: more than 6 dims")
+        sa = _bstrides(a.dims, od)
+        sb = _bstrides(b.dims, od) if b is not None else [0] * len(od)
+        if sa is None or sb is None:
+            raise ValueError("EW: an input does not broadcast to the output")
+        if not n:
+            return
+        _, rr, cc = _rows_cols(od)
+        d = _pad6(od, 1)
+        bb = b if b is not None else a
+        sk.ew_kernel[(triton.cdiv(n, _EW_BLOCK),)](
+            a.f, a.off, bb.f, bb.off, self._arena_f, off, n, *d[1:], *_pad6(sa, 0),
+            *_pad6(sb, 0), _i32(scalar & 0xFFFFFFFF), _i32(fill & 0xFFFFFFFF), self._past, rr,
+            cc, FN=fn, HAS_B=b is not None, MASK=bool(mask), BLOCK=_EW_BLOCK, **FP_FLAGS)
+
+    def _foldtree(self, r: list[int]) -> None:
+        combine, causal, nlev = r[6], r[7], r[11]
+        caps = r[12:12 + nlev]
+        x = self._operand(r[3])
+        if x is None:
+            raise ValueError("FOLD: absent input")
+        ba, rr, w = _rows_cols(x.dims)
+        if causal and rr != 1:
+            raise ValueError("FOLD: causal rows (prefill) are not planned")
+        cap0 = caps[0]
+        if cap0 & (cap0 - 1) or any(c != cap0 >> k for k, c in enumerate(caps)) or w > 2 * cap0:
+            raise ValueError("FOLD: levels are not one halving tree over the row")
+        nl = min(r[8] + r[9] * 1 + r[10] * self._past, w)
+        if causal:
+            nl = min(nl, self._past + 1)
+        rows = ba * rr
+        if not rows:
+            return
+        sk.fold_tree_kernel[(rows,)](x.f, x.off, self._arena_f, self._offs[r[1]], rows, w,
+                                     max(nl, 0), NEG_ZERO, CAP0=cap0, NLEV=nlev,
+                                     COMBINE=combine, num_warps=4 if cap0 >= 256 else 1,
+                                     **FP_FLAGS)
+
+    def _qchain(self, r: list[int]) -> None:
+        ch = self._chain[r[1]]
+        x = self._operand(r[3])
+        if x is None or not x.dims or x.dims[-1] != ch.k:
+            raise ValueError("DOT: x does not match the weight's K")
+        m = int(np.prod(x.dims, dtype=np.int64)) // ch.k
+        bn, bk, nw, ns = _CHAIN
+        sk.chain_kernel[(triton.cdiv(ch.n, bn), m, 1)](
+            x.f, x.off, 0, ch.k, ch.wt, 0, 0, 1, ch.n, x.f, 0, self._arena_f,
+            self._offs[r[1]], m * ch.n, m, ch.n, 1, ch.nseg, 0, ch.segw, ch.k, self._past,
+            float("-inf"), HAS_ACC=False, CAUSAL=0, BN=bn, BK=bk, NS=ns, num_warps=nw,
+            **FP_FLAGS)
+
+    def _dot(self, r: list[int]) -> None:
+        k0, k1, group, causal, may_alias = r[6], r[7], r[8], r[9], r[10]
+        j = r[1]
+        a, b, acc = self._operand(r[3]), self._operand(r[4]), self._operand(r[5])
+        if a is None or b is None:
+            raise ValueError("DOT: absent input")
+        ba, rr, k = _rows_cols(a.dims)
+        bb, n, kb = _rows_cols(b.dims)
+        if kb != k or group < 1 or ba != bb * group:
+            raise ValueError("DOT: shapes do not chain")
+        off, od, numel = self._out(j)
+        if numel != ba * rr * n:
+            raise ValueError("DOT: output size")
+        if acc is not None and (int(np.prod(acc.dims, dtype=np.int64)) if acc.dims else 1) \
+                != numel:
+            raise ValueError("DOT: accumulator size")
+        kend = min(k1, k)
+        past = self._past
+        if acc is not None and may_alias and causal != 2 and (
+                kend <= k0 or (causal == 1 and past + rr <= k0)):
+            # no row has a key here: the accumulator's bits (a DOT output, canonical)
+            if acc.dims == od and r[5] >= 0:
+                self._offs[j] = self._offs[r[5]]
+                src = self._alias[r[5]]
+                self._alias[j] = src if src >= 0 else r[5]
+            else:
+                self._arena_i[off:off + numel].copy_(acc.i[acc.off:acc.off + numel])
+            return
+        if not numel:
+            return
+        bn, bk, nw, ns = _CHAIN
+        sk.chain_kernel[(triton.cdiv(n, bn), rr, ba)](
+            a.f, a.off, rr * k, k, b.f, b.off, n * k, k, 1,
+            acc.f if acc is not None else a.f, acc.off if acc is not None else 0,
+            self._arena_f, off, 0, rr, n, group, 1, k0, max(kend - k0, 0), kend, past,
+            float("-inf"), HAS_ACC=acc is not None, CAUSAL=causal, BN=bn, BK=bk, NS=ns,
+            num_warps=nw, **FP_FLAGS)
+
+    def _rope(self, r: list[int]) -> None:
+        dh, rot, mode = r[6], r[7], r[8]
+        x, cs, sn = self._operand(r[3]), self._operand(r[4]), self._operand(r[5])
+        if x is None or cs is None or sn is None or len(x.dims) < 2 or len(cs.dims) != 2:
+            raise ValueError("ROPE: inputs")
+        t, w, half = x.dims[-2], x.dims[-1], cs.dims[1]
+        if dh < 1 or w % dh or rot > dh or half != rot // 2:
+            raise ValueError("ROPE: bad head layout")
+        if t != 1:
+            raise ValueError("ROPE: one row per step in decode")
+        if self._past + t > cs.dims[0]:
+            raise ValueError("ROPE: position past the table")
+        off, _, n = self._out(r[1])
+        rows = n // dh
+        if not rows:
+            return
+        out = self._arena_f[off:off + n]
+        if rot < dh:  # dims >= R are bit copies
+            self._arena_i[off:off + n].copy_(x.i[x.off:x.off + n])
+        if self._pos is None or self._pos.numel() < rows:
+            self._pos = torch.full((max(rows, 64),), self._past, dtype=torch.int64,
+                                   device=self.device)
+        bh = max(1, 1 << max(0, (rot // 2 - 1).bit_length()))
+        rb = 16
+        _rope_kernel[(triton.cdiv(rows, rb),)](
+            x.f[x.off:x.off + n], out, self._pos, cs.f[cs.off:], sn.f[sn.off:], rows, dh, rot,
+            half, HALF_MODE=bool(mode), RB=rb, BH=bh, **FP_FLAGS)
+
+    def _move(self, r: list[int]) -> None:
+        j = r[1]
+        x = self._operand(r[3])
+        if x is None:
+            raise ValueError("MOVE: absent input")
+        off_o, od, n = self._out(j)
+        past = self._past
+        p = r[6:]
+        base = p[0] + p[1] + p[2] * past
+        st = [p[3 + 3 * k] + p[4 + 3 * k] + p[5 + 3 * k] * past for k in range(len(od))]
+        if any(s < 0 for s in st):
+            raise ValueError("MOVE: negative stride")
+        if not n:
+            return
+        last = base + sum((d - 1) * s for d, s in zip(od, st, strict=True) if d > 0)
+        xn = int(np.prod(x.dims, dtype=np.int64)) if x.dims else 1
+        if base < 0 or last >= xn:
+            raise ValueError("MOVE: element outside the input")
+        d = _pad6(od, 1)
+        sk.move_kernel[(triton.cdiv(n, _MOVE_BLOCK),)](
+            x.i, x.off, self._arena_i, off_o, n, *d[1:], *_pad6(st, 0), base,
+            BLOCK=_MOVE_BLOCK)
+
+    def _concat(self, r: list[int]) -> None:
+        axis, j = r[6], r[1]
+        a, b = self._operand(r[3]), self._operand(r[4])
+        off, od, _ = self._out(j)
+        nd = len(od)
+        if b is None or axis < 0 or axis >= nd or len(b.dims) != nd:
+            raise ValueError("CONCAT: inputs")
+        outer = int(np.prod(od[:axis], dtype=np.int64))
+        inner = int(np.prod(od[axis + 1:], dtype=np.int64))
+        lb = b.dims[axis]
+        la = od[axis] - lb
+        if la < 0 or (la > 0 and a is None):
+            raise ValueError("CONCAT: lengths")
+        ca, cb = la * inner, lb * inner
+        out = self._arena_i[off:off + outer * (ca + cb)].view(outer, ca + cb)
+        if ca:
+            out[:, :ca].copy_(a.i[a.off:a.off + outer * ca].view(outer, ca))
+        if cb:
+            out[:, ca:].copy_(b.i[b.off:b.off + outer * cb].view(outer, cb))
+
+    _run = {sp.K_NOP: _nop, sp.K_TOKENS: _tokens, sp.K_GATHER: _gather, sp.K_EW: _ew,
+            sp.K_FOLDTREE: _foldtree, sp.K_QCHAIN: _qchain, sp.K_DOT: _dot, sp.K_ROPE: _rope,
+            sp.K_MOVE: _move, sp.K_CONCAT: _concat}
