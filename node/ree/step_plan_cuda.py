@@ -29,7 +29,6 @@ from node.ree import step_plan as sp
 from referee.layout import Code, Symbols, TraceProgram
 from repops.gpu import step_kernels as sk
 from repops.gpu.launch import FP_FLAGS, NEG_ZERO
-from repops.gpu.rope import _rope_kernel
 
 _EW_BLOCK = 1024
 _MOVE_BLOCK = 1024
@@ -91,6 +90,15 @@ def _rows_cols(d: Sequence[int]) -> tuple[int, int, int]:
     return int(np.prod(d[:-2], dtype=np.int64)), d[-2], d[-1]
 
 
+class _Launch:
+    __slots__ = ("kernel", "grid", "ptrs", "ints", "consts")
+
+    def __init__(self, kernel, grid: tuple[int, ...], ptrs: tuple[torch.Tensor, ...],  # noqa: ANN001
+                 ints: list[int], consts: dict) -> None:
+        self.kernel, self.grid, self.ptrs, self.ints, self.consts = (kernel, grid, ptrs, ints,
+                                                                     consts)
+
+
 class _Operand:
     __slots__ = ("f", "i", "off", "dims")
 
@@ -103,9 +111,11 @@ class CudaStepPlan:
 
     def __init__(self, program: TraceProgram, weights: Mapping[bytes, np.ndarray],
                  dev_weights: Mapping[bytes, torch.Tensor], chains: Mapping[int, lc.Chain],
-                 wt: Mapping[bytes, torch.Tensor], device: torch.device) -> None:
+                 wt: Mapping[bytes, torch.Tensor], device: torch.device,
+                 graphs: bool = True) -> None:
         """`dev_weights`: the executor's device copies of non-linear weights by root; `wt`:
-        its transposed linear weights by root; `chains`: its linear chains."""
+        its transposed linear weights by root; `chains`: its linear chains; `graphs`: replay
+        single-job decode steps as CUDA graphs (`_Graphs`)."""
         self.device = device
         panels: dict[bytes, CudaChain] = {}
         self._chain: dict[int, CudaChain] = {}
@@ -133,46 +143,106 @@ class CudaStepPlan:
                                     list(t.shape)))
         # the records that launch something (a covered op's NOP record is its group's)
         self.records = [r for r in self.plan._recs.tolist() if r[0] != sp.K_NOP]
-        self._pos: torch.Tensor | None = None
+        rope = [r for r in self.records if r[0] == sp.K_ROPE and r[4] <= sp.W0]
+        # the largest position a step may have: the RoPE tables' rows (§L5.7)
+        self.max_past = (min(self._w[sp.W0 - r[4]].dims[0] for r in rope) - 1 if rope
+                         else None)
+        self.graphs = graphs and device.type == "cuda" and self.max_past is not None
+        self.graph_error: str | None = None  # why graphs were given up (diagnostics)
+        self.graph_steps = 0
+        self._graph: _Graphs | None = None
+        self._launches: list[_Launch] = []
 
     # ---------------------------------------------------------------- per step
 
+    def layout(self, past: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(dims, nbytes, byte offsets) of a decode step at `past`: outputs back to back."""
+        plan = self.plan
+        dims = plan.dims_at(Symbols(1, past))
+        nbytes = 4 * np.where(plan._live, dims[:, 1:], 1).prod(axis=1)
+        offs = np.zeros(self.tail, dtype=np.int64)
+        np.cumsum(nbytes[:-1], out=offs[1:])
+        return dims, nbytes, offs
+
     def run(self, sym: Symbols, prev: Sequence[torch.Tensor | None], token: int,
             nthreads: int = 1) -> sp.StepOutputs:
-        """Ops [0, tail) of a decode step on the device; `prev` the previous step's outputs."""
+        """Ops [0, tail) of a decode step on the device; `prev` the previous step's outputs.
+        With graphs on, the outputs live in one of two arenas that alternate: they stay valid
+        until the step after next (the recorder's copy is queued before that)."""
         del nthreads
         if sym.seq != 1:
             raise sp.PlanError("the step plan runs decode steps (seq = 1) only")
-        plan = self.plan
-        dims = plan.dims_at(sym)
-        numel = np.where(plan._live, dims[:, 1:], 1).prod(axis=1)
-        nbytes = 4 * numel
-        offs = np.zeros(self.tail, dtype=np.int64)
-        np.cumsum(nbytes[:-1], out=offs[1:])
+        if not 0 <= token < 2**31:
+            raise sp.PlanError(f"token {token} is not a token id")
+        if self.graphs:
+            try:
+                if self._graph is None:
+                    self._graph = _Graphs(self, sym.past, token)
+                out = self._graph.step(sym.past, prev, token)
+                self.graph_steps += 1
+                return out
+            except _NoGraph as e:  # shapes the graph cannot cover: run eagerly from now on
+                self.graphs, self.graph_error, self._graph = False, str(e), None
+        dims, nbytes, offs = self.layout(sym.past)
         arena = torch.empty(int(offs[-1] + nbytes[-1]) if self.tail else 0, dtype=torch.uint8,
                             device=self.device)
         alias = np.full(self.tail, -1, dtype=np.int64)
-        self._arena_f, self._arena_i = arena.view(torch.float32), arena.view(torch.int32)
-        self._offs = (offs // 4).tolist()
-        self._dims = [row[1:1 + row[0]] for row in dims.tolist()]
-        self._prev, self._past, self._token = prev, sym.past, token
-        self._alias = alias
-        self._pos = None
-        run = self._run
-        for r in self.records:
-            try:
-                run[r[0]](self, r)
-            except (ValueError, RuntimeError, IndexError) as e:
-                j = r[1]
-                raise sp.PlanError(f"op {j} ({self.program.ops[j].name}): {e}") from e
-        offs = np.array(self._offs, dtype=np.int64) * 4
-        self._prev = None
-        return sp.StepOutputs(plan, arena, offs, nbytes, dims, alias)
+        launches = self.emit(arena, dims, offs, prev, sym.past, token, alias)
+        self.launch(launches, self.table(launches))
+        return sp.StepOutputs(self.plan, arena, offs, nbytes, dims, alias)
 
     def run_lanes(self, steps: Sequence[tuple[Symbols, Sequence[torch.Tensor | None], int]],
                   nthreads: int = 1) -> list[sp.StepOutputs]:
         """Several jobs' decode steps, one after another (the same bits as each alone)."""
-        return [self.run(sym, prev, token) for sym, prev, token in steps]
+        saved, self.graphs = self.graphs, False
+        try:
+            return [self.run(sym, prev, token) for sym, prev, token in steps]
+        finally:
+            self.graphs = saved
+
+    def emit(self, arena: torch.Tensor, dims: np.ndarray, offs: np.ndarray,
+             prev: Sequence[torch.Tensor | None] | _PrevArena | None, past: int, token: int,
+             alias: np.ndarray | None) -> list[_Launch]:
+        """The step's launches (kernel, grid, pointers, the row of run-time integers); `alias`
+        None: every record launches (a graph's fixed sequence), else p·v segments past the
+        live keys take their accumulator's place."""
+        self._arena_f, self._arena_i = arena.view(torch.float32), arena.view(torch.int32)
+        self._offs = (offs // 4).tolist()
+        self._dims = [row[1:1 + row[0]] for row in dims.tolist()]
+        self._prev, self._past, self._token, self._alias = prev, past, token, alias
+        self._launches = []
+        run = self._run
+        try:
+            for r in self.records:
+                try:
+                    run[r[0]](self, r)
+                except (ValueError, RuntimeError, IndexError) as e:
+                    j = r[1]
+                    raise sp.PlanError(f"op {j} ({self.program.ops[j].name}): {e}") from e
+            if alias is not None:
+                offs[:] = np.array(self._offs, dtype=np.int64) * 4
+            return self._launches
+        finally:
+            self._prev = None
+            self._launches = []
+
+    def table(self, launches: Sequence[_Launch]) -> np.ndarray:
+        t = np.zeros((len(launches), sk.ARGW), dtype=np.int64)
+        for i, ln in enumerate(launches):
+            t[i, :len(ln.ints)] = ln.ints
+        return t
+
+    def launch(self, launches: Sequence[_Launch], table: np.ndarray | torch.Tensor) -> None:
+        """Every launch, reading its integers from row i of `table` (copied to the device)."""
+        args = table if isinstance(table, torch.Tensor) else torch.from_numpy(table).to(
+            self.device)
+        for i, ln in enumerate(launches):
+            ln.kernel[ln.grid](*ln.ptrs, args, i, **ln.consts)
+
+    def _emit(self, kernel, grid: tuple[int, ...], ptrs: tuple[torch.Tensor, ...],  # noqa: ANN001
+              ints: list[int], **consts) -> None:  # noqa: ANN003
+        self._launches.append(_Launch(kernel, tuple(max(1, g) for g in grid), ptrs, ints,
+                                      consts))
 
     def _operand(self, v: int) -> _Operand | None:
         if v >= 0:
@@ -183,6 +253,8 @@ class CudaStepPlan:
             return None
         i = -2 - v
         prev = self._prev
+        if isinstance(prev, _PrevArena):
+            return prev.operand(i)
         t = prev[i] if prev is not None else None
         if t is None:
             return None
@@ -207,23 +279,21 @@ class CudaStepPlan:
         off, _, n = self._out(r[1])
         if n != 1:
             raise ValueError("TOKENS: a decode step has one")
-        self._arena_i[off:off + 1].fill_(self._token)
+        self._emit(sk.gather_kernel, (1,), (self._arena_i, self._arena_i, self._arena_i),
+                   [off, off, 0, self._token], BLOCK=64)
 
     def _gather(self, r: list[int]) -> None:
         ids, tab = self._operand(r[3]), self._operand(r[4])
         if ids is None or tab is None or len(tab.dims) != 2:
             raise ValueError("GATHER: inputs")
+        if r[3] < 0 or self.program.ops[r[3]].code != Code.TOKENS:
+            raise ValueError("GATHER: the plan reads the step's TOKENS op only")
         v, d = tab.dims
-        n = int(np.prod(ids.dims, dtype=np.int64)) if ids.dims else 1
-        if n == 1 and r[3] >= 0 and self.program.ops[r[3]].code == Code.TOKENS:
-            values = [self._token]  # known here: no device read
-        else:
-            values = ids.i[ids.off:ids.off + n].tolist()
-        off = self._offs[r[1]]
-        for k, t in enumerate(values):
-            if not 0 <= t < v:
-                raise ValueError("GATHER: id outside the table")
-            self._arena_i[off + k * d: off + (k + 1) * d].copy_(tab.i[t * d:(t + 1) * d])
+        if not 0 <= self._token < v:
+            raise ValueError("GATHER: id outside the table")
+        self._emit(sk.gather_kernel, (triton.cdiv(d, 1024),), (self._arena_i, tab.i,
+                                                               self._arena_i),
+                   [ids.off, self._offs[r[1]], d, self._token], BLOCK=1024)
 
     def _ew(self, r: list[int]) -> None:
         fn, scalar, mask, fill = r[6], r[7], r[8], r[9]
@@ -238,15 +308,12 @@ class CudaStepPlan:
         sb = _bstrides(b.dims, od) if b is not None else [0] * len(od)
         if sa is None or sb is None:
             raise ValueError("EW: an input does not broadcast to the output")
-        if not n:
-            return
         _, rr, cc = _rows_cols(od)
-        d = _pad6(od, 1)
         bb = b if b is not None else a
-        sk.ew_kernel[(triton.cdiv(n, _EW_BLOCK),)](
-            a.f, a.off, bb.f, bb.off, self._arena_f, off, n, *d[1:], *_pad6(sa, 0),
-            *_pad6(sb, 0), _i32(scalar & 0xFFFFFFFF), _i32(fill & 0xFFFFFFFF), self._past, rr,
-            cc, FN=fn, HAS_B=b is not None, MASK=bool(mask), BLOCK=_EW_BLOCK, **FP_FLAGS)
+        self._emit(sk.ew_kernel, (triton.cdiv(n, _EW_BLOCK),), (a.f, bb.f, self._arena_f),
+                   [a.off, bb.off, off, n, *_pad6(od, 1)[1:], *_pad6(sa, 0), *_pad6(sb, 0),
+                    _i32(scalar & 0xFFFFFFFF), _i32(fill & 0xFFFFFFFF), 0, self._past, rr, cc],
+                   FN=fn, HAS_B=b is not None, MASK=bool(mask), BLOCK=_EW_BLOCK, **FP_FLAGS)
 
     def _foldtree(self, r: list[int]) -> None:
         combine, causal, nlev = r[6], r[7], r[11]
@@ -264,12 +331,9 @@ class CudaStepPlan:
         if causal:
             nl = min(nl, self._past + 1)
         rows = ba * rr
-        if not rows:
-            return
-        sk.fold_tree_kernel[(rows,)](x.f, x.off, self._arena_f, self._offs[r[1]], rows, w,
-                                     max(nl, 0), NEG_ZERO, CAP0=cap0, NLEV=nlev,
-                                     COMBINE=combine, num_warps=4 if cap0 >= 256 else 1,
-                                     **FP_FLAGS)
+        self._emit(sk.fold_tree_kernel, (rows,), (x.f, self._arena_f),
+                   [x.off, self._offs[r[1]], rows, w, max(nl, 0)], NEG0=NEG_ZERO, CAP0=cap0,
+                   NLEV=nlev, COMBINE=combine, num_warps=4 if cap0 >= 256 else 1, **FP_FLAGS)
 
     def _qchain(self, r: list[int]) -> None:
         ch = self._chain[r[1]]
@@ -278,11 +342,12 @@ class CudaStepPlan:
             raise ValueError("DOT: x does not match the weight's K")
         m = int(np.prod(x.dims, dtype=np.int64)) // ch.k
         bn, bk, nw, ns = _CHAIN
-        sk.chain_kernel[(triton.cdiv(ch.n, bn), m, 1)](
-            x.f, x.off, 0, ch.k, ch.wt, 0, 0, 1, ch.n, x.f, 0, self._arena_f,
-            self._offs[r[1]], m * ch.n, m, ch.n, 1, ch.nseg, 0, ch.segw, ch.k, self._past,
-            float("-inf"), HAS_ACC=False, CAUSAL=0, BN=bn, BK=bk, NS=ns, num_warps=nw,
-            **FP_FLAGS)
+        self._emit(sk.chain_kernel, (triton.cdiv(ch.n, bn), m, 1),
+                   (x.f, ch.wt, x.f, self._arena_f),
+                   [x.off, 0, ch.k, 0, 0, 1, ch.n, 0, self._offs[r[1]], m * ch.n, m, ch.n, 1,
+                    ch.nseg, 0, ch.segw, ch.k, self._past],
+                   NEG_INF=float("-inf"), HAS_ACC=False, CAUSAL=0, BN=bn, BK=bk, NS=ns,
+                   num_warps=nw, **FP_FLAGS)
 
     def _dot(self, r: list[int]) -> None:
         k0, k1, group, causal, may_alias = r[6], r[7], r[8], r[9], r[10]
@@ -302,25 +367,23 @@ class CudaStepPlan:
             raise ValueError("DOT: accumulator size")
         kend = min(k1, k)
         past = self._past
-        if acc is not None and may_alias and causal != 2 and (
-                kend <= k0 or (causal == 1 and past + rr <= k0)):
-            # no row has a key here: the accumulator's bits (a DOT output, canonical)
-            if acc.dims == od and r[5] >= 0:
-                self._offs[j] = self._offs[r[5]]
-                src = self._alias[r[5]]
-                self._alias[j] = src if src >= 0 else r[5]
-            else:
-                self._arena_i[off:off + numel].copy_(acc.i[acc.off:acc.off + numel])
-            return
-        if not numel:
+        if self._alias is not None and acc is not None and may_alias and causal != 2 and (
+                kend <= k0 or (causal == 1 and past + rr <= k0)) and acc.dims == od \
+                and r[5] >= 0:
+            # no row has a key here: the accumulator's bits (a DOT output, canonical), in
+            # its place in the arena; the recorder takes that op's root
+            self._offs[j] = self._offs[r[5]]
+            src = self._alias[r[5]]
+            self._alias[j] = src if src >= 0 else r[5]
             return
         bn, bk, nw, ns = _CHAIN
-        sk.chain_kernel[(triton.cdiv(n, bn), rr, ba)](
-            a.f, a.off, rr * k, k, b.f, b.off, n * k, k, 1,
-            acc.f if acc is not None else a.f, acc.off if acc is not None else 0,
-            self._arena_f, off, 0, rr, n, group, 1, k0, max(kend - k0, 0), kend, past,
-            float("-inf"), HAS_ACC=acc is not None, CAUSAL=causal, BN=bn, BK=bk, NS=ns,
-            num_warps=nw, **FP_FLAGS)
+        # segw and kmax as the record has them (the kernel clamps): affine in the position
+        self._emit(sk.chain_kernel, (triton.cdiv(n, bn), rr, ba),
+                   (a.f, b.f, acc.f if acc is not None else a.f, self._arena_f),
+                   [a.off, rr * k, k, b.off, n * k, k, 1, acc.off if acc is not None else 0,
+                    off, 0, rr, n, group, 1, k0, k1 - k0, k, past],
+                   NEG_INF=float("-inf"), HAS_ACC=acc is not None, CAUSAL=causal, BN=bn,
+                   BK=bk, NS=ns, num_warps=nw, **FP_FLAGS)
 
     def _rope(self, r: list[int]) -> None:
         dh, rot, mode = r[6], r[7], r[8]
@@ -334,21 +397,17 @@ class CudaStepPlan:
             raise ValueError("ROPE: one row per step in decode")
         if self._past + t > cs.dims[0]:
             raise ValueError("ROPE: position past the table")
-        off, _, n = self._out(r[1])
+        off, od, n = self._out(r[1])
+        if rot < dh:  # dims >= R are bit copies: copy the row, then rotate in place
+            self._emit(sk.move_kernel, (triton.cdiv(n, _MOVE_BLOCK),),
+                       (x.i, self._arena_i),
+                       [x.off, off, n, 1, 1, 1, 1, n, 0, 0, 0, 0, 0, 1, 0], BLOCK=_MOVE_BLOCK)
         rows = n // dh
-        if not rows:
-            return
-        out = self._arena_f[off:off + n]
-        if rot < dh:  # dims >= R are bit copies
-            self._arena_i[off:off + n].copy_(x.i[x.off:x.off + n])
-        if self._pos is None or self._pos.numel() < rows:
-            self._pos = torch.full((max(rows, 64),), self._past, dtype=torch.int64,
-                                   device=self.device)
         bh = max(1, 1 << max(0, (rot // 2 - 1).bit_length()))
         rb = 16
-        _rope_kernel[(triton.cdiv(rows, rb),)](
-            x.f[x.off:x.off + n], out, self._pos, cs.f[cs.off:], sn.f[sn.off:], rows, dh, rot,
-            half, HALF_MODE=bool(mode), RB=rb, BH=bh, **FP_FLAGS)
+        self._emit(sk.rope_kernel, (triton.cdiv(rows, rb),), (x.f, cs.f, sn.f, self._arena_f),
+                   [x.off, off, rows, dh, rot, half, self._past], HALF_MODE=bool(mode), RB=rb,
+                   BH=bh, **FP_FLAGS)
 
     def _move(self, r: list[int]) -> None:
         j = r[1]
@@ -356,27 +415,26 @@ class CudaStepPlan:
         if x is None:
             raise ValueError("MOVE: absent input")
         off_o, od, n = self._out(j)
+        if len(od) > 6:
+            raise ValueError("MOVE: more than 6 dims")
         past = self._past
         p = r[6:]
         base = p[0] + p[1] + p[2] * past
         st = [p[3 + 3 * k] + p[4 + 3 * k] + p[5 + 3 * k] * past for k in range(len(od))]
         if any(s < 0 for s in st):
             raise ValueError("MOVE: negative stride")
-        if not n:
-            return
         last = base + sum((d - 1) * s for d, s in zip(od, st, strict=True) if d > 0)
         xn = int(np.prod(x.dims, dtype=np.int64)) if x.dims else 1
-        if base < 0 or last >= xn:
+        if n and (base < 0 or last >= xn):
             raise ValueError("MOVE: element outside the input")
-        d = _pad6(od, 1)
-        sk.move_kernel[(triton.cdiv(n, _MOVE_BLOCK),)](
-            x.i, x.off, self._arena_i, off_o, n, *d[1:], *_pad6(st, 0), base,
-            BLOCK=_MOVE_BLOCK)
+        self._emit(sk.move_kernel, (triton.cdiv(n, _MOVE_BLOCK),), (x.i, self._arena_i),
+                   [x.off, off_o, n, *_pad6(od, 1)[1:], *_pad6(st, 0), base],
+                   BLOCK=_MOVE_BLOCK)
 
     def _concat(self, r: list[int]) -> None:
         axis, j = r[6], r[1]
         a, b = self._operand(r[3]), self._operand(r[4])
-        off, od, _ = self._out(j)
+        off, od, n = self._out(j)
         nd = len(od)
         if b is None or axis < 0 or axis >= nd or len(b.dims) != nd:
             raise ValueError("CONCAT: inputs")
@@ -386,13 +444,139 @@ class CudaStepPlan:
         la = od[axis] - lb
         if la < 0 or (la > 0 and a is None):
             raise ValueError("CONCAT: lengths")
-        ca, cb = la * inner, lb * inner
-        out = self._arena_i[off:off + outer * (ca + cb)].view(outer, ca + cb)
-        if ca:
-            out[:, :ca].copy_(a.i[a.off:a.off + outer * ca].view(outer, ca))
-        if cb:
-            out[:, ca:].copy_(b.i[b.off:b.off + outer * cb].view(outer, cb))
+        aa = a if a is not None else b
+        self._emit(sk.concat_kernel, (triton.cdiv(n, _MOVE_BLOCK),), (aa.i, b.i, self._arena_i),
+                   [aa.off, b.off, off, outer, la * inner, lb * inner], BLOCK=_MOVE_BLOCK)
 
     _run = {sp.K_NOP: _nop, sp.K_TOKENS: _tokens, sp.K_GATHER: _gather, sp.K_EW: _ew,
             sp.K_FOLDTREE: _foldtree, sp.K_QCHAIN: _qchain, sp.K_DOT: _dot, sp.K_ROPE: _rope,
             sp.K_MOVE: _move, sp.K_CONCAT: _concat}
+
+
+class _NoGraph(Exception):
+    """The step's launches are not one fixed sequence with integers affine in the position
+    and token: graphs are given up, steps run eagerly."""
+
+
+class _PrevArena:
+    """The previous step's outputs as the graph reads them: the other arena, laid out as a
+    decode step at past − 1."""
+
+    def __init__(self, arena: torch.Tensor, dims: np.ndarray, offs: np.ndarray) -> None:
+        self.f, self.i = arena.view(torch.float32), arena.view(torch.int32)
+        self.offs, self.dims = (offs // 4).tolist(), dims
+
+    def operand(self, i: int) -> _Operand:
+        nd = int(self.dims[i, 0])
+        return _Operand(self.f, self.i, self.offs[i], [int(d) for d in self.dims[i, 1:1 + nd]])
+
+
+class _Graphs:
+    """Decode steps of one job as CUDA graph replays.
+
+    A graph replays fixed kernel arguments, so every launch reads its integers from a row of
+    a device table (repops/gpu/step_kernels.py). The launch sequence is the same at every
+    position when p·v segments are not skipped, and every integer in it is affine in the
+    position and the token (dims §L3 are; so are offsets, sums of sizes): the table is
+    C + K·past + T·token, derived from the emitted rows at three (past, token) points and
+    checked at two more, else `_NoGraph`. Grids are sized at the largest position. Two
+    arenas alternate (a step reads the previous step's KV cache in the other), so two graphs,
+    captured after the first eager launch of each has compiled every kernel."""
+
+    def __init__(self, sp_: CudaStepPlan, past: int, token: int) -> None:
+        self.sp = sp_
+        top = sp_.max_past
+        if past > top:
+            raise _NoGraph("position past the RoPE table")
+        _, nb, of = sp_.layout(top)
+        size = int(of[-1] + nb[-1])
+        dev = sp_.device
+        self.arenas = [torch.empty(size, dtype=torch.uint8, device=dev) for _ in range(2)]
+        self.tables: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.seqs: list[list[_Launch]] = []
+        lo = max(1, min(past, top - 8))
+        for k in range(2):
+            pts = [(lo, token), (lo + 1, token), (lo, token + 1)]
+            seqs = [self._emit(k, p, t) for p, t in pts]
+            kinds = [[(ln.kernel, sorted(ln.consts.items())) for ln in q] for q in seqs]
+            if kinds[1] != kinds[0] or kinds[2] != kinds[0]:
+                raise _NoGraph("the launch sequence changes with the position")
+            rows = [sp_.table(q) for q in seqs]
+            c_, kp, kt = rows[0], rows[1] - rows[0], rows[2] - rows[0]
+            c0 = c_ - kp * lo - kt * token
+            for p, t in ((top, token + 3), ((lo + top) // 2, token + 7)):
+                seq = self._emit(k, p, t)
+                got = sp_.table(seq)
+                if [(ln.kernel, sorted(ln.consts.items())) for ln in seq] != kinds[0] or \
+                        not np.array_equal(got, c0 + kp * p + kt * t):
+                    raise _NoGraph(f"launch integers are not affine in the position ({p})")
+            self.seqs.append(seq)  # grids at the largest position
+            self.tables.append((c0, kp, kt))
+        self.args = torch.zeros(self.tables[0][0].shape, dtype=torch.int64, device=dev)
+        self.host = torch.zeros(self.args.shape, dtype=torch.int64, pin_memory=True)
+        self.copied: torch.cuda.Event | None = None
+        self.graphs: list[torch.cuda.CUDAGraph | None] = [None, None]
+        self.parity = 0
+
+    def _emit(self, k: int, past: int, token: int) -> list[_Launch]:
+        sp_ = self.sp
+        dims, _, offs = sp_.layout(past)
+        pd, _, po = sp_.layout(past - 1)
+        seq = sp_.emit(self.arenas[k], dims, offs, _PrevArena(self.arenas[1 - k], pd, po),
+                       past, token, None)
+        fixed = {a.data_ptr() for a in self.arenas} | {w.f.data_ptr() for w in sp_._w} | {
+            c.wt.data_ptr() for c in sp_._chain.values()}
+        if any(t.data_ptr() not in fixed for ln in seq for t in ln.ptrs):
+            # a pointer that may change from step to step cannot be replayed
+            raise _NoGraph("a launch reads memory outside the arenas and weights")
+        return seq
+
+    def step(self, past: int, prev: Sequence[torch.Tensor | None], token: int
+             ) -> sp.StepOutputs:
+        sp_ = self.sp
+        if past > sp_.max_past:
+            raise _NoGraph("position past the RoPE table")
+        k = self.parity
+        arena, other = self.arenas[k], self.arenas[1 - k]
+        pd, _, po = sp_.layout(past - 1)
+        if not (isinstance(prev, sp.StepOutputs) and prev.arena is other):
+            self._stage(prev, other, pd, po)
+        elif prev.replaced:
+            self._stage({i: prev[i] for i in prev.replaced}, other, pd, po)
+        c0, kp, kt = self.tables[k]
+        if self.copied is not None:
+            self.copied.synchronize()  # the pinned rows of the last step were read
+        self.host.numpy()[:] = c0 + kp * past + kt * token
+        self.args.copy_(self.host, non_blocking=True)
+        self.copied = torch.cuda.Event()
+        self.copied.record()
+        g = self.graphs[k]
+        if g is None:
+            sp_.launch(self.seqs[k], self.args)  # compiles every kernel; then capture
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                sp_.launch(self.seqs[k], self.args)
+            self.graphs[k] = g
+        else:
+            g.replay()
+        self.parity = 1 - k
+        dims, nbytes, offs = sp_.layout(past)
+        alias = np.full(sp_.tail, -1, dtype=np.int64)
+        return sp.StepOutputs(sp_.plan, arena, offs, nbytes, dims, alias)
+
+    def _stage(self, prev: Sequence[torch.Tensor | None] | Mapping[int, torch.Tensor],
+               other: torch.Tensor, pd: np.ndarray, po: np.ndarray) -> None:
+        """The previous step's back-referenced outputs (the KV caches) into the other arena
+        where the graph reads them."""
+        refs = prev.keys() if isinstance(prev, Mapping) else self.sp.back_refs
+        for i in refs:
+            if i not in self.sp.back_refs:
+                continue
+            t = prev[i] if prev is not None else None
+            if t is None:
+                raise _NoGraph("a step without the previous step's outputs")
+            nd = int(pd[i, 0])
+            if tuple(t.shape) != tuple(int(d) for d in pd[i, 1:1 + nd]):
+                raise _NoGraph("previous outputs not shaped as a decode step's")
+            o = int(po[i])
+            other[o:o + t.numel() * 4].view(t.dtype).copy_(t.reshape(-1))

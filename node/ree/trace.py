@@ -353,6 +353,9 @@ class _PartsStep:
         threads: hashing threads per part."""
         self.rec, self._args, self._slot, self._keep, self._tailt = rec, args, slot, keep, tail
         self._ready, self._threads = ready, threads
+        # device tails are staged now, in stream order: a tail tensor may view the arena,
+        # which a CUDA graph overwrites two steps later
+        self._staged = rec._host_leaves(tail) if ready is not None and tail else None
         cum = np.cumsum(args[1])
         cuts = np.searchsorted(cum, cum[-1] * np.arange(1, self.PARTS) / self.PARTS) \
             if len(cum) else np.zeros(self.PARTS - 1, dtype=np.int64)
@@ -381,8 +384,9 @@ class _PartsStep:
             # a device arena (node/ree/step_plan_cuda.py): one copy to pinned host memory,
             # queued on the executor's stream; the parts wait for it. The executor thread
             # only launches kernels, so a part may use several of the host's cores.
-            host = torch.empty(outs.arena.numel(), dtype=torch.uint8, pin_memory=True)
-            host.copy_(outs.arena, non_blocking=True)
+            end = int((outs.offs + outs.nbytes).max()) if len(outs.offs) else 0
+            host = torch.empty(end, dtype=torch.uint8, pin_memory=True)
+            host.copy_(outs.arena[:end], non_blocking=True)
             ready = torch.cuda.Event()
             ready.record()
             addr = outs.offs + host.data_ptr()
@@ -416,7 +420,13 @@ class _PartsStep:
                         self._raw[k] = tensor_roots_raw(*(x[a:b] for x in self._args),
                                                         self._threads)
                 elif self._tailt:
-                    slots, leaves = self.rec._host_leaves(self._tailt)
+                    if self._staged is not None:
+                        slots, leaves = self._staged
+                        for lf in leaves:
+                            if lf.ready is not None:
+                                lf.ready.synchronize()
+                    else:
+                        slots, leaves = self.rec._host_leaves(self._tailt)
                     troots = self.rec._leaf_roots(leaves)
                     self._tail = [troots[i] for i in slots]
             except BaseException as e:  # re-raised by `roots` on the worker

@@ -12,6 +12,13 @@ from repops.gpu.primitives import canon_nan
 
 
 @triton.jit
+def rope_pair(a, b, c, s):
+    """RepOps spec §6.9 on one pair: (a·c − b·s, a·s + b·c), each product rounded (the
+    caller launches with FP_FLAGS: no fma), NaN canonical."""
+    return canon_nan(a * c - b * s), canon_nan(a * s + b * c)
+
+
+@triton.jit
 def _rope_kernel(X, Y, POS, COS, SIN, n_rows, D, R, s_tab,
                  HALF_MODE: tl.constexpr, RB: tl.constexpr, BH: tl.constexpr):
     """RepOps spec §6.9 on RB vectors: pair i is (2i, 2i+1) (adjacent) or (i, i+R/2) (half)."""
@@ -32,10 +39,9 @@ def _rope_kernel(X, Y, POS, COS, SIN, n_rows, D, R, s_tab,
     tptr = pos[:, None] * s_tab + i[None, :]
     c = tl.load(COS + tptr, mask=m, other=0.0)
     s = tl.load(SIN + tptr, mask=m, other=0.0)
-    a2 = a * c - b * s
-    b2 = a * s + b * c
-    tl.store(Y + base + ia[None, :], canon_nan(a2), mask=m)
-    tl.store(Y + base + ib[None, :], canon_nan(b2), mask=m)
+    a2, b2 = rope_pair(a, b, c, s)
+    tl.store(Y + base + ia[None, :], a2, mask=m)
+    tl.store(Y + base + ib[None, :], b2, mask=m)
 
 
 def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, pairing: str = "adjacent",

@@ -3,11 +3,18 @@ record, reading and writing the step's arena in place (docs/trace-layout.md §L5
 
 Why separate kernels from the `repops.gpu` ops: those allocate their outputs and take whole
 tensors, so the op-by-op executor paid an allocation, views and ~50 µs of Python per trace
-op. Here every operand is (base tensor, element offset) into the step's arena, a weight or the
-previous step's arena, every dim and stride is a run-time argument (no recompile as the
-context grows), and one record (a whole linear's segments, a whole FOLD tree) is one launch.
-The arithmetic is the RepOps device functions' (`canon_nan`, `max2_f`, `exp_cr`, …): the same
-§L5 element definitions the C plan (repops/cpu/csrc/repops_step_plan.c) computes.
+op. Here every operand is a base pointer (the step's arena, a weight, the previous step's
+arena) plus an element offset, and one record (a whole linear's segments, a whole FOLD tree)
+is one launch.
+
+Every integer that changes from step to step (offsets, dims, strides, the position) is read
+from the launch's row of an int64 table (`ARGS + ROW·ARGW`), not passed as an argument: the
+host fills the table for a step with one copy, so a CUDA graph captured once replays every
+decode step (a graph bakes in kernel arguments, not memory). Grids are sized for the largest
+step; programs past a step's live elements do nothing.
+
+The arithmetic is the RepOps device functions' (`canon_nan`, `binary_f`, `rope_pair`, …): the
+same §L5 element definitions the C plan (repops/cpu/csrc/repops_step_plan.c) computes.
 """
 
 from __future__ import annotations
@@ -17,12 +24,9 @@ import triton.language as tl
 
 from repops.gpu.elementwise import binary_f, max2_f, unary_f
 from repops.gpu.primitives import canon_nan
+from repops.gpu.rope import rope_pair
 
-# every int argument that changes from step to step: specialising on it (value 1, multiple
-# of 16) would compile a new variant as the context grows
-_DYN_EW = ["a_off", "b_off", "out_off", "n", "d1", "d2", "d3", "d4", "d5",
-           "sa0", "sa1", "sa2", "sa3", "sa4", "sa5", "sb0", "sb1", "sb2", "sb3", "sb4", "sb5",
-           "past", "R", "C", "scalar_bits", "fill_bits"]
+ARGW = 32  # int64 words per launch row
 
 
 @triton.jit
@@ -41,26 +45,34 @@ def _index6(e, d1, d2, d3, d4, d5):
     return i0, i1, i2, i3, i4, i5
 
 
-@triton.jit(do_not_specialize=_DYN_EW)
-def ew_kernel(A, a_off, B, b_off, OUT, out_off, n, d1, d2, d3, d4, d5,
-              sa0, sa1, sa2, sa3, sa4, sa5, sb0, sb1, sb2, sb3, sb4, sb5,
-              scalar_bits, fill_bits, past, R, C,
-              FN: tl.constexpr, HAS_B: tl.constexpr, MASK: tl.constexpr, BLOCK: tl.constexpr):
+@triton.jit
+def _dot6(i0, i1, i2, i3, i4, i5, S):
+    """Σ i_k · S[k] for six strides at S."""
+    return (i0 * tl.load(S) + i1 * tl.load(S + 1) + i2 * tl.load(S + 2) + i3 * tl.load(S + 3)
+            + i4 * tl.load(S + 4) + i5 * tl.load(S + 5))
+
+
+@triton.jit(do_not_specialize=["ROW"])
+def ew_kernel(A, B, OUT, ARGS, ROW, FN: tl.constexpr, HAS_B: tl.constexpr,
+              MASK: tl.constexpr, BLOCK: tl.constexpr):
     """§L5.6 EW: out[e] = fn(a[·], b[·]) with NumPy broadcasting given as element strides
-    (0 on a broadcast dim); a binary fn without b uses the scalar (bits as int32: a float
-    argument would lose −0.0 to `0.0 + s`). MASK: column c > past + r of
-    row r ([..., R, C]) is `fill`."""
+    (0 on a broadcast dim); a binary fn without b uses the scalar (f32 bits). MASK: column
+    c > past + r of row r ([..., R, C]) is `fill`.
+    Row: a_off, b_off, out_off, n, d1…d5, sa0…sa5, sb0…sb5, scalar, fill, past, R, C."""
+    P = ARGS + ROW * 32
+    n = tl.load(P + 3)
     e = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     m = e < n
-    i0, i1, i2, i3, i4, i5 = _index6(e, d1, d2, d3, d4, d5)
-    ia = i0 * sa0 + i1 * sa1 + i2 * sa2 + i3 * sa3 + i4 * sa4 + i5 * sa5
-    a = tl.load(A + a_off + ia, mask=m, other=1.0)
+    i0, i1, i2, i3, i4, i5 = _index6(e, tl.load(P + 4), tl.load(P + 5), tl.load(P + 6),
+                                     tl.load(P + 7), tl.load(P + 8))
+    a = tl.load(A + tl.load(P) + _dot6(i0, i1, i2, i3, i4, i5, P + 9), mask=m, other=1.0)
     if FN < 16:
         if HAS_B:
-            ib = i0 * sb0 + i1 * sb1 + i2 * sb2 + i3 * sb3 + i4 * sb4 + i5 * sb5
-            b = tl.load(B + b_off + ib, mask=m, other=1.0)
+            b = tl.load(B + tl.load(P + 1) + _dot6(i0, i1, i2, i3, i4, i5, P + 15), mask=m,
+                        other=1.0)
         else:
-            b = (tl.zeros([BLOCK], dtype=tl.int32) + scalar_bits).to(tl.float32, bitcast=True)
+            bits = tl.zeros([BLOCK], dtype=tl.int32) + tl.load(P + 21).to(tl.int32)
+            b = bits.to(tl.float32, bitcast=True)
         y = binary_f(a, b, FN - 1)  # §L5.6 fn 1-6 are add … min
     elif FN < 22:
         y = unary_f(a, FN - 16)  # fn 16-21 are neg … SiLU
@@ -68,25 +80,31 @@ def ew_kernel(A, a_off, B, b_off, OUT, out_off, n, d1, d2, d3, d4, d5,
         y = a
     y = canon_nan(y)
     if MASK:
-        col = e % C
-        row = (e // C) % R
-        fill = (tl.zeros([BLOCK], dtype=tl.int32) + fill_bits).to(tl.float32, bitcast=True)
-        y = tl.where(col > past + row, fill, y)
-    tl.store(OUT + out_off + e, y, mask=m)
+        c = tl.load(P + 26)
+        col = e % c
+        row = (e // c) % tl.load(P + 25)
+        bits = tl.zeros([BLOCK], dtype=tl.int32) + tl.load(P + 22).to(tl.int32)
+        y = tl.where(col > tl.load(P + 24) + row, bits.to(tl.float32, bitcast=True), y)
+    tl.store(OUT + tl.load(P + 2) + e, y, mask=m)
 
 
-@triton.jit(do_not_specialize=["x_off", "out_off", "rows", "w", "nlive"])
-def fold_tree_kernel(X, x_off, OUT, out_off, rows, w, nlive, NEG0,
-                     CAP0: tl.constexpr, NLEV: tl.constexpr, COMBINE: tl.constexpr):
+@triton.jit(do_not_specialize=["ROW"])
+def fold_tree_kernel(X, OUT, ARGS, ROW, NEG0, CAP0: tl.constexpr, NLEV: tl.constexpr,
+                     COMBINE: tl.constexpr):
     """§L5.4 FOLD levels cap = CAP0, CAP0/2, … (NLEV of them), all in one program per row:
     level l keeps i < m = max(n − cap, 0) as combine(x[i], x[i + cap]), copies the rest of
     its input up to cap, pads −0.0; n = min(nlive, the level's input width). Levels lie back
-    to back ([rows, cap] each); a barrier orders a level's stores before the next reads."""
+    to back ([rows, cap] each); a barrier orders a level's stores before the next reads.
+    Row: x_off, out_off, rows, w, nlive."""
+    P = ARGS + ROW * 32
     r = tl.program_id(0).to(tl.int64)
+    rows = tl.load(P + 2)
+    w = tl.load(P + 3)
+    nlive = tl.load(P + 4)
     i = tl.arange(0, CAP0)
-    src = X + x_off + r * w
+    src = X + tl.load(P) + r * w
     win = w
-    base = out_off
+    base = tl.load(P + 1)
     for lev in tl.static_range(NLEV):
         cap = CAP0 >> lev
         n = tl.minimum(nlive, win)
@@ -108,64 +126,134 @@ def fold_tree_kernel(X, x_off, OUT, out_off, rows, w, nlive, NEG0,
         base += rows * cap
 
 
-@triton.jit(do_not_specialize=["a_off", "s_ab", "s_ar", "b_off", "s_bb", "s_bn", "s_bk",
-                               "acc_off", "out_off", "s_oseg", "R", "N", "group", "nseg",
-                               "k0", "segw", "kmax", "past"])
-def chain_kernel(A, a_off, s_ab, s_ar, B, b_off, s_bb, s_bn, s_bk, ACC, acc_off, OUT, out_off,
-                 s_oseg, R, N, group, nseg, k0, segw, kmax, past, NEG_INF,
-                 HAS_ACC: tl.constexpr, CAUSAL: tl.constexpr, BN: tl.constexpr,
-                 BK: tl.constexpr, NS: tl.constexpr):
+@triton.jit(do_not_specialize=["ROW"])
+def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
+                 CAUSAL: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NS: tl.constexpr):
     """§L5.3 DOT segments with explicit fma, one row and BN outputs per program: segment s
     chains k over [k0 + s·segw, min(k0 + (s+1)·segw, kmax)) ascending from the previous
     segment's accumulator (the first from ACC or +0.0) and stores it (canonical) at
     OUT + s·s_oseg. A [batch, R, K] rows (k stride 1); B row n of batch b // group at
     b·s_bb + n·s_bn, k stride s_bk. CAUSAL 1: row r's chain stops at past + r + 1;
-    CAUSAL 2: outputs n > past + r are −inf."""
+    CAUSAL 2: outputs n > past + r are −inf.
+    Row: a_off, s_ab, s_ar, b_off, s_bb, s_bn, s_bk, acc_off, out_off, s_oseg, R, N, group,
+    nseg, k0, segw, kmax, past."""
+    P = ARGS + ROW * 32
+    R = tl.load(P + 10)
+    N = tl.load(P + 11)
+    s_bk = tl.load(P + 6)
+    past = tl.load(P + 17)
     pid_n = tl.program_id(0)
     row = tl.program_id(1).to(tl.int64)
     bat = tl.program_id(2).to(tl.int64)
     offs_n = pid_n * BN + tl.arange(0, BN)
-    nmask = offs_n < N
-    rn = (offs_n % N).to(tl.int64)
-    a_row = A + a_off + bat * s_ab + row * s_ar
-    b_col = B + b_off + (bat // group) * s_bb + rn * s_bn
+    nmask = offs_n < tl.where(row < R, N, 0)  # a row past R (grid of the largest step): none
+    rn = (offs_n % tl.maximum(N, 1)).to(tl.int64)
+    a_row = A + tl.load(P) + bat * tl.load(P + 1) + row * tl.load(P + 2)
+    b_col = B + tl.load(P + 3) + (bat // tl.load(P + 12)) * tl.load(P + 4) + rn * tl.load(P + 5)
     o_at = (bat * R + row) * N + offs_n
     if HAS_ACC:
-        acc = tl.load(ACC + acc_off + o_at, mask=nmask, other=0.0)
+        acc = tl.load(ACC + tl.load(P + 7) + o_at, mask=nmask, other=0.0)
     else:
         acc = tl.zeros((BN,), dtype=tl.float32)  # the chain starts from +0.0
-    ks = k0
-    for s in range(nseg):
-        ke = tl.minimum(ks + segw, kmax)
-        if CAUSAL == 1:
-            ke = tl.minimum(ke, past + row + 1)
-        a_ptr = a_row + ks
-        b_ptr = b_col + ks * s_bk
-        nfull = tl.maximum(ke - ks, 0) // BK
-        for _kb in tl.range(0, nfull, num_stages=NS):
-            for kk in tl.static_range(BK):
-                acc = tl.fma(tl.load(a_ptr + kk), tl.load(b_ptr + kk * s_bk), acc)
-            a_ptr += BK
-            b_ptr += BK * s_bk
-        for _k in range(ks + nfull * BK, ke):
-            acc = tl.fma(tl.load(a_ptr), tl.load(b_ptr), acc)
-            a_ptr += 1
-            b_ptr += s_bk
-        acc = canon_nan(acc)
-        y = acc
-        if CAUSAL == 2:
-            y = tl.where(offs_n > past + row, NEG_INF, acc)
-        tl.store(OUT + out_off + s * s_oseg + o_at, y, mask=nmask)
-        ks += segw
+    segw = tl.load(P + 15)
+    kmax = tl.load(P + 16)
+    out = OUT + tl.load(P + 8) + o_at
+    s_oseg = tl.load(P + 9)
+    ks = tl.load(P + 14)
+    if row < R:
+        for s in range(tl.load(P + 13)):
+            ke = tl.minimum(ks + segw, kmax)
+            if CAUSAL == 1:
+                ke = tl.minimum(ke, past + row + 1)
+            a_ptr = a_row + ks
+            b_ptr = b_col + ks * s_bk
+            nfull = tl.maximum(ke - ks, 0) // BK
+            for _kb in tl.range(0, nfull, num_stages=NS):
+                for kk in tl.static_range(BK):
+                    acc = tl.fma(tl.load(a_ptr + kk), tl.load(b_ptr + kk * s_bk), acc)
+                a_ptr += BK
+                b_ptr += BK * s_bk
+            for _k in range(ks + nfull * BK, ke):
+                acc = tl.fma(tl.load(a_ptr), tl.load(b_ptr), acc)
+                a_ptr += 1
+                b_ptr += s_bk
+            acc = canon_nan(acc)
+            y = acc
+            if CAUSAL == 2:
+                y = tl.where(offs_n > past + row, NEG_INF, acc)
+            tl.store(out + s * s_oseg, y, mask=nmask)
+            ks += segw
 
 
-@triton.jit(do_not_specialize=["x_off", "out_off", "n", "d1", "d2", "d3", "d4", "d5",
-                               "s0", "s1", "s2", "s3", "s4", "s5", "off"])
-def move_kernel(X, x_off, OUT, out_off, n, d1, d2, d3, d4, d5, s0, s1, s2, s3, s4, s5, off,
-                BLOCK: tl.constexpr):
-    """§L5.8 MOVE: out[idx] = x[off + Σ idx_k·s_k], bits copied (int32 views)."""
+@triton.jit(do_not_specialize=["ROW"])
+def move_kernel(X, OUT, ARGS, ROW, BLOCK: tl.constexpr):
+    """§L5.8 MOVE: out[idx] = x[off + Σ idx_k·s_k], bits copied (int32 views).
+    Row: x_off, out_off, n, d1…d5, s0…s5, off."""
+    P = ARGS + ROW * 32
     e = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    m = e < n
-    i0, i1, i2, i3, i4, i5 = _index6(e, d1, d2, d3, d4, d5)
-    src = off + i0 * s0 + i1 * s1 + i2 * s2 + i3 * s3 + i4 * s4 + i5 * s5
-    tl.store(OUT + out_off + e, tl.load(X + x_off + src, mask=m, other=0), mask=m)
+    m = e < tl.load(P + 2)
+    i0, i1, i2, i3, i4, i5 = _index6(e, tl.load(P + 3), tl.load(P + 4), tl.load(P + 5),
+                                     tl.load(P + 6), tl.load(P + 7))
+    src = tl.load(P) + tl.load(P + 14) + _dot6(i0, i1, i2, i3, i4, i5, P + 8)
+    tl.store(OUT + tl.load(P + 1) + e, tl.load(X + src, mask=m, other=0), mask=m)
+
+
+@triton.jit(do_not_specialize=["ROW"])
+def concat_kernel(A, B, OUT, ARGS, ROW, BLOCK: tl.constexpr):
+    """§L5.9 CONCAT of [outer, ca] and [outer, cb] into [outer, ca + cb], bits copied.
+    Row: a_off, b_off, out_off, outer, ca, cb."""
+    P = ARGS + ROW * 32
+    ca = tl.load(P + 4)
+    cb = tl.load(P + 5)
+    e = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = e < tl.load(P + 3) * (ca + cb)
+    o = e // (ca + cb)
+    c = e % (ca + cb)
+    va = tl.load(A + tl.load(P) + o * ca + c, mask=m & (c < ca), other=0)
+    vb = tl.load(B + tl.load(P + 1) + o * cb + (c - ca), mask=m & (c >= ca), other=0)
+    tl.store(OUT + tl.load(P + 2) + e, tl.where(c < ca, va, vb), mask=m)
+
+
+@triton.jit(do_not_specialize=["ROW"])
+def gather_kernel(IDS, TAB, OUT, ARGS, ROW, BLOCK: tl.constexpr):
+    """§L5.1 TOKENS then §L5.2 GATHER of a decode step: the token (row word 3) is stored at
+    tok_off and its table row [D] copied to out_off (the host checked it is in the table).
+    Row: tok_off, out_off, D, token."""
+    P = ARGS + ROW * 32
+    tok = tl.load(P + 3)
+    if tl.program_id(0) == 0:
+        tl.store(IDS + tl.load(P), tok.to(tl.int32))
+    d = tl.load(P + 2)
+    e = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = e < d
+    tl.store(OUT + tl.load(P + 1) + e, tl.load(TAB + tok * d + e, mask=m, other=0), mask=m)
+
+
+@triton.jit(do_not_specialize=["ROW"])
+def rope_kernel(X, COS, SIN, OUT, ARGS, ROW, HALF_MODE: tl.constexpr, RB: tl.constexpr,
+                BH: tl.constexpr):
+    """§L5.7 ROPE of a decode row: every D-wide head of x at position past (`rope_pair`).
+    Row: x_off, out_off, n_heads, D, R, half (table row length), past."""
+    P = ARGS + ROW * 32
+    n_rows = tl.load(P + 2)
+    D = tl.load(P + 3)
+    h = tl.load(P + 4) // 2
+    rows = tl.program_id(0) * RB + tl.arange(0, RB)
+    i = tl.arange(0, BH)
+    m = (rows[:, None] < n_rows) & (i[None, :] < h)
+    if HALF_MODE:
+        ia = i
+        ib = i + h
+    else:
+        ia = 2 * i
+        ib = 2 * i + 1
+    base = rows[:, None].to(tl.int64) * D
+    x = X + tl.load(P)
+    a = tl.load(x + base + ia[None, :], mask=m, other=0.0)
+    b = tl.load(x + base + ib[None, :], mask=m, other=0.0)
+    t = tl.load(P + 6) * tl.load(P + 5) + i[None, :]
+    a2, b2 = rope_pair(a, b, tl.load(COS + t, mask=m, other=0.0),
+                       tl.load(SIN + t, mask=m, other=0.0))
+    y = OUT + tl.load(P + 1)
+    tl.store(y + base + ia[None, :], a2, mask=m)
+    tl.store(y + base + ib[None, :], b2, mask=m)

@@ -1,9 +1,9 @@
 """The CUDA step plan (node/ree/step_plan_cuda.py, repops/gpu/step_kernels.py) runs a decode
-step's records as Triton kernels into one device arena: every leaf must equal the CPU plan's
-(itself equal to the op-by-op handlers and the reference executor: test_step_plan.py), on the
-whole SmolLM2 program, greedy and sampled, and the recorder's roots of the device arena must
-equal the CPU recorder's. Without a GPU, the first layer's records run under the Triton
-interpreter (indexing, masks, offsets: interp_step_plan_cuda.py in a child process)."""
+step's records as Triton kernels into one device arena, replayed as CUDA graphs: every leaf
+must equal the CPU plan's (itself equal to the op-by-op handlers and the reference executor:
+test_step_plan.py), on the whole SmolLM2 program, greedy and sampled, and the recorder's roots
+of the device arena must equal the CPU recorder's. Without a GPU, the first layer's records
+run under the Triton interpreter (interp_step_plan_cuda.py in a child process)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,8 @@ def test_cuda_plan_equals_cpu_plan_leaf_by_leaf(executors, sampling):
                     if x.dtype != y.dtype or tuple(x.shape) != tuple(y.shape)
                     or _bits(x) != _bits(y)), None)
         assert bad is None, f"step {step} op {bad[0]} ({prog.ops[bad[0]].name})"
+    # decode steps from the third on replay a captured CUDA graph (step_plan_cuda._Graphs)
+    assert gpu.plan.graph_error is None and gpu.plan.graph_steps >= 5
 
 
 @needs_cuda
