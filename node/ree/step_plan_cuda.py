@@ -78,6 +78,28 @@ def _bstrides(ind: Sequence[int], outd: Sequence[int]) -> list[int] | None:
     return st
 
 
+_RUN = sp.REC - 1  # record word where a DOT record keeps the length of its segment chain
+
+
+def _dot_runs(recs: list[list[int]]) -> list[list[int]]:
+    """Consecutive DOT records that chain one dot product's k-segments (same A and B, each
+    segment's accumulator the previous op, contiguous equal k ranges) become their first
+    record with the chain's length in word `_RUN`: one launch runs them all."""
+    out: list[list[int]] = []
+    for r in recs:
+        head = out[-1] if out else None
+        if (head is not None and r[0] == sp.K_DOT == head[0] and r[3:5] == head[3:5]
+                and r[8:11] == head[8:11]):
+            n = max(1, head[_RUN])
+            last_op, seg = head[1] + n - 1, head[7] - head[6]
+            if (r[1] == last_op + 1 and r[5] == last_op and r[6] == head[6] + n * seg
+                    and r[7] - r[6] == seg):
+                head[_RUN] = n + 1
+                continue
+        out.append(list(r))
+    return out
+
+
 def _pad6(d: Sequence[int], fill: int) -> list[int]:
     return [fill] * (6 - len(d)) + list(d)
 
@@ -141,8 +163,9 @@ class CudaStepPlan:
             flat = t.contiguous().reshape(-1)
             self._w.append(_Operand(flat.view(torch.float32), flat.view(torch.int32), 0,
                                     list(t.shape)))
-        # the records that launch something (a covered op's NOP record is its group's)
-        self.records = [r for r in self.plan._recs.tolist() if r[0] != sp.K_NOP]
+        # the records that launch something (a covered op's NOP record is its group's), with
+        # each chain of DOT segments (attention's p·v: 32 a layer) as its first record
+        self.records = _dot_runs([r for r in self.plan._recs.tolist() if r[0] != sp.K_NOP])
         rope = [r for r in self.records if r[0] == sp.K_ROPE and r[4] <= sp.W0]
         # the largest position a step may have: the RoPE tables' rows (§L5.7)
         self.max_past = (min(self._w[sp.W0 - r[4]].dims[0] for r in rope) - 1 if rope
@@ -365,25 +388,37 @@ class CudaStepPlan:
         if acc is not None and (int(np.prod(acc.dims, dtype=np.int64)) if acc.dims else 1) \
                 != numel:
             raise ValueError("DOT: accumulator size")
-        kend = min(k1, k)
-        past = self._past
-        if self._alias is not None and acc is not None and may_alias and causal != 2 and (
-                kend <= k0 or (causal == 1 and past + rr <= k0)) and acc.dims == od \
-                and r[5] >= 0:
+        past, seg = self._past, k1 - k0
+        nseg = max(1, r[_RUN])  # segments j … j+nseg−1 of one chain (`_dot_runs`)
+        if any(self._offs[j + s] != off + s * numel or self._dims[j + s] != od
+               for s in range(1, nseg)):
+            raise ValueError("DOT: a segment chain's outputs are not back to back")
+
+        def idle(s: int) -> bool:  # no row has a key in segment s (§L5.3)
+            lo = k0 + s * seg
+            return min(lo + seg, k) <= lo or (causal == 1 and past + rr <= lo)
+
+        live = nseg
+        if self._alias is not None and may_alias and causal != 2:
+            while live and idle(live - 1) and (live > 1 or (acc is not None and r[5] >= 0
+                                                             and acc.dims == od)):
+                live -= 1
+        if live:
+            bn, bk, nw, ns = _CHAIN
+            # segw and kmax as the record has them (the kernel clamps): affine in the position
+            self._emit(sk.chain_kernel, (triton.cdiv(n, bn), rr, ba),
+                       (a.f, b.f, acc.f if acc is not None else a.f, self._arena_f),
+                       [a.off, rr * k, k, b.off, n * k, k, 1,
+                        acc.off if acc is not None else 0, off, numel, rr, n, group, live, k0,
+                        seg, k, past],
+                       NEG_INF=float("-inf"), HAS_ACC=acc is not None, CAUSAL=causal, BN=bn,
+                       BK=bk, NS=ns, num_warps=nw, **FP_FLAGS)
+        for s in range(live, nseg):
             # no row has a key here: the accumulator's bits (a DOT output, canonical), in
             # its place in the arena; the recorder takes that op's root
-            self._offs[j] = self._offs[r[5]]
-            src = self._alias[r[5]]
-            self._alias[j] = src if src >= 0 else r[5]
-            return
-        bn, bk, nw, ns = _CHAIN
-        # segw and kmax as the record has them (the kernel clamps): affine in the position
-        self._emit(sk.chain_kernel, (triton.cdiv(n, bn), rr, ba),
-                   (a.f, b.f, acc.f if acc is not None else a.f, self._arena_f),
-                   [a.off, rr * k, k, b.off, n * k, k, 1, acc.off if acc is not None else 0,
-                    off, 0, rr, n, group, 1, k0, k1 - k0, k, past],
-                   NEG_INF=float("-inf"), HAS_ACC=acc is not None, CAUSAL=causal, BN=bn,
-                   BK=bk, NS=ns, num_warps=nw, **FP_FLAGS)
+            src = j + s - 1 if s else r[5]
+            self._offs[j + s] = self._offs[src]
+            self._alias[j + s] = self._alias[src] if self._alias[src] >= 0 else src
 
     def _rope(self, r: list[int]) -> None:
         dh, rot, mode = r[6], r[7], r[8]

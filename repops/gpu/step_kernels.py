@@ -257,3 +257,37 @@ def rope_kernel(X, COS, SIN, OUT, ARGS, ROW, HALF_MODE: tl.constexpr, RB: tl.con
     y = OUT + tl.load(P + 1)
     tl.store(y + base + ia[None, :], a2, mask=m)
     tl.store(y + base + ib[None, :], b2, mask=m)
+
+
+@triton.jit
+def _is_nan(x):
+    return (x.to(tl.int32, bitcast=True) & 0x7FFFFFFF) > 0x7F800000
+
+
+@triton.jit
+def argfold_level_kernel(X, IDS, OUT, v, w, cap, wout, npair, HAS_IDS: tl.constexpr,
+                         BLOCK: tl.constexpr):
+    """§L5.5 ARGFOLD, one level of one row per program column: out[i] = the winner of
+    a = ids[i] and b = ids[i + cap] for i < npair (first NaN wins, the lower index if both;
+    else the greater value; equal values, −0 = +0, the lower index), ids[i] for the rest up
+    to wout. Without IDS the ids are 0 … v−1. An id outside [0, v) reads as NaN (the
+    executor's own levels never produce one)."""
+    r = tl.program_id(1).to(tl.int64)
+    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = i < wout
+    pm = i < npair
+    if HAS_IDS:
+        ia = tl.load(IDS + r * w + i, mask=m, other=0)
+        ib = tl.load(IDS + r * w + i + cap, mask=pm, other=0)
+    else:
+        ia = i.to(tl.int32)
+        ib = (i + cap).to(tl.int32)
+    xr = X + r * v
+    va = tl.load(xr + ia, mask=pm & (ia >= 0) & (ia < v), other=float("nan"))
+    vb = tl.load(xr + ib, mask=pm & (ib >= 0) & (ib < v), other=float("nan"))
+    na = _is_nan(va)
+    nb = _is_nan(vb)
+    lo = tl.minimum(ia, ib)
+    win = tl.where(va > vb, ia, tl.where(vb > va, ib, lo))
+    win = tl.where(na | nb, tl.where(na & nb, lo, tl.where(na, ia, ib)), win)
+    tl.store(OUT + r * wout + i, tl.where(pm, win, ia), mask=m)
