@@ -589,7 +589,9 @@ class _Graphs:
         if g is None:
             sp_.launch(self.seqs[k], self.args)  # compiles every kernel; then capture
             g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
+            # thread_local: the recorder's worker may touch CUDA (event waits, copies) while
+            # this thread captures; only this thread's calls belong to the capture
+            with torch.cuda.graph(g, capture_error_mode="thread_local"):
                 sp_.launch(self.seqs[k], self.args)
             self.graphs[k] = g
         else:

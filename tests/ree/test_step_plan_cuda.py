@@ -59,17 +59,19 @@ def test_cuda_plan_equals_cpu_plan_leaf_by_leaf(executors, sampling):
 
 
 @needs_cuda
-def test_cuda_arena_roots_equal_cpu_roots(executors):
+def test_cuda_arena_roots_equal_cpu_roots(executors, tmp_path):
+    """The arena path, and the kept-tensors path (every tensor written to disk), across graph
+    replays that reuse the arenas two steps later."""
     cpu, gpu = executors
     roots = []
-    for ex in executors:
+    for ex, keep in ((cpu, None), (gpu, None), (gpu, tmp_path / "kept")):
         ex.reset()
-        rec = TraceRecorder(ex.program, PROMPT)
-        for step in range(4):
+        rec = TraceRecorder(ex.program, PROMPT, keep=keep)
+        for step in range(6):
             rec.add_step(ex.run_step(step, PROMPT))
         roots.append(rec.roots)
         rec.close()
-    assert roots[0] == roots[1]
+    assert roots[0] == roots[1] == roots[2]
 
 
 def test_cuda_plan_kernels_under_the_interpreter():
