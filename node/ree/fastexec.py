@@ -60,20 +60,20 @@ class FastExecError(RuntimeError):
     """An op's inputs do not fit (the reference raises OpError on the same programs)."""
 
 
-def _numel(shape: Sequence[int]) -> int:
+def numel(shape: Sequence[int]) -> int:
     n = 1
     for d in shape:
         n *= int(d)
     return n
 
 
-def _rows_cols(shape: Sequence[int]) -> tuple[int, int, int]:
+def rows_cols(shape: Sequence[int]) -> tuple[int, int, int]:
     """§L5: (batch, rows, cols) of a tensor read as [..., R, C]; 1-D is one row."""
     if len(shape) == 0:
         return 1, 1, 1
     if len(shape) == 1:
         return 1, 1, int(shape[0])
-    return _numel(shape[:-2]), int(shape[-2]), int(shape[-1])
+    return numel(shape[:-2]), int(shape[-2]), int(shape[-1])
 
 
 def _shape_fn(op: TraceOp, const: tuple[int, ...] | None
@@ -560,7 +560,7 @@ class FastExecutor:
 
         def first(outs: list, st: StepState) -> torch.Tensor:
             x = outs[chain.x_op]
-            ba, r, k = _rows_cols(x.shape)
+            ba, r, k = rows_cols(x.shape)
             self._group_out = None
             if ba != 1 or k != self.buffers[chain.root].k:
                 return generic(outs, st)
@@ -648,13 +648,13 @@ class FastExecutor:
             return acc  # past the real chain: the same bits (§L5.3), the same tensor object
         root = op.inputs[1].root if op.inputs[1].src == Src.WEIGHT else None
         buf = self.buffers.get(root) if root is not None else None
-        ba, r, k = _rows_cols(a.shape)
+        ba, r, k = rows_cols(a.shape)
         if buf is not None:
             if ba != 1 or buf.k != k or group != 1 or causal:
                 raise FastExecError("weight DOT with batch, group or causal is not lowered so")
             n = buf.n
         else:
-            bb, n, kb = _rows_cols(ins[1].shape)
+            bb, n, kb = rows_cols(ins[1].shape)
             if kb != k or ba != bb * group:
                 raise FastExecError("DOT: shapes do not chain")
         kend = min(k1, k)
@@ -756,7 +756,7 @@ class FastExecutor:
               canonical: bool = False) -> torch.Tensor:
         """`canonical`: x is known to hold no non-canonical NaN (`_canonical_outputs`)."""
         combine, cap, causal, nword = op.attrs
-        _, r, w = _rows_cols(x.shape)
+        _, r, w = rows_cols(x.shape)
         if cap < 1 or w > 2 * cap:
             raise FastExecError("FOLD: row wider than two caps")
         if not causal or r == 1:
@@ -920,7 +920,7 @@ class FastExecutor:
         if res.shape != out_shape:
             res = res.expand(out_shape).contiguous()
         if mask:
-            _, r, c = _rows_cols(out_shape)
+            _, r, c = rows_cols(out_shape)
             past = st.sym.past
             if r == 1:  # one row: the columns after `past` (res is this op's own tensor)
                 if c > past + 1:
@@ -957,7 +957,7 @@ class FastExecutor:
         flat = x.contiguous().reshape(-1)
         last = off + sum((d - 1) * s for d, s in zip(out_shape, strides, strict=True)
                          if d > 0)
-        if off < 0 or any(s < 0 for s in strides) or (_numel(out_shape) and
+        if off < 0 or any(s < 0 for s in strides) or (numel(out_shape) and
                                                       last >= flat.numel()):
             raise FastExecError("MOVE: element outside the input")
         return flat.as_strided(out_shape, strides, off).contiguous()

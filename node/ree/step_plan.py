@@ -188,15 +188,20 @@ class StepPlan:
                             f"seq={sym.seq}, past={sym.past}")
         return np.concatenate([self._ndim[:, None], d], axis=1)
 
+    def layout(self, sym: Symbols) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(dims, byte sizes, byte offsets) of the step's outputs, back to back in op order
+        (the arena; node/ree/step_plan_cuda.py lays its device arena out the same way)."""
+        dims = self.dims_at(sym)
+        nbytes = 4 * np.where(self._live, dims[:, 1:], 1).prod(axis=1)
+        offs = np.zeros(self.tail, dtype=np.int64)
+        np.cumsum(nbytes[:-1], out=offs[1:])
+        return dims, nbytes, offs
+
     def _prepare(self, sym: Symbols, prev: Sequence[torch.Tensor | None]) -> tuple:
         """The step's dims, arena and offsets, and the previous step's output addresses."""
         if sym.seq != 1:
             raise PlanError("the step plan runs decode steps (seq = 1) only")
-        dims = self.dims_at(sym)
-        numel = np.where(self._live, dims[:, 1:], 1).prod(axis=1)
-        nbytes = 4 * numel
-        offs = np.zeros(self.tail, dtype=np.int64)
-        np.cumsum(nbytes[:-1], out=offs[1:])
+        dims, nbytes, offs = self.layout(sym)
         arena = torch.empty(int(offs[-1] + nbytes[-1]) if self.tail else 0, dtype=torch.uint8)
         prev_ptr = np.zeros(self.program.n_ops, dtype=np.int64)
         keep = []

@@ -1,15 +1,16 @@
 """A decode step's plan records on the GPU (docs/trace-layout.md §L5; the CPU twin is
-node/ree/step_plan.py, the kernels repops/gpu/step_kernels.py).
+node/ree/step_plan.py, the kernels repops/gpu/step_kernels.py; docs/decisions/0004).
 
 Why: op by op, a CUDA decode step paid ~50 µs of Python, allocation and launch per trace op
 (5,569 of them: ~270 ms a SmolLM2 token), and the recorder then staged 4,639 separate device
-tensors. The plan's records group a linear's segments and a FOLD tree's levels, so a step is
-~2,200 records; this runner evaluates the step's dims and arena layout once (the CPU plan's
-NumPy code), allocates one device arena, and launches one kernel per record with plain
-integer arguments: offsets into the arena, dims, strides. Attention p·v segments past the live
-keys launch nothing: their output is their accumulator's bits (§L5.3), so they take that op's
-place in the arena and the recorder its root (`alias`). The recorder copies the arena to the
-host in one transfer.
+tensors. The plan's records group a linear's segments and a FOLD tree's levels, and here a
+chain of DOT segments too, so a step is 1,301 launches into one device arena laid out as the
+CPU plan's. Each launch reads its integers (offsets, dims, strides, position, token) from its
+row of a table in device memory; they are affine in the position and the token, so `_Graphs`
+replays every decode step as a CUDA graph after filling the table. Run eagerly (batches, or
+when the graph is given up), attention p·v segments past the live keys launch nothing: their
+output is their accumulator's bits (§L5.3), so they take that op's place in the arena and the
+recorder its root (`alias`). The recorder copies the arena to the host in one transfer.
 
 Every record computes the op's §L5 definition (the same element rules as
 repops_step_plan.c); tests/ree/test_step_plan_cuda.py compares every leaf with the CPU plan.
@@ -26,6 +27,7 @@ import triton
 from node.ree import fold_tree as ft
 from node.ree import linear_chain as lc
 from node.ree import step_plan as sp
+from node.ree.fastexec import numel, rows_cols
 from referee.layout import Code, Symbols, TraceProgram
 from repops.gpu import step_kernels as sk
 from repops.gpu.launch import FP_FLAGS, NEG_ZERO
@@ -104,14 +106,6 @@ def _pad6(d: Sequence[int], fill: int) -> list[int]:
     return [fill] * (6 - len(d)) + list(d)
 
 
-def _rows_cols(d: Sequence[int]) -> tuple[int, int, int]:
-    if not d:
-        return 1, 1, 1
-    if len(d) == 1:
-        return 1, 1, d[0]
-    return int(np.prod(d[:-2], dtype=np.int64)), d[-2], d[-1]
-
-
 class _Launch:
     __slots__ = ("kernel", "grid", "ptrs", "ints", "consts")
 
@@ -179,13 +173,8 @@ class CudaStepPlan:
     # ---------------------------------------------------------------- per step
 
     def layout(self, past: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(dims, nbytes, byte offsets) of a decode step at `past`: outputs back to back."""
-        plan = self.plan
-        dims = plan.dims_at(Symbols(1, past))
-        nbytes = 4 * np.where(plan._live, dims[:, 1:], 1).prod(axis=1)
-        offs = np.zeros(self.tail, dtype=np.int64)
-        np.cumsum(nbytes[:-1], out=offs[1:])
-        return dims, nbytes, offs
+        """(dims, nbytes, byte offsets) of a decode step at `past`: the CPU arena's layout."""
+        return self.plan.layout(Symbols(1, past))
 
     def run(self, sym: Symbols, prev: Sequence[torch.Tensor | None], token: int,
             nthreads: int = 1) -> sp.StepOutputs:
@@ -283,15 +272,13 @@ class CudaStepPlan:
             return None
         if (isinstance(prev, sp.StepOutputs) and i < prev.plan.tail and i not in prev.replaced
                 and prev.arena.device == self.device):
-            return _Operand(prev.arena.view(torch.float32), prev.arena.view(torch.int32),
-                            int(prev.offs[i]) // 4, [int(d) for d in prev.dims[i, 1:1 + int(
-                                prev.dims[i, 0])]])
+            return _PrevArena(prev.arena, prev.dims, prev.offs).operand(i)
         flat = t.to(self.device).contiguous().reshape(-1)
         return _Operand(flat.view(torch.float32), flat.view(torch.int32), 0, list(t.shape))
 
     def _out(self, j: int) -> tuple[int, list[int], int]:
         d = self._dims[j]
-        return self._offs[j], d, int(np.prod(d, dtype=np.int64)) if d else 1
+        return self._offs[j], d, numel(d)
 
     # ---------------------------------------------------------------- records
 
@@ -331,7 +318,7 @@ class CudaStepPlan:
         sb = _bstrides(b.dims, od) if b is not None else [0] * len(od)
         if sa is None or sb is None:
             raise ValueError("EW: an input does not broadcast to the output")
-        _, rr, cc = _rows_cols(od)
+        _, rr, cc = rows_cols(od)
         bb = b if b is not None else a
         self._emit(sk.ew_kernel, (triton.cdiv(n, _EW_BLOCK),), (a.f, bb.f, self._arena_f),
                    [a.off, bb.off, off, n, *_pad6(od, 1)[1:], *_pad6(sa, 0), *_pad6(sb, 0),
@@ -344,7 +331,7 @@ class CudaStepPlan:
         x = self._operand(r[3])
         if x is None:
             raise ValueError("FOLD: absent input")
-        ba, rr, w = _rows_cols(x.dims)
+        ba, rr, w = rows_cols(x.dims)
         if causal and rr != 1:
             raise ValueError("FOLD: causal rows (prefill) are not planned")
         cap0 = caps[0]
@@ -363,7 +350,7 @@ class CudaStepPlan:
         x = self._operand(r[3])
         if x is None or not x.dims or x.dims[-1] != ch.k:
             raise ValueError("DOT: x does not match the weight's K")
-        m = int(np.prod(x.dims, dtype=np.int64)) // ch.k
+        m = numel(x.dims) // ch.k
         bn, bk, nw, ns = _CHAIN
         self._emit(sk.chain_kernel, (triton.cdiv(ch.n, bn), m, 1),
                    (x.f, ch.wt, x.f, self._arena_f),
@@ -378,19 +365,18 @@ class CudaStepPlan:
         a, b, acc = self._operand(r[3]), self._operand(r[4]), self._operand(r[5])
         if a is None or b is None:
             raise ValueError("DOT: absent input")
-        ba, rr, k = _rows_cols(a.dims)
-        bb, n, kb = _rows_cols(b.dims)
+        ba, rr, k = rows_cols(a.dims)
+        bb, n, kb = rows_cols(b.dims)
         if kb != k or group < 1 or ba != bb * group:
             raise ValueError("DOT: shapes do not chain")
-        off, od, numel = self._out(j)
-        if numel != ba * rr * n:
+        off, od, size = self._out(j)
+        if size != ba * rr * n:
             raise ValueError("DOT: output size")
-        if acc is not None and (int(np.prod(acc.dims, dtype=np.int64)) if acc.dims else 1) \
-                != numel:
+        if acc is not None and numel(acc.dims) != size:
             raise ValueError("DOT: accumulator size")
         past, seg = self._past, k1 - k0
         nseg = max(1, r[_RUN])  # segments j … j+nseg−1 of one chain (`_dot_runs`)
-        if any(self._offs[j + s] != off + s * numel or self._dims[j + s] != od
+        if any(self._offs[j + s] != off + s * size or self._dims[j + s] != od
                for s in range(1, nseg)):
             raise ValueError("DOT: a segment chain's outputs are not back to back")
 
@@ -409,7 +395,7 @@ class CudaStepPlan:
             self._emit(sk.chain_kernel, (triton.cdiv(n, bn), rr, ba),
                        (a.f, b.f, acc.f if acc is not None else a.f, self._arena_f),
                        [a.off, rr * k, k, b.off, n * k, k, 1,
-                        acc.off if acc is not None else 0, off, numel, rr, n, group, live, k0,
+                        acc.off if acc is not None else 0, off, size, rr, n, group, live, k0,
                         seg, k, past],
                        NEG_INF=float("-inf"), HAS_ACC=acc is not None, CAUSAL=causal, BN=bn,
                        BK=bk, NS=ns, num_warps=nw, **FP_FLAGS)
@@ -459,7 +445,7 @@ class CudaStepPlan:
         if any(s < 0 for s in st):
             raise ValueError("MOVE: negative stride")
         last = base + sum((d - 1) * s for d, s in zip(od, st, strict=True) if d > 0)
-        xn = int(np.prod(x.dims, dtype=np.int64)) if x.dims else 1
+        xn = numel(x.dims)
         if n and (base < 0 or last >= xn):
             raise ValueError("MOVE: element outside the input")
         self._emit(sk.move_kernel, (triton.cdiv(n, _MOVE_BLOCK),), (x.i, self._arena_i),
@@ -473,8 +459,7 @@ class CudaStepPlan:
         nd = len(od)
         if b is None or axis < 0 or axis >= nd or len(b.dims) != nd:
             raise ValueError("CONCAT: inputs")
-        outer = int(np.prod(od[:axis], dtype=np.int64))
-        inner = int(np.prod(od[axis + 1:], dtype=np.int64))
+        outer, inner = numel(od[:axis]), numel(od[axis + 1:])
         lb = b.dims[axis]
         la = od[axis] - lb
         if la < 0 or (la > 0 and a is None):
@@ -494,16 +479,17 @@ class _NoGraph(Exception):
 
 
 class _PrevArena:
-    """The previous step's outputs as the graph reads them: the other arena, laid out as a
-    decode step at past − 1."""
+    """The previous step's outputs in an arena with its dims and byte offsets: a
+    `StepOutputs`, or, for a graph, the other arena laid out as a decode step at past − 1."""
 
     def __init__(self, arena: torch.Tensor, dims: np.ndarray, offs: np.ndarray) -> None:
         self.f, self.i = arena.view(torch.float32), arena.view(torch.int32)
-        self.offs, self.dims = (offs // 4).tolist(), dims
+        self.offs, self.dims = offs, dims
 
     def operand(self, i: int) -> _Operand:
         nd = int(self.dims[i, 0])
-        return _Operand(self.f, self.i, self.offs[i], [int(d) for d in self.dims[i, 1:1 + nd]])
+        return _Operand(self.f, self.i, int(self.offs[i]) // 4,
+                        [int(d) for d in self.dims[i, 1:1 + nd]])
 
 
 class _Graphs:

@@ -159,8 +159,7 @@ class TraceRecorder:
 
     def _finish(self, slots: list[int], leaves: list[_Leaf]) -> None:
         t0 = time.perf_counter()
-        for ev in {id(lf.ready): lf.ready for lf in leaves if lf.ready is not None}.values():
-            ev.synchronize()  # the step's device→host copy
+        _wait_copies(leaves)
         roots = self._leaf_roots(leaves)
         self._roots.extend(roots[i] for i in slots)
         if self._f is not None:
@@ -422,9 +421,7 @@ class _PartsStep:
                 elif self._tailt:
                     if self._staged is not None:
                         slots, leaves = self._staged
-                        for lf in leaves:
-                            if lf.ready is not None:
-                                lf.ready.synchronize()
+                        _wait_copies(leaves)
                     else:
                         slots, leaves = self.rec._host_leaves(self._tailt)
                     troots = self.rec._leaf_roots(leaves)
@@ -444,6 +441,12 @@ class _PartsStep:
             raise self._error
         raw = b"".join(self._raw)
         return [raw[32 * i:32 * i + 32] for i in self._slot.tolist()] + self._tail
+
+
+def _wait_copies(leaves: list[_Leaf]) -> None:
+    """Wait for the device→host copies of staged leaves (one event per staging call)."""
+    for ev in {id(lf.ready): lf.ready for lf in leaves if lf.ready is not None}.values():
+        ev.synchronize()
 
 
 def _host_leaf(t: torch.Tensor | np.ndarray) -> _Leaf:
