@@ -221,13 +221,62 @@ class StepState:
     config: object | None = None  # the job's referee.layout.JobConfig (SAMPLE, §L5.10)
 
 
+def _not_here(outs: list, st: StepState) -> torch.Tensor:
+    raise FastExecError("this executor runs only the ops from its `ops_from` on")
+
+
+class _HostPrefix(list):
+    """A step's outputs as a host executor reads them: the device ops before the tail are
+    copied to the host when first read (the tail reads the logits only); the tail's own
+    outputs are appended."""
+
+    def __init__(self, outs: Sequence[torch.Tensor], tail: int) -> None:
+        super().__init__([None] * tail)
+        self._outs = outs
+
+    def __getitem__(self, i):  # noqa: ANN001, ANN204 - list protocol
+        if isinstance(i, int) and 0 <= i < len(self._outs) and list.__getitem__(self, i) is None:
+            list.__setitem__(self, i, self._outs[i].cpu())
+        return list.__getitem__(self, i)
+
+
+class _HostTail:
+    """A CUDA decode step's ops after the plan (the SAMPLE tail: argmax, sort, merges, scan,
+    draws over the 49,152 logits) on the host's C kernels.
+
+    Why: on the device they are ~80 small torch launches and a host round trip (SCAN), ~12 ms
+    of a ~30 ms SmolLM2 step; on the host they are ~1-2 ms once the logits (192 KB) are
+    there, and the next step needs the token on the host anyway. The same §L5 definitions
+    run on both (tests compare every leaf), and the recorder hashes host tensors directly."""
+
+    def __init__(self, ex: FastExecutor) -> None:
+        self.ex = ex
+
+    @staticmethod
+    def fits(program: TraceProgram, tail: int) -> bool:
+        """The tail reads only this step's outputs (no KV cache of the previous step)."""
+        return all(i.src != Src.OP or i.back == 0 for op in program.ops[tail:]
+                   for i in op.inputs)
+
+    def run(self, outs: list, tail: int, st: StepState, feed_token: int | None
+            ) -> list[torch.Tensor]:
+        ex = self.ex
+        ex._feed, ex._sym, ex._flags = feed_token, st.sym, None
+        try:
+            got = ex._run_ops(tail, _HostPrefix(outs, tail), st)
+        finally:
+            ex._group_out = None
+        outs.extend(list.__getitem__(got, slice(tail, None)))
+        return outs
+
+
 class FastExecutor:
     """Runs a TraceProgram step by step; `run_step` returns the P outputs of the step."""
 
     def __init__(self, program: TraceProgram, weights: Mapping[bytes, np.ndarray],
                  device: str | torch.device = "cpu", chains: str = "auto",
                  quant: Mapping[bytes, lc.QuantBlocks] | None = None,
-                 plan: bool = True) -> None:
+                 plan: bool = True, host_tail: bool = True, ops_from: int = 0) -> None:
         """`chains`: how a linear's segments run together (node/ree/linear_chain.py):
         "auto" (packed panels on the CPU, one masked matmul elsewhere), "panels", "masked",
         or "off" (op by op). Every choice gives the same bits; tests run each on the CPU.
@@ -235,7 +284,10 @@ class FastExecutor:
         those weights read them (`lc.QuantChain`: ~5x fewer bytes, the same bits).
         `plan`: decode steps run the program's prefix as plan records: on the CPU in one C
         call (node/ree/step_plan.py), on CUDA one kernel per record into one device arena
-        (node/ree/step_plan_cuda.py); the same bits, no per-op Python."""
+        (node/ree/step_plan_cuda.py); the same bits, no per-op Python.
+        `host_tail`: on CUDA, a decode step's ops after the plan (the SAMPLE tail) run on the
+        host's C kernels (`_HostTail`). `ops_from`: only ops from this one on can run (such a
+        tail executor holds no weight of the ops before)."""
         if chains not in ("auto", "panels", "masked", "off"):
             raise ValueError(f"chains must be auto, panels, masked or off, not {chains!r}")
         self.chain_mode = chains
@@ -251,7 +303,8 @@ class FastExecutor:
         self.buffers: dict[bytes, WeightBuffer] = {}
         self.fallbacks = 0  # elements recomputed by the reference (diagnostics)
         seg_of: dict[bytes, int] = {}
-        for op in program.ops:
+        self.ops_from = ops_from
+        for op in program.ops[ops_from:]:
             for k, inp in enumerate(op.inputs):
                 if inp.src != Src.WEIGHT:
                     continue
@@ -282,13 +335,16 @@ class FastExecutor:
         self._canonical = self._canonical_outputs()
         self._trees: dict[int, ft.TreeRunner | ft.ArgTreeRunner] = {}
         if self.device.type == "cpu":
-            self._trees.update((j, ft.TreeRunner(t)) for j, t in ft.find_trees(program).items())
+            self._trees.update((j, ft.TreeRunner(t)) for j, t in ft.find_trees(program).items()
+                               if j >= ops_from)
             self._trees.update((j, ft.ArgTreeRunner(t))
-                               for j, t in ft.find_argtrees(program).items())
+                               for j, t in ft.find_argtrees(program).items() if j >= ops_from)
         self._tree_of = {i: (j, n) for j, r in self._trees.items()
                          for n, i in enumerate(r.tree.levels) if n}
-        self._handlers = [self._handler(j, op) for j, op in enumerate(program.ops)]
+        self._handlers = [self._handler(j, op) if j >= ops_from else _not_here
+                          for j, op in enumerate(program.ops)]
         self.plan: sp.StepPlan | CudaStepPlan | None = None
+        self._host: _HostTail | None = None
         if plan and self.device.type == "cpu":
             built = sp.StepPlan(program, weights, self._chains, self._panels, self._trees)
             self.plan = built if built.tail else None
@@ -298,6 +354,9 @@ class FastExecutor:
             cuda = CudaStepPlan(program, weights, self.weights, self._chains, self._wt,
                                 self.device)
             self.plan = cuda if cuda.tail else None
+            if self.plan is not None and host_tail and _HostTail.fits(program, cuda.tail):
+                self._host = _HostTail(FastExecutor(program, weights, "cpu", plan=False,
+                                                    ops_from=cuda.tail))
 
     def _upload(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(a, copy=True)).to(self.device)
@@ -340,6 +399,8 @@ class FastExecutor:
         if self.plan is not None and st.step > 0:  # a decode step: seq = 1 (§L1)
             outs = self._plan_prefix(st, feed_token)
             j = self.plan.tail
+            if self._host is not None:
+                return self._host.run(outs, j, st, feed_token)
         return self._run_ops(j, outs, st)
 
     def _run_ops(self, j: int, outs: list[torch.Tensor], st: StepState
@@ -385,6 +446,9 @@ class FastExecutor:
         """The ops after a step plan's prefix (`outs`: what the plan computed) for a job
         whose previous outputs are `prev`, each op exact on its own (node/ree/batch.py runs
         several jobs' prefixes together, then each job's tail here)."""
+        if self._host is not None:
+            with torch.no_grad():
+                return self._host.run(outs, self.plan.tail, st, feed_token)
         saved = self.prev
         self.prev, self._feed, self._sym, self._flags = prev, feed_token, st.sym, None
         try:

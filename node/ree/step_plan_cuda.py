@@ -30,11 +30,17 @@ from node.ree import step_plan as sp
 from node.ree.fastexec import numel, rows_cols
 from referee.layout import Code, Symbols, TraceProgram
 from repops.gpu import step_kernels as sk
-from repops.gpu.launch import FP_FLAGS, NEG_ZERO
+from repops.gpu.launch import FP_FLAGS, NEG_ZERO, interpreting
 
 _EW_BLOCK = 1024
 _MOVE_BLOCK = 1024
 _CHAIN = (128, 32, 4, 2)  # BN, BK, num_warps, pipeline stages (repops.gpu.matmul GEMV_CFG)
+# The weight linears' kernel (scripts/profile_cuda_step.py --sweep measures them; every one
+# gives the same bits): ("dot", BM, BN, num_warps, stages, prefetch) for qchain_dot_kernel,
+# ("fma", BN, BK, num_warps, stages, warm) for chain_kernel, ("vec", BN, TK, num_warps) for
+# qchain_vec_kernel (one row of x; else chain_kernel). The interpreter's tl.dot is
+# NumPy's matmul, not an fma chain, so it runs chain_kernel there.
+QCHAIN = ("fma", *_CHAIN, False) if interpreting() else ("vec", 32, 8, 1)
 
 
 class CudaChain:
@@ -43,6 +49,7 @@ class CudaChain:
 
     def __init__(self, wt: torch.Tensor, chain: lc.Chain) -> None:
         self.wt = wt
+        self._vec: dict[int, torch.Tensor] = {}
         self.k, self.n = wt.shape
         self.nseg = len(chain.bounds)
         self.segw = chain.bounds[0][1] - chain.bounds[0][0]
@@ -50,6 +57,21 @@ class CudaChain:
                for s, (a, b) in enumerate(chain.bounds[:-1])) or \
                 chain.bounds[-1][0] != (self.nseg - 1) * self.segw:
             raise ValueError("chain segments must be equal and contiguous from k = 0")
+
+    def vec(self, tk: int) -> torch.Tensor:
+        """The weight laid out [K/tk + 8, N, tk] for `qchain_vec_kernel` (K a multiple of tk):
+        a thread's tk values of one column are contiguous; the eight zero blocks after K
+        take the kernel's loads ahead of its chain."""
+        wv = self._vec.get(tk)
+        if wv is None:
+            if self.k % tk:
+                raise ValueError("K is not a multiple of the vector block")
+            kp = self.k + 8 * tk
+            w = torch.zeros((kp, self.n), dtype=self.wt.dtype, device=self.wt.device)
+            w[:self.k] = self.wt
+            wv = w.reshape(kp // tk, tk, self.n).permute(0, 2, 1).contiguous()
+            self._vec[tk] = wv
+        return wv
 
     def record_words(self) -> list[int]:
         """QCHAIN parameters (the CPU's are the GGUF kernel's; the runner keeps this object)."""
@@ -102,17 +124,28 @@ def _dot_runs(recs: list[list[int]]) -> list[list[int]]:
     return out
 
 
+def _at(strides: Sequence[int], outd: Sequence[int]) -> int:
+    """How a kernel finds an operand's element (step_kernels GENERAL / CONTIG / FIRST): its
+    broadcast strides are the output's own, all zero, or neither."""
+    if not any(s for s, d in zip(strides, outd, strict=True) if d != 1):
+        return sk.FIRST.value
+    own = _bstrides(outd, outd)
+    return sk.CONTIG.value if all(s == o for s, o, d in zip(strides, own, outd, strict=True)
+                                  if d != 1) else sk.GENERAL.value
+
+
 def _pad6(d: Sequence[int], fill: int) -> list[int]:
     return [fill] * (6 - len(d)) + list(d)
 
 
 class _Launch:
-    __slots__ = ("kernel", "grid", "ptrs", "ints", "consts")
+    __slots__ = ("kernel", "grid", "ptrs", "ints", "consts", "op")
 
     def __init__(self, kernel, grid: tuple[int, ...], ptrs: tuple[torch.Tensor, ...],  # noqa: ANN001
-                 ints: list[int], consts: dict) -> None:
+                 ints: list[int], consts: dict, op: int) -> None:
         self.kernel, self.grid, self.ptrs, self.ints, self.consts = (kernel, grid, ptrs, ints,
                                                                      consts)
+        self.op = op  # the record's (first) op: profiles name launches by it
 
 
 class _Operand:
@@ -169,6 +202,8 @@ class CudaStepPlan:
         self.graph_steps = 0
         self._graph: _Graphs | None = None
         self._launches: list[_Launch] = []
+        self._op = -1
+        self.qchain = QCHAIN
 
     # ---------------------------------------------------------------- per step
 
@@ -226,6 +261,7 @@ class CudaStepPlan:
         run = self._run
         try:
             for r in self.records:
+                self._op = r[1]
                 try:
                     run[r[0]](self, r)
                 except (ValueError, RuntimeError, IndexError) as e:
@@ -254,7 +290,7 @@ class CudaStepPlan:
     def _emit(self, kernel, grid: tuple[int, ...], ptrs: tuple[torch.Tensor, ...],  # noqa: ANN001
               ints: list[int], **consts) -> None:  # noqa: ANN003
         self._launches.append(_Launch(kernel, tuple(max(1, g) for g in grid), ptrs, ints,
-                                      consts))
+                                      consts, self._op))
 
     def _operand(self, v: int) -> _Operand | None:
         if v >= 0:
@@ -323,7 +359,8 @@ class CudaStepPlan:
         self._emit(sk.ew_kernel, (triton.cdiv(n, _EW_BLOCK),), (a.f, bb.f, self._arena_f),
                    [a.off, bb.off, off, n, *_pad6(od, 1)[1:], *_pad6(sa, 0), *_pad6(sb, 0),
                     _i32(scalar & 0xFFFFFFFF), _i32(fill & 0xFFFFFFFF), 0, self._past, rr, cc],
-                   FN=fn, HAS_B=b is not None, MASK=bool(mask), BLOCK=_EW_BLOCK, **FP_FLAGS)
+                   FN=fn, HAS_B=b is not None, MASK=bool(mask), A_AT=_at(sa, od),
+                   B_AT=_at(sb, od), BLOCK=_EW_BLOCK, **FP_FLAGS)
 
     def _foldtree(self, r: list[int]) -> None:
         combine, causal, nlev = r[6], r[7], r[11]
@@ -351,12 +388,25 @@ class CudaStepPlan:
         if x is None or not x.dims or x.dims[-1] != ch.k:
             raise ValueError("DOT: x does not match the weight's K")
         m = numel(x.dims) // ch.k
-        bn, bk, nw, ns = _CHAIN
+        ints = [x.off, 0, ch.k, 0, 0, 1, ch.n, 0, self._offs[r[1]], m * ch.n, m, ch.n, 1,
+                ch.nseg, 0, ch.segw, ch.k, self._past]
+        kind, *cfg = self.qchain
+        if kind == "vec" and m == 1 and ch.segw % cfg[1] == 0 and ch.k % ch.segw == 0:
+            bn, tk, nw = cfg
+            self._emit(sk.qchain_vec_kernel, (triton.cdiv(ch.n, bn),),
+                       (x.f, ch.vec(tk), self._arena_f), ints, BN=bn, TK=tk, SEGW=ch.segw,
+                       num_warps=nw, **FP_FLAGS)
+            return
+        if kind == "dot":
+            bm, bn, nw, ns, pre = cfg
+            self._emit(sk.qchain_dot_kernel, (triton.cdiv(ch.n, bn), triton.cdiv(m, bm)),
+                       (x.f, ch.wt, self._arena_f), ints, NEG0=NEG_ZERO, BM=bm, BN=bn,
+                       SEGW=ch.segw, NS=ns, PRE=pre, num_warps=nw, **FP_FLAGS)
+            return
+        bn, bk, nw, ns, warm = cfg if kind == "fma" else _CHAIN + (False,)
         self._emit(sk.chain_kernel, (triton.cdiv(ch.n, bn), m, 1),
-                   (x.f, ch.wt, x.f, self._arena_f),
-                   [x.off, 0, ch.k, 0, 0, 1, ch.n, 0, self._offs[r[1]], m * ch.n, m, ch.n, 1,
-                    ch.nseg, 0, ch.segw, ch.k, self._past],
-                   NEG_INF=float("-inf"), HAS_ACC=False, CAUSAL=0, BN=bn, BK=bk, NS=ns,
+                   (x.f, ch.wt, x.f, self._arena_f), ints, NEG_INF=float("-inf"),
+                   HAS_ACC=False, CAUSAL=0, BN=bn, BK=bk, NS=ns, WARM=ch.k if warm else 0,
                    num_warps=nw, **FP_FLAGS)
 
     def _dot(self, r: list[int]) -> None:
@@ -422,7 +472,8 @@ class CudaStepPlan:
         if rot < dh:  # dims >= R are bit copies: copy the row, then rotate in place
             self._emit(sk.move_kernel, (triton.cdiv(n, _MOVE_BLOCK),),
                        (x.i, self._arena_i),
-                       [x.off, off, n, 1, 1, 1, 1, n, 0, 0, 0, 0, 0, 1, 0], BLOCK=_MOVE_BLOCK)
+                       [x.off, off, n, 1, 1, 1, 1, n, 0, 0, 0, 0, 0, 1, 0],
+                       X_AT=sk.CONTIG.value, BLOCK=_MOVE_BLOCK)
         rows = n // dh
         bh = max(1, 1 << max(0, (rot // 2 - 1).bit_length()))
         rb = 16
@@ -448,9 +499,10 @@ class CudaStepPlan:
         xn = numel(x.dims)
         if n and (base < 0 or last >= xn):
             raise ValueError("MOVE: element outside the input")
+        at = sk.CONTIG.value if n <= 1 or _at(st, od) == sk.CONTIG.value else sk.GENERAL.value
         self._emit(sk.move_kernel, (triton.cdiv(n, _MOVE_BLOCK),), (x.i, self._arena_i),
                    [x.off, off_o, n, *_pad6(od, 1)[1:], *_pad6(st, 0), base],
-                   BLOCK=_MOVE_BLOCK)
+                   X_AT=at, BLOCK=_MOVE_BLOCK)
 
     def _concat(self, r: list[int]) -> None:
         axis, j = r[6], r[1]
@@ -546,7 +598,8 @@ class _Graphs:
         seq = sp_.emit(self.arenas[k], dims, offs, _PrevArena(self.arenas[1 - k], pd, po),
                        past, token, None)
         fixed = {a.data_ptr() for a in self.arenas} | {w.f.data_ptr() for w in sp_._w} | {
-            c.wt.data_ptr() for c in sp_._chain.values()}
+            c.wt.data_ptr() for c in sp_._chain.values()} | {
+            v.data_ptr() for c in sp_._chain.values() for v in c._vec.values()}
         if any(t.data_ptr() not in fixed for ln in seq for t in ln.ptrs):
             # a pointer that may change from step to step cannot be replayed
             raise _NoGraph("a launch reads memory outside the arenas and weights")

@@ -30,8 +30,14 @@ ARGW = 32  # int64 words per launch row
 
 
 @triton.jit
-def _index6(e, d1, d2, d3, d4, d5):
-    """Row-major index of flat element e over dims (·, d1 … d5)."""
+def _index6(e, P):
+    """Row-major index of flat element e over the dims (·, d1 … d5) at P (int32: a step's
+    tensors are far below 2^31 elements, and int64 division cost ~3 µs a launch)."""
+    d5 = tl.load(P + 4).to(tl.int32)
+    d4 = tl.load(P + 3).to(tl.int32)
+    d3 = tl.load(P + 2).to(tl.int32)
+    d2 = tl.load(P + 1).to(tl.int32)
+    d1 = tl.load(P).to(tl.int32)
     i5 = e % d5
     t = e // d5
     i4 = t % d4
@@ -48,27 +54,49 @@ def _index6(e, d1, d2, d3, d4, d5):
 @triton.jit
 def _dot6(i0, i1, i2, i3, i4, i5, S):
     """Σ i_k · S[k] for six strides at S."""
-    return (i0 * tl.load(S) + i1 * tl.load(S + 1) + i2 * tl.load(S + 2) + i3 * tl.load(S + 3)
-            + i4 * tl.load(S + 4) + i5 * tl.load(S + 5))
+    return (i0 * tl.load(S).to(tl.int32) + i1 * tl.load(S + 1).to(tl.int32)
+            + i2 * tl.load(S + 2).to(tl.int32) + i3 * tl.load(S + 3).to(tl.int32)
+            + i4 * tl.load(S + 4).to(tl.int32) + i5 * tl.load(S + 5).to(tl.int32))
+
+
+# how an operand's element is found (constexpr, fixed per record: a graph's launches keep it)
+GENERAL = tl.constexpr(0)  # strides over the output's dims (broadcasting, transposes)
+CONTIG = tl.constexpr(1)  # the output's own element e
+FIRST = tl.constexpr(2)  # element 0, broadcast to every output element
+
+
+@triton.jit
+def _at_index(AT: tl.constexpr, e, idx, S):
+    """An operand's element for output element e (GENERAL: strides at S over `idx`)."""
+    if AT == CONTIG:
+        r = e
+    elif AT == FIRST:
+        r = e * 0
+    else:
+        r = _dot6(idx[0], idx[1], idx[2], idx[3], idx[4], idx[5], S)
+    return r
 
 
 @triton.jit(do_not_specialize=["ROW"])
 def ew_kernel(A, B, OUT, ARGS, ROW, FN: tl.constexpr, HAS_B: tl.constexpr,
-              MASK: tl.constexpr, BLOCK: tl.constexpr):
+              MASK: tl.constexpr, A_AT: tl.constexpr, B_AT: tl.constexpr,
+              BLOCK: tl.constexpr):
     """§L5.6 EW: out[e] = fn(a[·], b[·]) with NumPy broadcasting given as element strides
-    (0 on a broadcast dim); a binary fn without b uses the scalar (f32 bits). MASK: column
-    c > past + r of row r ([..., R, C]) is `fill`.
-    Row: a_off, b_off, out_off, n, d1…d5, sa0…sa5, sb0…sb5, scalar, fill, past, R, C."""
+    (0 on a broadcast dim), or, by A_AT/B_AT, the element e itself or element 0; a binary fn
+    without b uses the scalar (f32 bits). MASK: column c > past + r of row r ([..., R, C]) is
+    `fill`. Row: a_off, b_off, out_off, n, d1…d5, sa0…sa5, sb0…sb5, scalar, fill, past, R, C."""
     P = ARGS + ROW * 32
     n = tl.load(P + 3)
-    e = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = e < n
-    i0, i1, i2, i3, i4, i5 = _index6(e, tl.load(P + 4), tl.load(P + 5), tl.load(P + 6),
-                                     tl.load(P + 7), tl.load(P + 8))
-    a = tl.load(A + tl.load(P) + _dot6(i0, i1, i2, i3, i4, i5, P + 9), mask=m, other=1.0)
+    if A_AT == GENERAL or (HAS_B and B_AT == GENERAL):
+        idx = _index6(e, P + 4)
+    else:
+        idx = (e, e, e, e, e, e)  # unread
+    a = tl.load(A + tl.load(P) + _at_index(A_AT, e, idx, P + 9), mask=m, other=1.0)
     if FN < 16:
         if HAS_B:
-            b = tl.load(B + tl.load(P + 1) + _dot6(i0, i1, i2, i3, i4, i5, P + 15), mask=m,
+            b = tl.load(B + tl.load(P + 1) + _at_index(B_AT, e, idx, P + 15), mask=m,
                         other=1.0)
         else:
             bits = tl.zeros([BLOCK], dtype=tl.int32) + tl.load(P + 21).to(tl.int32)
@@ -80,9 +108,9 @@ def ew_kernel(A, B, OUT, ARGS, ROW, FN: tl.constexpr, HAS_B: tl.constexpr,
         y = a
     y = canon_nan(y)
     if MASK:
-        c = tl.load(P + 26)
+        c = tl.load(P + 26).to(tl.int32)
         col = e % c
-        row = (e // c) % tl.load(P + 25)
+        row = (e // c) % tl.load(P + 25).to(tl.int32)
         bits = tl.zeros([BLOCK], dtype=tl.int32) + tl.load(P + 22).to(tl.int32)
         y = tl.where(col > tl.load(P + 24) + row, bits.to(tl.float32, bitcast=True), y)
     tl.store(OUT + tl.load(P + 2) + e, y, mask=m)
@@ -126,15 +154,45 @@ def fold_tree_kernel(X, OUT, ARGS, ROW, NEG0, CAP0: tl.constexpr, NLEV: tl.const
         base += rows * cap
 
 
+@triton.jit
+def _warm(b_col, s_bk, scratch, never, BN: tl.constexpr, K: tl.constexpr):
+    """Load rows [0, K) of a weight panel (b_col: its BN column pointers) in blocks of 64,
+    all issued at once; their bits reach a store whose mask is a run-time 0 (`never`, a
+    table word left 0), so the compiler keeps the loads, and the data stays in L1."""
+    wk = tl.arange(0, 64)
+    probe = tl.zeros([64, BN], dtype=tl.int32)
+    for t in tl.static_range((K + 63) // 64):
+        kk = t * 64 + wk
+        w = tl.load(b_col[None, :] + kk[:, None].to(tl.int64) * s_bk,
+                    mask=kk[:, None] < K, other=0.0)
+        probe = probe | w.to(tl.int32, bitcast=True)
+    tl.store(scratch[None, :] + wk[:, None], probe.to(tl.float32, bitcast=True),
+             mask=(probe == 0x7FC00001) & ((tl.zeros([64, BN], dtype=tl.int64) + never) != 0))
+
+
+@triton.jit
+def l2_touch_kernel(W, n, never, BLOCK: tl.constexpr):
+    """Read n words of W (a weight about to be used) so that they sit in L2; the values
+    reach a store whose mask is a run-time 0 (`never`), so the loads are kept."""
+    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    w = tl.load(W + i, mask=i < n, other=0)
+    tl.store(W + i, w, mask=(w == 0x7FC00001) & ((tl.zeros([BLOCK], dtype=tl.int64) + never)
+                                                  != 0))
+
+
 @triton.jit(do_not_specialize=["ROW"])
 def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
-                 CAUSAL: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NS: tl.constexpr):
+                 CAUSAL: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NS: tl.constexpr,
+                 WARM: tl.constexpr = 0):
     """§L5.3 DOT segments with explicit fma, one row and BN outputs per program: segment s
     chains k over [k0 + s·segw, min(k0 + (s+1)·segw, kmax)) ascending from the previous
     segment's accumulator (the first from ACC or +0.0) and stores it (canonical) at
     OUT + s·s_oseg. A [batch, R, K] rows (k stride 1); B row n of batch b // group at
     b·s_bb + n·s_bn, k stride s_bk. CAUSAL 1: row r's chain stops at past + r + 1;
     CAUSAL 2: outputs n > past + r are −inf.
+    WARM > 0 (a weight linear, K = WARM): the program first loads its whole [K, BN] weight
+    panel at once, so the chain's loads below hit L1 instead of waiting on memory block by
+    block (`_warm`).
     Row: a_off, s_ab, s_ar, b_off, s_bb, s_bn, s_bk, acc_off, out_off, s_oseg, R, N, group,
     nseg, k0, segw, kmax, past."""
     P = ARGS + ROW * 32
@@ -160,6 +218,8 @@ def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
     out = OUT + tl.load(P + 8) + o_at
     s_oseg = tl.load(P + 9)
     ks = tl.load(P + 14)
+    if WARM > 0:
+        _warm(b_col, s_bk, out, tl.load(P + 31), BN, WARM)
     if row < R:
         for s in range(tl.load(P + 13)):
             ke = tl.minimum(ks + segw, kmax)
@@ -185,17 +245,137 @@ def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
             ks += segw
 
 
+@triton.jit
+def _qtiles(a_ptrs, b_ptrs, s, mm, rk, kend, NEG0):
+    """Segment s's x tile (ks past kend: −0.0) and weight tile (+0.0); kend = K, or 0 for a
+    prefetch past the last segment (nothing is read)."""
+    km = s * rk.shape[0] + rk < kend
+    a = tl.load(a_ptrs, mask=mm[:, None] & km[None, :], other=0.0)
+    a = tl.where(km[None, :], a, NEG0)
+    b = tl.load(b_ptrs, mask=km[:, None], other=0.0)
+    return a, b
+
+
 @triton.jit(do_not_specialize=["ROW"])
-def move_kernel(X, OUT, ARGS, ROW, BLOCK: tl.constexpr):
-    """§L5.8 MOVE: out[idx] = x[off + Σ idx_k·s_k], bits copied (int32 views).
+def qchain_dot_kernel(X, W, OUT, ARGS, ROW, NEG0, BM: tl.constexpr, BN: tl.constexpr,
+                      SEGW: tl.constexpr, NS: tl.constexpr, PRE: tl.constexpr = False):
+    """§L5.3 a weight linear's DOT segments (chain_kernel's QCHAIN row: x [M, K], w [K, N]
+    with n stride 1) as fp32 tiles: `tl.dot(..., input_precision="ieee")` accumulates every
+    output in k order with one fma per k (DESIGN §4.3, repops.gpu.matmul), so a segment of
+    SEGW ks is one dot from the previous segment's (canonical) accumulator.
+
+    Why: chain_kernel's explicit fma loop has one output per thread and few loads in flight,
+    so a decode linear (M = 1) waits on memory (14-36 µs); here the segment's weight tile is
+    one block load, prefetched NS segments ahead by Triton's pipeliner, or (PRE) one segment
+    ahead in registers. Rows past M (tiles are BM ≥ 16 rows) are not stored; ks past K read
+    a = −0.0, w = +0.0: fma(−0, +0, acc) = acc for every acc."""
+    P = ARGS + ROW * 32
+    K = tl.load(P + 16)
+    M = tl.load(P + 10)
+    N = tl.load(P + 11)
+    nseg = tl.load(P + 13)
+    s_oseg = tl.load(P + 9)
+    offs_m = tl.program_id(1) * BM + tl.arange(0, BM)
+    offs_n = tl.program_id(0) * BN + tl.arange(0, BN)
+    rk = tl.arange(0, SEGW)
+    mm = offs_m < M
+    smask = mm[:, None] & (offs_n < N)[None, :]
+    rn = (offs_n % tl.maximum(N, 1)).to(tl.int64)
+    a_ptrs = X + tl.load(P) + offs_m[:, None].to(tl.int64) * tl.load(P + 2) + rk[None, :]
+    b_ptrs = W + rk[:, None].to(tl.int64) * N + rn[None, :]
+    o_ptrs = OUT + tl.load(P + 8) + offs_m[:, None].to(tl.int64) * N + offs_n[None, :]
+    acc = tl.zeros((BM, BN), dtype=tl.float32)  # the chain starts from +0.0
+    if PRE:
+        a, b = _qtiles(a_ptrs, b_ptrs, 0, mm, rk, K, NEG0)
+        for s in tl.range(0, nseg, num_stages=1):
+            a_ptrs += SEGW
+            b_ptrs += SEGW * N
+            a2, b2 = _qtiles(a_ptrs, b_ptrs, s + 1, mm, rk, tl.where(s + 1 < nseg, K, 0), NEG0)
+            acc = canon_nan(tl.dot(a, b, acc, input_precision="ieee"))
+            tl.store(o_ptrs + s * s_oseg, acc, mask=smask)
+            a, b = a2, b2
+    else:
+        for s in tl.range(0, nseg, num_stages=NS):
+            a, b = _qtiles(a_ptrs, b_ptrs, s, mm, rk, K, NEG0)
+            acc = canon_nan(tl.dot(a, b, acc, input_precision="ieee"))
+            tl.store(o_ptrs + s * s_oseg, acc, mask=smask)
+            a_ptrs += SEGW
+            b_ptrs += SEGW * N
+
+
+@triton.jit
+def _fma_cols(acc, xk, w):
+    """The fma chain over the columns of w [BN, C] (C a power of two ≥ 2) in column order,
+    column c times x[c] (xk: a scalar pointer to x at the block's first k): the columns are
+    split off in halves (reshape + permute + split: a row's C values belong to one thread,
+    so this moves no data)."""
+    c: tl.constexpr = w.shape[1]
+    if c == 2:
+        w0, w1 = tl.split(w)
+        y = tl.fma(tl.load(xk + 1), w1, tl.fma(tl.load(xk), w0, acc))
+    else:
+        wl, wh = tl.split(tl.permute(tl.reshape(w, (w.shape[0], 2, c // 2)), (0, 2, 1)))
+        y = _fma_cols(_fma_cols(acc, xk, wl), xk + c // 2, wh)
+    return y
+
+
+@triton.jit(do_not_specialize=["ROW"])
+def qchain_vec_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, TK: tl.constexpr,
+                      SEGW: tl.constexpr):
+    """§L5.3 a decode linear's DOT segments (chain_kernel's QCHAIN row, one row of x) with
+    explicit fma, one output per thread, the weight laid out [K/TK + 8, N, TK]
+    (`CudaChain.vec`: K a multiple of SEGW, eight zero blocks after it).
+
+    Why: the chain is sequential in k, so a thread waits on its loads unless many are in
+    flight: chain_kernel (one 4-byte load per k) and the tl.dot tiles both measured ~60
+    cycles a k (scripts/profile_cuda_step.py --linear), L2-warm or not. Here a k block of
+    TK weights (TK = 4: one 16-byte load) belongs to one thread, and the loads run eight
+    blocks ahead of the chain (registers carry them; the zero blocks take the loads past
+    K)."""
+    P = ARGS + ROW * 32
+    N = tl.load(P + 11)
+    s_oseg = tl.load(P + 9)
+    offs_n = tl.program_id(0) * BN + tl.arange(0, BN)
+    nmask = offs_n < N
+    rn = (offs_n % tl.maximum(N, 1)).to(tl.int64)
+    xp = X + tl.load(P)
+    wp = W + tl.multiple_of(rn[:, None] * TK, [TK, 1]) + tl.arange(0, TK)[None, :]
+    step = N * TK
+    out = OUT + tl.load(P + 8) + offs_n
+    acc = tl.zeros([BN], dtype=tl.float32)  # the chain starts from +0.0
+    w0 = tl.load(wp)
+    w1 = tl.load(wp + step)
+    w2 = tl.load(wp + 2 * step)
+    w3 = tl.load(wp + 3 * step)
+    w4 = tl.load(wp + 4 * step)
+    w5 = tl.load(wp + 5 * step)
+    w6 = tl.load(wp + 6 * step)
+    w7 = tl.load(wp + 7 * step)
+    for s in range(tl.load(P + 13)):
+        for b in tl.static_range(SEGW // TK):
+            kb = s * SEGW + b * TK
+            w8 = tl.load(wp + (kb // TK + 8) * step)
+            acc = _fma_cols(acc, xp + kb, w0)
+            w0, w1, w2, w3, w4, w5, w6, w7 = w1, w2, w3, w4, w5, w6, w7, w8
+        acc = canon_nan(acc)
+        tl.store(out + s * s_oseg, acc, mask=nmask)
+
+
+@triton.jit(do_not_specialize=["ROW"])
+def move_kernel(X, OUT, ARGS, ROW, X_AT: tl.constexpr, BLOCK: tl.constexpr):
+    """§L5.8 MOVE: out[idx] = x[off + Σ idx_k·s_k], bits copied (int32 views); X_AT CONTIG:
+    the strides are the output's own (a copy of a contiguous run).
     Row: x_off, out_off, n, d1…d5, s0…s5, off."""
     P = ARGS + ROW * 32
-    e = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = e < tl.load(P + 2)
-    i0, i1, i2, i3, i4, i5 = _index6(e, tl.load(P + 3), tl.load(P + 4), tl.load(P + 5),
-                                     tl.load(P + 6), tl.load(P + 7))
-    src = tl.load(P) + tl.load(P + 14) + _dot6(i0, i1, i2, i3, i4, i5, P + 8)
-    tl.store(OUT + tl.load(P + 1) + e, tl.load(X + src, mask=m, other=0), mask=m)
+    if X_AT == CONTIG:
+        idx = e
+    else:
+        i0, i1, i2, i3, i4, i5 = _index6(e, P + 3)
+        idx = _dot6(i0, i1, i2, i3, i4, i5, P + 8)
+    src = X + tl.load(P) + tl.load(P + 14) + idx
+    tl.store(OUT + tl.load(P + 1) + e, tl.load(src, mask=m, other=0), mask=m)
 
 
 @triton.jit(do_not_specialize=["ROW"])

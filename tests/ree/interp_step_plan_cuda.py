@@ -33,6 +33,7 @@ def main() -> int:
     shaped = FastExecutor(m.program, w, chains="masked", plan=False)  # CUDA's weight layout
     plan = CudaStepPlan(m.program, w, shaped.weights, shaped._chains, shaped._wt,
                         torch.device("cpu"))
+    plan.qchain = ("fma", 128, 32, 4, 2, True)  # the weight panels loaded first (`_warm`)
     # records up to the second layer's K-cache append: every record kind once or more
     if not FULL:
         cut = [i for i, r in enumerate(plan.records) if r[0] == K_CONCAT][2]
@@ -48,7 +49,7 @@ def main() -> int:
         print("differ:", [(j, m.program.ops[j].name) for j in bad[:20]])
         return 1
     print(f"{len(plan.records)} records equal ({last} ops)")
-    return check_argfold(cpu)
+    return check_argfold(cpu) or check_qchain_dot()
 
 
 def check_argfold(cpu: FastExecutor) -> int:
@@ -75,6 +76,67 @@ def check_argfold(cpu: FastExecutor) -> int:
             return 1
         idx, w = got, wout
     print("argfold levels equal")
+    return 0
+
+
+def check_qchain_dot() -> int:
+    """`qchain_dot_kernel`'s indexing (rows, columns past a tile, a short last segment, the
+    segment outputs' stride) on small integers, whose sums are exact in any order: the
+    interpreter's tl.dot is NumPy's matmul, so only a GPU shows the k order (test above)."""
+    from repops.gpu import step_kernels as sk
+
+    g = torch.Generator().manual_seed(3)
+    for m, n, k, segw, bn, pre in ((1, 40, 200, 64, 16, False), (3, 33, 128, 64, 32, False),
+                                   (1, 40, 200, 64, 16, True), (2, 17, 64, 64, 16, True)):
+        x = torch.randint(-3, 4, (m, k), generator=g).float()
+        wt = torch.randint(-3, 4, (k, n), generator=g).float()
+        nseg = -(-k // segw)
+        arena = torch.full((7 + m * k + nseg * m * n,), 9.0)
+        arena[7:7 + m * k] = x.reshape(-1)
+        out = 7 + m * k
+        args = torch.zeros((2, sk.ARGW), dtype=torch.int64)
+        args[1, :18] = torch.tensor([7, 0, k, 0, 0, 1, n, 0, out, m * n, m, n, 1, nseg, 0, segw,
+                                     k, 0])
+        sk.qchain_dot_kernel[(-(-n // bn), 1)](arena, wt, arena, args, 1, -0.0, BM=16, BN=bn,
+                                               SEGW=segw, NS=1, PRE=pre)
+        for s in range(nseg):
+            ke = min(k, (s + 1) * segw)
+            want = x[:, :ke] @ wt[:ke]
+            got = arena[out + s * m * n:out + (s + 1) * m * n].reshape(m, n)
+            if not torch.equal(want, got):
+                print(f"qchain_dot m={m} n={n} segment {s} differs")
+                return 1
+    print("qchain_dot tiles equal")
+    return check_qchain_vec()
+
+
+def check_qchain_vec() -> int:
+    """`qchain_vec_kernel` (one row, weight [K/TK + 2, N, TK]) on small integers, as above:
+    columns past a tile, two blocks of prefetch, K a multiple of the segment."""
+    from node.ree.step_plan_cuda import CudaChain
+    from repops.gpu import step_kernels as sk
+
+    g = torch.Generator().manual_seed(4)
+    for n, k, segw, bn, tk in ((40, 192, 64, 32, 16), (17, 64, 32, 16, 8), (33, 128, 64, 32, 4)):
+        x = torch.randint(-3, 4, (k,), generator=g).float()
+        wt = torch.randint(-3, 4, (k, n), generator=g).float()
+        nseg = -(-k // segw)
+        ch = CudaChain.__new__(CudaChain)
+        ch.wt, ch._vec, ch.k, ch.n = wt, {}, k, n
+        arena = torch.full((5 + k + nseg * n,), 9.0)
+        arena[5:5 + k] = x
+        out = 5 + k
+        args = torch.zeros((1, sk.ARGW), dtype=torch.int64)
+        args[0, :18] = torch.tensor([5, 0, k, 0, 0, 1, n, 0, out, n, 1, n, 1, nseg, 0, segw,
+                                     k, 0])
+        sk.qchain_vec_kernel[(-(-n // bn),)](arena, ch.vec(tk), arena, args, 0, BN=bn, TK=tk,
+                                             SEGW=segw)
+        for s in range(nseg):
+            ke = min(k, (s + 1) * segw)
+            if not torch.equal(x[:ke] @ wt[:ke], arena[out + s * n:out + (s + 1) * n]):
+                print(f"qchain_vec n={n} k={k} segment {s} differs")
+                return 1
+    print("qchain_vec tiles equal")
     return 0
 
 

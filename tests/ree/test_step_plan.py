@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from node.ree.fastexec import FastExecError, FastExecutor
+from node.ree.fastexec import FastExecError, FastExecutor, StepState, _HostTail
 from node.ree.sampling import SamplingConfig
 from node.ree.step_plan import StepOutputs
 from node.ree.trace import TraceRecorder
-from referee.layout import Code
+from referee.layout import Code, Symbols
 
 PROMPT = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28]
 
@@ -135,3 +135,28 @@ def test_jobs_stacked_in_the_plan_equal_single_runs(executors):
     assert bx.plan_steps >= 2
     for a, b in zip(single, batched, strict=True):
         assert a.tokens == b.tokens and a.roots == b.roots and a.trace_root == b.trace_root
+
+
+@pytest.mark.parametrize("sampling", [SamplingConfig(), SamplingConfig(0.8, 40, 0.9, seed=5)])
+def test_tail_only_executor_gives_the_tail_leaves(executors, ree_model, sampling):
+    """A CUDA executor runs the SAMPLE tail on the host (`_HostTail`): an executor of the ops
+    from the tail on, fed the step's prefix, gives the planned executor's tail bit for bit;
+    it refuses the ops before."""
+    planned, _ = executors
+    prog, tail = planned.program, planned.plan.tail
+    host = _HostTail(FastExecutor(prog, ree_model.weights_by_root(), plan=False,
+                                  ops_from=tail))
+    assert not host.ex.buffers and all(r not in host.ex.weights for r in planned.buffers)
+    config = sampling.job_config(8)
+    planned.reset()
+    for step in range(3):
+        a = planned.run_step(step, PROMPT, config=config)
+        if not step:
+            continue
+        st = StepState(Symbols.for_step(len(PROMPT), step), step, PROMPT, config)
+        got = host.run([a[i] for i in range(tail)], tail, st, None)
+        assert len(got) == prog.n_ops
+        for j in range(tail, prog.n_ops):
+            assert got[j].dtype == a[j].dtype and _bits(got[j]) == _bits(a[j]), j
+    with pytest.raises(FastExecError, match="ops_from"):
+        host.ex.run_step(0, PROMPT)
