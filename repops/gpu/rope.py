@@ -19,29 +19,34 @@ def rope_pair(a, b, c, s):
 
 
 @triton.jit
-def _rope_kernel(X, Y, POS, COS, SIN, n_rows, D, R, s_tab,
-                 HALF_MODE: tl.constexpr, RB: tl.constexpr, BH: tl.constexpr):
-    """RepOps spec §6.9 on RB vectors: pair i is (2i, 2i+1) (adjacent) or (i, i+R/2) (half)."""
-    rows = tl.program_id(0) * RB + tl.arange(0, RB)
-    i = tl.arange(0, BH)
-    h = R // 2
-    m = (rows[:, None] < n_rows) & (i[None, :] < h)
-    pos = tl.load(POS + rows, mask=rows < n_rows, other=0).to(tl.int64)
+def rope_rows(X, Y, base, i, h, t, COS, SIN, m, HALF_MODE: tl.constexpr):
+    """RepOps spec §6.9 on the vectors at X + base (a column of offsets) into Y + base: pair
+    i is (2i, 2i+1) (adjacent) or (i, i+h) (half), rotated by table entries COS/SIN + t."""
     if HALF_MODE:
         ia = i
         ib = i + h
     else:
         ia = 2 * i
         ib = 2 * i + 1
-    base = rows[:, None].to(tl.int64) * D
     a = tl.load(X + base + ia[None, :], mask=m, other=0.0)
     b = tl.load(X + base + ib[None, :], mask=m, other=0.0)
-    tptr = pos[:, None] * s_tab + i[None, :]
-    c = tl.load(COS + tptr, mask=m, other=0.0)
-    s = tl.load(SIN + tptr, mask=m, other=0.0)
-    a2, b2 = rope_pair(a, b, c, s)
+    a2, b2 = rope_pair(a, b, tl.load(COS + t, mask=m, other=0.0),
+                       tl.load(SIN + t, mask=m, other=0.0))
     tl.store(Y + base + ia[None, :], a2, mask=m)
     tl.store(Y + base + ib[None, :], b2, mask=m)
+
+
+@triton.jit
+def _rope_kernel(X, Y, POS, COS, SIN, n_rows, D, R, s_tab,
+                 HALF_MODE: tl.constexpr, RB: tl.constexpr, BH: tl.constexpr):
+    """RepOps spec §6.9 on RB vectors, each at its own position (`rope_rows`)."""
+    rows = tl.program_id(0) * RB + tl.arange(0, RB)
+    i = tl.arange(0, BH)
+    h = R // 2
+    m = (rows[:, None] < n_rows) & (i[None, :] < h)
+    pos = tl.load(POS + rows, mask=rows < n_rows, other=0).to(tl.int64)
+    rope_rows(X, Y, rows[:, None].to(tl.int64) * D, i, h, pos[:, None] * s_tab + i[None, :],
+              COS, SIN, m, HALF_MODE)
 
 
 def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, pairing: str = "adjacent",

@@ -24,7 +24,7 @@ import triton.language as tl
 
 from repops.gpu.elementwise import binary_f, max2_f, unary_f
 from repops.gpu.primitives import canon_nan
-from repops.gpu.rope import rope_pair
+from repops.gpu.rope import rope_rows
 
 ARGW = 32  # int64 words per launch row
 
@@ -412,7 +412,7 @@ def gather_kernel(IDS, TAB, OUT, ARGS, ROW, BLOCK: tl.constexpr):
 @triton.jit(do_not_specialize=["ROW"])
 def rope_kernel(X, COS, SIN, OUT, ARGS, ROW, HALF_MODE: tl.constexpr, RB: tl.constexpr,
                 BH: tl.constexpr):
-    """§L5.7 ROPE of a decode row: every D-wide head of x at position past (`rope_pair`).
+    """§L5.7 ROPE of a decode row: every D-wide head of x at position past (`rope_rows`).
     Row: x_off, out_off, n_heads, D, R, half (table row length), past."""
     P = ARGS + ROW * 32
     n_rows = tl.load(P + 2)
@@ -421,22 +421,8 @@ def rope_kernel(X, COS, SIN, OUT, ARGS, ROW, HALF_MODE: tl.constexpr, RB: tl.con
     rows = tl.program_id(0) * RB + tl.arange(0, RB)
     i = tl.arange(0, BH)
     m = (rows[:, None] < n_rows) & (i[None, :] < h)
-    if HALF_MODE:
-        ia = i
-        ib = i + h
-    else:
-        ia = 2 * i
-        ib = 2 * i + 1
-    base = rows[:, None].to(tl.int64) * D
-    x = X + tl.load(P)
-    a = tl.load(x + base + ia[None, :], mask=m, other=0.0)
-    b = tl.load(x + base + ib[None, :], mask=m, other=0.0)
-    t = tl.load(P + 6) * tl.load(P + 5) + i[None, :]
-    a2, b2 = rope_pair(a, b, tl.load(COS + t, mask=m, other=0.0),
-                       tl.load(SIN + t, mask=m, other=0.0))
-    y = OUT + tl.load(P + 1)
-    tl.store(y + base + ia[None, :], a2, mask=m)
-    tl.store(y + base + ib[None, :], b2, mask=m)
+    rope_rows(X + tl.load(P), OUT + tl.load(P + 1), rows[:, None].to(tl.int64) * D, i, h,
+              tl.load(P + 6) * tl.load(P + 5) + i[None, :], COS, SIN, m, HALF_MODE)
 
 
 @triton.jit
