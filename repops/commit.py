@@ -57,6 +57,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "repops_tensor_data_root": [P, I64, P],
         "repops_tensor_root": [P, I64, P, I64, P, N],
         "repops_tensor_roots": [I64, P, P, P, P, P, N],
+        "repops_tensor_roots_known": [I64, P, P, P, P, P, P, P, P, N],
         "repops_trace_leaves": [P, P, I64, P, N],
         "repops_trace_root": [P, P, I64, P, N],
     }
@@ -299,10 +300,15 @@ def header_arrays(headers: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def tensor_roots_raw(ptrs: np.ndarray, nbytes: np.ndarray, hptrs: np.ndarray,
-                     hlens: np.ndarray, threads: int | None = None) -> bytes:
+                     hlens: np.ndarray, threads: int | None = None,
+                     known: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> bytes:
     """`tensor_roots_at` on arrays (addresses, sizes, header addresses, header lengths), the
     32-byte roots back to back: a step plan's arena gives all four without a Python object
-    per tensor (node/ree/step_plan.py). Needs the native library."""
+    per tensor (node/ree/step_plan.py). Needs the native library.
+
+    `known`: per tensor the address of C2 leaves the caller already has (0: none), how many
+    leading chunks they cover, and an address to copy all the tensor's leaves to (0: none):
+    a KV cache grown by appending keeps its full chunks, so their leaves need no hashing."""
     lib = _native()
     if lib is None:
         raise RuntimeError("tensor_roots_raw needs the native keccak library")
@@ -314,9 +320,18 @@ def tensor_roots_raw(ptrs: np.ndarray, nbytes: np.ndarray, hptrs: np.ndarray,
     if not len(m) == len(hp) == len(hl) == n:
         raise ValueError("tensor_roots_raw: one size and one header per address")
     out = ctypes.create_string_buffer(32 * n)
-    if n:
+    th = _threads() if threads is None else threads
+    if n and known is None:
         lib.repops_tensor_roots(n, p.ctypes.data, m.ctypes.data, hp.ctypes.data, hl.ctypes.data,
-                                out, _threads() if threads is None else threads)
+                                out, th)
+    elif n:
+        kp, kn, ko = (np.ascontiguousarray(a, dtype=t) for a, t in
+                      zip(known, (np.uint64, np.int64, np.uint64), strict=True))
+        if not len(kp) == len(kn) == len(ko) == n:
+            raise ValueError("tensor_roots_raw: one known-leaves entry per address")
+        lib.repops_tensor_roots_known(n, p.ctypes.data, m.ctypes.data, hp.ctypes.data,
+                                      hl.ctypes.data, kp.ctypes.data, kn.ctypes.data,
+                                      ko.ctypes.data, out, th)
     return out.raw
 
 

@@ -128,6 +128,12 @@ class StepPlan:
         # ops whose previous-step output a record reads (the KV caches: CONCAT's own output)
         self.back_refs = sorted({-2 - int(w) for r in self._recs if r[0] != K_TOKENS
                                  for w in r[3:6] if W0 < w <= -2})
+        # CONCATs on axis 0 whose first input is their own previous output (the KV caches):
+        # their bytes start with last step's, so the recorder reuses those full chunks' leaves
+        self.appends = np.array(
+            [i for i, o in enumerate(pre) if o.code == Code.CONCAT and o.attrs[:1] == (0,)
+             and o.inputs and o.inputs[0].src == Src.OP and o.inputs[0].op == i
+             and o.inputs[0].back == 1], dtype=np.int64)
 
     @staticmethod
     def _record(j: int, op, word, chains, panels, trees, ops_code  # noqa: ANN001, ANN205

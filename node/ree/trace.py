@@ -13,6 +13,7 @@ in when the run ends, so a killed run leaves nothing that looks complete):
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import sys
@@ -29,6 +30,7 @@ import torch
 from node.ree.step_plan import StepOutputs
 from referee.layout import TraceProgram
 from repops.commit import (
+    CHUNK_BYTES,
     canonical_bytes,
     header,
     header_arrays,
@@ -94,6 +96,9 @@ class TraceRecorder:
         self._heads: dict[tuple[str, tuple[int, ...]], bytes] = {}
         self._theads: dict[tuple[torch.dtype, torch.Size], bytes] = {}  # `_finish_host`'s
         self.hash_seconds = 0.0  # worker time spent hashing and writing (diagnostics)
+        # the last plan step's appended KV caches: op → (its leaves, filled when that step is
+        # hashed; its byte size; its address; what keeps that memory alive)
+        self._appends: dict[int, tuple[np.ndarray, int, int, object]] = {}
         if self._keep is not None:
             self._keep.parent.mkdir(parents=True, exist_ok=True)
             self._f = open(self._partial(".bin"), "wb")  # noqa: SIM115 - closed in close()
@@ -114,6 +119,7 @@ class TraceRecorder:
             # (`_PartsStep`) by the worker and, rather than waiting for it, by this thread
             self._queue_parts(_PartsStep.of_plan(self, outputs))
             return
+        self._appends = {}  # the next plan step has no leaves of this one
         outs = list(outputs)  # holds the step's tensors until the worker has hashed them
         if (self._f is None and _LITTLE and len(outs) and isinstance(outs[-1], torch.Tensor)
                 and outs[-1].is_cpu and sum(t.nbytes for t in outs) > _BIG_STEP):
@@ -257,6 +263,34 @@ class TraceRecorder:
                     roots[i] = tensor_root_np(_leaf_array(lf))
         return roots
 
+    def known_leaves(self, outs: StepOutputs, addr: np.ndarray, nbytes: np.ndarray,
+                     keep: list) -> tuple[tuple[np.ndarray, ...] | None, list[tuple]]:
+        """For `tensor_roots_raw(known=…)` over a plan step's ops: each appended KV cache
+        (`StepPlan.appends`) gets a buffer for its leaves, and the previous plan step's leaves
+        of it for the full chunks that step had, which hold the same bytes if the cache grew
+        by appending. Returns the three arrays and the (op, address, last address, bytes,
+        last entry) checks `_PartsStep` makes before trusting them; the buffers join `keep`
+        (what the step's hashing holds), which the next step's entries hold in turn."""
+        apps = getattr(outs.plan, "appends", ())
+        prev, self._appends = self._appends, {}
+        if not len(apps):
+            return None, []
+        n = len(addr)
+        kp, kn, ko = np.zeros(n, np.uint64), np.zeros(n, np.int64), np.zeros(n, np.uint64)
+        checks = []
+        for j in apps.tolist():
+            nb = int(nbytes[j])
+            buf = np.empty(32 * max(1, -(-nb // CHUNK_BYTES)), dtype=np.uint8)
+            keep.append(buf)
+            ko[j] = buf.ctypes.data
+            self._appends[j] = (buf, nb, int(addr[j]), keep)
+            last = prev.get(j)
+            full = last[1] // CHUNK_BYTES if last is not None and last[1] <= nb else 0
+            if full:
+                kp[j], kn[j] = last[0].ctypes.data, full
+                checks.append((j, int(addr[j]), last[2], full * CHUNK_BYTES, last))
+        return (kp, kn, ko), checks
+
     def _queue_parts(self, step: _PartsStep) -> None:
         self._pending.append((self._pool.submit(self._finish_parts, step), step))
         while len(self._pending) > 2:
@@ -345,12 +379,16 @@ class _PartsStep:
 
     def __init__(self, rec: TraceRecorder, args: tuple[np.ndarray, ...], slot: np.ndarray,
                  keep: object, tail: list[torch.Tensor],
-                 ready: torch.cuda.Event | None = None, threads: int = 1) -> None:
-        """args: addresses, sizes, header addresses, header lengths of the distinct leaves;
-        slot: per output its distinct leaf; keep: what holds that memory; tail: tensors
-        hashed after them (their roots follow); ready: the device→host copy of that memory;
-        threads: hashing threads per part."""
+                 ready: torch.cuda.Event | None = None, threads: int = 1,
+                 checks: Sequence[tuple] = ()) -> None:
+        """args: addresses, sizes, header addresses, header lengths of the distinct leaves,
+        then optionally `tensor_roots_raw`'s three known-leaves arrays; slot: per output its
+        distinct leaf; keep: what holds that memory; tail: tensors hashed after them (their
+        roots follow); ready: the device→host copy of that memory; threads: hashing threads
+        per part; checks: (leaf, address, last address, bytes, _) whose known leaves hold
+        only if those bytes are equal (`TraceRecorder.known_leaves`)."""
         self.rec, self._args, self._slot, self._keep, self._tailt = rec, args, slot, keep, tail
+        self._checks = checks
         self._ready, self._threads = ready, threads
         # device tails are staged now, in stream order: a tail tensor may view the arena,
         # which a CUDA graph overwrites two steps later
@@ -390,9 +428,15 @@ class _PartsStep:
             ready.record()
             addr = outs.offs + host.data_ptr()
             threads = max(1, min(8, (os.cpu_count() or 2) - 2))
-        return cls(rec, (addr[uniq].astype(np.uint64), nbytes[uniq], hptr[uniq], hlen[uniq]),
-                   slot, (outs, hdr, host), list.__getitem__(outs, slice(outs.plan.tail, None)),
-                   ready, threads)
+        keep = [outs, hdr, host]
+        known, checks = rec.known_leaves(outs, addr, nbytes, keep)
+        args = (addr[uniq].astype(np.uint64), nbytes[uniq], hptr[uniq], hlen[uniq])
+        if known is not None:
+            args += tuple(a[uniq] for a in known)
+            at = np.searchsorted(uniq, [c[0] for c in checks])  # appended caches never alias
+            checks = [(int(k), *c[1:]) for k, c in zip(at, checks, strict=True)]
+        return cls(rec, args, slot, keep, list.__getitem__(outs, slice(outs.plan.tail, None)),
+                   ready, threads, checks)
 
     @classmethod
     def of_host(cls, rec: TraceRecorder, outs: list, ptrs: list[int], sizes: list[int],
@@ -416,8 +460,12 @@ class _PartsStep:
                     if b > a:
                         if self._ready is not None:
                             self._ready.synchronize()
-                        self._raw[k] = tensor_roots_raw(*(x[a:b] for x in self._args),
-                                                        self._threads)
+                        known = None
+                        if len(self._args) > 4:
+                            self._check(a, b)
+                            known = tuple(x[a:b] for x in self._args[4:])
+                        self._raw[k] = tensor_roots_raw(*(x[a:b] for x in self._args[:4]),
+                                                        self._threads, known)
                 elif self._tailt:
                     if self._staged is not None:
                         slots, leaves = self._staged
@@ -434,6 +482,14 @@ class _PartsStep:
                     if self._left == 0:
                         self._done.set()
 
+    def _check(self, a: int, b: int) -> None:
+        """Known leaves of distinct leaves [a, b) hold only where last step's bytes are the
+        prefix of this step's (they are, for a correct executor: this guards the commitment
+        against one that is not)."""
+        for k, cur, last, n, _ in self._checks:
+            if a <= k < b and not np.array_equal(_bytes_at(cur, n), _bytes_at(last, n)):
+                self._args[5][k] = 0
+
     def roots(self) -> list[bytes]:
         """The step's roots in leaf order, once every part is hashed."""
         self._done.wait()
@@ -441,6 +497,10 @@ class _PartsStep:
             raise self._error
         raw = b"".join(self._raw)
         return [raw[32 * i:32 * i + 32] for i in self._slot.tolist()] + self._tail
+
+
+def _bytes_at(addr: int, n: int) -> np.ndarray:
+    return np.frombuffer((ctypes.c_uint8 * n).from_address(addr), dtype=np.uint8)
 
 
 def _wait_copies(leaves: list[_Leaf]) -> None:

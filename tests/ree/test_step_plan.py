@@ -83,6 +83,32 @@ def test_recorder_arena_path_gives_the_per_tensor_roots(executors):
         r.close()
 
 
+def test_kv_cache_leaves_are_reused_only_for_the_same_bytes(executors):
+    """The arena path takes an appended KV cache's full chunks' leaves from the last step
+    (`TraceRecorder.known_leaves`): its roots equal inline hashing's; and a cache whose old
+    rows changed in the arena (an executor that rewrote history) is hashed from its bytes."""
+    planned, _ = executors
+    prog, apps = planned.program, planned.plan.appends
+    assert len(apps) == 60 and all(prog.ops[j].code == Code.CONCAT for j in apps)
+    planned.reset()
+    fast, inline = TraceRecorder(prog, PROMPT), TraceRecorder(prog, PROMPT, background=False)
+    known = []
+    for step in range(5):
+        outs = planned.run_step(step, PROMPT)
+        if step == 4:  # flip a bit of row 0 of the first K cache, in the arena
+            outs.arena[int(outs.offs[apps[0]]) + 5] ^= 1
+        fast.add_step(outs)
+        inline.add_step(outs)
+        if step:
+            known.append(fast._pending[-1][1]._args[5])  # leaves known per distinct leaf
+    assert fast.roots == inline.roots
+    assert not known[0].any()  # after the prefill: nothing to reuse
+    assert all(k[k > 0].size == 60 for k in known[1:3])  # every cache, every later step
+    assert known[3][known[3] > 0].size == 59  # the rewritten cache was hashed from its bytes
+    for r in (fast, inline):
+        r.close()
+
+
 def test_a_replaced_output_is_what_gets_committed_and_read(executors):
     """Setting an output after the step (what a cheating executor does in test_cli) must
     reach the recorder and the next step's back-references, not the arena's bits."""

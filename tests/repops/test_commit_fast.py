@@ -301,6 +301,36 @@ def test_constant_chunks_take_the_memo_leaf(backend, threads):
     assert _roots_at(views, heads, threads) == _python_roots(views, heads)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_known_leaves_are_used_and_copied_out(backend, threads):
+    """`tensor_roots_raw(known=...)`: a tensor's leading leaves given by the caller are not
+    hashed (given wrong ones, the root follows them: that is how a skip shows), all its leaves
+    come back where asked, and counts past the tensor's chunks are clamped."""
+    backend("c")
+    rng = np.random.default_rng(7)
+    sizes = [5000, 1024, 3000, 0, 70_000, 2048]
+    _buf, views = _buffers(sizes, 3)
+    for v in views:
+        v[:] = rng.integers(0, 256, v.nbytes, dtype=np.uint8)
+    heads = [commit.header("uint8", [n]) for n in sizes]
+    hbuf, hptr, hlen = commit.header_arrays(heads)
+    ptrs = np.array([v.ctypes.data for v in views], dtype=np.uint64)
+    lens = np.array(sizes, dtype=np.int64)
+    leaves = [b"".join(commit.chunk_leaves(v.tobytes())) for v in views]
+    have = [np.frombuffer(lv, dtype=np.uint8).copy() for lv in leaves]
+    got = [np.zeros(len(lv), dtype=np.uint8) for lv in leaves]
+    nknown = np.array([4, 1, 0, 1, 60, 99], dtype=np.int64)
+    known = (np.array([h.ctypes.data for h in have], dtype=np.uint64), nknown,
+             np.array([g.ctypes.data for g in got], dtype=np.uint64))
+    want = commit.tensor_roots_raw(ptrs, lens, hptr, hlen, threads)
+    assert commit.tensor_roots_raw(ptrs, lens, hptr, hlen, threads, known) == want
+    assert [g.tobytes() for g in got] == leaves
+    have[4][32 * 7] ^= 1  # a wrong known leaf is taken as given
+    bad = commit.tensor_roots_raw(ptrs, lens, hptr, hlen, threads, known)
+    assert bad[32 * 4:32 * 5] != want[32 * 4:32 * 5] and bad[:32 * 4] == want[:32 * 4]
+    del hbuf
+
+
 def test_tensor_roots_mixed_dtypes_and_shapes(backend):
     rng = np.random.default_rng(5)
     arrays = []

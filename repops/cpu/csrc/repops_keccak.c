@@ -497,9 +497,26 @@ static int64_t const_chunks(kmsg* ms, int64_t c, struct const_memo* memo) {
  * tensors, mostly 2–6 KiB; batching the chunks of all of them (then each tree level of all of
  * them, then the headers) fills the 8 lanes where one call per tensor would hash its 2–6 chunks
  * alone, and saves ~4,600 calls' set-up. */
+void repops_tensor_roots_known(int64_t n, const uint8_t* const* data, const int64_t* lens,
+                               const uint8_t* const* hdrs, const int64_t* hlens,
+                               const uint8_t* const* known, const int64_t* nknown,
+                               uint8_t* const* leaves_out, uint8_t* out, int threads);
+
 void repops_tensor_roots(int64_t n, const uint8_t* const* data, const int64_t* lens,
                          const uint8_t* const* hdrs, const int64_t* hlens, uint8_t* out,
                          int threads) {
+    repops_tensor_roots_known(n, data, lens, hdrs, hlens, NULL, NULL, NULL, out, threads);
+}
+
+/* repops_tensor_roots with leaves the caller already has: tensor i's first nknown[i] chunk
+ * leaves are read from known[i] instead of being hashed (a KV cache that grew by appending:
+ * its full chunks from the last step are the same bytes, so the same C2 leaves), and, where
+ * leaves_out[i] is set, all its n_chunks leaves are copied there (for the next step). known,
+ * nknown and leaves_out may be NULL, or hold NULL / 0 for a tensor. */
+void repops_tensor_roots_known(int64_t n, const uint8_t* const* data, const int64_t* lens,
+                               const uint8_t* const* hdrs, const int64_t* hlens,
+                               const uint8_t* const* known, const int64_t* nknown,
+                               uint8_t* const* leaves_out, uint8_t* out, int threads) {
     if (n <= 0) return;
     /* tree i occupies nodes [base[i], base[i] + 2 P_i - 1) of `nodes`, laid out as
      * repops_merkle_levels does: padded leaves first, root last */
@@ -526,9 +543,18 @@ void repops_tensor_roots(int64_t n, const uint8_t* const* data, const int64_t* l
         int64_t c = chunk_msgs(data[i], lens[i], nodes + 32 * base[i], ms + m);
         int64_t p = (base[i + 1] - base[i] + 1) / 2;
         memset(nodes + 32 * (base[i] + c), 0, (size_t)(32 * (p - c)));
-        m += const_chunks(ms + m, c, &memo);
+        int64_t k = known && known[i] && nknown ? nknown[i] : 0;
+        k = k < 0 ? 0 : (k > c ? c : k);
+        if (k) { /* the known leaves, in place; their messages dropped */
+            memcpy(nodes + 32 * base[i], known[i], (size_t)(32 * k));
+            memmove(ms + m, ms + m + k, (size_t)(c - k) * sizeof *ms);
+        }
+        m += const_chunks(ms + m, c - k, &memo);
     }
     hash_msgs(ms, m, threads);
+    for (int64_t i = 0; leaves_out && i < n; i++)
+        if (leaves_out[i])
+            memcpy(leaves_out[i], nodes + 32 * base[i], (size_t)(32 * n_chunks(lens[i])));
 
     /* C3 levels: level j of every tree with P_i ≥ 2^j, one batch job per j. Level j of a tree
      * of P padded leaves has P / 2^j nodes and starts 2P - 2P / 2^j nodes into it. */
