@@ -303,7 +303,6 @@ class FastExecutor:
         self.buffers: dict[bytes, WeightBuffer] = {}
         self.fallbacks = 0  # elements recomputed by the reference (diagnostics)
         seg_of: dict[bytes, int] = {}
-        self.ops_from = ops_from
         for op in program.ops[ops_from:]:
             for k, inp in enumerate(op.inputs):
                 if inp.src != Src.WEIGHT:

@@ -271,7 +271,7 @@ class TraceRecorder:
         by appending. Returns the three arrays and the (op, address, last address, bytes,
         last entry) checks `_PartsStep` makes before trusting them; the buffers join `keep`
         (what the step's hashing holds), which the next step's entries hold in turn."""
-        apps = getattr(outs.plan, "appends", ())
+        apps = outs.plan.appends
         prev, self._appends = self._appends, {}
         if not len(apps):
             return None, []

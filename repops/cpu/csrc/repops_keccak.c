@@ -496,23 +496,12 @@ static int64_t const_chunks(kmsg* ms, int64_t c, struct const_memo* memo) {
  * (built by the caller, who validates dims). Why one call: a decode step has ~4,600 distinct
  * tensors, mostly 2–6 KiB; batching the chunks of all of them (then each tree level of all of
  * them, then the headers) fills the 8 lanes where one call per tensor would hash its 2–6 chunks
- * alone, and saves ~4,600 calls' set-up. */
-void repops_tensor_roots_known(int64_t n, const uint8_t* const* data, const int64_t* lens,
-                               const uint8_t* const* hdrs, const int64_t* hlens,
-                               const uint8_t* const* known, const int64_t* nknown,
-                               uint8_t* const* leaves_out, uint8_t* out, int threads);
-
-void repops_tensor_roots(int64_t n, const uint8_t* const* data, const int64_t* lens,
-                         const uint8_t* const* hdrs, const int64_t* hlens, uint8_t* out,
-                         int threads) {
-    repops_tensor_roots_known(n, data, lens, hdrs, hlens, NULL, NULL, NULL, out, threads);
-}
-
-/* repops_tensor_roots with leaves the caller already has: tensor i's first nknown[i] chunk
- * leaves are read from known[i] instead of being hashed (a KV cache that grew by appending:
- * its full chunks from the last step are the same bytes, so the same C2 leaves), and, where
- * leaves_out[i] is set, all its n_chunks leaves are copied there (for the next step). known,
- * nknown and leaves_out may be NULL, or hold NULL / 0 for a tensor. */
+ * alone, and saves ~4,600 calls' set-up.
+ * Leaves the caller already has: tensor i's first nknown[i] chunk leaves are read from
+ * known[i] instead of being hashed (a KV cache that grew by appending: its full chunks from the
+ * last step are the same bytes, so the same C2 leaves), and, where leaves_out[i] is set, all
+ * its n_chunks leaves are copied there (for the next step). known, nknown and leaves_out may
+ * be NULL, or hold NULL / 0 for a tensor. */
 void repops_tensor_roots_known(int64_t n, const uint8_t* const* data, const int64_t* lens,
                                const uint8_t* const* hdrs, const int64_t* hlens,
                                const uint8_t* const* known, const int64_t* nknown,
@@ -585,6 +574,13 @@ void repops_tensor_roots_known(int64_t n, const uint8_t* const* data, const int6
     free(ms);
     free(nodes);
     free(base);
+}
+
+/* Commitments C4 for n tensors, no leaves known (repops_tensor_roots_known). */
+void repops_tensor_roots(int64_t n, const uint8_t* const* data, const int64_t* lens,
+                         const uint8_t* const* hdrs, const int64_t* hlens, uint8_t* out,
+                         int threads) {
+    repops_tensor_roots_known(n, data, lens, hdrs, hlens, NULL, NULL, NULL, out, threads);
 }
 
 /* Commitments C4 of one tensor: keccak256(header ‖ data_root). */
