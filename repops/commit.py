@@ -65,6 +65,16 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn = getattr(lib, name)
         fn.argtypes = args
         fn.restype = None
+    lib.repops_roots_tables.argtypes = [I64, P, P, P, I64, P, I64, P, P, P]  # gpu/keccak.py
+    lib.repops_roots_tables.restype = I64
+
+
+def native() -> ctypes.CDLL:
+    """The C library, for callers with no pycryptodome path (repops/gpu/keccak.py's tables)."""
+    lib = _native()
+    if lib is None:
+        raise RuntimeError(f"the native keccak library is unavailable: {_lib_error or _backend}")
+    return lib
 
 
 def _native() -> ctypes.CDLL | None:
@@ -395,6 +405,18 @@ def trace_leaves(op_hashes: Sequence[bytes], output_roots: Sequence[bytes]) -> l
         return _split32(out.raw)
     pairs = zip(op_hashes, output_roots, strict=True)
     return [trace_leaf(i, o, r) for i, (o, r) in enumerate(pairs)]
+
+
+def trace_root_raw(op_hashes: bytes, output_roots: bytes) -> bytes:
+    """C5 root from the op hashes and output roots each joined (32 bytes per leaf)."""
+    if len(op_hashes) != len(output_roots) or len(op_hashes) % 32:
+        raise ValueError("trace_root: one 32-byte op hash per 32-byte output root")
+    lib = _native() if op_hashes else None
+    if lib is None:
+        return trace_root(_split32(op_hashes), _split32(output_roots))
+    out = ctypes.create_string_buffer(32)
+    lib.repops_trace_root(op_hashes, output_roots, len(op_hashes) // 32, out, _threads())
+    return out.raw
 
 
 def trace_root(op_hashes: Sequence[bytes], output_roots: Sequence[bytes]) -> bytes:

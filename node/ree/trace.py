@@ -34,11 +34,11 @@ from repops.commit import (
     canonical_bytes,
     header,
     header_arrays,
-    merkle_root,
     tensor_root_np,
     tensor_roots_at,
     tensor_roots_raw,
     trace_leaves,
+    trace_root_raw,
 )
 
 NP_DTYPES = {"float32": np.float32, "int32": np.int32, "int64": np.int64, "uint8": np.uint8}
@@ -222,7 +222,7 @@ class TraceRecorder:
             slots.append(i)
         return ptrs, sizes, hdrs, slots
 
-    def _finish_parts(self, step: _PartsStep) -> None:
+    def _finish_parts(self, step: _PartsStep | _DeviceStep) -> None:
         """The worker's side of a step hashed in parts: hash the parts nobody took yet, wait
         for the ones the executor's thread took, then append the step's roots in leaf
         order."""
@@ -231,7 +231,7 @@ class TraceRecorder:
         self._roots.extend(step.roots())
         self.hash_seconds += time.perf_counter() - t0
 
-    def _leaf_roots(self, leaves: list[_Leaf]) -> list[bytes]:
+    def _leaf_roots(self, leaves: list[_Leaf], threads: int | None = None) -> list[bytes]:
         """C4 roots of a step's distinct tensors. Those whose memory is their C1 bytes go in
         one `tensor_roots_at` call on that memory (the C side hashes chunks and tree nodes of
         all of them eight at a time; one call per tensor was ~5× slower); the rest
@@ -253,7 +253,8 @@ class TraceRecorder:
         # OpenMP thread sharing its cores stalled every parallel level (a CPU decode step took
         # ~60 ms longer than with one, measured on 2 cores); one thread hashes a step in a
         # tenth of its execution. Inline (background=False) the executor waits: all CPUs.
-        threads = 1 if self._pool is not None else None
+        if threads is None:
+            threads = 1 if self._pool is not None else None
         roots: list[bytes] = [b""] * len(leaves)
         for i, r in zip(direct, tensor_roots_at(ptrs, sizes, hdrs, threads), strict=True):
             roots[i] = r
@@ -291,7 +292,7 @@ class TraceRecorder:
                 checks.append((j, int(addr[j]), last[2], full * CHUNK_BYTES, last))
         return (kp, kn, ko), checks
 
-    def _queue_parts(self, step: _PartsStep) -> None:
+    def _queue_parts(self, step: _PartsStep | _DeviceStep) -> None:
         self._pending.append((self._pool.submit(self._finish_parts, step), step))
         while len(self._pending) > 2:
             self._wait_oldest()
@@ -328,8 +329,13 @@ class TraceRecorder:
         return trace_leaves([self.op_hashes[i % p] for i in range(len(roots))], roots)
 
     def root(self) -> bytes:
-        """C5: Merkle root over the leaves (C3)."""
-        return merkle_root(self.leaves())
+        """C5: Merkle root over the leaves (C3), in one C call on the joined roots: a
+        SmolLM2 run of 33 steps has ~184,000 leaves, and one Python object per leaf (and
+        per op hash) cost ~0.1 s."""
+        roots = self.roots
+        n, p = len(roots), self.program.n_ops
+        ops = b"".join(self.op_hashes)
+        return trace_root_raw(ops * (n // p) + ops[:32 * (n % p)], b"".join(roots))
 
     def close(self, ok: bool = True) -> Path | None:
         """Finish the kept files (renamed in only when `ok`); returns the index path."""
@@ -406,7 +412,7 @@ class _PartsStep:
         self._done = threading.Event()
 
     @classmethod
-    def of_plan(cls, rec: TraceRecorder, outs: StepOutputs) -> _PartsStep:
+    def of_plan(cls, rec: TraceRecorder, outs: StepOutputs) -> _PartsStep | _DeviceStep:
         """A step plan's arena (node/ree/step_plan.py): the leaves' addresses and headers
         come as arrays; an op that repeats an earlier op's bits (same dtype and dims: a DOT
         segment past the live keys) takes that op's root instead of being hashed again."""
@@ -416,27 +422,17 @@ class _PartsStep:
         uniq = np.flatnonzero(outs.alias < 0)
         slot = (np.cumsum(outs.alias < 0) - 1)[
             np.where(outs.alias < 0, np.arange(len(outs.alias)), outs.alias)]
-        host, ready, threads = None, None, 1
+        tail = list.__getitem__(outs, slice(outs.plan.tail, None))
         if outs.arena.device.type != "cpu":
-            # a device arena (node/ree/step_plan_cuda.py): one copy to pinned host memory,
-            # queued on the executor's stream; the parts wait for it. The executor thread
-            # only launches kernels, so a part may use several of the host's cores.
-            end = int((outs.offs + outs.nbytes).max()) if len(outs.offs) else 0
-            host = torch.empty(end, dtype=torch.uint8, pin_memory=True)
-            host.copy_(outs.arena[:end], non_blocking=True)
-            ready = torch.cuda.Event()
-            ready.record()
-            addr = outs.offs + host.data_ptr()
-            threads = max(1, min(8, (os.cpu_count() or 2) - 2))
-        keep = [outs, hdr, host]
+            return _DeviceStep(rec, outs, nbytes, hdr, hlen, uniq, slot, tail)
+        keep = [outs, hdr]
         known, checks = rec.known_leaves(outs, addr, nbytes, keep)
         args = (addr[uniq].astype(np.uint64), nbytes[uniq], hptr[uniq], hlen[uniq])
         if known is not None:
             args += tuple(a[uniq] for a in known)
             at = np.searchsorted(uniq, [c[0] for c in checks])  # appended caches never alias
             checks = [(int(k), *c[1:]) for k, c in zip(at, checks, strict=True)]
-        return cls(rec, args, slot, keep, list.__getitem__(outs, slice(outs.plan.tail, None)),
-                   ready, threads, checks)
+        return cls(rec, args, slot, keep, tail, checks=checks)
 
     @classmethod
     def of_host(cls, rec: TraceRecorder, outs: list, ptrs: list[int], sizes: list[int],
@@ -496,6 +492,72 @@ class _PartsStep:
         if self._error is not None:
             raise self._error
         raw = b"".join(self._raw)
+        return [raw[32 * i:32 * i + 32] for i in self._slot.tolist()] + self._tail
+
+
+class _DeviceStep:
+    """One step of a device arena (node/ree/step_plan_cuda.py) whose C4 roots are computed on
+    the device (repops/gpu/keccak.py: C2 leaves, C3 levels, C4 headers, one launch per level
+    queued on the executor's stream after the step), so that 32 bytes a tensor cross to the
+    host instead of the ~23 MB of leaf bytes a SmolLM2 token, whose host hashing took longer
+    than the step itself on an H200 (notes-runtime-perf.md). The host-side SAMPLE tail's
+    tensors are hashed on the host by whichever thread calls `help` first."""
+
+    def __init__(self, rec: TraceRecorder, outs: StepOutputs, nbytes: np.ndarray,
+                 hdr: np.ndarray, hlen: np.ndarray, uniq: np.ndarray, slot: np.ndarray,
+                 tail: list) -> None:
+        from repops.gpu.keccak import roots_plan, tensor_roots
+
+        rec._appends = {}  # no KV-cache leaf reuse here (`known_leaves`): not worth it
+        dev = outs.arena.device
+        plan = roots_plan(outs.offs[uniq], nbytes[uniq], hlen[uniq], hdr.shape[1], pin=True)
+        table = plan.table
+        rows = hdr[uniq]
+        heads = torch.empty(rows.size, dtype=torch.uint8, pin_memory=True)
+        heads.numpy().reshape(rows.shape)[:] = rows
+        table_d = table.to(dev, non_blocking=True)
+        heads_d = heads.to(dev, non_blocking=True)
+        roots_d = tensor_roots(outs.arena, heads_d, plan, table_d)
+        self._host = torch.empty((plan.n, 32), dtype=torch.uint8, pin_memory=True)
+        self._host.copy_(roots_d, non_blocking=True)
+        self._ready = torch.cuda.Event()
+        self._ready.record()
+        self._keep = (outs, table, heads, table_d, heads_d, roots_d)
+        self.rec, self._slot = rec, slot
+        # staged now, in stream order: a tail tensor may view the arena, which a CUDA graph
+        # overwrites two steps later
+        self._staged = rec._host_leaves(tail) if tail else None
+        self._threads = max(1, min(8, (os.cpu_count() or 2) - 2))
+        self._tail: list[bytes] = []
+        self._error: BaseException | None = None
+        self._taken = False
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+    def help(self) -> None:
+        """Hash the tail and wait for the device's roots, unless another thread does."""
+        with self._lock:
+            if self._taken:
+                return
+            self._taken = True
+        try:
+            if self._staged is not None:
+                slots, leaves = self._staged
+                _wait_copies(leaves)
+                troots = self.rec._leaf_roots(leaves, self._threads)
+                self._tail = [troots[i] for i in slots]
+            self._ready.synchronize()
+        except BaseException as e:  # re-raised by `roots` on the worker
+            self._error = e
+        finally:
+            self._done.set()
+
+    def roots(self) -> list[bytes]:
+        """The step's roots in leaf order."""
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        raw = self._host.numpy().tobytes()
         return [raw[32 * i:32 * i + 32] for i in self._slot.tolist()] + self._tail
 
 

@@ -636,3 +636,73 @@ void repops_trace_root(const uint8_t* op_hashes, const uint8_t* roots, int64_t n
     memcpy(out, buf + 32 * (2 * p - 2), 32);
     free(buf);
 }
+
+/* Index tables of every keccak message of n tensors' C4 roots, for the device keccak
+ * (repops/gpu/keccak.py `roots_plan`, which documents the layout): tensor i is lens[i] bytes
+ * at offs[i] of one buffer, its header a row of hwidth bytes (hlens[i] used). Each message is
+ * a column of the 5-row int32 table (row stride `cols`): start, length, second start, second
+ * length, destination slot (the caller keeps buffers and node counts under 2^31 bytes). Level by level: the C2 chunk leaves (tag 0, from the buffer), each C3
+ * level (tag 1, from the node buffer, trees laid out as repops_tensor_roots_known lays them),
+ * the C4 header ‖ root (tag 2, headers then nodes); each level starts at a multiple of 16
+ * columns. levels: 4 values per level (first column, messages, tag, source 0/1/2). With table
+ * NULL only counts: returns the columns needed, *nlevels and *nnodes. A C loop because the
+ * NumPy version cost ~2.5 ms a SmolLM2 step on the executor's thread. */
+int64_t repops_roots_tables(int64_t n, const int64_t* offs, const int64_t* lens,
+                            const int64_t* hlens, int64_t hwidth, int32_t* table, int64_t cols,
+                            int64_t* levels, int64_t* nlevels, int64_t* nnodes) {
+    int64_t *base = malloc((size_t)(n + 1) * sizeof *base), pmax = 1, at = 0, nl = 0;
+    base[0] = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t p = pow2_at_least(n_chunks(lens[i]));
+        pmax = p > pmax ? p : pmax;
+        base[i + 1] = base[i] + 2 * p - 1;
+    }
+#define COL(s, l, s2, l2, d)                                                                  \
+    do {                                                                                      \
+        if (table) {                                                                          \
+            table[m] = (int32_t)(s), table[cols + m] = (int32_t)(l);                          \
+            table[2 * cols + m] = (int32_t)(s2), table[3 * cols + m] = (int32_t)(l2);         \
+            table[4 * cols + m] = (int32_t)(d);                                               \
+        }                                                                                     \
+        m++;                                                                                  \
+    } while (0)
+#define LEVEL(tag, src)                                                                       \
+    do {                                                                                      \
+        if (levels) {                                                                         \
+            levels[4 * nl] = at, levels[4 * nl + 1] = m - at, levels[4 * nl + 2] = (tag);     \
+            levels[4 * nl + 3] = (src);                                                       \
+        }                                                                                     \
+        nl++;                                                                                 \
+        at = (m + 15) / 16 * 16;                                                              \
+    } while (0)
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t c = n_chunks(lens[i]);
+        for (int64_t k = 0; k < c; k++) {
+            int64_t left = lens[i] - k * CHUNK_BYTES;
+            COL(offs[i] + k * CHUNK_BYTES, left < CHUNK_BYTES ? (left < 0 ? 0 : left) : CHUNK_BYTES,
+                0, 0, base[i] + k);
+        }
+    }
+    LEVEL(0, 0);
+    for (int64_t width = 2; width <= pmax; width *= 2) {
+        m = at;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t p = (base[i + 1] - base[i] + 1) / 2, half = p / width;
+            for (int64_t q = 0; q < half; q++)
+                COL(32 * (base[i] + 2 * p - 4 * half + 2 * q), 64, 0, 0,
+                    base[i] + 2 * p - 2 * half + q);
+        }
+        LEVEL(1, 1);
+    }
+    m = at;
+    for (int64_t i = 0; i < n; i++)
+        COL(i * hwidth + 1, hlens[i] - 1, 32 * (base[i + 1] - 1), 32, i);
+    LEVEL(2, 2);
+#undef COL
+#undef LEVEL
+    *nlevels = nl;
+    *nnodes = base[n];
+    free(base);
+    return at;
+}
