@@ -29,6 +29,7 @@ from node.ree import linear_chain as lc
 from node.ree import step_plan as sp
 from node.ree.fastexec import numel, rows_cols
 from referee.layout import Code, Symbols, TraceProgram
+from repops.gpu import keccak
 from repops.gpu import step_kernels as sk
 from repops.gpu.launch import FP_FLAGS, NEG_ZERO, interpreting
 
@@ -530,6 +531,71 @@ class _NoGraph(Exception):
     and token: graphs are given up, steps run eagerly."""
 
 
+class _RootsGraphs:
+    """The trace's C4 roots of a graph step's arena as a CUDA graph per arena
+    (repops/gpu/keccak.py: `slot_leaves_kernel`, `tree_kernel`), so that committing a step
+    costs the executor's thread a table copy and a replay instead of ~4 ms of tables and
+    launches a step (notes-runtime-perf.md). Each op's row (offset, size, tree region, dtype
+    code, ndim, dims) is affine in the position like the step's launch integers: C + K·past,
+    checked at two more positions; chunk slots and tree regions are laid out for the sizes
+    at the largest position, where every size is largest (K ≥ 0)."""
+
+    def __init__(self, g: _Graphs) -> None:
+        sp_, self.g = g.sp, g
+        plan = sp_.plan
+        top = sp_.max_past
+        rows = [self._rows(sp_, p) for p in (1, 2)]
+        c0, kp = 2 * rows[0] - rows[1], rows[1] - rows[0]
+        if (kp < 0).any():
+            raise _NoGraph("a tensor shrinks as the position grows")
+        for p in (top, top // 2 + 1):
+            if not np.array_equal(self._rows(sp_, p), c0 + kp * p):
+                raise _NoGraph(f"tensor rows are not affine in the position ({p})")
+        big = c0 + kp * top
+        if int((big[:, 0] + big[:, 1]).max()) >= 2**31:
+            raise _NoGraph("an arena over 2 GiB (the roots' tables are int32)")
+        slots, base, n_nodes = keccak.slot_layout(big[:, 1])
+        c0[:, keccak.T_BASE] = base
+        self.c0, self.kp = c0, kp
+        dev, n = sp_.device, plan.tail
+        self.slots = torch.from_numpy(slots).to(dev)
+        self.nodes = torch.zeros((max(1, n_nodes), 4), dtype=torch.int64, device=dev)
+        self.tens = torch.zeros(c0.shape, dtype=torch.int32, device=dev)
+        self.host = torch.zeros(c0.shape, dtype=torch.int32, pin_memory=True)
+        self.copied: torch.cuda.Event | None = None
+        self.out = [torch.empty((n, 32), dtype=torch.uint8, device=dev) for _ in range(2)]
+        self.graphs: list[torch.cuda.CUDAGraph | None] = [None, None]
+
+    @staticmethod
+    def _rows(sp_: CudaStepPlan, past: int) -> np.ndarray:
+        dims, nbytes, offs = sp_.layout(past)
+        plan = sp_.plan
+        r = np.zeros((plan.tail, keccak.T_DIMS + sp.MAXD), dtype=np.int64)
+        r[:, keccak.T_OFF], r[:, keccak.T_NBYTES] = offs, nbytes
+        r[:, keccak.T_DCODE], r[:, keccak.T_NDIM] = plan._dcode, plan._ndim
+        r[:, keccak.T_DIMS:] = np.where(plan._live, dims[:, 1:], 0)
+        return r
+
+    def run(self, k: int, past: int) -> torch.Tensor:
+        if self.copied is not None:
+            self.copied.synchronize()  # the pinned rows of the last step were read
+        self.host.numpy()[:] = self.c0 + self.kp * past
+        self.tens.copy_(self.host, non_blocking=True)
+        self.copied = torch.cuda.Event()
+        self.copied.record()
+        g = self.graphs[k]
+        args = (self.g.arenas[k], self.tens, self.slots, self.nodes, self.out[k])
+        if g is None:
+            keccak.graph_roots(*args)  # compiles both kernels; then capture
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g, capture_error_mode="thread_local"):
+                keccak.graph_roots(*args)
+            self.graphs[k] = g
+        else:
+            g.replay()
+        return self.out[k]
+
+
 class _PrevArena:
     """The previous step's outputs in an arena with its dims and byte offsets: a
     `StepOutputs`, or, for a graph, the other arena laid out as a decode step at past − 1."""
@@ -590,6 +656,8 @@ class _Graphs:
         self.copied: torch.cuda.Event | None = None
         self.graphs: list[torch.cuda.CUDAGraph | None] = [None, None]
         self.parity = 0
+        self._roots: _RootsGraphs | None = None
+        self.roots_error: str | None = None  # why the trace's roots are not a graph, if not
 
     def _emit(self, k: int, past: int, token: int) -> list[_Launch]:
         sp_ = self.sp
@@ -638,7 +706,22 @@ class _Graphs:
         self.parity = 1 - k
         dims, nbytes, offs = sp_.layout(past)
         alias = np.full(sp_.tail, -1, dtype=np.int64)
-        return sp.StepOutputs(sp_.plan, arena, offs, nbytes, dims, alias)
+        out = sp.StepOutputs(sp_.plan, arena, offs, nbytes, dims, alias)
+        if self.roots_error is None:
+            out.device_roots = lambda: self.roots(k, past)
+        return out
+
+    def roots(self, k: int, past: int) -> torch.Tensor | None:
+        """The C4 roots ([tail, 32] uint8, on the device) of arena k's outputs at `past`, by
+        a graph replay queued now on the current stream (the recorder calls this right after
+        the step, before the next step's replay); None where the roots cannot be a graph
+        (the recorder then builds them launch by launch)."""
+        if self._roots is None and self.roots_error is None:
+            try:
+                self._roots = _RootsGraphs(self)
+            except _NoGraph as e:
+                self.roots_error = str(e)
+        return None if self._roots is None else self._roots.run(k, past)
 
     def _stage(self, prev: Sequence[torch.Tensor | None] | Mapping[int, torch.Tensor],
                other: torch.Tensor, pd: np.ndarray, po: np.ndarray) -> None:

@@ -416,15 +416,13 @@ class _PartsStep:
         """A step plan's arena (node/ree/step_plan.py): the leaves' addresses and headers
         come as arrays; an op that repeats an earlier op's bits (same dtype and dims: a DOT
         segment past the live keys) takes that op's root instead of being hashed again."""
+        tail = list.__getitem__(outs, slice(outs.plan.tail, None))
+        uniq, slot = _distinct(outs.alias)
+        if outs.arena.device.type != "cpu":
+            return _DeviceStep(rec, outs, uniq, slot, tail)
         addr, nbytes, hdr, hlen = outs.leaf_arrays()
         hptr = np.uint64(hdr.ctypes.data) + np.arange(len(hdr), dtype=np.uint64) * np.uint64(
             hdr.shape[1])
-        uniq = np.flatnonzero(outs.alias < 0)
-        slot = (np.cumsum(outs.alias < 0) - 1)[
-            np.where(outs.alias < 0, np.arange(len(outs.alias)), outs.alias)]
-        tail = list.__getitem__(outs, slice(outs.plan.tail, None))
-        if outs.arena.device.type != "cpu":
-            return _DeviceStep(rec, outs, nbytes, hdr, hlen, uniq, slot, tail)
         keep = [outs, hdr]
         known, checks = rec.known_leaves(outs, addr, nbytes, keep)
         args = (addr[uniq].astype(np.uint64), nbytes[uniq], hptr[uniq], hlen[uniq])
@@ -497,32 +495,38 @@ class _PartsStep:
 
 class _DeviceStep:
     """One step of a device arena (node/ree/step_plan_cuda.py) whose C4 roots are computed on
-    the device (repops/gpu/keccak.py: C2 leaves, C3 levels, C4 headers, one launch per level
-    queued on the executor's stream after the step), so that 32 bytes a tensor cross to the
-    host instead of the ~23 MB of leaf bytes a SmolLM2 token, whose host hashing took longer
-    than the step itself on an H200 (notes-runtime-perf.md). The host-side SAMPLE tail's
-    tensors are hashed on the host by whichever thread calls `help` first."""
+    the device (repops/gpu/keccak.py), queued on the executor's stream right after the step:
+    by the step's roots graph (`device_roots`, a graph step: two launches replayed) or else
+    launch by launch over tables built here (a level per launch). 32 bytes a tensor cross to
+    the host instead of the ~23 MB of leaf bytes a SmolLM2 token, whose host hashing took
+    longer than the step itself on an H200 (notes-runtime-perf.md). The host-side SAMPLE
+    tail's tensors are hashed on the host by whichever thread calls `help` first."""
 
-    def __init__(self, rec: TraceRecorder, outs: StepOutputs, nbytes: np.ndarray,
-                 hdr: np.ndarray, hlen: np.ndarray, uniq: np.ndarray, slot: np.ndarray,
-                 tail: list) -> None:
-        from repops.gpu.keccak import roots_plan, tensor_roots
-
+    def __init__(self, rec: TraceRecorder, outs: StepOutputs, uniq: np.ndarray,
+                 slot: np.ndarray, tail: list) -> None:
         rec._appends = {}  # no KV-cache leaf reuse here (`known_leaves`): not worth it
-        dev = outs.arena.device
-        plan = roots_plan(outs.offs[uniq], nbytes[uniq], hlen[uniq], hdr.shape[1], pin=True)
-        table = plan.table
-        rows = hdr[uniq]
-        heads = torch.empty(rows.size, dtype=torch.uint8, pin_memory=True)
-        heads.numpy().reshape(rows.shape)[:] = rows
-        table_d = table.to(dev, non_blocking=True)
-        heads_d = heads.to(dev, non_blocking=True)
-        roots_d = tensor_roots(outs.arena, heads_d, plan, table_d)
-        self._host = torch.empty((plan.n, 32), dtype=torch.uint8, pin_memory=True)
+        graph = getattr(outs, "device_roots", None)
+        roots_d = graph() if graph is not None and len(uniq) == len(outs.alias) else None
+        if roots_d is not None:  # a graph step: its roots by a graph replay
+            self._keep: tuple = (outs, roots_d)
+        else:
+            from repops.gpu.keccak import roots_plan, tensor_roots
+
+            _, nbytes, hdr, hlen = outs.leaf_arrays()
+            plan = roots_plan(outs.offs[uniq], nbytes[uniq], hlen[uniq], hdr.shape[1],
+                              pin=True)
+            rows = hdr[uniq]
+            heads = torch.empty(rows.size, dtype=torch.uint8, pin_memory=True)
+            heads.numpy().reshape(rows.shape)[:] = rows
+            dev = outs.arena.device
+            table_d = plan.table.to(dev, non_blocking=True)
+            heads_d = heads.to(dev, non_blocking=True)
+            roots_d = tensor_roots(outs.arena, heads_d, plan, table_d)
+            self._keep = (outs, plan.table, heads, table_d, heads_d, roots_d)
+        self._host = torch.empty(tuple(roots_d.shape), dtype=torch.uint8, pin_memory=True)
         self._host.copy_(roots_d, non_blocking=True)
         self._ready = torch.cuda.Event()
         self._ready.record()
-        self._keep = (outs, table, heads, table_d, heads_d, roots_d)
         self.rec, self._slot = rec, slot
         # staged now, in stream order: a tail tensor may view the arena, which a CUDA graph
         # overwrites two steps later
@@ -559,6 +563,13 @@ class _DeviceStep:
             raise self._error
         raw = self._host.numpy().tobytes()
         return [raw[32 * i:32 * i + 32] for i in self._slot.tolist()] + self._tail
+
+
+def _distinct(alias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A plan step's distinct leaves (ops with no alias) and each op's index among them."""
+    uniq = np.flatnonzero(alias < 0)
+    slot = (np.cumsum(alias < 0) - 1)[np.where(alias < 0, np.arange(len(alias)), alias)]
+    return uniq, slot
 
 
 def _bytes_at(addr: int, n: int) -> np.ndarray:

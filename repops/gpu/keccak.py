@@ -110,11 +110,11 @@ def _round(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15,
 
 
 @triton.jit
-def _word(DATA, start, ln, DATA2, start2, ln2, tag, last, p0, m):
+def _word(DATA, start, ln, DATA2, start2, ln2, tag, end, last, p0, m):
     """Message word at byte p0 (8 bytes, little-endian) of each lane's padded message
-    tag ‖ DATA[start : start + ln] ‖ DATA2[start2 : start2 + ln2] ‖ 0x01 0…0 0x80, `last`
-    its final padding byte. Bytes outside the two pieces are masked, not read: the buffers
-    hold other tensors there."""
+    tag ‖ DATA[start : start + ln] ‖ DATA2[start2 : start2 + ln2] ‖ zeros up to `end` bytes
+    after the tag ‖ 0x01 0…0 0x80, `last` its final padding byte. Bytes outside the two pieces
+    are masked, not read: the buffers hold other tensors (or stale tree nodes) there."""
     w = tl.zeros(start.shape, tl.uint64)
     for b in tl.static_range(8):
         p = p0 + b + tl.zeros_like(ln)  # a tensor even where p0 is a Python int
@@ -123,64 +123,147 @@ def _word(DATA, start, ln, DATA2, start2, ln2, tag, last, p0, m):
         byte = tl.load(DATA + start + (p - 1), mask=one, other=0).to(tl.uint64)
         byte |= tl.load(DATA2 + start2 + (p - 1 - ln), mask=two, other=0).to(tl.uint64)
         byte = tl.where(p == 0, tag, byte)
-        byte = tl.where(p == ln + ln2 + 1, byte | 0x01, byte)
+        byte = tl.where(p == end + 1, byte | 0x01, byte)
         byte = tl.where(p == last, byte | 0x80, byte)
         w |= byte << (8 * b)
     return w
 
 
-@triton.jit(do_not_specialize=["n", "tag"])
-def keccak_kernel(DATA, DATA2, START, LEN, START2, LEN2, DST, RC, OUT, n, tag,
-                  BLOCK: tl.constexpr):
-    """Digest i = keccak256(tag ‖ DATA[START[i] : +LEN[i]] ‖ DATA2[START2[i] : +LEN2[i]]) as 4
-    little-endian words at OUT + 4 DST[i] (one 32-byte slot per digest). Lanes of one
-    program may absorb different numbers of blocks: each stores its digest after its own last
-    block (the state of a lane past it is never read again). `n` and `tag` are not
-    specialised on: one compiled kernel serves every level of every step."""
-    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = i < n
-    start = tl.load(START + i, mask=m, other=0)
-    ln = tl.load(LEN + i, mask=m, other=0)
-    start2 = tl.load(START2 + i, mask=m, other=0)
-    ln2 = tl.load(LEN2 + i, mask=m, other=0)
-    dst = tl.load(DST + i, mask=m, other=0)
+@triton.jit
+def _sponge(DATA, start, ln, DATA2, start2, ln2, tag, end, OUT, dst, m, RC):
+    """keccak256(tag ‖ DATA[start : +ln] ‖ DATA2[start2 : +ln2] ‖ zeros to `end` bytes) per
+    lane m, stored as 4 little-endian words at OUT + 4 dst. Lanes may absorb different
+    numbers of blocks: each stores its digest after its own last block (the state of a lane
+    past it is never read again)."""
     t = (tag + tl.zeros_like(ln)).to(tl.uint64)
-    nb = (ln + ln2 + 1) // 136 + 1  # tag + pieces + at least one padding byte
+    nb = (end + 1) // 136 + 1  # tag + message + at least one padding byte
     last = 136 * nb - 1
     nbmax = tl.max(tl.where(m, nb, 0), axis=0)
-    z = tl.zeros([BLOCK], tl.uint64)
+    z = tl.zeros(start.shape, tl.uint64)
     a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12 = z, z, z, z, z, z, z, z, z, z, z, z, z
     a13, a14, a15, a16, a17, a18, a19, a20, a21, a22, a23, a24 = z, z, z, z, z, z, z, z, z, z, z, z
     for blk in range(0, nbmax):
         base = blk * 136
-        a0 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, last, base + 0, m)
-        a1 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, last, base + 8, m)
-        a2 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, last, base + 16, m)
-        a3 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, last, base + 24, m)
-        a4 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, last, base + 32, m)
-        a5 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, last, base + 40, m)
-        a6 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, last, base + 48, m)
-        a7 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, last, base + 56, m)
-        a8 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, last, base + 64, m)
-        a9 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, last, base + 72, m)
-        a10 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, last, base + 80, m)
-        a11 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, last, base + 88, m)
-        a12 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, last, base + 96, m)
-        a13 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, last, base + 104, m)
-        a14 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, last, base + 112, m)
-        a15 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, last, base + 120, m)
-        a16 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, last, base + 128, m)
+        a0 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, end, last, base + 0, m)
+        a1 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, end, last, base + 8, m)
+        a2 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, end, last, base + 16, m)
+        a3 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, end, last, base + 24, m)
+        a4 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, end, last, base + 32, m)
+        a5 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, end, last, base + 40, m)
+        a6 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, end, last, base + 48, m)
+        a7 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, end, last, base + 56, m)
+        a8 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, end, last, base + 64, m)
+        a9 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, end, last, base + 72, m)
+        a10 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, end, last, base + 80, m)
+        a11 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, end, last, base + 88, m)
+        a12 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, end, last, base + 96, m)
+        a13 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, end, last, base + 104, m)
+        a14 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, end, last, base + 112, m)
+        a15 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, end, last, base + 120, m)
+        a16 ^= _word(DATA, start, ln, DATA2, start2, ln2, t, end, last, base + 128, m)
         for r in range(24):
             rc = tl.load(RC + r).to(tl.uint64, bitcast=True)
             (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17,
              a18, a19, a20, a21, a22, a23, a24) = _round(
                 a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17,
                 a18, a19, a20, a21, a22, a23, a24, rc)
-        done = m & (blk == nb - 1)  # a lane's digest is its state after its last block
+        # (as a product: the interpreter types `m & (scalar == scalar)` as int32, not a mask)
+        done = (m.to(tl.int32) * (blk == nb - 1).to(tl.int32)) != 0
         tl.store(OUT + 4 * dst, a0.to(tl.int64, bitcast=True), mask=done)
         tl.store(OUT + 4 * dst + 1, a1.to(tl.int64, bitcast=True), mask=done)
         tl.store(OUT + 4 * dst + 2, a2.to(tl.int64, bitcast=True), mask=done)
         tl.store(OUT + 4 * dst + 3, a3.to(tl.int64, bitcast=True), mask=done)
+
+
+@triton.jit(do_not_specialize=["n", "tag"])
+def keccak_kernel(DATA, DATA2, START, LEN, START2, LEN2, DST, RC, OUT, n, tag,
+                  BLOCK: tl.constexpr):
+    """Digest i = keccak256(tag ‖ DATA[START[i] : +LEN[i]] ‖ DATA2[START2[i] : +LEN2[i]]) at
+    32-byte slot DST[i] of OUT. `n` and `tag` are not specialised on: one compiled kernel
+    serves every level of every step."""
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = i < n
+    ln = tl.load(LEN + i, mask=m, other=0)
+    ln2 = tl.load(LEN2 + i, mask=m, other=0)
+    _sponge(DATA, tl.load(START + i, mask=m, other=0), ln, DATA2,
+            tl.load(START2 + i, mask=m, other=0), ln2, tag, ln + ln2, OUT,
+            tl.load(DST + i, mask=m, other=0), m, RC)
+
+
+# Per-tensor rows of the graph kernels below (int32): byte offset, byte size, first node of its
+# tree's region, dtype code, ndim, dims (MAXD of them, unused ones 0).
+T_OFF, T_NBYTES, T_BASE, T_DCODE, T_NDIM, T_DIMS = 0, 1, 2, 3, 4, 5
+_OFF, _NBYTES, _BASE = tl.constexpr(T_OFF), tl.constexpr(T_NBYTES), tl.constexpr(T_BASE)
+_DCODE, _NDIM, _DIMS = tl.constexpr(T_DCODE), tl.constexpr(T_NDIM), tl.constexpr(T_DIMS)
+
+
+@triton.jit
+def slot_leaves_kernel(DATA, TENS, SLOTS, NODES, RC, n_slots, F: tl.constexpr,
+                       BLOCK: tl.constexpr):
+    """C2 leaves for fixed chunk slots: slot s is chunk SLOTS[2s+1] of tensor SLOTS[2s], and
+    hashes it only if the tensor has that chunk now (TENS's byte size: sizes change with the
+    position, slots cover the largest), into node base + chunk of NODES. A CUDA graph
+    replays this for every decode step, so its grid cannot depend on the sizes."""
+    s = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = s < n_slots
+    t = tl.load(SLOTS + 2 * s, mask=m, other=0)
+    k = tl.load(SLOTS + 2 * s + 1, mask=m, other=0)
+    nb = tl.load(TENS + F * t + _NBYTES, mask=m, other=0)
+    m = m & ((k == 0) | (k * 1024 < nb))  # an empty tensor has one empty chunk
+    ln = tl.minimum(tl.maximum(nb - k * 1024, 0), 1024)
+    start = tl.load(TENS + F * t + _OFF, mask=m, other=0) + k * 1024
+    dst = tl.load(TENS + F * t + _BASE, mask=m, other=0) + k
+    _sponge(DATA, start, ln, DATA, start, ln * 0, 0, ln, NODES, dst, m, RC)
+
+
+@triton.jit
+def tree_kernel(TENS, NODES, ROOTS, RC, F: tl.constexpr, BLOCK: tl.constexpr):
+    """One tensor per program: the C3 levels over its leaves (slot_leaves_kernel's; leaves
+    past its chunk count are ZERO, never read: the region holds other steps' nodes), bottom
+    up with a barrier between levels, laid out as repops_keccak.c lays a tree (padded
+    leaves, each level, root last, from node `base`), then C4 = keccak256(header ‖ root),
+    the header bytes (0x02, dtype code, ndim, big-endian u32 dims) written first to the node
+    after the root's, the digest to the one after that and then to 32-byte slot t of ROOTS.
+    One sponge call site for levels and header: each call site is ~40 s of compile."""
+    t = tl.program_id(0)
+    lane = tl.arange(0, BLOCK)
+    nb = tl.load(TENS + F * t + _NBYTES)
+    base = tl.load(TENS + F * t + _BASE)
+    c = tl.maximum((nb + 1023) // 1024, 1)
+    p = c * 0 + 1
+    while p < c:
+        p = p * 2
+    nodes8 = NODES.to(tl.pointer_type(tl.uint8), bitcast=True)
+    root = base + 2 * p - 2
+    ndim = tl.load(TENS + F * t + _NDIM)
+    j = tl.maximum(lane - 3, 0)
+    dim = tl.load(TENS + F * t + _DIMS + j // 4, mask=(lane >= 3) & (j < 4 * ndim), other=0)
+    byte = (dim >> (8 * (3 - j % 4))) & 255
+    byte = tl.where(lane == 0, 2, tl.where(lane == 1, tl.load(TENS + F * t + _DCODE),
+                                           tl.where(lane == 2, ndim, byte)))
+    hlen = 3 + 4 * ndim
+    tl.store(nodes8 + 32 * (root + 1) + lane, byte.to(tl.uint8), mask=lane < hlen)
+    first = base  # the level being read
+    n_in = p  # its nodes
+    real = c  # nodes of it that are not ZERO padding (level 0 only: all above are hashed)
+    head = n_in * 0
+    while head == 0:
+        tl.debug_barrier()  # the level below (or the header bytes) written
+        head = (n_in == 1).to(tl.int32)
+        count = tl.where(head == 1, 1, n_in // 2)
+        for q0 in range(0, count, BLOCK):
+            q = q0 + lane
+            ln = tl.where(head == 1, hlen - 1, tl.minimum(tl.maximum(real - 2 * q, 0), 2) * 32)
+            _sponge(nodes8, tl.where(head == 1, 32 * (root + 1) + 1, 32 * (first + 2 * q)), ln,
+                    nodes8, 32 * root + q * 0, tl.where(head == 1, 32, 0), 1 + head,
+                    tl.where(head == 1, hlen - 1 + 32, 64), NODES,
+                    tl.where(head == 1, root + 2, first + n_in + q), q < count, RC)
+        first += n_in
+        real = n_in // 2
+        n_in = n_in // 2
+    tl.debug_barrier()
+    w = tl.load(NODES + 4 * (root + 2) + lane, mask=lane < 4)
+    tl.store(ROOTS + 4 * t + lane, w, mask=lane < 4)
 
 
 def _pad16(n: int) -> int:
@@ -268,3 +351,33 @@ def tensor_roots(data: torch.Tensor, headers: torch.Tensor, plan: RootsPlan,
         else:
             _launch(data if src == "data" else nodes.view(-1), data, table, c0, cnt, nodes, tag)
     return roots
+
+
+def slot_layout(max_nbytes: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Fixed chunk slots and tree regions for tensors of at most `max_nbytes` bytes each (the
+    graph kernels): (slots [S, 2] int32 of (tensor, chunk), each tensor's first node, the
+    node count). A tensor of c chunks at most gets c slots and 2 P + 1 nodes, P = the power
+    of two ≥ c: its tree, its header bytes and its C4 digest (tree_kernel)."""
+    mx = np.asarray(max_nbytes, dtype=np.int64)
+    c = np.maximum(1, -(-mx // 1024))
+    p = np.left_shift(1, np.ceil(np.log2(c)).astype(np.int64))
+    base = np.cumsum(2 * p + 1) - (2 * p + 1)
+    t = np.repeat(np.arange(len(c)), c)
+    k = np.arange(len(t)) - np.repeat(np.cumsum(c) - c, c)
+    return np.stack([t, k], axis=1).astype(np.int32), base, int((2 * p + 1).sum())
+
+
+def graph_roots(data: torch.Tensor, tens: torch.Tensor, slots: torch.Tensor,
+                nodes: torch.Tensor, roots: torch.Tensor) -> None:
+    """C4 roots of the tensors of `tens` (int32 rows T_OFF… with up to 6 dims; sizes at most
+    those `slots` was laid out for) in `data`, into `roots` [n, 32] uint8: two launches whose
+    grids depend only on the slot and tensor counts, so a CUDA graph can replay them for
+    every decode step. `nodes` (int64 [n_nodes, 4]) is scratch."""
+    n, f = tens.shape
+    rc = _round_constants(data.device)
+    s = slots.shape[0]
+    slot_leaves_kernel[(triton.cdiv(s, BLOCK),)](data, tens, slots, nodes, rc, s, F=f,
+                                                 BLOCK=BLOCK)
+    if f > T_DIMS + 6:
+        raise ValueError("graph_roots: a header of more than 6 dims does not fit a node")
+    tree_kernel[(n,)](tens, nodes, roots.view(torch.int64), rc, F=f, BLOCK=32, num_warps=1)

@@ -201,3 +201,40 @@ def test_device_tensor_roots_equal_the_c_roots(gpu_interp, sizes):
                        plan.table).numpy()
     want = commit.tensor_roots_at([buf.ctypes.data + int(o) for o in offs], sizes.tolist(), heads)
     assert [bytes(r) for r in got] == want
+
+
+def test_graph_roots_kernels_equal_the_c_roots(gpu_interp):
+    """The CUDA-graph pair (slot_leaves_kernel, tree_kernel): tensors laid out for larger
+    sizes than they have now (unused slots and stale nodes in their regions must not count),
+    headers built in the kernel from the dims, against the C keccak's roots; then the same
+    buffers again at other sizes, as a graph replays them step after step."""
+    import numpy as np
+
+    from repops import commit
+    from repops.gpu.keccak import graph_roots, slot_layout
+
+    rng = np.random.default_rng(4)
+    maxd = 6
+    shapes_max = [(4,), (9, 300), (2, 1, 1100), (1,), (7, 1024), (3000,), (2, 2, 2, 2, 2, 300)]
+    slots, base, n_nodes = slot_layout(np.array([4 * int(np.prod(s)) for s in shapes_max]))
+    nodes = torch.zeros((n_nodes, 4), dtype=torch.int64)
+    nodes.view(torch.uint8).copy_(torch.from_numpy(
+        rng.integers(0, 256, (n_nodes, 32), dtype=np.uint8)))  # stale nodes of "earlier steps"
+    for shapes in ([(4,), (9, 300), (2, 1, 1100), (1,), (7, 1024), (3000,), (2, 2, 2, 2, 2, 300)],
+                   [(2,), (1, 300), (2, 1, 3), (1,), (5, 1024), (257,), (2, 2, 2, 2, 2, 1)],
+                   [(0,), (9, 257), (2, 1, 256), (1,), (1, 1), (1024,), (1, 1, 1, 1, 1, 1)]):
+        nbytes = np.array([4 * int(np.prod(s)) for s in shapes])
+        offs = np.cumsum(nbytes + 12) - nbytes - 12
+        buf = rng.integers(0, 256, int(offs[-1] + nbytes[-1] + 8), dtype=np.uint8)
+        tens = np.zeros((len(shapes), 5 + maxd), dtype=np.int32)
+        tens[:, 0], tens[:, 1], tens[:, 2] = offs, nbytes, base
+        tens[:, 3] = commit.DTYPE_CODES["float32"]
+        tens[:, 4] = [len(s) for s in shapes]
+        for i, s in enumerate(shapes):
+            tens[i, 5:5 + len(s)] = s
+        roots = torch.empty((len(shapes), 32), dtype=torch.uint8)
+        graph_roots(torch.from_numpy(buf), torch.from_numpy(tens), torch.from_numpy(slots),
+                    nodes, roots)
+        want = commit.tensor_roots_at([buf.ctypes.data + int(o) for o in offs], nbytes.tolist(),
+                                      [commit.header("float32", s) for s in shapes])
+        assert [bytes(r) for r in roots.numpy()] == want, shapes
