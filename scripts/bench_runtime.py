@@ -85,6 +85,12 @@ def bench_trace(model, dev: str, toks: list[int], n_new: int, reps: int = 3) -> 
     with torch.no_grad():  # warm-up (Triton JIT, caches)
         ex.run_step(0, toks[:8])
         ex.run_step(1, toks[:8])
+        # and the trace's: on CUDA its roots kernels compile and their graphs are captured
+        # at the first graph steps (node/ree/step_plan_cuda.py `_RootsGraphs`)
+        warm = TraceRecorder(model.program, toks[:8])
+        for s in range(6):
+            warm.add_step(ex.run_step(s, toks[:8]))
+        warm.close()
     runs_x, runs_t, hashed = [], [], 0.0
     for _ in range(reps):
         runs_x.append(_trace_pass(ex, dev, toks, n_new, None))

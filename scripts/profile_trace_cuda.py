@@ -11,6 +11,7 @@ import argparse
 import collections
 import cProfile
 import pstats
+import statistics
 import sys
 import threading
 import time
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"root {1e3 * (t3 - t2):.1f} ms")
             for (name, th), v in sorted(acc.items()):
                 print(f"   {name:22s} {th:10s} calls {len(v):5d}  total/step "
-                      f"{1e3 * sum(v) / n:7.3f} ms  max {1e3 * max(v):7.3f} ms")
+                      f"{1e3 * sum(v) / n:7.3f} ms  median {1e3 * statistics.median(v):7.3f} ms"
+                      f"  max {1e3 * max(v):7.3f} ms")
             pstats.Stats(prof).sort_stats("tottime").print_stats(14)
     return 0
 
