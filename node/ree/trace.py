@@ -31,6 +31,7 @@ from node.ree.step_plan import StepOutputs
 from referee.layout import TraceProgram
 from repops.commit import (
     CHUNK_BYTES,
+    TraceRootAccumulator,
     canonical_bytes,
     header,
     header_arrays,
@@ -38,7 +39,6 @@ from repops.commit import (
     tensor_roots_at,
     tensor_roots_raw,
     trace_leaves,
-    trace_root_raw,
 )
 
 NP_DTYPES = {"float32": np.float32, "int32": np.int32, "int64": np.int64, "uint8": np.uint8}
@@ -86,6 +86,7 @@ class TraceRecorder:
         self.job_tokens = list(job_tokens)
         self.op_hashes = program.op_hashes()
         self._roots: list[bytes] = []
+        self._c5 = TraceRootAccumulator(self.op_hashes)  # fed as roots arrive (`_add_roots`)
         self._bytes_kept = 0
         self._index: list[list[Any]] = []
         self._keep = Path(keep) if keep is not None else None
@@ -167,7 +168,7 @@ class TraceRecorder:
         t0 = time.perf_counter()
         _wait_copies(leaves)
         roots = self._leaf_roots(leaves)
-        self._roots.extend(roots[i] for i in slots)
+        self._add_roots([roots[i] for i in slots])
         if self._f is not None:
             for i in slots:
                 a = _leaf_array(leaves[i])
@@ -190,7 +191,7 @@ class TraceRecorder:
         t0 = time.perf_counter()
         ptrs, sizes, hdrs, slots = arrays
         roots = tensor_roots_at(ptrs, sizes, hdrs, 1)  # one thread: see `_leaf_roots`
-        self._roots.extend(roots[i] for i in slots)
+        self._add_roots([roots[i] for i in slots])
         self.hash_seconds += time.perf_counter() - t0
 
     def _host_arrays(self, outs: Sequence[torch.Tensor | np.ndarray]
@@ -228,8 +229,14 @@ class TraceRecorder:
         order."""
         t0 = time.perf_counter()
         step.help()
-        self._roots.extend(step.roots())
+        self._add_roots(step.roots())
         self.hash_seconds += time.perf_counter() - t0
+
+    def _add_roots(self, roots: list[bytes]) -> None:
+        """A step's roots, in leaf order: kept, and their C5 leaves and complete subtrees
+        hashed now, on the hashing thread, rather than all at `root()` after the last step."""
+        self._roots.extend(roots)
+        self._c5.extend(b"".join(roots))
 
     def _leaf_roots(self, leaves: list[_Leaf], threads: int | None = None) -> list[bytes]:
         """C4 roots of a step's distinct tensors. Those whose memory is their C1 bytes go in
@@ -329,13 +336,10 @@ class TraceRecorder:
         return trace_leaves([self.op_hashes[i % p] for i in range(len(roots))], roots)
 
     def root(self) -> bytes:
-        """C5: Merkle root over the leaves (C3), in one C call on the joined roots: a
-        SmolLM2 run of 33 steps has ~184,000 leaves, and one Python object per leaf (and
-        per op hash) cost ~0.1 s."""
-        roots = self.roots
-        n, p = len(roots), self.program.n_ops
-        ops = b"".join(self.op_hashes)
-        return trace_root_raw(ops * (n // p) + ops[:32 * (n % p)], b"".join(roots))
+        """C5: Merkle root over the leaves (C3), from what `_add_roots` hashed as the steps
+        came (repops.commit.TraceRootAccumulator)."""
+        self.flush()
+        return self._c5.root()
 
     def close(self, ok: bool = True) -> Path | None:
         """Finish the kept files (renamed in only when `ok`); returns the index path."""

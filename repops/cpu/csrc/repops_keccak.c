@@ -606,17 +606,19 @@ void repops_tensor_data_root(const uint8_t* data, int64_t len, uint8_t out[32]) 
 /* Commitments C5 leaves: keccak256(0x03 ‖ uint32 i (big-endian) ‖ op_hash ‖ output_root).
  * op_hashes and roots are n × 32 each; the 68-byte records after the tag are assembled first so
  * each leaf is one message. */
-void repops_trace_leaves(const uint8_t* op_hashes, const uint8_t* roots, int64_t n, uint8_t* out,
-                         int threads) {
+/* Commitments C5 leaves first .. first + n - 1 (op hash and output root i - first). */
+void repops_trace_leaves_at(int64_t first, const uint8_t* op_hashes, const uint8_t* roots,
+                            int64_t n, uint8_t* out, int threads) {
     if (n <= 0) return;
     uint8_t* recs = malloc((size_t)(68 * n));
     kmsg* ms = malloc((size_t)n * sizeof *ms);
     for (int64_t i = 0; i < n; i++) {
         uint8_t* rec = recs + 68 * i;
-        rec[0] = (uint8_t)(i >> 24);
-        rec[1] = (uint8_t)(i >> 16);
-        rec[2] = (uint8_t)(i >> 8);
-        rec[3] = (uint8_t)i;
+        int64_t at = first + i;
+        rec[0] = (uint8_t)(at >> 24);
+        rec[1] = (uint8_t)(at >> 16);
+        rec[2] = (uint8_t)(at >> 8);
+        rec[3] = (uint8_t)at;
         memcpy(rec + 4, op_hashes + 32 * i, 32);
         memcpy(rec + 36, roots + 32 * i, 32);
         ms[i] = (kmsg){rec, 68, out + 32 * i, 0x03};
@@ -624,6 +626,11 @@ void repops_trace_leaves(const uint8_t* op_hashes, const uint8_t* roots, int64_t
     hash_msgs(ms, n, threads);
     free(ms);
     free(recs);
+}
+
+void repops_trace_leaves(const uint8_t* op_hashes, const uint8_t* roots, int64_t n, uint8_t* out,
+                         int threads) {
+    repops_trace_leaves_at(0, op_hashes, roots, n, out, threads);
 }
 
 /* Commitments C5: trace root over n ≥ 1 leaves (C3 tree of the C5 leaves). */
