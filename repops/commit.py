@@ -66,16 +66,6 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn = getattr(lib, name)
         fn.argtypes = args
         fn.restype = None
-    lib.repops_roots_tables.argtypes = [I64, P, P, P, I64, P, I64, P, P, P]  # gpu/keccak.py
-    lib.repops_roots_tables.restype = I64
-
-
-def native() -> ctypes.CDLL:
-    """The C library, for callers with no pycryptodome path (repops/gpu/keccak.py's tables)."""
-    lib = _native()
-    if lib is None:
-        raise RuntimeError(f"the native keccak library is unavailable: {_lib_error or _backend}")
-    return lib
 
 
 def _native() -> ctypes.CDLL | None:

@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     timed(trace._DeviceStep, "__init__")
     timed(trace._DeviceStep, "help")
-    timed(keccak, "roots_plan")
-    timed(keccak, "tensor_roots")
+    timed(keccak, "device_roots")
     orig_sync = torch.cuda.Event.synchronize
 
     def sync(self):  # noqa: ANN001, ANN202

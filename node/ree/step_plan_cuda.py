@@ -531,6 +531,14 @@ class _NoGraph(Exception):
     and token: graphs are given up, steps run eagerly."""
 
 
+def arena_rows(plan: sp.StepPlan, ops: np.ndarray, dims: np.ndarray, nbytes: np.ndarray,
+               offs: np.ndarray) -> np.ndarray:
+    """repops/gpu/keccak.py's per-tensor rows of the plan ops `ops` of an arena laid out by
+    `dims`, `nbytes`, `offs` (all ops' rows of StepPlan.layout)."""
+    return keccak.tensor_rows(offs[ops], nbytes[ops], plan._dcode[ops], plan._ndim[ops],
+                              np.where(plan._live[ops], dims[ops, 1:], 0))
+
+
 class _RootsGraphs:
     """The trace's C4 roots of a graph step's arena as a CUDA graph per arena
     (repops/gpu/keccak.py: `slot_leaves_kernel`, `tree_kernel`), so that committing a step
@@ -569,12 +577,7 @@ class _RootsGraphs:
     @staticmethod
     def _rows(sp_: CudaStepPlan, past: int) -> np.ndarray:
         dims, nbytes, offs = sp_.layout(past)
-        plan = sp_.plan
-        r = np.zeros((plan.tail, keccak.T_DIMS + sp.MAXD), dtype=np.int64)
-        r[:, keccak.T_OFF], r[:, keccak.T_NBYTES] = offs, nbytes
-        r[:, keccak.T_DCODE], r[:, keccak.T_NDIM] = plan._dcode, plan._ndim
-        r[:, keccak.T_DIMS:] = np.where(plan._live, dims[:, 1:], 0)
-        return r
+        return arena_rows(sp_.plan, np.arange(sp_.plan.tail), dims, nbytes, offs)
 
     def run(self, k: int, past: int) -> torch.Tensor:
         if self.copied is not None:
@@ -708,7 +711,7 @@ class _Graphs:
         alias = np.full(sp_.tail, -1, dtype=np.int64)
         out = sp.StepOutputs(sp_.plan, arena, offs, nbytes, dims, alias)
         if self.roots_error is None:
-            out.device_roots = lambda: self.roots(k, past)
+            out.roots_graph = lambda: self.roots(k, past)
         return out
 
     def roots(self, k: int, past: int) -> torch.Tensor | None:

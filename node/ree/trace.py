@@ -500,8 +500,8 @@ class _PartsStep:
 class _DeviceStep:
     """One step of a device arena (node/ree/step_plan_cuda.py) whose C4 roots are computed on
     the device (repops/gpu/keccak.py), queued on the executor's stream right after the step:
-    by the step's roots graph (`device_roots`, a graph step: two launches replayed) or else
-    launch by launch over tables built here (a level per launch). 32 bytes a tensor cross to
+    by the step's roots graph (`roots_graph`, a graph step: two launches replayed) or else
+    by the same two kernels launched for this step's sizes. 32 bytes a tensor cross to
     the host instead of the ~23 MB of leaf bytes a SmolLM2 token, whose host hashing took
     longer than the step itself on an H200 (notes-runtime-perf.md). The host-side SAMPLE
     tail's tensors are hashed on the host by whichever thread calls `help` first."""
@@ -509,24 +509,15 @@ class _DeviceStep:
     def __init__(self, rec: TraceRecorder, outs: StepOutputs, uniq: np.ndarray,
                  slot: np.ndarray, tail: list) -> None:
         rec._appends = {}  # no KV-cache leaf reuse here (`known_leaves`): not worth it
-        graph = getattr(outs, "device_roots", None)
+        graph = getattr(outs, "roots_graph", None)
         roots_d = graph() if graph is not None and len(uniq) == len(outs.alias) else None
-        if roots_d is not None:  # a graph step: its roots by a graph replay
-            self._keep: tuple = (outs, roots_d)
-        else:
-            from repops.gpu.keccak import roots_plan, tensor_roots
+        if roots_d is None:  # an eager step: the same kernels, laid out for this step's sizes
+            from node.ree.step_plan_cuda import arena_rows
+            from repops.gpu.keccak import device_roots
 
-            _, nbytes, hdr, hlen = outs.leaf_arrays()
-            plan = roots_plan(outs.offs[uniq], nbytes[uniq], hlen[uniq], hdr.shape[1],
-                              pin=True)
-            rows = hdr[uniq]
-            heads = torch.empty(rows.size, dtype=torch.uint8, pin_memory=True)
-            heads.numpy().reshape(rows.shape)[:] = rows
-            dev = outs.arena.device
-            table_d = plan.table.to(dev, non_blocking=True)
-            heads_d = heads.to(dev, non_blocking=True)
-            roots_d = tensor_roots(outs.arena, heads_d, plan, table_d)
-            self._keep = (outs, plan.table, heads, table_d, heads_d, roots_d)
+            roots_d = device_roots(outs.arena, arena_rows(outs.plan, uniq, outs.dims,
+                                                          outs.nbytes, outs.offs))
+        self._keep = (outs, roots_d)
         self._host = torch.empty(tuple(roots_d.shape), dtype=torch.uint8, pin_memory=True)
         self._host.copy_(roots_d, non_blocking=True)
         self._ready = torch.cuda.Event()

@@ -12,15 +12,10 @@ a GPU. One lane hashes one chunk: the Keccak-f[1600] state is 25 uint64 register
 
 from __future__ import annotations
 
-import ctypes
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import triton
 import triton.language as tl
-
-from repops import commit
 
 RATE = 136  # keccak256's rate in bytes (FIPS 202: 1600 - 2·256 bits)
 BLOCK = 128  # chunks per program: one per thread of 4 warps
@@ -175,21 +170,6 @@ def _sponge(DATA, start, ln, DATA2, start2, ln2, tag, end, OUT, dst, m, RC):
         tl.store(OUT + 4 * dst + 3, a3.to(tl.int64, bitcast=True), mask=done)
 
 
-@triton.jit(do_not_specialize=["n", "tag"])
-def keccak_kernel(DATA, DATA2, START, LEN, START2, LEN2, DST, RC, OUT, n, tag,
-                  BLOCK: tl.constexpr):
-    """Digest i = keccak256(tag ‖ DATA[START[i] : +LEN[i]] ‖ DATA2[START2[i] : +LEN2[i]]) at
-    32-byte slot DST[i] of OUT. `n` and `tag` are not specialised on: one compiled kernel
-    serves every level of every step."""
-    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = i < n
-    ln = tl.load(LEN + i, mask=m, other=0)
-    ln2 = tl.load(LEN2 + i, mask=m, other=0)
-    _sponge(DATA, tl.load(START + i, mask=m, other=0), ln, DATA2,
-            tl.load(START2 + i, mask=m, other=0), ln2, tag, ln + ln2, OUT,
-            tl.load(DST + i, mask=m, other=0), m, RC)
-
-
 # Per-tensor rows of the graph kernels below (int32): byte offset, byte size, first node of its
 # tree's region, dtype code, ndim, dims (MAXD of them, unused ones 0).
 T_OFF, T_NBYTES, T_BASE, T_DCODE, T_NDIM, T_DIMS = 0, 1, 2, 3, 4, 5
@@ -266,58 +246,6 @@ def tree_kernel(TENS, NODES, ROOTS, RC, F: tl.constexpr, BLOCK: tl.constexpr):
     tl.store(ROOTS + 4 * t + lane, w, mask=lane < 4)
 
 
-def _pad16(n: int) -> int:
-    return -(-n // 16) * 16
-
-
-@dataclass
-class RootsPlan:
-    """Every keccak message of the C4 roots of tensors in one buffer (docs/commitments.md C2
-    leaves, C3 nodes level by level, C4 header ‖ data root), as index tables in one int32
-    tensor `table` [5, R] (rows: start, length, second start, second length, destination
-    slot), so that one host→device copy carries a step's tables. `levels` lists each kernel
-    launch: (first column, messages, tag, what the first piece reads: "data", "nodes",
-    "headers"). Trees are laid out as repops_keccak.c lays them: tensor i's padded leaves,
-    then each level, root last, from node `base[i]` of one node buffer."""
-
-    table: torch.Tensor
-    levels: list[tuple[int, int, int, str]]
-    n_nodes: int
-    n: int
-
-
-_LIMIT = 2**31 - 1  # the tables are int32
-
-
-def roots_plan(offs: np.ndarray, nbytes: np.ndarray, hlen: np.ndarray, hwidth: int,
-               pin: bool = False) -> RootsPlan:
-    """Tables for the C4 roots of n tensors at byte `offs` of a buffer, `nbytes` long, whose
-    headers are rows of `hwidth` bytes (row i: 0x02 ‖ dtype ‖ ndim ‖ dims, `hlen[i]` used),
-    written by repops_roots_tables (repops_keccak.c) straight into a (`pin`: pinned) host
-    tensor. A C loop: the NumPy version cost ~2.5 ms a SmolLM2 step on the executor's
-    thread."""
-    lib = commit.native()
-    n = len(offs)
-    o, b, h = (np.ascontiguousarray(a, dtype=np.int64) for a in (offs, nbytes, hlen))
-    if not len(b) == len(h) == n:
-        raise ValueError("roots_plan: one size and one header length per offset")
-    if n and (int((o + b).max()) > _LIMIT or n * hwidth > _LIMIT):
-        raise ValueError("roots_plan: buffers over 2 GiB need int64 tables")
-    nl, nn = ctypes.c_int64(), ctypes.c_int64()
-    cols = lib.repops_roots_tables(n, o.ctypes.data, b.ctypes.data, h.ctypes.data, hwidth,
-                                   None, 0, None, ctypes.byref(nl), ctypes.byref(nn))
-    if 32 * nn.value > _LIMIT:
-        raise ValueError("roots_plan: node buffer over 2 GiB needs int64 tables")
-    table = torch.empty((5, max(cols, 16)), dtype=torch.int32, pin_memory=pin)
-    lv = np.empty((nl.value, 4), dtype=np.int64)
-    lib.repops_roots_tables(n, o.ctypes.data, b.ctypes.data, h.ctypes.data, hwidth,
-                            table.data_ptr(), table.shape[1], lv.ctypes.data,
-                            ctypes.byref(nl), ctypes.byref(nn))
-    levels = [(c0, cnt, tag, ("data", "nodes", "headers")[src])
-              for c0, cnt, tag, src in lv.tolist()]
-    return RootsPlan(table, levels, nn.value, n)
-
-
 _RC: dict[torch.device, torch.Tensor] = {}
 
 
@@ -327,30 +255,6 @@ def _round_constants(dev: torch.device) -> torch.Tensor:
         rc = _RC[dev] = torch.tensor(np.array(ROUND_CONSTANTS, dtype=np.uint64).view(np.int64),
                                      device=dev)
     return rc
-
-
-def _launch(data: torch.Tensor, data2: torch.Tensor, table: torch.Tensor, c0: int, cnt: int,
-            out: torch.Tensor, tag: int) -> None:
-    if cnt:
-        t = table[:, c0:]
-        keccak_kernel[(triton.cdiv(cnt, BLOCK),)](data, data2, t[0], t[1], t[2], t[3], t[4],
-                                                  _round_constants(data.device),
-                                                  out.view(torch.int64), cnt, tag, BLOCK=BLOCK)
-
-
-def tensor_roots(data: torch.Tensor, headers: torch.Tensor, plan: RootsPlan,
-                 table: torch.Tensor) -> torch.Tensor:
-    """C4 roots ([n, 32] uint8, on data's device) of the tensors of `plan` in `data` (1-D
-    uint8), `headers` their header rows flattened (uint8), `table` = plan.table on the
-    device (int32); launched on the current stream, one launch per level."""
-    nodes = torch.zeros((max(1, plan.n_nodes), 32), dtype=torch.uint8, device=data.device)
-    roots = torch.empty((plan.n, 32), dtype=torch.uint8, device=data.device)
-    for c0, cnt, tag, src in plan.levels:
-        if src == "headers":
-            _launch(headers, nodes.view(-1), table, c0, cnt, roots, tag)
-        else:
-            _launch(data if src == "data" else nodes.view(-1), data, table, c0, cnt, nodes, tag)
-    return roots
 
 
 def slot_layout(max_nbytes: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -381,3 +285,39 @@ def graph_roots(data: torch.Tensor, tens: torch.Tensor, slots: torch.Tensor,
     if f > T_DIMS + 6:
         raise ValueError("graph_roots: a header of more than 6 dims does not fit a node")
     tree_kernel[(n,)](tens, nodes, roots.view(torch.int64), rc, F=f, BLOCK=32, num_warps=1)
+
+
+def tensor_rows(offs: np.ndarray, nbytes: np.ndarray, dcode: np.ndarray, ndim: np.ndarray,
+                dims: np.ndarray) -> np.ndarray:
+    """The graph kernels' rows (int64 here; int32 on the device) of tensors at byte `offs` of
+    a buffer: sizes, dtype codes, ndims and dims ([n, ≤ 6], unused ones 0); T_BASE is left 0
+    for `slot_layout`'s regions."""
+    n = len(offs)
+    if dims.shape[1] > 6:
+        raise ValueError("tensor_rows: a header of more than 6 dims does not fit a node")
+    r = np.zeros((n, T_DIMS + 6), dtype=np.int64)
+    r[:, T_OFF], r[:, T_NBYTES], r[:, T_DCODE], r[:, T_NDIM] = offs, nbytes, dcode, ndim
+    r[:, T_DIMS:T_DIMS + dims.shape[1]] = dims
+    return r
+
+
+def _to(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """`t` on `dev`, through pinned memory (an asynchronous copy) when that is a GPU."""
+    return t.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else t.to(dev)
+
+
+def device_roots(data: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+    """C4 roots ([n, 32] uint8 on data's device, queued on the current stream) of the tensors
+    of `rows` (`tensor_rows`) in `data`, by the graph kernels launched once with slots and
+    regions laid out for these sizes: for steps that are not replayed as a graph."""
+    if len(rows) and int((rows[:, T_OFF] + rows[:, T_NBYTES]).max()) >= 2**31:
+        raise ValueError("device_roots: a buffer over 2 GiB (the rows are int32)")
+    slots, base, n_nodes = slot_layout(rows[:, T_NBYTES])
+    r = rows.copy()
+    r[:, T_BASE] = base
+    dev = data.device
+    tens, slots_d = (_to(torch.from_numpy(a), dev) for a in (r.astype(np.int32), slots))
+    nodes = torch.empty((max(1, n_nodes), 4), dtype=torch.int64, device=dev)
+    out = torch.empty((len(rows), 32), dtype=torch.uint8, device=dev)
+    graph_roots(data, tens, slots_d, nodes, out)
+    return out

@@ -177,29 +177,28 @@ def test_errors_name_op_and_shapes(gpu_interp):
 
 @pytest.mark.parametrize("sizes", [[4, 1024, 2048 + 8, 3 * 1024, 5 * 1024 - 4, 8 * 1024 + 12,
                                     36, 9 * 1024], [0, 1, 135, 136, 137, 1023, 271, 272, 8]])
-def test_device_tensor_roots_equal_the_c_roots(gpu_interp, sizes):
+def test_device_roots_equal_the_c_roots(gpu_interp, sizes):
     """Commitments C4 from the Triton keccak (C2 leaves, every C3 level, header ‖ root) over
     tensors of 1, 2, 3, 5 and 9 chunks and every padding case (empty, the 135/136 rate edges,
     short chunks) at unaligned offsets of one buffer, against the C keccak's roots."""
     import numpy as np
 
     from repops import commit
-    from repops.gpu.keccak import roots_plan, tensor_roots
+    from repops.gpu.keccak import device_roots, tensor_rows
 
     rng = np.random.default_rng(9)
     sizes = np.array(sizes)
     offs = np.cumsum(sizes + 3) - sizes - 3
     buf = rng.integers(0, 256, int(offs[-1] + sizes[-1]), dtype=np.uint8)
-    heads = [commit.header("uint8", (int(s),)) if i % 2 else
-             commit.header("uint8", (1, 1, int(s))) for i, s in enumerate(sizes)]
-    width = max(map(len, heads))
-    hdr = np.zeros((len(sizes), width), dtype=np.uint8)
-    for i, h in enumerate(heads):
-        hdr[i, :len(h)] = np.frombuffer(h, dtype=np.uint8)
-    plan = roots_plan(offs, sizes, np.array(list(map(len, heads))), width)
-    got = tensor_roots(torch.from_numpy(buf), torch.from_numpy(hdr.reshape(-1)), plan,
-                       plan.table).numpy()
-    want = commit.tensor_roots_at([buf.ctypes.data + int(o) for o in offs], sizes.tolist(), heads)
+    shapes = [(int(s),) if i % 2 else (1, 1, int(s)) for i, s in enumerate(sizes)]
+    dims = np.zeros((len(sizes), 3), dtype=np.int64)
+    for i, sh in enumerate(shapes):
+        dims[i, :len(sh)] = sh
+    rows = tensor_rows(offs, sizes, np.full(len(sizes), commit.DTYPE_CODES["uint8"]),
+                       np.array([len(sh) for sh in shapes]), dims)
+    got = device_roots(torch.from_numpy(buf), rows).numpy()
+    want = commit.tensor_roots_at([buf.ctypes.data + int(o) for o in offs], sizes.tolist(),
+                                  [commit.header("uint8", sh) for sh in shapes])
     assert [bytes(r) for r in got] == want
 
 
