@@ -15,7 +15,7 @@ from node.models import ModelError  # noqa: E402
 from node.ree.fastexec import FastExecutor  # noqa: E402
 from node.ree.model import ModelLoadError, load_model  # noqa: E402
 from node.ree.step_plan import K_CONCAT  # noqa: E402
-from node.ree.step_plan_cuda import CudaStepPlan  # noqa: E402
+from node.ree.step_plan_cuda import CudaStepPlan, arena_rows  # noqa: E402
 from referee.layout import Symbols  # noqa: E402
 
 PROMPT = [1, 9690, 198, 2683, 359, 253, 5356, 5646]
@@ -49,7 +49,26 @@ def main() -> int:
         print("differ:", [(j, m.program.ops[j].name) for j in bad[:20]])
         return 1
     print(f"{len(plan.records)} records equal ({last} ops)")
-    return check_argfold(cpu) or check_qchain_dot()
+    return check_device_roots(got, last) or check_argfold(cpu) or check_qchain_dot()
+
+
+def check_device_roots(got, last: int) -> int:  # noqa: ANN001 - a StepOutputs
+    """The trace's device roots of a plan arena (node/ree/trace.py `_DeviceStep`'s eager
+    path: `arena_rows` + `device_roots`) on 40 ops of every kind, against the C keccak's
+    roots of the same tensors: headers from the plan's dtype codes, ndims and dims."""
+    from repops.commit import tensor_roots
+    from repops.gpu.keccak import device_roots
+
+    ops = np.unique(np.linspace(0, last - 1, 40).astype(np.int64))
+    rows = arena_rows(got.plan, ops, got.dims, got.nbytes, got.offs)
+    have = [bytes(r) for r in device_roots(got.arena, rows).numpy()]
+    want = tensor_roots([got[int(j)].numpy() for j in ops])
+    if have != want:
+        print("device roots differ at ops", [int(j) for j, a, b in zip(ops, have, want,
+                                                                      strict=True) if a != b])
+        return 1
+    print(f"device roots of {len(ops)} ops equal")
+    return 0
 
 
 def check_argfold(cpu: FastExecutor) -> int:
