@@ -1,13 +1,16 @@
-"""Commitments C2 + C3 chunk leaves on the GPU: keccak256(0x00 ‖ chunk) for many 1 KiB chunks
-of one device buffer (docs/commitments.md C2, C3), so that a step's ~23 MB of leaf bytes stay on
-the device and only their 32-byte leaves (~0.7 MB) cross to the host, where the C3 trees and C4
-roots are built from them (`repops.commit.tensor_roots_raw` with every leaf known).
+"""Commitments C2-C4 on the GPU (docs/commitments.md; ADR 0006): the C4 root of every
+tensor of one device buffer (a decode step's arena) — its 1 KiB chunk leaves, its C3 tree
+level by level, keccak256(header ‖ root) — so that 32 bytes a tensor cross to the host instead
+of a SmolLM2 step's ~23 MB of leaf bytes.
 
-Why a kernel: with the decode step on the GPU at ~10 ms, copying 23 MB a token to the host and
-hashing it there took longer than the step (29 % trace overhead, docs/reports/
-notes-runtime-perf.md). Keccak is integer arithmetic, so the kernel's digests are the same bits
-as the C and Python ones by construction; tests compare them under the interpreter (CI) and on
-a GPU. One lane hashes one chunk: the Keccak-f[1600] state is 25 uint64 registers (FIPS 202).
+Why a kernel: with the decode step on an H200 at ~10-13 ms, copying 23 MB a token to the host
+and hashing it there took longer than the step (29 % trace overhead, docs/reports/
+notes-runtime-perf.md). Keccak is integer arithmetic, so the kernel's digests are the C and
+Python ones' bits by construction; tests compare them under the interpreter (CI) and on a GPU.
+One lane hashes one message: the Keccak-f[1600] state is 25 uint64 registers (FIPS 202).
+`slot_leaves_kernel` and `tree_kernel` have grids that do not depend on the tensors' sizes, so
+node/ree/step_plan_cuda.py captures them in a CUDA graph per arena; `device_roots` launches
+them once for other steps.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import torch
 import triton
 import triton.language as tl
 
-RATE = 136  # keccak256's rate in bytes (FIPS 202: 1600 - 2·256 bits)
 BLOCK = 128  # chunks per program: one per thread of 4 warps
 
 # Keccak-f[1600] round constants ι (FIPS 202 §3.2.5)
@@ -131,6 +133,7 @@ def _sponge(DATA, start, ln, DATA2, start2, ln2, tag, end, OUT, dst, m, RC):
     numbers of blocks: each stores its digest after its own last block (the state of a lane
     past it is never read again)."""
     t = (tag + tl.zeros_like(ln)).to(tl.uint64)
+    # 136: keccak256's rate in bytes (FIPS 202: 1600 - 2·256 bits)
     nb = (end + 1) // 136 + 1  # tag + message + at least one padding byte
     last = 136 * nb - 1
     nbmax = tl.max(tl.where(m, nb, 0), axis=0)
