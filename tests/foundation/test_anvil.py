@@ -56,5 +56,7 @@ def test_sigint_cleans_up(tmp_path):
     pid = int(p.stdout.readline())
     assert _alive(pid)
     p.send_signal(signal.SIGINT)
-    p.wait(timeout=20)
+    # what matters is that anvil is gone, not how fast: cleanup takes ~1 s, but one CI run on
+    # the shared 2-core machine needed more than 20 s (the run before and after: ~1 s)
+    p.wait(timeout=90)
     assert not _alive(pid)
