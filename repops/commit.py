@@ -402,7 +402,7 @@ class TraceRootAccumulator:
     """The C5 root of a trace whose leaves arrive in order, step by step, hashed as they come:
     the C5 leaves at once, and every complete aligned block of BLOCK leaves to its subtree root
     (C3 pads the leaf list with ZERO to a power of two, so an aligned block is a subtree of the
-    final tree, and an all-padding subtree of height h is `zero(h)`). `root()` then only
+    final tree, and an all-padding subtree of height h is `zero_subtree(h)`). `root()` then only
     finishes the last partial block and the ~log2(n / BLOCK) levels above the blocks.
 
     Why: a 33-step SmolLM2 trace has ~184,000 leaves; its root in one call at the end cost

@@ -718,7 +718,7 @@ class _Graphs:
         """The C4 roots ([tail, 32] uint8, on the device) of arena k's outputs at `past`, by
         a graph replay queued now on the current stream (the recorder calls this right after
         the step, before the next step's replay); None where the roots cannot be a graph
-        (the recorder then builds them launch by launch)."""
+        (the recorder then launches the same kernels for the step: keccak.device_roots)."""
         if self._roots is None and self.roots_error is None:
             try:
                 self._roots = _RootsGraphs(self)

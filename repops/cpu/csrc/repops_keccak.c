@@ -603,10 +603,9 @@ void repops_tensor_data_root(const uint8_t* data, int64_t len, uint8_t out[32]) 
     repops_tensor_data_root_mt(data, len, out, 1);
 }
 
-/* Commitments C5 leaves: keccak256(0x03 ‖ uint32 i (big-endian) ‖ op_hash ‖ output_root).
- * op_hashes and roots are n × 32 each; the 68-byte records after the tag are assembled first so
- * each leaf is one message. */
-/* Commitments C5 leaves first .. first + n - 1 (op hash and output root i - first). */
+/* Commitments C5 leaves first .. first + n - 1: keccak256(0x03 ‖ uint32 i (big-endian) ‖
+ * op_hash ‖ output_root), op hash and output root i - first of op_hashes and roots (n × 32
+ * each); the 68-byte records after the tag are assembled first so each leaf is one message. */
 void repops_trace_leaves_at(int64_t first, const uint8_t* op_hashes, const uint8_t* roots,
                             int64_t n, uint8_t* out, int threads) {
     if (n <= 0) return;
@@ -628,6 +627,7 @@ void repops_trace_leaves_at(int64_t first, const uint8_t* op_hashes, const uint8
     free(recs);
 }
 
+/* Commitments C5 leaves 0 .. n - 1. */
 void repops_trace_leaves(const uint8_t* op_hashes, const uint8_t* roots, int64_t n, uint8_t* out,
                          int threads) {
     repops_trace_leaves_at(0, op_hashes, roots, n, out, threads);
