@@ -149,7 +149,12 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int) 
         return exec_s, commit_s
 
     with torch.no_grad():
-        steps([Lane(list(toks[:4]), config=cfg) for _ in range(batch)], 2, None)  # warm-up
+        # warm-up, traced: on CUDA the first decode steps capture each lane's graphs (its
+        # plan and its trace roots, one per arena: two steps) and compile the kernels
+        warm = [TraceRecorder(prog, toks[:4]) for _ in range(batch)]
+        steps([Lane(list(toks[:4]), config=cfg) for _ in range(batch)], 3, warm)
+        for r in warm:
+            r.close()
         exec_s, _ = steps([Lane(list(toks), config=cfg) for _ in range(batch)], n_new + 1,
                           None)
         lanes = [Lane(list(toks), config=cfg) for _ in range(batch)]

@@ -172,8 +172,8 @@ class BatchExecutor:
             raise FastExecError(f"{e} at step {states[0].step}") from e
         self.batched_calls += fx.plan.n_linears
         self.plan_steps += 1
-        return [fx.run_tail(st, o, ln.prev, ln.feed)
-                for ln, st, o in zip(lanes, states, prefixes, strict=True)]
+        return fx.run_tails([(st, o, ln.prev, ln.feed)
+                             for ln, st, o in zip(lanes, states, prefixes, strict=True)])
 
     def _step(self, lanes: Sequence[Lane]) -> list[list[torch.Tensor]]:
         states = [ln.state() for ln in lanes]

@@ -22,7 +22,7 @@ tensor.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
 
 import numpy as np
@@ -304,6 +304,10 @@ class StepOutputs(list):
         self.alias = alias  # per op: the earlier op whose bits (and so root) it repeats, or -1
         self._base = arena.data_ptr()
         self.replaced: set[int] = set()  # plan ops whose output was set to another tensor
+        # a device step queued on another stream (a CUDA batch lane): makes the calling
+        # thread's stream wait for it; called once per stream before views are handed out
+        self.ready: Callable[[], None] | None = None
+        self._waited: set[int] = set()
 
     def __setitem__(self, i, t) -> None:  # noqa: ANN001 - list protocol
         """An output replaced after the step (tests play a cheating executor this way): the
@@ -316,12 +320,21 @@ class StepOutputs(list):
             self.replaced.add(i)
         list.__setitem__(self, i, t)
 
+    def wait_ready(self) -> None:
+        """Order the calling thread's current stream after the step (`ready`)."""
+        if self.ready is not None:
+            sid = torch.cuda.current_stream(self.arena.device).cuda_stream
+            if sid not in self._waited:
+                self._waited.add(sid)
+                self.ready()
+
     def address(self, i: int) -> int:
         return self._base + int(self.offs[i])
 
     def _view(self, i: int) -> torch.Tensor:
         t = list.__getitem__(self, i)
         if t is _SENTINEL:
+            self.wait_ready()
             nd = int(self.dims[i, 0])
             o, n = int(self.offs[i]), int(self.nbytes[i])
             t = self.arena[o:o + n].view(self.plan.dtypes[i]).view(

@@ -202,6 +202,8 @@ class CudaStepPlan:
         self.graph_error: str | None = None  # why graphs were given up (diagnostics)
         self.graph_steps = 0
         self._graph: _Graphs | None = None
+        self._lanes: list[_Graphs] = []  # batch lanes' graphs (`run_lanes`)
+        self.max_lanes = 64
         self._launches: list[_Launch] = []
         self._op = -1
         self.qchain = QCHAIN
@@ -218,10 +220,7 @@ class CudaStepPlan:
         With graphs on, the outputs live in one of two arenas that alternate: they stay valid
         until the step after next (the recorder's copy is queued before that)."""
         del nthreads
-        if sym.seq != 1:
-            raise sp.PlanError("the step plan runs decode steps (seq = 1) only")
-        if not 0 <= token < 2**31:
-            raise sp.PlanError(f"token {token} is not a token id")
+        self._check(sym, token)
         if self.graphs:
             try:
                 if self._graph is None:
@@ -231,6 +230,17 @@ class CudaStepPlan:
                 return out
             except _NoGraph as e:  # shapes the graph cannot cover: run eagerly from now on
                 self.graphs, self.graph_error, self._graph = False, str(e), None
+        return self._eager(sym, prev, token)
+
+    @staticmethod
+    def _check(sym: Symbols, token: int) -> None:
+        if sym.seq != 1:
+            raise sp.PlanError("the step plan runs decode steps (seq = 1) only")
+        if not 0 <= token < 2**31:
+            raise sp.PlanError(f"token {token} is not a token id")
+
+    def _eager(self, sym: Symbols, prev: Sequence[torch.Tensor | None], token: int
+               ) -> sp.StepOutputs:
         dims, nbytes, offs = self.layout(sym.past)
         arena = torch.empty(int(offs[-1] + nbytes[-1]) if self.tail else 0, dtype=torch.uint8,
                             device=self.device)
@@ -241,12 +251,77 @@ class CudaStepPlan:
 
     def run_lanes(self, steps: Sequence[tuple[Symbols, Sequence[torch.Tensor | None], int]],
                   nthreads: int = 1) -> list[sp.StepOutputs]:
-        """Several jobs' decode steps, one after another (the same bits as each alone)."""
-        saved, self.graphs = self.graphs, False
-        try:
-            return [self.run(sym, prev, token) for sym, prev, token in steps]
-        finally:
-            self.graphs = saved
+        """Several jobs' decode steps (the same bits as each alone: a job's launches and
+        table are those of its one-job graph). With graphs on, each job takes a lane of
+        `_Graphs` (its own arenas, graphs and stream), so the jobs' replays run side by
+        side: one job's launches fill a few dozen SMs at most. A job that cannot have a
+        lane (memory, shapes) runs eagerly on the caller's stream."""
+        del nthreads
+        for sym, _prev, token in steps:
+            self._check(sym, token)
+        lanes = self._claim_lanes(steps) if self.graphs and len(steps) > 1 else \
+            [None] * len(steps)
+        start = torch.cuda.Event() if any(g is not None for g in lanes) else None
+        if start is not None:
+            start.record()
+        outs = []
+        for g, (sym, prev, token) in zip(lanes, steps, strict=True):
+            out = None
+            if g is not None:
+                try:
+                    out = g.lane_step(sym.past, prev, token, start)
+                    self.graph_steps += 1
+                except _NoGraph as e:
+                    self.graph_error = str(e)
+                    self._lanes.remove(g)
+            outs.append(out if out is not None else self._eager(sym, prev, token))
+        return outs
+
+    def _claim_lanes(self, steps: Sequence[tuple[Symbols, Sequence[torch.Tensor | None], int]]
+                     ) -> list[_Graphs | None]:
+        """Each job's lane: the one whose arena holds its previous step (the KV caches stay
+        in place), else a free one, else a new one while device memory allows."""
+        out: list[_Graphs | None] = [None] * len(steps)
+        taken: set[int] = set()
+        for i, (_sym, prev, _token) in enumerate(steps):
+            g = self._lane_of(prev)
+            if g is not None and id(g) not in taken:
+                out[i] = g
+                taken.add(id(g))
+        free = [g for g in self._lanes if id(g) not in taken]
+        for i, (sym, _prev, token) in enumerate(steps):
+            if out[i] is not None:
+                continue
+            if free:
+                out[i] = free.pop(0)
+                continue
+            if len(self._lanes) >= self.max_lanes or sym.past > (self.max_past or 0):
+                continue
+            size = 2 * self.layout(self.max_past)[2][-1]
+            if torch.cuda.mem_get_info(self.device)[0] < size + (2 << 30):
+                continue
+            try:
+                like = self._lanes[0] if self._lanes else None
+                g = _Graphs(self, sym.past, token, like)
+            except _NoGraph as e:
+                self.graph_error = str(e)
+                return out
+            self._lanes.append(g)
+            out[i] = g
+        return out
+
+    def _lane_of(self, prev: Sequence[torch.Tensor | None] | None) -> _Graphs | None:
+        """The lane whose last step's arena holds `prev`'s KV caches."""
+        t = next((prev[i] for i in self.back_refs if prev is not None and i < len(prev)
+                  and isinstance(prev[i], torch.Tensor)), None)
+        if t is None or t.device != self.device:
+            return None
+        p = t.data_ptr()
+        for g in self._lanes:
+            a = g.arenas[1 - g.parity]
+            if a.data_ptr() <= p < a.data_ptr() + a.numel():
+                return g
+        return None
 
     def emit(self, arena: torch.Tensor, dims: np.ndarray, offs: np.ndarray,
              prev: Sequence[torch.Tensor | None] | _PrevArena | None, past: int, token: int,
@@ -548,31 +623,41 @@ class _RootsGraphs:
     checked at two more positions; chunk slots and tree regions are laid out for the sizes
     at the largest position, where every size is largest (K ≥ 0)."""
 
-    def __init__(self, g: _Graphs) -> None:
+    def __init__(self, g: _Graphs, like: _RootsGraphs | None = None) -> None:
+        """`like`: another lane's roots of the same plan: its rows and slots (read-only on
+        the device) are taken, the scratch and outputs are this one's own."""
         sp_, self.g = g.sp, g
         plan = sp_.plan
+        if like is not None:
+            self.c0, self.kp, n_nodes = like.c0, like.kp, like.nodes.shape[0]
+        else:
+            self.c0, self.kp, slots, n_nodes = self._derive(sp_)
+        dev, n = sp_.device, plan.tail
+        self.slots = like.slots if like is not None else torch.from_numpy(slots).to(dev)
+        self.nodes = torch.zeros((max(1, n_nodes), 4), dtype=torch.int64, device=dev)
+        self.tens = torch.zeros(self.c0.shape, dtype=torch.int32, device=dev)
+        self.host = torch.zeros(self.c0.shape, dtype=torch.int32, pin_memory=True)
+        self.copied: torch.cuda.Event | None = None
+        self.out = [torch.empty((n, 32), dtype=torch.uint8, device=dev) for _ in range(2)]
+        self.graphs: list[torch.cuda.CUDAGraph | None] = [None, None]
+
+    @classmethod
+    def _derive(cls, sp_: CudaStepPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """(C, K, chunk slots, tree nodes): the rows at a position are C + K·past."""
         top = sp_.max_past
-        rows = [self._rows(sp_, p) for p in (1, 2)]
+        rows = [cls._rows(sp_, p) for p in (1, 2)]
         c0, kp = 2 * rows[0] - rows[1], rows[1] - rows[0]
         if (kp < 0).any():
             raise _NoGraph("a tensor shrinks as the position grows")
         for p in (top, top // 2 + 1):
-            if not np.array_equal(self._rows(sp_, p), c0 + kp * p):
+            if not np.array_equal(cls._rows(sp_, p), c0 + kp * p):
                 raise _NoGraph(f"tensor rows are not affine in the position ({p})")
         big = c0 + kp * top
         if int((big[:, 0] + big[:, 1]).max()) >= 2**31:
             raise _NoGraph("an arena over 2 GiB (the roots' tables are int32)")
         slots, base, n_nodes = keccak.slot_layout(big[:, 1])
         c0[:, keccak.T_BASE] = base
-        self.c0, self.kp = c0, kp
-        dev, n = sp_.device, plan.tail
-        self.slots = torch.from_numpy(slots).to(dev)
-        self.nodes = torch.zeros((max(1, n_nodes), 4), dtype=torch.int64, device=dev)
-        self.tens = torch.zeros(c0.shape, dtype=torch.int32, device=dev)
-        self.host = torch.zeros(c0.shape, dtype=torch.int32, pin_memory=True)
-        self.copied: torch.cuda.Event | None = None
-        self.out = [torch.empty((n, 32), dtype=torch.uint8, device=dev) for _ in range(2)]
-        self.graphs: list[torch.cuda.CUDAGraph | None] = [None, None]
+        return c0, kp, slots, n_nodes
 
     @staticmethod
     def _rows(sp_: CudaStepPlan, past: int) -> np.ndarray:
@@ -625,7 +710,11 @@ class _Graphs:
     arenas alternate (a step reads the previous step's KV cache in the other), so two graphs,
     captured after the first eager launch of each has compiled every kernel."""
 
-    def __init__(self, sp_: CudaStepPlan, past: int, token: int) -> None:
+    def __init__(self, sp_: CudaStepPlan, past: int, token: int,
+                 like: _Graphs | None = None) -> None:
+        """`like`: another job's graphs of the same plan, whose tables and launch sequences
+        this one takes with its own arenas in place of that one's (a batch lane: deriving
+        the tables again would cost ~0.5 s of Python a lane)."""
         self.sp = sp_
         top = sp_.max_past
         if past > top:
@@ -634,8 +723,24 @@ class _Graphs:
         size = int(of[-1] + nb[-1])
         dev = sp_.device
         self.arenas = [torch.empty(size, dtype=torch.uint8, device=dev) for _ in range(2)]
-        self.tables: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self.seqs: list[list[_Launch]] = []
+        self.stream: torch.cuda.Stream | None = None  # a batch lane's own stream
+        if like is not None:
+            self.tables = like.tables
+            self.seqs = [self._repoint(q, like.arenas) for q in like.seqs]
+        else:
+            self.tables, self.seqs = [], []
+            self._derive(past, token)
+        self.args = torch.zeros(self.tables[0][0].shape, dtype=torch.int64, device=dev)
+        self.host = torch.zeros(self.args.shape, dtype=torch.int64, pin_memory=True)
+        self.copied: torch.cuda.Event | None = None
+        self.graphs: list[torch.cuda.CUDAGraph | None] = [None, None]
+        self.parity = 0
+        self._like = like
+        self._roots: _RootsGraphs | None = None
+        self.roots_error: str | None = None  # why the trace's roots are not a graph, if not
+
+    def _derive(self, past: int, token: int) -> None:
+        sp_, top = self.sp, self.sp.max_past
         lo = max(1, min(past, top - 8))
         for k in range(2):
             pts = [(lo, token), (lo + 1, token), (lo, token + 1)]
@@ -654,13 +759,23 @@ class _Graphs:
                     raise _NoGraph(f"launch integers are not affine in the position ({p})")
             self.seqs.append(seq)  # grids at the largest position
             self.tables.append((c0, kp, kt))
-        self.args = torch.zeros(self.tables[0][0].shape, dtype=torch.int64, device=dev)
-        self.host = torch.zeros(self.args.shape, dtype=torch.int64, pin_memory=True)
-        self.copied: torch.cuda.Event | None = None
-        self.graphs: list[torch.cuda.CUDAGraph | None] = [None, None]
-        self.parity = 0
-        self._roots: _RootsGraphs | None = None
-        self.roots_error: str | None = None  # why the trace's roots are not a graph, if not
+
+    def _repoint(self, seq: list[_Launch], arenas: Sequence[torch.Tensor]) -> list[_Launch]:
+        """`seq` (launched over `arenas`) with this one's arenas in their place: every
+        arena operand is a view of a whole arena (offsets are in the table)."""
+        mine = {a.data_ptr(): b for a, b in zip(arenas, self.arenas, strict=True)}
+        out = []
+        for ln in seq:
+            ptrs = []
+            for t in ln.ptrs:
+                b = mine.get(t.data_ptr())
+                if b is not None:
+                    if t.numel() * t.element_size() != b.numel():
+                        raise _NoGraph("an arena operand that is not the whole arena")
+                    t = b.view(t.dtype)
+                ptrs.append(t)
+            out.append(_Launch(ln.kernel, ln.grid, tuple(ptrs), ln.ints, ln.consts, ln.op))
+        return out
 
     def _emit(self, k: int, past: int, token: int) -> list[_Launch]:
         sp_ = self.sp
@@ -714,6 +829,30 @@ class _Graphs:
             out.roots_graph = lambda: self.roots(k, past)
         return out
 
+    def lane_step(self, past: int, prev: Sequence[torch.Tensor | None], token: int,
+                  start: torch.cuda.Event) -> sp.StepOutputs:
+        """`step` on this lane's own stream, after the work queued before `start` on the
+        caller's stream (its reads of this lane's arenas and roots: the step overwrites
+        those of two steps ago); readers of the outputs wait for it (`StepOutputs.ready`)."""
+        if self.stream is None:
+            self.stream = torch.cuda.Stream(self.sp.device)
+        s = self.stream
+        with torch.cuda.stream(s):
+            s.wait_event(start)
+            out = self.step(past, prev, token)
+            done = torch.cuda.Event()
+            done.record(s)
+        out.ready = lambda: torch.cuda.current_stream().wait_event(done)
+        graph = getattr(out, "roots_graph", None)
+        if graph is not None:
+            def roots() -> torch.Tensor | None:
+                with torch.cuda.stream(s):
+                    r = graph()
+                torch.cuda.current_stream().wait_stream(s)
+                return r
+            out.roots_graph = roots
+        return out
+
     def roots(self, k: int, past: int) -> torch.Tensor | None:
         """The C4 roots ([tail, 32] uint8, on the device) of arena k's outputs at `past`, by
         a graph replay queued now on the current stream (the recorder calls this right after
@@ -721,7 +860,8 @@ class _Graphs:
         (the recorder then launches the same kernels for the step: keccak.device_roots)."""
         if self._roots is None and self.roots_error is None:
             try:
-                self._roots = _RootsGraphs(self)
+                like = self._like._roots if self._like is not None else None
+                self._roots = _RootsGraphs(self, like)
             except _NoGraph as e:
                 self.roots_error = str(e)
         return None if self._roots is None else self._roots.run(k, past)
@@ -741,4 +881,6 @@ class _Graphs:
             if tuple(t.shape) != tuple(int(d) for d in pd[i, 1:1 + nd]):
                 raise _NoGraph("previous outputs not shaped as a decode step's")
             o = int(po[i])
+            if t.data_ptr() == other.data_ptr() + o and t.is_contiguous():
+                continue  # already there: a batch lane's views of its own last step
             other[o:o + t.numel() * 4].view(t.dtype).copy_(t.reshape(-1))

@@ -509,6 +509,7 @@ class _DeviceStep:
     def __init__(self, rec: TraceRecorder, outs: StepOutputs, uniq: np.ndarray,
                  slot: np.ndarray, tail: list) -> None:
         rec._appends = {}  # no KV-cache leaf reuse here (`known_leaves`): not worth it
+        outs.wait_ready()
         graph = getattr(outs, "roots_graph", None)
         roots_d = graph() if graph is not None and len(uniq) == len(outs.alias) else None
         if roots_d is None:  # an eager step: the same kernels, laid out for this step's sizes

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from node.ree.batch import generate_batch
 from node.ree.fastexec import FastExecutor
 from node.ree.sampling import SamplingConfig
 from node.ree.step_plan import StepOutputs
@@ -72,6 +73,27 @@ def test_cuda_arena_roots_equal_cpu_roots(executors, tmp_path):
         roots.append(rec.roots)
         rec.close()
     assert roots[0] == roots[1] == roots[2]
+
+
+@needs_cuda
+def test_cuda_batch_lanes_equal_cpu_jobs(executors):
+    """A CUDA batch runs each job's decode steps as its own lane of graphs on its own
+    stream (CudaStepPlan.run_lanes): jobs of different lengths, greedy and sampled, one
+    finishing early so that a waiting job takes its lane; every job's leaf roots must equal
+    the CPU's."""
+    cpu, gpu = executors
+    prompts = [PROMPT, PROMPT[:9], PROMPT[3:] + PROMPT[:5], PROMPT[:6]]
+    budgets = [7, 3, 6, 5]
+    samplings = [SamplingConfig(), SamplingConfig(0.8, 40, 0.9, seed=5), SamplingConfig(),
+                 SamplingConfig(0.7, 0, 1.0, seed=9)]
+    results = []
+    for ex in executors:
+        ex.reset()
+        results.append(generate_batch(ex, prompts, budgets, samplings, batch=3))
+    steps = gpu.plan.graph_steps
+    for i, (a, b) in enumerate(zip(*results, strict=True)):
+        assert a.tokens == b.tokens and a.roots == b.roots, f"job {i}"
+    assert gpu.plan.graph_error is None and len(gpu.plan._lanes) == 3 and steps > 10
 
 
 def test_cuda_plan_kernels_under_the_interpreter():
