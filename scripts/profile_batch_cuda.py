@@ -1,0 +1,96 @@
+"""Where a CUDA batch decode step's time goes (node/ree/batch.py over CudaStepPlan.run_lanes):
+per step the host time to queue every lane's graph, the wait for the device, the jobs'
+SAMPLE tails; then the lanes' captured graphs replayed alone: one stream for all, and each
+lane on its own stream, to see whether replays of different lanes overlap on the device.
+Prints a table; a diagnostic, not a benchmark report.
+
+    python scripts/profile_batch_cuda.py [--batch 32] [--steps 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=4)
+    args = ap.parse_args(argv)
+    import torch
+
+    from node.ree.batch import BatchExecutor, Lane
+    from node.ree.fastexec import FastExecutor
+    from node.ree.model import load_model
+    from node.ree.sampling import SamplingConfig
+
+    model = load_model("smollm2", max_ctx=2048, with_model_hash=False)
+    toks = model.tokenizer().encode_chat("Explain in a few sentences why the sky is blue.")
+    fx = FastExecutor(model.program, model.weights_by_root(), "cuda", quant=model.quant_blocks())
+    bx = BatchExecutor(fx)
+    cfg = SamplingConfig().job_config(args.steps + 8)
+    lanes = [Lane(list(toks), config=cfg) for _ in range(args.batch)]
+    plan = fx.plan
+    prog = model.program
+
+    def feed(outs: list) -> None:
+        for ln, o in zip(lanes, outs, strict=True):
+            ln.feed = int(o[prog.token_op].reshape(-1)[0])
+
+    with torch.no_grad():
+        for _ in range(3):  # prefill, then both arenas' graphs captured
+            feed(bx.run_step(lanes))
+        torch.cuda.synchronize()
+        rows = []
+        for _ in range(args.steps):
+            states = [ln.state() for ln in lanes]
+            t0 = time.perf_counter()
+            outs = plan.run_lanes([(st.sym, ln.prev, fx.plan_token(ln.prev, ln.feed))
+                                   for ln, st in zip(lanes, states, strict=True)])
+            t1 = time.perf_counter()
+            torch.cuda.synchronize()
+            t2 = time.perf_counter()
+            full = fx.run_tails([(st, o, ln.prev, ln.feed)
+                                 for ln, st, o in zip(lanes, states, outs, strict=True)])
+            t3 = time.perf_counter()
+            for ln, o in zip(lanes, full, strict=True):
+                ln.prev = [o[i] if i in bx._kept else None for i in range(len(o))]
+                ln.step += 1
+            feed(full)
+            rows.append((t1 - t0, t2 - t1, t3 - t2))
+        med = [statistics.median(c) * 1e3 for c in zip(*rows, strict=True)]
+        print(f"batch {args.batch}, lanes {len(plan._lanes)}, graph_error {plan.graph_error}")
+        print(f"per step (ms, median of {args.steps}): queue lanes {med[0]:.1f}, "
+              f"device after queueing {med[1]:.1f}, tails {med[2]:.1f}, "
+              f"total {sum(med):.1f} -> {args.batch / sum(med) * 1e3:.0f} tok/s")
+
+        graphs = [g.graphs[0] for g in plan._lanes if g.graphs[0] is not None]
+        streams = [g.stream for g in plan._lanes if g.graphs[0] is not None]
+        for label, per_lane in (("one stream", False), ("a stream per lane", True)):
+            times = []
+            for _ in range(3):
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for g, s in zip(graphs, streams, strict=True):
+                    if per_lane:
+                        with torch.cuda.stream(s):
+                            g.replay()
+                    else:
+                        g.replay()
+                t1 = time.perf_counter()
+                torch.cuda.synchronize()
+                times.append((t1 - t0, time.perf_counter() - t0))
+            q, w = (statistics.median(c) * 1e3 for c in zip(*times, strict=True))
+            print(f"{len(graphs)} lane graphs replayed on {label}: queued in {q:.1f} ms, "
+                  f"done in {w:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
