@@ -10,6 +10,8 @@ Prints a table; a diagnostic, not a benchmark report.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import statistics
 import sys
 import time
@@ -48,16 +50,24 @@ def main(argv: list[str] | None = None) -> int:
             feed(bx.run_step(lanes))
         torch.cuda.synchronize()
         rows = []
-        for _ in range(args.steps):
+        prof = cProfile.Profile()
+        for n in range(args.steps):
             states = [ln.state() for ln in lanes]
+            if n == args.steps - 1:
+                prof.enable()
             t0 = time.perf_counter()
             outs = plan.run_lanes([(st.sym, ln.prev, fx.plan_token(ln.prev, ln.feed))
                                    for ln, st in zip(lanes, states, strict=True)])
             t1 = time.perf_counter()
+            prof.disable()
             torch.cuda.synchronize()
             t2 = time.perf_counter()
-            full = fx.run_tails([(st, o, ln.prev, ln.feed)
-                                 for ln, st, o in zip(lanes, states, outs, strict=True)])
+            jobs = [(st, o, ln.prev, ln.feed) for ln, st, o in zip(lanes, states, outs,
+                                                                  strict=True)]
+            if n % 2:  # alternate: the tails one by one, and in threads
+                full = [fx.run_tail(*j) for j in jobs]
+            else:
+                full = fx.run_tails(jobs)
             t3 = time.perf_counter()
             for ln, o in zip(lanes, full, strict=True):
                 ln.prev = [o[i] if i in bx._kept else None for i in range(len(o))]
@@ -65,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             feed(full)
             rows.append((t1 - t0, t2 - t1, t3 - t2))
         med = [statistics.median(c) * 1e3 for c in zip(*rows, strict=True)]
+        ser = statistics.median(r[2] for r in rows[1::2]) * 1e3
+        thr = statistics.median(r[2] for r in rows[0::2]) * 1e3
+        print(f"tails: one by one {ser:.1f} ms, in threads {thr:.1f} ms")
+        pstats.Stats(prof).sort_stats("tottime").print_stats(14)
         print(f"batch {args.batch}, lanes {len(plan._lanes)}, graph_error {plan.graph_error}")
         print(f"per step (ms, median of {args.steps}): queue lanes {med[0]:.1f}, "
               f"device after queueing {med[1]:.1f}, tails {med[2]:.1f}, "
