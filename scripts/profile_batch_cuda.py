@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             feed(bx.run_step(lanes))
         torch.cuda.synchronize()
         rows = []
-        prof = cProfile.Profile()
+        prof, tprof = cProfile.Profile(), cProfile.Profile()
         for n in range(args.steps):
             states = [ln.state() for ln in lanes]
             if n == args.steps - 1:
@@ -65,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             jobs = [(st, o, ln.prev, ln.feed) for ln, st, o in zip(lanes, states, outs,
                                                                   strict=True)]
             if n % 2:  # alternate: the tails one by one, and in threads
+                if n == args.steps - 1:
+                    tprof.enable()
                 full = [fx.run_tail(*j) for j in jobs]
+                tprof.disable()
             else:
                 full = fx.run_tails(jobs)
             t3 = time.perf_counter()
@@ -79,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         thr = statistics.median(r[2] for r in rows[0::2]) * 1e3
         print(f"tails: one by one {ser:.1f} ms, in threads {thr:.1f} ms")
         pstats.Stats(prof).sort_stats("tottime").print_stats(14)
+        print("the tails of one step, one by one:")
+        pstats.Stats(tprof).sort_stats("tottime").print_stats(25)
         print(f"batch {args.batch}, lanes {len(plan._lanes)}, graph_error {plan.graph_error}")
         print(f"per step (ms, median of {args.steps}): queue lanes {med[0]:.1f}, "
               f"device after queueing {med[1]:.1f}, tails {med[2]:.1f}, "
