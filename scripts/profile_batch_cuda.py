@@ -24,7 +24,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--mallopt", action="store_true",
+                    help="keep freed heap memory mapped (glibc mallopt), to test page faults")
+    ap.add_argument("--switch", type=float, help="sys.setswitchinterval, to test the GIL")
     args = ap.parse_args(argv)
+    if args.mallopt:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        print("mallopt", libc.mallopt(-3, 32 << 20), libc.mallopt(-1, 1 << 30))
+    if args.switch:
+        sys.setswitchinterval(args.switch)
     import torch
 
     from node.ree.batch import BatchExecutor, Lane
