@@ -24,17 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=4)
-    ap.add_argument("--mallopt", action="store_true",
-                    help="keep freed heap memory mapped (glibc mallopt), to test page faults")
-    ap.add_argument("--switch", type=float, help="sys.setswitchinterval, to test the GIL")
     args = ap.parse_args(argv)
-    if args.mallopt:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        print("mallopt", libc.mallopt(-3, 32 << 20), libc.mallopt(-1, 1 << 30))
-    if args.switch:
-        sys.setswitchinterval(args.switch)
     import torch
 
     from node.ree.batch import BatchExecutor, Lane
@@ -74,13 +64,10 @@ def main(argv: list[str] | None = None) -> int:
             t2 = time.perf_counter()
             jobs = [(st, o, ln.prev, ln.feed) for ln, st, o in zip(lanes, states, outs,
                                                                   strict=True)]
-            if n % 2:  # alternate: the tails one by one, and in threads
-                if n == args.steps - 1:
-                    tprof.enable()
-                full = [fx.run_tail(*j) for j in jobs]
-                tprof.disable()
-            else:
-                full = fx.run_tails(jobs)
+            if n == args.steps - 1:
+                tprof.enable()
+            full = [fx.run_tail(*j) for j in jobs]
+            tprof.disable()
             t3 = time.perf_counter()
             for ln, o in zip(lanes, full, strict=True):
                 ln.prev = [o[i] if i in bx._kept else None for i in range(len(o))]
@@ -88,9 +75,6 @@ def main(argv: list[str] | None = None) -> int:
             feed(full)
             rows.append((t1 - t0, t2 - t1, t3 - t2))
         med = [statistics.median(c) * 1e3 for c in zip(*rows, strict=True)]
-        ser = statistics.median(r[2] for r in rows[1::2]) * 1e3
-        thr = statistics.median(r[2] for r in rows[0::2]) * 1e3
-        print(f"tails: one by one {ser:.1f} ms, in threads {thr:.1f} ms")
         pstats.Stats(prof).sort_stats("tottime").print_stats(14)
         print("the tails of one step, one by one:")
         pstats.Stats(tprof).sort_stats("tottime").print_stats(25)

@@ -50,7 +50,7 @@ from node.ree.sampling import SamplingConfig
 from node.ree.step_plan import PlanError
 from node.ree.trace import TraceRecorder
 from referee.layout import Code, JobConfig, Src, Symbols, TraceOp
-from repops.cpu.kernels import threads as cpu_threads
+from repops.cpu.kernels import plan_threads
 
 
 @dataclass
@@ -167,13 +167,13 @@ class BatchExecutor:
         try:
             prefixes = fx.plan.run_lanes(
                 [(st.sym, ln.prev, fx.plan_token(ln.prev, ln.feed))
-                 for ln, st in zip(lanes, states, strict=True)], cpu_threads())
+                 for ln, st in zip(lanes, states, strict=True)], plan_threads())
         except PlanError as e:
             raise FastExecError(f"{e} at step {states[0].step}") from e
         self.batched_calls += fx.plan.n_linears
         self.plan_steps += 1
-        return fx.run_tails([(st, o, ln.prev, ln.feed)
-                             for ln, st, o in zip(lanes, states, prefixes, strict=True)])
+        return [fx.run_tail(st, o, ln.prev, ln.feed)
+                for ln, st, o in zip(lanes, states, prefixes, strict=True)]
 
     def _step(self, lanes: Sequence[Lane]) -> list[list[torch.Tensor]]:
         states = [ln.state() for ln in lanes]

@@ -22,10 +22,7 @@ k), minutes per token on SmolLM2. Here every op is a few whole-tensor `repops` c
 
 from __future__ import annotations
 
-import os
-import queue
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache, cached_property, partial
 from typing import TYPE_CHECKING
@@ -254,7 +251,6 @@ class _HostTail:
 
     def __init__(self, ex: FastExecutor) -> None:
         self.ex = ex
-        self.stream: torch.cuda.Stream | None = None  # a tail thread's own (`run_tails`)
 
     @staticmethod
     def fits(program: TraceProgram, tail: int) -> bool:
@@ -360,9 +356,6 @@ class FastExecutor:
             if self.plan is not None and host_tail and _HostTail.fits(program, cuda.tail):
                 self._host = _HostTail(FastExecutor(program, weights, "cpu", plan=False,
                                                     ops_from=cuda.tail))
-                self._tail_args = (program, weights, cuda.tail)
-        self._tail_pool: ThreadPoolExecutor | None = None
-        self._spare_tails: queue.SimpleQueue[_HostTail] = queue.SimpleQueue()
 
     def _upload(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(a, copy=True)).to(self.device)
@@ -435,7 +428,7 @@ class FastExecutor:
         """Ops [0, plan.tail) of a decode step in one C call (node/ree/step_plan.py)."""
         try:
             return self.plan.run(st.sym, self.prev, self.plan_token(self.prev, feed_token),
-                                 cpu_kernels.threads())
+                                 cpu_kernels.plan_threads())
         except sp.PlanError as e:
             raise FastExecError(f"{e} at step {st.step}") from e
 
@@ -463,37 +456,6 @@ class FastExecutor:
         finally:
             self.prev = saved
             self._group_out = None
-
-    def run_tails(self, jobs: Sequence[tuple[StepState, sp.StepOutputs, list | None, int | None]]
-                  ) -> list[list[torch.Tensor]]:
-        """`run_tail` of several jobs' steps (node/ree/batch.py), in their order. With the host
-        tail, in threads: its kernels are C called through ctypes, which releases the GIL,
-        and a CUDA batch's jobs finish their device steps one after another on their own
-        streams (CudaStepPlan.run_lanes), so 32 tails one by one (~1.5 ms each) would hold
-        up the step. Each thread takes its own tail executor (they keep per-call state)."""
-        if self._host is None or len(jobs) < 3:
-            return [self.run_tail(*job) for job in jobs]
-        if self._tail_pool is None:
-            n = max(1, min(8, (os.cpu_count() or 2) - 1))
-            self._tail_pool = ThreadPoolExecutor(n, thread_name_prefix="ree-tail")
-
-        def one(job: tuple[StepState, sp.StepOutputs, list | None, int | None]
-                ) -> list[torch.Tensor]:
-            try:
-                host = self._spare_tails.get_nowait()
-            except queue.Empty:
-                prog, weights, tail = self._tail_args
-                host = _HostTail(FastExecutor(prog, weights, "cpu", plan=False, ops_from=tail))
-            if host.stream is None:  # the thread's copies wait only for its own job
-                host.stream = torch.cuda.Stream(self.device)
-            try:
-                st, outs, _prev, feed = job
-                with torch.no_grad(), torch.cuda.stream(host.stream):
-                    return host.run(outs, self.plan.tail, st, feed)
-            finally:
-                self._spare_tails.put(host)
-
-        return list(self._tail_pool.map(one, jobs))
 
     def _group_rest(self, j: int) -> tuple[torch.Tensor, ...] | list[torch.Tensor] | None:
         """The outputs of ops j+1 … that op j's handler computed with its own: a linear's

@@ -27,6 +27,20 @@ def threads() -> int:
     return max(1, int(env)) if env else max(1, torch.get_num_threads())
 
 
+def plan_threads() -> int:
+    """Threads of a decode step's C step plan (its weight linears take panel ranges from the
+    pool, repops_pool.c): REPOPS_CPU_THREADS, else the cores this process may run on. Not
+    torch's count, which the CPU executor sets to 1 (torch's pool contended with these
+    kernels): read here, it had kept every linear on one core of two (notes-runtime-perf)."""
+    env = _environ.get("REPOPS_CPU_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
 

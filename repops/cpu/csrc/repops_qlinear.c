@@ -19,6 +19,11 @@
 #define QT_Q8_0 1
 #define QMAX_M 4 /* rows handled by the fused decode kernel; more rows dequantize to panels */
 #define QGROUP 4 /* quant panels dequantized at once for the blocked GEMM (M > QMAX_M) */
+/* Below this much work (row groups x N x K) a segmented linear runs on the caller's thread. A
+ * decode step's linears (N x K from 192 x 576 to 1536 x 576) are all above it: on this 2-core
+ * machine, threading them took the C step plan from ~12.2 to ~8.1 ms a SmolLM2 token (the pool
+ * wakes in ~µs; it was 4194304, which kept all but lm_head on one core). */
+#define QSEG_THREAD_WORK 65536.0
 
 static inline int64_t qblock_bytes(int qt) { return qt == QT_Q4_1 ? 64 + 64 + 16 * QB : 64 + 32 * QB; }
 
@@ -490,7 +495,7 @@ int repops_linear_q_segments(int qt, int64_t M, int64_t N, int64_t K, const floa
     /* decode is memory bound: thread like repops_linear_q, on the weight bytes streamed once
      * per row group */
     double work = (double)((M + QMAX_M - 1) / QMAX_M) * (double)N * (double)ends[nseg - 1];
-    if (work < 4194304.0) nthreads = 1;
+    if (work < QSEG_THREAD_WORK) nthreads = 1;
     int64_t nchunks = nthreads > 1 ? npanels : 1;
     if (nchunks > 8 * nthreads) nchunks = 8 * nthreads;
     struct qseg_job job = {qt, portable, M, N, K, A, lda, Q, nseg, ends, C, npanels, nchunks};
