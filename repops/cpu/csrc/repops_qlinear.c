@@ -446,13 +446,16 @@ struct qseg_job {
     int64_t nseg;
     const int64_t *ends;
     float *C;
-    int64_t npanels, nchunks;
+    int64_t npanels, nchunks, unit;
 };
 
-/* Panels [p0, p1): every row group (at most QMAX_M rows) runs on a panel while it is in cache. */
+/* Panels [p0, p1): every row group (at most QMAX_M rows) runs on a panel while it is in cache.
+ * Chunks are whole units of `unit` panels (2 for one or two rows: the two-panel kernel). */
 static void qseg_chunk(void *ctx, int64_t ci) {
     const struct qseg_job *j = ctx;
-    const int64_t p0 = j->npanels * ci / j->nchunks, p1 = j->npanels * (ci + 1) / j->nchunks;
+    const int64_t nu = (j->npanels + j->unit - 1) / j->unit;
+    int64_t p0 = j->unit * (nu * ci / j->nchunks), p1 = j->unit * (nu * (ci + 1) / j->nchunks);
+    if (p1 > j->npanels) p1 = j->npanels;
     const int64_t sstride = j->M * j->N, ldc = j->N;
     REPOPS_FP_ENTER; /* pool workers have their own MXCSR (§1.1: no FTZ/DAZ, RNE) */
 #if defined(__AVX512F__)
@@ -496,9 +499,13 @@ int repops_linear_q_segments(int qt, int64_t M, int64_t N, int64_t K, const floa
      * per row group */
     double work = (double)((M + QMAX_M - 1) / QMAX_M) * (double)N * (double)ends[nseg - 1];
     if (work < QSEG_THREAD_WORK) nthreads = 1;
-    int64_t nchunks = nthreads > 1 ? npanels : 1;
+    /* one or two rows: chunks of panel pairs, so that every panel runs in the two-panel
+     * kernel (four fma chains a k instead of two: one panel alone waits on fma latency) */
+    const int64_t unit = M <= 2 ? 2 : 1, nunits = (npanels + unit - 1) / unit;
+    int64_t nchunks = nthreads > 1 ? nunits : 1;
     if (nchunks > 8 * nthreads) nchunks = 8 * nthreads;
-    struct qseg_job job = {qt, portable, M, N, K, A, lda, Q, nseg, ends, C, npanels, nchunks};
+    struct qseg_job job = {qt, portable, M, N, K, A, lda, Q, nseg, ends, C, npanels, nchunks,
+                           unit};
     repops_pool_run(nchunks, qseg_chunk, &job, nthreads);
     return 0;
 }

@@ -172,6 +172,8 @@ static int run_ew(struct plan_ctx *c, const int64_t *r) {
 
 /* ---------------------------------------------------------------- §L5.3 DOT */
 
+#define DOT_LANES 8 /* independent output chains interleaved by the scalar DOT loop */
+
 static int run_dot(struct plan_ctx *c, const int64_t *r) {
     const int64_t *p = r + 6;
     int64_t k0 = p[0], k1 = p[1], group = p[2], causal = p[3], j = r[1];
@@ -212,7 +214,21 @@ static int run_dot(struct plan_ctx *c, const int64_t *r) {
                 const float *Ar = A + (i * rr + ri) * k;
                 float *o = out + (i * rr + ri) * n;
                 const float *ci = C0 ? C0 + (i * rr + ri) * n : NULL;
-                for (int64_t ni = 0; ni < n; ni++) {
+                int64_t ni = 0;
+                /* DOT_LANES outputs' chains side by side: each is still its own ascending-k
+                 * fma chain (§3.1), but the core no longer waits out one fma's latency per k
+                 * (attention's p.v segments: ~4x faster, measured) */
+                for (; ni + DOT_LANES <= n; ni += DOT_LANES) {
+                    float s[DOT_LANES];
+                    const float *Bn = Bi + ni * k;
+                    for (int t = 0; t < DOT_LANES; t++) s[t] = ci ? ci[ni + t] : 0.0f;
+                    for (int64_t kk = k0; kk < ke; kk++) {
+                        const float av = Ar[kk];
+                        for (int t = 0; t < DOT_LANES; t++) s[t] = fmaf(av, Bn[t * k + kk], s[t]);
+                    }
+                    for (int t = 0; t < DOT_LANES; t++) o[ni + t] = repops_canon(s[t]);
+                }
+                for (; ni < n; ni++) {
                     float s = ci ? ci[ni] : 0.0f;
                     const float *Bn = Bi + ni * k;
                     for (int64_t kk = k0; kk < ke; kk++) s = fmaf(Ar[kk], Bn[kk], s);
