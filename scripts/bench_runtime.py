@@ -291,8 +291,10 @@ def markdown(rep: dict) -> str:
         if sec.get("note"):
             lines += ["", f"Note: {sec['note']}."]
         if tb.get("batch"):
+            how = ("each job a lane of CUDA graphs on its own stream, ADR 0007"
+                   if dev.startswith("cuda") else "weight matmuls of all jobs in one call")
             lines += ["", f"REE at batch {tb['batch']} (node/ree/batch.py: {tb['batch']} jobs, "
-                      f"each its own trace; weight matmuls of all jobs in one call): "
+                      f"each its own trace; {how}): "
                       f"{tb['decode_steps']} decode steps after a prefill of "
                       f"{tb['prefill_tokens']} tokens ({tb['prefill_tok_s']} tok/s); trace "
                       f"overhead {tb['trace_overhead_pct']} %."]
