@@ -887,7 +887,7 @@ class _Graphs:
         past − 1, so its shape is that layout's too."""
         base = other.data_ptr()
         refs = self.sp.back_refs
-        if len(prev) <= refs[-1]:
+        if not refs or len(prev) <= refs[-1]:
             return False
         for i in refs:
             t = prev[i]
