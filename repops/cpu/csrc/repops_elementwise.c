@@ -9,12 +9,6 @@
 enum { OP_ADD = 0, OP_SUB = 1, OP_MUL = 2, OP_DIV = 3, OP_MAX = 4, OP_MIN = 5 };
 enum { OP_NEG = 0, OP_SQRT = 1, OP_EXP = 2, OP_LOG = 3, OP_SIGMOID = 4, OP_SILU = 5 };
 
-/* Spec §6.3: sigmoid(x) = div(1, add(1, exp(neg(x)))). */
-static inline float sigmoid1(float x) {
-    float t = repops_expf(-x); /* C unary minus flips the sign bit: spec §1.3 neg */
-    return 1.0f / (1.0f + t);
-}
-
 /* Spec §2 / §4.2 elementwise binary op. sa / sb are 1 for a full operand and 0 for a single
  * value broadcast to all n (saves materializing a broadcast scalar). */
 #define BINARY_LOOP(SA, SB)                                                                  \
@@ -62,8 +56,49 @@ void repops_binary(int op, const float *a, const float *b, float *out, int64_t n
     }
 }
 
+/* Spec §5 exp/log, §6.3 sigmoid(x) = div(1, add(1, exp(neg(x)))), §6.4 silu(x) =
+ * mul(x, sigmoid(x)) over x[0, n) in blocks: the array exp/log (crmath.c: a vectorized loop,
+ * the same correctly rounded values as repops_expf/repops_logf, one MXCSR switch a block
+ * instead of one an element), then each element's remaining IEEE ops (a SiLU-heavy decode
+ * step spent ~5 % of its time in per-element repops_expf calls). x and out may alias. */
+#define UNARY_BLOCK 256
+static void unary_transcendental(int op, const float *x, float *out, int64_t n) {
+    float t[UNARY_BLOCK];
+    for (int64_t i0 = 0; i0 < n; i0 += UNARY_BLOCK) {
+        const int m = (int)(n - i0 < UNARY_BLOCK ? n - i0 : UNARY_BLOCK);
+        const float *xb = x + i0;
+        float *ob = out + i0;
+        if (op == OP_EXP || op == OP_LOG) {
+            if (op == OP_EXP) repops_exp_f32(xb, t, m); else repops_log_f32(xb, t, m);
+            for (int j = 0; j < m; j++) ob[j] = repops_canon(t[j]);
+            continue;
+        }
+        for (int j = 0; j < m; j++) t[j] = -xb[j]; /* spec §1.3 neg: the sign bit */
+        repops_exp_f32(t, t, m);
+        if (op == OP_SIGMOID)
+            for (int j = 0; j < m; j++) ob[j] = repops_canon(1.0f / (1.0f + t[j]));
+        else
+            for (int j = 0; j < m; j++) ob[j] = repops_canon(xb[j] * (1.0f / (1.0f + t[j])));
+    }
+}
+
 /* Spec §1.3 neg, §2 sqrt, §5 exp/log, §6.3 sigmoid, §6.4 silu = mul(x, sigmoid(x)). */
 void repops_unary(int op, const float *x, float *out, int64_t n, int nthreads) {
+    if (op == OP_EXP || op == OP_LOG || op == OP_SIGMOID || op == OP_SILU) {
+#pragma omp parallel num_threads(nthreads) if (n > (1 << 20))
+        {
+            REPOPS_FP_ENTER;
+            int64_t t0 = 0, t1 = n;
+#ifdef _OPENMP
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            t0 = n * t / nt;
+            t1 = n * (t + 1) / nt;
+#endif
+            unary_transcendental(op, x + t0, out + t0, t1 - t0);
+            REPOPS_FP_EXIT;
+        }
+        return;
+    }
 #pragma omp parallel num_threads(nthreads) if (n > (1 << 20))
     {
         REPOPS_FP_ENTER;
@@ -72,11 +107,7 @@ void repops_unary(int op, const float *x, float *out, int64_t n, int nthreads) {
             float v = x[i], r;
             switch (op) {
             case OP_NEG: r = repops_bits_to_f(repops_f_to_bits(v) ^ 0x80000000u); break;
-            case OP_SQRT: r = sqrtf(v); break;
-            case OP_EXP: r = repops_expf(v); break;
-            case OP_LOG: r = repops_logf(v); break;
-            case OP_SIGMOID: r = sigmoid1(v); break;
-            default: r = v * sigmoid1(v); break;
+            default: r = sqrtf(v); break; /* OP_SQRT */
             }
             out[i] = repops_canon(r);
         }
