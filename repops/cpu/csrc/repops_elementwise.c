@@ -9,6 +9,18 @@
 enum { OP_ADD = 0, OP_SUB = 1, OP_MUL = 2, OP_DIV = 3, OP_MAX = 4, OP_MIN = 5 };
 enum { OP_NEG = 0, OP_SQRT = 1, OP_EXP = 2, OP_LOG = 3, OP_SIGMOID = 4, OP_SILU = 5 };
 
+/* This thread's share [*t0, *t1) of n elements inside an OpenMP parallel region (all of them
+ * outside one, or without OpenMP). */
+static inline void thread_range(int64_t n, int64_t *t0, int64_t *t1) {
+    *t0 = 0;
+    *t1 = n;
+#ifdef _OPENMP
+    int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    *t0 = n * t / nt;
+    *t1 = n * (t + 1) / nt;
+#endif
+}
+
 /* Spec §2 / §4.2 elementwise binary op. sa / sb are 1 for a full operand and 0 for a single
  * value broadcast to all n (saves materializing a broadcast scalar). */
 #define BINARY_LOOP(SA, SB)                                                                  \
@@ -30,12 +42,8 @@ void repops_binary(int op, const float *a, const float *b, float *out, int64_t n
 #pragma omp parallel num_threads(nthreads) if (n > (1 << 22))
     {
         REPOPS_FP_ENTER;
-        int64_t t0 = 0, t1 = n;
-#ifdef _OPENMP
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        t0 = n * t / nt;
-        t1 = n * (t + 1) / nt;
-#endif
+        int64_t t0, t1;
+        thread_range(n, &t0, &t1);
         const float *a0 = a + t0 * sa, *b0 = b + t0 * sb;
         float *o0 = out + t0;
         {
@@ -84,32 +92,20 @@ static void unary_transcendental(int op, const float *x, float *out, int64_t n) 
 
 /* Spec §1.3 neg, §2 sqrt, §5 exp/log, §6.3 sigmoid, §6.4 silu = mul(x, sigmoid(x)). */
 void repops_unary(int op, const float *x, float *out, int64_t n, int nthreads) {
-    if (op == OP_EXP || op == OP_LOG || op == OP_SIGMOID || op == OP_SILU) {
-#pragma omp parallel num_threads(nthreads) if (n > (1 << 20))
-        {
-            REPOPS_FP_ENTER;
-            int64_t t0 = 0, t1 = n;
-#ifdef _OPENMP
-            int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            t0 = n * t / nt;
-            t1 = n * (t + 1) / nt;
-#endif
-            unary_transcendental(op, x + t0, out + t0, t1 - t0);
-            REPOPS_FP_EXIT;
-        }
-        return;
-    }
 #pragma omp parallel num_threads(nthreads) if (n > (1 << 20))
     {
         REPOPS_FP_ENTER;
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < n; i++) {
-            float v = x[i], r;
-            switch (op) {
-            case OP_NEG: r = repops_bits_to_f(repops_f_to_bits(v) ^ 0x80000000u); break;
-            default: r = sqrtf(v); break; /* OP_SQRT */
+        int64_t t0, t1;
+        thread_range(n, &t0, &t1);
+        if (op == OP_NEG || op == OP_SQRT) {
+            for (int64_t i = t0; i < t1; i++) {
+                float v = x[i];
+                out[i] = repops_canon(op == OP_NEG
+                                          ? repops_bits_to_f(repops_f_to_bits(v) ^ 0x80000000u)
+                                          : sqrtf(v));
             }
-            out[i] = repops_canon(r);
+        } else {
+            unary_transcendental(op, x + t0, out + t0, t1 - t0);
         }
         REPOPS_FP_EXIT;
     }
