@@ -247,10 +247,18 @@ class _HostTail:
     Why: on the device they are ~80 small torch launches and a host round trip (SCAN), ~12 ms
     of a ~30 ms SmolLM2 step; on the host they are ~1-2 ms once the logits (192 KB) are
     there, and the next step needs the token on the host anyway. The same §L5 definitions
-    run on both (tests compare every leaf), and the recorder hashes host tensors directly."""
+    run on both (tests compare every leaf), and the recorder hashes host tensors directly.
 
-    def __init__(self, ex: FastExecutor) -> None:
+    The tail runs as a CPU step plan that starts at the CUDA plan's end (`StepPlan(start=)`,
+    the logits its external input): one C call with no Python between the ops, which releases
+    the GIL, so a batch's tails run side by side (`thread_safe`). A tail the plan does not
+    cover to the end runs through the executor's handlers, one job at a time."""
+
+    def __init__(self, ex: FastExecutor, tail: int) -> None:
         self.ex = ex
+        built = sp.StepPlan(ex.program, ex.np_weights, {}, {}, ex._trees, start=tail)
+        self.plan = built if built.tail == len(ex.program.ops) else None
+        self.thread_safe = self.plan is not None
 
     @staticmethod
     def fits(program: TraceProgram, tail: int) -> bool:
@@ -258,8 +266,17 @@ class _HostTail:
         return all(i.src != Src.OP or i.back == 0 for op in program.ops[tail:]
                    for i in op.inputs)
 
-    def run(self, outs: list, tail: int, st: StepState, feed_token: int | None
-            ) -> list[torch.Tensor]:
+    def run(self, outs: list, tail: int, st: StepState, feed_token: int | None,
+            nthreads: int = 1) -> list[torch.Tensor]:
+        plan = self.plan
+        if plan is not None:
+            try:
+                got = plan.run(st.sym, (), 0, nthreads, sp.job_words(st.config, st.step),
+                               {i: outs[i] for i in plan.external})
+            except sp.PlanError as e:
+                raise FastExecError(f"{e} at step {st.step}") from e
+            outs.extend(got[tail:])
+            return outs
         ex = self.ex
         ex._feed, ex._sym, ex._flags = feed_token, st.sym, None
         try:
@@ -355,7 +372,7 @@ class FastExecutor:
             self.plan = cuda if cuda.tail else None
             if self.plan is not None and host_tail and _HostTail.fits(program, cuda.tail):
                 self._host = _HostTail(FastExecutor(program, weights, "cpu", plan=False,
-                                                    ops_from=cuda.tail))
+                                                    ops_from=cuda.tail), cuda.tail)
 
     def _upload(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(a, copy=True)).to(self.device)
@@ -428,9 +445,19 @@ class FastExecutor:
         """Ops [0, plan.tail) of a decode step in one C call (node/ree/step_plan.py)."""
         try:
             return self.plan.run(st.sym, self.prev, self.plan_token(self.prev, feed_token),
-                                 cpu_kernels.plan_threads())
+                                 cpu_kernels.plan_threads(), self.job_words(st))
         except sp.PlanError as e:
             raise FastExecError(f"{e} at step {st.step}") from e
+
+    def job_words(self, st: StepState) -> np.ndarray | None:
+        """What a CPU plan's SAMPLE records read of the job (`step_plan.job_words`)."""
+        plan = self.plan
+        return sp.job_words(st.config, st.step) if getattr(plan, "samples", False) else None
+
+    @property
+    def tail_thread_safe(self) -> bool:
+        """Several jobs' `run_tail` may run at once (each a GIL-free C call: `_HostTail`)."""
+        return self._host is not None and self._host.thread_safe
 
     def plan_token(self, prev: Sequence[torch.Tensor | None], feed_token: int | None) -> int:
         """The token a decode step's TOKENS op reads (§L5.1): the fed one, else element 0 of
@@ -448,6 +475,8 @@ class FastExecutor:
         if self._host is not None:
             with torch.no_grad():
                 return self._host.run(outs, self.plan.tail, st, feed_token)
+        if self.plan.tail == len(self.program.ops):
+            return outs
         saved = self.prev
         self.prev, self._feed, self._sym, self._flags = prev, feed_token, st.sym, None
         try:

@@ -344,25 +344,27 @@ _U_AHEAD = 64
 
 
 class _UBits:
-    """u of RepOps spec §7.2 (binary32 bits) of a job's steps, computed 64 steps at a time.
-    DRAW runs right after the model step has evicted the caches, where one keccak through
-    Python costs ~100 µs; the next 63 steps' values cost about as much together. The entry is
-    one (seed, values) tuple, replaced whole (thread-safe without a lock)."""
+    """u of RepOps spec §7.2 (binary32 bits) of a job's steps, 64 steps at a time per seed:
+    one keccak through Python costs ~100 µs, the next 63 steps' values about as much together.
+    Keyed by seed, so a batch of jobs with different seeds does not evict one another; each
+    entry is replaced whole (thread-safe without a lock)."""
 
-    def __init__(self) -> None:
-        self._entry: tuple[int, dict[int, int]] = (-1, {})
+    def __init__(self, seeds: int = 256) -> None:
+        self._by_seed: dict[int, tuple[int, tuple[int, ...]]] = {}
+        self._seeds = seeds
 
     def get(self, cfg: JobConfig, step: int) -> int:
-        seed, values = self._entry
-        got = values.get(step) if seed == cfg.seed else None
-        if got is None:
-            values = {s: prng_u_bits(cfg, s) for s in range(step, min(step + _U_AHEAD, 1 << 64))}
-            self._entry = (cfg.seed, values)
-            got = values[step]
-        return got
+        first, values = self._by_seed.get(cfg.seed, (-1, ()))
+        if not first <= step < first + len(values):
+            values = tuple(prng_u_bits(cfg, s) for s in range(step, min(step + _U_AHEAD, 1 << 64)))
+            if len(self._by_seed) >= self._seeds:
+                self._by_seed.clear()
+            first = step
+            self._by_seed[cfg.seed] = (first, values)
+        return values[step - first]
 
 
-_U_BITS = _UBits()
+U_BITS = _UBits()
 
 
 def _cpu_draw(op: TraceOp, ins: list, cfg: JobConfig, step: int) -> torch.Tensor:
@@ -370,7 +372,7 @@ def _cpu_draw(op: TraceOp, ins: list, cfg: JobConfig, step: int) -> torch.Tensor
     c = _row(ins[0], v, torch.float32, "DRAW c")
     big_j = _cpu_big_j(ins[1], ins[2], v, keff(v, cfg))
     g = torch.empty(_shape(c), dtype=torch.float32)
-    _c().draw(c.data_ptr(), v, big_j, _U_BITS.get(cfg, step), g.data_ptr())
+    _c().draw(c.data_ptr(), v, big_j, U_BITS.get(cfg, step), g.data_ptr())
     return g
 
 

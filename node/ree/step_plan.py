@@ -10,9 +10,13 @@ and `repops_step_plan_run` executes all records without returning to Python. Eve
 computes its op's §L5 definition exactly (no rewrite to re-check), so the plan's outputs are
 the reference's bits; tests compare every leaf with the op-by-op executor.
 
-The plan covers the program's prefix up to the first op it does not lower (SmolLM2: the
-SAMPLE tail, ~80 ops in ~20 handlers), which the executor's handlers run on views of the
-arena. Only decode steps (seq = 1) on the CPU use it; prefill stays op by op.
+The plan covers the program up to the first op it does not lower, which the executor's
+handlers run on views of the arena. On the CPU that is the whole SmolLM2 step: the SAMPLE tail
+(three ARGFOLD trees, the sort, eight MERGE levels, the sampler's stages) is records too, one
+per tree, per SORT with its MERGE levels, per stage (~2 ms of Python handlers a step before).
+A CUDA plan stops at the first ARGFOLD (`sample=False`): its tail runs on the host, in a plan
+that starts there (`start`; the logits, computed on the device, are its external input).
+Only decode steps (seq = 1) use a plan; prefill stays op by op.
 
 The arena also serves the trace: `StepOutputs.leaf_arrays` gives every leaf's address, size
 and C4 header as arrays, so the recorder hashes the plan's leaves without a Python object per
@@ -30,14 +34,18 @@ import torch
 
 from node.ree import fold_tree as ft
 from node.ree import linear_chain as lc
-from referee.layout import Code, Dim, Src, Symbols, TraceProgram
+from node.ree.fastsample import U_BITS
+from referee.layout import Code, Dim, JobConfig, Src, Stage, Symbols, TraceProgram
 from repops.commit import DTYPE_CODES
 
 REC = 40  # int64 words per record (repops_step_plan.c)
 MAXD = 6
 W0 = -1_000_000  # weight w is input word W0 - w
-K_NOP, K_TOKENS, K_GATHER, K_EW, K_FOLDTREE, K_QCHAIN, K_DOT, K_ROPE, K_MOVE, K_CONCAT = range(10)
-_TORCH = {"float32": torch.float32, "int32": torch.int32}
+(K_NOP, K_TOKENS, K_GATHER, K_EW, K_FOLDTREE, K_QCHAIN, K_DOT, K_ROPE, K_MOVE, K_CONCAT,
+ K_ARGTREE, K_SAMPLE) = range(12)
+_TORCH = {"float32": torch.float32, "int32": torch.int32, "int64": torch.int64}
+_ESIZE = {"float32": 4, "int32": 4, "int64": 8}
+_ORDER_STRIDE = {"int32": 1, "int64": 2}  # an order input's element in 32-bit words
 
 
 class PlanError(RuntimeError):
@@ -50,9 +58,18 @@ def _run_fn() -> ctypes._CFuncPtr:
 
     fn = load().repops_step_plan_run
     p, i64 = ctypes.c_void_p, ctypes.c_int64
-    fn.argtypes = [i64, p, p, p, p, p, p, p, i64, i64, i64, ctypes.c_int, ctypes.c_char_p, p]
+    fn.argtypes = [i64, p, p, p, p, p, p, p, i64, i64, i64, ctypes.c_int, ctypes.c_char_p, p,
+                   p]
     fn.restype = i64
     return fn
+
+
+def job_words(config: JobConfig | None, step: int) -> np.ndarray:
+    """What a plan's SAMPLE records read (repops_step_plan.c J_*): temperature, top-k and top-p
+    of the job (§L1; None: greedy), and u of this step (RepOps spec §7.2)."""
+    cfg = config if config is not None else JobConfig()
+    return np.array([cfg.temperature, cfg.top_k, cfg.top_p, U_BITS.get(cfg, step)],
+                    dtype=np.int64)
 
 
 class StepPlan:
@@ -60,12 +77,16 @@ class StepPlan:
 
     def __init__(self, program: TraceProgram, weights: Mapping[bytes, np.ndarray],
                  chains: Mapping[int, lc.Chain], panels: Mapping[bytes, object],
-                 trees: Mapping[int, object]) -> None:
+                 trees: Mapping[int, object], sample: bool = True, start: int = 0) -> None:
         """`chains`/`panels`: the executor's linear chains and their `QuantChain`s by weight
-        root; `trees`: its `fold_tree.TreeRunner`s by first level. An op the plan cannot
-        lower ends the prefix (`tail`)."""
+        root; `trees`: its `fold_tree.TreeRunner`s and `ArgTreeRunner`s by first level. An op
+        the plan cannot lower ends the plan (`tail`); without `sample`, so does the first
+        ARGFOLD or SAMPLE op. `start`: the first op of the plan; the ops before it that the plan
+        reads (`external`) are the caller's, copied into the arena each step (`run`'s `ext`)."""
         self.program = program
+        self.start = start
         ops = program.ops
+        external: set[int] = set()
         self._keep: list[object] = []  # arrays whose addresses the records hold
         self._wslot: dict[bytes, int] = {}
         wptr: list[int] = []
@@ -89,25 +110,36 @@ class StepPlan:
             inp = op.inputs[k]
             if inp.src == Src.WEIGHT:
                 return weight(inp.root)
-            if inp.src != Src.OP or inp.back > 1:
+            if inp.src != Src.OP or inp.back > 1 or (inp.op < start and inp.back):
                 raise _Stop
+            if inp.op < start:
+                if ops[inp.op].dtype not in _TORCH or len(ops[inp.op].dims) > MAXD:
+                    raise _Stop
+                external.add(inp.op)
             return inp.op if inp.back == 0 else -2 - inp.op
 
         recs: list[list[int]] = []
-        j = 0
+        j = start
         while j < len(ops):
             op = ops[j]
-            if op.dtype not in _TORCH or len(op.dims) > MAXD:
+            if op.dtype not in ("float32", "int32") or len(op.dims) > MAXD:
+                break
+            if not sample and op.code in (Code.ARGFOLD, Code.SAMPLE):
                 break
             try:
-                rec, n = self._record(j, op, word, chains, panels, trees,
-                                      lambda i: ops[i].code)
+                if op.code in (Code.ARGFOLD, Code.SAMPLE):
+                    rec, n = _tail_record(j, op, word, trees, ops)
+                else:
+                    rec, n = self._record(j, op, word, chains, panels, trees,
+                                          lambda i: ops[i].code)
             except _Stop:
                 break
             recs.append(rec + [0] * (REC - len(rec)))
             recs.extend([[K_NOP, j + i] + [0] * (REC - 2) for i in range(1, n)])
             j += n
         self.tail = j
+        self.external = sorted(external)
+        self.samples = any(r[0] == K_SAMPLE for r in recs)  # `run` needs the job's words
         # the op whose previous-step output a TOKENS op reads when no token is fed (§L5.1)
         self.token_src = next((o.inputs[1].op for o in ops[:j] if o.code == Code.TOKENS
                                and len(o.inputs) > 1 and o.inputs[1].src == Src.OP), None)
@@ -116,14 +148,20 @@ class StepPlan:
         self._wptr = np.array(wptr or [0], dtype=np.int64)
         self._wdims = np.array(wdims or [[0] * (MAXD + 1)], dtype=np.int64)
         pre = ops[: self.tail]
-        self._ndim = np.array([len(o.dims) for o in pre], dtype=np.int64)
+        # ops before `start` that the plan does not read keep one 4-byte slot (0-D)
+        held = set(range(start, self.tail)) | external
+        self._ndim = np.array([len(o.dims) if i in held else 0 for i, o in enumerate(pre)],
+                              dtype=np.int64)
         coeff = np.zeros((3, self.tail, MAXD), dtype=np.int64)
-        for i, o in enumerate(pre):
-            for k, d in enumerate(o.dims):
+        for i in held:
+            for k, d in enumerate(pre[i].dims):
                 coeff[:, i, k] = (d.c0, d.seq, d.past)
+        self._esize = np.array([_ESIZE[o.dtype] if o.dtype in _ESIZE else 4 for o in pre],
+                               dtype=np.int64)
         self._coeff = coeff
+        self._static: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._live = np.arange(MAXD)[None, :] < self._ndim[:, None]
-        self.dtypes = [_TORCH[o.dtype] for o in pre]
+        self.dtypes = [_TORCH.get(o.dtype, torch.float32) for o in pre]
         self._dcode = np.array([DTYPE_CODES[o.dtype] for o in pre], dtype=np.uint8)
         # ops whose previous-step output a record reads (the KV caches: CONCAT's own output)
         self.back_refs = sorted({-2 - int(w) for r in self._recs if r[0] != K_TOKENS
@@ -131,9 +169,9 @@ class StepPlan:
         # CONCATs on axis 0 whose first input is their own previous output (the KV caches):
         # their bytes start with last step's, so the recorder reuses those full chunks' leaves
         self.appends = np.array(
-            [i for i, o in enumerate(pre) if o.code == Code.CONCAT and o.attrs[:1] == (0,)
-             and o.inputs and o.inputs[0].src == Src.OP and o.inputs[0].op == i
-             and o.inputs[0].back == 1], dtype=np.int64)
+            [i for i, o in enumerate(pre) if i >= start and o.code == Code.CONCAT
+             and o.attrs[:1] == (0,) and o.inputs and o.inputs[0].src == Src.OP
+             and o.inputs[0].op == i and o.inputs[0].back == 1], dtype=np.int64)
 
     @staticmethod
     def _record(j: int, op, word, chains, panels, trees, ops_code  # noqa: ANN001, ANN205
@@ -196,19 +234,40 @@ class StepPlan:
 
     def layout(self, sym: Symbols) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(dims, byte sizes, byte offsets) of the step's outputs, back to back in op order
-        (the arena; node/ree/step_plan_cuda.py lays its device arena out the same way)."""
+        (the arena; node/ree/step_plan_cuda.py lays its device arena out the same way).
+        A plan whose dims do not depend on the step (a CUDA plan's host tail) computes them
+        once and returns them read-only."""
+        if self._static is not None:
+            return self._static
+        got = self._layout(sym)
+        if not self._coeff[1:].any():
+            for a in got:
+                a.flags.writeable = False
+            self._static = got
+        return got
+
+    def _layout(self, sym: Symbols) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         dims = self.dims_at(sym)
-        nbytes = 4 * np.where(self._live, dims[:, 1:], 1).prod(axis=1)
+        nbytes = self._esize * np.where(self._live, dims[:, 1:], 1).prod(axis=1)
         offs = np.zeros(self.tail, dtype=np.int64)
         np.cumsum(nbytes[:-1], out=offs[1:])
         return dims, nbytes, offs
 
-    def _prepare(self, sym: Symbols, prev: Sequence[torch.Tensor | None]) -> tuple:
-        """The step's dims, arena and offsets, and the previous step's output addresses."""
+    def _prepare(self, sym: Symbols, prev: Sequence[torch.Tensor | None],
+                 ext: Mapping[int, torch.Tensor] | None = None) -> tuple:
+        """The step's dims, arena and offsets (the external inputs copied in), and the
+        previous step's output addresses."""
         if sym.seq != 1:
             raise PlanError("the step plan runs decode steps (seq = 1) only")
         dims, nbytes, offs = self.layout(sym)
         arena = torch.empty(int(offs[-1] + nbytes[-1]) if self.tail else 0, dtype=torch.uint8)
+        for i in self.external:
+            t = None if ext is None else ext.get(i)
+            o, n = int(offs[i]), int(nbytes[i])
+            if t is None or t.dtype != self.dtypes[i] or t.numel() * t.element_size() != n:
+                raise PlanError(f"op {i} ({self.program.ops[i].name}): the plan's external "
+                                "input is absent or of another dtype or size")
+            arena[o:o + n].view(self.dtypes[i]).copy_(t.reshape(-1))
         prev_ptr = np.zeros(self.program.n_ops, dtype=np.int64)
         keep = []
         for i in self.back_refs:
@@ -229,31 +288,45 @@ class StepPlan:
         who = "" if job is None else f"job {job}, "
         return PlanError(f"{who}op {j} ({self.program.ops[j].name}): {err.value.decode()}")
 
+    def _job(self, job: np.ndarray | None) -> np.ndarray | None:
+        if self.samples and (job is None or job.dtype != np.int64 or job.shape != (4,)):
+            raise PlanError("the plan's SAMPLE records need the job's words (`job_words`)")
+        return job
+
     def run(self, sym: Symbols, prev: Sequence[torch.Tensor | None], token: int,
-            nthreads: int) -> StepOutputs:
-        """Ops [0, tail) of a decode step; `prev` the previous step's outputs."""
-        dims, nbytes, offs, arena, prev_ptr, _keep, alias = self._prepare(sym, prev)
+            nthreads: int, job: np.ndarray | None = None,
+            ext: Mapping[int, torch.Tensor] | None = None) -> StepOutputs:
+        """Ops [start, tail) of a decode step; `prev` the previous step's outputs, `job` the
+        job's words (`job_words`, for SAMPLE records), `ext` the external inputs by op."""
+        job = self._job(job)
+        dims, nbytes, offs, arena, prev_ptr, _keep, alias = self._prepare(sym, prev, ext)
         err = ctypes.create_string_buffer(200)
         rc = _run_fn()(len(self._recs), self._recs.ctypes.data, arena.data_ptr(),
                        offs.ctypes.data, dims.ctypes.data, prev_ptr.ctypes.data,
                        self._wptr.ctypes.data, self._wdims.ctypes.data, sym.seq, sym.past,
-                       token, nthreads, err, alias.ctypes.data)
+                       token, nthreads, err, alias.ctypes.data,
+                       None if job is None else job.ctypes.data)
         if rc:
             raise self._error(rc - 1, err)
         return StepOutputs(self, arena, offs, nbytes, dims, alias)
 
-    def run_lanes(self, steps: Sequence[tuple[Symbols, Sequence[torch.Tensor | None], int]],
+    def run_lanes(self, steps: Sequence[tuple[Symbols, Sequence[torch.Tensor | None], int,
+                                              np.ndarray | None]],
                   nthreads: int) -> list[StepOutputs]:
-        """One decode step of several jobs (symbols, previous outputs, token each): every
-        weight linear runs once over the rows of all jobs (`repops_step_plan_run_lanes`),
-        every other record job by job. Each job's outputs are its `run` outputs, bit for bit
-        (tests/ree/test_batch_invariance.py)."""
-        prepared = [self._prepare(sym, prev) for sym, prev, _ in steps]
-        args = np.zeros((len(steps), 8), dtype=np.int64)
-        for b, ((sym, _, token), (dims, _, offs, arena, prev_ptr, _, alias)) in enumerate(
-                zip(steps, prepared, strict=True)):
+        """One decode step of several jobs (symbols, previous outputs, token, job words
+        each): every weight linear runs once over the rows of all jobs
+        (`repops_step_plan_run_lanes`), every other record job by job. Each job's outputs are
+        its `run` outputs, bit for bit (tests/ree/test_batch_invariance.py)."""
+        if self.external:
+            raise PlanError("a plan with external inputs runs one job at a time")
+        jobs = [self._job(job) for *_, job in steps]
+        prepared = [self._prepare(sym, prev) for sym, prev, _, _ in steps]
+        args = np.zeros((len(steps), 9), dtype=np.int64)
+        for b, ((sym, _, token, _), job, (dims, _, offs, arena, prev_ptr, _, alias)) in \
+                enumerate(zip(steps, jobs, prepared, strict=True)):
             args[b] = (arena.data_ptr(), offs.ctypes.data, dims.ctypes.data,
-                       prev_ptr.ctypes.data, sym.seq, sym.past, token, alias.ctypes.data)
+                       prev_ptr.ctypes.data, sym.seq, sym.past, token, alias.ctypes.data,
+                       0 if job is None else job.ctypes.data)
         q = self._recs[self._recs[:, 0] == K_QCHAIN]
         nb = len(steps)
         xs = int(nb * q[:, 8].max()) if len(q) else 0
@@ -282,6 +355,72 @@ def _lanes_fn() -> ctypes._CFuncPtr:
 
 class _Stop(Exception):
     """The plan cannot lower this op: the prefix ends here."""
+
+
+def _static_numel(op) -> int | None:  # noqa: ANN001 - TraceOp
+    """An op's element count when no dim depends on the step (§L3), else None."""
+    if any(d.seq or d.past for d in op.dims):
+        return None
+    return int(np.prod([d.c0 for d in op.dims], dtype=np.int64))
+
+
+# per SAMPLE stage (§L5.10): output dtype, input dtypes (None: an order, int32 or int64)
+_STAGE_TYPES = {
+    Stage.SCALE: ("float32", ("float32",)), Stage.SORT: ("int32", ("float32",)),
+    Stage.EXP: ("float32", ("float32", None)), Stage.SCAN: ("float32", ("float32",)),
+    Stage.TOPP: ("float32", ("float32",)),
+    Stage.DRAW: ("float32", ("float32", "float32", "int32")),
+    Stage.JSTAR: ("int32", ("float32", "int32", "float32", "int32")),
+    Stage.PICK: ("int32", ("float32", "int32", None, "int32"))}
+
+
+def _tail_record(j: int, op, word, trees, ops) -> tuple[list[int], int]:  # noqa: ANN001
+    """(record words, ops covered) of an ARGFOLD tree or a SAMPLE stage (repops_step_plan.c
+    K_ARGTREE, K_SAMPLE). The dtypes are checked here, once (the program fixes them), the sizes
+    in C each step; a shape the records do not cover raises _Stop, and the handlers run it
+    (and name what is wrong with it)."""
+    if op.code == Code.ARGFOLD:
+        runner = trees.get(j)
+        if not isinstance(runner, ft.ArgTreeRunner) or len(runner.tree.caps) > REC - 7:
+            raise _Stop
+        t = runner.tree
+        return [K_ARGTREE, j, len(t.levels), word(op, 0), -1, -1, len(t.caps), *t.caps], \
+            len(t.levels)
+    a = op.attrs
+    types = _STAGE_TYPES.get(a[0]) if len(a) == 1 + (a[:1] == (Stage.SORT,)) else None
+    if types is None or op.dtype != types[0] or len(op.inputs) != len(types[1]):
+        raise _Stop
+    stride = 0
+    for inp, want in zip(op.inputs, types[1], strict=True):
+        if inp.src != Src.OP or inp.back:
+            raise _Stop
+        got = ops[inp.op].dtype
+        if want is None and got in _ORDER_STRIDE:
+            stride = _ORDER_STRIDE[got]
+        elif got != want:
+            raise _Stop
+    words = [word(op, k) for k in range(len(op.inputs))]
+    merges = 0
+    if a[0] == Stage.SORT:
+        # SORT's record writes the MERGE levels that follow it (node/ree/fastsample.py)
+        v, block = _static_numel(ops[op.inputs[0].op]), a[1]
+        if v is None or block < 1:
+            raise _Stop
+        if block < v:  # the levels h = B, 2B, … below V (repops_sample_levels)
+            merges = 1
+            while block << merges < v:
+                merges += 1
+        for i in range(merges):
+            m = ops[j + 1 + i] if j + 1 + i < len(ops) else None
+            if (m is None or m.code != Code.SAMPLE or tuple(m.attrs) != (Stage.MERGE, block << i)
+                    or m.dtype != "int64" or len(m.dims) > MAXD or len(m.inputs) != 2
+                    or m.inputs[0].src != Src.OP or m.inputs[0].op != j + i
+                    or m.inputs[0].back or m.inputs[1] != op.inputs[0]):
+                raise _Stop
+    fourth = words[3] if len(words) > 3 else -1
+    block = a[1] if len(a) > 1 else 0
+    return [K_SAMPLE, j, 1 + merges, *(words[:3] + [-1] * (3 - min(3, len(words)))), a[0],
+            block, fourth, stride, merges], 1 + merges
 
 
 def _dim3(word: int) -> tuple[int, int, int]:

@@ -177,7 +177,7 @@ class CudaStepPlan:
                     continue
                 self._chain[j] = panels[c.root]
         trees = {j: ft.TreeRunner(t) for j, t in ft.find_trees(program).items()}
-        self.plan = sp.StepPlan(program, weights, chains, panels, trees)
+        self.plan = sp.StepPlan(program, weights, chains, panels, trees, sample=False)
         self.tail = self.plan.tail
         self.token_src = self.plan.token_src
         self.n_linears = self.plan.n_linears
@@ -263,14 +263,14 @@ class CudaStepPlan:
         self.launch(launches, self.table(launches))
         return sp.StepOutputs(self.plan, arena, offs, nbytes, dims, alias)
 
-    def run_lanes(self, steps: Sequence[tuple[Symbols, Sequence[torch.Tensor | None], int]],
-                  nthreads: int = 1) -> list[sp.StepOutputs]:
+    def run_lanes(self, steps: Sequence[tuple], nthreads: int = 1) -> list[sp.StepOutputs]:
         """Several jobs' decode steps (the same bits as each alone: a job's launches and
         table are those of its one-job graph). With graphs on, each job takes a lane of
         `_Graphs` (its own arenas, graphs and stream), so the jobs' replays run side by
         side: one job's launches fill a few dozen SMs at most. A job that cannot have a
         lane (memory, shapes) runs eagerly on the caller's stream."""
         del nthreads
+        steps = [s[:3] for s in steps]  # (symbols, previous outputs, token[, job words])
         for sym, _prev, token in steps:
             self._check(sym, token)
         lanes = self._claim_lanes(steps) if self.graphs and len(steps) > 1 else \

@@ -158,3 +158,34 @@ def test_fold_trees_on_edge_values():
     prog, store = special_program(seed=3)
     fx, _ = _compare(prog, store, [0, 1], 4)
     assert fx._trees
+
+
+def test_argmax_tree_on_ties_and_nans():
+    """The C argmax tree (repops_argfold_levels, branch-free) equals the reference's pairwise
+    rule (referee.ops._winner, RepOps spec §6.11) level by level on rows drawn from few
+    values: ties everywhere, ±0, ±inf and NaNs of several payloads (the sampler's J0/j0
+    trees read rows of 0/1)."""
+    import torch
+
+    from node.ree.fold_tree import ArgTree, ArgTreeRunner
+    from referee.ops import _winner
+
+    rng = np.random.default_rng(5)
+    pool = np.array([0x7FC00000, 0xFFC00001, 0xFF800000, 0xBF800000, 0x80000000, 0x00000000,
+                     0x3F800000, 0x7F800000], dtype=np.uint32)
+    caps = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+    for width in (300, 257, 256, 3):
+        x = pool[rng.integers(0, len(pool), (6, width))].view(np.float32)
+        got = ArgTreeRunner(ArgTree(tuple(range(len(caps))), caps, 0)).run(torch.from_numpy(x))
+        ids = np.broadcast_to(np.arange(width), x.shape)
+        for cap, level in zip(caps, got, strict=True):
+            w = ids.shape[1]
+            want = ids[:, :min(w, cap)].copy()
+            n = max(0, w - cap)
+            if n:
+                ia, ib = ids[:, :n], ids[:, cap:cap + n]
+                va = np.take_along_axis(x.view(np.uint32), ia, 1)  # referee.f32: bits
+                vb = np.take_along_axis(x.view(np.uint32), ib, 1)
+                want[:, :n] = _winner(va, ia, vb, ib)
+            assert np.array_equal(level.numpy(), want), (width, cap)
+            ids = want

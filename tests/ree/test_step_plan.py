@@ -11,7 +11,7 @@ import torch
 
 from node.ree.fastexec import FastExecError, FastExecutor, StepState, _HostTail
 from node.ree.sampling import SamplingConfig
-from node.ree.step_plan import StepOutputs
+from node.ree.step_plan import StepOutputs, StepPlan
 from node.ree.trace import TraceRecorder
 from referee.layout import Code, Symbols
 
@@ -29,17 +29,24 @@ def _bits(t: torch.Tensor) -> bytes:
     return t.contiguous().numpy().tobytes()
 
 
-def test_plan_covers_everything_before_the_sampler(executors):
+def test_plan_covers_the_whole_step_with_the_sampler(executors):
+    """The CPU plan lowers every op of a SmolLM2 decode step, the SAMPLE tail included; a
+    plan without `sample` (the CUDA plan's records) stops at the first ARGFOLD."""
     planned, plain = executors
     prog = planned.program
     first_tail = next(j for j, op in enumerate(prog.ops)
                       if op.code in (Code.ARGFOLD, Code.SAMPLE))
-    assert planned.plan is not None and planned.plan.tail == first_tail
+    assert planned.plan is not None and planned.plan.tail == prog.n_ops
+    assert planned.plan.samples
     assert plain.plan is None
+    no_sample = StepPlan(prog, planned.np_weights, planned._chains, planned._panels,
+                         planned._trees, sample=False)
+    assert no_sample.tail == first_tail and not no_sample.samples
 
 
 @pytest.mark.parametrize("sampling", [SamplingConfig(),
-                                      SamplingConfig(0.8, 40, 0.9, seed=11)])
+                                      SamplingConfig(0.8, 40, 0.9, seed=11),
+                                      SamplingConfig(1.3, 0, 1.0, seed=12)])
 def test_plan_equals_handlers_leaf_by_leaf(executors, sampling):
     """Prefill, then decode steps fed by the previous token (feed None: the TOKENS op reads
     the previous step's token op) on both executors; every output's dtype, shape and bits."""
@@ -165,24 +172,33 @@ def test_jobs_stacked_in_the_plan_equal_single_runs(executors):
 
 @pytest.mark.parametrize("sampling", [SamplingConfig(), SamplingConfig(0.8, 40, 0.9, seed=5)])
 def test_tail_only_executor_gives_the_tail_leaves(executors, ree_model, sampling):
-    """A CUDA executor runs the SAMPLE tail on the host (`_HostTail`): an executor of the ops
-    from the tail on, fed the step's prefix, gives the planned executor's tail bit for bit;
-    it refuses the ops before."""
-    planned, _ = executors
-    prog, tail = planned.program, planned.plan.tail
+    """A CUDA executor runs the SAMPLE tail on the host (`_HostTail`): from the first ARGFOLD
+    on (where the CUDA plan stops), as a CPU plan whose external input is the logits, and
+    through the handlers of an executor of the ops from there on when it has no plan. Both,
+    fed the step's prefix, give the op-by-op executor's tail bit for bit; the executor
+    refuses the ops before."""
+    planned, plain = executors
+    prog = planned.program
+    tail = next(j for j, op in enumerate(prog.ops) if op.code in (Code.ARGFOLD, Code.SAMPLE))
     host = _HostTail(FastExecutor(prog, ree_model.weights_by_root(), plan=False,
-                                  ops_from=tail))
+                                  ops_from=tail), tail)
+    assert host.plan is not None and host.thread_safe and host.plan.start == tail
+    assert host.plan.external == [tail - 1]  # the logits
     assert not host.ex.buffers and all(r not in host.ex.weights for r in planned.buffers)
+    by_handlers = _HostTail(host.ex, tail)
+    by_handlers.plan = None
     config = sampling.job_config(8)
-    planned.reset()
+    plain.reset()
     for step in range(3):
-        a = planned.run_step(step, PROMPT, config=config)
+        a = plain.run_step(step, PROMPT, config=config)
         if not step:
             continue
         st = StepState(Symbols.for_step(len(PROMPT), step), step, PROMPT, config)
-        got = host.run([a[i] for i in range(tail)], tail, st, None)
-        assert len(got) == prog.n_ops
-        for j in range(tail, prog.n_ops):
-            assert got[j].dtype == a[j].dtype and _bits(got[j]) == _bits(a[j]), j
+        for h in (host, by_handlers):
+            got = h.run([a[i] for i in range(tail)], tail, st, None)
+            assert len(got) == prog.n_ops
+            for j in range(tail, prog.n_ops):
+                assert got[j].dtype == a[j].dtype and got[j].shape == a[j].shape, j
+                assert _bits(got[j]) == _bits(a[j]), j
     with pytest.raises(FastExecError, match="ops_from"):
         host.ex.run_step(0, PROMPT)

@@ -48,11 +48,12 @@ void repops_fold_levels(const float *x, int64_t rows, int64_t w, int64_t nlev,
  * ids[i] for the rest up to min(w_l, c_l). The winner is the larger value, the lower index on
  * a tie (-0 == +0) and on two NaNs, the NaN against a number. */
 static inline int32_t arg_winner(const float *x, int32_t ia, int32_t ib) {
+    /* branch-free (the rows of the sampler's J0/j0 trees are 0/1 values, ties everywhere:
+     * branches on them mispredict), so the loops below vectorize */
     float va = x[ia], vb = x[ib];
-    int na = va != va, nb = vb != vb;
-    int32_t lo = ia < ib ? ia : ib;
-    if (na || nb) return na && nb ? lo : (na ? ia : ib);
-    return va > vb ? ia : (vb > va ? ib : lo);
+    int na = va != va, nb = vb != vb, b_lo = ib < ia;
+    int take_b = (na & nb & b_lo) | (nb & !na) | (!na & !nb & ((vb > va) | ((vb == va) & b_lo)));
+    return take_b ? ib : ia;
 }
 
 /* x: rows × v values; ids: rows × w indices of the first level's input, or NULL for the

@@ -22,7 +22,13 @@
 #define W0 (-1000000LL)
 
 enum { K_NOP = 0, K_TOKENS = 1, K_GATHER = 2, K_EW = 3, K_FOLDTREE = 4, K_QCHAIN = 5,
-       K_DOT = 6, K_ROPE = 7, K_MOVE = 8, K_CONCAT = 9 };
+       K_DOT = 6, K_ROPE = 7, K_MOVE = 8, K_CONCAT = 9, K_ARGTREE = 10, K_SAMPLE = 11 };
+/* SAMPLE stages (referee.layout.Stage, §L5.10) */
+enum { S_SCALE = 1, S_SORT = 2, S_EXP = 3, S_SCAN = 4, S_TOPP = 5, S_DRAW = 6, S_JSTAR = 7,
+       S_PICK = 8 };
+/* the job words a SAMPLE record reads (§L1 JobConfig, RepOps spec §7.2 u of the step) */
+enum { J_TEMPERATURE = 0, J_TOP_K = 1, J_TOP_P = 2, J_U = 3, J_WORDS = 4 };
+#define F32_ONE_BITS 0x3F800000u
 
 /* kernels of the same library */
 void repops_binary(int op, const float *a, const float *b, float *out, int64_t n, int sa,
@@ -37,6 +43,17 @@ void repops_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, c
                  int64_t rsb, int64_t csb, float *C, int64_t ldc, int nthreads);
 void repops_rope(const float *x, float *out, const float *cos_t, const float *sin_t,
                  int64_t outer, int64_t T, int64_t D, int64_t half, int pairing, int nthreads);
+void repops_argfold_levels(const float *x, int64_t rows, int64_t v, const int32_t *ids,
+                           int64_t w, int64_t nlev, const int64_t *caps, int32_t *out);
+int64_t repops_sample_order(const float *zp, int64_t v, int32_t *order);
+int64_t repops_sample_levels(const int32_t *order, int64_t v, int64_t w, int64_t n,
+                             int32_t *out, int64_t *merges);
+void repops_sample_scale(const float *z, int64_t n, uint32_t t_bits, float *out);
+int64_t repops_sample_exp(const float *zp, const uint32_t *order, int64_t ostride, int64_t v,
+                          int64_t k, float *e);
+void repops_sample_scan(const float *p, float *c, int64_t n);
+void repops_sample_topp(const float *c, int64_t v, int64_t k, uint32_t top_p_bits, float *f);
+void repops_sample_draw(const float *c, int64_t v, int64_t big_j, uint32_t u_bits, float *g);
 
 struct plan_ctx {
     uint8_t *arena;
@@ -49,6 +66,7 @@ struct plan_ctx {
     int nthreads;
     char *err;
     int64_t *alias; /* per op: the op whose output bits this one repeats, or -1 */
+    const int64_t *job; /* J_WORDS words for SAMPLE records, or NULL (then none may run) */
 };
 
 struct operand {
@@ -386,6 +404,139 @@ static int run_gather(struct plan_ctx *c, const int64_t *r) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- §L5.5 ARGFOLD trees */
+
+/* Every level of one argmax tree over the last axis of x (fold_tree.ArgTree): level l is op
+ * j + l, and the levels lie back to back in the arena as repops_argfold_levels writes them. */
+static int run_argtree(struct plan_ctx *c, const int64_t *r) {
+    const int64_t *p = r + 6;
+    int64_t nlev = p[0], j = r[1];
+    struct operand x = operand(c, r[3]);
+    if (!x.d) return fail(c, "ARGFOLD: absent input");
+    int64_t v = x.d[0] ? x.d[x.d[0]] : 1, rows = v ? numel(x.d) / v : 0, win = v;
+    for (int64_t l = 0; l < nlev; l++) {
+        int64_t cap = p[1 + l], wout = win < cap ? win : cap;
+        if (cap < 1 || win > 2 * cap) return fail(c, "ARGFOLD: row wider than two caps");
+        if (numel(c->dims + DROW * (j + l)) != rows * wout) return fail(c, "ARGFOLD: level size");
+        win = wout;
+    }
+    repops_argfold_levels(x.p, rows, v, NULL, v, nlev, p + 1,
+                          (int32_t *)(c->arena + c->offs[j]));
+    return 0;
+}
+
+/* ---------------------------------------------------------------- §L5.10 SAMPLE */
+
+/* A row input of V elements (the reference's shape rule; what keeps the reads inside it). */
+static const void *sample_row(const struct plan_ctx *c, int64_t w, int64_t v) {
+    struct operand o = operand(c, w);
+    return o.d && numel(o.d) == v ? o.p : NULL;
+}
+
+/* An index input's element 0 (J0, j0, A, j*), in [0, v). */
+static int sample_index(struct plan_ctx *c, int64_t w, int64_t v, int64_t *out) {
+    struct operand o = operand(c, w);
+    if (!o.d || numel(o.d) < 1) return fail(c, "SAMPLE: index input absent");
+    int32_t got = *(const int32_t *)o.p;
+    if (got < 0 || got >= v) return fail(c, "SAMPLE: index outside the row");
+    *out = got;
+    return 0;
+}
+
+/* J of RepOps spec §7.3 step 6: J0 when f[J0] is 1.0, else K - 1. */
+static int sample_big_j(struct plan_ctx *c, int64_t wf, int64_t wj0, int64_t v, int64_t k,
+                        int64_t *out) {
+    const uint32_t *f = sample_row(c, wf, v);
+    if (!f) return fail(c, "SAMPLE: f is not a row of V");
+    if (sample_index(c, wj0, v, out)) return -1;
+    if (f[*out] != F32_ONE_BITS) *out = k - 1;
+    return 0;
+}
+
+/* SORT's list and the MERGE levels above it (the record covers SORT and its p[4] MERGE ops,
+ * which lie back to back after it): one radix sort of the row, then every level as
+ * repops_sample_levels writes them (node/ree/fastsample.py `_CpuRow`). */
+static int run_sort(struct plan_ctx *c, const int64_t *r, const float *zp, int64_t v) {
+    const int64_t *p = r + 6;
+    int64_t w = p[1], nm = p[4], j = r[1], n = 0;
+    if (w < 1) return fail(c, "SAMPLE SORT: block size");
+    if (w < v)
+        for (n = 1; (w << n) < v; n++) {}
+    if (n != nm) return fail(c, "SAMPLE SORT: the MERGE levels do not match the row");
+    for (int64_t i = 0; i <= nm; i++)
+        if (numel(c->dims + DROW * (j + i)) != v) return fail(c, "SAMPLE SORT: output size");
+    int32_t *order = (int32_t *)malloc((size_t)v * sizeof(int32_t));
+    int32_t *out = (int32_t *)(c->arena + c->offs[j]);
+    int64_t rc = !order || repops_sample_order(zp, v, order);
+    if (!rc && nm == 0) memcpy(out, order, (size_t)v * sizeof(int32_t));
+    if (!rc && nm > 0)
+        rc = repops_sample_levels(order, v, w, nm, out, (int64_t *)(c->arena + c->offs[j + 1]));
+    free(order);
+    return rc ? fail(c, "SAMPLE SORT: no memory for the sort") : 0;
+}
+
+/* One SAMPLE stage (§L5.10) of the job's step: the definitions of repops_sample.c, with the
+ * job's temperature, top-k, top-p and this step's u from c->job. The element ops SCALE, EXP,
+ * SCAN, TOPP, DRAW write V elements; JSTAR and PICK one index. Record parameters: stage,
+ * block, the fourth input (JSTAR's J0, PICK's j*), the order input's stride in 32-bit words
+ * (EXP, PICK: 1 for SORT's int32, 2 for MERGE's int64), SORT's MERGE count. */
+static int run_sample(struct plan_ctx *c, const int64_t *r) {
+    const int64_t *p = r + 6, *jw = c->job;
+    int64_t j = r[1];
+    if (!jw) return fail(c, "SAMPLE: no job config");
+    struct operand x = operand(c, r[3]);
+    if (!x.d) return fail(c, "SAMPLE: absent input");
+    int64_t v = numel(x.d), big_j, at;
+    if (v < 1) return fail(c, "SAMPLE: an empty row");
+    int64_t k = jw[J_TOP_K] == 0 || jw[J_TOP_K] >= v ? v : jw[J_TOP_K];
+    int64_t nout = numel(c->dims + DROW * j);
+    void *out = c->arena + c->offs[j];
+    int64_t stage = p[0];
+    if (stage != S_SORT && stage != S_JSTAR && stage != S_PICK && nout != v)
+        return fail(c, "SAMPLE: output size");
+    if ((stage == S_JSTAR || stage == S_PICK) && nout != 1)
+        return fail(c, "SAMPLE: an index output has one element");
+    switch (stage) {
+    case S_SCALE: repops_sample_scale(x.p, v, (uint32_t)jw[J_TEMPERATURE], out); return 0;
+    case S_SORT: return run_sort(c, r, x.p, v);
+    case S_EXP: {
+        const uint32_t *order = sample_row(c, r[4], v);
+        if (!order) return fail(c, "SAMPLE EXP: order is not a row of V");
+        if (repops_sample_exp(x.p, order, p[3], v, k, out))
+            return fail(c, "SAMPLE EXP order: index outside the row");
+        return 0;
+    }
+    case S_SCAN: repops_sample_scan(x.p, out, v); return 0;
+    case S_TOPP: repops_sample_topp(x.p, v, k, (uint32_t)jw[J_TOP_P], out); return 0;
+    case S_DRAW:
+        if (sample_big_j(c, r[4], r[5], v, k, &big_j)) return -1;
+        repops_sample_draw(x.p, v, big_j, (uint32_t)jw[J_U], out);
+        return 0;
+    case S_JSTAR: {
+        if (sample_big_j(c, r[5], p[2], v, k, &big_j) || sample_index(c, r[4], v, &at)) return -1;
+        *(int32_t *)out = (int32_t)(((const uint32_t *)x.p)[at] == F32_ONE_BITS ? at : big_j);
+        return 0;
+    }
+    case S_PICK: {
+        if (sample_index(c, r[4], v, &at)) return -1;
+        uint32_t za = ((const uint32_t *)x.p)[at];
+        int greedy = (jw[J_TEMPERATURE] & 0x7FFFFFFF) == 0;
+        if (greedy || (za & 0x7FFFFFFFu) > 0x7F800000u) { /* T = ±0, or z[A] is NaN */
+            *(int32_t *)out = (int32_t)at;
+            return 0;
+        }
+        const uint32_t *order = sample_row(c, r[5], v);
+        if (!order) return fail(c, "SAMPLE PICK: order is not a row of V");
+        if (sample_index(c, p[2], v, &at)) return -1;
+        uint32_t tok = order[at * p[3]];
+        if (tok >= (uint64_t)v) return fail(c, "SAMPLE PICK: index outside the row");
+        *(int32_t *)out = (int32_t)tok;
+        return 0;
+    }
+    default: return fail(c, "SAMPLE: unknown stage");
+    }
+}
+
 static int run_record(struct plan_ctx *c, const int64_t *r) {
     switch (r[0]) {
     case K_NOP: return 0;
@@ -402,6 +553,8 @@ static int run_record(struct plan_ctx *c, const int64_t *r) {
     case K_ROPE: return run_rope(c, r);
     case K_MOVE: return run_move(c, r);
     case K_CONCAT: return run_concat(c, r);
+    case K_ARGTREE: return run_argtree(c, r);
+    case K_SAMPLE: return run_sample(c, r);
     default: return fail(c, "unknown record kind");
     }
 }
@@ -440,10 +593,12 @@ static int run_qchain_lanes(struct plan_ctx *cs, int64_t nl, const int64_t *r, f
 }
 
 /* Records [0, nrec) of one decode step of each of nl jobs (lane l: its arena, offsets, dims,
- * previous-step addresses, symbols, token and alias array in lane_args[8 l ...]): weight
+ * previous-step addresses, symbols, token, alias array and job words in
+ * lane_args[LANE_ARGS l ...]): weight
  * linears stacked over the jobs, every other record job by job. scratch: floats for the
  * stacked rows and outputs (nl * max K + nl * max nseg * N). Returns 0, or
  * (1 + job) << 32 | (1 + record) for the record that failed. */
+#define LANE_ARGS 9
 int64_t repops_step_plan_run_lanes(int64_t nrec, const int64_t *recs, int64_t nl,
                                    const int64_t *lane_args, const int64_t *wptr,
                                    const int64_t *wdims, int nthreads, char *err,
@@ -451,11 +606,12 @@ int64_t repops_step_plan_run_lanes(int64_t nrec, const int64_t *recs, int64_t nl
     struct plan_ctx *cs = calloc((size_t)nl, sizeof *cs);
     if (!cs) return 1;
     for (int64_t l = 0; l < nl; l++) {
-        const int64_t *a = lane_args + 8 * l;
+        const int64_t *a = lane_args + LANE_ARGS * l;
         cs[l] = (struct plan_ctx){(uint8_t *)(intptr_t)a[0], (const int64_t *)(intptr_t)a[1],
                                   (const int64_t *)(intptr_t)a[2],
                                   (const int64_t *)(intptr_t)a[3], wptr, wdims, a[4], a[5],
-                                  a[6], nthreads, err, (int64_t *)(intptr_t)a[7]};
+                                  a[6], nthreads, err, (int64_t *)(intptr_t)a[7],
+                                  (const int64_t *)(intptr_t)a[8]};
     }
     int64_t rc = 0;
     for (int64_t i = 0; i < nrec && !rc; i++) {
@@ -474,14 +630,15 @@ int64_t repops_step_plan_run_lanes(int64_t nrec, const int64_t *recs, int64_t nl
 
 /* Runs records [0, nrec) of one step. Returns 0, or 1 + the index of the record that failed
  * (err then holds why; outputs of later records are unwritten). alias (per op, -1 on entry)
- * gets, for an op whose output repeats an earlier op's bits, that op. */
+ * gets, for an op whose output repeats an earlier op's bits, that op. job: the J_WORDS words
+ * SAMPLE records read (NULL when the plan has none). */
 int64_t repops_step_plan_run(int64_t nrec, const int64_t *recs, uint8_t *arena,
                              const int64_t *offs, const int64_t *dims, const int64_t *prev,
                              const int64_t *wptr, const int64_t *wdims, int64_t seq,
                              int64_t past, int64_t token, int nthreads, char *err,
-                             int64_t *alias) {
+                             int64_t *alias, const int64_t *job) {
     struct plan_ctx c = {arena, offs, dims, prev, wptr, wdims, seq, past, token, nthreads, err,
-                         alias};
+                         alias, job};
     for (int64_t i = 0; i < nrec; i++)
         if (run_record(&c, recs + REC * i)) return i + 1;
     return 0;
