@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 PROMPT = "Explain in a few sentences why the sky is blue."
 SWEEP = [("fma", 128, 32, 4, 2, False), ("fma", 16, 32, 1, 1, True), ("dot", 16, 16, 1, 3, False),
          ("dot", 16, 16, 4, 1, True), ("vec", 32, 4, 1), ("vec", 16, 4, 1), ("vec", 64, 4, 2),
-         ("vec", 128, 4, 4), ("vec", 32, 8, 1), ("vec", 64, 4, 1)]
+         ("vec", 128, 4, 4), ("vec", 32, 8, 1), ("vec", 64, 4, 1), ("vec", 16, 8, 1),
+         ("vec", 8, 8, 1), ("vec", 32, 16, 1), ("vec", 16, 16, 1), ("vec", 8, 16, 1)]
 
 
 def _steps(ex, toks: list[int], first: int, n: int) -> list[float]:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,7 +94,6 @@ class BatchExecutor:
         self.batched_calls = 0  # weight matmuls over more than one job (diagnostics)
         self.reruns = 0  # (job, linear) pairs re-run op by op for a ±0/NaN (diagnostics)
         self.plan_steps = 0  # batch steps whose prefixes ran in the step plan (diagnostics)
-        self._pool: ThreadPoolExecutor | None = None  # CUDA lanes' host tails side by side
 
     # ------------------------------------------------------------------ step driver
 
@@ -164,9 +162,9 @@ class BatchExecutor:
         """Decode steps of every lane through the executor's step plan (node/ree/step_plan.py):
         the plan of all jobs in one call (CPU: one C call, the weight linears stacked over
         the jobs' rows; CUDA: each job's graphs on its own stream), then each job's ops
-        after the plan. A CUDA plan's SAMPLE tails run on the host, each one GIL-free C call
-        (`FastExecutor.tail_thread_safe`), so they run side by side on the host's cores: one
-        after another they were most of a 32-job step (3-5 ms each on the H200 host)."""
+        after the plan. A CUDA plan's SAMPLE tails run on the host side by side in one C
+        call (`FastExecutor.run_tails`): one after another through Python they were most of
+        a 32-job step (3-5 ms each on the H200 host)."""
         fx = self.fx
         states = [ln.state() for ln in lanes]
         try:
@@ -177,13 +175,8 @@ class BatchExecutor:
             raise FastExecError(f"{e} at step {states[0].step}") from e
         self.batched_calls += fx.plan.n_linears
         self.plan_steps += 1
-        jobs = list(zip(lanes, states, prefixes, strict=True))
-        if len(jobs) > 1 and fx.tail_thread_safe:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(plan_threads(), thread_name_prefix="ree-tail")
-            return list(self._pool.map(lambda j: fx.run_tail(j[1], j[2], j[0].prev, j[0].feed),
-                                       jobs))
-        return [fx.run_tail(st, o, ln.prev, ln.feed) for ln, st, o in jobs]
+        return fx.run_tails(states, prefixes, [ln.prev for ln in lanes],
+                            [ln.feed for ln in lanes])
 
     def _step(self, lanes: Sequence[Lane]) -> list[list[torch.Tensor]]:
         states = [ln.state() for ln in lanes]

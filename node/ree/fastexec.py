@@ -250,15 +250,15 @@ class _HostTail:
     run on both (tests compare every leaf), and the recorder hashes host tensors directly.
 
     The tail runs as a CPU step plan that starts at the CUDA plan's end (`StepPlan(start=)`,
-    the logits its external input): one C call with no Python between the ops, which releases
-    the GIL, so a batch's tails run side by side (`thread_safe`). A tail the plan does not
-    cover to the end runs through the executor's handlers, one job at a time."""
+    the logits its external input): one C call with no Python between the ops, whose outputs
+    the CUDA step's outputs read lazily (`StepOutputs.attach_tail`; the recorder hashes them
+    from the arena's arrays). A batch's tails run side by side in one call (`run_many`). A
+    tail the plan does not cover to the end runs through the executor's handlers."""
 
     def __init__(self, ex: FastExecutor, tail: int) -> None:
         self.ex = ex
         built = sp.StepPlan(ex.program, ex.np_weights, {}, {}, ex._trees, start=tail)
         self.plan = built if built.tail == len(ex.program.ops) else None
-        self.thread_safe = self.plan is not None
 
     @staticmethod
     def fits(program: TraceProgram, tail: int) -> bool:
@@ -268,15 +268,8 @@ class _HostTail:
 
     def run(self, outs: list, tail: int, st: StepState, feed_token: int | None,
             nthreads: int = 1) -> list[torch.Tensor]:
-        plan = self.plan
-        if plan is not None:
-            try:
-                got = plan.run(st.sym, (), 0, nthreads, sp.job_words(st.config, st.step),
-                               {i: outs[i] for i in plan.external})
-            except sp.PlanError as e:
-                raise FastExecError(f"{e} at step {st.step}") from e
-            outs.extend(got[tail:])
-            return outs
+        if self.plan is not None:
+            return self.run_many([outs], [st], nthreads)[0]
         ex = self.ex
         ex._feed, ex._sym, ex._flags = feed_token, st.sym, None
         try:
@@ -285,6 +278,24 @@ class _HostTail:
             ex._group_out = None
         outs.extend(list.__getitem__(got, slice(tail, None)))
         return outs
+
+    def run_many(self, outs: Sequence[list], states: Sequence[StepState], nthreads: int
+                 ) -> list[list]:
+        """Several jobs' tails through the plan, side by side in one C call
+        (`StepPlan.run_jobs`): their outputs attached to each job's outputs."""
+        plan = self.plan
+        try:
+            got = plan.run_jobs([(st.sym, (), 0, sp.job_words(st.config, st.step))
+                                 for st in states],
+                                [{i: o[i] for i in plan.external} for o in outs], nthreads)
+        except sp.PlanError as e:
+            raise FastExecError(f"{e} at step {states[0].step}") from e
+        for o, g in zip(outs, got, strict=True):
+            if isinstance(o, sp.StepOutputs):
+                o.attach_tail(g)
+            else:
+                o.extend(g[plan.start:])
+        return list(outs)
 
 
 class FastExecutor:
@@ -454,10 +465,17 @@ class FastExecutor:
         plan = self.plan
         return sp.job_words(st.config, st.step) if getattr(plan, "samples", False) else None
 
-    @property
-    def tail_thread_safe(self) -> bool:
-        """Several jobs' `run_tail` may run at once (each a GIL-free C call: `_HostTail`)."""
-        return self._host is not None and self._host.thread_safe
+    def run_tails(self, states: Sequence[StepState], outs: Sequence[sp.StepOutputs],
+                  prevs: Sequence[list | None], feeds: Sequence[int | None]
+                  ) -> list[list[torch.Tensor]]:
+        """`run_tail` of several jobs; a CUDA plan's host tails side by side in one C call
+        on the host's cores (`_HostTail.run_many`)."""
+        host = self._host
+        if host is not None and host.plan is not None:
+            with torch.no_grad():
+                return host.run_many(outs, states, cpu_kernels.plan_threads())
+        return [self.run_tail(st, o, p, f)
+                for st, o, p, f in zip(states, outs, prevs, feeds, strict=True)]
 
     def plan_token(self, prev: Sequence[torch.Tensor | None], feed_token: int | None) -> int:
         """The token a decode step's TOKENS op reads (§L5.1): the fed one, else element 0 of

@@ -318,15 +318,8 @@ class StepPlan:
         (`repops_step_plan_run_lanes`), every other record job by job. Each job's outputs are
         its `run` outputs, bit for bit (tests/ree/test_batch_invariance.py)."""
         if self.external:
-            raise PlanError("a plan with external inputs runs one job at a time")
-        jobs = [self._job(job) for *_, job in steps]
-        prepared = [self._prepare(sym, prev) for sym, prev, _, _ in steps]
-        args = np.zeros((len(steps), 9), dtype=np.int64)
-        for b, ((sym, _, token, _), job, (dims, _, offs, arena, prev_ptr, _, alias)) in \
-                enumerate(zip(steps, jobs, prepared, strict=True)):
-            args[b] = (arena.data_ptr(), offs.ctypes.data, dims.ctypes.data,
-                       prev_ptr.ctypes.data, sym.seq, sym.past, token, alias.ctypes.data,
-                       0 if job is None else job.ctypes.data)
+            raise PlanError("a plan with external inputs runs its jobs by `run_jobs`")
+        prepared, args = self._lanes(steps, [None] * len(steps))
         q = self._recs[self._recs[:, 0] == K_QCHAIN]
         nb = len(steps)
         xs = int(nb * q[:, 8].max()) if len(q) else 0
@@ -340,6 +333,55 @@ class StepPlan:
             raise self._error((rc & 0xFFFFFFFF) - 1, err, (rc >> 32) - 1)
         return [StepOutputs(self, arena, offs, nbytes, dims, alias)
                 for dims, nbytes, offs, arena, _, _, alias in prepared]
+
+    def run_jobs(self, steps: Sequence[tuple[Symbols, Sequence[torch.Tensor | None], int,
+                                             np.ndarray | None]],
+                 exts: Sequence[Mapping[int, torch.Tensor] | None], nthreads: int
+                 ) -> list[StepOutputs]:
+        """One decode step of several jobs (as `run_lanes`, with each job's external inputs),
+        the jobs side by side on `nthreads` threads in one GIL-free C call
+        (`repops_step_plan_run_jobs`), each job's records in order on one thread: a CUDA
+        batch's SAMPLE tails. Each job's outputs are its `run` outputs, bit for bit."""
+        prepared, args = self._lanes(steps, exts)
+        nb = len(steps)
+        errs = ctypes.create_string_buffer(200 * max(1, nb))
+        rcs = np.zeros(nb, dtype=np.int64)
+        _jobs_fn()(len(self._recs), self._recs.ctypes.data, nb, args.ctypes.data,
+                   self._wptr.ctypes.data, self._wdims.ctypes.data, nthreads, errs,
+                   rcs.ctypes.data)
+        bad = np.flatnonzero(rcs)
+        if len(bad):
+            b = int(bad[0])
+            err = ctypes.create_string_buffer(errs.raw[200 * b:200 * b + 200])
+            raise self._error(int(rcs[b]) - 1, err, b)
+        return [StepOutputs(self, arena, offs, nbytes, dims, alias)
+                for dims, nbytes, offs, arena, _, _, alias in prepared]
+
+    def _lanes(self, steps: Sequence[tuple], exts: Sequence[Mapping | None]
+               ) -> tuple[list[tuple], np.ndarray]:
+        """Each job's `_prepare` and its row of lane arguments (repops_step_plan.c
+        LANE_ARGS: arena, offsets, dims, previous addresses, seq, past, token, alias, job)."""
+        jobs = [self._job(job) for *_, job in steps]
+        prepared = [self._prepare(sym, prev, ext)
+                    for (sym, prev, _, _), ext in zip(steps, exts, strict=True)]
+        args = np.zeros((len(steps), 9), dtype=np.int64)
+        for b, ((sym, _, token, _), job, (dims, _, offs, arena, prev_ptr, _, alias)) in \
+                enumerate(zip(steps, jobs, prepared, strict=True)):
+            args[b] = (arena.data_ptr(), offs.ctypes.data, dims.ctypes.data,
+                       prev_ptr.ctypes.data, sym.seq, sym.past, token, alias.ctypes.data,
+                       0 if job is None else job.ctypes.data)
+        return prepared, args
+
+
+@cache
+def _jobs_fn() -> ctypes._CFuncPtr:
+    from repops.cpu.build import load
+
+    fn = load().repops_step_plan_run_jobs
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    fn.argtypes = [i64, p, i64, p, p, p, ctypes.c_int, ctypes.c_char_p, p]
+    fn.restype = None
+    return fn
 
 
 @cache
@@ -447,6 +489,16 @@ class StepOutputs(list):
         # thread's stream wait for it; called once per stream before views are handed out
         self.ready: Callable[[], None] | None = None
         self._waited: set[int] = set()
+        # a CUDA step's SAMPLE tail, run on the host as a plan of its own (`attach_tail`)
+        self.host_tail: StepOutputs | None = None
+
+    def attach_tail(self, host: StepOutputs) -> None:
+        """The outputs of the ops after this plan's, from a plan that starts where this one
+        ends (`StepPlan(start=)`): read from it when read, no tensor made before."""
+        if host.plan.start != self.plan.tail or len(self) != self.plan.tail:
+            raise ValueError("attach_tail: the host plan must start where this plan ends")
+        list.extend(self, [_SENTINEL] * (len(host) - self.plan.tail))
+        self.host_tail = host
 
     def __setitem__(self, i, t) -> None:  # noqa: ANN001 - list protocol
         """An output replaced after the step (tests play a cheating executor this way): the
@@ -455,7 +507,7 @@ class StepOutputs(list):
         if isinstance(i, slice):
             raise TypeError("StepOutputs: assign outputs one at a time")
         i = i if i >= 0 else len(self) + i
-        if i < self.plan.tail:
+        if i < self.plan.tail or self.host_tail is not None:
             self.replaced.add(i)
         list.__setitem__(self, i, t)
 
@@ -472,7 +524,10 @@ class StepOutputs(list):
 
     def _view(self, i: int) -> torch.Tensor:
         t = list.__getitem__(self, i)
-        if t is _SENTINEL:
+        if t is _SENTINEL and i >= self.plan.tail:
+            t = self.host_tail._view(i)
+            list.__setitem__(self, i, t)
+        elif t is _SENTINEL:
             self.wait_ready()
             nd = int(self.dims[i, 0])
             o, n = int(self.offs[i]), int(self.nbytes[i])
@@ -490,14 +545,18 @@ class StepOutputs(list):
         for i in range(len(self)):
             yield self._view(i)
 
-    def leaf_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """For the plan's ops: addresses, byte sizes, and C4 headers (commitments C4: tag,
-        dtype code, ndim, big-endian u32 dims) as one [tail, 3 + 4·MAXD] byte matrix with
-        each row's used length, for one `tensor_roots` call."""
-        plan, n = self.plan, self.plan.tail
+    def leaf_arrays(self, first: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                   np.ndarray]:
+        """For the plan's ops from `first` on: addresses, byte sizes, and C4 headers
+        (commitments C4: tag, dtype code, ndim, big-endian u32 dims) as one
+        [n, 3 + 4·MAXD] byte matrix with each row's used length, for one `tensor_roots`
+        call."""
+        plan = self.plan
+        n = plan.tail - first
         hdr = np.zeros((n, 3 + 4 * MAXD), dtype=np.uint8)
         hdr[:, 0] = 2
-        hdr[:, 1] = plan._dcode
-        hdr[:, 2] = plan._ndim
-        hdr[:, 3:] = self.dims[:, 1:].astype(">u4").view(np.uint8).reshape(n, 4 * MAXD)
-        return (self.offs + self._base, self.nbytes, hdr, 3 + 4 * plan._ndim)
+        hdr[:, 1] = plan._dcode[first:]
+        hdr[:, 2] = plan._ndim[first:]
+        hdr[:, 3:] = self.dims[first:, 1:].astype(">u4").view(np.uint8).reshape(n, 4 * MAXD)
+        return (self.offs[first:] + self._base, self.nbytes[first:], hdr,
+                3 + 4 * plan._ndim[first:])

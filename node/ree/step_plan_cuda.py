@@ -229,11 +229,12 @@ class CudaStepPlan:
         return got
 
     def run(self, sym: Symbols, prev: Sequence[torch.Tensor | None], token: int,
-            nthreads: int = 1) -> sp.StepOutputs:
-        """Ops [0, tail) of a decode step on the device; `prev` the previous step's outputs.
+            nthreads: int = 1, job: np.ndarray | None = None) -> sp.StepOutputs:
+        """Ops [0, tail) of a decode step on the device; `prev` the previous step's outputs
+        (`nthreads`, `job`: `StepPlan.run`'s, unused: this plan has no SAMPLE record).
         With graphs on, the outputs live in one of two arenas that alternate: they stay valid
         until the step after next (the recorder's copy is queued before that)."""
-        del nthreads
+        del nthreads, job
         self._check(sym, token)
         if self.graphs:
             try:

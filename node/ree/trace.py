@@ -420,10 +420,12 @@ class _PartsStep:
         """A step plan's arena (node/ree/step_plan.py): the leaves' addresses and headers
         come as arrays; an op that repeats an earlier op's bits (same dtype and dims: a DOT
         segment past the live keys) takes that op's root instead of being hashed again."""
-        tail = list.__getitem__(outs, slice(outs.plan.tail, None))
+        host = outs.host_tail  # a CUDA step's SAMPLE tail, in a host plan's arena
+        tail = list.__getitem__(outs, slice(outs.plan.tail, None)) if host is None else \
+            outs[outs.plan.tail:]
         uniq, slot = _distinct(outs.alias)
         if outs.arena.device.type != "cpu":
-            return _DeviceStep(rec, outs, uniq, slot, tail)
+            return _DeviceStep(rec, outs, uniq, slot, tail if host is None else host)
         addr, nbytes, hdr, hlen = outs.leaf_arrays()
         hptr = np.uint64(hdr.ctypes.data) + np.arange(len(hdr), dtype=np.uint64) * np.uint64(
             hdr.shape[1])
@@ -507,7 +509,9 @@ class _DeviceStep:
     tail's tensors are hashed on the host by whichever thread calls `help` first."""
 
     def __init__(self, rec: TraceRecorder, outs: StepOutputs, uniq: np.ndarray,
-                 slot: np.ndarray, tail: list) -> None:
+                 slot: np.ndarray, tail: list | StepOutputs) -> None:
+        """`tail`: the host-side tail's tensors, or the host plan's outputs (hashed from its
+        arena's arrays: no tensor per leaf)."""
         rec._appends = {}  # no KV-cache leaf reuse here (`known_leaves`): not worth it
         outs.wait_ready()
         graph = getattr(outs, "roots_graph", None)
@@ -526,7 +530,8 @@ class _DeviceStep:
         self.rec, self._slot = rec, slot
         # staged now, in stream order: a tail tensor may view the arena, which a CUDA graph
         # overwrites two steps later
-        self._staged = rec._host_leaves(tail) if tail else None
+        self._tail_plan = tail if isinstance(tail, StepOutputs) else None
+        self._staged = rec._host_leaves(tail) if tail and self._tail_plan is None else None
         self._threads = max(1, min(8, (os.cpu_count() or 2) - 2))
         self._tail: list[bytes] = []
         self._error: BaseException | None = None
@@ -546,6 +551,14 @@ class _DeviceStep:
                 _wait_copies(leaves)
                 troots = self.rec._leaf_roots(leaves, self._threads)
                 self._tail = [troots[i] for i in slots]
+            elif self._tail_plan is not None:
+                host = self._tail_plan
+                addr, nbytes, hdr, hlen = host.leaf_arrays(host.plan.start)
+                hptr = np.uint64(hdr.ctypes.data) + np.arange(len(hdr), dtype=np.uint64) * \
+                    np.uint64(hdr.shape[1])
+                raw = tensor_roots_raw(addr.astype(np.uint64), nbytes, hptr, hlen,
+                                       self._threads)
+                self._tail = [raw[32 * i:32 * i + 32] for i in range(len(addr))]
             self._ready.synchronize()
         except BaseException as e:  # re-raised by `roots` on the worker
             self._error = e

@@ -182,23 +182,37 @@ def test_tail_only_executor_gives_the_tail_leaves(executors, ree_model, sampling
     tail = next(j for j, op in enumerate(prog.ops) if op.code in (Code.ARGFOLD, Code.SAMPLE))
     host = _HostTail(FastExecutor(prog, ree_model.weights_by_root(), plan=False,
                                   ops_from=tail), tail)
-    assert host.plan is not None and host.thread_safe and host.plan.start == tail
+    assert host.plan is not None and host.plan.start == tail
     assert host.plan.external == [tail - 1]  # the logits
     assert not host.ex.buffers and all(r not in host.ex.weights for r in planned.buffers)
     by_handlers = _HostTail(host.ex, tail)
     by_handlers.plan = None
     config = sampling.job_config(8)
     plain.reset()
+    plain_prev = None
     for step in range(3):
         a = plain.run_step(step, PROMPT, config=config)
         if not step:
+            plain_prev = a
             continue
         st = StepState(Symbols.for_step(len(PROMPT), step), step, PROMPT, config)
-        for h in (host, by_handlers):
-            got = h.run([a[i] for i in range(tail)], tail, st, None)
+        # a prefix as a step plan's outputs, the CUDA plan's way: the tail is attached
+        prefix = StepPlan(prog, planned.np_weights, planned._chains, planned._panels,
+                          planned._trees, sample=False).run(
+            st.sym, plain_prev, planned.plan_token(plain_prev, None), 1)
+        outs = [h.run([a[i] for i in range(tail)], tail, st, None)
+                for h in (host, by_handlers)]
+        outs += host.run_many([[a[i] for i in range(tail)], prefix], [st, st], 2)
+        assert prefix.host_tail is not None and len(prefix) == prog.n_ops
+        recs = [TraceRecorder(prog, PROMPT) for _ in range(2)]
+        recs[0].add_step(prefix)  # the arena path, the attached tail's tensors after it
+        recs[1].add_step(list(a))
+        assert recs[0].roots == recs[1].roots
+        for got in outs:
             assert len(got) == prog.n_ops
             for j in range(tail, prog.n_ops):
                 assert got[j].dtype == a[j].dtype and got[j].shape == a[j].shape, j
                 assert _bits(got[j]) == _bits(a[j]), j
+        plain_prev = a
     with pytest.raises(FastExecError, match="ops_from"):
         host.ex.run_step(0, PROMPT)

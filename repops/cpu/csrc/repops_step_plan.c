@@ -628,6 +628,27 @@ int64_t repops_step_plan_run_lanes(int64_t nrec, const int64_t *recs, int64_t nl
     return rc;
 }
 
+/* Records [0, nrec) of one step of each of nl jobs (lane_args as for run_lanes), the jobs
+ * side by side on nthreads threads, each job's records in order on one thread: a CUDA batch's
+ * SAMPLE tails on the host (node/ree/fastexec.py _HostTail), which one after another were most
+ * of a 32-job step. No record may be threaded itself (they get nthreads 1). errs: 200 bytes
+ * a job; rcs: per job 0, or 1 + the record that failed. */
+void repops_step_plan_run_jobs(int64_t nrec, const int64_t *recs, int64_t nl,
+                               const int64_t *lane_args, const int64_t *wptr,
+                               const int64_t *wdims, int nthreads, char *errs, int64_t *rcs) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads > 0 ? nthreads : 1)
+    for (int64_t l = 0; l < nl; l++) {
+        const int64_t *a = lane_args + LANE_ARGS * l;
+        struct plan_ctx c = {(uint8_t *)(intptr_t)a[0], (const int64_t *)(intptr_t)a[1],
+                             (const int64_t *)(intptr_t)a[2], (const int64_t *)(intptr_t)a[3],
+                             wptr, wdims, a[4], a[5], a[6], 1, errs + 200 * l,
+                             (int64_t *)(intptr_t)a[7], (const int64_t *)(intptr_t)a[8]};
+        rcs[l] = 0;
+        for (int64_t i = 0; i < nrec; i++)
+            if (run_record(&c, recs + REC * i)) { rcs[l] = i + 1; break; }
+    }
+}
+
 /* Runs records [0, nrec) of one step. Returns 0, or 1 + the index of the record that failed
  * (err then holds why; outputs of later records are unwritten). alias (per op, -1 on entry)
  * gets, for an op whose output repeats an earlier op's bits, that op. job: the J_WORDS words
