@@ -41,7 +41,7 @@ _CHAIN = (128, 32, 4, 2)  # BN, BK, num_warps, pipeline stages (repops.gpu.matmu
 # ("fma", BN, BK, num_warps, stages, warm) for chain_kernel, ("vec", BN, TK, num_warps) for
 # qchain_vec_kernel (one row of x; else chain_kernel). The interpreter's tl.dot is
 # NumPy's matmul, not an fma chain, so it runs chain_kernel there.
-QCHAIN = ("fma", *_CHAIN, False) if interpreting() else ("vec", 32, 8, 1)
+QCHAIN = ("fma", *_CHAIN, False) if interpreting() else ("vec", 16, 16, 1)
 
 
 class CudaChain:
