@@ -206,10 +206,20 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     lib = _native() if len(leaves) > 1 else None
     joined = _joined32(leaves) if lib is not None else None
     if joined is not None:
-        out = ctypes.create_string_buffer(32)
-        lib.repops_merkle_root(joined, len(leaves), out, _threads())
-        return out.raw
+        return merkle_root_joined(joined)
     return merkle_levels(leaves)[-1][0]
+
+
+def merkle_root_joined(joined: bytes) -> bytes:
+    """C3 root of leaves given back to back, 32 bytes each: no object per leaf (the trace's
+    4,096-leaf blocks, `TraceRootAccumulator`)."""
+    n = len(joined) // 32
+    lib = _native() if n > 1 else None
+    if lib is None or len(joined) % 32:
+        return merkle_root(_split32(joined))
+    out = ctypes.create_string_buffer(32)
+    lib.repops_merkle_root(joined, n, out, _threads())
+    return out.raw
 
 
 def merkle_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
@@ -451,7 +461,7 @@ class TraceRootAccumulator:
         self._pending += leaves
         full = 32 * self.BLOCK
         while len(self._pending) >= full:
-            self._blocks.append(merkle_root(_split32(bytes(self._pending[:full]))))
+            self._blocks.append(merkle_root_joined(bytes(self._pending[:full])))
             del self._pending[:full]
 
     def root(self) -> bytes:

@@ -23,6 +23,7 @@ k), minutes per token on SmolLM2. Here every op is a few whole-tensor `repops` c
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache, cached_property, partial
 from typing import TYPE_CHECKING
@@ -253,12 +254,19 @@ class _HostTail:
     the logits its external input): one C call with no Python between the ops, whose outputs
     the CUDA step's outputs read lazily (`StepOutputs.attach_tail`; the recorder hashes them
     from the arena's arrays). A batch's tails run side by side in one call (`run_many`). A
-    tail the plan does not cover to the end runs through the executor's handlers."""
+    tail the plan does not cover to the end runs through the executor's handlers.
+
+    A greedy job's token is the argmax (§L5.10 PICK with T = ±0), known once the tail's first
+    records ran (`StepPlan.early_records`): `run` returns then, and the rest of the tail
+    (~1.5 ms on the H200's host, the sort, MERGE levels and sampler stages whose leaves the
+    trace still commits) runs on a worker thread beside the next step's graph, instead of
+    leaving the GPU idle. Readers of those outputs wait for it (`StepOutputs.tail_ready`)."""
 
     def __init__(self, ex: FastExecutor, tail: int) -> None:
         self.ex = ex
         built = sp.StepPlan(ex.program, ex.np_weights, {}, {}, ex._trees, start=tail)
         self.plan = built if built.tail == len(ex.program.ops) else None
+        self._worker: ThreadPoolExecutor | None = None
 
     @staticmethod
     def fits(program: TraceProgram, tail: int) -> bool:
@@ -268,7 +276,11 @@ class _HostTail:
 
     def run(self, outs: list, tail: int, st: StepState, feed_token: int | None,
             nthreads: int = 1) -> list[torch.Tensor]:
-        if self.plan is not None:
+        plan = self.plan
+        if plan is not None and plan.early_records and isinstance(outs, sp.StepOutputs) \
+                and (st.config is None or st.config.greedy):
+            return self._run_early(outs, st)
+        if plan is not None:
             return self.run_many([outs], [st], nthreads)[0]
         ex = self.ex
         ex._feed, ex._sym, ex._flags = feed_token, st.sym, None
@@ -296,6 +308,34 @@ class _HostTail:
             else:
                 o.extend(g[plan.start:])
         return list(outs)
+
+    def _run_early(self, outs: sp.StepOutputs, st: StepState) -> sp.StepOutputs:
+        """A greedy job's tail: the records up to the argmax now, the rest on the worker."""
+        plan = self.plan
+        try:
+            jobs = plan.prepare_jobs([(st.sym, (), 0, sp.job_words(st.config, st.step))],
+                                     [{i: outs[i] for i in plan.external}])
+            plan.run_prepared(jobs, 0, plan.early_records, 1)
+        except sp.PlanError as e:
+            raise FastExecError(f"{e} at step {st.step}") from e
+        got = jobs.outputs[0]
+        token = got[plan.early_op].clone()
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="ree-tail")
+        rest = self._worker.submit(plan.run_prepared, jobs, plan.early_records,
+                                   len(plan._recs), 1)
+        token_op = self.ex.program.token_op
+
+        def wait() -> None:
+            try:
+                rest.result()
+            except sp.PlanError as e:
+                raise FastExecError(f"{e} at step {st.step}") from e
+            if not torch.equal(got[token_op].reshape(-1), token.reshape(-1)):
+                raise FastExecError(f"step {st.step}: the tail's PICK differs from its argmax")
+
+        outs.attach_tail(got, wait, {token_op: token.reshape(got[token_op].shape)})
+        return outs
 
 
 class FastExecutor:

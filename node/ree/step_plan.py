@@ -140,6 +140,17 @@ class StepPlan:
         self.tail = j
         self.external = sorted(external)
         self.samples = any(r[0] == K_SAMPLE for r in recs)  # `run` needs the job's words
+        # a greedy job's token is PICK's index input A (§L5.10: T = ±0 picks A): the records
+        # up to the one that writes A give it (`early_records`, `early_op`), the rest of the
+        # tail can run beside the next step
+        self.early_records, self.early_op = 0, -1
+        pick = [r for r in recs if r[0] == K_SAMPLE and r[6] == Stage.PICK
+                and r[1] == program.token_op]
+        if pick and pick[0][4] >= start:
+            a = int(pick[0][4])
+            k = next((i for i, r in enumerate(recs) if r[1] <= a < r[1] + r[2]), None)
+            if k is not None and ops[a].dtype == "int32" and _static_numel(ops[a]) == 1:
+                self.early_records, self.early_op = k + 1, a
         # the op whose previous-step output a TOKENS op reads when no token is fed (§L5.1)
         self.token_src = next((o.inputs[1].op for o in ops[:j] if o.code == Code.TOKENS
                                and len(o.inputs) > 1 and o.inputs[1].src == Src.OP), None)
@@ -342,20 +353,35 @@ class StepPlan:
         the jobs side by side on `nthreads` threads in one GIL-free C call
         (`repops_step_plan_run_jobs`), each job's records in order on one thread: a CUDA
         batch's SAMPLE tails. Each job's outputs are its `run` outputs, bit for bit."""
+        jobs = self.prepare_jobs(steps, exts)
+        self.run_prepared(jobs, 0, len(self._recs), nthreads)
+        return jobs.outputs
+
+    def prepare_jobs(self, steps: Sequence[tuple], exts: Sequence[Mapping | None]) -> PreparedJobs:
+        """`run_jobs` in parts: the jobs' arenas (external inputs copied in) and arguments,
+        whose records `run_prepared` then runs in one or more ranges (a greedy job's token
+        is known after the argmax tree's record: `early_records`)."""
         prepared, args = self._lanes(steps, exts)
-        nb = len(steps)
+        return PreparedJobs(list(steps), args, [StepOutputs(self, arena, offs, nbytes, dims, alias)
+                                                for dims, nbytes, offs, arena, _, _, alias
+                                                in prepared])
+
+    def run_prepared(self, jobs: PreparedJobs, first: int, end: int, nthreads: int) -> None:
+        """Records [first, end) of every prepared job (`repops_step_plan_run_jobs`)."""
+        nb = len(jobs.steps)
         errs = ctypes.create_string_buffer(200 * max(1, nb))
         rcs = np.zeros(nb, dtype=np.int64)
-        _jobs_fn()(len(self._recs), self._recs.ctypes.data, nb, args.ctypes.data,
+        recs = self._recs[first:end]
+        if not len(recs):
+            return
+        _jobs_fn()(len(recs), recs.ctypes.data, nb, jobs.args.ctypes.data,
                    self._wptr.ctypes.data, self._wdims.ctypes.data, nthreads, errs,
                    rcs.ctypes.data)
         bad = np.flatnonzero(rcs)
         if len(bad):
             b = int(bad[0])
             err = ctypes.create_string_buffer(errs.raw[200 * b:200 * b + 200])
-            raise self._error(int(rcs[b]) - 1, err, b)
-        return [StepOutputs(self, arena, offs, nbytes, dims, alias)
-                for dims, nbytes, offs, arena, _, _, alias in prepared]
+            raise self._error(first + int(rcs[b]) - 1, err, b)
 
     def _lanes(self, steps: Sequence[tuple], exts: Sequence[Mapping | None]
                ) -> tuple[list[tuple], np.ndarray]:
@@ -393,6 +419,15 @@ def _lanes_fn() -> ctypes._CFuncPtr:
     fn.argtypes = [i64, p, i64, p, p, p, ctypes.c_int, ctypes.c_char_p, p, i64]
     fn.restype = i64
     return fn
+
+
+class PreparedJobs:
+    """Jobs `StepPlan.prepare_jobs` laid out: their step tuples (which hold the job words
+    the arguments point to), the C arguments, and the outputs the records fill."""
+
+    def __init__(self, steps: list[tuple], args: np.ndarray, outputs: list[StepOutputs]
+                 ) -> None:
+        self.steps, self.args, self.outputs = steps, args, outputs
 
 
 class _Stop(Exception):
@@ -491,14 +526,28 @@ class StepOutputs(list):
         self._waited: set[int] = set()
         # a CUDA step's SAMPLE tail, run on the host as a plan of its own (`attach_tail`)
         self.host_tail: StepOutputs | None = None
+        self._tail_pending: Callable[[], None] | None = None
 
-    def attach_tail(self, host: StepOutputs) -> None:
+    def attach_tail(self, host: StepOutputs, pending: Callable[[], None] | None = None,
+                    early: Mapping[int, torch.Tensor] | None = None) -> None:
         """The outputs of the ops after this plan's, from a plan that starts where this one
-        ends (`StepPlan(start=)`): read from it when read, no tensor made before."""
+        ends (`StepPlan(start=)`): read from it when read, no tensor made before. `pending`:
+        waits for records still running into that plan's arena (`tail_ready`); `early`:
+        outputs already known (a greedy job's token), readable at once."""
         if host.plan.start != self.plan.tail or len(self) != self.plan.tail:
             raise ValueError("attach_tail: the host plan must start where this plan ends")
         list.extend(self, [_SENTINEL] * (len(host) - self.plan.tail))
-        self.host_tail = host
+        self.host_tail, self._tail_pending = host, pending
+        for i, t in (early or {}).items():
+            list.__setitem__(self, i, t)
+
+    def tail_ready(self) -> None:
+        """Wait until the attached tail's arena is complete (readers of its bytes: views, the
+        recorder)."""
+        wait = self._tail_pending
+        if wait is not None:
+            wait()
+            self._tail_pending = None
 
     def __setitem__(self, i, t) -> None:  # noqa: ANN001 - list protocol
         """An output replaced after the step (tests play a cheating executor this way): the
@@ -525,6 +574,7 @@ class StepOutputs(list):
     def _view(self, i: int) -> torch.Tensor:
         t = list.__getitem__(self, i)
         if t is _SENTINEL and i >= self.plan.tail:
+            self.tail_ready()
             t = self.host_tail._view(i)
             list.__setitem__(self, i, t)
         elif t is _SENTINEL:

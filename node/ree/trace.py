@@ -86,6 +86,7 @@ class TraceRecorder:
         self.job_tokens = list(job_tokens)
         self.op_hashes = program.op_hashes()
         self._roots: list[bytes] = []
+        self._raw_roots: list[bytes] = []  # steps' roots joined, split into `_roots` when read
         self._c5 = TraceRootAccumulator(self.op_hashes)  # fed as roots arrive (`_add_roots`)
         self._bytes_kept = 0
         self._index: list[list[Any]] = []
@@ -229,14 +230,26 @@ class TraceRecorder:
         order."""
         t0 = time.perf_counter()
         step.help()
-        self._add_roots(step.roots())
+        self._add_roots(step.roots_raw())
         self.hash_seconds += time.perf_counter() - t0
 
-    def _add_roots(self, roots: list[bytes]) -> None:
-        """A step's roots, in leaf order: kept, and their C5 leaves and complete subtrees
-        hashed now, on the hashing thread, rather than all at `root()` after the last step."""
-        self._roots.extend(roots)
-        self._c5.extend(b"".join(roots))
+    def _add_roots(self, roots: list[bytes] | bytes) -> None:
+        """A step's roots, in leaf order (a list, or joined): kept, and their C5 leaves and
+        complete subtrees hashed now, on the hashing thread, rather than all at `root()` after
+        the last step. Joined roots stay joined until `roots` is read: a step's ~5,500
+        32-byte objects cost the hashing thread ~1 ms of the GIL on the H200's host."""
+        if isinstance(roots, bytes):
+            self._raw_roots.append(roots)
+            self._c5.extend(roots)
+        else:
+            self._split_raw()
+            self._roots.extend(roots)
+            self._c5.extend(b"".join(roots))
+
+    def _split_raw(self) -> None:
+        for raw in self._raw_roots:
+            self._roots.extend(raw[i:i + 32] for i in range(0, len(raw), 32))
+        self._raw_roots = []
 
     def _leaf_roots(self, leaves: list[_Leaf], threads: int | None = None) -> list[bytes]:
         """C4 roots of a step's distinct tensors. Those whose memory is their C1 bytes go in
@@ -319,6 +332,7 @@ class TraceRecorder:
     @property
     def roots(self) -> list[bytes]:
         self.flush()
+        self._split_raw()
         return self._roots
 
     @property
@@ -408,7 +422,7 @@ class _PartsStep:
             if len(cum) else np.zeros(self.PARTS - 1, dtype=np.int64)
         self._edges = [0, *[int(c) for c in cuts], len(cum)]
         self._raw: list[bytes] = [b""] * self.PARTS
-        self._tail: list[bytes] = []
+        self._tail = b""  # the tail tensors' roots, joined
         self._next = 0
         self._left = self.PARTS + 1
         self._error: BaseException | None = None
@@ -421,11 +435,12 @@ class _PartsStep:
         come as arrays; an op that repeats an earlier op's bits (same dtype and dims: a DOT
         segment past the live keys) takes that op's root instead of being hashed again."""
         host = outs.host_tail  # a CUDA step's SAMPLE tail, in a host plan's arena
-        tail = list.__getitem__(outs, slice(outs.plan.tail, None)) if host is None else \
-            outs[outs.plan.tail:]
         uniq, slot = _distinct(outs.alias)
         if outs.arena.device.type != "cpu":
-            return _DeviceStep(rec, outs, uniq, slot, tail if host is None else host)
+            return _DeviceStep(rec, outs, uniq, slot, host if host is not None else
+                               list.__getitem__(outs, slice(outs.plan.tail, None)))
+        tail = list.__getitem__(outs, slice(outs.plan.tail, None)) if host is None else \
+            outs[outs.plan.tail:]
         addr, nbytes, hdr, hlen = outs.leaf_arrays()
         hptr = np.uint64(hdr.ctypes.data) + np.arange(len(hdr), dtype=np.uint64) * np.uint64(
             hdr.shape[1])
@@ -473,7 +488,7 @@ class _PartsStep:
                     else:
                         slots, leaves = self.rec._host_leaves(self._tailt)
                     troots = self.rec._leaf_roots(leaves)
-                    self._tail = [troots[i] for i in slots]
+                    self._tail = b"".join(troots[i] for i in slots)
             except BaseException as e:  # re-raised by `roots` on the worker
                 self._error = e
             finally:
@@ -490,13 +505,12 @@ class _PartsStep:
             if a <= k < b and not np.array_equal(_bytes_at(cur, n), _bytes_at(last, n)):
                 self._args[5][k] = 0
 
-    def roots(self) -> list[bytes]:
-        """The step's roots in leaf order, once every part is hashed."""
+    def roots_raw(self) -> bytes:
+        """The step's roots in leaf order, joined, once every part is hashed."""
         self._done.wait()
         if self._error is not None:
             raise self._error
-        raw = b"".join(self._raw)
-        return [raw[32 * i:32 * i + 32] for i in self._slot.tolist()] + self._tail
+        return _in_leaf_order(b"".join(self._raw), self._slot) + self._tail
 
 
 class _DeviceStep:
@@ -533,7 +547,7 @@ class _DeviceStep:
         self._tail_plan = tail if isinstance(tail, StepOutputs) else None
         self._staged = rec._host_leaves(tail) if tail and self._tail_plan is None else None
         self._threads = max(1, min(8, (os.cpu_count() or 2) - 2))
-        self._tail: list[bytes] = []
+        self._tail = b""  # the tail's roots, joined
         self._error: BaseException | None = None
         self._taken = False
         self._lock = threading.Lock()
@@ -550,28 +564,32 @@ class _DeviceStep:
                 slots, leaves = self._staged
                 _wait_copies(leaves)
                 troots = self.rec._leaf_roots(leaves, self._threads)
-                self._tail = [troots[i] for i in slots]
+                self._tail = b"".join(troots[i] for i in slots)
             elif self._tail_plan is not None:
+                self._keep[0].tail_ready()
                 host = self._tail_plan
                 addr, nbytes, hdr, hlen = host.leaf_arrays(host.plan.start)
                 hptr = np.uint64(hdr.ctypes.data) + np.arange(len(hdr), dtype=np.uint64) * \
                     np.uint64(hdr.shape[1])
-                raw = tensor_roots_raw(addr.astype(np.uint64), nbytes, hptr, hlen,
-                                       self._threads)
-                self._tail = [raw[32 * i:32 * i + 32] for i in range(len(addr))]
+                self._tail = tensor_roots_raw(addr.astype(np.uint64), nbytes, hptr, hlen,
+                                              self._threads)
             self._ready.synchronize()
         except BaseException as e:  # re-raised by `roots` on the worker
             self._error = e
         finally:
             self._done.set()
 
-    def roots(self) -> list[bytes]:
-        """The step's roots in leaf order."""
+    def roots_raw(self) -> bytes:
+        """The step's roots in leaf order, joined."""
         self._done.wait()
         if self._error is not None:
             raise self._error
-        raw = self._host.numpy().tobytes()
-        return [raw[32 * i:32 * i + 32] for i in self._slot.tolist()] + self._tail
+        return _in_leaf_order(self._host.numpy().tobytes(), self._slot) + self._tail
+
+
+def _in_leaf_order(raw: bytes, slot: np.ndarray) -> bytes:
+    """Distinct leaves' roots (joined) as the ops' roots in leaf order (op i: slot[i])."""
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, 32)[slot].tobytes()
 
 
 def _distinct(alias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -197,17 +197,22 @@ def test_tail_only_executor_gives_the_tail_leaves(executors, ree_model, sampling
             continue
         st = StepState(Symbols.for_step(len(PROMPT), step), step, PROMPT, config)
         # a prefix as a step plan's outputs, the CUDA plan's way: the tail is attached
-        prefix = StepPlan(prog, planned.np_weights, planned._chains, planned._panels,
-                          planned._trees, sample=False).run(
-            st.sym, plain_prev, planned.plan_token(plain_prev, None), 1)
+        # (`run` of a greedy job: the argmax at once, the rest of the tail on a worker)
+        head = StepPlan(prog, planned.np_weights, planned._chains, planned._panels,
+                        planned._trees, sample=False)
+        prefix, single = (head.run(st.sym, plain_prev, planned.plan_token(plain_prev, None), 1)
+                          for _ in range(2))
         outs = [h.run([a[i] for i in range(tail)], tail, st, None)
                 for h in (host, by_handlers)]
         outs += host.run_many([[a[i] for i in range(tail)], prefix], [st, st], 2)
+        outs.append(host.run(single, tail, st, None))
+        assert (single._tail_pending is not None) == (config.temperature == 0)
         assert prefix.host_tail is not None and len(prefix) == prog.n_ops
-        recs = [TraceRecorder(prog, PROMPT) for _ in range(2)]
+        recs = [TraceRecorder(prog, PROMPT) for _ in range(3)]
         recs[0].add_step(prefix)  # the arena path, the attached tail's tensors after it
         recs[1].add_step(list(a))
-        assert recs[0].roots == recs[1].roots
+        recs[2].add_step(single)
+        assert recs[0].roots == recs[1].roots == recs[2].roots
         for got in outs:
             assert len(got) == prog.n_ops
             for j in range(tail, prog.n_ops):
