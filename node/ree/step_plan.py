@@ -357,14 +357,15 @@ class StepPlan:
         self.run_prepared(jobs, 0, len(self._recs), nthreads)
         return jobs.outputs
 
-    def prepare_jobs(self, steps: Sequence[tuple], exts: Sequence[Mapping | None]) -> PreparedJobs:
+    def prepare_jobs(self, steps: Sequence[tuple], exts: Sequence[Mapping | None]
+                     ) -> PreparedJobs:
         """`run_jobs` in parts: the jobs' arenas (external inputs copied in) and arguments,
         whose records `run_prepared` then runs in one or more ranges (a greedy job's token
         is known after the argmax tree's record: `early_records`)."""
         prepared, args = self._lanes(steps, exts)
-        return PreparedJobs(list(steps), args, [StepOutputs(self, arena, offs, nbytes, dims, alias)
-                                                for dims, nbytes, offs, arena, _, _, alias
-                                                in prepared])
+        return PreparedJobs(list(steps), prepared, args,
+                            [StepOutputs(self, arena, offs, nbytes, dims, alias)
+                             for dims, nbytes, offs, arena, _, _, alias in prepared])
 
     def run_prepared(self, jobs: PreparedJobs, first: int, end: int, nthreads: int) -> None:
         """Records [first, end) of every prepared job (`repops_step_plan_run_jobs`)."""
@@ -422,12 +423,13 @@ def _lanes_fn() -> ctypes._CFuncPtr:
 
 
 class PreparedJobs:
-    """Jobs `StepPlan.prepare_jobs` laid out: their step tuples (which hold the job words
-    the arguments point to), the C arguments, and the outputs the records fill."""
+    """Jobs `StepPlan.prepare_jobs` laid out: their step tuples and `_prepare` results (which
+    hold the job words, arrays and tensors the arguments point to), the C arguments, and the
+    outputs the records fill."""
 
-    def __init__(self, steps: list[tuple], args: np.ndarray, outputs: list[StepOutputs]
-                 ) -> None:
-        self.steps, self.args, self.outputs = steps, args, outputs
+    def __init__(self, steps: list[tuple], prepared: list[tuple], args: np.ndarray,
+                 outputs: list[StepOutputs]) -> None:
+        self.steps, self.prepared, self.args, self.outputs = steps, prepared, args, outputs
 
 
 class _Stop(Exception):
