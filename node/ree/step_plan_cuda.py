@@ -890,6 +890,10 @@ class _Graphs:
         refs = self.sp.back_refs
         if not refs or len(prev) <= refs[-1]:
             return False
+        if isinstance(prev, sp.StepOutputs) and prev.plan is self.sp.plan:
+            # the lane's own last step, read from its layout without making a view
+            return (prev.arena.data_ptr() == base and not prev.replaced.intersection(refs)
+                    and bool(np.array_equal(prev.offs[refs], po[refs])))
         for i in refs:
             t = prev[i]
             if t is None or t.data_ptr() != base + int(po[i]) or not t.is_contiguous():
