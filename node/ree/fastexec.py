@@ -323,7 +323,7 @@ class _HostTail:
         if self._worker is None:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix="ree-tail")
         rest = self._worker.submit(plan.run_prepared, jobs, plan.early_records,
-                                   len(plan._recs), 1)
+                                   plan.n_records, 1)
         token_op = self.ex.program.token_op
 
         def wait() -> None:

@@ -354,7 +354,7 @@ class StepPlan:
         (`repops_step_plan_run_jobs`), each job's records in order on one thread: a CUDA
         batch's SAMPLE tails. Each job's outputs are its `run` outputs, bit for bit."""
         jobs = self.prepare_jobs(steps, exts)
-        self.run_prepared(jobs, 0, len(self._recs), nthreads)
+        self.run_prepared(jobs, 0, self.n_records, nthreads)
         return jobs.outputs
 
     def prepare_jobs(self, steps: Sequence[tuple], exts: Sequence[Mapping | None]
@@ -366,6 +366,11 @@ class StepPlan:
         return PreparedJobs(list(steps), prepared, args,
                             [StepOutputs(self, arena, offs, nbytes, dims, alias)
                              for dims, nbytes, offs, arena, _, _, alias in prepared])
+
+    @property
+    def n_records(self) -> int:
+        """Records of the plan (`run_prepared` ranges)."""
+        return len(self._recs)
 
     def run_prepared(self, jobs: PreparedJobs, first: int, end: int, nthreads: int) -> None:
         """Records [first, end) of every prepared job (`repops_step_plan_run_jobs`)."""
