@@ -294,27 +294,32 @@ class _HostTail:
     def run_many(self, outs: Sequence[list], states: Sequence[StepState], nthreads: int
                  ) -> list[list]:
         """Several jobs' tails through the plan, side by side in one C call
-        (`StepPlan.run_jobs`): their outputs attached to each job's outputs."""
+        (`StepPlan.run_prepared`): their outputs attached to each job's outputs."""
         plan = self.plan
         try:
-            got = plan.run_jobs([(st.sym, (), 0, sp.job_words(st.config, st.step))
-                                 for st in states],
-                                [{i: o[i] for i in plan.external} for o in outs], nthreads)
+            jobs = self._prepare(outs, states)
+            plan.run_prepared(jobs, 0, plan.n_records, nthreads)
         except sp.PlanError as e:
             raise FastExecError(f"{e} at step {states[0].step}") from e
-        for o, g in zip(outs, got, strict=True):
+        for o, g in zip(outs, jobs.outputs, strict=True):
             if isinstance(o, sp.StepOutputs):
                 o.attach_tail(g)
             else:
                 o.extend(g[plan.start:])
         return list(outs)
 
+    def _prepare(self, outs: Sequence[list], states: Sequence[StepState]) -> sp.PreparedJobs:
+        """The jobs' tail arenas, the logits (the plan's external input) copied in."""
+        plan = self.plan
+        return plan.prepare_jobs([(st.sym, (), 0, sp.job_words(st.config, st.step))
+                                  for st in states],
+                                 [{i: o[i] for i in plan.external} for o in outs])
+
     def _run_early(self, outs: sp.StepOutputs, st: StepState) -> sp.StepOutputs:
         """A greedy job's tail: the records up to the argmax now, the rest on the worker."""
         plan = self.plan
         try:
-            jobs = plan.prepare_jobs([(st.sym, (), 0, sp.job_words(st.config, st.step))],
-                                     [{i: outs[i] for i in plan.external}])
+            jobs = self._prepare([outs], [st])
             plan.run_prepared(jobs, 0, plan.early_records, 1)
         except sp.PlanError as e:
             raise FastExecError(f"{e} at step {st.step}") from e

@@ -167,8 +167,7 @@ class StepPlan:
         for i in held:
             for k, d in enumerate(pre[i].dims):
                 coeff[:, i, k] = (d.c0, d.seq, d.past)
-        self._esize = np.array([_ESIZE[o.dtype] if o.dtype in _ESIZE else 4 for o in pre],
-                               dtype=np.int64)
+        self._esize = np.array([_ESIZE.get(o.dtype, 4) for o in pre], dtype=np.int64)
         self._coeff = coeff
         self._static: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._live = np.arange(MAXD)[None, :] < self._ndim[:, None]
@@ -329,7 +328,7 @@ class StepPlan:
         (`repops_step_plan_run_lanes`), every other record job by job. Each job's outputs are
         its `run` outputs, bit for bit (tests/ree/test_batch_invariance.py)."""
         if self.external:
-            raise PlanError("a plan with external inputs runs its jobs by `run_jobs`")
+            raise PlanError("a plan with external inputs runs its jobs by `prepare_jobs`")
         prepared, args = self._lanes(steps, [None] * len(steps))
         q = self._recs[self._recs[:, 0] == K_QCHAIN]
         nb = len(steps)
@@ -345,23 +344,15 @@ class StepPlan:
         return [StepOutputs(self, arena, offs, nbytes, dims, alias)
                 for dims, nbytes, offs, arena, _, _, alias in prepared]
 
-    def run_jobs(self, steps: Sequence[tuple[Symbols, Sequence[torch.Tensor | None], int,
-                                             np.ndarray | None]],
-                 exts: Sequence[Mapping[int, torch.Tensor] | None], nthreads: int
-                 ) -> list[StepOutputs]:
+    def prepare_jobs(self, steps: Sequence[tuple[Symbols, Sequence[torch.Tensor | None], int,
+                                                 np.ndarray | None]],
+                     exts: Sequence[Mapping[int, torch.Tensor] | None]) -> PreparedJobs:
         """One decode step of several jobs (as `run_lanes`, with each job's external inputs),
-        the jobs side by side on `nthreads` threads in one GIL-free C call
-        (`repops_step_plan_run_jobs`), each job's records in order on one thread: a CUDA
-        batch's SAMPLE tails. Each job's outputs are its `run` outputs, bit for bit."""
-        jobs = self.prepare_jobs(steps, exts)
-        self.run_prepared(jobs, 0, self.n_records, nthreads)
-        return jobs.outputs
-
-    def prepare_jobs(self, steps: Sequence[tuple], exts: Sequence[Mapping | None]
-                     ) -> PreparedJobs:
-        """`run_jobs` in parts: the jobs' arenas (external inputs copied in) and arguments,
-        whose records `run_prepared` then runs in one or more ranges (a greedy job's token
-        is known after the argmax tree's record: `early_records`)."""
+        laid out: their arenas (external inputs copied in) and C arguments. `run_prepared`
+        then runs record ranges of all of them, the jobs side by side in one GIL-free C call
+        (`repops_step_plan_run_jobs`): a CUDA batch's SAMPLE tails; a greedy job's token is
+        known after the argmax tree's records (`early_records`). Each job's outputs are its
+        `run` outputs, bit for bit."""
         prepared, args = self._lanes(steps, exts)
         return PreparedJobs(list(steps), prepared, args,
                             [StepOutputs(self, arena, offs, nbytes, dims, alias)

@@ -169,7 +169,7 @@ class TraceRecorder:
         t0 = time.perf_counter()
         _wait_copies(leaves)
         roots = self._leaf_roots(leaves)
-        self._add_roots([roots[i] for i in slots])
+        self._add_roots(b"".join(roots[i] for i in slots))
         if self._f is not None:
             for i in slots:
                 a = _leaf_array(leaves[i])
@@ -192,7 +192,7 @@ class TraceRecorder:
         t0 = time.perf_counter()
         ptrs, sizes, hdrs, slots = arrays
         roots = tensor_roots_at(ptrs, sizes, hdrs, 1)  # one thread: see `_leaf_roots`
-        self._add_roots([roots[i] for i in slots])
+        self._add_roots(b"".join(roots[i] for i in slots))
         self.hash_seconds += time.perf_counter() - t0
 
     def _host_arrays(self, outs: Sequence[torch.Tensor | np.ndarray]
@@ -233,18 +233,13 @@ class TraceRecorder:
         self._add_roots(step.roots_raw())
         self.hash_seconds += time.perf_counter() - t0
 
-    def _add_roots(self, roots: list[bytes] | bytes) -> None:
-        """A step's roots, in leaf order (a list, or joined): kept, and their C5 leaves and
-        complete subtrees hashed now, on the hashing thread, rather than all at `root()` after
-        the last step. Joined roots stay joined until `roots` is read: a step's ~5,500
-        32-byte objects cost the hashing thread ~1 ms of the GIL on the H200's host."""
-        if isinstance(roots, bytes):
-            self._raw_roots.append(roots)
-            self._c5.extend(roots)
-        else:
-            self._split_raw()
-            self._roots.extend(roots)
-            self._c5.extend(b"".join(roots))
+    def _add_roots(self, roots: bytes) -> None:
+        """A step's roots, in leaf order, joined: kept, and their C5 leaves and complete
+        subtrees hashed now, on the hashing thread, rather than all at `root()` after the last
+        step. They stay joined until `roots` is read: a step's ~5,500 32-byte objects cost the
+        hashing thread ~1 ms of the GIL on the H200's host."""
+        self._raw_roots.append(roots)
+        self._c5.extend(roots)
 
     def _split_raw(self) -> None:
         for raw in self._raw_roots:
@@ -442,8 +437,7 @@ class _PartsStep:
         tail = list.__getitem__(outs, slice(outs.plan.tail, None)) if host is None else \
             outs[outs.plan.tail:]
         addr, nbytes, hdr, hlen = outs.leaf_arrays()
-        hptr = np.uint64(hdr.ctypes.data) + np.arange(len(hdr), dtype=np.uint64) * np.uint64(
-            hdr.shape[1])
+        hptr = _row_ptrs(hdr)
         keep = [outs, hdr]
         known, checks = rec.known_leaves(outs, addr, nbytes, keep)
         args = (addr[uniq].astype(np.uint64), nbytes[uniq], hptr[uniq], hlen[uniq])
@@ -569,10 +563,8 @@ class _DeviceStep:
                 self._keep[0].tail_ready()
                 host = self._tail_plan
                 addr, nbytes, hdr, hlen = host.leaf_arrays(host.plan.start)
-                hptr = np.uint64(hdr.ctypes.data) + np.arange(len(hdr), dtype=np.uint64) * \
-                    np.uint64(hdr.shape[1])
-                self._tail = tensor_roots_raw(addr.astype(np.uint64), nbytes, hptr, hlen,
-                                              self._threads)
+                self._tail = tensor_roots_raw(addr.astype(np.uint64), nbytes, _row_ptrs(hdr),
+                                              hlen, self._threads)
             self._ready.synchronize()
         except BaseException as e:  # re-raised by `roots` on the worker
             self._error = e
@@ -585,6 +577,13 @@ class _DeviceStep:
         if self._error is not None:
             raise self._error
         return _in_leaf_order(self._host.numpy().tobytes(), self._slot) + self._tail
+
+
+def _row_ptrs(hdr: np.ndarray) -> np.ndarray:
+    """The address of each row of a C4 header matrix (`StepOutputs.leaf_arrays`); the caller
+    keeps the matrix alive while they are read."""
+    return np.uint64(hdr.ctypes.data) + np.arange(len(hdr), dtype=np.uint64) * np.uint64(
+        hdr.shape[1])
 
 
 def _in_leaf_order(raw: bytes, slot: np.ndarray) -> bytes:

@@ -29,6 +29,7 @@
 #endif
 
 #define REPOPS_CANON_NAN_BITS 0x7FC00000u
+#define F32_ONE_BITS 0x3F800000u /* binary32 1.0: the sampler's flags (§L5.10) */
 
 static inline float repops_bits_to_f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline uint32_t repops_f_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }

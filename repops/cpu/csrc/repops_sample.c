@@ -15,7 +15,6 @@
 #include "repops_common.h"
 #include "crmath.h"
 
-#define F32_ONE_BITS 0x3F800000u
 
 /* §L5.10 SORT key, mapped so that ascending u32 is descending key: key(v) = NaN ? -2^31 :
  * (sign ? -(v & 0x7FFFFFFF) : v) lies in [-2^31, 0x7F800000], so 0x7FFFFFFF - key lies in

@@ -28,7 +28,6 @@ enum { S_SCALE = 1, S_SORT = 2, S_EXP = 3, S_SCAN = 4, S_TOPP = 5, S_DRAW = 6, S
        S_PICK = 8 };
 /* the job words a SAMPLE record reads (§L1 JobConfig, RepOps spec §7.2 u of the step) */
 enum { J_TEMPERATURE = 0, J_TOP_K = 1, J_TOP_P = 2, J_U = 3, J_WORDS = 4 };
-#define F32_ONE_BITS 0x3F800000u
 
 /* kernels of the same library */
 void repops_binary(int op, const float *a, const float *b, float *out, int64_t n, int sa,
@@ -599,20 +598,25 @@ static int run_qchain_lanes(struct plan_ctx *cs, int64_t nl, const int64_t *r, f
  * stacked rows and outputs (nl * max K + nl * max nseg * N). Returns 0, or
  * (1 + job) << 32 | (1 + record) for the record that failed. */
 #define LANE_ARGS 9
+
+/* A job's context from its LANE_ARGS words (arena, offsets, dims, previous-step addresses,
+ * seq, past, token, alias array, job words). */
+static struct plan_ctx lane_ctx(const int64_t *a, const int64_t *wptr, const int64_t *wdims,
+                                int nthreads, char *err) {
+    return (struct plan_ctx){(uint8_t *)(intptr_t)a[0], (const int64_t *)(intptr_t)a[1],
+                             (const int64_t *)(intptr_t)a[2], (const int64_t *)(intptr_t)a[3],
+                             wptr, wdims, a[4], a[5], a[6], nthreads, err,
+                             (int64_t *)(intptr_t)a[7], (const int64_t *)(intptr_t)a[8]};
+}
+
 int64_t repops_step_plan_run_lanes(int64_t nrec, const int64_t *recs, int64_t nl,
                                    const int64_t *lane_args, const int64_t *wptr,
                                    const int64_t *wdims, int nthreads, char *err,
                                    float *scratch, int64_t xs_floats) {
     struct plan_ctx *cs = calloc((size_t)nl, sizeof *cs);
     if (!cs) return 1;
-    for (int64_t l = 0; l < nl; l++) {
-        const int64_t *a = lane_args + LANE_ARGS * l;
-        cs[l] = (struct plan_ctx){(uint8_t *)(intptr_t)a[0], (const int64_t *)(intptr_t)a[1],
-                                  (const int64_t *)(intptr_t)a[2],
-                                  (const int64_t *)(intptr_t)a[3], wptr, wdims, a[4], a[5],
-                                  a[6], nthreads, err, (int64_t *)(intptr_t)a[7],
-                                  (const int64_t *)(intptr_t)a[8]};
-    }
+    for (int64_t l = 0; l < nl; l++)
+        cs[l] = lane_ctx(lane_args + LANE_ARGS * l, wptr, wdims, nthreads, err);
     int64_t rc = 0;
     for (int64_t i = 0; i < nrec && !rc; i++) {
         const int64_t *r = recs + REC * i;
@@ -638,11 +642,7 @@ void repops_step_plan_run_jobs(int64_t nrec, const int64_t *recs, int64_t nl,
                                const int64_t *wdims, int nthreads, char *errs, int64_t *rcs) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads > 0 ? nthreads : 1)
     for (int64_t l = 0; l < nl; l++) {
-        const int64_t *a = lane_args + LANE_ARGS * l;
-        struct plan_ctx c = {(uint8_t *)(intptr_t)a[0], (const int64_t *)(intptr_t)a[1],
-                             (const int64_t *)(intptr_t)a[2], (const int64_t *)(intptr_t)a[3],
-                             wptr, wdims, a[4], a[5], a[6], 1, errs + 200 * l,
-                             (int64_t *)(intptr_t)a[7], (const int64_t *)(intptr_t)a[8]};
+        struct plan_ctx c = lane_ctx(lane_args + LANE_ARGS * l, wptr, wdims, 1, errs + 200 * l);
         rcs[l] = 0;
         for (int64_t i = 0; i < nrec; i++)
             if (run_record(&c, recs + REC * i)) { rcs[l] = i + 1; break; }
