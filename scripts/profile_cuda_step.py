@@ -26,10 +26,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PROMPT = "Explain in a few sentences why the sky is blue."
-SWEEP = [("fma", 128, 32, 4, 2, False), ("fma", 16, 32, 1, 1, True), ("dot", 16, 16, 1, 3, False),
-         ("dot", 16, 16, 4, 1, True), ("vec", 32, 4, 1), ("vec", 16, 4, 1), ("vec", 64, 4, 2),
-         ("vec", 128, 4, 4), ("vec", 32, 8, 1), ("vec", 64, 4, 1), ("vec", 16, 8, 1),
-         ("vec", 8, 8, 1), ("vec", 32, 16, 1), ("vec", 16, 16, 1), ("vec", 8, 16, 1)]
+# (QCHAIN config, chain_kernel prefetch, double buffer): the first is the reference the
+# others' bits match
+SWEEP = [(("fma", 128, 32, 4, 2, False), 0, 0), (("vec", 16, 16, 1), 0, 0),
+         (("v8", 32, 32, -1, 1), 0, 0), (("v8", 32, 32, -1, 1), 1, 1),
+         (("v8", 32, 32, -1, 1), 0, 1), (("v8", 32, 64, -1, 1), 1, 1),
+         (("v8", 16, 32, -1, 1), 1, 1), (("v8", 32, 32, 16, 1), 1, 1),
+         (("v8", 32, 32, 0, 1), 1, 1), (("v8", 8, 32, -1, 1), 1, 1),
+         (("v8", 64, 32, -1, 2), 1, 1)]
 
 
 def _steps(ex, toks: list[int], first: int, n: int) -> list[float]:
@@ -161,9 +165,9 @@ def sweep(plan, g, k: int, past: int, prev_arena) -> list[dict]:  # noqa: ANN001
     dims, nb, offs = plan.layout(past)
     pd, _, po = plan.layout(past - 1)
     end = int(offs[-1] + nb[-1])
-    saved, base, out = plan.qchain, None, []
-    for cfg in SWEEP:
-        plan.qchain = cfg
+    saved, base, out = (plan.qchain, plan.prefetch, plan.double_buffer), None, []
+    for cfg, pf, db in SWEEP:
+        plan.qchain, plan.prefetch, plan.double_buffer = cfg, pf, db
         try:
             seq = plan.emit(g.arenas[k], dims.copy(), offs.copy(),
                             prev_arena(g.arenas[1 - k], pd, po), past, 1, None)
@@ -171,15 +175,18 @@ def sweep(plan, g, k: int, past: int, prev_arena) -> list[dict]:  # noqa: ANN001
             ms = _graph_ms(lambda seq=seq, args=args: plan.launch(seq, args))
             bits = g.arenas[k][:end].clone()
         except Exception as e:  # noqa: BLE001 - a config that does not compile is reported
-            out.append({"cfg": cfg, "error": repr(e)[:300]})
+            out.append({"cfg": cfg, "prefetch": pf, "double_buffer": db,
+                        "error": repr(e)[:300]})
             print(f"  {cfg}: {e!r}"[:300], flush=True)
             continue
         if base is None:
             base = bits
         same = bool(torch.equal(bits, base))
-        out.append({"cfg": cfg, "graph_ms": round(ms, 3), "bits_equal_chain_kernel": same})
-        print(f"  {cfg}: graph {ms:.3f} ms, bits equal: {same}", flush=True)
-    plan.qchain = saved
+        out.append({"cfg": cfg, "prefetch": pf, "double_buffer": db, "graph_ms": round(ms, 3),
+                    "bits_equal_chain_kernel": same})
+        print(f"  {cfg} prefetch {pf} double buffer {db}: graph {ms:.3f} ms, bits equal: "
+              f"{same}", flush=True)
+    plan.qchain, plan.prefetch, plan.double_buffer = saved
     return out
 
 
@@ -197,7 +204,7 @@ def linear_probe(plan, g, k: int, past: int, prev_arena) -> list[dict]:  # noqa:
     pd, _, po = plan.layout(past - 1)
     flush = torch.empty(1 << 29, dtype=torch.uint8, device="cuda")
     saved, out = plan.qchain, []
-    for cfg in SWEEP:
+    for cfg, _pf, _db in SWEEP:
         plan.qchain = cfg
         seq = plan.emit(g.arenas[k], dims.copy(), offs.copy(),
                         prev_arena(g.arenas[1 - k], pd, po), past, 1, None)
@@ -229,7 +236,8 @@ def linear_probe(plan, g, k: int, past: int, prev_arena) -> list[dict]:  # noqa:
                     touch()
                     one()
                 torch.cuda.synchronize()
-            names = ("chain_kernel", "qchain_dot_kernel", "qchain_vec_kernel", "l2_touch_kernel")
+            names = ("chain_kernel", "qchain_dot_kernel", "qchain_vec_kernel", "qchain_v8_kernel",
+                     "l2_touch_kernel")
             ev = sorted((e for e in prof.events() if e.device_type.name == "CUDA"
                          and any(n in e.name for n in names)), key=lambda e: e.time_range.start)
             dur = [e.time_range.end - e.time_range.start for e in ev]
@@ -260,10 +268,11 @@ def markdown(rep: dict) -> str:
     if rep.get("per_launch_error"):
         lines.append(f"\n{rep['per_launch_error']}")
     if rep.get("sweep"):
-        lines += ["", "| weight-linear kernel (step_plan_cuda.QCHAIN) | graph ms | bits equal |",
-                  "|---|---:|---|"]
-        lines += [f"| {s['cfg']} | {s.get('graph_ms', s.get('error'))} | "
-                  f"{s.get('bits_equal_chain_kernel', '-')} |" for s in rep["sweep"]]
+        lines += ["", "| weight-linear kernel (step_plan_cuda.QCHAIN) | chain_kernel prefetch | "
+                      "double buffer | graph ms | bits equal |", "|---|---|---|---:|---|"]
+        lines += [f"| {s['cfg']} | {s.get('prefetch', '-')} | {s.get('double_buffer', '-')} | "
+                  f"{s.get('graph_ms', s.get('error'))} | {s.get('bits_equal_chain_kernel', '-')} |"
+                  for s in rep["sweep"]]
     if rep.get("linear"):
         lines += ["", "| kernel (QCHAIN) | linear | cold µs | L2-warm µs | touch µs | after "
                       "touch µs |", "|---|---|---:|---:|---:|---:|"]

@@ -41,7 +41,11 @@ _CHAIN = (128, 32, 4, 2)  # BN, BK, num_warps, pipeline stages (repops.gpu.matmu
 # ("fma", BN, BK, num_warps, stages, warm) for chain_kernel, ("vec", BN, TK, num_warps) for
 # qchain_vec_kernel (one row of x; else chain_kernel). The interpreter's tl.dot is
 # NumPy's matmul, not an fma chain, so it runs chain_kernel there.
-QCHAIN = ("fma", *_CHAIN, False) if interpreting() else ("vec", 16, 16, 1)
+QCHAIN = ("fma", *_CHAIN, False) if interpreting() else ("v8", 32, 64, -1, 1)
+# chain_kernel's L1 prefetch of the segments ahead (inline asm: not under the interpreter)
+# and its double-buffered k blocks (scripts/profile_cuda_step.py --sweep measures both)
+PREFETCH = 0 if interpreting() else 1
+DOUBLE_BUFFER = 1
 
 
 class CudaChain:
@@ -208,6 +212,8 @@ class CudaStepPlan:
         self._launches: list[_Launch] = []
         self._op = -1
         self.qchain = QCHAIN
+        self.prefetch = PREFETCH
+        self.double_buffer = DOUBLE_BUFFER
 
     # ---------------------------------------------------------------- per step
 
@@ -482,6 +488,12 @@ class CudaStepPlan:
         ints = [x.off, 0, ch.k, 0, 0, 1, ch.n, 0, self._offs[r[1]], m * ch.n, m, ch.n, 1,
                 ch.nseg, 0, ch.segw, ch.k, self._past]
         kind, *cfg = self.qchain
+        if kind == "v8" and m == 1 and ch.segw % cfg[1] == 0 and ch.k % ch.segw == 0:
+            bn, nb, pf, nw = cfg
+            self._emit(sk.qchain_v8_kernel, (triton.cdiv(ch.n, bn),),
+                       (x.f, ch.vec(8), self._arena_f), ints, BN=bn, SEGW=ch.segw, NB=nb,
+                       PF=pf, num_warps=nw, **FP_FLAGS)
+            return
         if kind == "vec" and m == 1 and ch.segw % cfg[1] == 0 and ch.k % ch.segw == 0:
             bn, tk, nw = cfg
             self._emit(sk.qchain_vec_kernel, (triton.cdiv(ch.n, bn),),
@@ -539,7 +551,8 @@ class CudaStepPlan:
                         acc.off if acc is not None else 0, off, size, rr, n, group, live, k0,
                         seg, k, past],
                        NEG_INF=float("-inf"), HAS_ACC=acc is not None, CAUSAL=causal, BN=bn,
-                       BK=bk, NS=ns, num_warps=nw, **FP_FLAGS)
+                       BK=bk, NS=ns, PF=self.prefetch, DB=self.double_buffer, K1=True,
+                       num_warps=nw, **FP_FLAGS)
         for s in range(live, nseg):
             # no row has a key here: the accumulator's bits (a DOT output, canonical), in
             # its place in the arena; the recorder takes that op's root

@@ -180,10 +180,62 @@ def l2_touch_kernel(W, n, never, BLOCK: tl.constexpr):
                                                   != 0))
 
 
+@triton.jit
+def _ld8(p):
+    """A thread's eight consecutive fp32 weights as two 16-byte loads (`ld.global.nc.v4`).
+
+    Why asm: loaded as a [BN, 8] tile, Triton spreads a row over several threads and moves it
+    back through shared memory (a barrier per k block: qchain_vec_kernel's SASS); here the
+    eight values are eight [BN] tensors in the accumulator's own layout."""
+    a0, a1, a2, a3 = tl.inline_asm_elementwise(
+        "ld.global.nc.v4.f32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l", [p],
+        dtype=(tl.float32, tl.float32, tl.float32, tl.float32), is_pure=True, pack=1)
+    a4, a5, a6, a7 = tl.inline_asm_elementwise(
+        "ld.global.nc.v4.f32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l", [p + 4],
+        dtype=(tl.float32, tl.float32, tl.float32, tl.float32), is_pure=True, pack=1)
+    return a0, a1, a2, a3, a4, a5, a6, a7
+
+
+@triton.jit
+def _prefetch_l1(p):
+    """Ask for p's cache line in L1 (no register waits on it)."""
+    return tl.inline_asm_elementwise("mov.u32 $0, 0;\n\tprefetch.global.L1 [$1];", "=r,l",
+                                     [p], dtype=tl.int32, is_pure=False, pack=1)
+
+
+@triton.jit
+def _ab_block(a_ptr, b_ptr, s_bk, k, ok, BK: tl.constexpr):
+    """The BK values of a (the row every thread reads) and of each thread's B row from k
+    (one base address, constant offsets); nothing is read unless ok (the values are 0).
+    The mask is a [BN] tensor, a too: the interpreter takes no scalar mask."""
+    a = ()
+    b = ()
+    zero = tl.zeros(b_ptr.shape, dtype=tl.int64)
+    okv = (zero + ok) != 0
+    ab = a_ptr + k + zero
+    bb = b_ptr + k * s_bk
+    for kk in tl.static_range(BK):
+        a = a + (tl.load(ab + kk, mask=okv, other=0.0),)
+        b = b + (tl.load(bb + kk * s_bk, mask=okv, other=0.0),)
+    return a, b
+
+
+@triton.jit
+def _prefetch_seg(a_row, b_col, s_bk, k, kmax, BN: tl.constexpr):
+    """L1 prefetch of a DOT segment's first 64 ks from k: two lines of the row a and of each
+    thread's row of B (k clamped to the last one)."""
+    zero = tl.zeros([BN], dtype=tl.int64)
+    for h in tl.static_range(2):
+        kk = tl.maximum(tl.minimum(k + 32 * h, kmax - 1), 0)
+        _prefetch_l1(a_row + kk + zero)
+        _prefetch_l1(b_col + kk * s_bk)
+
+
 @triton.jit(do_not_specialize=["ROW"])
 def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
                  CAUSAL: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NS: tl.constexpr,
-                 WARM: tl.constexpr = 0):
+                 WARM: tl.constexpr = 0, PF: tl.constexpr = 0, DB: tl.constexpr = 0,
+                 K1: tl.constexpr = False):
     """§L5.3 DOT segments with explicit fma, one row and BN outputs per program: segment s
     chains k over [k0 + s·segw, min(k0 + (s+1)·segw, kmax)) ascending from the previous
     segment's accumulator (the first from ACC or +0.0) and stores it (canonical) at
@@ -193,12 +245,20 @@ def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
     WARM > 0 (a weight linear, K = WARM): the program first loads its whole [K, BN] weight
     panel at once, so the chain's loads below hit L1 instead of waiting on memory block by
     block (`_warm`).
+    PF 1 (not under the interpreter: inline asm): each segment asks L1 for the lines of the
+    segment two ahead (B rows with k stride 1: attention's keys and values, just written by
+    the step's MOVE and CONCAT, so in L2), so the chain's loads hit L1 instead of waiting
+    ~300 cycles a k.
+    DB 1: a k block's BK values of a and of B are loaded while the block before it runs its
+    chain (loop-carried registers, `_ab_block`), instead of Triton's pipeline of NS stages.
+    K1: B's k stride is 1 (the row's word is not read: a compile-time stride saves an
+    address multiply a k).
     Row: a_off, s_ab, s_ar, b_off, s_bb, s_bn, s_bk, acc_off, out_off, s_oseg, R, N, group,
     nseg, k0, segw, kmax, past."""
     P = ARGS + ROW * 32
     R = tl.load(P + 10)
     N = tl.load(P + 11)
-    s_bk = tl.load(P + 6)
+    s_bk = 1 if K1 else tl.load(P + 6)
     past = tl.load(P + 17)
     pid_n = tl.program_id(0)
     row = tl.program_id(1).to(tl.int64)
@@ -221,18 +281,35 @@ def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
     if WARM > 0:
         _warm(b_col, s_bk, out, tl.load(P + 31), BN, WARM)
     if row < R:
+        if PF:
+            _prefetch_seg(a_row, b_col, s_bk, ks, kmax, BN)
+            _prefetch_seg(a_row, b_col, s_bk, ks + segw, kmax, BN)
         for s in range(tl.load(P + 13)):
+            if PF:
+                _prefetch_seg(a_row, b_col, s_bk, ks + 2 * segw, kmax, BN)
             ke = tl.minimum(ks + segw, kmax)
             if CAUSAL == 1:
                 ke = tl.minimum(ke, past + row + 1)
             a_ptr = a_row + ks
             b_ptr = b_col + ks * s_bk
             nfull = tl.maximum(ke - ks, 0) // BK
-            for _kb in tl.range(0, nfull, num_stages=NS):
-                for kk in tl.static_range(BK):
-                    acc = tl.fma(tl.load(a_ptr + kk), tl.load(b_ptr + kk * s_bk), acc)
-                a_ptr += BK
-                b_ptr += BK * s_bk
+            if DB:
+                a, b = _ab_block(a_ptr, b_ptr, s_bk, 0, nfull > 0, BK)
+                for kb in range(nfull):
+                    # the block after this one, if it is a full one
+                    a2, b2 = _ab_block(a_ptr, b_ptr, s_bk, BK, kb + 1 < nfull, BK)
+                    for kk in tl.static_range(BK):
+                        acc = tl.fma(a[kk], b[kk], acc)
+                    a = a2
+                    b = b2
+                    a_ptr += BK
+                    b_ptr += BK * s_bk
+            else:
+                for _kb in tl.range(0, nfull, num_stages=NS):
+                    for kk in tl.static_range(BK):
+                        acc = tl.fma(tl.load(a_ptr + kk), tl.load(b_ptr + kk * s_bk), acc)
+                    a_ptr += BK
+                    b_ptr += BK * s_bk
             for _k in range(ks + nfull * BK, ke):
                 acc = tl.fma(tl.load(a_ptr), tl.load(b_ptr), acc)
                 a_ptr += 1
@@ -357,6 +434,79 @@ def qchain_vec_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, TK: tl.constexpr,
             w8 = tl.load(wp + (kb // TK + 8) * step)
             acc = _fma_cols(acc, xp + kb, w0)
             w0, w1, w2, w3, w4, w5, w6, w7 = w1, w2, w3, w4, w5, w6, w7, w8
+        acc = canon_nan(acc)
+        tl.store(out + s * s_oseg, acc, mask=nmask)
+
+
+@triton.jit
+def _xw_block(wp, xp, step, kb, NB: tl.constexpr):
+    """The NB weights (two `_ld8` loads per 8) and x values of the k block from kb (a
+    multiple of NB inside K: the caller wraps a block past the end to 0, so that the x
+    loads are one base address and constant offsets)."""
+    w = ()
+    x = ()
+    wb = wp + (kb // 8) * step
+    xb = xp + kb
+    for q in tl.static_range(NB // 8):
+        w = w + _ld8(wb + q * step)
+    for t in tl.static_range(NB):
+        x = x + (tl.load(xb + t),)
+    return w, x
+
+
+@triton.jit(do_not_specialize=["ROW"])
+def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
+                     NB: tl.constexpr, PF: tl.constexpr):
+    """§L5.3 a decode linear's DOT segments (chain_kernel's QCHAIN row, one row of x) with
+    explicit fma, one output per thread, the weight laid out [K/8 + 8, N, 8]
+    (`CudaChain.vec(8)`; K a multiple of NB): a k block of NB weights and x values is
+    loaded while the block before it runs its chain (loop-carried registers); x's lines and
+    (PF < 0) the program's whole weight panel are prefetched into L1 at the start, or
+    (PF > 0) the weights PF blocks of 8 ahead as the chain goes.
+
+    Why: the chain is sequential in k (§3.1), so its time is the fma latency times K plus
+    every load it waits on. Loaded as a [BN, TK] tile (qchain_vec_kernel), a row is spread
+    over threads and moved back through shared memory, a barrier a block; loaded just
+    before its fma (the first version of this kernel), each k still waited ~37 cycles.
+    A linear's weights come from HBM (a step reads ~385 MB, L2 holds 60), and one warp has
+    only a few KB in flight, so a program of BN = 32 columns streamed its 72 KB panel for
+    ~10 µs: with a few columns a program (BN = 4: 144 programs for N = 576, over all the
+    multiprocessors) and the panel asked for at once, the chain starts on data in L1."""
+    P = ARGS + ROW * 32
+    N = tl.load(P + 11)
+    K = tl.load(P + 16)
+    s_oseg = tl.load(P + 9)
+    n0 = tl.program_id(0) * BN
+    offs_n = n0 + tl.arange(0, BN)
+    nmask = offs_n < N
+    rn = (offs_n % tl.maximum(N, 1)).to(tl.int64)
+    xp = X + tl.load(P)
+    warp = tl.arange(0, 32)
+    for r in tl.static_range(2):  # x's 128-byte lines, K ≤ 2,048 (only a hint past it)
+        _prefetch_l1(xp + tl.minimum((r * 32 + warp) * 32, K - 1))
+    step = N * 8
+    last = K // 8 - 1
+    if PF < 0:  # the program's whole weight panel: BN·32 bytes a k block, 32 blocks a round
+        for r in range(0, last + 1, 32):
+            blk = W + (tl.minimum(r + warp, last).to(tl.int64) * N + n0) * 8
+            for c in tl.static_range((BN * 32 + 127) // 128):
+                _prefetch_l1(blk + c * 32)
+    wp = W + rn * 8
+    out = OUT + tl.load(P + 8) + offs_n
+    acc = tl.zeros([BN], dtype=tl.float32)  # the chain starts from +0.0
+    w, x = _xw_block(wp, xp, step, 0, NB)
+    for s in range(tl.load(P + 13)):
+        for h in tl.static_range(SEGW // NB):
+            kb = s * SEGW + h * NB
+            if PF > 0:
+                for q in tl.static_range(NB // 8):
+                    _prefetch_l1(wp + tl.minimum(kb // 8 + q + PF, last) * step)
+            kn = kb + NB
+            w2, x2 = _xw_block(wp, xp, step, tl.where(kn < K, kn, 0), NB)
+            for t in tl.static_range(NB):
+                acc = tl.fma(x[t], w[t], acc)
+            w = w2
+            x = x2
         acc = canon_nan(acc)
         tl.store(out + s * s_oseg, acc, mask=nmask)
 
