@@ -39,8 +39,9 @@ _CHAIN = (128, 32, 4, 2)  # BN, BK, num_warps, pipeline stages (repops.gpu.matmu
 # The weight linears' kernel (scripts/profile_cuda_step.py --sweep measures them; every one
 # gives the same bits): ("dot", BM, BN, num_warps, stages, prefetch) for qchain_dot_kernel,
 # ("fma", BN, BK, num_warps, stages, warm) for chain_kernel, ("vec", BN, TK, num_warps) for
-# qchain_vec_kernel (one row of x; else chain_kernel). The interpreter's tl.dot is
-# NumPy's matmul, not an fma chain, so it runs chain_kernel there.
+# qchain_vec_kernel, ("v8", BN, NB, PF, num_warps[, XS]) for qchain_v8_kernel (ADR 0009; the
+# last two: one row of x, else chain_kernel). The interpreter's tl.dot is NumPy's matmul,
+# not an fma chain, and it runs no inline asm, so it runs chain_kernel there.
 QCHAIN = ("fma", *_CHAIN, False) if interpreting() else ("v8", 32, 64, -1, 1)
 # chain_kernel's L1 prefetch of the segments ahead (inline asm: not under the interpreter)
 # and its double-buffered k blocks (scripts/profile_cuda_step.py --sweep measures both)
@@ -489,10 +490,10 @@ class CudaStepPlan:
                 ch.nseg, 0, ch.segw, ch.k, self._past]
         kind, *cfg = self.qchain
         if kind == "v8" and m == 1 and ch.segw % cfg[1] == 0 and ch.k % ch.segw == 0:
-            bn, nb, pf, nw = cfg
+            bn, nb, pf, nw, *xs = cfg
             self._emit(sk.qchain_v8_kernel, (triton.cdiv(ch.n, bn),),
                        (x.f, ch.vec(8), self._arena_f), ints, BN=bn, SEGW=ch.segw, NB=nb,
-                       PF=pf, num_warps=nw, **FP_FLAGS)
+                       PF=pf, XS=bool(xs and xs[0]), num_warps=nw, **FP_FLAGS)
             return
         if kind == "vec" and m == 1 and ch.segw % cfg[1] == 0 and ch.k % ch.segw == 0:
             bn, tk, nw = cfg

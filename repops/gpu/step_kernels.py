@@ -439,7 +439,17 @@ def qchain_vec_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, TK: tl.constexpr,
 
 
 @triton.jit
-def _xw_block(wp, xp, step, kb, NB: tl.constexpr):
+def _shfl(v, lane):
+    """v of the warp's thread `lane` (each thread of a one-warp [32] tensor holds one
+    element): `shfl.sync.idx`, a register move between threads, no memory."""
+    return tl.inline_asm_elementwise(
+        "shfl.sync.idx.b32 $0, $1, $2, 0x1f, 0xffffffff;", "=r,r,r",
+        [v.to(tl.int32, bitcast=True), lane], dtype=tl.int32, is_pure=True,
+        pack=1).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _xw_block(wp, xp, step, kb, NB: tl.constexpr, XS: tl.constexpr, BN: tl.constexpr):
     """The NB weights (two `_ld8` loads per 8) and x values of the k block from kb (a
     multiple of NB inside K: the caller wraps a block past the end to 0, so that the x
     loads are one base address and constant offsets)."""
@@ -449,20 +459,27 @@ def _xw_block(wp, xp, step, kb, NB: tl.constexpr):
     xb = xp + kb
     for q in tl.static_range(NB // 8):
         w = w + _ld8(wb + q * step)
-    for t in tl.static_range(NB):
-        x = x + (tl.load(xb + t),)
+    if XS:  # x as NB/32 vectors of the warp, one value a thread (`_shfl` hands them out)
+        for j in tl.static_range(NB // 32):
+            x = x + (tl.load(xb + j * 32 + tl.arange(0, BN)),)
+    else:
+        for t in tl.static_range(NB):
+            x = x + (tl.load(xb + t),)
     return w, x
 
 
 @triton.jit(do_not_specialize=["ROW"])
 def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
-                     NB: tl.constexpr, PF: tl.constexpr):
+                     NB: tl.constexpr, PF: tl.constexpr, XS: tl.constexpr = False):
     """§L5.3 a decode linear's DOT segments (chain_kernel's QCHAIN row, one row of x) with
     explicit fma, one output per thread, the weight laid out [K/8 + 8, N, 8]
     (`CudaChain.vec(8)`; K a multiple of NB): a k block of NB weights and x values is
     loaded while the block before it runs its chain (loop-carried registers); x's lines and
     (PF < 0) the program's whole weight panel are prefetched into L1 at the start, or
-    (PF > 0) the weights PF blocks of 8 ahead as the chain goes.
+    (PF > 0) the weights PF blocks of 8 ahead as the chain goes. XS (BN = 32, one warp): a
+    block's x is NB/32 coalesced loads, and each k's value is shuffled to every thread
+    (`_shfl`) instead of loaded by each: 2 loads a 64-k block instead of 64, 62 registers
+    fewer.
 
     Why: the chain is sequential in k (§3.1), so its time is the fma latency times K plus
     every load it waits on. Loaded as a [BN, TK] tile (qchain_vec_kernel), a row is spread
@@ -494,7 +511,9 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
     wp = W + rn * 8
     out = OUT + tl.load(P + 8) + offs_n
     acc = tl.zeros([BN], dtype=tl.float32)  # the chain starts from +0.0
-    w, x = _xw_block(wp, xp, step, 0, NB)
+    if XS:
+        tl.static_assert(BN == 32)
+    w, x = _xw_block(wp, xp, step, 0, NB, XS, BN)
     for s in range(tl.load(P + 13)):
         for h in tl.static_range(SEGW // NB):
             kb = s * SEGW + h * NB
@@ -502,9 +521,13 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
                 for q in tl.static_range(NB // 8):
                     _prefetch_l1(wp + tl.minimum(kb // 8 + q + PF, last) * step)
             kn = kb + NB
-            w2, x2 = _xw_block(wp, xp, step, tl.where(kn < K, kn, 0), NB)
+            w2, x2 = _xw_block(wp, xp, step, tl.where(kn < K, kn, 0), NB, XS, BN)
             for t in tl.static_range(NB):
-                acc = tl.fma(x[t], w[t], acc)
+                if XS:
+                    xt = _shfl(x[t // 32], tl.full([BN], t % 32, tl.int32))
+                else:
+                    xt = x[t]
+                acc = tl.fma(xt, w[t], acc)
             w = w2
             x = x2
         acc = canon_nan(acc)
