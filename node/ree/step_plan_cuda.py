@@ -47,6 +47,8 @@ QCHAIN = ("fma", *_CHAIN, False) if interpreting() else ("v8", 32, 64, -1, 1)
 # and its double-buffered k blocks (scripts/profile_cuda_step.py --sweep measures both)
 PREFETCH = 0 if interpreting() else 1
 DOUBLE_BUFFER = 1
+# an RMSNorm's seven launches and a softmax's six as one each (`fuse_launches`)
+FUSE = True
 
 
 class CudaChain:
@@ -154,6 +156,136 @@ class _Launch:
         self.op = op  # the record's (first) op: profiles name launches by it
 
 
+def _ew_is(ln: _Launch, a_at: int | None, b_at: int | None, binary: bool,
+           masked: bool | None = False) -> bool:
+    """An ew_kernel launch with these operand modes (b_at None: no second operand but the
+    scalar), a binary fn (else unary) and MASK as `masked` (None: either)."""
+    c = ln.consts
+    return (ln.kernel is sk.ew_kernel and masked in (None, c["MASK"])
+            and (c["FN"] < 16) == binary
+            and (a_at is None or c["A_AT"] == a_at)
+            and (c["HAS_B"] if b_at is not None else not c["HAS_B"])
+            and (b_at is None or c["B_AT"] == b_at))
+
+
+def _norm_launch(g: Sequence[_Launch]) -> _Launch | None:
+    """One `norm_kernel` launch for seven launches that are an RMSNorm's records (sq, FOLD,
+    mean, eps, root, div, w: module docstring of step_kernels.norm_kernel), or None.
+
+    Every link is checked on the launches' own pointers and words (same tensors, each step's
+    input at the offset the step before it wrote), so the fused kernel reads and writes
+    exactly what the seven launches would; anything else stays as it is."""
+    sq, fold, mean, eps, root, div, w = g
+    contig, first = sk.CONTIG.value, sk.FIRST.value
+    if not (_ew_is(sq, contig, contig, True) and sq.ptrs[0] is sq.ptrs[1]
+            and sq.ints[0] == sq.ints[1] and fold.kernel is sk.fold_tree_kernel
+            and all(ln.kernel is sk.ew_kernel for ln in (mean, eps, root, div, w))):
+        return None
+    arena = sq.ptrs[2]
+    n, cap0, nlev = sq.ints[3], fold.consts["CAP0"], fold.consts["NLEV"]
+    last = fold.ints[1] + sum(cap0 >> k for k in range(nlev - 1))
+    ok = (fold.ptrs[0] is arena and fold.ints[0] == sq.ints[2] and fold.ints[2] == 1
+          and fold.ints[3] == n and cap0 >> (nlev - 1) == 1
+          and _ew_is(mean, None, None, True) and mean.ints[0] == last
+          and _ew_is(eps, None, None, True) and eps.ints[0] == mean.ints[2]
+          and _ew_is(root, None, None, False) and root.ints[0] == eps.ints[2]
+          and _ew_is(div, contig, first, True) and div.ptrs[0] is sq.ptrs[0]
+          and div.ints[0] == sq.ints[0] and div.ints[1] == root.ints[2] and div.ints[3] == n
+          and _ew_is(w, contig, contig, True) and w.ints[0] == div.ints[2] and w.ints[3] == n
+          and all(ln.ptrs[0] is arena for ln in (mean, eps, root, w))
+          and div.ptrs[1] is arena
+          and all(ln.ints[3] == 1 for ln in (mean, eps, root))
+          and all(ln.ptrs[2] is arena for ln in (mean, eps, root, div, w)))
+    if not ok:
+        return None
+    ints = [sq.ints[0], sq.ints[2], n, fold.ints[1], fold.ints[4], last, mean.ints[2],
+            mean.ints[21], eps.ints[2], eps.ints[21], root.ints[2], div.ints[2], w.ints[2],
+            w.ints[1]]
+    return _Launch(sk.norm_kernel, (1,), (sq.ptrs[0], w.ptrs[1], arena), ints,
+                   {"NEG0": NEG_ZERO, "F_SQ": sq.consts["FN"], "F_MEAN": mean.consts["FN"],
+                    "F_EPS": eps.consts["FN"], "F_ROOT": root.consts["FN"],
+                    "F_DIV": div.consts["FN"], "F_W": w.consts["FN"], "CAP0": cap0,
+                    "NLEV": nlev, "COMBINE": fold.consts["COMBINE"], "BLOCK": 1024,
+                    "num_warps": 4, **FP_FLAGS}, sq.op)
+
+
+def _row_gather(ln: _Launch, c: int) -> bool:
+    """An EW launch whose second operand's element for output element e is e // c: its
+    dims (d0 … d5 with d5 = c) and b strides are row-major over all but the last dim, and
+    0 on it (a per-row value broadcast along the row)."""
+    n, d = ln.ints[3], ln.ints[4:9]
+    sb = ln.ints[15:21]
+    if d[4] != c or sb[5] != 0 or n % max(1, numel(d)):
+        return False
+    dims = [n // numel(d), *d[:4]]
+    inner = 1
+    for k in range(4, -1, -1):
+        if dims[k] != 1 and sb[k] != inner:
+            return False
+        inner *= dims[k]
+    return True
+
+
+def _softmax_launch(g: Sequence[_Launch]) -> _Launch | None:
+    """One `softmax_kernel` launch (a program per row) for six launches that are a softmax's
+    records (scale, FOLD max, sub, exp, FOLD sum, div), or None; every link checked as in
+    `_norm_launch`."""
+    scale, mx, sub, ex, sm, div = g
+    ews = (scale, sub, ex, div)
+    if not (all(ln.kernel is sk.ew_kernel for ln in ews) and mx.kernel is sk.fold_tree_kernel
+            and sm.kernel is sk.fold_tree_kernel):
+        return None
+    contig, general = sk.CONTIG.value, sk.GENERAL.value
+    arena = scale.ptrs[2]
+    rows, c, cap0, nlev = mx.ints[2], mx.ints[3], mx.consts["CAP0"], mx.consts["NLEV"]
+    lead = sum(cap0 >> k for k in range(nlev - 1)) * rows  # the levels before the last
+
+    def gathered(ln: _Launch) -> bool:
+        return _ew_is(ln, contig, general, True, None) and _row_gather(ln, c)
+
+    ok = (all(ln.ints[3] == rows * c and ln.ints[3:9] == scale.ints[3:9]
+              and ln.ints[24:27] == scale.ints[24:27] and ln.ints[26] == c
+              and ln.ptrs[2] is arena for ln in ews)
+          and _ew_is(scale, contig, None, True, None) and _ew_is(ex, contig, None, False, None)
+          and gathered(sub) and gathered(div)
+          and (sm.consts["CAP0"], sm.consts["NLEV"]) == (cap0, nlev) and cap0 >> (nlev - 1) == 1
+          and mx.ptrs[0] is arena and sm.ptrs[0] is arena
+          and mx.ints[0] == scale.ints[2] and sm.ints[2:4] == mx.ints[2:4]
+          and sub.ptrs[0] is arena and sub.ints[0] == scale.ints[2]
+          and sub.ptrs[1] is arena and sub.ints[1] == mx.ints[1] + lead
+          and ex.ptrs[0] is arena and ex.ints[0] == sub.ints[2] and sm.ints[0] == ex.ints[2]
+          and div.ptrs[0] is arena and div.ints[0] == ex.ints[2]
+          and div.ptrs[1] is arena and div.ints[1] == sm.ints[1] + lead)
+    if not ok:
+        return None
+    ints = [scale.ints[0], scale.ints[2], c, rows, mx.ints[1], mx.ints[4], sub.ints[2],
+            ex.ints[2], sm.ints[1], sm.ints[4], div.ints[2], scale.ints[21],
+            *(ln.ints[22] for ln in ews), scale.ints[24], scale.ints[25], sub.ints[1],
+            div.ints[1]]
+    k = {"F_SCALE": scale, "F_SUB": sub, "F_EXP": ex, "F_DIV": div}
+    return _Launch(sk.softmax_kernel, (rows,), (scale.ptrs[0], arena), ints,
+                   {"NEG0": NEG_ZERO, **{f: ln.consts["FN"] for f, ln in k.items()},
+                    **{"M" + f[1:]: ln.consts["MASK"] for f, ln in k.items()},
+                    "C_MAX": mx.consts["COMBINE"], "C_SUM": sm.consts["COMBINE"],
+                    "CAP0": cap0, "NLEV": nlev, "BLOCK": 1024, "num_warps": 4, **FP_FLAGS},
+                   scale.op)
+
+
+def fuse_launches(launches: list[_Launch]) -> list[_Launch]:
+    """The launches with every RMSNorm's seven (`_norm_launch`) and every softmax's six
+    (`_softmax_launch`) as one."""
+    out: list[_Launch] = []
+    i = 0
+    while i < len(launches):
+        fused, used = None, 1
+        for size, match in ((7, _norm_launch), (6, _softmax_launch)):
+            if fused is None and i + size <= len(launches):
+                fused, used = match(launches[i:i + size]), size
+        out.append(fused or launches[i])
+        i += used if fused else 1
+    return out
+
+
 class _Operand:
     __slots__ = ("f", "i", "off", "dims")
 
@@ -215,6 +347,7 @@ class CudaStepPlan:
         self.qchain = QCHAIN
         self.prefetch = PREFETCH
         self.double_buffer = DOUBLE_BUFFER
+        self.fuse = FUSE
 
     # ---------------------------------------------------------------- per step
 
@@ -367,7 +500,7 @@ class CudaStepPlan:
                     raise sp.PlanError(f"op {j} ({self.program.ops[j].name}): {e}") from e
             if alias is not None:
                 offs[:] = np.array(self._offs, dtype=np.int64) * 4
-            return self._launches
+            return fuse_launches(self._launches) if self.fuse else self._launches
         finally:
             self._prev = None
             self._launches = []

@@ -77,6 +77,26 @@ def _at_index(AT: tl.constexpr, e, idx, S):
     return r
 
 
+@triton.jit
+def _ew_fn(a, b, FN: tl.constexpr):
+    """§L5.6 fn of an EW op (b: the second operand or the scalar; unread by unary fns),
+    canonical: fn 1-6 are add … min, 16-21 neg … SiLU, 22 copy."""
+    if FN < 16:
+        y = binary_f(a, b, FN - 1)
+    elif FN < 22:
+        y = unary_f(a, FN - 16)
+    else:
+        y = a
+    return canon_nan(y)
+
+
+@triton.jit
+def _scalar_f(W, BLOCK: tl.constexpr):
+    """The f32 whose bits are the table word at W, as a [BLOCK] tensor."""
+    bits = tl.zeros([BLOCK], dtype=tl.int32) + tl.load(W).to(tl.int32)
+    return bits.to(tl.float32, bitcast=True)
+
+
 @triton.jit(do_not_specialize=["ROW"])
 def ew_kernel(A, B, OUT, ARGS, ROW, FN: tl.constexpr, HAS_B: tl.constexpr,
               MASK: tl.constexpr, A_AT: tl.constexpr, B_AT: tl.constexpr,
@@ -94,19 +114,11 @@ def ew_kernel(A, B, OUT, ARGS, ROW, FN: tl.constexpr, HAS_B: tl.constexpr,
     else:
         idx = (e, e, e, e, e, e)  # unread
     a = tl.load(A + tl.load(P) + _at_index(A_AT, e, idx, P + 9), mask=m, other=1.0)
-    if FN < 16:
-        if HAS_B:
-            b = tl.load(B + tl.load(P + 1) + _at_index(B_AT, e, idx, P + 15), mask=m,
-                        other=1.0)
-        else:
-            bits = tl.zeros([BLOCK], dtype=tl.int32) + tl.load(P + 21).to(tl.int32)
-            b = bits.to(tl.float32, bitcast=True)
-        y = binary_f(a, b, FN - 1)  # §L5.6 fn 1-6 are add … min
-    elif FN < 22:
-        y = unary_f(a, FN - 16)  # fn 16-21 are neg … SiLU
-    else:  # 22: copy
-        y = a
-    y = canon_nan(y)
+    if FN < 16 and HAS_B:
+        b = tl.load(B + tl.load(P + 1) + _at_index(B_AT, e, idx, P + 15), mask=m, other=1.0)
+    else:
+        b = _scalar_f(P + 21, BLOCK)
+    y = _ew_fn(a, b, FN)
     if MASK:
         c = tl.load(P + 26).to(tl.int32)
         col = e % c
@@ -125,14 +137,17 @@ def fold_tree_kernel(X, OUT, ARGS, ROW, NEG0, CAP0: tl.constexpr, NLEV: tl.const
     to back ([rows, cap] each); a barrier orders a level's stores before the next reads.
     Row: x_off, out_off, rows, w, nlive."""
     P = ARGS + ROW * 32
-    r = tl.program_id(0).to(tl.int64)
-    rows = tl.load(P + 2)
-    w = tl.load(P + 3)
-    nlive = tl.load(P + 4)
+    _fold_levels(X + tl.load(P), OUT, tl.load(P + 1), tl.program_id(0).to(tl.int64),
+                 tl.load(P + 2), tl.load(P + 3), tl.load(P + 4), NEG0, CAP0, NLEV, COMBINE)
+
+
+@triton.jit
+def _fold_levels(X, OUT, base, r, rows, w, nlive, NEG0, CAP0: tl.constexpr,
+                 NLEV: tl.constexpr, COMBINE: tl.constexpr):
+    """fold_tree_kernel's levels for row r of X (rows of w), the first level at OUT + base."""
     i = tl.arange(0, CAP0)
-    src = X + tl.load(P) + r * w
+    src = X + r * w
     win = w
-    base = tl.load(P + 1)
     for lev in tl.static_range(NLEV):
         cap = CAP0 >> lev
         n = tl.minimum(nlive, win)
@@ -152,6 +167,115 @@ def fold_tree_kernel(X, OUT, ARGS, ROW, NEG0, CAP0: tl.constexpr, NLEV: tl.const
         src = dst
         win = cap
         base += rows * cap
+
+
+@triton.jit(do_not_specialize=["ROW"])
+def norm_kernel(X, WT, OUT, ARGS, ROW, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.constexpr,
+                F_EPS: tl.constexpr, F_ROOT: tl.constexpr, F_DIV: tl.constexpr,
+                F_W: tl.constexpr, CAP0: tl.constexpr, NLEV: tl.constexpr,
+                COMBINE: tl.constexpr, BLOCK: tl.constexpr):
+    """An RMSNorm's seven records in one program (`CudaStepPlan._fuse_norms` matched them):
+    sq = f(x, x); its FOLD tree; mean = f(last level, s); eps = f(mean, s); root = f(eps);
+    div = f(x, root[0]); out = f(div, wt): each the EW or FOLD definition (§L5.4, §L5.6)
+    through the same device functions as ew_kernel and fold_tree_kernel, every output
+    stored where its own launch would have, a barrier between steps.
+
+    Why: an RMSNorm is 7 launches of ~1.5-2 µs over 576 values (four of them of one value);
+    60 of them a step were ~360 of the step graph's 1,301 launches.
+    Row: x_off, sq_off, n, fold_base, nlive, last_off, mean_off, s_mean, eps_off, s_eps,
+    root_off, div_off, out_off, wt_off."""
+    P = ARGS + ROW * 32
+    n = tl.load(P + 2)
+    x = X + tl.load(P)
+    e = tl.arange(0, BLOCK)
+    for start in range(0, n, BLOCK):
+        m = start + e < n
+        a = tl.load(x + start + e, mask=m, other=1.0)
+        tl.store(OUT + tl.load(P + 1) + start + e, _ew_fn(a, a, F_SQ), mask=m)
+    tl.debug_barrier()
+    _fold_levels(OUT + tl.load(P + 1), OUT, tl.load(P + 3), 0, 1, n, tl.load(P + 4), NEG0,
+                 CAP0, NLEV, COMBINE)
+    tl.debug_barrier()
+    one = e < 1
+    v = tl.load(OUT + tl.load(P + 5) + e, mask=one, other=1.0)
+    v = _ew_fn(v, _scalar_f(P + 7, BLOCK), F_MEAN)
+    tl.store(OUT + tl.load(P + 6) + e, v, mask=one)
+    v = _ew_fn(v, _scalar_f(P + 9, BLOCK), F_EPS)
+    tl.store(OUT + tl.load(P + 8) + e, v, mask=one)
+    v = _ew_fn(v, v, F_ROOT)
+    tl.store(OUT + tl.load(P + 10) + e, v, mask=one)
+    tl.debug_barrier()
+    root = tl.load(OUT + tl.load(P + 10) + e * 0)
+    wt = WT + tl.load(P + 13)
+    for start in range(0, n, BLOCK):
+        m = start + e < n
+        a = tl.load(x + start + e, mask=m, other=1.0)
+        d = _ew_fn(a, root, F_DIV)
+        tl.store(OUT + tl.load(P + 11) + start + e, d, mask=m)
+        y = _ew_fn(d, tl.load(wt + start + e, mask=m, other=1.0), F_W)
+        tl.store(OUT + tl.load(P + 12) + start + e, y, mask=m)
+
+
+@triton.jit
+def _masked(y, col, row, past, FILL, MASK: tl.constexpr):
+    """ew_kernel's MASK: column col > past + row is the f32 whose bits are the word at
+    FILL."""
+    if MASK:
+        y = tl.where(col > past + row, _scalar_f(FILL, y.shape[0]), y)
+    return y
+
+
+@triton.jit(do_not_specialize=["ROW"])
+def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.constexpr,
+                   F_EXP: tl.constexpr, F_DIV: tl.constexpr, M_SCALE: tl.constexpr,
+                   M_SUB: tl.constexpr, M_EXP: tl.constexpr, M_DIV: tl.constexpr,
+                   C_MAX: tl.constexpr, C_SUM: tl.constexpr, CAP0: tl.constexpr,
+                   NLEV: tl.constexpr, BLOCK: tl.constexpr):
+    """A softmax's six records for one row (program r; `CudaStepPlan` matched them): scaled =
+    f(a, s); its FOLD max tree; sub = f(scaled, max[r]); exp = f(sub); its FOLD sum tree;
+    out = f(exp, sum[r]); each EW masked as its own launch (causal columns: `_masked`), each
+    output stored where its own launch would have, a barrier between steps.
+
+    Why: attention's softmax was 6 launches a layer of ~2.5-3.6 µs each.
+    Row: a_off, scaled_off, C, rows, max_base, max_nlive, sub_off, exp_off, sum_base,
+    sum_nlive, out_off, s_scale, fill ×4 (scale, sub, exp, div), past, R, max_last,
+    sum_last."""
+    P = ARGS + ROW * 32
+    r = tl.program_id(0).to(tl.int32)
+    C = tl.load(P + 2).to(tl.int32)
+    rows = tl.load(P + 3)
+    mrow = r % tl.load(P + 17).to(tl.int32)
+    past = tl.load(P + 16)
+    e0 = r.to(tl.int64) * C
+    c = tl.arange(0, BLOCK)
+    s_scale = _scalar_f(P + 11, BLOCK)
+    for start in range(0, C, BLOCK):
+        m = start + c < C
+        a = tl.load(A + tl.load(P) + e0 + start + c, mask=m, other=1.0)
+        y = _masked(_ew_fn(a, s_scale, F_SCALE), start + c, mrow, past, P + 12, M_SCALE)
+        tl.store(OUT + tl.load(P + 1) + e0 + start + c, y, mask=m)
+    tl.debug_barrier()
+    _fold_levels(OUT + tl.load(P + 1), OUT, tl.load(P + 4), r.to(tl.int64), rows, C,
+                 tl.load(P + 5), NEG0, CAP0, NLEV, C_MAX)
+    tl.debug_barrier()
+    mx = tl.load(OUT + tl.load(P + 18) + r + c * 0)
+    for start in range(0, C, BLOCK):
+        m = start + c < C
+        a = tl.load(OUT + tl.load(P + 1) + e0 + start + c, mask=m, other=1.0)
+        y = _masked(_ew_fn(a, mx, F_SUB), start + c, mrow, past, P + 13, M_SUB)
+        tl.store(OUT + tl.load(P + 6) + e0 + start + c, y, mask=m)
+        y = _masked(_ew_fn(y, y, F_EXP), start + c, mrow, past, P + 14, M_EXP)
+        tl.store(OUT + tl.load(P + 7) + e0 + start + c, y, mask=m)
+    tl.debug_barrier()
+    _fold_levels(OUT + tl.load(P + 7), OUT, tl.load(P + 8), r.to(tl.int64), rows, C,
+                 tl.load(P + 9), NEG0, CAP0, NLEV, C_SUM)
+    tl.debug_barrier()
+    sm = tl.load(OUT + tl.load(P + 19) + r + c * 0)
+    for start in range(0, C, BLOCK):
+        m = start + c < C
+        a = tl.load(OUT + tl.load(P + 7) + e0 + start + c, mask=m, other=1.0)
+        y = _masked(_ew_fn(a, sm, F_DIV), start + c, mrow, past, P + 15, M_DIV)
+        tl.store(OUT + tl.load(P + 10) + e0 + start + c, y, mask=m)
 
 
 @triton.jit

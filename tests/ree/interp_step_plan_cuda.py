@@ -41,7 +41,20 @@ def main() -> int:
     last = plan.records[-1][1] + 1
     prev = cpu.run_step(0, PROMPT)
     want = cpu.run_step(1, PROMPT)
+    kernels: list = []
+    emit = plan.emit
+
+    def spy(*a, **k):  # noqa: ANN002, ANN003, ANN202 - the launches plan.run makes
+        launches = emit(*a, **k)
+        kernels.extend(ln.kernel for ln in launches)
+        return launches
+
+    plan.emit = spy
     got = plan.run(Symbols.for_step(len(PROMPT), 1), prev, cpu.plan_token(prev, None))
+    from repops.gpu import step_kernels as sk
+    if sk.norm_kernel not in kernels or sk.softmax_kernel not in kernels:
+        print("the RMSNorm and softmax records were not fused (fuse_launches)")
+        return 1
     bad = [j for j in range(last)
            if want[j].shape != got[j].shape
            or not np.array_equal(want[j].numpy().view(np.uint32), got[j].numpy().view(np.uint32))]
