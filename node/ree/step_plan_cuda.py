@@ -170,7 +170,7 @@ def _ew_is(ln: _Launch, a_at: int | None, b_at: int | None, binary: bool,
 
 def _norm_launch(g: Sequence[_Launch]) -> _Launch | None:
     """One `norm_kernel` launch for seven launches that are an RMSNorm's records (sq, FOLD,
-    mean, eps, root, div, w: module docstring of step_kernels.norm_kernel), or None.
+    mean, eps, root, div, w: step_kernels.norm_kernel's docstring), or None.
 
     Every link is checked on the launches' own pointers and words (same tensors, each step's
     input at the offset the step before it wrote), so the fused kernel reads and writes

@@ -169,6 +169,105 @@ def check_qchain_vec() -> int:
                 print(f"qchain_vec n={n} k={k} segment {s} differs")
                 return 1
     print("qchain_vec tiles equal")
+    return check_fused_rows()
+
+
+def _ew(arena, b, ints, fn, a_at, b_at, mask=False):  # noqa: ANN001, ANN202
+    """An ew_kernel launch as `CudaStepPlan._ew` makes it (b None: the scalar)."""
+    from node.ree.step_plan_cuda import _Launch
+    from repops.gpu import step_kernels as sk
+    from repops.gpu.launch import FP_FLAGS
+
+    return _Launch(sk.ew_kernel, (-(-ints[3] // 1024),), (arena, arena if b is None else b,
+                                                          arena), ints,
+                   {"FN": fn, "HAS_B": b is not None, "MASK": mask, "A_AT": a_at,
+                    "B_AT": b_at, "BLOCK": 1024, **FP_FLAGS}, 0)
+
+
+def _fold(arena, x_off, out_off, rows, w, combine):  # noqa: ANN001, ANN202
+    from node.ree.step_plan_cuda import _Launch
+    from repops.gpu import step_kernels as sk
+    from repops.gpu.launch import FP_FLAGS
+
+    return _Launch(sk.fold_tree_kernel, (rows,), (arena, arena), [x_off, out_off, rows, w, w],
+                   {"NEG0": -0.0, "CAP0": 1024, "NLEV": 11, "COMBINE": combine,
+                    "num_warps": 4, **FP_FLAGS}, 0)
+
+
+def _run(launches, arena) -> torch.Tensor:  # noqa: ANN001
+    from repops.gpu import step_kernels as sk
+
+    args = torch.zeros((len(launches), sk.ARGW), dtype=torch.int64)
+    for i, ln in enumerate(launches):
+        args[i, :len(ln.ints)] = torch.tensor(ln.ints)
+    for i, ln in enumerate(launches):
+        ln.kernel[ln.grid](*ln.ptrs, args, i, **ln.consts)
+    return arena.clone()
+
+
+def check_fused_rows() -> int:
+    """`norm_kernel` and `softmax_kernel` (ADR 0010) against the launches they replace, on
+    rows longer than the model's decode rows: more than one 1,024-block, a tree of 11 levels,
+    three softmax rows whose last columns are masked (a position before the row's end)."""
+    from node.ree.step_plan_cuda import fuse_launches
+    from repops.gpu import step_kernels as sk
+
+    g = torch.Generator().manual_seed(6)
+    ci, fi, gi = sk.CONTIG.value, sk.FIRST.value, sk.GENERAL.value
+    bits = {"n": 0x44C00000, "eps": 0x3727C5AC, "ninf": -8388608, "scale": 0x3E000000}
+    lev = 2047  # 1,024 + 512 + … + 1 words of tree levels a row
+    # RMSNorm over n = 1,536 (x at 0)
+    n = 1536
+    arena = torch.randn(16 * n + 4 * lev, generator=g)
+    wt = torch.randn(n, generator=g)
+    z = [0] * 18
+    o = [n, 2 * n, 2 * n + lev, 2 * n + lev + 1, 2 * n + lev + 2, 2 * n + lev + 3, 3 * n + lev + 3]
+    dims = [1, 1, 1, 1, n]
+    norm = [_ew(arena, arena, [0, 0, o[0], n, *dims, *z[:12], 0, 0, 0, 0, 1, n], 3, ci, ci),
+            _fold(arena, o[0], o[1], 1, n, 0),
+            _ew(arena, None, [o[1] + lev - 1, 0, o[2], 1, 1, 1, 1, 1, 1, *z[:12], bits["n"],
+                               0, 0, 0, 1, 1], 4, fi, fi),
+            _ew(arena, None, [o[2], 0, o[3], 1, 1, 1, 1, 1, 1, *z[:12], bits["eps"], 0, 0, 0,
+                               1, 1], 1, fi, fi),
+            _ew(arena, None, [o[3], 0, o[4], 1, 1, 1, 1, 1, 1, *z[:15]], 17, fi, fi),
+            _ew(arena, arena, [0, o[4], o[5], n, *dims, *z[:12], 0, 0, 0, 0, 1, n], 4, ci, fi),
+            _ew(arena, wt, [o[5], 0, o[6], n, *dims, *z[:12], 0, 0, 0, 0, 1, n], 3, ci, ci)]
+    fused = fuse_launches(norm)
+    start = arena.clone()
+    want = _run(norm, arena)
+    arena.copy_(start)
+    if [ln.kernel for ln in fused] != [sk.norm_kernel] or not torch.equal(
+            _run(fused, arena).view(torch.int32), want.view(torch.int32)):
+        print("norm_kernel differs from its seven launches (or was not fused)")
+        return 1
+    # softmax over 3 rows of C = 1,500, position 1,200: columns past it are masked
+    rows, c, past = 3, 1500, 1200
+    m = rows * c
+    arena = torch.randn(8 * m + 2 * rows * lev, generator=g)
+    a = [0, m, 2 * m, 2 * m + rows * lev, 3 * m + rows * lev, 4 * m + rows * lev,
+         4 * m + 2 * rows * lev]
+    dims = [1, 1, rows, 1, c]
+    row_b = [0, 0, 0, 1, 0, 0]
+    tail = [0, past, 1, c]
+    soft = [_ew(arena, None, [0, 0, a[1], m, *dims, *z[:12], bits["scale"], bits["ninf"],
+                               *tail], 3, ci, fi, True),
+            _fold(arena, a[1], a[2], rows, c, 1),
+            _ew(arena, arena, [a[1], a[2] + rows * (lev - 1), a[3], m, *dims, *z[:6], *row_b,
+                               0, bits["ninf"], *tail], 2, ci, gi, True),
+            _ew(arena, None, [a[3], 0, a[4], m, *dims, *z[:12], 0, 0, *tail], 18, ci, fi,
+                True),
+            _fold(arena, a[4], a[5], rows, c, 0),
+            _ew(arena, arena, [a[4], a[5] + rows * (lev - 1), a[6], m, *dims, *z[:6], *row_b,
+                               0, 0, *tail], 4, ci, gi, True)]
+    fused = fuse_launches(soft)
+    start = arena.clone()
+    want = _run(soft, arena)
+    arena.copy_(start)
+    if [ln.kernel for ln in fused] != [sk.softmax_kernel] or not torch.equal(
+            _run(fused, arena).view(torch.int32), want.view(torch.int32)):
+        print("softmax_kernel differs from its six launches (or was not fused)")
+        return 1
+    print("fused norm and softmax rows equal")
     return 0
 
 
