@@ -278,12 +278,17 @@ def fuse_launches(launches: list[_Launch]) -> list[_Launch]:
     out: list[_Launch] = []
     i = 0
     while i < len(launches):
-        fused, used = None, 1
-        for size, match in ((7, _norm_launch), (6, _softmax_launch)):
-            if fused is None and i + size <= len(launches):
-                fused, used = match(launches[i:i + size]), size
-        out.append(fused or launches[i])
-        i += used if fused else 1
+        fused = None
+        if launches[i].kernel is sk.ew_kernel:  # both runs start with an EW launch
+            for size, match in ((7, _norm_launch), (6, _softmax_launch)):
+                fused = match(launches[i:i + size]) if i + size <= len(launches) else None
+                if fused is not None:
+                    out.append(fused)
+                    i += size
+                    break
+        if fused is None:
+            out.append(launches[i])
+            i += 1
     return out
 
 

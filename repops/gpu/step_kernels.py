@@ -174,7 +174,7 @@ def norm_kernel(X, WT, OUT, ARGS, ROW, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.cons
                 F_EPS: tl.constexpr, F_ROOT: tl.constexpr, F_DIV: tl.constexpr,
                 F_W: tl.constexpr, CAP0: tl.constexpr, NLEV: tl.constexpr,
                 COMBINE: tl.constexpr, BLOCK: tl.constexpr):
-    """An RMSNorm's seven records in one program (`CudaStepPlan._fuse_norms` matched them):
+    """An RMSNorm's seven records in one program (`step_plan_cuda._norm_launch` matched them):
     sq = f(x, x); its FOLD tree; mean = f(last level, s); eps = f(mean, s); root = f(eps);
     div = f(x, root[0]); out = f(div, wt): each the EW or FOLD definition (§L5.4, §L5.6)
     through the same device functions as ew_kernel and fold_tree_kernel, every output
@@ -231,10 +231,11 @@ def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.con
                    M_SUB: tl.constexpr, M_EXP: tl.constexpr, M_DIV: tl.constexpr,
                    C_MAX: tl.constexpr, C_SUM: tl.constexpr, CAP0: tl.constexpr,
                    NLEV: tl.constexpr, BLOCK: tl.constexpr):
-    """A softmax's six records for one row (program r; `CudaStepPlan` matched them): scaled =
-    f(a, s); its FOLD max tree; sub = f(scaled, max[r]); exp = f(sub); its FOLD sum tree;
-    out = f(exp, sum[r]); each EW masked as its own launch (causal columns: `_masked`), each
-    output stored where its own launch would have, a barrier between steps.
+    """A softmax's six records for one row (program r; `step_plan_cuda._softmax_launch`
+    matched them): scaled = f(a, s); its FOLD max tree; sub = f(scaled, max[r]); exp =
+    f(sub); its FOLD sum tree; out = f(exp, sum[r]); each EW masked as its own launch
+    (causal columns: `_masked`), each output stored where its own launch would have, a
+    barrier between steps.
 
     Why: attention's softmax was 6 launches a layer of ~2.5-3.6 µs each.
     Row: a_off, scaled_off, C, rows, max_base, max_nlive, sub_off, exp_off, sum_base,

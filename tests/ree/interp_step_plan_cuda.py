@@ -205,11 +205,23 @@ def _run(launches, arena) -> torch.Tensor:  # noqa: ANN001
     return arena.clone()
 
 
+def _fuses_equal(launches, arena, kernel) -> bool:  # noqa: ANN001
+    """`fuse_launches` makes the run one launch of `kernel`, and it leaves the arena as the
+    run's own launches do."""
+    from node.ree.step_plan_cuda import fuse_launches
+
+    fused = fuse_launches(launches)
+    start = arena.clone()
+    want = _run(launches, arena)
+    arena.copy_(start)
+    return [ln.kernel for ln in fused] == [kernel] and torch.equal(
+        _run(fused, arena).view(torch.int32), want.view(torch.int32))
+
+
 def check_fused_rows() -> int:
     """`norm_kernel` and `softmax_kernel` (ADR 0010) against the launches they replace, on
     rows longer than the model's decode rows: more than one 1,024-block, a tree of 11 levels,
     three softmax rows whose last columns are masked (a position before the row's end)."""
-    from node.ree.step_plan_cuda import fuse_launches
     from repops.gpu import step_kernels as sk
 
     g = torch.Generator().manual_seed(6)
@@ -232,12 +244,7 @@ def check_fused_rows() -> int:
             _ew(arena, None, [o[3], 0, o[4], 1, 1, 1, 1, 1, 1, *z[:15]], 17, fi, fi),
             _ew(arena, arena, [0, o[4], o[5], n, *dims, *z[:12], 0, 0, 0, 0, 1, n], 4, ci, fi),
             _ew(arena, wt, [o[5], 0, o[6], n, *dims, *z[:12], 0, 0, 0, 0, 1, n], 3, ci, ci)]
-    fused = fuse_launches(norm)
-    start = arena.clone()
-    want = _run(norm, arena)
-    arena.copy_(start)
-    if [ln.kernel for ln in fused] != [sk.norm_kernel] or not torch.equal(
-            _run(fused, arena).view(torch.int32), want.view(torch.int32)):
+    if not _fuses_equal(norm, arena, sk.norm_kernel):
         print("norm_kernel differs from its seven launches (or was not fused)")
         return 1
     # softmax over 3 rows of C = 1,500, position 1,200: columns past it are masked
@@ -259,12 +266,7 @@ def check_fused_rows() -> int:
             _fold(arena, a[4], a[5], rows, c, 0),
             _ew(arena, arena, [a[4], a[5] + rows * (lev - 1), a[6], m, *dims, *z[:6], *row_b,
                                0, 0, *tail], 4, ci, gi, True)]
-    fused = fuse_launches(soft)
-    start = arena.clone()
-    want = _run(soft, arena)
-    arena.copy_(start)
-    if [ln.kernel for ln in fused] != [sk.softmax_kernel] or not torch.equal(
-            _run(fused, arena).view(torch.int32), want.view(torch.int32)):
+    if not _fuses_equal(soft, arena, sk.softmax_kernel):
         print("softmax_kernel differs from its six launches (or was not fused)")
         return 1
     print("fused norm and softmax rows equal")
