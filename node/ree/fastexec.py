@@ -23,7 +23,7 @@ k), minutes per token on SmolLM2. Here every op is a few whole-tensor `repops` c
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache, cached_property, partial
 from typing import TYPE_CHECKING
@@ -296,11 +296,18 @@ class _HostTail:
         """Several jobs' tails through the plan, side by side in one C call
         (`StepPlan.run_prepared`): their outputs attached to each job's outputs."""
         plan = self.plan
+        early = plan.early_records and all(
+            isinstance(o, sp.StepOutputs) for o in outs) and all(
+            st.config is None or st.config.greedy for st in states)
         try:
             jobs = self._prepare(outs, states)
-            plan.run_prepared(jobs, 0, plan.n_records, nthreads)
+            plan.run_prepared(jobs, 0, plan.early_records if early else plan.n_records,
+                              nthreads)
         except sp.PlanError as e:
             raise FastExecError(f"{e} at step {states[0].step}") from e
+        if early:
+            self._rest(outs, states, jobs, nthreads)
+            return list(outs)
         for o, g in zip(outs, jobs.outputs, strict=True):
             if isinstance(o, sp.StepOutputs):
                 o.attach_tail(g)
@@ -323,24 +330,38 @@ class _HostTail:
             plan.run_prepared(jobs, 0, plan.early_records, 1)
         except sp.PlanError as e:
             raise FastExecError(f"{e} at step {st.step}") from e
-        got = jobs.outputs[0]
-        token = got[plan.early_op].clone()
+        self._rest([outs], [st], jobs, 1)
+        return outs
+
+    def _rest(self, outs: Sequence[sp.StepOutputs], states: Sequence[StepState],
+              jobs: sp.PreparedJobs, nthreads: int) -> None:
+        """Greedy jobs whose tails ran up to the argmax (`early_records`): each job's token
+        readable now, the rest of their tails (one call for all) on the worker thread beside
+        the next step; a reader of those outputs waits for it and checks that each job's
+        PICK is its argmax."""
+        plan, token_op = self.plan, self.ex.program.token_op
+        tokens = [g[plan.early_op].clone() for g in jobs.outputs]
         if self._worker is None:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix="ree-tail")
         rest = self._worker.submit(plan.run_prepared, jobs, plan.early_records,
-                                   plan.n_records, 1)
+                                   plan.n_records, nthreads)
+        for o, st, got, token in zip(outs, states, jobs.outputs, tokens, strict=True):
+            o.attach_tail(got, self._waiter(rest, got, token, st.step),
+                          {token_op: token.reshape(got[token_op].shape)})
+
+    def _waiter(self, rest: Future, got: list, token: torch.Tensor, step: int
+                ) -> Callable[[], None]:
         token_op = self.ex.program.token_op
 
         def wait() -> None:
             try:
                 rest.result()
             except sp.PlanError as e:
-                raise FastExecError(f"{e} at step {st.step}") from e
+                raise FastExecError(f"{e} at step {step}") from e
             if not torch.equal(got[token_op].reshape(-1), token.reshape(-1)):
-                raise FastExecError(f"step {st.step}: the tail's PICK differs from its argmax")
+                raise FastExecError(f"step {step}: the tail's PICK differs from its argmax")
 
-        outs.attach_tail(got, wait, {token_op: token.reshape(got[token_op].shape)})
-        return outs
+        return wait
 
 
 class FastExecutor:

@@ -50,6 +50,9 @@ PREFETCH = 0 if interpreting() else 1
 DOUBLE_BUFFER = 1
 # an RMSNorm's seven launches and a softmax's six as one each (`fuse_launches`)
 FUSE = True
+# a batch's jobs as one stack of lanes, each launch once for all (ADR 0011), else a lane of
+# graphs per job (ADR 0007)
+STACK_LANES = True
 
 
 class CudaChain:
@@ -346,6 +349,8 @@ class CudaStepPlan:
         self.graph_steps = 0
         self._graph: _Graphs | None = None
         self._lanes: list[_Graphs] = []  # batch lanes' graphs (`run_lanes`)
+        self.stack_lanes = STACK_LANES
+        self._stack = None  # a LaneStack (`_run_stack`)
         self._layouts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.max_lanes = 64
         self._launches: list[_Launch] = []
@@ -420,6 +425,13 @@ class CudaStepPlan:
         steps = [s[:3] for s in steps]  # (symbols, previous outputs, token[, job words])
         for sym, _prev, token in steps:
             self._check(sym, token)
+        if self.graphs and self.stack_lanes and len(steps) > 1:
+            try:
+                outs = self._run_stack(steps)
+                if outs is not None:
+                    return outs
+            except _NoGraph as e:  # per-job lanes from now on
+                self.graph_error, self.stack_lanes, self._stack = str(e), False, None
         lanes = self._claim_lanes(steps) if self.graphs and len(steps) > 1 else \
             [None] * len(steps)
         start = torch.cuda.Event() if any(g is not None for g in lanes) else None
@@ -436,6 +448,36 @@ class CudaStepPlan:
                     self.graph_error = str(e)
                     self._lanes.remove(g)
             outs.append(out if out is not None else self._eager(sym, prev, token))
+        return outs
+
+    def _run_stack(self, steps: Sequence[tuple[Symbols, Sequence[torch.Tensor | None], int]]
+                   ) -> list[sp.StepOutputs] | None:
+        """`run_lanes` through one stack of lanes (node/ree/step_lanes_cuda.py), made for
+        the batch's width and made again when a wider batch comes; None when device memory
+        cannot hold it."""
+        from node.ree.step_lanes_cuda import LaneStack  # it builds on this module
+
+        st = self._stack
+        if st is None or st.lanes < len(steps):
+            self._stack = st = None
+            if max(sym.past for sym, _p, _t in steps) > (self.max_past or 0):
+                return None
+            need = 2 * len(steps) * int(self.layout(self.max_past)[2][-1])
+            if torch.cuda.mem_get_info(self.device)[0] < need + (2 << 30):
+                return None
+            st = self._stack = LaneStack(self, len(steps), steps[0][0].past, steps[0][2])
+        lanes: list[int | None] = [st.lane_of(prev) for _sym, prev, _t in steps]
+        seen: set[int] = set()
+        for i, ln in enumerate(lanes):
+            if ln is not None and ln in seen:
+                lanes[i] = None
+            elif ln is not None:
+                seen.add(ln)
+        free = iter(sorted(set(range(st.lanes)) - seen))
+        lanes = [ln if ln is not None else next(free) for ln in lanes]
+        outs = st.step([(ln, sym.past, prev, token)
+                        for ln, (sym, prev, token) in zip(lanes, steps, strict=True)])
+        self.graph_steps += len(steps)
         return outs
 
     def _claim_lanes(self, steps: Sequence[tuple[Symbols, Sequence[torch.Tensor | None], int]]
@@ -517,12 +559,20 @@ class CudaStepPlan:
             t[i, :len(ln.ints)] = ln.ints
         return t
 
-    def launch(self, launches: Sequence[_Launch], table: np.ndarray | torch.Tensor) -> None:
-        """Every launch, reading its integers from row i of `table` (copied to the device)."""
+    def launch(self, launches: Sequence[_Launch], table: np.ndarray | torch.Tensor,
+               lanes: int = 1) -> None:
+        """Every launch, reading its integers from row i of `table` (copied to the device);
+        `lanes` > 1: each launch once for a stack of lanes, the table [launches, lanes,
+        ARGW] (node/ree/step_lanes_cuda.py; step_kernels._row)."""
         args = table if isinstance(table, torch.Tensor) else torch.from_numpy(table).to(
             self.device)
+        if lanes == 1:
+            for i, ln in enumerate(launches):
+                ln.kernel[ln.grid](*ln.ptrs, args, i, **ln.consts)
+            return
         for i, ln in enumerate(launches):
-            ln.kernel[ln.grid](*ln.ptrs, args, i, **ln.consts)
+            g = (*ln.grid, 1, 1)[:3]
+            ln.kernel[(g[0], g[1], g[2] * lanes)](*ln.ptrs, args, i, LANES=lanes, **ln.consts)
 
     def _emit(self, kernel, grid: tuple[int, ...], ptrs: tuple[torch.Tensor, ...],  # noqa: ANN001
               ints: list[int], **consts) -> None:  # noqa: ANN003
@@ -919,13 +969,16 @@ class _Graphs:
             rows = [sp_.table(q) for q in seqs]
             c_, kp, kt = rows[0], rows[1] - rows[0], rows[2] - rows[0]
             c0 = c_ - kp * lo - kt * token
+            top_seq: list[_Launch] = []
             for p, t in ((top, token + 3), ((lo + top) // 2, token + 7)):
                 seq = self._emit(k, p, t)
                 got = sp_.table(seq)
                 if [(ln.kernel, sorted(ln.consts.items())) for ln in seq] != kinds[0] or \
                         not np.array_equal(got, c0 + kp * p + kt * t):
                     raise _NoGraph(f"launch integers are not affine in the position ({p})")
-            self.seqs.append(seq)  # grids at the largest position
+                top_seq = top_seq or seq
+            # grids at the largest position (a q·k DOT's grid grows with the keys)
+            self.seqs.append(top_seq)
             self.tables.append((c0, kp, kt))
 
     def _repoint(self, seq: list[_Launch], arenas: Sequence[torch.Tensor]) -> list[_Launch]:
@@ -968,9 +1021,9 @@ class _Graphs:
         arena, other = self.arenas[k], self.arenas[1 - k]
         pd, _, po = sp_.frozen_layout(past - 1)
         if not (isinstance(prev, sp.StepOutputs) and prev.arena is other):
-            self._stage(prev, other, pd, po)
+            stage_prev(sp_, prev, other, pd, po)
         elif prev.replaced:
-            self._stage({i: prev[i] for i in prev.replaced}, other, pd, po)
+            stage_prev(sp_, {i: prev[i] for i in prev.replaced}, other, pd, po)
         c0, kp, kt = self.tables[k]
         if self.copied is not None:
             self.copied.synchronize()  # the pinned rows of the last step were read
@@ -1034,42 +1087,45 @@ class _Graphs:
                 self.roots_error = str(e)
         return None if self._roots is None else self._roots.run(k, past)
 
-    def _in_place(self, prev: Sequence[torch.Tensor | None], other: torch.Tensor,
-                  po: np.ndarray) -> bool:
-        """Every back-referenced output is already the other arena's own view at its offset
-        (a batch lane's last step): a view made by `StepOutputs` from the layout at
-        past − 1, so its shape is that layout's too."""
-        base = other.data_ptr()
-        refs = self.sp.back_refs
-        if not refs or len(prev) <= refs[-1]:
-            return False
-        if isinstance(prev, sp.StepOutputs) and prev.plan is self.sp.plan:
-            # the lane's own last step, read from its layout without making a view
-            return (prev.arena.data_ptr() == base and not prev.replaced.intersection(refs)
-                    and bool(np.array_equal(prev.offs[refs], po[refs])))
-        for i in refs:
-            t = prev[i]
-            if t is None or t.data_ptr() != base + int(po[i]) or not t.is_contiguous():
-                return False
-        return True
 
-    def _stage(self, prev: Sequence[torch.Tensor | None] | Mapping[int, torch.Tensor],
+def in_place(sp_: CudaStepPlan, prev: Sequence[torch.Tensor | None], other: torch.Tensor,
+             po: np.ndarray) -> bool:
+    """Every back-referenced output is already the other arena's own view at its offset
+    (a batch lane's last step): a view made by `StepOutputs` from the layout at
+    past − 1, so its shape is that layout's too."""
+    base = other.data_ptr()
+    refs = sp_.back_refs
+    if not refs or len(prev) <= refs[-1]:
+        return False
+    if isinstance(prev, sp.StepOutputs) and prev.plan is sp_.plan:
+        # the lane's own last step, read from its layout without making a view
+        return (prev.arena.data_ptr() == base and not prev.replaced.intersection(refs)
+                and bool(np.array_equal(prev.offs[refs], po[refs])))
+    for i in refs:
+        t = prev[i]
+        if t is None or t.data_ptr() != base + int(po[i]) or not t.is_contiguous():
+            return False
+    return True
+
+
+def stage_prev(sp_: CudaStepPlan,
+               prev: Sequence[torch.Tensor | None] | Mapping[int, torch.Tensor],
                other: torch.Tensor, pd: np.ndarray, po: np.ndarray) -> None:
-        """The previous step's back-referenced outputs (the KV caches) into the other arena
-        where the graph reads them."""
-        refs = prev.keys() if isinstance(prev, Mapping) else self.sp.back_refs
-        if not isinstance(prev, Mapping) and prev is not None and self._in_place(prev, other, po):
-            return
-        for i in refs:
-            if i not in self.sp.back_refs:
-                continue
-            t = prev[i] if prev is not None else None
-            if t is None:
-                raise _NoGraph("a step without the previous step's outputs")
-            nd = int(pd[i, 0])
-            if tuple(t.shape) != tuple(int(d) for d in pd[i, 1:1 + nd]):
-                raise _NoGraph("previous outputs not shaped as a decode step's")
-            o = int(po[i])
-            if t.data_ptr() == other.data_ptr() + o and t.is_contiguous():
-                continue  # already there: a batch lane's views of its own last step
-            other[o:o + t.numel() * 4].view(t.dtype).copy_(t.reshape(-1))
+    """The previous step's back-referenced outputs (the KV caches) into the other arena
+    where the graph reads them."""
+    refs = prev.keys() if isinstance(prev, Mapping) else sp_.back_refs
+    if not isinstance(prev, Mapping) and prev is not None and in_place(sp_, prev, other, po):
+        return
+    for i in refs:
+        if i not in sp_.back_refs:
+            continue
+        t = prev[i] if prev is not None else None
+        if t is None:
+            raise _NoGraph("a step without the previous step's outputs")
+        nd = int(pd[i, 0])
+        if tuple(t.shape) != tuple(int(d) for d in pd[i, 1:1 + nd]):
+            raise _NoGraph("previous outputs not shaped as a decode step's")
+        o = int(po[i])
+        if t.data_ptr() == other.data_ptr() + o and t.is_contiguous():
+            continue  # already there: a batch lane's views of its own last step
+        other[o:o + t.numel() * 4].view(t.dtype).copy_(t.reshape(-1))

@@ -30,6 +30,19 @@ ARGW = 32  # int64 words per launch row
 
 
 @triton.jit
+def _row(ARGS, ROW, LANES: tl.constexpr):
+    """The launch's row of the table. LANES > 1 (a stack of batch lanes, one launch for all:
+    node/ree/step_lanes_cuda.py): the grid's axis 2 is LANES times the launch's own, the
+    table is [launches, LANES, ARGW], and lane l = program_id(2) // (its own axis-2 size)
+    reads row ROW·LANES + l: its offsets, position and token, the same kernel code."""
+    if LANES > 1:
+        lane = tl.program_id(2) // (tl.num_programs(2) // LANES)
+        return ARGS + (ROW * LANES + lane) * 32
+    else:
+        return ARGS + ROW * 32
+
+
+@triton.jit
 def _index6(e, P):
     """Row-major index of flat element e over the dims (·, d1 … d5) at P (int32: a step's
     tensors are far below 2^31 elements, and int64 division cost ~3 µs a launch)."""
@@ -100,12 +113,13 @@ def _scalar_f(W, BLOCK: tl.constexpr):
 @triton.jit(do_not_specialize=["ROW"])
 def ew_kernel(A, B, OUT, ARGS, ROW, FN: tl.constexpr, HAS_B: tl.constexpr,
               MASK: tl.constexpr, A_AT: tl.constexpr, B_AT: tl.constexpr,
-              BLOCK: tl.constexpr):
+              BLOCK: tl.constexpr,
+              LANES: tl.constexpr = 1):
     """§L5.6 EW: out[e] = fn(a[·], b[·]) with NumPy broadcasting given as element strides
     (0 on a broadcast dim), or, by A_AT/B_AT, the element e itself or element 0; a binary fn
     without b uses the scalar (f32 bits). MASK: column c > past + r of row r ([..., R, C]) is
     `fill`. Row: a_off, b_off, out_off, n, d1…d5, sa0…sa5, sb0…sb5, scalar, fill, past, R, C."""
-    P = ARGS + ROW * 32
+    P = _row(ARGS, ROW, LANES)
     n = tl.load(P + 3)
     e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = e < n
@@ -130,13 +144,14 @@ def ew_kernel(A, B, OUT, ARGS, ROW, FN: tl.constexpr, HAS_B: tl.constexpr,
 
 @triton.jit(do_not_specialize=["ROW"])
 def fold_tree_kernel(X, OUT, ARGS, ROW, NEG0, CAP0: tl.constexpr, NLEV: tl.constexpr,
-                     COMBINE: tl.constexpr):
+                     COMBINE: tl.constexpr,
+                     LANES: tl.constexpr = 1):
     """§L5.4 FOLD levels cap = CAP0, CAP0/2, … (NLEV of them), all in one program per row:
     level l keeps i < m = max(n − cap, 0) as combine(x[i], x[i + cap]), copies the rest of
     its input up to cap, pads −0.0; n = min(nlive, the level's input width). Levels lie back
     to back ([rows, cap] each); a barrier orders a level's stores before the next reads.
     Row: x_off, out_off, rows, w, nlive."""
-    P = ARGS + ROW * 32
+    P = _row(ARGS, ROW, LANES)
     _fold_levels(X + tl.load(P), OUT, tl.load(P + 1), tl.program_id(0).to(tl.int64),
                  tl.load(P + 2), tl.load(P + 3), tl.load(P + 4), NEG0, CAP0, NLEV, COMBINE)
 
@@ -173,7 +188,8 @@ def _fold_levels(X, OUT, base, r, rows, w, nlive, NEG0, CAP0: tl.constexpr,
 def norm_kernel(X, WT, OUT, ARGS, ROW, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.constexpr,
                 F_EPS: tl.constexpr, F_ROOT: tl.constexpr, F_DIV: tl.constexpr,
                 F_W: tl.constexpr, CAP0: tl.constexpr, NLEV: tl.constexpr,
-                COMBINE: tl.constexpr, BLOCK: tl.constexpr):
+                COMBINE: tl.constexpr, BLOCK: tl.constexpr,
+                LANES: tl.constexpr = 1):
     """An RMSNorm's seven records in one program (`step_plan_cuda._norm_launch` matched them):
     sq = f(x, x); its FOLD tree; mean = f(last level, s); eps = f(mean, s); root = f(eps);
     div = f(x, root[0]); out = f(div, wt): each the EW or FOLD definition (§L5.4, §L5.6)
@@ -184,7 +200,7 @@ def norm_kernel(X, WT, OUT, ARGS, ROW, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.cons
     60 of them a step were ~360 of the step graph's 1,301 launches.
     Row: x_off, sq_off, n, fold_base, nlive, last_off, mean_off, s_mean, eps_off, s_eps,
     root_off, div_off, out_off, wt_off."""
-    P = ARGS + ROW * 32
+    P = _row(ARGS, ROW, LANES)
     n = tl.load(P + 2)
     x = X + tl.load(P)
     e = tl.arange(0, BLOCK)
@@ -230,7 +246,8 @@ def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.con
                    F_EXP: tl.constexpr, F_DIV: tl.constexpr, M_SCALE: tl.constexpr,
                    M_SUB: tl.constexpr, M_EXP: tl.constexpr, M_DIV: tl.constexpr,
                    C_MAX: tl.constexpr, C_SUM: tl.constexpr, CAP0: tl.constexpr,
-                   NLEV: tl.constexpr, BLOCK: tl.constexpr):
+                   NLEV: tl.constexpr, BLOCK: tl.constexpr,
+                   LANES: tl.constexpr = 1):
     """A softmax's six records for one row (program r; `step_plan_cuda._softmax_launch`
     matched them): scaled = f(a, s); its FOLD max tree; sub = f(scaled, max[r]); exp =
     f(sub); its FOLD sum tree; out = f(exp, sum[r]); each EW masked as its own launch
@@ -241,7 +258,7 @@ def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.con
     Row: a_off, scaled_off, C, rows, max_base, max_nlive, sub_off, exp_off, sum_base,
     sum_nlive, out_off, s_scale, fill ×4 (scale, sub, exp, div), past, R, max_last,
     sum_last."""
-    P = ARGS + ROW * 32
+    P = _row(ARGS, ROW, LANES)
     r = tl.program_id(0).to(tl.int32)
     C = tl.load(P + 2).to(tl.int32)
     rows = tl.load(P + 3)
@@ -360,7 +377,8 @@ def _prefetch_seg(a_row, b_col, s_bk, k, kmax, BN: tl.constexpr):
 def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
                  CAUSAL: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NS: tl.constexpr,
                  WARM: tl.constexpr = 0, PF: tl.constexpr = 0, DB: tl.constexpr = 0,
-                 K1: tl.constexpr = False):
+                 K1: tl.constexpr = False,
+                 LANES: tl.constexpr = 1):
     """§L5.3 DOT segments with explicit fma, one row and BN outputs per program: segment s
     chains k over [k0 + s·segw, min(k0 + (s+1)·segw, kmax)) ascending from the previous
     segment's accumulator (the first from ACC or +0.0) and stores it (canonical) at
@@ -380,7 +398,7 @@ def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
     address multiply a k).
     Row: a_off, s_ab, s_ar, b_off, s_bb, s_bn, s_bk, acc_off, out_off, s_oseg, R, N, group,
     nseg, k0, segw, kmax, past."""
-    P = ARGS + ROW * 32
+    P = _row(ARGS, ROW, LANES)
     R = tl.load(P + 10)
     N = tl.load(P + 11)
     s_bk = 1 if K1 else tl.load(P + 6)
@@ -388,6 +406,8 @@ def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
     pid_n = tl.program_id(0)
     row = tl.program_id(1).to(tl.int64)
     bat = tl.program_id(2).to(tl.int64)
+    if LANES > 1:
+        bat = bat % (tl.num_programs(2) // LANES)
     offs_n = pid_n * BN + tl.arange(0, BN)
     nmask = offs_n < tl.where(row < R, N, 0)  # a row past R (grid of the largest step): none
     rn = (offs_n % tl.maximum(N, 1)).to(tl.int64)
@@ -460,7 +480,8 @@ def _qtiles(a_ptrs, b_ptrs, s, mm, rk, kend, NEG0):
 
 @triton.jit(do_not_specialize=["ROW"])
 def qchain_dot_kernel(X, W, OUT, ARGS, ROW, NEG0, BM: tl.constexpr, BN: tl.constexpr,
-                      SEGW: tl.constexpr, NS: tl.constexpr, PRE: tl.constexpr = False):
+                      SEGW: tl.constexpr, NS: tl.constexpr, PRE: tl.constexpr = False,
+                      LANES: tl.constexpr = 1):
     """§L5.3 a weight linear's DOT segments (chain_kernel's QCHAIN row: x [M, K], w [K, N]
     with n stride 1) as fp32 tiles: `tl.dot(..., input_precision="ieee")` accumulates every
     output in k order with one fma per k (DESIGN §4.3, repops.gpu.matmul), so a segment of
@@ -471,7 +492,7 @@ def qchain_dot_kernel(X, W, OUT, ARGS, ROW, NEG0, BM: tl.constexpr, BN: tl.const
     one block load, prefetched NS segments ahead by Triton's pipeliner, or (PRE) one segment
     ahead in registers. Rows past M (tiles are BM ≥ 16 rows) are not stored; ks past K read
     a = −0.0, w = +0.0: fma(−0, +0, acc) = acc for every acc."""
-    P = ARGS + ROW * 32
+    P = _row(ARGS, ROW, LANES)
     K = tl.load(P + 16)
     M = tl.load(P + 10)
     N = tl.load(P + 11)
@@ -523,7 +544,8 @@ def _fma_cols(acc, xk, w):
 
 @triton.jit(do_not_specialize=["ROW"])
 def qchain_vec_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, TK: tl.constexpr,
-                      SEGW: tl.constexpr):
+                      SEGW: tl.constexpr,
+                      LANES: tl.constexpr = 1):
     """§L5.3 a decode linear's DOT segments (chain_kernel's QCHAIN row, one row of x) with
     explicit fma, one output per thread, the weight laid out [K/TK + 8, N, TK]
     (`CudaChain.vec`: K a multiple of SEGW, eight zero blocks after it).
@@ -534,7 +556,7 @@ def qchain_vec_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, TK: tl.constexpr,
     TK weights (TK = 4: one 16-byte load) belongs to one thread, and the loads run eight
     blocks ahead of the chain (registers carry them; the zero blocks take the loads past
     K)."""
-    P = ARGS + ROW * 32
+    P = _row(ARGS, ROW, LANES)
     N = tl.load(P + 11)
     s_oseg = tl.load(P + 9)
     offs_n = tl.program_id(0) * BN + tl.arange(0, BN)
@@ -595,7 +617,8 @@ def _xw_block(wp, xp, step, kb, NB: tl.constexpr, XS: tl.constexpr, BN: tl.const
 
 @triton.jit(do_not_specialize=["ROW"])
 def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
-                     NB: tl.constexpr, PF: tl.constexpr, XS: tl.constexpr = False):
+                     NB: tl.constexpr, PF: tl.constexpr, XS: tl.constexpr = False,
+                     LANES: tl.constexpr = 1):
     """§L5.3 a decode linear's DOT segments (chain_kernel's QCHAIN row, one row of x) with
     explicit fma, one output per thread, the weight laid out [K/8 + 8, N, 8]
     (`CudaChain.vec(8)`; K a multiple of NB): a k block of NB weights and x values is
@@ -614,7 +637,7 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
     only a few KB in flight, so a program of BN = 32 columns streamed its 72 KB panel for
     ~10 µs: with a few columns a program (BN = 4: 144 programs for N = 576, over all the
     multiprocessors) and the panel asked for at once, the chain starts on data in L1."""
-    P = ARGS + ROW * 32
+    P = _row(ARGS, ROW, LANES)
     N = tl.load(P + 11)
     K = tl.load(P + 16)
     s_oseg = tl.load(P + 9)
@@ -660,11 +683,12 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
 
 
 @triton.jit(do_not_specialize=["ROW"])
-def move_kernel(X, OUT, ARGS, ROW, X_AT: tl.constexpr, BLOCK: tl.constexpr):
+def move_kernel(X, OUT, ARGS, ROW, X_AT: tl.constexpr, BLOCK: tl.constexpr,
+                LANES: tl.constexpr = 1):
     """§L5.8 MOVE: out[idx] = x[off + Σ idx_k·s_k], bits copied (int32 views); X_AT CONTIG:
     the strides are the output's own (a copy of a contiguous run).
     Row: x_off, out_off, n, d1…d5, s0…s5, off."""
-    P = ARGS + ROW * 32
+    P = _row(ARGS, ROW, LANES)
     e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = e < tl.load(P + 2)
     if X_AT == CONTIG:
@@ -677,10 +701,11 @@ def move_kernel(X, OUT, ARGS, ROW, X_AT: tl.constexpr, BLOCK: tl.constexpr):
 
 
 @triton.jit(do_not_specialize=["ROW"])
-def concat_kernel(A, B, OUT, ARGS, ROW, BLOCK: tl.constexpr):
+def concat_kernel(A, B, OUT, ARGS, ROW, BLOCK: tl.constexpr,
+                  LANES: tl.constexpr = 1):
     """§L5.9 CONCAT of [outer, ca] and [outer, cb] into [outer, ca + cb], bits copied.
     Row: a_off, b_off, out_off, outer, ca, cb."""
-    P = ARGS + ROW * 32
+    P = _row(ARGS, ROW, LANES)
     ca = tl.load(P + 4)
     cb = tl.load(P + 5)
     e = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -693,11 +718,12 @@ def concat_kernel(A, B, OUT, ARGS, ROW, BLOCK: tl.constexpr):
 
 
 @triton.jit(do_not_specialize=["ROW"])
-def gather_kernel(IDS, TAB, OUT, ARGS, ROW, BLOCK: tl.constexpr):
+def gather_kernel(IDS, TAB, OUT, ARGS, ROW, BLOCK: tl.constexpr,
+                  LANES: tl.constexpr = 1):
     """§L5.1 TOKENS then §L5.2 GATHER of a decode step: the token (row word 3) is stored at
     tok_off and its table row [D] copied to out_off (the host checked it is in the table).
     Row: tok_off, out_off, D, token."""
-    P = ARGS + ROW * 32
+    P = _row(ARGS, ROW, LANES)
     tok = tl.load(P + 3)
     if tl.program_id(0) == 0:
         tl.store(IDS + tl.load(P), tok.to(tl.int32))
@@ -709,10 +735,11 @@ def gather_kernel(IDS, TAB, OUT, ARGS, ROW, BLOCK: tl.constexpr):
 
 @triton.jit(do_not_specialize=["ROW"])
 def rope_kernel(X, COS, SIN, OUT, ARGS, ROW, HALF_MODE: tl.constexpr, RB: tl.constexpr,
-                BH: tl.constexpr):
+                BH: tl.constexpr,
+                LANES: tl.constexpr = 1):
     """§L5.7 ROPE of a decode row: every D-wide head of x at position past (`rope_rows`).
     Row: x_off, out_off, n_heads, D, R, half (table row length), past."""
-    P = ARGS + ROW * 32
+    P = _row(ARGS, ROW, LANES)
     n_rows = tl.load(P + 2)
     D = tl.load(P + 3)
     h = tl.load(P + 4) // 2

@@ -62,7 +62,36 @@ def main() -> int:
         print("differ:", [(j, m.program.ops[j].name) for j in bad[:20]])
         return 1
     print(f"{len(plan.records)} records equal ({last} ops)")
-    return check_device_roots(got, last) or check_argfold(cpu) or check_qchain_dot()
+    return (check_device_roots(got, last) or check_stack(plan, cpu, last) or check_argfold(cpu)
+            or check_qchain_dot())
+
+
+def check_stack(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
+    """Two jobs at different positions as one stack of lanes (node/ree/step_lanes_cuda.py),
+    launched eagerly on CPU tensors: each lane's records equal the CPU plan's for its job
+    (the kernels' lane axis `step_kernels._row`, the lanes' arena offsets, the table derived
+    from emitted launches). The jobs take lanes 1 and 0, so a lane's rows are not the
+    first."""
+    from node.ree.step_lanes_cuda import LaneStack
+
+    jobs = []
+    for prompt in (PROMPT, PROMPT[:5]):
+        cpu.reset()
+        prev = [t.clone() if isinstance(t, torch.Tensor) else t for t in cpu.run_step(0, prompt)]
+        want = cpu.run_step(1, prompt)
+        jobs.append((Symbols.for_step(len(prompt), 1).past, prev, cpu.plan_token(prev, None),
+                     [want[j].clone() for j in range(last)]))
+    stack = LaneStack(plan, 2, jobs[0][0], jobs[0][2])
+    outs = stack.step([(1 - i, past, prev, tok) for i, (past, prev, tok, _w) in enumerate(jobs)])
+    for i, (out, (_p, _prev, _t, want)) in enumerate(zip(outs, jobs, strict=True)):
+        bad = [j for j in range(last) if want[j].shape != out[j].shape or not np.array_equal(
+            want[j].numpy().view(np.uint32), out[j].numpy().view(np.uint32))]
+        if bad:
+            print(f"stacked lane {1 - i} differs:", [(j, plan.program.ops[j].name)
+                                                     for j in bad[:20]])
+            return 1
+    print(f"stacked lanes equal ({last} ops of 2 jobs)")
+    return 0
 
 
 def check_device_roots(got, last: int) -> int:  # noqa: ANN001 - a StepOutputs

@@ -200,13 +200,18 @@ def test_tail_only_executor_gives_the_tail_leaves(executors, ree_model, sampling
         # (`run` of a greedy job: the argmax at once, the rest of the tail on a worker)
         head = StepPlan(prog, planned.np_weights, planned._chains, planned._panels,
                         planned._trees, sample=False)
-        prefix, single = (head.run(st.sym, plain_prev, planned.plan_token(plain_prev, None), 1)
-                          for _ in range(2))
+        prefix, single, *pair = (head.run(st.sym, plain_prev,
+                                          planned.plan_token(plain_prev, None), 1)
+                                 for _ in range(4))
         outs = [h.run([a[i] for i in range(tail)], tail, st, None)
                 for h in (host, by_handlers)]
         outs += host.run_many([[a[i] for i in range(tail)], prefix], [st, st], 2)
         outs.append(host.run(single, tail, st, None))
+        # a batch of step-plan prefixes: greedy jobs get the argmax at once, the rest of
+        # their tails in one call on the worker (`_HostTail._rest`)
+        outs += host.run_many(pair, [st, st], 2)
         assert (single._tail_pending is not None) == (config.temperature == 0)
+        assert all((o._tail_pending is not None) == (config.temperature == 0) for o in pair)
         assert prefix.host_tail is not None and len(prefix) == prog.n_ops
         recs = [TraceRecorder(prog, PROMPT) for _ in range(3)]
         recs[0].add_step(prefix)  # the arena path, the attached tail's tensors after it

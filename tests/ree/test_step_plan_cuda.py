@@ -80,24 +80,34 @@ def test_cuda_arena_roots_equal_cpu_roots(executors, tmp_path):
 
 
 @needs_cuda
-def test_cuda_batch_lanes_equal_cpu_jobs(executors):
-    """A CUDA batch runs each job's decode steps as its own lane of graphs on its own
-    stream (CudaStepPlan.run_lanes): jobs of different lengths, greedy and sampled, one
-    finishing early so that a waiting job takes its lane; every job's leaf roots must equal
-    the CPU's."""
+@pytest.mark.parametrize("stack", [True, False])
+def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack):
+    """A CUDA batch runs its jobs' decode steps as one stack of lanes, each launch once for
+    all jobs (CudaStepPlan.run_lanes, node/ree/step_lanes_cuda.py), or (stack off) each job
+    as its own lane of graphs on its own stream: jobs of different lengths, greedy and
+    sampled, one finishing early so that a waiting job takes its lane; every job's leaf
+    roots must equal the CPU's."""
     cpu, gpu = executors
     prompts = [PROMPT, PROMPT[:9], PROMPT[3:] + PROMPT[:5], PROMPT[:6]]
     budgets = [7, 3, 6, 5]
     samplings = [SamplingConfig(), SamplingConfig(0.8, 40, 0.9, seed=5), SamplingConfig(),
                  SamplingConfig(0.7, 0, 1.0, seed=9)]
-    results = []
-    for ex in executors:
-        ex.reset()
-        results.append(generate_batch(ex, prompts, budgets, samplings, batch=3))
-    steps = gpu.plan.graph_steps
+    gpu.plan.stack_lanes, gpu.plan._stack = stack, None
+    try:
+        results = []
+        for ex in executors:
+            ex.reset()
+            results.append(generate_batch(ex, prompts, budgets, samplings, batch=3))
+        steps = gpu.plan.graph_steps
+    finally:
+        gpu.plan.stack_lanes = True
     for i, (a, b) in enumerate(zip(*results, strict=True)):
         assert a.tokens == b.tokens and a.roots == b.roots, f"job {i}"
-    assert gpu.plan.graph_error is None and len(gpu.plan._lanes) == 3 and steps > 10
+    assert gpu.plan.graph_error is None and steps > 10
+    if stack:
+        assert gpu.plan._stack is not None and gpu.plan._stack.lanes == 3
+    else:
+        assert len(gpu.plan._lanes) == 3
 
 
 def test_cuda_plan_kernels_under_the_interpreter():
@@ -113,3 +123,4 @@ def test_cuda_plan_kernels_under_the_interpreter():
     assert "records equal" in r.stdout and "argfold levels equal" in r.stdout, r.stdout[-3000:]
     assert "qchain_dot tiles equal" in r.stdout, r.stdout[-3000:]
     assert "qchain_vec tiles equal" in r.stdout, r.stdout[-3000:]
+    assert "stacked lanes equal" in r.stdout, r.stdout[-3000:]

@@ -1,0 +1,222 @@
+"""A batch's decode steps on the GPU as one stack of lanes: each plan launch runs once for
+every job of the batch (docs/decisions/0011-stacked-cuda-lanes.md).
+
+Why: with a lane of CUDA graphs per job (ADR 0007, `step_plan_cuda._Graphs`), a 32-job
+step queued 32 graph launches of 785 nodes, 32 table copies and 32 streams' events: ~50 ms
+of host time a step, against ~18 ms of device work. Here the jobs' arenas lie in one
+allocation at a fixed stride, so every job's launches have the same kernels, grids and
+pointers and differ only in their integers (offsets, position, token). A launch's grid gets
+the lanes on its axis 2 and each lane reads its own row of the table (step_kernels._row):
+one graph of 785 launches replays the whole batch's step, and its table is computed on the
+device from the jobs' positions and tokens (C + K·past + T·token + L·lane, every integer
+affine in all three, derived from emitted launches and checked like `_Graphs`).
+
+Every lane computes exactly its own job's launches (the same kernels and integers as that
+job's one-job graph, only its arena elsewhere), so the bits are the one-job bits. A lane
+with no job this step recomputes its last step in its own arena (a graph has a fixed grid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from node.ree import step_plan as sp
+from node.ree.step_plan_cuda import (
+    CudaStepPlan,
+    _Launch,
+    _NoGraph,
+    _PrevArena,
+    _RootsGraphs,
+    stage_prev,
+)
+
+_ALIGN = 4096  # a lane's arena starts on a page: every tensor keeps its offset's alignment
+
+
+class _LaneArenas:
+    """One lane's two arenas as views of the stack (what `_RootsGraphs` reads)."""
+
+    def __init__(self, sp_: CudaStepPlan, arenas: list[torch.Tensor]) -> None:
+        self.sp, self.arenas = sp_, arenas
+
+
+class LaneStack:
+    """`lanes` jobs' decode steps, each plan launch once for all of them (module docstring).
+
+    The arena of lane l at parity k is bytes [(2l + k)·size, (2l + k + 1)·size) of one
+    allocation; a step writes parity k and reads the KV caches of parity 1 − k, and the
+    stack's parity alternates for all lanes together."""
+
+    def __init__(self, sp_: CudaStepPlan, lanes: int, past: int, token: int) -> None:
+        if lanes < 2:
+            raise ValueError("a stack has two lanes or more")
+        self.sp, self.lanes = sp_, lanes
+        top = sp_.max_past
+        if top is None or past > top:
+            raise _NoGraph("position past the RoPE table")
+        _, nb, of = sp_.layout(top)
+        self.size = -(-int(of[-1] + nb[-1]) // _ALIGN) * _ALIGN
+        dev = sp_.device
+        self.big = torch.empty(2 * lanes * self.size, dtype=torch.uint8, device=dev)
+        self.views = [[self.big[(2 * j + k) * self.size:(2 * j + k + 1) * self.size]
+                       for k in range(2)] for j in range(lanes)]
+        self.seqs: list[list[_Launch]] = []
+        self.base: list[torch.Tensor] = []  # per parity: C + L·lane, [launches, lanes, ARGW]
+        self.kp: list[torch.Tensor] = []  # per parity: K, [launches, 1, ARGW]
+        self.kt: list[torch.Tensor] = []
+        self._derive(past, token)
+        self.pt_host = torch.ones((2, lanes, 1), dtype=torch.int64,
+                                  pin_memory=dev.type == "cuda")
+        self.pt_host[1] = 0
+        self.pt = torch.zeros_like(self.pt_host, device=dev)
+        self.args = torch.empty(self.base[0].shape, dtype=torch.int64, device=dev)
+        self.copied: torch.cuda.Event | None = None
+        self.graphs: list[torch.cuda.CUDAGraph | None] = [None, None]
+        self.parity = 0
+        self._roots: list[_RootsGraphs | None] = [None] * lanes
+        self.roots_error: str | None = None
+        self.graph = dev.type == "cuda"  # else (the interpreter's CPU tensors) launch eagerly
+
+    # ------------------------------------------------------------------ the table
+
+    def _emit(self, k: int, lane: int, past: int, token: int) -> list[_Launch]:
+        sp_ = self.sp
+        dims, _, offs = sp_.layout(past)
+        pd, _, po = sp_.layout(past - 1)
+        here = (2 * lane + k) * self.size
+        there = (2 * lane + 1 - k) * self.size
+        seq = sp_.emit(self.big, dims, offs + here, _PrevArena(self.big, pd, po + there),
+                       past, token, None)
+        fixed = {self.big.data_ptr()} | {w.f.data_ptr() for w in sp_._w} | {
+            c.wt.data_ptr() for c in sp_._chain.values()} | {
+            v.data_ptr() for c in sp_._chain.values() for v in c._vec.values()}
+        if any(t.data_ptr() not in fixed for ln in seq for t in ln.ptrs):
+            raise _NoGraph("a launch reads memory outside the stack and weights")
+        return seq
+
+    @staticmethod
+    def _kinds(seq: Sequence[_Launch]) -> list:
+        return [(ln.kernel, tuple(t.data_ptr() for t in ln.ptrs), sorted(ln.consts.items()))
+                for ln in seq]
+
+    def _derive(self, past: int, token: int) -> None:
+        """Per parity the table's C, K, T and L from four emitted steps, checked at two
+        more (lanes, positions and tokens far apart); grids are the largest position's (a
+        q·k DOT's grid grows with the keys)."""
+        sp_, top, n = self.sp, self.sp.max_past, self.lanes
+        lo = max(1, min(past, top - 8))
+        dev = sp_.device
+        for k in range(2):
+            pts = [(0, lo, token), (0, lo + 1, token), (0, lo, token + 1), (1, lo, token)]
+            seqs = [self._emit(k, *p) for p in pts]
+            kinds = self._kinds(seqs[0])
+            rows = [sp_.table(q) for q in seqs]
+            kp, kt, kl = rows[1] - rows[0], rows[2] - rows[0], rows[3] - rows[0]
+            c0 = rows[0] - kp * lo - kt * token
+            top_seq: list[_Launch] = []
+            for lane, p, t in ((n - 1, top, token + 3), (n // 2, (lo + top) // 2, token + 7)):
+                seq = self._emit(k, lane, p, t)
+                if self._kinds(seq) != kinds or not np.array_equal(
+                        sp_.table(seq), c0 + kp * p + kt * t + kl * lane):
+                    raise _NoGraph(f"launch integers are not affine in lane, position "
+                                   f"and token (lane {lane}, position {p})")
+                top_seq = top_seq or seq
+            if any(q != kinds for q in map(self._kinds, seqs[1:])):
+                raise _NoGraph("the launch sequence changes with the position or lane")
+            self.seqs.append(top_seq)
+            lane_ix = np.arange(n, dtype=np.int64)[None, :, None]
+            base = c0[:, None, :] + kl[:, None, :] * lane_ix
+            self.base.append(torch.from_numpy(np.ascontiguousarray(base)).to(dev))
+            self.kp.append(torch.from_numpy(kp[:, None, :].copy()).to(dev))
+            self.kt.append(torch.from_numpy(kt[:, None, :].copy()).to(dev))
+
+    def _fill(self, k: int) -> None:
+        """The step's table from the lanes' positions and tokens (queued on the device)."""
+        torch.mul(self.kp[k], self.pt[0][None], out=self.args)
+        self.args.add_(self.base[k])
+        self.args.add_(self.kt[k] * self.pt[1][None])
+
+    # ------------------------------------------------------------------ a step
+
+    def lane_of(self, prev: Sequence[torch.Tensor | None] | None) -> int | None:
+        """The lane whose arena of the other parity holds `prev` (its last step), if any."""
+        if not isinstance(prev, sp.StepOutputs) or prev.arena.device != self.sp.device:
+            return None
+        off = prev.arena.data_ptr() - self.big.data_ptr()
+        if not 0 <= off < self.big.numel():
+            return None
+        lane, at = divmod(off, 2 * self.size)
+        return lane if at == (1 - self.parity) * self.size else None
+
+    def step(self, jobs: Sequence[tuple[int, int, Sequence[torch.Tensor | None], int]]
+             ) -> list[sp.StepOutputs]:
+        """One decode step of each (lane, past, prev, token): `prev` is staged into the
+        lane's other arena unless it is already there (the lane's own last step)."""
+        sp_, k = self.sp, self.parity
+        if len({j[0] for j in jobs}) != len(jobs):
+            raise ValueError("two jobs in one lane")
+        for lane, past, prev, _token in jobs:
+            if past > sp_.max_past:
+                raise _NoGraph("position past the RoPE table")
+            pd, _, po = sp_.frozen_layout(past - 1)
+            other = self.views[lane][1 - k]
+            if not (isinstance(prev, sp.StepOutputs) and prev.arena.data_ptr() ==
+                    other.data_ptr()):
+                stage_prev(sp_, prev, other, pd, po)
+            elif prev.replaced:
+                stage_prev(sp_, {i: prev[i] for i in prev.replaced}, other, pd, po)
+        if self.copied is not None:
+            self.copied.synchronize()  # the pinned positions of the last step were read
+        host = self.pt_host.numpy()
+        for lane, past, _prev, token in jobs:
+            host[0, lane, 0], host[1, lane, 0] = past, token
+        self.pt.copy_(self.pt_host, non_blocking=True)
+        if self.graph:
+            self.copied = torch.cuda.Event()
+            self.copied.record()
+        g = self.graphs[k]
+        if g is None:
+            self._fill(k)
+            sp_.launch(self.seqs[k], self.args, self.lanes)  # compiles every kernel
+            if self.graph:
+                g = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(g, capture_error_mode="thread_local"):
+                    self._fill(k)
+                    sp_.launch(self.seqs[k], self.args, self.lanes)
+                self.graphs[k] = g
+        else:
+            g.replay()
+        self.parity = 1 - k
+        outs = []
+        for lane, past, _prev, _token in jobs:
+            dims, nbytes, offs = sp_.frozen_layout(past)
+            out = sp.StepOutputs(sp_.plan, self.views[lane][k], offs, nbytes, dims,
+                                 np.full(sp_.tail, -1, dtype=np.int64))
+            if self.roots_error is None and self.graph:
+                out.roots_graph = self._roots_fn(lane, k, past)
+            outs.append(out)
+        return outs
+
+    def _roots_fn(self, lane: int, k: int, past: int):  # noqa: ANN202 - a thunk
+        def roots() -> torch.Tensor | None:
+            return self.roots(lane, k, past)
+        return roots
+
+    def roots(self, lane: int, k: int, past: int) -> torch.Tensor | None:
+        """The C4 roots of a lane's arena k at `past` (`_Graphs.roots`: a graph replay
+        queued now), or None where they cannot be a graph."""
+        r = self._roots[lane]
+        if r is None and self.roots_error is None:
+            like = next((x for x in self._roots if x is not None), None)
+            try:
+                r = self._roots[lane] = _RootsGraphs(
+                    _LaneArenas(self.sp, self.views[lane]), like)  # type: ignore[arg-type]
+            except _NoGraph as e:
+                self.roots_error = str(e)
+        return None if r is None else r.run(k, past)
+
+
+__all__ = ["LaneStack"]
