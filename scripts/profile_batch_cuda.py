@@ -1,10 +1,11 @@
 """Where a CUDA batch decode step's time goes (node/ree/batch.py over CudaStepPlan.run_lanes):
-per step the host time to queue every lane's graph, the wait for the device, the jobs'
-SAMPLE tails; then the lanes' captured graphs replayed alone: one stream for all, and each
-lane on its own stream, to see whether replays of different lanes overlap on the device.
-Prints a table; a diagnostic, not a benchmark report.
+per step the host time to queue the step (one stack of lanes, or with --no-stack every lane's
+graph), the wait for the device, the jobs' SAMPLE tails (for greedy jobs: up to the argmax,
+the rest on a worker); then the captured graphs replayed alone: the stack's one graph, or the
+lanes' graphs on one stream for all and on a stream per lane, to see whether replays of
+different lanes overlap on the device. Prints a table; a diagnostic, not a benchmark report.
 
-    python scripts/profile_batch_cuda.py [--batch 32] [--steps 4]
+    python scripts/profile_batch_cuda.py [--batch 32] [--steps 4] [--no-stack]
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--kernels", action="store_true",
+                    help="also the device time of the stack's launches by kernel (torch.profiler)")
+    ap.add_argument("--stack-qchain", default=None,
+                    help='the stack\'s linears: "plan" (the plan\'s kernel on the lane axis) or '
+                         '"dot,BN,warps,stages,prefetch" (step_lanes_cuda.QCHAIN)')
+    ap.add_argument("--no-stack", action="store_true",
+                    help="a lane of graphs per job (ADR 0007) instead of one stack (ADR 0011)")
     args = ap.parse_args(argv)
     import torch
 
@@ -39,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SamplingConfig().job_config(args.steps + 8)
     lanes = [Lane(list(toks), config=cfg) for _ in range(args.batch)]
     plan = fx.plan
+    plan.stack_lanes = not args.no_stack
+    if args.stack_qchain is not None:
+        from node.ree import step_lanes_cuda
+
+        kind, *cfg = args.stack_qchain.split(",")
+        step_lanes_cuda.QCHAIN = None if kind == "plan" else (
+            kind, int(cfg[0]), int(cfg[1]), int(cfg[2]), bool(int(cfg[3])))
     prog = model.program
 
     def feed(outs: list) -> None:
@@ -77,11 +92,28 @@ def main(argv: list[str] | None = None) -> int:
         pstats.Stats(prof).sort_stats("tottime").print_stats(14)
         print("the tails of one step (one call, side by side):")
         pstats.Stats(tprof).sort_stats("tottime").print_stats(25)
-        print(f"batch {args.batch}, lanes {len(plan._lanes)}, graph_error {plan.graph_error}")
+        stack = plan._stack
+        print(f"batch {args.batch}, stacked lanes {stack.lanes if stack else 0} (linears "
+              f"{stack.qchain if stack else None}), lane graphs "
+              f"{len(plan._lanes)}, graph_error {plan.graph_error}")
         print(f"per step (ms, median of {args.steps}): queue lanes {med[0]:.1f}, "
               f"device after queueing {med[1]:.1f}, tails {med[2]:.1f}, "
               f"total {sum(med):.1f} -> {args.batch / sum(med) * 1e3:.0f} tok/s")
 
+        if stack is not None and stack.graphs[0] is not None:
+            times = []
+            for _ in range(5):
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                stack.graphs[0].replay()
+                t1 = time.perf_counter()
+                torch.cuda.synchronize()
+                times.append((t1 - t0, time.perf_counter() - t0))
+            q, w = (statistics.median(c) * 1e3 for c in zip(*times, strict=True))
+            print(f"the stack's graph ({stack.lanes} lanes) replayed alone: queued in {q:.2f} "
+                  f"ms, done in {w:.2f} ms")
+            if args.kernels:
+                _kernels(plan, stack)
         graphs = [g.graphs[0] for g in plan._lanes if g.graphs[0] is not None]
         streams = [g.stream for g in plan._lanes if g.graphs[0] is not None]
         for label, per_lane in (("one stream", False), ("a stream per lane", True)):
@@ -102,6 +134,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(graphs)} lane graphs replayed on {label}: queued in {q:.1f} ms, "
                   f"done in {w:.1f} ms")
     return 0
+
+
+def _kernels(plan, stack) -> None:  # noqa: ANN001 - a CudaStepPlan and its LaneStack
+    """The stack's launches of one step, eagerly, under torch.profiler: device time by kernel
+    and, for each kernel, by its launches' constexprs."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    stack._fill(0)
+    plan.launch(stack.seqs[0], stack.args, stack.lanes)  # warm
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        plan.launch(stack.seqs[0], stack.args, stack.lanes)
+        torch.cuda.synchronize()
+    rows = [(e.key, e.device_time_total, e.count) for e in prof.key_averages()
+            if e.device_time_total > 0]
+    total = sum(t for _k, t, _c in rows)
+    print(f"{len(stack.seqs[0])} launches, device time {total / 1e3:.2f} ms:")
+    for k, t, c in sorted(rows, key=lambda r: -r[1])[:20]:
+        print(f"  {t / 1e3:8.3f} ms {c:5d} x {t / max(c, 1):8.1f} us  {k[:90]}")
 
 
 if __name__ == "__main__":

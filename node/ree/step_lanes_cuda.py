@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import triton
 
 from node.ree import step_plan as sp
 from node.ree.step_plan_cuda import (
@@ -32,8 +33,15 @@ from node.ree.step_plan_cuda import (
     _RootsGraphs,
     stage_prev,
 )
+from repops.gpu import step_kernels as sk
+from repops.gpu.launch import interpreting
 
 _ALIGN = 4096  # a lane's arena starts on a page: every tensor keeps its offset's alignment
+# The weight linears of a stack: qchain_dot_kernel with the lanes as its rows (LANE_ROWS), so
+# each weight tile is read once for all lanes: ("dot", BN, num_warps, stages, prefetch), BM
+# the lanes rounded up to 16 or 32; None: the plan's own kernel on the lane axis. The
+# interpreter's tl.dot is NumPy's matmul, not an fma chain, so it keeps the plan's.
+QCHAIN: tuple | None = None if interpreting() else ("dot", 32, 4, 1, True)
 
 
 class _LaneArenas:
@@ -67,7 +75,17 @@ class LaneStack:
         self.base: list[torch.Tensor] = []  # per parity: C + L·lane, [launches, lanes, ARGW]
         self.kp: list[torch.Tensor] = []  # per parity: K, [launches, 1, ARGW]
         self.kt: list[torch.Tensor] = []
-        self._derive(past, token)
+        self.qchain = QCHAIN
+        own = sp_.qchain
+        if self.qchain is not None:
+            kind, bn, nw, ns, pre = self.qchain
+            sp_.qchain = (kind, 16 if lanes <= 16 else 32, bn, nw, ns, pre)
+        try:
+            self._derive(past, token)
+        finally:
+            sp_.qchain = own
+        if self.qchain is not None:
+            self.seqs = [[self._lane_rows(ln) for ln in q] for q in self.seqs]
         self.pt_host = torch.ones((2, lanes, 1), dtype=torch.int64,
                                   pin_memory=dev.type == "cuda")
         self.pt_host[1] = 0
@@ -79,6 +97,14 @@ class LaneStack:
         self._roots: list[_RootsGraphs | None] = [None] * lanes
         self.roots_error: str | None = None
         self.graph = dev.type == "cuda"  # else (the interpreter's CPU tensors) launch eagerly
+
+    def _lane_rows(self, ln: _Launch) -> _Launch:
+        """A one-row weight linear as one launch with the lanes as its rows (LANE_ROWS)."""
+        if ln.kernel is not sk.qchain_dot_kernel or ln.ints[10] != 1:
+            return ln
+        bm = ln.consts["BM"]
+        return _Launch(ln.kernel, (ln.grid[0], triton.cdiv(self.lanes, bm)), ln.ptrs, ln.ints,
+                       {**ln.consts, "LANE_ROWS": self.lanes}, ln.op)
 
     # ------------------------------------------------------------------ the table
 

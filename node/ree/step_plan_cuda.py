@@ -563,7 +563,8 @@ class CudaStepPlan:
                lanes: int = 1) -> None:
         """Every launch, reading its integers from row i of `table` (copied to the device);
         `lanes` > 1: each launch once for a stack of lanes, the table [launches, lanes,
-        ARGW] (node/ree/step_lanes_cuda.py; step_kernels._row)."""
+        ARGW] (node/ree/step_lanes_cuda.py; step_kernels._row); a launch with LANE_ROWS
+        has the lanes as its rows already (its grid is its own)."""
         args = table if isinstance(table, torch.Tensor) else torch.from_numpy(table).to(
             self.device)
         if lanes == 1:
@@ -572,7 +573,11 @@ class CudaStepPlan:
             return
         for i, ln in enumerate(launches):
             g = (*ln.grid, 1, 1)[:3]
-            ln.kernel[(g[0], g[1], g[2] * lanes)](*ln.ptrs, args, i, LANES=lanes, **ln.consts)
+            if ln.consts.get("LANE_ROWS"):  # a linear with the lanes as its rows
+                ln.kernel[g](*ln.ptrs, args, i, **ln.consts)
+            else:
+                ln.kernel[(g[0], g[1], g[2] * lanes)](*ln.ptrs, args, i, LANES=lanes,
+                                                      **ln.consts)
 
     def _emit(self, kernel, grid: tuple[int, ...], ptrs: tuple[torch.Tensor, ...],  # noqa: ANN001
               ints: list[int], **consts) -> None:  # noqa: ANN003
