@@ -27,9 +27,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--kernels", action="store_true",
                     help="also the device time of the stack's launches by kernel (torch.profiler)")
-    ap.add_argument("--stack-qchain", default=None,
-                    help='the stack\'s linears: "plan" (the plan\'s kernel on the lane axis) or '
-                         '"dot,BN,warps,stages,prefetch" (step_lanes_cuda.QCHAIN)')
     ap.add_argument("--no-stack", action="store_true",
                     help="a lane of graphs per job (ADR 0007) instead of one stack (ADR 0011)")
     args = ap.parse_args(argv)
@@ -48,12 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     lanes = [Lane(list(toks), config=cfg) for _ in range(args.batch)]
     plan = fx.plan
     plan.stack_lanes = not args.no_stack
-    if args.stack_qchain is not None:
-        from node.ree import step_lanes_cuda
-
-        kind, *cfg = args.stack_qchain.split(",")
-        step_lanes_cuda.QCHAIN = None if kind == "plan" else (
-            kind, int(cfg[0]), int(cfg[1]), int(cfg[2]), bool(int(cfg[3])))
     prog = model.program
 
     def feed(outs: list) -> None:
@@ -93,19 +84,18 @@ def main(argv: list[str] | None = None) -> int:
         print("the tails of one step (one call, side by side):")
         pstats.Stats(tprof).sort_stats("tottime").print_stats(25)
         stack = plan._stack
-        print(f"batch {args.batch}, stacked lanes {stack.lanes if stack else 0} (linears "
-              f"{stack.qchain if stack else None}), lane graphs "
+        print(f"batch {args.batch}, stacked lanes {stack.lanes if stack else 0}, lane graphs "
               f"{len(plan._lanes)}, graph_error {plan.graph_error}")
         print(f"per step (ms, median of {args.steps}): queue lanes {med[0]:.1f}, "
               f"device after queueing {med[1]:.1f}, tails {med[2]:.1f}, "
               f"total {sum(med):.1f} -> {args.batch / sum(med) * 1e3:.0f} tok/s")
 
-        if stack is not None and stack.graphs[0] is not None:
+        if stack is not None and stack.graphs:
             times = []
             for _ in range(5):
                 torch.cuda.synchronize()
                 t0 = time.perf_counter()
-                stack.graphs[0].replay()
+                next(iter(stack.graphs.values())).replay()
                 t1 = time.perf_counter()
                 torch.cuda.synchronize()
                 times.append((t1 - t0, time.perf_counter() - t0))
@@ -114,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"ms, done in {w:.2f} ms")
             if args.kernels:
                 _kernels(plan, stack)
-        graphs = [g.graphs[0] for g in plan._lanes if g.graphs[0] is not None]
-        streams = [g.stream for g in plan._lanes if g.graphs[0] is not None]
+        graphs = [next(iter(g.graphs.values())) for g in plan._lanes if g.graphs]
+        streams = [g.stream for g in plan._lanes if g.graphs]
         for label, per_lane in (("one stream", False), ("a stream per lane", True)):
             times = []
             for _ in range(3):
@@ -142,16 +132,19 @@ def _kernels(plan, stack) -> None:  # noqa: ANN001 - a CudaStepPlan and its Lane
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    stack._fill(0)
-    plan.launch(stack.seqs[0], stack.args, stack.lanes)  # warm
+    k, b = next(iter(stack.graphs))  # the parity and grid size of a step that ran
+    seq = stack.seqs[k][b]
+    stack._fill(k)
+    plan.launch(seq, stack.args, stack.lanes)  # warm
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        plan.launch(stack.seqs[0], stack.args, stack.lanes)
+        plan.launch(seq, stack.args, stack.lanes)
         torch.cuda.synchronize()
     rows = [(e.key, e.device_time_total, e.count) for e in prof.key_averages()
             if e.device_time_total > 0]
     total = sum(t for _k, t, _c in rows)
-    print(f"{len(stack.seqs[0])} launches, device time {total / 1e3:.2f} ms:")
+    print(f"{len(seq)} launches (grids for position {stack.tops[b]}), device time "
+          f"{total / 1e3:.2f} ms:")
     for k, t, c in sorted(rows, key=lambda r: -r[1])[:20]:
         print(f"  {t / 1e3:8.3f} ms {c:5d} x {t / max(c, 1):8.1f} us  {k[:90]}")
 

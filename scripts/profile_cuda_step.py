@@ -137,10 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         past = 5 + 2 * args.steps
         c0, kp, kt = g.tables[k]
         g.args.copy_(torch.from_numpy(c0 + kp * past + kt * 1))
-        rep["launches"] = len(g.seqs[k])
-        rep["graph_ms"] = round(_graph_ms(lambda: plan.launch(g.seqs[k], g.args)), 3)
+        seq = g.launches(k, past)
+        rep["launches"] = len(seq)
+        rep["graph_ms"] = round(_graph_ms(lambda: plan.launch(seq, g.args)), 3)
         print(f"graph replay {rep['graph_ms']} ms for {rep['launches']} launches", flush=True)
-        rows, err = _per_launch(plan, g.seqs[k], g.args)
+        rows, err = _per_launch(plan, seq, g.args)
         rep["per_launch"], rep["per_launch_error"] = rows, err
         for r in rows[:25]:
             print(f"  {r['total_us']:9.1f} us {r['launches']:5d} x {r['mean_us']:7.2f}  "

@@ -18,11 +18,11 @@ with no job this step recomputes its last step in its own arena (a graph has a f
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-import triton
 
 from node.ree import step_plan as sp
 from node.ree.step_plan_cuda import (
@@ -31,17 +31,11 @@ from node.ree.step_plan_cuda import (
     _NoGraph,
     _PrevArena,
     _RootsGraphs,
+    grid_tops,
     stage_prev,
 )
-from repops.gpu import step_kernels as sk
-from repops.gpu.launch import interpreting
 
 _ALIGN = 4096  # a lane's arena starts on a page: every tensor keeps its offset's alignment
-# The weight linears of a stack: qchain_dot_kernel with the lanes as its rows (LANE_ROWS), so
-# each weight tile is read once for all lanes: ("dot", BN, num_warps, stages, prefetch), BM
-# the lanes rounded up to 16 or 32; None: the plan's own kernel on the lane axis. The
-# interpreter's tl.dot is NumPy's matmul, not an fma chain, so it keeps the plan's.
-QCHAIN: tuple | None = None if interpreting() else ("dot", 32, 4, 1, True)
 
 
 class _LaneArenas:
@@ -71,40 +65,23 @@ class LaneStack:
         self.big = torch.empty(2 * lanes * self.size, dtype=torch.uint8, device=dev)
         self.views = [[self.big[(2 * j + k) * self.size:(2 * j + k + 1) * self.size]
                        for k in range(2)] for j in range(lanes)]
-        self.seqs: list[list[_Launch]] = []
+        self.tops = grid_tops(top)
+        self.seqs: list[list[list[_Launch]]] = []  # per parity, per grid size (`grid_tops`)
         self.base: list[torch.Tensor] = []  # per parity: C + L·lane, [launches, lanes, ARGW]
         self.kp: list[torch.Tensor] = []  # per parity: K, [launches, 1, ARGW]
         self.kt: list[torch.Tensor] = []
-        self.qchain = QCHAIN
-        own = sp_.qchain
-        if self.qchain is not None:
-            kind, bn, nw, ns, pre = self.qchain
-            sp_.qchain = (kind, 16 if lanes <= 16 else 32, bn, nw, ns, pre)
-        try:
-            self._derive(past, token)
-        finally:
-            sp_.qchain = own
-        if self.qchain is not None:
-            self.seqs = [[self._lane_rows(ln) for ln in q] for q in self.seqs]
+        self._derive(past, token)
         self.pt_host = torch.ones((2, lanes, 1), dtype=torch.int64,
                                   pin_memory=dev.type == "cuda")
         self.pt_host[1] = 0
         self.pt = torch.zeros_like(self.pt_host, device=dev)
         self.args = torch.empty(self.base[0].shape, dtype=torch.int64, device=dev)
         self.copied: torch.cuda.Event | None = None
-        self.graphs: list[torch.cuda.CUDAGraph | None] = [None, None]
+        self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}  # (parity, grid size)
         self.parity = 0
         self._roots: list[_RootsGraphs | None] = [None] * lanes
         self.roots_error: str | None = None
         self.graph = dev.type == "cuda"  # else (the interpreter's CPU tensors) launch eagerly
-
-    def _lane_rows(self, ln: _Launch) -> _Launch:
-        """A one-row weight linear as one launch with the lanes as its rows (LANE_ROWS)."""
-        if ln.kernel is not sk.qchain_dot_kernel or ln.ints[10] != 1:
-            return ln
-        bm = ln.consts["BM"]
-        return _Launch(ln.kernel, (ln.grid[0], triton.cdiv(self.lanes, bm)), ln.ptrs, ln.ints,
-                       {**ln.consts, "LANE_ROWS": self.lanes}, ln.op)
 
     # ------------------------------------------------------------------ the table
 
@@ -129,9 +106,9 @@ class LaneStack:
                 for ln in seq]
 
     def _derive(self, past: int, token: int) -> None:
-        """Per parity the table's C, K, T and L from four emitted steps, checked at two
-        more (lanes, positions and tokens far apart); grids are the largest position's (a
-        q·k DOT's grid grows with the keys)."""
+        """Per parity the table's C, K, T and L from four emitted steps, checked at the
+        steps whose grids are kept (one at each of `tops`: a q·k DOT's grid grows with the
+        keys) and at one more, lanes and tokens far apart."""
         sp_, top, n = self.sp, self.sp.max_past, self.lanes
         lo = max(1, min(past, top - 8))
         dev = sp_.device
@@ -142,17 +119,18 @@ class LaneStack:
             rows = [sp_.table(q) for q in seqs]
             kp, kt, kl = rows[1] - rows[0], rows[2] - rows[0], rows[3] - rows[0]
             c0 = rows[0] - kp * lo - kt * token
-            top_seq: list[_Launch] = []
-            for lane, p, t in ((n - 1, top, token + 3), (n // 2, (lo + top) // 2, token + 7)):
+            sized = []
+            for lane, p, t in ((n // 2, (lo + top) // 2, token + 7),
+                               *((n - 1, p, token + 3) for p in self.tops)):
                 seq = self._emit(k, lane, p, t)
                 if self._kinds(seq) != kinds or not np.array_equal(
                         sp_.table(seq), c0 + kp * p + kt * t + kl * lane):
                     raise _NoGraph(f"launch integers are not affine in lane, position "
                                    f"and token (lane {lane}, position {p})")
-                top_seq = top_seq or seq
+                sized.append(seq)
             if any(q != kinds for q in map(self._kinds, seqs[1:])):
                 raise _NoGraph("the launch sequence changes with the position or lane")
-            self.seqs.append(top_seq)
+            self.seqs.append(sized[1:])
             lane_ix = np.arange(n, dtype=np.int64)[None, :, None]
             base = c0[:, None, :] + kl[:, None, :] * lane_ix
             self.base.append(torch.from_numpy(np.ascontiguousarray(base)).to(dev))
@@ -166,6 +144,10 @@ class LaneStack:
         self.args.add_(self.kt[k] * self.pt[1][None])
 
     # ------------------------------------------------------------------ a step
+
+    def launches(self, k: int, past: int) -> list[_Launch]:
+        """Parity k's launches for steps up to `past` (grids sized for its `grid_tops`)."""
+        return self.seqs[k][bisect_left(self.tops, past)]
 
     def lane_of(self, prev: Sequence[torch.Tensor | None] | None) -> int | None:
         """The lane whose arena of the other parity holds `prev` (its last step), if any."""
@@ -197,22 +179,25 @@ class LaneStack:
         if self.copied is not None:
             self.copied.synchronize()  # the pinned positions of the last step were read
         host = self.pt_host.numpy()
+        host[0], host[1] = 1, 0  # a lane with no job: position 1, token 0 (module docstring)
         for lane, past, _prev, token in jobs:
             host[0, lane, 0], host[1, lane, 0] = past, token
         self.pt.copy_(self.pt_host, non_blocking=True)
         if self.graph:
             self.copied = torch.cuda.Event()
             self.copied.record()
-        g = self.graphs[k]
+        b = bisect_left(self.tops, max(j[1] for j in jobs))
+        seq = self.seqs[k][b]
+        g = self.graphs.get((k, b))
         if g is None:
             self._fill(k)
-            sp_.launch(self.seqs[k], self.args, self.lanes)  # compiles every kernel
+            sp_.launch(seq, self.args, self.lanes)  # compiles every kernel
             if self.graph:
                 g = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(g, capture_error_mode="thread_local"):
                     self._fill(k)
-                    sp_.launch(self.seqs[k], self.args, self.lanes)
-                self.graphs[k] = g
+                    sp_.launch(seq, self.args, self.lanes)
+                self.graphs[k, b] = g
         else:
             g.replay()
         self.parity = 1 - k

@@ -19,6 +19,7 @@ repops_step_plan.c); tests/ree/test_step_plan_cuda.py compares every leaf with t
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -53,6 +54,24 @@ FUSE = True
 # a batch's jobs as one stack of lanes, each launch once for all (ADR 0011), else a lane of
 # graphs per job (ADR 0007)
 STACK_LANES = True
+# a step's launch grids are sized for the first of these positions at or past its own:
+# GRID_MIN − 1, then doubling, then the largest position (`grid_tops`)
+GRID_MIN = 64
+
+
+def grid_tops(top: int) -> list[int]:
+    """The positions a graph's launch grids are sized for, a graph each (`_Graphs`,
+    step_lanes_cuda.LaneStack).
+
+    Why: a graph bakes in its grids, and sized for the largest position (2,047) a KV-cache
+    CONCAT launched programs for 2,048 keys and a q·k DOT 16 column blocks where a
+    60-token context has live elements for 1: ~97 % of those programs only exit, which at
+    32 stacked lanes was most of the step's device time (notes-runtime-perf.md)."""
+    tops, t = [], GRID_MIN
+    while t - 1 < top:
+        tops.append(t - 1)
+        t *= 2
+    return [*tops, top]
 
 
 class CudaChain:
@@ -563,8 +582,7 @@ class CudaStepPlan:
                lanes: int = 1) -> None:
         """Every launch, reading its integers from row i of `table` (copied to the device);
         `lanes` > 1: each launch once for a stack of lanes, the table [launches, lanes,
-        ARGW] (node/ree/step_lanes_cuda.py; step_kernels._row); a launch with LANE_ROWS
-        has the lanes as its rows already (its grid is its own)."""
+        ARGW] (node/ree/step_lanes_cuda.py; step_kernels._row)."""
         args = table if isinstance(table, torch.Tensor) else torch.from_numpy(table).to(
             self.device)
         if lanes == 1:
@@ -573,11 +591,7 @@ class CudaStepPlan:
             return
         for i, ln in enumerate(launches):
             g = (*ln.grid, 1, 1)[:3]
-            if ln.consts.get("LANE_ROWS"):  # a linear with the lanes as its rows
-                ln.kernel[g](*ln.ptrs, args, i, **ln.consts)
-            else:
-                ln.kernel[(g[0], g[1], g[2] * lanes)](*ln.ptrs, args, i, LANES=lanes,
-                                                      **ln.consts)
+            ln.kernel[(g[0], g[1], g[2] * lanes)](*ln.ptrs, args, i, LANES=lanes, **ln.consts)
 
     def _emit(self, kernel, grid: tuple[int, ...], ptrs: tuple[torch.Tensor, ...],  # noqa: ANN001
               ints: list[int], **consts) -> None:  # noqa: ANN003
@@ -947,16 +961,19 @@ class _Graphs:
         dev = sp_.device
         self.arenas = [torch.empty(size, dtype=torch.uint8, device=dev) for _ in range(2)]
         self.stream: torch.cuda.Stream | None = None  # a batch lane's own stream
+        self.tops = grid_tops(top)
+        # per parity, per grid size (`grid_tops`): the launches
+        self.seqs: list[list[list[_Launch]]] = []
         if like is not None:
             self.tables = like.tables
-            self.seqs = [self._repoint(q, like.arenas) for q in like.seqs]
+            self.seqs = [[self._repoint(q, like.arenas) for q in qs] for qs in like.seqs]
         else:
-            self.tables, self.seqs = [], []
+            self.tables = []
             self._derive(past, token)
         self.args = torch.zeros(self.tables[0][0].shape, dtype=torch.int64, device=dev)
         self.host = torch.zeros(self.args.shape, dtype=torch.int64, pin_memory=True)
         self.copied: torch.cuda.Event | None = None
-        self.graphs: list[torch.cuda.CUDAGraph | None] = [None, None]
+        self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}  # (parity, grid size)
         self.parity = 0
         self._like = like
         self._roots: _RootsGraphs | None = None
@@ -974,17 +991,20 @@ class _Graphs:
             rows = [sp_.table(q) for q in seqs]
             c_, kp, kt = rows[0], rows[1] - rows[0], rows[2] - rows[0]
             c0 = c_ - kp * lo - kt * token
-            top_seq: list[_Launch] = []
-            for p, t in ((top, token + 3), ((lo + top) // 2, token + 7)):
+            sized = []  # grids at each of `tops` (a q·k DOT's grid grows with the keys)
+            for p, t in ((lo + top) // 2, token + 7), *((t, token + 3) for t in self.tops):
                 seq = self._emit(k, p, t)
                 got = sp_.table(seq)
                 if [(ln.kernel, sorted(ln.consts.items())) for ln in seq] != kinds[0] or \
                         not np.array_equal(got, c0 + kp * p + kt * t):
                     raise _NoGraph(f"launch integers are not affine in the position ({p})")
-                top_seq = top_seq or seq
-            # grids at the largest position (a q·k DOT's grid grows with the keys)
-            self.seqs.append(top_seq)
+                sized.append(seq)
+            self.seqs.append(sized[1:])
             self.tables.append((c0, kp, kt))
+
+    def launches(self, k: int, past: int) -> list[_Launch]:
+        """Arena k's launches of a step at `past` (grids sized for its `grid_tops`)."""
+        return self.seqs[k][bisect_left(self.tops, past)]
 
     def _repoint(self, seq: list[_Launch], arenas: Sequence[torch.Tensor]) -> list[_Launch]:
         """`seq` (launched over `arenas`) with this one's arenas in their place: every
@@ -1036,15 +1056,16 @@ class _Graphs:
         self.args.copy_(self.host, non_blocking=True)
         self.copied = torch.cuda.Event()
         self.copied.record()
-        g = self.graphs[k]
+        b = bisect_left(self.tops, past)
+        g = self.graphs.get((k, b))
         if g is None:
-            sp_.launch(self.seqs[k], self.args)  # compiles every kernel; then capture
+            sp_.launch(self.seqs[k][b], self.args)  # compiles every kernel; then capture
             g = torch.cuda.CUDAGraph()
             # thread_local: the recorder's worker may touch CUDA (event waits, copies) while
             # this thread captures; only this thread's calls belong to the capture
             with torch.cuda.graph(g, capture_error_mode="thread_local"):
-                sp_.launch(self.seqs[k], self.args)
-            self.graphs[k] = g
+                sp_.launch(self.seqs[k][b], self.args)
+            self.graphs[k, b] = g
         else:
             g.replay()
         self.parity = 1 - k

@@ -481,7 +481,7 @@ def _qtiles(a_ptrs, b_ptrs, s, mm, rk, kend, NEG0):
 @triton.jit(do_not_specialize=["ROW"])
 def qchain_dot_kernel(X, W, OUT, ARGS, ROW, NEG0, BM: tl.constexpr, BN: tl.constexpr,
                       SEGW: tl.constexpr, NS: tl.constexpr, PRE: tl.constexpr = False,
-                      LANES: tl.constexpr = 1, LANE_ROWS: tl.constexpr = 0):
+                      LANES: tl.constexpr = 1):
     """§L5.3 a weight linear's DOT segments (chain_kernel's QCHAIN row: x [M, K], w [K, N]
     with n stride 1) as fp32 tiles: `tl.dot(..., input_precision="ieee")` accumulates every
     output in k order with one fma per k (DESIGN §4.3, repops.gpu.matmul), so a segment of
@@ -491,22 +491,10 @@ def qchain_dot_kernel(X, W, OUT, ARGS, ROW, NEG0, BM: tl.constexpr, BN: tl.const
     so a decode linear (M = 1) waits on memory (14-36 µs); here the segment's weight tile is
     one block load, prefetched NS segments ahead by Triton's pipeliner, or (PRE) one segment
     ahead in registers. Rows past M (tiles are BM ≥ 16 rows) are not stored; ks past K read
-    a = −0.0, w = +0.0: fma(−0, +0, acc) = acc for every acc.
-    LANE_ROWS > 0 (a stack of that many lanes, node/ree/step_lanes_cuda.py, each lane's x one
-    row): the rows are the lanes, so each weight tile is read once for all of them. Lane l's
-    table row is at +l·ARGW from lane 0's, and its x and output offsets are lane 0's plus l
-    times lane 1's difference (the stack's table is affine in the lane)."""
-    if LANE_ROWS > 0:
-        P = ARGS + ROW * LANE_ROWS * 32
-        M = LANE_ROWS
-        s_xr = tl.load(P + 32) - tl.load(P)
-        s_or = tl.load(P + 40) - tl.load(P + 8)
-    else:
-        P = _row(ARGS, ROW, LANES)
-        M = tl.load(P + 10)
-        s_xr = tl.load(P + 2)
-        s_or = tl.load(P + 11)
+    a = −0.0, w = +0.0: fma(−0, +0, acc) = acc for every acc."""
+    P = _row(ARGS, ROW, LANES)
     K = tl.load(P + 16)
+    M = tl.load(P + 10)
     N = tl.load(P + 11)
     nseg = tl.load(P + 13)
     s_oseg = tl.load(P + 9)
@@ -516,9 +504,9 @@ def qchain_dot_kernel(X, W, OUT, ARGS, ROW, NEG0, BM: tl.constexpr, BN: tl.const
     mm = offs_m < M
     smask = mm[:, None] & (offs_n < N)[None, :]
     rn = (offs_n % tl.maximum(N, 1)).to(tl.int64)
-    a_ptrs = X + tl.load(P) + offs_m[:, None].to(tl.int64) * s_xr + rk[None, :]
+    a_ptrs = X + tl.load(P) + offs_m[:, None].to(tl.int64) * tl.load(P + 2) + rk[None, :]
     b_ptrs = W + rk[:, None].to(tl.int64) * N + rn[None, :]
-    o_ptrs = OUT + tl.load(P + 8) + offs_m[:, None].to(tl.int64) * s_or + offs_n[None, :]
+    o_ptrs = OUT + tl.load(P + 8) + offs_m[:, None].to(tl.int64) * N + offs_n[None, :]
     acc = tl.zeros((BM, BN), dtype=tl.float32)  # the chain starts from +0.0
     if PRE:
         a, b = _qtiles(a_ptrs, b_ptrs, 0, mm, rk, K, NEG0)

@@ -167,37 +167,6 @@ def check_qchain_dot() -> int:
             if not torch.equal(want, got):
                 print(f"qchain_dot m={m} n={n} segment {s} differs")
                 return 1
-    return check_qchain_lane_rows()
-
-
-def check_qchain_lane_rows() -> int:
-    """`qchain_dot_kernel` with LANE_ROWS (a stack's lanes as its rows,
-    node/ree/step_lanes_cuda.py): three lanes' x and outputs a lane stride apart, each lane's
-    table row after the one before; small integers as above."""
-    from repops.gpu import step_kernels as sk
-
-    g = torch.Generator().manual_seed(6)
-    lanes, n, k, segw, bn = 3, 40, 200, 64, 16
-    nseg, stride = -(-k // segw), 1000
-    wt = torch.randint(-3, 4, (k, n), generator=g).float()
-    x = torch.randint(-3, 4, (lanes, k), generator=g).float()
-    arena = torch.full((lanes * stride,), 9.0)
-    args = torch.zeros((2 * lanes, sk.ARGW), dtype=torch.int64)
-    for lane in range(lanes):
-        at = lane * stride + 7
-        arena[at:at + k] = x[lane]
-        args[lanes + lane, :18] = torch.tensor([at, 0, k, 0, 0, 1, n, 0, at + k, n, 1, n, 1,
-                                                nseg, 0, segw, k, 0])
-    sk.qchain_dot_kernel[(-(-n // bn), 1)](arena, wt, arena, args, 1, -0.0, BM=16, BN=bn,
-                                           SEGW=segw, NS=1, PRE=True, LANE_ROWS=lanes)
-    for lane in range(lanes):
-        out = lane * stride + 7 + k
-        for s in range(nseg):
-            ke = min(k, (s + 1) * segw)
-            if not torch.equal(x[lane, :ke] @ wt[:ke],
-                               arena[out + s * n:out + (s + 1) * n]):
-                print(f"qchain_dot lane rows: lane {lane} segment {s} differs")
-                return 1
     print("qchain_dot tiles equal")
     return check_qchain_vec()
 

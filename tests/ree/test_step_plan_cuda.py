@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from node.ree import step_plan_cuda
 from node.ree.batch import generate_batch
 from node.ree.fastexec import FastExecutor
 from node.ree.sampling import SamplingConfig
@@ -41,8 +42,11 @@ def _bits(t: torch.Tensor) -> bytes:
 
 @needs_cuda
 @pytest.mark.parametrize("sampling", [SamplingConfig(), SamplingConfig(0.8, 40, 0.9, seed=11)])
-def test_cuda_plan_equals_cpu_plan_leaf_by_leaf(executors, sampling):
+def test_cuda_plan_equals_cpu_plan_leaf_by_leaf(executors, sampling, monkeypatch):
     cpu, gpu = executors
+    # grids sized for positions 15, 31, …: the steps cross from one graph's grids to the next
+    monkeypatch.setattr(step_plan_cuda, "GRID_MIN", 16)
+    gpu.plan._graph = None
     prog = cpu.program
     first_tail = next(j for j, op in enumerate(prog.ops) if op.code in (Code.ARGFOLD, Code.SAMPLE))
     # the CUDA plan stops where the SAMPLE tail starts; the tail runs as a host plan
@@ -61,6 +65,7 @@ def test_cuda_plan_equals_cpu_plan_leaf_by_leaf(executors, sampling):
         assert bad is None, f"step {step} op {bad[0]} ({prog.ops[bad[0]].name})"
     # decode steps from the third on replay a captured CUDA graph (step_plan_cuda._Graphs)
     assert gpu.plan.graph_error is None and gpu.plan.graph_steps >= 5
+    assert {b for _k, b in gpu.plan._graph.graphs} == {0, 1}
 
 
 @needs_cuda
@@ -81,7 +86,7 @@ def test_cuda_arena_roots_equal_cpu_roots(executors, tmp_path):
 
 @needs_cuda
 @pytest.mark.parametrize("stack", [True, False])
-def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack):
+def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, monkeypatch):
     """A CUDA batch runs its jobs' decode steps as one stack of lanes, each launch once for
     all jobs (CudaStepPlan.run_lanes, node/ree/step_lanes_cuda.py), or (stack off) each job
     as its own lane of graphs on its own stream: jobs of different lengths, greedy and
@@ -93,6 +98,7 @@ def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack):
     samplings = [SamplingConfig(), SamplingConfig(0.8, 40, 0.9, seed=5), SamplingConfig(),
                  SamplingConfig(0.7, 0, 1.0, seed=9)]
     gpu.plan.stack_lanes, gpu.plan._stack = stack, None
+    monkeypatch.setattr(step_plan_cuda, "GRID_MIN", 16)  # positions 14-22 cross 15
     try:
         results = []
         for ex in executors:
@@ -106,6 +112,7 @@ def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack):
     assert gpu.plan.graph_error is None and steps > 10
     if stack:
         assert gpu.plan._stack is not None and gpu.plan._stack.lanes == 3
+        assert {b for _k, b in gpu.plan._stack.graphs} == {0, 1}
     else:
         assert len(gpu.plan._lanes) == 3
 
