@@ -55,8 +55,9 @@ FUSE = True
 # graphs per job (ADR 0007)
 STACK_LANES = True
 # a step's launch grids are sized for the first of these positions at or past its own:
-# GRID_MIN − 1, then doubling, then the largest position (`grid_tops`)
-GRID_MIN = 64
+# GRID_MIN − 1, then doubling, then the largest position (`grid_tops`); None: the largest
+# position only. Off until measured and checked on a GPU (ADR 0011; the GPU tests set 16)
+GRID_MIN: int | None = None
 
 
 def grid_tops(top: int) -> list[int]:
@@ -67,7 +68,7 @@ def grid_tops(top: int) -> list[int]:
     CONCAT launched programs for 2,048 keys and a q·k DOT 16 column blocks where a
     60-token context has live elements for 1: ~97 % of those programs only exit, which at
     32 stacked lanes was most of the step's device time (notes-runtime-perf.md)."""
-    tops, t = [], GRID_MIN
+    tops, t = [], GRID_MIN or top + 1
     while t - 1 < top:
         tops.append(t - 1)
         t *= 2

@@ -70,10 +70,12 @@ def check_stack(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
     """Two jobs at different positions as one stack of lanes (node/ree/step_lanes_cuda.py),
     launched eagerly on CPU tensors: each lane's records equal the CPU plan's for its job
     (the kernels' lane axis `step_kernels._row`, the lanes' arena offsets, the table derived
-    from emitted launches). The jobs take lanes 1 and 0, so a lane's rows are not the
-    first."""
+    from emitted launches), with grids sized for position 63 (`grid_tops`). The jobs take
+    lanes 1 and 0, so a lane's rows are not the first."""
+    from node.ree import step_plan_cuda
     from node.ree.step_lanes_cuda import LaneStack
 
+    step_plan_cuda.GRID_MIN = 64  # grids sized for position 63 (`grid_tops`), not 2,047
     jobs = []
     for prompt in (PROMPT, PROMPT[:5]):
         cpu.reset()
@@ -82,6 +84,10 @@ def check_stack(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
         jobs.append((Symbols.for_step(len(prompt), 1).past, prev, cpu.plan_token(prev, None),
                      [want[j].clone() for j in range(last)]))
     stack = LaneStack(plan, 2, jobs[0][0], jobs[0][2])
+    step_plan_cuda.GRID_MIN = None
+    if stack.tops[0] != 63:
+        print("the stack's grids are not sized per position bucket")
+        return 1
     outs = stack.step([(1 - i, past, prev, tok) for i, (past, prev, tok, _w) in enumerate(jobs)])
     for i, (out, (_p, _prev, _t, want)) in enumerate(zip(outs, jobs, strict=True)):
         bad = [j for j in range(last) if want[j].shape != out[j].shape or not np.array_equal(
