@@ -69,6 +69,27 @@ def test_cuda_plan_equals_cpu_plan_leaf_by_leaf(executors, sampling, monkeypatch
 
 
 @needs_cuda
+def test_cuda_plan_long_context(executors):
+    """Decode steps past position 1,152 (a q·k DOT's ninth 128-key column block): a graph
+    bakes in its grids, and graphs once kept the grids of a middle position, which left the
+    keys past ~1,150 uncomputed at longer contexts; every leaf must equal the CPU's."""
+    cpu, gpu = executors
+    prompt = (PROMPT * 90)[:1190]
+    gpu.plan._graph = None
+    for ex in executors:
+        ex.reset()
+    for step in range(4):
+        a = cpu.run_step(step, prompt)
+        b = gpu.run_step(step, prompt)
+        if step == 0:
+            continue
+        bad = next((j for j, (x, y) in enumerate(zip(a, b, strict=True))
+                    if tuple(x.shape) != tuple(y.shape) or _bits(x) != _bits(y)), None)
+        assert bad is None, f"step {step} op {bad} ({cpu.program.ops[bad].name})"
+    assert gpu.plan.graph_error is None and gpu.plan._graph is not None
+
+
+@needs_cuda
 def test_cuda_arena_roots_equal_cpu_roots(executors, tmp_path):
     """The arena path, and the kept-tensors path (every tensor written to disk), across graph
     replays that reuse the arenas two steps later."""
