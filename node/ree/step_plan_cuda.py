@@ -972,7 +972,8 @@ class _Graphs:
             self.tables = []
             self._derive(past, token)
         self.args = torch.zeros(self.tables[0][0].shape, dtype=torch.int64, device=dev)
-        self.host = torch.zeros(self.args.shape, dtype=torch.int64, pin_memory=True)
+        self.host = torch.zeros(self.args.shape, dtype=torch.int64,
+                                pin_memory=dev.type == "cuda")  # CPU: the interpreter's test
         self.copied: torch.cuda.Event | None = None
         self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}  # (parity, grid size)
         self.parity = 0

@@ -14,7 +14,7 @@ assert os.environ.get("TRITON_INTERPRET") == "1"
 from node.models import ModelError  # noqa: E402
 from node.ree.fastexec import FastExecutor  # noqa: E402
 from node.ree.model import ModelLoadError, load_model  # noqa: E402
-from node.ree.step_plan import K_CONCAT  # noqa: E402
+from node.ree.step_plan import K_CONCAT, StepOutputs  # noqa: E402
 from node.ree.step_plan_cuda import CudaStepPlan, arena_rows  # noqa: E402
 from referee.layout import Symbols  # noqa: E402
 
@@ -62,8 +62,45 @@ def main() -> int:
         print("differ:", [(j, m.program.ops[j].name) for j in bad[:20]])
         return 1
     print(f"{len(plan.records)} records equal ({last} ops)")
-    return (check_device_roots(got, last) or check_stack(plan, cpu, last) or check_argfold(cpu)
-            or check_qchain_dot())
+    return (check_device_roots(got, last) or check_graph_tables(plan, cpu, last)
+            or check_stack(plan, cpu, last) or check_argfold(cpu) or check_qchain_dot())
+
+
+def check_graph_tables(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
+    """A one-job graph's launches and table (`_Graphs`: derived from emitted steps, grids per
+    position bucket, `grid_tops`) launched eagerly for a job at position 8 with the grids
+    for position 63, against the CPU plan; the CUDA graph capture itself needs a GPU."""
+    from node.ree import step_plan_cuda
+    from node.ree.step_plan_cuda import _Graphs
+
+    cpu.reset()
+    prev = [t.clone() if isinstance(t, torch.Tensor) else t for t in cpu.run_step(0, PROMPT)]
+    want = cpu.run_step(1, PROMPT)
+    past, token = Symbols.for_step(len(PROMPT), 1).past, cpu.plan_token(prev, None)
+    step_plan_cuda.GRID_MIN = 64
+    try:
+        g = _Graphs(plan, past, token)
+    finally:
+        step_plan_cuda.GRID_MIN = None
+    k = 0
+    pd, _, po = plan.layout(past - 1)
+    step_plan_cuda.stage_prev(plan, prev, g.arenas[1 - k], pd, po)
+    c0, kp, kt = g.tables[k]
+    seq = g.launches(k, past)
+    if g.tops[0] != 63 or seq is not g.seqs[k][0]:
+        print("the graph's grids are not sized per position bucket")
+        return 1
+    plan.launch(seq, c0 + kp * past + kt * token)
+    dims, nbytes, offs = plan.layout(past)
+    got = StepOutputs(plan.plan, g.arenas[k], offs, nbytes, dims,
+                      np.full(plan.tail, -1, dtype=np.int64))
+    bad = [j for j in range(last) if want[j].shape != got[j].shape or not np.array_equal(
+        want[j].numpy().view(np.uint32), got[j].numpy().view(np.uint32))]
+    if bad:
+        print("graph table launches differ:", [(j, plan.program.ops[j].name) for j in bad[:20]])
+        return 1
+    print(f"graph tables equal ({last} ops)")
+    return 0
 
 
 def check_stack(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:

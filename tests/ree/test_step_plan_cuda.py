@@ -151,4 +151,5 @@ def test_cuda_plan_kernels_under_the_interpreter():
     assert "records equal" in r.stdout and "argfold levels equal" in r.stdout, r.stdout[-3000:]
     assert "qchain_dot tiles equal" in r.stdout, r.stdout[-3000:]
     assert "qchain_vec tiles equal" in r.stdout, r.stdout[-3000:]
-    assert "stacked lanes equal" in r.stdout, r.stdout[-3000:]
+    assert "stacked lanes equal" in r.stdout and "graph tables equal" in r.stdout, \
+        r.stdout[-3000:]
