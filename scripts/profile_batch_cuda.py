@@ -91,15 +91,7 @@ def main(argv: list[str] | None = None) -> int:
               f"total {sum(med):.1f} -> {args.batch / sum(med) * 1e3:.0f} tok/s")
 
         if stack is not None and stack.graphs:
-            times = []
-            for _ in range(5):
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                next(iter(stack.graphs.values())).replay()
-                t1 = time.perf_counter()
-                torch.cuda.synchronize()
-                times.append((t1 - t0, time.perf_counter() - t0))
-            q, w = (statistics.median(c) * 1e3 for c in zip(*times, strict=True))
+            q, w = _replay_ms(next(iter(stack.graphs.values())).replay, 5)
             print(f"the stack's graph ({stack.lanes} lanes) replayed alone: queued in {q:.2f} "
                   f"ms, done in {w:.2f} ms")
             if args.kernels:
@@ -107,23 +99,34 @@ def main(argv: list[str] | None = None) -> int:
         graphs = [next(iter(g.graphs.values())) for g in plan._lanes if g.graphs]
         streams = [g.stream for g in plan._lanes if g.graphs]
         for label, per_lane in (("one stream", False), ("a stream per lane", True)):
-            times = []
-            for _ in range(3):
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
+            def replay(per_lane: bool = per_lane) -> None:
                 for g, s in zip(graphs, streams, strict=True):
                     if per_lane:
                         with torch.cuda.stream(s):
                             g.replay()
                     else:
                         g.replay()
-                t1 = time.perf_counter()
-                torch.cuda.synchronize()
-                times.append((t1 - t0, time.perf_counter() - t0))
-            q, w = (statistics.median(c) * 1e3 for c in zip(*times, strict=True))
+
+            q, w = _replay_ms(replay, 3)
             print(f"{len(graphs)} lane graphs replayed on {label}: queued in {q:.1f} ms, "
                   f"done in {w:.1f} ms")
     return 0
+
+
+def _replay_ms(replay, reps: int) -> tuple[float, float]:  # noqa: ANN001 - a callable
+    """Medians over `reps` runs of `replay` from an idle device: (ms to queue, ms to done)."""
+    import torch
+
+    times = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        replay()
+        t1 = time.perf_counter()
+        torch.cuda.synchronize()
+        times.append((t1 - t0, time.perf_counter() - t0))
+    q, w = (statistics.median(c) * 1e3 for c in zip(*times, strict=True))
+    return q, w
 
 
 def _kernels(plan, stack) -> None:  # noqa: ANN001 - a CudaStepPlan and its LaneStack

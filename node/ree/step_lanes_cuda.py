@@ -93,9 +93,7 @@ class LaneStack:
         there = (2 * lane + 1 - k) * self.size
         seq = sp_.emit(self.big, dims, offs + here, _PrevArena(self.big, pd, po + there),
                        past, token, None)
-        fixed = {self.big.data_ptr()} | {w.f.data_ptr() for w in sp_._w} | {
-            c.wt.data_ptr() for c in sp_._chain.values()} | {
-            v.data_ptr() for c in sp_._chain.values() for v in c._vec.values()}
+        fixed = {self.big.data_ptr()} | sp_.weight_ptrs()
         if any(t.data_ptr() not in fixed for ln in seq for t in ln.ptrs):
             raise _NoGraph("a launch reads memory outside the stack and weights")
         return seq
@@ -145,10 +143,6 @@ class LaneStack:
 
     # ------------------------------------------------------------------ a step
 
-    def launches(self, k: int, past: int) -> list[_Launch]:
-        """Parity k's launches for steps up to `past` (grids sized for its `grid_tops`)."""
-        return self.seqs[k][bisect_left(self.tops, past)]
-
     def lane_of(self, prev: Sequence[torch.Tensor | None] | None) -> int | None:
         """The lane whose arena of the other parity holds `prev` (its last step), if any."""
         if not isinstance(prev, sp.StepOutputs) or prev.arena.device != self.sp.device:
@@ -162,7 +156,7 @@ class LaneStack:
     def step(self, jobs: Sequence[tuple[int, int, Sequence[torch.Tensor | None], int]]
              ) -> list[sp.StepOutputs]:
         """One decode step of each (lane, past, prev, token): `prev` is staged into the
-        lane's other arena unless it is already there (the lane's own last step)."""
+        lane's other arena (`stage_prev`: nothing to copy for the lane's own last step)."""
         sp_, k = self.sp, self.parity
         if len({j[0] for j in jobs}) != len(jobs):
             raise ValueError("two jobs in one lane")
@@ -170,12 +164,7 @@ class LaneStack:
             if past > sp_.max_past:
                 raise _NoGraph("position past the RoPE table")
             pd, _, po = sp_.frozen_layout(past - 1)
-            other = self.views[lane][1 - k]
-            if not (isinstance(prev, sp.StepOutputs) and prev.arena.data_ptr() ==
-                    other.data_ptr()):
-                stage_prev(sp_, prev, other, pd, po)
-            elif prev.replaced:
-                stage_prev(sp_, {i: prev[i] for i in prev.replaced}, other, pd, po)
+            stage_prev(sp_, prev, self.views[lane][1 - k], pd, po)
         if self.copied is not None:
             self.copied.synchronize()  # the pinned positions of the last step were read
         host = self.pt_host.numpy()

@@ -594,6 +594,13 @@ class CudaStepPlan:
             g = (*ln.grid, 1, 1)[:3]
             ln.kernel[(g[0], g[1], g[2] * lanes)](*ln.ptrs, args, i, LANES=lanes, **ln.consts)
 
+    def weight_ptrs(self) -> set[int]:
+        """The addresses of every weight tensor a launch may read (fixed for the plan's
+        life): a graph replays launches whose other pointers are its own arenas."""
+        return {w.f.data_ptr() for w in self._w} | {
+            c.wt.data_ptr() for c in self._chain.values()} | {
+            v.data_ptr() for c in self._chain.values() for v in c._vec.values()}
+
     def _emit(self, kernel, grid: tuple[int, ...], ptrs: tuple[torch.Tensor, ...],  # noqa: ANN001
               ints: list[int], **consts) -> None:  # noqa: ANN003
         self._launches.append(_Launch(kernel, tuple(max(1, g) for g in grid), ptrs, ints,
@@ -1031,9 +1038,7 @@ class _Graphs:
         pd, _, po = sp_.layout(past - 1)
         seq = sp_.emit(self.arenas[k], dims, offs, _PrevArena(self.arenas[1 - k], pd, po),
                        past, token, None)
-        fixed = {a.data_ptr() for a in self.arenas} | {w.f.data_ptr() for w in sp_._w} | {
-            c.wt.data_ptr() for c in sp_._chain.values()} | {
-            v.data_ptr() for c in sp_._chain.values() for v in c._vec.values()}
+        fixed = {a.data_ptr() for a in self.arenas} | sp_.weight_ptrs()
         if any(t.data_ptr() not in fixed for ln in seq for t in ln.ptrs):
             # a pointer that may change from step to step cannot be replayed
             raise _NoGraph("a launch reads memory outside the arenas and weights")
@@ -1047,10 +1052,7 @@ class _Graphs:
         k = self.parity
         arena, other = self.arenas[k], self.arenas[1 - k]
         pd, _, po = sp_.frozen_layout(past - 1)
-        if not (isinstance(prev, sp.StepOutputs) and prev.arena is other):
-            stage_prev(sp_, prev, other, pd, po)
-        elif prev.replaced:
-            stage_prev(sp_, {i: prev[i] for i in prev.replaced}, other, pd, po)
+        stage_prev(sp_, prev, other, pd, po)
         c0, kp, kt = self.tables[k]
         if self.copied is not None:
             self.copied.synchronize()  # the pinned rows of the last step were read
@@ -1140,7 +1142,12 @@ def stage_prev(sp_: CudaStepPlan,
                prev: Sequence[torch.Tensor | None] | Mapping[int, torch.Tensor],
                other: torch.Tensor, pd: np.ndarray, po: np.ndarray) -> None:
     """The previous step's back-referenced outputs (the KV caches) into the other arena
-    where the graph reads them."""
+    where the graph reads them: when `prev` is that arena's own last step, only the outputs
+    replaced since then."""
+    if isinstance(prev, sp.StepOutputs) and prev.arena.data_ptr() == other.data_ptr():
+        if prev.replaced:
+            stage_prev(sp_, {i: prev[i] for i in prev.replaced}, other, pd, po)
+        return
     refs = prev.keys() if isinstance(prev, Mapping) else sp_.back_refs
     if not isinstance(prev, Mapping) and prev is not None and in_place(sp_, prev, other, po):
         return

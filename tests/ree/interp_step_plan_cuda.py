@@ -55,15 +55,19 @@ def main() -> int:
     if sk.norm_kernel not in kernels or sk.softmax_kernel not in kernels:
         print("the RMSNorm and softmax records were not fused (fuse_launches)")
         return 1
-    bad = [j for j in range(last)
-           if want[j].shape != got[j].shape
-           or not np.array_equal(want[j].numpy().view(np.uint32), got[j].numpy().view(np.uint32))]
+    bad = _differing(want, got, last)
     if bad:
         print("differ:", [(j, m.program.ops[j].name) for j in bad[:20]])
         return 1
     print(f"{len(plan.records)} records equal ({last} ops)")
     return (check_device_roots(got, last) or check_graph_tables(plan, cpu, last)
             or check_stack(plan, cpu, last) or check_argfold(cpu) or check_qchain_dot())
+
+
+def _differing(want, got, last: int) -> list[int]:  # noqa: ANN001 - two steps' outputs
+    """The ops before `last` whose outputs differ in shape or in any bit."""
+    return [j for j in range(last) if want[j].shape != got[j].shape or not np.array_equal(
+        want[j].numpy().view(np.uint32), got[j].numpy().view(np.uint32))]
 
 
 def check_graph_tables(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
@@ -94,8 +98,7 @@ def check_graph_tables(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
     dims, nbytes, offs = plan.layout(past)
     got = StepOutputs(plan.plan, g.arenas[k], offs, nbytes, dims,
                       np.full(plan.tail, -1, dtype=np.int64))
-    bad = [j for j in range(last) if want[j].shape != got[j].shape or not np.array_equal(
-        want[j].numpy().view(np.uint32), got[j].numpy().view(np.uint32))]
+    bad = _differing(want, got, last)
     if bad:
         print("graph table launches differ:", [(j, plan.program.ops[j].name) for j in bad[:20]])
         return 1
@@ -127,8 +130,7 @@ def check_stack(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
         return 1
     outs = stack.step([(1 - i, past, prev, tok) for i, (past, prev, tok, _w) in enumerate(jobs)])
     for i, (out, (_p, _prev, _t, want)) in enumerate(zip(outs, jobs, strict=True)):
-        bad = [j for j in range(last) if want[j].shape != out[j].shape or not np.array_equal(
-            want[j].numpy().view(np.uint32), out[j].numpy().view(np.uint32))]
+        bad = _differing(want, out, last)
         if bad:
             print(f"stacked lane {1 - i} differs:", [(j, plan.program.ops[j].name)
                                                      for j in bad[:20]])
