@@ -35,6 +35,7 @@ import torch
 from node.ree import fold_tree as ft
 from node.ree import linear_chain as lc
 from node.ree.fastsample import U_BITS
+from node.ree.host_arena import ArenaPool
 from referee.layout import Code, Dim, JobConfig, Src, Stage, Symbols, TraceProgram
 from repops.commit import DTYPE_CODES
 
@@ -88,6 +89,7 @@ class StepPlan:
         ops = program.ops
         external: set[int] = set()
         self._keep: list[object] = []  # arrays whose addresses the records hold
+        self._arenas = ArenaPool()
         self._wslot: dict[bytes, int] = {}
         wptr: list[int] = []
         wdims: list[list[int]] = []
@@ -270,7 +272,7 @@ class StepPlan:
         if sym.seq != 1:
             raise PlanError("the step plan runs decode steps (seq = 1) only")
         dims, nbytes, offs = self.layout(sym)
-        arena = torch.empty(int(offs[-1] + nbytes[-1]) if self.tail else 0, dtype=torch.uint8)
+        arena = self._arenas.take(int(offs[-1] + nbytes[-1]) if self.tail else 0)
         for i in self.external:
             t = None if ext is None else ext.get(i)
             o, n = int(offs[i]), int(nbytes[i])
@@ -280,16 +282,16 @@ class StepPlan:
             arena[o:o + n].view(self.dtypes[i]).copy_(t.reshape(-1))
         prev_ptr = np.zeros(self.program.n_ops, dtype=np.int64)
         keep = []
+        in_arena = isinstance(prev, StepOutputs)  # read in place: no view made (~60 a step)
         for i in self.back_refs:
+            if in_arena and i < prev.plan.tail and i not in prev.replaced:
+                prev_ptr[i] = prev.address(i)
+                continue
             t = prev[i]
             if t is not None:
-                if (isinstance(prev, StepOutputs) and i < prev.plan.tail
-                        and i not in prev.replaced):
-                    prev_ptr[i] = prev.address(i)
-                else:
-                    t = t.contiguous()
-                    keep.append(t)
-                    prev_ptr[i] = t.data_ptr()
+                t = t.contiguous()
+                keep.append(t)
+                prev_ptr[i] = t.data_ptr()
         alias = np.full(self.tail, -1, dtype=np.int64)
         return dims, nbytes, offs, arena, prev_ptr, keep, alias
 

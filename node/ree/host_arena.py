@@ -1,0 +1,61 @@
+"""Host memory for step arenas (node/ree/step_plan.py), reused once nothing views it.
+
+Why: a SmolLM2 decode step writes ~26 MB of outputs into a fresh arena, and with the trace
+~3 arenas live at once (the recorder hashes a step or two behind the executor). malloc gave
+freed arenas back to the kernel, or left holes one step too small (the KV caches grow every
+step), so the plan wrote into new pages: ~1,000-2,000 page faults a token, 1-4 ms of a core
+in the kernel beside the executor and the hashing (perf, docs/reports/notes-runtime-perf.md).
+
+A buffer is a NumPy array that this pool holds; an arena is a torch tensor over it
+(`torch.from_numpy`), and every view of that tensor keeps the array referenced. So the array's
+reference count says whether anything still reads an arena: nothing but the pool holds it, it
+is free. Reuse changes no value, only where the bytes of a step lie.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import numpy as np
+import torch
+
+
+def rounded(size: int) -> int:
+    """`size` rounded up to a step of 1/8-1/16 of it (at least 64 KiB): an arena that grew a
+    little since the last step still fits the buffer the last one of its size freed."""
+    step = 1 << max(16, size.bit_length() - 4)
+    return -(-size // step) * step
+
+
+class ArenaPool:
+    """Buffers of step arenas, up to `max_bytes` of them kept."""
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self._bufs: list[np.ndarray] = []
+        self._lock = threading.Lock()
+        self.allocated = 0  # buffers made (diagnostics: a steady decode makes none)
+
+    def take(self, size: int) -> torch.Tensor:
+        """A uint8 tensor of `size` bytes, uninitialised, on a free buffer if one fits."""
+        want = rounded(size)
+        with self._lock:
+            bufs = self._bufs
+            free = [k for k in range(len(bufs)) if sys.getrefcount(bufs[k]) == 2]
+            fit = [k for k in free if want <= bufs[k].nbytes <= 2 * want]
+            if fit:
+                buf = bufs[min(fit, key=lambda k: bufs[k].nbytes)]
+            else:
+                buf = np.empty(want, dtype=np.uint8)
+                self.allocated += 1
+                held = sum(b.nbytes for b in bufs)
+                for k in sorted(free, key=lambda k: bufs[k].nbytes):
+                    if held + want <= self.max_bytes:
+                        break
+                    held -= bufs[k].nbytes
+                    bufs[k] = None  # type: ignore[call-overload]
+                bufs[:] = [b for b in bufs if b is not None]
+                if held + want <= self.max_bytes:
+                    bufs.append(buf)
+        return torch.from_numpy(buf)[:size]

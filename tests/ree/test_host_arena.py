@@ -1,0 +1,44 @@
+"""node/ree/host_arena.py: an arena's buffer is reused only once nothing views it."""
+
+import torch
+
+from node.ree.host_arena import ArenaPool, rounded
+
+
+def test_rounded_fits_a_slightly_larger_arena() -> None:
+    for size in (0, 1, 4095, 65536, 26_300_000, 4_325_000):
+        r = rounded(size)
+        assert size <= r <= max(65536, size + size // 8)
+    assert rounded(26_300_000) == rounded(26_300_000 + 50_000)  # a step later: same buffer
+
+
+def test_buffer_reused_only_when_free() -> None:
+    pool = ArenaPool()
+    a = pool.take(100_000)
+    a.fill_(7)
+    view = a[10:20].view(torch.uint8)
+    del a
+    b = pool.take(100_000)  # the first arena's view still reads its buffer
+    assert b.data_ptr() != view.data_ptr() - 10
+    assert int(view.sum()) == 70
+    assert pool.allocated == 2
+    ptr = view.data_ptr() - 10
+    del view
+    c = pool.take(100_500)  # a little larger: the freed buffer still fits
+    assert c.data_ptr() == ptr and c.numel() == 100_500 and pool.allocated == 2
+    n = c.numpy()  # a NumPy view keeps it too
+    del c
+    d = pool.take(100_000)
+    assert d.data_ptr() != ptr and pool.allocated == 3  # b's buffer is b's still
+    del n
+    assert pool.take(100_000).data_ptr() == ptr
+
+
+def test_pool_holds_at_most_max_bytes() -> None:
+    pool = ArenaPool(max_bytes=300_000)
+    keep = [pool.take(100_000) for _ in range(5)]
+    assert sum(x.nbytes for x in pool._bufs) <= 300_000
+    del keep
+    big = pool.take(250_000)  # free small buffers make room
+    assert sum(x.nbytes for x in pool._bufs) <= 300_000
+    assert big.numel() == 250_000
