@@ -33,6 +33,19 @@
  * over the share of one that did not. */
 #define PAR_MIN_BLOCKS 8192
 
+/* repops_pool.c: the executor's product chunks, taken between batches while a trace step is
+ * hashed beside it (see repops_pool_helping); they never touch a digest. Weak, so that this file
+ * also builds alone (tests compile it by itself, with other ISA flags). */
+#if defined(__GNUC__) || defined(__clang__)
+void repops_pool_helping(int on) __attribute__((weak));
+void repops_pool_help(void) __attribute__((weak));
+#define POOL_HELPING(on) (repops_pool_helping ? repops_pool_helping(on) : (void)0)
+#define POOL_HELP() (repops_pool_help ? repops_pool_help() : (void)0)
+#else
+#define POOL_HELPING(on) ((void)0)
+#define POOL_HELP() ((void)0)
+#endif
+
 /* Batches hop from tensor to tensor, which the hardware prefetcher cannot guess: the next
  * block of every lane is requested one permutation ahead. Only a hint, never a result. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -356,6 +369,7 @@ static void hash_msgs(const kmsg* ms, int64_t n, int threads) {
                 PREFETCH(ord[q].p + 64);
                 PREFETCH(ord[q].p + KECCAK_RATE - 2);
             }
+        POOL_HELP();
         int lanes = (int)(first[bi + 1] - first[bi]), nb = msg_blocks(m[0].len);
 #ifndef KECCAK_X8
         for (int l = 0; l < lanes; l++) hash_one(&m[l]);
@@ -507,6 +521,7 @@ void repops_tensor_roots_known(int64_t n, const uint8_t* const* data, const int6
                                const uint8_t* const* known, const int64_t* nknown,
                                uint8_t* const* leaves_out, uint8_t* out, int threads) {
     if (n <= 0) return;
+    POOL_HELPING(1);
     /* tree i occupies nodes [base[i], base[i] + 2 P_i - 1) of `nodes`, laid out as
      * repops_merkle_levels does: padded leaves first, root last */
     int64_t* base = malloc((size_t)(n + 1) * sizeof *base);
@@ -529,6 +544,7 @@ void repops_tensor_roots_known(int64_t n, const uint8_t* const* data, const int6
     int64_t m = 0;
     struct const_memo memo = {0};
     for (int64_t i = 0; i < n; i++) {
+        if ((i & 63) == 0) POOL_HELP(); /* this loop reads every chunk's first bytes */
         int64_t c = chunk_msgs(data[i], lens[i], nodes + 32 * base[i], ms + m);
         int64_t p = (base[i + 1] - base[i] + 1) / 2;
         memset(nodes + 32 * (base[i] + c), 0, (size_t)(32 * (p - c)));
@@ -574,6 +590,7 @@ void repops_tensor_roots_known(int64_t n, const uint8_t* const* data, const int6
     free(ms);
     free(nodes);
     free(base);
+    POOL_HELPING(0);
 }
 
 /* Commitments C4 for n tensors, no leaves known (repops_tensor_roots_known). */

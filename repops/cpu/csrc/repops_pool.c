@@ -30,6 +30,8 @@ static _Atomic(void *) pool_ctx;
 static _Atomic int64_t pool_n;
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER; /* one job at a time */
 static int pool_workers;
+static _Atomic int pool_helpers; /* threads in a repops_pool_helping section */
+static _Atomic int64_t pool_helped; /* chunks helpers ran (tests: the path is taken) */
 
 static void futex_wait(_Atomic uint32_t *addr, uint32_t val) {
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
@@ -47,18 +49,20 @@ static inline void cpu_relax(void) {
 
 /* Claim and run chunks of generation g until none is left. A claim succeeds only while the
  * counter still holds generation g, so fn/ctx/n read just before it belong to g. */
-static void work_loop(uint32_t g) {
+static int64_t work_loop(uint32_t g) {
+    int64_t ran = 0;
     for (;;) {
         uint64_t c = atomic_load_explicit(&pool_claim, memory_order_acquire);
-        if ((uint32_t)(c >> 32) != g) return;
+        if ((uint32_t)(c >> 32) != g) return ran;
         int64_t i = (int64_t)(c & 0xFFFFFFFFu);
         repops_chunk_fn fn = atomic_load_explicit(&pool_fn, memory_order_relaxed);
         void *ctx = atomic_load_explicit(&pool_ctx, memory_order_relaxed);
-        if (i >= atomic_load_explicit(&pool_n, memory_order_relaxed)) return;
+        if (i >= atomic_load_explicit(&pool_n, memory_order_relaxed)) return ran;
         if (!atomic_compare_exchange_weak_explicit(&pool_claim, &c, c + 1, memory_order_acq_rel,
                                                    memory_order_relaxed))
             continue;
         fn(ctx, i);
+        ran++;
         atomic_fetch_add_explicit(&pool_done, 1, memory_order_release);
     }
 }
@@ -114,6 +118,31 @@ static void pool_grow(int want) {
     }
 }
 
+/* A thread that hashes a trace beside the executor (repops_keccak.c) marks its hashing a
+ * helping section and calls repops_pool_help between message batches. Why: with the trace,
+ * three threads (executor, pool worker, hasher) shared two cores, and the OS split the second
+ * core between a worker spinning for the next product and the hasher. While a helper is
+ * hashing, jobs do not wake the sleeping workers: the helper takes chunks within microseconds
+ * of a job's start instead, and returns to its hashing when none is left. */
+void repops_pool_helping(int on) {
+    atomic_fetch_add_explicit(&pool_helpers, on ? 1 : -1, memory_order_relaxed);
+}
+
+/* Claim and run the current job's chunks, if one has any left (a load or two when not). */
+void repops_pool_help(void) {
+    uint32_t g = atomic_load_explicit(&pool_gen, memory_order_acquire);
+    uint64_t c = atomic_load_explicit(&pool_claim, memory_order_relaxed);
+    if ((uint32_t)(c >> 32) != g ||
+        (int64_t)(c & 0xFFFFFFFFu) >= atomic_load_explicit(&pool_n, memory_order_relaxed))
+        return;
+    REPOPS_FP_ENTER; /* spec §1.2 for the chunks; the hasher's own mode restored after */
+    int64_t ran = work_loop(g);
+    REPOPS_FP_EXIT;
+    if (ran) atomic_fetch_add_explicit(&pool_helped, ran, memory_order_relaxed);
+}
+
+int64_t repops_pool_helped(void) { return atomic_load_explicit(&pool_helped, memory_order_relaxed); }
+
 /* Run fn(ctx, i) for i in [0, nchunks) on the caller plus up to nthreads - 1 pool workers. The
  * caller must have set its own MXCSR (REPOPS_FP_ENTER). */
 void repops_pool_run(int64_t nchunks, repops_chunk_fn fn, void *ctx, int nthreads) {
@@ -130,7 +159,7 @@ void repops_pool_run(int64_t nchunks, repops_chunk_fn fn, void *ctx, int nthread
     atomic_store_explicit(&pool_done, 0, memory_order_relaxed);
     atomic_store_explicit(&pool_claim, (uint64_t)g << 32, memory_order_release);
     atomic_store_explicit(&pool_gen, g, memory_order_release);
-    futex_wake_all(&pool_gen);
+    if (atomic_load_explicit(&pool_helpers, memory_order_relaxed) == 0) futex_wake_all(&pool_gen);
     work_loop(g);
     /* wait only for chunks a worker claimed and is still running */
     for (int64_t spins = 0; atomic_load_explicit(&pool_done, memory_order_acquire) < nchunks;
