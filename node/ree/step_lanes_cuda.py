@@ -31,6 +31,7 @@ from node.ree.step_plan_cuda import (
     _NoGraph,
     _PrevArena,
     _RootsGraphs,
+    affine_table,
     grid_tops,
     stage_prev,
 )
@@ -98,37 +99,16 @@ class LaneStack:
             raise _NoGraph("a launch reads memory outside the stack and weights")
         return seq
 
-    @staticmethod
-    def _kinds(seq: Sequence[_Launch]) -> list:
-        return [(ln.kernel, tuple(t.data_ptr() for t in ln.ptrs), sorted(ln.consts.items()))
-                for ln in seq]
-
     def _derive(self, past: int, token: int) -> None:
-        """Per parity the table's C, K, T and L from four emitted steps, checked at the
-        steps whose grids are kept (one at each of `tops`: a q·k DOT's grid grows with the
-        keys) and at one more, lanes and tokens far apart."""
-        sp_, top, n = self.sp, self.sp.max_past, self.lanes
-        lo = max(1, min(past, top - 8))
+        """Per parity the table's C, K, T and L (`affine_table`), on the device as the base
+        C + L·lane and the coefficients `_fill` reads."""
+        sp_, n = self.sp, self.lanes
         dev = sp_.device
         for k in range(2):
-            pts = [(0, lo, token), (0, lo + 1, token), (0, lo, token + 1), (1, lo, token)]
-            seqs = [self._emit(k, *p) for p in pts]
-            kinds = self._kinds(seqs[0])
-            rows = [sp_.table(q) for q in seqs]
-            kp, kt, kl = rows[1] - rows[0], rows[2] - rows[0], rows[3] - rows[0]
-            c0 = rows[0] - kp * lo - kt * token
-            sized = []
-            for lane, p, t in ((n // 2, (lo + top) // 2, token + 7),
-                               *((n - 1, p, token + 3) for p in self.tops)):
-                seq = self._emit(k, lane, p, t)
-                if self._kinds(seq) != kinds or not np.array_equal(
-                        sp_.table(seq), c0 + kp * p + kt * t + kl * lane):
-                    raise _NoGraph(f"launch integers are not affine in lane, position "
-                                   f"and token (lane {lane}, position {p})")
-                sized.append(seq)
-            if any(q != kinds for q in map(self._kinds, seqs[1:])):
-                raise _NoGraph("the launch sequence changes with the position or lane")
-            self.seqs.append(sized[1:])
+            c0, kp, kt, kl, sized = affine_table(lambda lane, p, t, k=k: self._emit(k, lane, p, t),
+                                                 sp_.table, n, past, token, sp_.max_past,
+                                                 self.tops)
+            self.seqs.append(sized)
             lane_ix = np.arange(n, dtype=np.int64)[None, :, None]
             base = c0[:, None, :] + kl[:, None, :] * lane_ix
             self.base.append(torch.from_numpy(np.ascontiguousarray(base)).to(dev))

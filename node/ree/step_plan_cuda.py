@@ -20,7 +20,7 @@ repops_step_plan.c); tests/ree/test_step_plan_cuda.py compares every leaf with t
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -73,6 +73,46 @@ def grid_tops(top: int) -> list[int]:
         tops.append(t - 1)
         t *= 2
     return [*tops, top]
+
+
+def affine_table(emit: Callable[[int, int, int], list[_Launch]], table: Callable,
+                 lanes: int, past: int, token: int, top: int, tops: Sequence[int]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[list[_Launch]]]:
+    """A graph's launch integers as C + K·past + T·token + L·lane (ADR 0004, ADR 0011), and
+    its launch sequences sized for each of `tops`. `emit(lane, past, token)`: one step's
+    launches; `table`: their integers (`CudaStepPlan.table`).
+
+    Why derived and then checked: a graph replays fixed launches, so everything but the
+    integers must not change with the position, token or lane, and the integers must be affine
+    in them. Four emitted steps give C, K, T and L; the steps whose grids are kept (one at
+    each of `tops`: a q·k DOT's grid grows with the keys) and one more, lanes and tokens far
+    apart, must match them, or the caller runs without a graph (`_NoGraph`)."""
+    lo = max(1, min(past, top - 8))
+    pts = [(0, lo, token), (0, lo + 1, token), (0, lo, token + 1)]
+    seqs = [emit(*p) for p in pts + ([(1, lo, token)] if lanes > 1 else [])]
+    kind = _kinds(seqs[0])
+    if any(_kinds(q) != kind for q in seqs[1:]):
+        raise _NoGraph("the launch sequence changes with the position or lane")
+    rows = [table(q) for q in seqs]
+    kp, kt = rows[1] - rows[0], rows[2] - rows[0]
+    kl = rows[3] - rows[0] if lanes > 1 else np.zeros_like(kp)
+    c0 = rows[0] - kp * lo - kt * token
+    sized = []
+    for lane, p, t in ((lanes // 2, (lo + top) // 2, token + 7),
+                       *((lanes - 1, q, token + 3) for q in tops)):
+        seq = emit(lane, p, t)
+        if _kinds(seq) != kind or not np.array_equal(table(seq),
+                                                     c0 + kp * p + kt * t + kl * lane):
+            raise _NoGraph(f"launch integers are not affine in the lane, position and token "
+                           f"(lane {lane}, position {p})")
+        sized.append(seq)
+    return c0, kp, kt, kl, sized[1:]
+
+
+def _kinds(seq: Sequence[_Launch]) -> list:
+    """What a graph bakes in of each launch: kernel, pointers, constants."""
+    return [(ln.kernel, tuple(t.data_ptr() for t in ln.ptrs), sorted(ln.consts.items()))
+            for ln in seq]
 
 
 class CudaChain:
@@ -989,26 +1029,12 @@ class _Graphs:
         self.roots_error: str | None = None  # why the trace's roots are not a graph, if not
 
     def _derive(self, past: int, token: int) -> None:
-        sp_, top = self.sp, self.sp.max_past
-        lo = max(1, min(past, top - 8))
+        sp_ = self.sp
         for k in range(2):
-            pts = [(lo, token), (lo + 1, token), (lo, token + 1)]
-            seqs = [self._emit(k, p, t) for p, t in pts]
-            kinds = [[(ln.kernel, sorted(ln.consts.items())) for ln in q] for q in seqs]
-            if kinds[1] != kinds[0] or kinds[2] != kinds[0]:
-                raise _NoGraph("the launch sequence changes with the position")
-            rows = [sp_.table(q) for q in seqs]
-            c_, kp, kt = rows[0], rows[1] - rows[0], rows[2] - rows[0]
-            c0 = c_ - kp * lo - kt * token
-            sized = []  # grids at each of `tops` (a q·k DOT's grid grows with the keys)
-            for p, t in ((lo + top) // 2, token + 7), *((t, token + 3) for t in self.tops):
-                seq = self._emit(k, p, t)
-                got = sp_.table(seq)
-                if [(ln.kernel, sorted(ln.consts.items())) for ln in seq] != kinds[0] or \
-                        not np.array_equal(got, c0 + kp * p + kt * t):
-                    raise _NoGraph(f"launch integers are not affine in the position ({p})")
-                sized.append(seq)
-            self.seqs.append(sized[1:])
+            c0, kp, kt, _, sized = affine_table(lambda _lane, p, t, k=k: self._emit(k, p, t),
+                                                sp_.table, 1, past, token, sp_.max_past,
+                                                self.tops)
+            self.seqs.append(sized)
             self.tables.append((c0, kp, kt))
 
     def launches(self, k: int, past: int) -> list[_Launch]:

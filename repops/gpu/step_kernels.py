@@ -135,10 +135,8 @@ def ew_kernel(A, B, OUT, ARGS, ROW, FN: tl.constexpr, HAS_B: tl.constexpr,
     y = _ew_fn(a, b, FN)
     if MASK:
         c = tl.load(P + 26).to(tl.int32)
-        col = e % c
-        row = (e // c) % tl.load(P + 25).to(tl.int32)
-        bits = tl.zeros([BLOCK], dtype=tl.int32) + tl.load(P + 22).to(tl.int32)
-        y = tl.where(col > tl.load(P + 24) + row, bits.to(tl.float32, bitcast=True), y)
+        y = _masked(y, e % c, (e // c) % tl.load(P + 25).to(tl.int32), tl.load(P + 24), P + 22,
+                    MASK)
     tl.store(OUT + tl.load(P + 2) + e, y, mask=m)
 
 
@@ -241,6 +239,18 @@ def _masked(y, col, row, past, FILL, MASK: tl.constexpr):
     return y
 
 
+@triton.jit
+def _row_ew(SRC, DST, e0, C, b, F: tl.constexpr, mrow, past, FILL, M: tl.constexpr,
+            BLOCK: tl.constexpr):
+    """softmax_kernel's first and last EW over its row: DST[e] = f(SRC[e], b), masked."""
+    c = tl.arange(0, BLOCK)
+    for start in range(0, C, BLOCK):
+        m = start + c < C
+        a = tl.load(SRC + e0 + start + c, mask=m, other=1.0)
+        tl.store(DST + e0 + start + c, _masked(_ew_fn(a, b, F), start + c, mrow, past, FILL, M),
+                 mask=m)
+
+
 @triton.jit(do_not_specialize=["ROW"])
 def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.constexpr,
                    F_EXP: tl.constexpr, F_DIV: tl.constexpr, M_SCALE: tl.constexpr,
@@ -266,12 +276,8 @@ def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.con
     past = tl.load(P + 16)
     e0 = r.to(tl.int64) * C
     c = tl.arange(0, BLOCK)
-    s_scale = _scalar_f(P + 11, BLOCK)
-    for start in range(0, C, BLOCK):
-        m = start + c < C
-        a = tl.load(A + tl.load(P) + e0 + start + c, mask=m, other=1.0)
-        y = _masked(_ew_fn(a, s_scale, F_SCALE), start + c, mrow, past, P + 12, M_SCALE)
-        tl.store(OUT + tl.load(P + 1) + e0 + start + c, y, mask=m)
+    _row_ew(A + tl.load(P), OUT + tl.load(P + 1), e0, C, _scalar_f(P + 11, BLOCK), F_SCALE,
+            mrow, past, P + 12, M_SCALE, BLOCK)
     tl.debug_barrier()
     _fold_levels(OUT + tl.load(P + 1), OUT, tl.load(P + 4), r.to(tl.int64), rows, C,
                  tl.load(P + 5), NEG0, CAP0, NLEV, C_MAX)
@@ -289,11 +295,8 @@ def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.con
                  tl.load(P + 9), NEG0, CAP0, NLEV, C_SUM)
     tl.debug_barrier()
     sm = tl.load(OUT + tl.load(P + 19) + r + c * 0)
-    for start in range(0, C, BLOCK):
-        m = start + c < C
-        a = tl.load(OUT + tl.load(P + 7) + e0 + start + c, mask=m, other=1.0)
-        y = _masked(_ew_fn(a, sm, F_DIV), start + c, mrow, past, P + 15, M_DIV)
-        tl.store(OUT + tl.load(P + 10) + e0 + start + c, y, mask=m)
+    _row_ew(OUT + tl.load(P + 7), OUT + tl.load(P + 10), e0, C, sm, F_DIV, mrow, past, P + 15,
+            M_DIV, BLOCK)
 
 
 @triton.jit
