@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
+import resource
 import statistics
 import sys
 import time
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(3):  # prefill, then both arenas' graphs captured
             feed(bx.run_step(lanes))
         torch.cuda.synchronize()
-        rows = []
+        rows, tail_cpu = [], []
         prof, tprof = cProfile.Profile(), cProfile.Profile()
         for n in range(args.steps):
             states = [ln.state() for ln in lanes]
@@ -70,10 +72,13 @@ def main(argv: list[str] | None = None) -> int:
             t2 = time.perf_counter()
             if n == args.steps - 1:
                 tprof.enable()
+            c2, f2 = os.times(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             full = fx.run_tails(states, outs, [ln.prev for ln in lanes],
                                 [ln.feed for ln in lanes])  # as BatchExecutor does
             tprof.disable()
             t3 = time.perf_counter()
+            c3, f3 = os.times(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            tail_cpu.append((c3.user + c3.system - c2.user - c2.system, f3 - f2))
             for ln, o in zip(lanes, full, strict=True):
                 ln.prev = [o[i] if i in bx._kept else None for i in range(len(o))]
                 ln.step += 1
@@ -83,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         pstats.Stats(prof).sort_stats("tottime").print_stats(14)
         print("the tails of one step (one call, side by side):")
         pstats.Stats(tprof).sort_stats("tottime").print_stats(25)
+        cpu_ms, faults = (statistics.median(c) for c in zip(*tail_cpu, strict=True))
+        print(f"the tails' host CPU time {cpu_ms * 1e3:.1f} ms a step (all threads), "
+              f"{faults:.0f} page faults a step; {_host_facts()}")
+        _tail_parts(fx, states, outs)
         stack = plan._stack
         print(f"batch {args.batch}, stacked lanes {stack.lanes if stack else 0}, lane graphs "
               f"{len(plan._lanes)}, graph_error {plan.graph_error}")
@@ -111,6 +120,41 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(graphs)} lane graphs replayed on {label}: queued in {q:.1f} ms, "
                   f"done in {w:.1f} ms")
     return 0
+
+
+def _host_facts() -> str:
+    """What bounds the host's threads: the cores this process may use, the cgroup's CPU
+    quota (a quota under the core count throttles a team of that many threads), the load."""
+    quota = "none"
+    for f in ("/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
+        try:
+            quota = Path(f).read_text().strip()
+            break
+        except OSError:
+            continue
+    return (f"{len(os.sched_getaffinity(0))} cores usable, cgroup cpu quota {quota!r}, "
+            f"load {os.getloadavg()[0]:.2f}")
+
+
+def _tail_parts(fx, states, outs) -> None:  # noqa: ANN001 - the executor, a step's states/outputs
+    """One batch of host tails again, timed by part: laying out the jobs (arenas, the
+    logits copied from the device), the records up to the argmax, the rest (here waited
+    for), each with the plan's thread count."""
+    from repops.cpu.kernels import plan_threads
+
+    host, nt = fx._host, plan_threads()
+    if host is None or host.plan is None:
+        return
+    plan = host.plan
+    t0 = time.perf_counter()
+    jobs = host._prepare(outs, states)
+    t1 = time.perf_counter()
+    plan.run_prepared(jobs, 0, plan.early_records, nt)
+    t2 = time.perf_counter()
+    plan.run_prepared(jobs, plan.early_records, plan.n_records, nt)
+    t3 = time.perf_counter()
+    print(f"{len(states)} tails by part ({nt} threads): lay out {(t1 - t0) * 1e3:.2f} ms, "
+          f"to the argmax {(t2 - t1) * 1e3:.2f} ms, the rest {(t3 - t2) * 1e3:.2f} ms")
 
 
 def _replay_ms(replay, reps: int) -> tuple[float, float]:  # noqa: ANN001 - a callable
