@@ -42,3 +42,14 @@ def test_pool_holds_at_most_max_bytes() -> None:
     big = pool.take(250_000)  # free small buffers make room
     assert sum(x.nbytes for x in pool._bufs) <= 300_000
     assert big.numel() == 250_000
+
+
+def test_growing_arenas_do_not_pile_up() -> None:
+    """A decode's arenas grow every step: buffers too small for the next ones are let go."""
+    pool = ArenaPool()
+    prev = None
+    for step in range(400):
+        cur = pool.take(1_000_000 + 90_000 * step)  # the last step's arena still read
+        prev, cur = cur, None  # noqa: F841 - the executor keeps only the last step's
+    assert len(pool._bufs) <= 4
+    assert pool.allocated < 100  # about two a size step (1/16-1/8), not one a step
