@@ -110,7 +110,7 @@ def _cpu_grouped_gemm(a: torch.Tensor, b: torch.Tensor, group: int, k0: int, ken
     ba, r, k = a.shape
     n = b.shape[1]
     out = torch.empty((ba, r, n), dtype=torch.float32)
-    gemm, nt = _gemm_fn(), cpu_kernels.threads()
+    gemm, nt = _gemm_fn(), cpu_kernels.plan_threads()
     ap, bp, op = a.data_ptr() + 4 * k0, b.data_ptr() + 4 * k0, out.data_ptr()
     for i in range(ba):
         gemm(r, n, kend - k0, ap + 4 * i * r * k, k, bp + 4 * (i // group) * n * k, 1, k,

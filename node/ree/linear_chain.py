@@ -136,7 +136,7 @@ class PanelChain:
 
     def run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [1, K] → (segment outputs [nseg, N], doubtful flag) (module docstring)."""
-        from repops.cpu.kernels import threads
+        from repops.cpu.kernels import plan_threads
 
         nseg, n, xa = len(self.spans), self.n, self._xa
         if self.uniform:  # segment s covers [s·S, (s+1)·S): one strided copy
@@ -146,7 +146,7 @@ class PanelChain:
             for s, (k0, k1) in enumerate(self.spans):
                 xa[s, 1:1 + k1 - k0] = x[0, k0:k1]
         out = torch.empty((nseg, n), dtype=torch.float32)
-        xp, op, lda, nt = xa.data_ptr(), out.data_ptr(), xa.shape[1], threads()
+        xp, op, lda, nt = xa.data_ptr(), out.data_ptr(), xa.shape[1], plan_threads()
         padded = n != self.npad
         for s, (kk, panels, head) in enumerate(self._calls):
             if s == 0:
@@ -220,7 +220,7 @@ class QuantChain:
     def run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [R, K] → (segment outputs [nseg, R, N], False): for R = 1 the elements of
         `PanelChain.run`'s [nseg, N], exact where that one is doubtful."""
-        from repops.cpu.kernels import threads
+        from repops.cpu.kernels import plan_threads
 
         x = x.contiguous()
         r, k = x.shape
@@ -228,7 +228,7 @@ class QuantChain:
             raise ValueError(f"QuantChain: x has K = {k}, the weight {self.k}")
         out = torch.empty((self.nseg, r, self.n), dtype=torch.float32)
         if self._fn(self._code, r, self.n, k, x.data_ptr(), k, self.packed.panels.data_ptr(),
-                    self.nseg, self._ends.data_ptr(), out.data_ptr(), threads(), 0):
+                    self.nseg, self._ends.data_ptr(), out.data_ptr(), plan_threads(), 0):
             raise ValueError("QuantChain: the kernel refused the segment ends")
         return out, _NO_DOUBT
 
