@@ -937,7 +937,7 @@ class FastExecutor:
             raise FastExecError("FOLD: row wider than two caps")
         if not causal or r == 1:
             return self._fold_uniform(op, x, st, canonical)
-        x2 = canon(x.reshape(-1, w))
+        x2 = x.reshape(-1, w) if canonical else canon(x.reshape(-1, w))
         rows = x2.shape[0]
         lo = x2[:, :cap] if w >= cap else torch.cat(
             [x2, _fill((rows, cap - w), NEG_ZERO, self.device)], dim=1)
