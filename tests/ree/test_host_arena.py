@@ -34,14 +34,19 @@ def test_buffer_reused_only_when_free() -> None:
     assert pool.take(100_000).data_ptr() == ptr
 
 
-def test_pool_holds_at_most_max_bytes() -> None:
-    pool = ArenaPool(max_bytes=300_000)
-    keep = [pool.take(100_000) for _ in range(5)]
-    assert sum(x.nbytes for x in pool._bufs) <= 300_000
+def test_pool_keeps_at_most_max_free_idle_bytes() -> None:
+    pool = ArenaPool(max_free=300_000)
+    keep = [pool.take(100_000) for _ in range(6)]  # all in use: all pooled
+    assert len(pool._bufs) == 6
     del keep
-    big = pool.take(250_000)  # free small buffers make room
-    assert sum(x.nbytes for x in pool._bufs) <= 300_000
-    assert big.numel() == 250_000
+    big = pool.take(250_000)  # six idle too-small buffers: let go
+    assert [b.nbytes for b in pool._bufs] == [rounded(250_000)] and big.numel() == 250_000
+    del big
+    keep = [pool.take(400_000) for _ in range(3)]
+    del keep  # three idle ones of 458,752 bytes: too large for the next, over max_free
+    small = pool.take(150_000)
+    assert [b.nbytes for b in pool._bufs] == [rounded(150_000)]  # the idle three let go
+    assert small.numel() == 150_000
 
 
 def test_growing_arenas_do_not_pile_up() -> None:
