@@ -318,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=32, help="jobs of the REE batch run (0: skip)")
     ap.add_argument("--batch-tokens", type=int, help="decode steps of the batch run "
                     "(default --tokens)")
+    ap.add_argument("--grid-min", type=int, default=None,
+                    help="size CUDA launch grids per position bucket from this one "
+                         "(step_plan_cuda.GRID_MIN; 0: one grid for the largest position)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     path = out / "bench-runtime.json"
@@ -329,10 +332,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from node.ree.model import load_model
 
+    grid: dict = {}
+    if args.device == "cuda":
+        from node.ree import step_plan_cuda
+        if args.grid_min is not None:
+            step_plan_cuda.GRID_MIN = args.grid_min or None
+        grid["grid_min"] = step_plan_cuda.GRID_MIN
     model = load_model("smollm2", max_ctx=2048, with_model_hash=False)
     tok = model.tokenizer()
     toks = tok.encode_chat(PROMPT)
-    sec = {"date": time.strftime("%Y-%m-%d"), "machine": machine(args.device)}
+    sec = {"date": time.strftime("%Y-%m-%d"), "machine": machine(args.device), **grid}
     sec["trace"] = bench_trace(model, args.device, toks, args.tokens)
     print(json.dumps(sec["trace"]), file=sys.stderr, flush=True)
     eager: dict = {}

@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also the device time of the stack's launches by kernel (torch.profiler)")
     ap.add_argument("--no-stack", action="store_true",
                     help="a lane of graphs per job (ADR 0007) instead of one stack (ADR 0011)")
+    ap.add_argument("--grid-min", type=int, default=None,
+                    help="size launch grids per position bucket from this one (step_plan_cuda."
+                         "GRID_MIN; default: the module's setting)")
     args = ap.parse_args(argv)
     import torch
 
@@ -38,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     from node.ree.fastexec import FastExecutor
     from node.ree.model import load_model
     from node.ree.sampling import SamplingConfig
+
+    if args.grid_min is not None:
+        from node.ree import step_plan_cuda
+        step_plan_cuda.GRID_MIN = args.grid_min or None
 
     model = load_model("smollm2", max_ctx=2048, with_model_hash=False)
     toks = model.tokenizer().encode_chat("Explain in a few sentences why the sky is blue.")
