@@ -119,7 +119,9 @@ def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, monkeypatch):
     samplings = [SamplingConfig(), SamplingConfig(0.8, 40, 0.9, seed=5), SamplingConfig(),
                  SamplingConfig(0.7, 0, 1.0, seed=9)]
     gpu.plan.stack_lanes, gpu.plan._stack = stack, None
-    monkeypatch.setattr(step_plan_cuda, "GRID_MIN", 16)  # positions 14-22 cross 15
+    # a stacked step's grids fit its largest position: 16 and 17, then 18-20 (jobs 2 and 0),
+    # so the first two steps take the bucket sized for 17 and the rest the next one
+    monkeypatch.setattr(step_plan_cuda, "GRID_MIN", 18)
     try:
         results = []
         for ex in executors:
