@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid-min", type=int, default=None,
                     help="size launch grids per position bucket from this one (step_plan_cuda."
                          "GRID_MIN; default: the module's setting)")
+    ap.add_argument("--trace", action="store_true",
+                    help="also commit each job's trace (a TraceRecorder per job, as the bench's "
+                         "traced batch): the recorders' time a step")
     args = ap.parse_args(argv)
     import torch
 
@@ -41,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from node.ree.fastexec import FastExecutor
     from node.ree.model import load_model
     from node.ree.sampling import SamplingConfig
+    from node.ree.trace import TraceRecorder
 
     if args.grid_min is not None:
         from node.ree import step_plan_cuda
@@ -56,13 +60,25 @@ def main(argv: list[str] | None = None) -> int:
     plan.stack_lanes = not args.no_stack
     prog = model.program
 
+    recs = [TraceRecorder(prog, toks) for _ in lanes] if args.trace else []
+
     def feed(outs: list) -> None:
         for ln, o in zip(lanes, outs, strict=True):
             ln.feed = int(o[prog.token_op].reshape(-1)[0])
 
+    def record(outs: list) -> None:
+        if recs:
+            for r, o in zip(recs, outs, strict=True):
+                r.add_step(o)
+
     with torch.no_grad():
         for _ in range(3):  # prefill, then both arenas' graphs captured
-            feed(bx.run_step(lanes))
+            outs = bx.run_step(lanes)
+            record(outs)
+            feed(outs)
+        del outs
+        for r in recs:  # the prefills' leaves hashed before the steps are timed
+            r.flush()
         torch.cuda.synchronize()
         rows, tail_cpu = [], []
         prof, tprof = cProfile.Profile(), cProfile.Profile()
@@ -90,7 +106,13 @@ def main(argv: list[str] | None = None) -> int:
                 ln.prev = [o[i] if i in bx._kept else None for i in range(len(o))]
                 ln.step += 1
             feed(full)
-            rows.append((t1 - t0, t2 - t1, t3 - t2))
+            record(full)
+            del full
+            rows.append((t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3))
+        t4 = time.perf_counter()
+        for r in recs:
+            r.flush()
+        flush_ms = (time.perf_counter() - t4) * 1e3
         med = [statistics.median(c) * 1e3 for c in zip(*rows, strict=True)]
         pstats.Stats(prof).sort_stats("tottime").print_stats(14)
         print("the tails of one step (one call, side by side):")
@@ -104,7 +126,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(plan._lanes)}, graph_error {plan.graph_error}")
         print(f"per step (ms, median of {args.steps}): queue lanes {med[0]:.1f}, "
               f"device after queueing {med[1]:.1f}, tails {med[2]:.1f}, "
+              f"lanes kept and traces queued {med[3]:.1f}, "
               f"total {sum(med):.1f} -> {args.batch / sum(med) * 1e3:.0f} tok/s")
+        if recs:
+            hashed = sum(r.hash_seconds for r in recs)
+            print(f"traces: {flush_ms:.1f} ms to finish hashing after the last step; the "
+                  f"recorders' workers {hashed / (args.steps + 3) * 1e3:.1f} ms a step "
+                  f"(all {len(recs)}, prefill included)")
+            for r in recs:
+                r.close()
 
         if stack is not None and stack.graphs:
             q, w = _replay_ms(next(iter(stack.graphs.values())).replay, 5)

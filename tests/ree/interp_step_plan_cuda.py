@@ -81,11 +81,11 @@ def check_graph_tables(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
     prev = [t.clone() if isinstance(t, torch.Tensor) else t for t in cpu.run_step(0, PROMPT)]
     want = cpu.run_step(1, PROMPT)
     past, token = Symbols.for_step(len(PROMPT), 1).past, cpu.plan_token(prev, None)
-    step_plan_cuda.GRID_MIN = 64
+    grid_min, step_plan_cuda.GRID_MIN = step_plan_cuda.GRID_MIN, 64
     try:
         g = _Graphs(plan, past, token)
     finally:
-        step_plan_cuda.GRID_MIN = None
+        step_plan_cuda.GRID_MIN = grid_min
     k = 0
     pd, _, po = plan.layout(past - 1)
     step_plan_cuda.stage_prev(plan, prev, g.arenas[1 - k], pd, po)
@@ -115,7 +115,7 @@ def check_stack(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
     from node.ree import step_plan_cuda
     from node.ree.step_lanes_cuda import LaneStack
 
-    step_plan_cuda.GRID_MIN = 64  # grids sized for position 63 (`grid_tops`), not 2,047
+    grid_min, step_plan_cuda.GRID_MIN = step_plan_cuda.GRID_MIN, 64  # grids for position 63
     jobs = []
     for prompt in (PROMPT, PROMPT[:5]):
         cpu.reset()
@@ -124,7 +124,7 @@ def check_stack(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
         jobs.append((Symbols.for_step(len(prompt), 1).past, prev, cpu.plan_token(prev, None),
                      [want[j].clone() for j in range(last)]))
     stack = LaneStack(plan, 2, jobs[0][0], jobs[0][2])
-    step_plan_cuda.GRID_MIN = None
+    step_plan_cuda.GRID_MIN = grid_min
     if stack.tops[0] != 63:
         print("the stack's grids are not sized per position bucket")
         return 1
