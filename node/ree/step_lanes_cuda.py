@@ -18,7 +18,6 @@ with no job this step recomputes its last step in its own arena (a graph has a f
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,6 +31,7 @@ from node.ree.step_plan_cuda import (
     _PrevArena,
     _RootsGraphs,
     affine_table,
+    grid_bucket,
     grid_tops,
     stage_prev,
 )
@@ -155,7 +155,7 @@ class LaneStack:
         if self.graph:
             self.copied = torch.cuda.Event()
             self.copied.record()
-        b = bisect_left(self.tops, max(j[1] for j in jobs))
+        b = grid_bucket(self.tops, max(j[1] for j in jobs))
         seq = self.seqs[k][b]
         g = self.graphs.get((k, b))
         if g is None:

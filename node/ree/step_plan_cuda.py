@@ -76,6 +76,12 @@ def grid_tops(top: int) -> list[int]:
     return [*tops, top]
 
 
+def grid_bucket(tops: Sequence[int], past: int) -> int:
+    """The `grid_tops` entry whose grids a step at `past` (a stack's: its jobs' largest)
+    runs with: the first top at or past it."""
+    return bisect_left(tops, past)
+
+
 def affine_table(emit: Callable[[int, int, int], list[_Launch]], table: Callable,
                  lanes: int, past: int, token: int, top: int, tops: Sequence[int]
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[list[_Launch]]]:
@@ -1040,7 +1046,7 @@ class _Graphs:
 
     def launches(self, k: int, past: int) -> list[_Launch]:
         """Arena k's launches of a step at `past` (grids sized for its `grid_tops`)."""
-        return self.seqs[k][bisect_left(self.tops, past)]
+        return self.seqs[k][grid_bucket(self.tops, past)]
 
     def _repoint(self, seq: list[_Launch], arenas: Sequence[torch.Tensor]) -> list[_Launch]:
         """`seq` (launched over `arenas`) with this one's arenas in their place: every
@@ -1087,7 +1093,7 @@ class _Graphs:
         self.args.copy_(self.host, non_blocking=True)
         self.copied = torch.cuda.Event()
         self.copied.record()
-        b = bisect_left(self.tops, past)
+        b = grid_bucket(self.tops, past)
         g = self.graphs.get((k, b))
         if g is None:
             sp_.launch(self.seqs[k][b], self.args)  # compiles every kernel; then capture
