@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
               f"device after queueing {med[1]:.1f}, the last tails' rest still running "
               f"{med[2]:.1f}, tails {med[3]:.1f}, lanes kept and traces queued {med[4]:.1f}, "
               f"total {sum(med):.1f} -> {args.batch / sum(med) * 1e3:.0f} tok/s")
+        if recs and stack is not None:
+            _roots_replay(stack, args.kernels)
         if recs:
             hashed = sum(r.hash_seconds for r in recs)
             print(f"traces: {flush_ms:.1f} ms to finish hashing after the last step; the "
@@ -217,24 +219,49 @@ def _replay_ms(replay, reps: int) -> tuple[float, float]:  # noqa: ANN001 - a ca
 def _kernels(plan, stack) -> None:  # noqa: ANN001 - a CudaStepPlan and its LaneStack
     """The stack's launches of one step, eagerly, under torch.profiler: device time by kernel
     and, for each kernel, by its launches' constexprs."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
     k, b = next(iter(stack.graphs))  # the parity and grid size of a step that ran
     seq = stack.seqs[k][b]
     stack._fill(k)
-    plan.launch(seq, stack.args, stack.lanes)  # warm
+    _by_kernel(lambda: plan.launch(seq, stack.args, stack.lanes),
+               f"{len(seq)} launches (grids for position {stack.tops[b]})")
+
+
+def _by_kernel(launch, label: str) -> None:  # noqa: ANN001 - a callable that launches
+    """Device time of `launch`'s kernels (eager, under torch.profiler), by kernel."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    launch()  # warm
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        plan.launch(seq, stack.args, stack.lanes)
+        launch()
         torch.cuda.synchronize()
     rows = [(e.key, e.device_time_total, e.count) for e in prof.key_averages()
             if e.device_time_total > 0]
     total = sum(t for _k, t, _c in rows)
-    print(f"{len(seq)} launches (grids for position {stack.tops[b]}), device time "
-          f"{total / 1e3:.2f} ms:")
+    print(f"{label}, device time {total / 1e3:.2f} ms:")
     for k, t, c in sorted(rows, key=lambda r: -r[1])[:20]:
         print(f"  {t / 1e3:8.3f} ms {c:5d} x {t / max(c, 1):8.1f} us  {k[:90]}")
+
+
+def _roots_replay(stack, kernels: bool) -> None:  # noqa: ANN001 - a LaneStack
+    """One lane's trace-roots graph (`_RootsGraphs`, a replay per lane a step) alone."""
+    from repops.gpu import keccak
+
+    r = next((x for x in stack._roots if x is not None), None)
+    if r is None:
+        print(f"no roots graph (roots_error {stack.roots_error})")
+        return
+    k = next((i for i, g in enumerate(r.graphs) if g is not None), None)
+    if k is None:
+        return
+    q, w = _replay_ms(r.graphs[k].replay, 5)
+    print(f"one lane's roots graph replayed alone: queued in {q:.2f} ms, done in {w:.2f} ms "
+          f"({stack.lanes} such replays a step); {r.slots.shape[0]} chunk slots, "
+          f"{r.nodes.shape[0]} tree nodes")
+    if kernels:
+        _by_kernel(lambda: keccak.graph_roots(r.g.arenas[k], r.tens, r.slots, r.nodes,
+                                              r.out[k]), "one lane's roots, eagerly")
 
 
 if __name__ == "__main__":
