@@ -106,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             t3 = time.perf_counter()
             c3, f3 = os.times(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             tail_cpu.append((c3.user + c3.system - c2.user - c2.system, f3 - f2))
-            for ln, o in zip(lanes, full, strict=True):
-                ln.prev = [o[i] if i in bx._kept else None for i in range(len(o))]
-                ln.step += 1
+            bx.advance(lanes, full)
             feed(full)
             record(full)
             del full

@@ -149,12 +149,20 @@ class BatchExecutor:
                 outs = self._step(lanes)
         finally:
             self.fx.prev = saved_prev
+        self.advance(lanes, outs)
+        return outs
+
+    def advance(self, lanes: Sequence[Lane], outs: Sequence[list[torch.Tensor]]) -> None:
+        """Each lane keeps what its next step reads of this step's outputs, and moves on a
+        step (scripts/profile_batch_cuda.py times a step's parts, this one among them)."""
         kept = self._kept
         for ln, o in zip(lanes, outs, strict=True):
             if isinstance(o, StepOutputs) and o.arena.device.type != "cpu":
                 # a CUDA lane's arena: the next step finds its KV caches in place
-                # (`step_plan_cuda.in_place`) with no tensor made (~60 views a job a step). On the
-                # CPU the views measured faster (202.7 against 185.9 tok/s, 3 A/B runs)
+                # (`step_plan_cuda.in_place`) with no tensor made (~60 views a job a step; a
+                # profile loop that made them spent 24 ms a step here at batch 32 on the
+                # H200's host). On the CPU the views measured faster (202.7 against 185.9
+                # tok/s, 3 A/B runs)
                 ln.prev = o
             else:
                 prev: list[torch.Tensor | None] = [None] * len(o)
@@ -162,7 +170,6 @@ class BatchExecutor:
                     prev[i] = o[i]
                 ln.prev = prev
             ln.step += 1
-        return outs
 
     def _plan_step(self, lanes: Sequence[Lane]) -> list[list[torch.Tensor]]:
         """Decode steps of every lane through the executor's step plan (node/ree/step_plan.py):

@@ -316,23 +316,11 @@ class _HostTail:
         return list(outs)
 
     def _prepare(self, outs: Sequence[list], states: Sequence[StepState]) -> sp.PreparedJobs:
-        """The jobs' tail arenas, the logits (the plan's external input) copied in.
-
-        A batch's device inputs come to the host in one copy: one synchronous 192 KB copy
-        per job (to pageable memory, as the arenas are) waited on the device 32 times a
-        step at batch 32."""
+        """The jobs' tail arenas, the logits (the plan's external input) copied in."""
         plan = self.plan
-        exts = [{i: o[i] for i in plan.external} for o in outs]
-        if len(exts) > 1 and all(t.is_cuda for e in exts for t in e.values()):
-            try:
-                host = {i: torch.stack([e[i].reshape(-1) for e in exts]).cpu()
-                        for i in plan.external}
-            except RuntimeError:  # inputs of different sizes: each job's own copy
-                pass
-            else:
-                exts = [{i: host[i][b] for i in plan.external} for b in range(len(exts))]
         return plan.prepare_jobs([(st.sym, (), 0, sp.job_words(st.config, st.step))
-                                  for st in states], exts)
+                                  for st in states],
+                                 [{i: o[i] for i in plan.external} for o in outs])
 
     def _run_early(self, outs: sp.StepOutputs, st: StepState) -> sp.StepOutputs:
         """A greedy job's tail: the records up to the argmax now, the rest on the worker."""
