@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -20,6 +22,18 @@ from referee.layout import Symbols  # noqa: E402
 
 PROMPT = [1, 9690, 198, 2683, 359, 253, 5356, 5646]
 FULL = "--full" in sys.argv  # every record of the step (minutes), not the first two layers
+
+
+@contextmanager
+def _grid_min(value: int | None) -> Iterator[None]:
+    """step_plan_cuda.GRID_MIN set to `value` while graphs or stacks are built."""
+    from node.ree import step_plan_cuda
+
+    old, step_plan_cuda.GRID_MIN = step_plan_cuda.GRID_MIN, value
+    try:
+        yield
+    finally:
+        step_plan_cuda.GRID_MIN = old
 
 
 def main() -> int:
@@ -81,11 +95,8 @@ def check_graph_tables(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
     prev = [t.clone() if isinstance(t, torch.Tensor) else t for t in cpu.run_step(0, PROMPT)]
     want = cpu.run_step(1, PROMPT)
     past, token = Symbols.for_step(len(PROMPT), 1).past, cpu.plan_token(prev, None)
-    grid_min, step_plan_cuda.GRID_MIN = step_plan_cuda.GRID_MIN, 64
-    try:
+    with _grid_min(64):
         g = _Graphs(plan, past, token)
-    finally:
-        step_plan_cuda.GRID_MIN = grid_min
     k = 0
     pd, _, po = plan.layout(past - 1)
     step_plan_cuda.stage_prev(plan, prev, g.arenas[1 - k], pd, po)
@@ -112,10 +123,8 @@ def check_stack(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
     (the kernels' lane axis `step_kernels._row`, the lanes' arena offsets, the table derived
     from emitted launches), with grids sized for position 63 (`grid_tops`). The jobs take
     lanes 1 and 0, so a lane's rows are not the first."""
-    from node.ree import step_plan_cuda
     from node.ree.step_lanes_cuda import LaneStack
 
-    grid_min, step_plan_cuda.GRID_MIN = step_plan_cuda.GRID_MIN, 64  # grids for position 63
     jobs = []
     for prompt in (PROMPT, PROMPT[:5]):
         cpu.reset()
@@ -123,8 +132,8 @@ def check_stack(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
         want = cpu.run_step(1, prompt)
         jobs.append((Symbols.for_step(len(prompt), 1).past, prev, cpu.plan_token(prev, None),
                      [want[j].clone() for j in range(last)]))
-    stack = LaneStack(plan, 2, jobs[0][0], jobs[0][2])
-    step_plan_cuda.GRID_MIN = grid_min
+    with _grid_min(64):  # grids sized for position 63 (`grid_tops`), whatever the default
+        stack = LaneStack(plan, 2, jobs[0][0], jobs[0][2])
     if stack.tops[0] != 63:
         print("the stack's grids are not sized per position bucket")
         return 1
