@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trace", action="store_true",
                     help="also commit each job's trace (a TraceRecorder per job, as the bench's "
                          "traced batch): the recorders' time a step")
+    ap.add_argument("--root-streams", type=int, default=None,
+                    help="side streams the lanes' trace roots replay on (step_lanes_cuda."
+                         "ROOT_STREAMS; default: the module's setting)")
+    ap.add_argument("--per-job-logits", action="store_true",
+                    help="copy each job's logits to the host by itself (the path before "
+                         "`_HostTail._fetch`), for an A/B in one run")
     args = ap.parse_args(argv)
     import torch
 
@@ -49,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.grid_min is not None:
         from node.ree import step_plan_cuda
         step_plan_cuda.GRID_MIN = args.grid_min or None
+    if args.root_streams is not None:
+        from node.ree import step_lanes_cuda
+        step_lanes_cuda.ROOT_STREAMS = args.root_streams
+    if args.per_job_logits:
+        from node.ree.fastexec import _HostTail
+        _HostTail._fetch = lambda self, outs: None
 
     model = load_model("smollm2", max_ctx=2048, with_model_hash=False)
     toks = model.tokenizer().encode_chat("Explain in a few sentences why the sky is blue.")
@@ -79,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         del outs
         for r in recs:  # the prefills' leaves hashed before the steps are timed
             r.flush()
+            r.hash_seconds = 0.0
         torch.cuda.synchronize()
         rows, tail_cpu = [], []
-        prof, tprof = cProfile.Profile(), cProfile.Profile()
+        prof, tprof, rprof = cProfile.Profile(), cProfile.Profile(), cProfile.Profile()
         for n in range(args.steps):
             states = [ln.state() for ln in lanes]
             if n == args.steps - 1:
@@ -106,9 +119,12 @@ def main(argv: list[str] | None = None) -> int:
             t3 = time.perf_counter()
             c3, f3 = os.times(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             tail_cpu.append((c3.user + c3.system - c2.user - c2.system, f3 - f2))
+            if n == args.steps - 1:
+                rprof.enable()
             bx.advance(lanes, full)
             feed(full)
             record(full)
+            rprof.disable()
             del full
             rows.append((t1 - t0, t2 - t1, t2w - t2, t3 - t2w, time.perf_counter() - t3))
         t4 = time.perf_counter()
@@ -119,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         pstats.Stats(prof).sort_stats("tottime").print_stats(14)
         print("the tails of one step (one call, side by side):")
         pstats.Stats(tprof).sort_stats("tottime").print_stats(25)
+        if recs:
+            print("lanes kept and traces queued, one step:")
+            pstats.Stats(rprof).sort_stats("tottime").print_stats(20)
         cpu_ms, faults = (statistics.median(c) for c in zip(*tail_cpu, strict=True))
         print(f"the tails' host CPU time {cpu_ms * 1e3:.1f} ms a step (all threads), "
               f"{faults:.0f} page faults a step; {_host_facts()}")
@@ -135,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         if recs:
             hashed = sum(r.hash_seconds for r in recs)
             print(f"traces: {flush_ms:.1f} ms to finish hashing after the last step; the "
-                  f"recorders' workers {hashed / (args.steps + 3) * 1e3:.1f} ms a step "
-                  f"(all {len(recs)}, prefill included)")
+                  f"recorders' workers {hashed / args.steps * 1e3:.1f} ms a step (all "
+                  f"{len(recs)}, waits for the device included)")
             for r in recs:
                 r.close()
 

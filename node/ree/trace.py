@@ -523,8 +523,14 @@ class _DeviceStep:
         rec._appends = {}  # no KV-cache leaf reuse here (`known_leaves`): not worth it
         outs.wait_ready()
         graph = getattr(outs, "roots_graph", None)
-        roots_d = graph() if graph is not None and len(uniq) == len(outs.alias) else None
+        # a batch lane's roots run on a side stream (`LaneStack.roots`), copied from there:
+        # the next step's graph need not wait for them
+        side = getattr(outs, "roots_stream", None)
+        roots_d = None
+        if graph is not None and len(uniq) == len(outs.alias):
+            roots_d = graph() if side is None else graph(wait=False)
         if roots_d is None:  # an eager step: the same kernels, laid out for this step's sizes
+            side = None
             from node.ree.step_plan_cuda import arena_rows
             from repops.gpu.keccak import device_roots
 
@@ -532,9 +538,10 @@ class _DeviceStep:
                                                           outs.nbytes, outs.offs))
         self._keep = (outs, roots_d)
         self._host = torch.empty(tuple(roots_d.shape), dtype=torch.uint8, pin_memory=True)
-        self._host.copy_(roots_d, non_blocking=True)
-        self._ready = torch.cuda.Event()
-        self._ready.record()
+        with torch.cuda.stream(side):  # None: the current stream
+            self._host.copy_(roots_d, non_blocking=True)
+            self._ready = torch.cuda.Event()
+            self._ready.record()
         self.rec, self._slot = rec, slot
         # staged now, in stream order: a tail tensor may view the arena, which a CUDA graph
         # overwrites two steps later

@@ -145,6 +145,16 @@ def check_stack(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
                                                      for j in bad[:20]])
             return 1
     print(f"stacked lanes equal ({last} ops of 2 jobs)")
+    # the host tails' logits of all lanes in one gather (`_HostTail._fetch`)
+    from node.ree.fastexec import _HostTail
+
+    host = _HostTail(cpu, plan.tail)
+    got = host._fetch(outs)
+    if got is None or any(not torch.equal(g[i].reshape(o[i].shape), o[i])
+                          for g, o in zip(got, outs, strict=True) for i in host.plan.external):
+        print("the stack's logits fetched in one gather differ from the lanes' own")
+        return 1
+    print("stacked logits fetched in one gather")
     return 0
 
 
