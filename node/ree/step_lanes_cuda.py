@@ -191,7 +191,8 @@ class LaneStack:
                                  np.full(sp_.tail, -1, dtype=np.int64))
             if self.roots_error is None and self.graph:
                 out.roots_graph = self._roots_fn(lane, k, past)
-                out.roots_stream = self._rstream(lane)
+                if self._rstreams:  # made by the first roots asked for (a traced batch)
+                    out.roots_stream = self._rstream(lane)
             outs.append(out)
         return outs
 
