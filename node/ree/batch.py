@@ -136,21 +136,37 @@ class BatchExecutor:
                 raise FastExecError("step > 0 without the previous step's outputs")
         saved_prev = self.fx.prev
         try:
-            plan = self.fx.plan
-            if plan is not None and len(lanes) > 1 and all(ln.step > 0 for ln in lanes):
-                outs = self._plan_step(lanes)
-            elif len(lanes) == 1:  # one job: the executor's own step (its fastest path)
-                ln = lanes[0]
-                self.fx.prev = ln.prev
-                fb = self.fx.fallbacks
-                outs = [self.fx.run_step(ln.step, ln.job_tokens, ln.feed, config=ln.config)]
-                ln.fallbacks += self.fx.fallbacks - fb
+            new = [i for i, ln in enumerate(lanes) if ln.step == 0]
+            if self.fx.plan is not None and 0 < len(new) < len(lanes):
+                # a job joining a running batch: its prefill apart, so that the others'
+                # decode steps stay on the step plan instead of all going op by op
+                outs: list[list[torch.Tensor]] = [[] for _ in lanes]
+                old = [i for i, ln in enumerate(lanes) if ln.step > 0]
+                for group in (old, new):
+                    for i, o in zip(group, self._group([lanes[i] for i in group]),
+                                    strict=True):
+                        outs[i] = o
             else:
-                outs = self._step(lanes)
+                outs = self._group(lanes)
         finally:
             self.fx.prev = saved_prev
         self.advance(lanes, outs)
         return outs
+
+    def _group(self, lanes: Sequence[Lane]) -> list[list[torch.Tensor]]:
+        """One step of lanes that are all decoding (the step plan) or not all (op by op,
+        the linears over every job's rows); one lane: the executor's own step."""
+        plan = self.fx.plan
+        if plan is not None and len(lanes) > 1 and all(ln.step > 0 for ln in lanes):
+            return self._plan_step(lanes)
+        if len(lanes) == 1:  # one job: the executor's own step (its fastest path)
+            ln = lanes[0]
+            self.fx.prev = ln.prev
+            fb = self.fx.fallbacks
+            outs = [self.fx.run_step(ln.step, ln.job_tokens, ln.feed, config=ln.config)]
+            ln.fallbacks += self.fx.fallbacks - fb
+            return outs
+        return self._step(lanes)
 
     def advance(self, lanes: Sequence[Lane], outs: Sequence[list[torch.Tensor]]) -> None:
         """Each lane keeps what its next step reads of this step's outputs, and moves on a

@@ -192,6 +192,20 @@ def test_smollm2_full_program_batch(ree_session):
     assert bx.batched_calls > 0
 
 
+def test_smollm2_joining_job_keeps_the_others_on_the_plan(ree_session):
+    """A job joining a running batch prefills apart while the others' decode steps stay on
+    the step plan (BatchExecutor.run_step): job 3 takes job 1's place beside the decode
+    steps of jobs 0 and 2; every job equals its one-job run."""
+    fx = ree_session.executor
+    prompts, budgets = [[1, 9690, 198], [2683, 359], [28, 9690], [1, 28]], [3, 1, 3, 2]
+    cfgs = [SamplingConfig(), SamplingConfig(), SAMPLED, SamplingConfig()]
+    single = [generate(fx, p, m, c) for p, m, c in zip(prompts, budgets, cfgs, strict=True)]
+    bx = BatchExecutor(fx)
+    _same(single, generate_batch(bx, prompts, budgets, cfgs, batch=3,
+                                 max_ctx=ree_session.model.max_ctx))
+    assert bx.plan_steps >= 2  # the step job 3 joined, and the next one
+
+
 def test_smollm2_prefill_equals_incremental_decode_in_a_batch(ree_session):
     """RepOps spec §6.10 through the registered program, batched with another job."""
     toks = ree_session.tokenizer.encode("The quick brown")
