@@ -328,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid-min", type=int, default=None,
                     help="size CUDA launch grids per position bucket from this one "
                          "(step_plan_cuda.GRID_MIN; 0: one grid for the largest position)")
+    ap.add_argument("--root-streams", type=int, default=None,
+                    help="side streams a CUDA batch's trace roots replay on "
+                         "(step_lanes_cuda.ROOT_STREAMS; 0: the executor's stream)")
+    ap.add_argument("--gather-logits", action="store_true",
+                    help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     path = out / "bench-runtime.json"
@@ -345,6 +350,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.grid_min is not None:
             step_plan_cuda.GRID_MIN = args.grid_min or None
         grid["grid_min"] = step_plan_cuda.GRID_MIN
+        from node.ree import fastexec, step_lanes_cuda
+        if args.root_streams is not None:
+            step_lanes_cuda.ROOT_STREAMS = args.root_streams
+        fastexec.GATHER_LOGITS = fastexec.GATHER_LOGITS or args.gather_logits
+        grid["root_streams"] = step_lanes_cuda.ROOT_STREAMS
+        grid["gather_logits"] = fastexec.GATHER_LOGITS
     model = load_model("smollm2", max_ctx=2048, with_model_hash=False)
     tok = model.tokenizer()
     toks = tok.encode_chat(PROMPT)

@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root-streams", type=int, default=None,
                     help="side streams the lanes' trace roots replay on (step_lanes_cuda."
                          "ROOT_STREAMS; default: the module's setting)")
-    ap.add_argument("--per-job-logits", action="store_true",
-                    help="copy each job's logits to the host by itself (the path before "
-                         "`_HostTail._fetch`), for an A/B in one run")
+    ap.add_argument("--gather-logits", action="store_true",
+                    help="fetch the jobs' logits in one gather and copy (fastexec."
+                         "GATHER_LOGITS) instead of a copy per job")
     args = ap.parse_args(argv)
     import torch
 
@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.root_streams is not None:
         from node.ree import step_lanes_cuda
         step_lanes_cuda.ROOT_STREAMS = args.root_streams
-    if args.per_job_logits:
-        from node.ree.fastexec import _HostTail
-        _HostTail._fetch = lambda self, outs: None
+    if args.gather_logits:
+        from node.ree import fastexec
+        fastexec.GATHER_LOGITS = True
 
     model = load_model("smollm2", max_ctx=2048, with_model_hash=False)
     toks = model.tokenizer().encode_chat("Explain in a few sentences why the sky is blue.")

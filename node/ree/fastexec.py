@@ -241,6 +241,13 @@ class _HostPrefix(list):
         return list.__getitem__(self, i)
 
 
+# A CUDA batch's logits fetched for the host tails in one gather (`_HostTail._fetch`)
+# instead of a view and a copy per job. Off until measured on a GPU: a one-copy variant
+# (torch.stack of the views) measured slower on the H200 (notes-runtime-perf.md, twelfth
+# revision); scripts/profile_batch_cuda.py --gather-logits turns it on for the A/B.
+GATHER_LOGITS = False
+
+
 class _HostTail:
     """A CUDA decode step's ops after the plan (the SAMPLE tail: argmax, sort, merges, scan,
     draws over the 49,152 logits) on the host's C kernels.
@@ -319,7 +326,7 @@ class _HostTail:
     def _prepare(self, outs: Sequence[list], states: Sequence[StepState]) -> sp.PreparedJobs:
         """The jobs' tail arenas, the logits (the plan's external input) copied in."""
         plan = self.plan
-        exts = self._fetch(outs)
+        exts = self._fetch(outs) if GATHER_LOGITS else None
         if exts is None:
             exts = [{i: o[i] for i in plan.external} for o in outs]
         return plan.prepare_jobs([(st.sym, (), 0, sp.job_words(st.config, st.step))

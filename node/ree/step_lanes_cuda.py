@@ -37,7 +37,10 @@ from node.ree.step_plan_cuda import (
 )
 
 _ALIGN = 4096  # a lane's arena starts on a page: every tensor keeps its offset's alignment
-ROOT_STREAMS = 8  # streams the lanes' trace roots replay on side by side (`LaneStack.roots`)
+# Side streams the lanes' trace roots replay on, side by side and beside the next step
+# (`LaneStack.roots`); 0: on the caller's stream, one lane after another. 0 until measured
+# on a GPU (scripts/profile_batch_cuda.py --root-streams 8 for the A/B).
+ROOT_STREAMS = 0
 
 
 class _LaneArenas:
@@ -231,6 +234,8 @@ class LaneStack:
                 self.roots_error = str(e)
         if r is None:
             return None
+        if ROOT_STREAMS <= 0:
+            return r.run(k, past)
         s = self._rstream(lane)
         with torch.cuda.stream(s):
             # after the step's graph; after this lane's last roots too (same stream, same
