@@ -74,13 +74,13 @@ def test_toy_batch_sizes_1_to_8(toy_exec):
                                                              strict=True)]
     assert any(r.finish_reason == "stop" for r in single)  # EOS drops a job mid-batch
     assert any(r.sampled for r in single)
-    bx = BatchExecutor(toy_exec)
+    bx = BatchExecutor(toy_exec, batch_prefill=True)  # the accelerators' default
     for b in range(1, 9):
         _same(single, generate_batch(bx, prompts, budgets, configs, batch=b))
     # all jobs start together (prefills side by side, then decodes in lockstep)
     _same(single[:5], generate_batch(bx, prompts[:5], budgets[:5], configs[:5]))
     assert bx.batched_calls > 0
-    masked = BatchExecutor(toy_exec, masked=True)  # the accelerator path, here on the CPU
+    masked = BatchExecutor(toy_exec, masked=True, batch_prefill=True)  # the accelerator path
     for b in (2, 5, 8):
         _same(single, generate_batch(masked, prompts, budgets, configs, batch=b))
 
@@ -132,7 +132,7 @@ def test_signed_zero_accumulators_batched():
     prompts = [[0], [0, 1, 0], [2, 0], [1], [2], [0, 2]]
     single = [generate(fx, p, 3) for p in prompts]
     for masked in (False, True):
-        bx = BatchExecutor(fx, masked=masked)
+        bx = BatchExecutor(fx, masked=masked, batch_prefill=True)
         for b in (2, 3, 6):
             _same(single, generate_batch(bx, prompts, 3, batch=b))
         assert bx.reruns > 0
@@ -172,7 +172,7 @@ def test_smollm2_weights_batch_sizes_1_to_8(small_exec):
     prompts, budgets, configs = _smol_jobs()
     single = [generate(small_exec, p, m, c) for p, m, c in zip(prompts, budgets, configs,
                                                                strict=True)]
-    bx = BatchExecutor(small_exec)
+    bx = BatchExecutor(small_exec, batch_prefill=True)
     for b in range(1, 9):
         _same(single, generate_batch(bx, prompts, budgets, configs, batch=b))
 
@@ -184,7 +184,7 @@ def test_smollm2_full_program_batch(ree_session):
     prompts, budgets = [[1, 9690, 198], [2683, 359], [28]], [2, 2, 1]
     cfgs = [SamplingConfig(), SAMPLED, SamplingConfig()]
     single = [generate(fx, p, m, c) for p, m, c in zip(prompts, budgets, cfgs, strict=True)]
-    bx = BatchExecutor(fx)
+    bx = BatchExecutor(fx, batch_prefill=True)  # the accelerators' prefills, here on the CPU
     cfg = ree_session.model.config
     assert bx.n_linears == 7 * cfg.n_layers + 1  # q k v o gate up down per layer, lm_head
     _same(single, generate_batch(bx, prompts, budgets, cfgs, batch=2,
