@@ -333,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(step_lanes_cuda.ROOT_STREAMS; 0: the executor's stream)")
     ap.add_argument("--gather-logits", action="store_true",
                     help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS)")
+    ap.add_argument("--host-prefill", action="store_true",
+                    help="CUDA jobs' prefills on the host's cores (fastexec.HOST_PREFILL)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     path = out / "bench-runtime.json"
@@ -354,8 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.root_streams is not None:
             step_lanes_cuda.ROOT_STREAMS = args.root_streams
         fastexec.GATHER_LOGITS = fastexec.GATHER_LOGITS or args.gather_logits
+        fastexec.HOST_PREFILL = fastexec.HOST_PREFILL or args.host_prefill
         grid["root_streams"] = step_lanes_cuda.ROOT_STREAMS
         grid["gather_logits"] = fastexec.GATHER_LOGITS
+        grid["host_prefill"] = fastexec.HOST_PREFILL
     model = load_model("smollm2", max_ctx=2048, with_model_hash=False)
     tok = model.tokenizer()
     toks = tok.encode_chat(PROMPT)

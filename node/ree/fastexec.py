@@ -247,6 +247,13 @@ class _HostPrefix(list):
 # revision); scripts/profile_batch_cuda.py --gather-logits turns it on for the A/B.
 GATHER_LOGITS = False
 
+# A CUDA job's prefill (step 0) on the host's cores, by a CPU executor's own step, instead of
+# op by op on the device: the same bits (RepOps), and the step after reads the KV caches
+# copied up. The GPU's prefill runs ~5,500 ops through Python with small launches (66 tok/s
+# on an H200) where this 2-core CPU prefills at ~350 tok/s. Off until measured on a GPU
+# host: scripts/bench_runtime.py --host-prefill.
+HOST_PREFILL = False
+
 
 class _HostTail:
     """A CUDA decode step's ops after the plan (the SAMPLE tail: argmax, sort, merges, scan,
@@ -466,6 +473,8 @@ class FastExecutor:
                 raise FastExecError("a DOT weight must be [N, K]")
             self.buffers[root] = WeightBuffer(w, seg, self.device)
         self.prev: list[torch.Tensor] | None = None
+        self._host_ex: FastExecutor | None = None  # `HOST_PREFILL`'s CPU executor
+        self._kept_ops: list[int] | None = None  # `kept_on_device`'s ops
         # ±0/NaN flags of the step's rewritten chains, checked once at the step's end (None:
         # every op checks its own elements at once, as `_run` callers expect)
         self._flags: list[torch.Tensor] | None = None
@@ -521,6 +530,8 @@ class FastExecutor:
         st = StepState(Symbols.for_step(len(job_tokens), step), step, job_tokens, config)
         if step > 0 and self.prev is None:
             raise FastExecError("step > 0 without the previous step's outputs")
+        if step == 0 and HOST_PREFILL and self.device.type == "cuda":
+            return self._prefill_on_host(job_tokens, feed_token, config)
         with torch.no_grad():
             self._flags = []
             try:
@@ -534,6 +545,34 @@ class FastExecutor:
                 self._group_out = None
         self.prev = outs
         return outs
+
+    def _prefill_on_host(self, job_tokens: Sequence[int], feed_token: int | None,
+                         config: object | None) -> list[torch.Tensor]:
+        """Step 0 by a CPU executor of the same program (`HOST_PREFILL`): its outputs are
+        the step's (host tensors, hashed there by the recorder as the device's would be
+        after their copy); what the next step reads of them goes to the device."""
+        ex = self._host_ex
+        if ex is None:
+            ex = self._host_ex = FastExecutor(self.program, self.np_weights, "cpu",
+                                              quant=self._quant)
+        fb = ex.fallbacks
+        ex.reset()
+        outs = ex.run_step(0, job_tokens, feed_token, config=config)
+        self.fallbacks += ex.fallbacks - fb
+        self.prev = self.kept_on_device(outs)
+        return outs
+
+    def kept_on_device(self, outs: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
+        """`outs` as a next step's `prev`: the outputs a step reads one step later (KV
+        caches, the token op) on this executor's device, None for the others."""
+        kept = self._kept_ops
+        if kept is None:
+            kept = self._kept_ops = sorted({i.op for op in self.program.ops for i in op.inputs
+                                            if i.src == Src.OP and i.back == 1})
+        prev: list[torch.Tensor | None] = [None] * len(outs)
+        for i in kept:
+            prev[i] = outs[i].to(self.device)
+        return prev
 
     def _step(self, st: StepState, feed_token: int | None) -> list[torch.Tensor]:
         outs: list[torch.Tensor] = []

@@ -106,6 +106,28 @@ def test_cuda_arena_roots_equal_cpu_roots(executors, tmp_path):
 
 
 @needs_cuda
+def test_cuda_host_prefill_equals_cpu(executors, monkeypatch):
+    """`fastexec.HOST_PREFILL`: a CUDA job's prefill on the host's cores, then its decode
+    steps on the device from the KV caches copied up; alone and in a batch (a waiting job
+    prefilling beside the others' decode steps), tokens and every leaf root equal the
+    CPU's."""
+    from node.ree import fastexec
+    from node.ree.generate import generate
+
+    cpu, gpu = executors
+    monkeypatch.setattr(fastexec, "HOST_PREFILL", True)
+    prompts, budgets = [PROMPT, PROMPT[:9], PROMPT[3:]], [5, 3, 4]
+    results = []
+    for ex in executors:
+        ex.reset()
+        runs = [generate(ex, p, m) for p, m in zip(prompts, budgets, strict=True)]
+        results.append(runs + generate_batch(ex, prompts, budgets, batch=2))
+    for i, (a, b) in enumerate(zip(*results, strict=True)):
+        assert a.tokens == b.tokens and a.roots == b.roots, f"run {i}"
+    assert gpu._host_ex is not None and cpu._host_ex is None
+
+
+@needs_cuda
 @pytest.mark.parametrize("stack", [True, False])
 def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, monkeypatch):
     """A CUDA batch runs its jobs' decode steps as one stack of lanes, each launch once for
