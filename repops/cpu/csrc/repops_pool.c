@@ -55,9 +55,11 @@ static int64_t work_loop(uint32_t g) {
         uint64_t c = atomic_load_explicit(&pool_claim, memory_order_acquire);
         if ((uint32_t)(c >> 32) != g) return ran;
         int64_t i = (int64_t)(c & 0xFFFFFFFFu);
-        repops_chunk_fn fn = atomic_load_explicit(&pool_fn, memory_order_relaxed);
-        void *ctx = atomic_load_explicit(&pool_ctx, memory_order_relaxed);
-        if (i >= atomic_load_explicit(&pool_n, memory_order_relaxed)) return ran;
+        repops_chunk_fn fn = atomic_load_explicit(&pool_fn, memory_order_acquire);
+        void *ctx = atomic_load_explicit(&pool_ctx, memory_order_acquire);
+        /* n may already be the next job's (repops_pool_run closes the claims first, so the
+         * exchange below then fails) */
+        if (i >= atomic_load_explicit(&pool_n, memory_order_acquire)) return ran;
         if (!atomic_compare_exchange_weak_explicit(&pool_claim, &c, c + 1, memory_order_acq_rel,
                                                    memory_order_relaxed))
             continue;
@@ -153,6 +155,17 @@ void repops_pool_run(int64_t nchunks, repops_chunk_fn fn, void *ctx, int nthread
     pthread_mutex_lock(&pool_lock);
     pool_grow(nthreads - 1);
     uint32_t g = atomic_load_explicit(&pool_gen, memory_order_relaxed) + 1;
+    /* Close the last job's claims before its fn/ctx/n are replaced. Without this, a thread in
+     * work_loop that had read the last claim word (generation g - 1, index = its chunk count)
+     * and then this job's larger n passed the index check, and its compare-exchange still
+     * found that claim word: it ran "chunk n_last" with the last job's ctx, a dead stack frame
+     * by now. That window is a few stores wide unless this thread is preempted inside it
+     * (many hashing threads on few cores): the likely cause of three segfaults seen here in
+     * qseg_chunk / qs41_4 through a garbage job, with traces hashing beside prefills (a
+     * stress test of 10^5-10^6 jobs did not reproduce it). From here on every claim of
+     * generation g - 1 fails; none of g exists before the store of (g, 0) below. */
+    atomic_store_explicit(&pool_claim, (uint64_t)g << 32 | 0xFFFFFFFFu, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
     atomic_store_explicit(&pool_fn, fn, memory_order_relaxed);
     atomic_store_explicit(&pool_ctx, ctx, memory_order_relaxed);
     atomic_store_explicit(&pool_n, nchunks, memory_order_relaxed);
