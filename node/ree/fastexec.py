@@ -450,7 +450,7 @@ class FastExecutor:
             # C kernels' OpenMP pool and made small ops ~30x slower on 2 cores (measured).
             torch.set_num_threads(1)
         self.np_weights = weights
-        self._quant = quant or {}  # only read while the chains are built
+        self._quant = quant or {}  # read while the chains are built, and by `HOST_PREFILL`
         self.weights: dict[bytes, torch.Tensor] = {}
         self.buffers: dict[bytes, WeightBuffer] = {}
         self.fallbacks = 0  # elements recomputed by the reference (diagnostics)
