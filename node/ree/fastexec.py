@@ -450,7 +450,10 @@ class FastExecutor:
             # C kernels' OpenMP pool and made small ops ~30x slower on 2 cores (measured).
             torch.set_num_threads(1)
         self.np_weights = weights
-        self._quant = quant or {}  # read while the chains are built, and by `HOST_PREFILL`
+        self._quant = quant or {}  # only read while the chains are built
+        # `HOST_PREFILL`'s CPU executor reads the GGUF blocks too (a CUDA executor's chains
+        # do not keep them)
+        self._host_quant = dict(quant or {}) if self.device.type == "cuda" else {}
         self.weights: dict[bytes, torch.Tensor] = {}
         self.buffers: dict[bytes, WeightBuffer] = {}
         self.fallbacks = 0  # elements recomputed by the reference (diagnostics)
@@ -554,7 +557,7 @@ class FastExecutor:
         ex = self._host_ex
         if ex is None:
             ex = self._host_ex = FastExecutor(self.program, self.np_weights, "cpu",
-                                              quant=self._quant)
+                                              quant=self._host_quant)
         fb = ex.fallbacks
         ex.reset()
         outs = ex.run_step(0, job_tokens, feed_token, config=config)
