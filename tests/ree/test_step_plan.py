@@ -226,3 +226,24 @@ def test_tail_only_executor_gives_the_tail_leaves(executors, ree_model, sampling
         plain_prev = a
     with pytest.raises(FastExecError, match="ops_from"):
         host.ex.run_step(0, PROMPT)
+
+
+def test_prefill_on_host_feeds_the_next_step(executors):
+    """`fastexec.HOST_PREFILL`'s path (`FastExecutor._prefill_on_host`, for CUDA executors),
+    driven here on a CPU executor: step 0 comes from a second, CPU executor of the same
+    program, and the step after decodes from the outputs it keeps (`kept_on_device`): every
+    output of both steps equals the executor's own run (tests/ree/test_step_plan_cuda.py
+    runs the CUDA case)."""
+    planned, _ = executors
+    planned.reset()
+    want = [[t.clone() for t in planned.run_step(s, PROMPT)] for s in range(2)]
+    planned.reset()
+    got = [[t.clone() for t in planned._prefill_on_host(PROMPT, None, None)]]
+    assert planned._host_ex is not None and planned._host_ex is not planned
+    kept = [i for i, t in enumerate(planned.prev) if t is not None]
+    assert kept and len(kept) < len(want[0])  # the KV caches and the token op only
+    got.append([t.clone() for t in planned.run_step(1, PROMPT)])
+    for s in range(2):
+        for j, (a, b) in enumerate(zip(want[s], got[s], strict=True)):
+            assert a.dtype == b.dtype and a.shape == b.shape and _bits(a) == _bits(b), (s, j)
+    planned._host_ex = None
