@@ -93,10 +93,6 @@ class BatchExecutor:
         self.batch_prefill = batch_prefill
         self.program = executor.program
         self.device = executor.device
-        ops = self.program.ops
-        # only outputs read one step later (KV caches, the token op) outlive their step
-        self._kept = {inp.op for op in ops for inp in op.inputs
-                      if inp.src == Src.OP and inp.back == 1}
         self._blocks = self._cut()
         self.n_linears = sum(1 for linear, _ in self._blocks if linear)  # batched per step
         self._eye: dict[int, torch.Tensor] = {}
@@ -185,7 +181,6 @@ class BatchExecutor:
     def advance(self, lanes: Sequence[Lane], outs: Sequence[list[torch.Tensor]]) -> None:
         """Each lane keeps what its next step reads of this step's outputs, and moves on a
         step (scripts/profile_batch_cuda.py times a step's parts, this one among them)."""
-        kept = self._kept
         for ln, o in zip(lanes, outs, strict=True):
             if isinstance(o, StepOutputs) and o.arena.device.type != "cpu":
                 # a CUDA lane's arena: the next step finds its KV caches in place
@@ -194,13 +189,8 @@ class BatchExecutor:
                 # H200's host). On the CPU the views measured faster (202.7 against 185.9
                 # tok/s, 3 A/B runs)
                 ln.prev = o
-            elif self.device.type != "cpu" and len(o) and o[-1].device.type == "cpu":
-                ln.prev = self.fx.kept_on_device(o)  # a prefill run on the host
-            else:
-                prev: list[torch.Tensor | None] = [None] * len(o)
-                for i in kept:
-                    prev[i] = o[i]
-                ln.prev = prev
+            else:  # only what the next step reads (KV caches, the token op) outlives it
+                ln.prev = self.fx.kept_on_device(o)
             ln.step += 1
 
     def _plan_step(self, lanes: Sequence[Lane]) -> list[list[torch.Tensor]]:

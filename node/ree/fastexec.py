@@ -356,20 +356,20 @@ class _HostTail:
                or o.replaced.intersection(plan.external) for o in outs):
             return None
         dev, got = outs[0].arena.device, [{} for _ in outs]
+        for o in outs:
+            o.wait_ready()
+        whole = torch.empty(0, dtype=torch.uint8, device=dev).set_(store, 0, (store.nbytes(),))
         for i in plan.external:
             dt, n = plan.dtypes[i], int(outs[0].nbytes[i])
-            esize = torch.empty(0, dtype=dt).element_size()
+            esize = dt.itemsize
             starts = np.array([o.address(i) - base for o in outs], dtype=np.int64)
             if any(int(o.nbytes[i]) != n for o in outs) or (starts % esize).any() or n % esize:
                 return None
-            for o in outs:
-                o.wait_ready()
-            whole = torch.empty(0, dtype=torch.uint8, device=dev).set_(
-                store, 0, (store.nbytes(),)).view(dt)
             ar = self._aranges.get((dev, n // esize))
             if ar is None:
                 ar = self._aranges[dev, n // esize] = torch.arange(n // esize, device=dev)
-            rows = whole[torch.from_numpy(starts // esize).to(dev)[:, None] + ar[None, :]]
+            rows = whole.view(dt)[torch.from_numpy(starts // esize).to(dev)[:, None]
+                                  + ar[None, :]]
             if dev.type == "cuda":  # pinned: one asynchronous copy, then wait for it
                 host = torch.empty(rows.shape, dtype=dt, pin_memory=True)
                 host.copy_(rows, non_blocking=True)
@@ -567,14 +567,17 @@ class FastExecutor:
 
     def kept_on_device(self, outs: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
         """`outs` as a next step's `prev`: the outputs a step reads one step later (KV
-        caches, the token op) on this executor's device, None for the others."""
+        caches, the token op) on this executor's device (a CUDA job's prefill may have run
+        on the host: `HOST_PREFILL`), None for the others."""
         kept = self._kept_ops
         if kept is None:
             kept = self._kept_ops = sorted({i.op for op in self.program.ops for i in op.inputs
                                             if i.src == Src.OP and i.back == 1})
         prev: list[torch.Tensor | None] = [None] * len(outs)
+        dev = self.device
         for i in kept:
-            prev[i] = outs[i].to(self.device)
+            t = outs[i]
+            prev[i] = t if dev.type == "cpu" else t.to(dev)
         return prev
 
     def _step(self, st: StepState, feed_token: int | None) -> list[torch.Tensor]:

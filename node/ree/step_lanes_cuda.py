@@ -183,7 +183,7 @@ class LaneStack:
                 self.graphs[k, b] = g
         else:
             g.replay()
-        if self.graph:
+        if self.graph and ROOT_STREAMS > 0:  # what the roots' side streams wait for
             self._stepped = torch.cuda.Event()
             self._stepped.record()
         self.parity = 1 - k
