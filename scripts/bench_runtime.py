@@ -14,6 +14,7 @@ Measures, on one device per invocation (sections for cpu and cuda are merged int
     python scripts/bench_runtime.py --device cuda --tokens 32 --json-only --out $OUT
     python scripts/bench_runtime.py --merge other/bench-runtime.json
     python scripts/bench_runtime.py --device cpu --tokens 4 --batch-tokens 2   # short CPU run
+    python scripts/bench_runtime.py --device cpu --tokens 32 --segment 192   # cpu-seg192
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts import bench_llamacpp  # noqa: E402 - needs the repo root on sys.path
+from referee.lowering import DEFAULT_SEGMENT  # noqa: E402 - needs the repo root on sys.path
+from scripts import bench_llamacpp  # noqa: E402
 
 PROMPT = "Explain in a few sentences why the sky is blue."
 
@@ -208,6 +210,11 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int) 
         "decode_tok_s_exec_only": round(batch * n_new / dec_x, 3),
         "decode_tok_s_with_trace": round(batch * n_new / dec_t, 3),
         "trace_overhead_pct": round(100 * (dec_t - dec_x) / dec_x, 1),
+        # per decode step: the first ones after job-by-job prefills first-touch the lanes'
+        # arenas (notes-runtime-perf.md, thirteenth revision), which the totals include
+        "decode_step_ms_exec_only": [round(1000 * x, 1) for x in exec_s[1:]],
+        "decode_step_ms_with_trace": [round(1000 * (x + c), 1)
+                                      for x, c in zip(tr_exec[1:], tr_commit[1:], strict=True)],
         "batched_matmuls": bx.batched_calls, "jobs_rerun_ops": bx.reruns,
     }
 
@@ -285,7 +292,9 @@ def markdown(rep: dict) -> str:
     for dev, sec in rep.get("sections", {}).items():
         m, tr = sec["machine"], sec["trace"]
         tb = sec.get("trace_batch") or {}
-        lines += [f"## {dev}: {m.get('gpu', m.get('cpu', ''))} ({sec['date']})", "",
+        seg = (f"; trace program with DOT segments of {sec['segment']} (ADR 0012)"
+               if sec.get("segment") else "")
+        lines += [f"## {dev}: {m.get('gpu', m.get('cpu', ''))} ({sec['date']}{seg})", "",
                   f"torch {m['torch']}" + (f", Triton {m['triton']}" if 'triton' in m else "")
                   + f", {m.get('cpu_count')} CPUs, RepOps CPU ISA {m['cpu_isa']}", "",
                   "| engine | prefill tok/s | decode tok/s (b=1) | decode tok/s (b=32) |",
@@ -325,13 +334,17 @@ def markdown(rep: dict) -> str:
         if sec.get("note"):
             lines += ["", f"Note: {sec['note']}."]
         if tb.get("batch"):
-            how = ("each job a lane of CUDA graphs on its own stream, ADR 0007"
+            how = ("the decode steps of all jobs one stack of CUDA graph lanes, ADR 0011"
                    if dev.startswith("cuda") else "weight matmuls of all jobs in one call")
             lines += ["", f"REE at batch {tb['batch']} (node/ree/batch.py: {tb['batch']} jobs, "
                       f"each its own trace; {how}): "
                       f"{tb['decode_steps']} decode steps after a prefill of "
                       f"{tb['prefill_tokens']} tokens ({tb['prefill_tok_s']} tok/s); trace "
                       f"overhead {tb['trace_overhead_pct']} %."]
+            if tb.get("decode_step_ms_exec_only"):
+                lines += ["", f"Its decode steps, ms each: exec only "
+                          f"{tb['decode_step_ms_exec_only']}, with the traces "
+                          f"{tb['decode_step_ms_with_trace']}."]
         lines += [""]
     return "\n".join(lines)
 
@@ -362,7 +375,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS)")
     ap.add_argument("--host-prefill", action="store_true",
                     help="CUDA jobs' prefills on the host's cores (fastexec.HOST_PREFILL)")
+    ap.add_argument("--segment", type=int, default=DEFAULT_SEGMENT,
+                    help="fma steps per committed DOT segment of the trace program "
+                         f"(docs/trace-layout.md §L8, ADR 0012; default {DEFAULT_SEGMENT})")
+    ap.add_argument("--section", help="the report section to write (default: the device, "
+                                      "with -segN when --segment is not the default)")
     args = ap.parse_args(argv)
+    name = args.section or (args.device if args.segment == DEFAULT_SEGMENT
+                            else f"{args.device}-seg{args.segment}")
     out = Path(args.out)
     path = out / "bench-runtime.json"
     rep = json.loads(path.read_text()) if path.is_file() else {"sections": {}}
@@ -387,15 +407,16 @@ def main(argv: list[str] | None = None) -> int:
         grid["root_streams"] = step_lanes_cuda.ROOT_STREAMS
         grid["gather_logits"] = fastexec.GATHER_LOGITS
         grid["host_prefill"] = fastexec.HOST_PREFILL
-    model = load_model("smollm2", max_ctx=2048, with_model_hash=False)
+    model = load_model("smollm2", max_ctx=2048, segment=args.segment, with_model_hash=False)
     tok = model.tokenizer()
     toks = tok.encode_chat(PROMPT)
-    sec = {"date": time.strftime("%Y-%m-%d"), "machine": machine(args.device), **grid}
+    sec = {"date": time.strftime("%Y-%m-%d"), "machine": machine(args.device), **grid,
+           "segment": args.segment}
     sec["trace"] = bench_trace(model, args.device, toks, args.tokens)
     print(json.dumps(sec["trace"]), file=sys.stderr, flush=True)
     eager: dict = {}
     sec["eager"] = eager
-    rep["sections"][args.device] = sec
+    rep["sections"][name] = sec
     write(rep, out)  # the trace numbers survive a failing baseline
     for name in ("fp32", "bf16") if args.device == "cuda" else ("fp32",):
         try:
@@ -410,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         sec["llama_cpp"] = bench_llamacpp.bench_llama_cpp(
             toks, args.tokens, tok.apply_chat_template([{"role": "user", "content": PROMPT}]))
         print(json.dumps(sec["llama_cpp"]), file=sys.stderr, flush=True)
-    rep["sections"][args.device] = sec
+    rep["sections"][name] = sec
     write(rep, out)
     if args.batch > 0:
         sec["trace_batch"] = bench_trace_batch(model, args.device, toks,

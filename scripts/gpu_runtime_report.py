@@ -29,6 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from node.cli.trace_options import DEFAULT_SEGMENT  # noqa: E402 - needs the repo root
+
 PROMPTS = [
     "What is the capital of France?",
     "Write a haiku about the sea.",
@@ -59,14 +61,14 @@ PROMPTS = [
 _STATE: dict = {}
 
 
-def _init(max_ctx: int, sides: tuple[str, ...]) -> None:
+def _init(max_ctx: int, sides: tuple[str, ...], segment: int) -> None:
     import torch
 
     from node.ree.fastexec import FastExecutor
     from node.ree.model import load_model
 
     torch.set_num_threads(1)
-    m = load_model("smollm2", max_ctx=max_ctx, with_model_hash=False)
+    m = load_model("smollm2", max_ctx=max_ctx, segment=segment, with_model_hash=False)
     w = m.weights_by_root()
     _STATE["model"] = m
     q = m.quant_blocks()  # what `ree run` uses on the CPU (the GPU side reads fp32 weights)
@@ -202,6 +204,7 @@ def compare(args: argparse.Namespace) -> int:
     equal = all(r["all_equal"] for r in results) and len(gj) >= len(results)
     rep = {"date": time.strftime("%Y-%m-%d"), "versions": gpu["versions"],
            "cpu_versions": cpu["versions"], "max_ctx": cpu["max_ctx"], "n_ops": cpu["n_ops"],
+           "segment": cpu.get("segment", DEFAULT_SEGMENT),
            "program_root": cpu["program_root"], "jobs": len(results), "tokens": cpu["tokens"],
            "all_equal": equal, "leaves_compared": leaves, "results": results,
            "method": "trace roots (C5) and output tokens per job; equal trace roots over "
@@ -233,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--note", help="--compare: a coverage note for the report")
     ap.add_argument("--only", help="comma-separated job numbers to run (default: all)")
     ap.add_argument("--max-ctx", type=int, default=2048)
+    ap.add_argument("--segment", type=int, default=DEFAULT_SEGMENT,
+                    help="the trace program's DOT segment (ADR 0012)")
     ap.add_argument("--side", choices=("both", "cpu", "cuda"), default="both")
     ap.add_argument("--write", help="--side cpu|cuda: where to write tokens + trace roots "
                                     "(also appended job by job to WRITE.jsonl)")
@@ -250,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     from node.ree.model import load_model
 
     t0 = time.time()
-    m = load_model("smollm2", max_ctx=args.max_ctx, with_model_hash=False,
+    m = load_model("smollm2", max_ctx=args.max_ctx, segment=args.segment, with_model_hash=False,
                    log=lambda s: print(s, file=sys.stderr, flush=True))
     tok = m.tokenizer()
     prompts = (PROMPTS * (1 + args.prompts // len(PROMPTS)))[: args.prompts]
@@ -264,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr, flush=True)
     ctx = mp.get_context("spawn")
     results = []
-    with ctx.Pool(args.workers, initializer=_init, initargs=(args.max_ctx, sides)) as pool:
+    init = (args.max_ctx, sides, args.segment)
+    with ctx.Pool(args.workers, initializer=_init, initargs=init) as pool:
         for r in pool.imap_unordered(_job, jobs):
             results.append(r)
             if log is not None:
@@ -276,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     results.sort(key=lambda r: r["job"])
     if args.side != "both":
         out = {"versions": _versions(args.side == "cuda"), "max_ctx": args.max_ctx,
+               "segment": args.segment,
                "program_root": "0x" + m.program.root().hex(), "n_ops": m.program.n_ops,
                "tokens": args.tokens, "seconds": round(time.time() - t0, 1),
                "jobs": [{"job": r["job"], "prompt_tokens": r["prompt_tokens"],
@@ -286,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     equal = all(r.get("all_equal") for r in results)
     rep = {"date": time.strftime("%Y-%m-%d"), "versions": _versions(True),
-           "max_ctx": args.max_ctx, "n_ops": m.program.n_ops,
+           "max_ctx": args.max_ctx, "segment": args.segment, "n_ops": m.program.n_ops,
            "program_root": "0x" + m.program.root().hex(), "jobs": len(jobs),
            "tokens": args.tokens, "all_equal": equal,
            "leaves_compared": sum(r.get("leaves_compared", 0) for r in results),

@@ -15,6 +15,7 @@ import signal
 import sys
 from typing import Any
 
+from node.cli.trace_options import DEFAULT_SEGMENT, SEGMENT_HELP
 from node.config import ConfigError, NodeConfig, load_config
 
 
@@ -71,7 +72,7 @@ def cmd_model_register(args: argparse.Namespace) -> int:
     cfg = _cfg(args)
     client = _client(cfg)
     dep = Deployment.load(cfg.deployment)
-    served = load_served_model(args.model, max_ctx=args.max_ctx,
+    served = load_served_model(args.model, max_ctx=args.max_ctx, segment=args.segment,
                                log=lambda m: print(m, file=sys.stderr))
     reg = client.contract("ModelRegistry", dep.registry)
     if client.call(reg.functions.isRegistered(served.model_hash)):
@@ -97,7 +98,7 @@ def cmd_job_submit(args: argparse.Namespace) -> int:
     cfg = _cfg(args)
     client = _client(cfg)
     dep = Deployment.load(cfg.deployment)
-    served = load_served_model(args.model, max_ctx=args.max_ctx,
+    served = load_served_model(args.model, max_ctx=args.max_ctx, segment=args.segment,
                                log=lambda m: print(m, file=sys.stderr))
     tokens = served.chat_tokens(args.prompt)
     if not (0 <= args.top_k < 2**32 and 0 <= args.seed < 2**64):
@@ -149,6 +150,7 @@ def _daemon(args: argparse.Namespace, role: str) -> int:
     client = _client(cfg, journal=store)
     dep = Deployment.load(cfg.deployment)
     served = load_served_model(args.model, max_ctx=args.max_ctx, device=cfg.device,
+                               segment=args.segment,
                                log=lambda m: logging.getLogger("judge").info(m))
     metrics = NodeMetrics(role)
     metrics.serve(cfg.metrics_port)
@@ -213,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     def model_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--model", default="smollm2", help="model name (default smollm2)")
         sp.add_argument("--max-ctx", type=int, default=256, help="context positions compiled")
+        sp.add_argument("--segment", type=int, default=DEFAULT_SEGMENT,
+                        help=SEGMENT_HELP + " Every party of a network uses the one its "
+                             "registered model hash binds.")
 
     m = sub.add_parser("model", help="model registry")
     msub = m.add_subparsers(dest="cmd2", required=True)

@@ -3,7 +3,7 @@ re-execution (issue 4; DESIGN §1.2).
 
     ree run --model smollm2 --prompt TEXT | --prompt-file FILE.jsonl --max-new-tokens N
             [--temperature T --top-k K --top-p P --seed S] [--device cpu|cuda]
-            [--receipt PATH] [--keep-trace DIR] [--raw] [--batch N] [--json]
+            [--receipt PATH] [--keep-trace DIR] [--raw] [--batch N] [--segment S] [--json]
     ree validate RECEIPT [--json]
     ree verify RECEIPT [--device cpu|cuda] [--json]
 
@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from node.cli.trace_options import DEFAULT_SEGMENT, SEGMENT_HELP
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -110,13 +112,14 @@ def _load_account(args: argparse.Namespace) -> Any:
         raise CliError(f"cannot sign the receipt: {e}") from None
 
 
-def _session(model: str, device: str, max_ctx: int, quiet: bool):  # noqa: ANN202
+def _session(model: str, device: str, max_ctx: int, segment: int,
+             quiet: bool):  # noqa: ANN202
     from node.ree.model import ModelLoadError
     from node.ree.session import Session
 
     log = (lambda m: None) if quiet else (lambda m: _err(m))
     try:
-        return Session(model, device=device, max_ctx=max_ctx, log=log)
+        return Session(model, device=device, max_ctx=max_ctx, log=log, segment=segment)
     except ModelLoadError as e:
         raise CliError(str(e)) from None
     except RuntimeError as e:
@@ -143,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         receipt_dir = Path(args.receipt)
         if receipt_dir.exists() and not receipt_dir.is_dir():
             raise CliError("with several prompts, --receipt must name a directory")
-    sess = _session(args.model, args.device, args.max_ctx, args.quiet)
+    sess = _session(args.model, args.device, args.max_ctx, args.segment, args.quiet)
     specs = [JobSpec(p, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
                      args.seed, chat=not args.raw) for p in prompts]
     try:  # reject bad input before spending time on any job
@@ -262,7 +265,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except GenerationError as e:
         raise CliError(str(e)) from None
     p = r.parameters
-    sess = _session(r.model, args.device, int(p.get("max_ctx", 0)) or 2048, args.quiet)
+    try:
+        segment = int(p.get("segment", DEFAULT_SEGMENT))
+    except (TypeError, ValueError):
+        raise CliError(f"receipt parameter segment is not an integer: {p.get('segment')!r}")\
+            from None
+    sess = _session(r.model, args.device, int(p.get("max_ctx", 0)) or 2048, segment,
+                    args.quiet)
     problems: list[str] = []
     mh = sess.model.network_hash
     if mh != r.model_hash:
@@ -348,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-trace", help="directory to keep every leaf's tensor in")
     run.add_argument("--max-ctx", type=int, default=2048,
                      help="trace program context (part of the model hash)")
+    run.add_argument("--segment", type=int, default=DEFAULT_SEGMENT, help=SEGMENT_HELP)
     run.add_argument("--raw", action="store_true", help="no chat template")
     run.add_argument("--batch", type=int, default=1,
                      help="run up to N prompts of --prompt-file together (same receipts)")

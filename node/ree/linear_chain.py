@@ -50,7 +50,8 @@ class Chain:
 
 
 def find_chains(program: TraceProgram) -> dict[int, Chain]:
-    """Consecutive weight DOT segments of one linear, keyed by the first op's index.
+    """Consecutive weight DOT segments of one linear, keyed by the first op's index (one op
+    when the program's segment covers K: ADR 0012).
 
     A chain is only recognised in the exact shape the lowering emits (same A, same weight,
     each segment's accumulator the previous op, contiguous k ranges from 0, no group or
@@ -76,8 +77,7 @@ def find_chains(program: TraceProgram) -> dict[int, Chain]:
                 break
             bounds.append((nx.attrs[0], nx.attrs[1]))
             i += 1
-        if len(bounds) > 1:
-            out[j] = Chain(j, a.op, root, tuple(bounds))
+        out[j] = Chain(j, a.op, root, tuple(bounds))
         j = i
     return out
 

@@ -348,6 +348,12 @@ def _quantized(reader: Any) -> dict[str, tuple[str, np.ndarray]]:
     return out
 
 
+# The longest DOT segment a one-step re-executes (docs/trace-layout.md §L8, ADR 0012): a
+# SmolLM2 segment costs ~6k gas an fma on-chain, so 1536 (its longest dot, one segment) is
+# ~9.5M gas, a third of a 30M block.
+MAX_SEGMENT = 1536
+
+
 def load_model(model: str = "smollm2", max_ctx: int = DEFAULT_MAX_CTX,
                segment: int = DEFAULT_SEGMENT, log: Callable[[str], None] = _log_nothing,
                use_cache: bool = True, with_model_hash: bool = True) -> Model:
@@ -356,6 +362,8 @@ def load_model(model: str = "smollm2", max_ctx: int = DEFAULT_MAX_CTX,
 
     if max_ctx < 2:
         raise ModelLoadError("max_ctx must be at least 2")
+    if not 1 <= segment <= MAX_SEGMENT:
+        raise ModelLoadError(f"segment must be in [1, {MAX_SEGMENT}] fma steps, got {segment}")
     path = resolve_gguf(model)
     digest = _sha256(path)
     try:

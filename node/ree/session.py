@@ -23,6 +23,7 @@ from node.ree.fastexec import FastExecutor
 from node.ree.generate import GenerationError, GenResult, check_lengths, generate
 from node.ree.model import DEFAULT_MAX_CTX, Model, load_model
 from node.ree.sampling import SamplingConfig
+from referee.lowering import DEFAULT_SEGMENT
 
 RUNTIME_VERSION = "judge-ree/0.1 (trace-layout v1, fast torch executor)"
 
@@ -66,12 +67,13 @@ class Session:
 
     def __init__(self, model: str = "smollm2", device: str = "cpu",
                  max_ctx: int = DEFAULT_MAX_CTX, log: Callable[[str], None] | None = None,
-                 loaded: Model | None = None) -> None:
+                 loaded: Model | None = None, segment: int = DEFAULT_SEGMENT) -> None:
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("--device cuda: no CUDA device is available here")
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be cpu or cuda, got {device!r}")
-        self.model = loaded or load_model(model, max_ctx=max_ctx, log=log or (lambda m: None))
+        self.model = loaded or load_model(model, max_ctx=max_ctx, segment=segment,
+                                          log=log or (lambda m: None))
         self.device = torch.device(device)
         self.executor = FastExecutor(self.model.program, self.model.weights_by_root(),
                                      self.device, quant=self.model.quant_blocks())

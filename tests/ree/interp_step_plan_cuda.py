@@ -22,6 +22,8 @@ from referee.layout import Symbols  # noqa: E402
 
 PROMPT = [1, 9690, 198, 2683, 359, 253, 5356, 5646]
 FULL = "--full" in sys.argv  # every record of the step (minutes), not the first two layers
+# `--segment N`: the trace program with DOT segments of N (ADR 0012), default the lowering's
+SEGMENT = int(sys.argv[sys.argv.index("--segment") + 1]) if "--segment" in sys.argv else None
 
 
 @contextmanager
@@ -38,7 +40,8 @@ def _grid_min(value: int | None) -> Iterator[None]:
 
 def main() -> int:
     try:
-        m = load_model("smollm2", max_ctx=2048)
+        m = load_model("smollm2", max_ctx=2048,
+                       **({} if SEGMENT is None else {"segment": SEGMENT}))
     except (ModelError, ModelLoadError) as e:
         print(f"skipped: {e}")
         return 0

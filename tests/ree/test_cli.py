@@ -107,8 +107,33 @@ def test_verify_names_first_divergent_op(tmp_path, key_env, capsys, ree_session)
                                          "name": prog.ops[target_op].name}
 
 
+def test_segment_choice_roundtrips(tmp_path, key_env, capsys, ree_model):
+    """`--segment 192` (ADR 0012) is another trace program of the same model: the same
+    tokens as the default's, another model hash and trace root, and `ree verify` re-runs
+    the receipt with the segment it records."""
+    rp = tmp_path / "g.json"
+    assert cli.main(["run", "--prompt", "What is the capital of France?",
+                     "--max-new-tokens", "2", "--segment", "192", "--receipt", str(rp),
+                     "--json", "--quiet"]) == 0
+    capsys.readouterr()
+    r = Receipt.load(rp)
+    assert r.parameters["segment"] == 192 and r.model_hash != ree_model.network_hash
+    assert r.parameters["trace_program_root"] != "0x" + ree_model.program.root().hex()
+    assert cli.main(["verify", str(rp), "--json", "--quiet"]) == 0
+    v = _json(capsys)[0]
+    assert v["ok"] and v["trace_root_match"] and v["output_match"]
+
+
+def test_segment_default_is_the_lowerings():
+    from node.cli import trace_options
+    from referee.lowering import DEFAULT_SEGMENT
+
+    assert trace_options.DEFAULT_SEGMENT == DEFAULT_SEGMENT
+
+
 @pytest.mark.parametrize("argv,needs", [
     (["run", "--model", "nosuchmodel", "--prompt", "x"], "unknown model"),
+    (["run", "--prompt", "x", "--segment", "0"], "segment must be in"),
     (["run", "--prompt", "x", "--prompt-file", "f.jsonl"], "exactly one"),
     (["run", "--prompt", "x", "--top-p", "0"], "top_p"),
     (["run", "--prompt", "x", "--receipt", "r.json"], "JUDGE_PRIVATE_KEY"),
