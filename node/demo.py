@@ -115,7 +115,10 @@ def honest_round(chain: Anvil, dep: Deployment, served: ServedModel, requester: 
 
 
 def cheating_round(chain: Anvil, dep: Deployment, served: ServedModel, requester: ChainClient,
-                   data: Path, max_tokens: int, question: str = QUESTION) -> dict[str, Any]:
+                   data: Path, max_tokens: int, question: str = QUESTION,
+                   leaf: int | None = None) -> dict[str, Any]:
+    """A job whose executor corrupts one bit of element 0 of trace leaf `leaf` (default: an
+    op in the middle of the first step), disputed and settled on-chain."""
     say("\n== 2. A cheating executor ==")
     market = requester.contract("JobMarket", dep.market)
     tokens = served.chat_tokens(question)
@@ -123,7 +126,8 @@ def cheating_round(chain: Anvil, dep: Deployment, served: ServedModel, requester
                    reward_wei=REWARD, bond_wei=BOND, challenge_window_s=WINDOW)
     job_id, _ = submit_job(requester, market, spec)
     n_ops = served.model.program.n_ops
-    leaf = n_ops // 2  # an op in the middle of the first step's trace
+    if leaf is None:
+        leaf = n_ops // 2  # an op in the middle of the first step's trace
     op = served.model.program.ops[leaf]
     say(f"job {job_id} posted; the executor will corrupt trace leaf {leaf} "
         f"({op.name}) by one bit of element 0")

@@ -8,7 +8,9 @@ The moves mirror contracts/protocol/DisputeGame.sol: level 1 dissects the two tr
 (commitments C3/C5, lifted to a common depth with ZERO leaves), the leaves are opened
 (op hash, C4 header, data root), level 2 dissects the output tensors' chunk trees, the
 defender reveals the chunk, the challenger picks the first element where the chunks differ,
-and the one-step verifier decides with a witness built by the referee.
+and the one-step verifier decides with a witness built by the referee. A DOT element longer
+than one link (docs/trace-layout.md §L9, level 3) first goes through its accumulation chain:
+the defender reveals it, the challenger names the first link where it differs from its own.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from node.chain.client import ChainClient, TxResult, TxReverted
 from node.chain.contracts import Claim, Phase  # noqa: F401 - Claim re-exported for players
 from referee.bisection import lift
 from referee.onestep import depth_of
-from repops.commit import merkle_levels, merkle_proof
+from repops.commit import CHUNK_BYTES, merkle_levels, merkle_proof
 
 log = logging.getLogger("judge.game")
 
@@ -46,6 +48,10 @@ class TraceView(Protocol):
 
     def witness(self, kind: int, ctx: Any) -> bytes:
         """One-step witness for a pending claim, given the on-chain StepContext."""
+
+    def chain(self, leaf: int, element: int) -> list[int]:
+        """docs/trace-layout.md §L9: C1 bits of the accumulator after each link of DOT
+        element `element` at `leaf`, from our own inputs ([] when checked whole)."""
 
 
 @dataclass
@@ -182,7 +188,9 @@ class GamePlayer:
             self._send("pickElement", f.pickElement(self.game_id, element, theirs))
             return "pickElement"
         if st.phase == Phase.PROOF:
-            return self._resolve()
+            return self._prove()
+        if st.phase == Phase.LINK_PICK and self.side == C:
+            return self._pick_link(st)
         if st.phase == Phase.LENGTH_PROOF:
             kind = self.client.call(f.pending(self.game_id))
             index = kind[3]
@@ -192,6 +200,66 @@ class GamePlayer:
             self._send("proveLength", f.proveLength(self.game_id, leaves[index], proof))
             return "proveLength"
         return None
+
+    def _prove(self) -> str | None:
+        """Phase.Proof. An Element claim on a DOT element with links (§L9) cannot be decided
+        whole: until its chain is revealed, D reveals it and C waits; every other claim, and a
+        picked link, is resolved."""
+        f = self.game.functions
+        kind = self.client.call(f.pending(self.game_id))[0]
+        if kind == Claim.ELEMENT:
+            ctx = self.client.call(f.stepContext(self.game_id))
+            chain = self.trace.chain(int(ctx[7]), int(ctx[10]))
+            if chain and self.client.call(f.chainInfo(self.game_id))[1] == 0:
+                return self._reveal_chain(kind, ctx, chain) if self.side == D else None
+        return self._resolve()
+
+    def _reveal_chain(self, kind: int, ctx: Any, chain: list[int]) -> str:
+        """§L9 step 1 (D): our chain, ending at our claimed element (the on-chain
+        claimedBits: equal to our chain's end when honest; a faulty trace's output still
+        has to be defended by a chain ending there). The element witness (no chunks: the
+        verifier reads the chain length from the record and input headers) goes along."""
+        accs = chain[:-1] + [int(ctx[11])]
+        witness = self.trace.witness(kind, ctx)
+        self._send("revealChain", self.game.functions.revealChain(self.game_id, accs, witness))
+        return "revealChain"
+
+    def _pick_link(self, st: GameState) -> str:
+        """§L9 step 2 (C): name the first link where D's revealed chain differs from ours
+        (our chain from the agreed inputs, ending at our own element). Its start, D's previous
+        accumulator, is then the true one, so an honest C wins the link's one-step."""
+        theirs = self._chain_revealed()
+        ctx = self.client.call(self.game.functions.stepContext(self.game_id))
+        leaf, element = int(ctx[7]), int(ctx[10])
+        mine = self.trace.chain(leaf, element)
+        if mine:
+            mine[-1] = self._own_element(leaf, element)
+        if len(mine) != len(theirs):  # the verifier derives the length: never on-chain
+            log.warning("game %d: revealed chain has %d links, ours %d", self.game_id,
+                        len(theirs), len(mine))
+        link = next((j for j, (a, b) in enumerate(zip(theirs, mine, strict=False)) if a != b),
+                    max(0, len(theirs) - 1))
+        log.info("game %d: link %d of %d disputed (revealed %d, ours %s)", self.game_id, link,
+                 len(theirs), theirs[link], mine[link] if link < len(mine) else None)
+        self._send("pickLink", self.game.functions.pickLink(self.game_id, link, theirs))
+        return "pickLink"
+
+    def _own_element(self, leaf: int, element: int) -> int:
+        """C1 bits of our own output element (the value our side claims for it)."""
+        size = element_size(self.trace.opening(leaf)[1])
+        per = CHUNK_BYTES // size
+        chunk = self.trace.chunk(leaf, element // per)
+        off = (element % per) * size
+        return int.from_bytes(chunk[off:off + size], "little")
+
+    def _chain_revealed(self) -> list[int]:
+        """D's chain from the ChainRevealed event (§L9)."""
+        head = self.client.block_number()
+        logs = self.client.events(self.game, "ChainRevealed", max(0, head - 5000), head)
+        mine = [e for e in logs if e["args"]["gameId"] == self.game_id]
+        if not mine:
+            raise RuntimeError(f"game {self.game_id}: no ChainRevealed event found")
+        return [int(a) for a in mine[-1]["args"]["accs"]]
 
     def _resolve(self) -> str | None:
         ctx = self.client.call(self.game.functions.stepContext(self.game_id))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from eth_abi import decode
 
 from referee.execute import Trace
 from referee.layout import Claim
@@ -98,6 +99,11 @@ class JobTrace:
         data = canonical_bytes(self.outcome.trace.outputs[leaf])
         return data[index * CHUNK_BYTES:(index + 1) * CHUNK_BYTES]
 
+    def chain(self, leaf: int, element: int) -> list[int]:
+        """docs/trace-layout.md §L9: the accumulation chain of DOT element `element` at
+        `leaf` from this trace's own inputs ([] when the element is checked whole)."""
+        return self.builder().chain(leaf, element)
+
     @property
     def has_defender_nodes(self) -> bool:
         return bool(self._overlay)
@@ -127,6 +133,10 @@ class JobTrace:
         b = self.builder()
         leaf, element = int(ctx[7]), int(ctx[10])
         if kind == Claim.ELEMENT:
+            claim = bytes(ctx[12])
+            if claim:  # §L9: a picked link of the element's chain, abi.encode(link, start)
+                link, _start = decode(["uint256", "uint256"], claim)
+                return b.element(leaf, element, link=int(link))
             return b.element(leaf, element)
         if kind in (Claim.OP_HASH, Claim.OUTPUT_HEADER):
             return b.header_only(leaf)

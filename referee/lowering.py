@@ -1,12 +1,14 @@
 """Lowering of RepOps program ops into trace ops whose every element is one cheap one-step
 (docs/trace-layout.md §L8).
 
-Why: the game checks one output element whole (IOneStepVerifier: chainLength = 0), and a
-whole element of a K = 1536 dot, a softmax row over the vocabulary or an RMSNorm row costs
-far more than 1M gas on-chain. So the trace itself exposes the intermediate values the
-dispute descends through: dot products become k-segments whose partial accumulators are
-committed tensors, folds become one level each, softmax and RMSNorm become max / exp /
-fold / div steps. Every rewrite here computes exactly the RepOps spec's bits (the segment
+Why: the game checks one output element whole, and a whole element of a K = 1536 dot, a
+softmax row over the vocabulary or an RMSNorm row costs far more than 1M gas on-chain. So the
+trace itself exposes the intermediate values the dispute descends through: dot products
+become k-segments whose partial accumulators are committed tensors, folds become one level
+each, softmax and RMSNorm become max / exp / fold / div steps. A segment longer than 64 fma
+steps is disputed one link of 64 at a time inside its element (the game's level 3,
+docs/trace-layout.md §L9), so `segment` trades committed bytes against dispute rounds
+(ADR 0012). Every rewrite here computes exactly the RepOps spec's bits (the segment
 chain is the spec's §3.1 chain cut at fixed k; the fold levels are the spec's §4.1 tree).
 
 The runtime calls `Lowering` methods in its program's order (or `llama_program` for a Llama

@@ -20,11 +20,12 @@ from referee.layout import (
     JobConfig,
     Src,
     Symbols,
+    TraceOp,
     parse_record,
     program_root,
     reads_self,
 )
-from referee.ops import EvalContext, OpError, holds, numel
+from referee.ops import EvalContext, OpError, dot_links, holds, numel
 from referee.witness import NO_TOKEN, WITNESS_ABI, StepContext, element_bits
 from repops.commit import (
     CHUNK_BYTES,
@@ -132,15 +133,12 @@ def _token(w: tuple, ctx: StepContext, step: int) -> int:
 
 
 def verify(kind: int, ctx: StepContext, witness: bytes) -> bool:
-    """OneStepVerifier.verify: True when the defender's claim is correct."""
-    try:
-        (w,) = decode([WITNESS_ABI], witness)
-    except Exception as e:  # noqa: BLE001 - abi.decode reverts on any malformed input
-        raise InvalidWitness(f"undecodable witness: {e}") from None
-    n_ops, token_op, eos, ops_root, record, op_proof, job, config, tensors = w
-    if (program_root(n_ops, token_op, eos, ops_root) != ctx.program_root or n_ops == 0
-            or token_op >= n_ops):
-        raise InvalidWitness("bad program")
+    """OneStepVerifier.verify: True when the defender's claim is correct.
+
+    Claim.Element with a non-empty `ctx.claim` is a link claim of an accumulation chain
+    (§L9): `abi.encode(uint256 link, uint256 startBits)`."""
+    w = _program(ctx, witness)
+    n_ops = w[0]
     if kind == Claim.OUTPUT_TOKEN:
         n_steps = ctx.trace_length // n_ops
         if ctx.element_index >= n_steps:
@@ -148,14 +146,68 @@ def verify(kind: int, ctx: StepContext, witness: bytes) -> bool:
         return _token(w, ctx, ctx.element_index) == ctx.claimed_bits
     if kind == Claim.TRACE_END:
         return _trace_end(w, ctx)
-    j = ctx.leaf_index % n_ops
-    h = keccak256(record)
-    if not _proves(h, j, list(op_proof), ops_root, depth_of(n_ops)):
-        raise InvalidWitness("bad op proof")
+    h = _program_op(w, ctx)
     if kind == Claim.OP_HASH:
         return h == ctx.op_hash
     if h != ctx.op_hash:
         return False
+    op, cx = _op_env(w, ctx)
+    try:
+        if kind == Claim.OUTPUT_HEADER:
+            return ctx.claim == op.header(cx.sym)
+        link = _link_claim(ctx.claim)
+        if op.code == Code.SAMPLE:
+            cx.config = _config(w[7], ctx)
+        views = _inputs(op, w[8], ctx, cx.step, n_ops)
+        me = _self(op, w[8], ctx)
+        return holds(op, views, me, ctx.element_index, ctx.claimed_bits, cx, link=link)
+    except OpError as e:
+        raise InvalidWitness(str(e)) from e
+
+
+def chain_length(ctx: StepContext, witness: bytes) -> int:
+    """OneStepVerifier.chainLength (§L9): the number of links of the disputed DOT element,
+    0 when it is checked whole. The game reads it in `revealChain`; the witness is checked as
+    for `verify` (program, op proof, job input, input headers and leaf proofs), but no element
+    is read, so its chunks may be absent."""
+    w = _program(ctx, witness)
+    if _program_op(w, ctx) != ctx.op_hash:
+        return 0
+    op, cx = _op_env(w, ctx)
+    if op.code != Code.DOT:
+        return 0
+    try:
+        views = _inputs(op, w[8], ctx, cx.step, w[0])
+        return dot_links(op, views, ctx.element_index, cx)
+    except OpError as e:
+        raise InvalidWitness(str(e)) from e
+
+
+def _program(ctx: StepContext, witness: bytes) -> tuple:
+    """The decoded witness, its program header bound by `ctx.programRoot` (§L1)."""
+    try:
+        (w,) = decode([WITNESS_ABI], witness)
+    except Exception as e:  # noqa: BLE001 - abi.decode reverts on any malformed input
+        raise InvalidWitness(f"undecodable witness: {e}") from None
+    n_ops, token_op, eos, ops_root = w[:4]
+    if (program_root(n_ops, token_op, eos, ops_root) != ctx.program_root or n_ops == 0
+            or token_op >= n_ops):
+        raise InvalidWitness("bad program")
+    return w
+
+
+def _program_op(w: tuple, ctx: StepContext) -> bytes:
+    """§L2: the record's hash, proven as program op `leaf mod P` under ops_root."""
+    n_ops, ops_root, record, op_proof = w[0], w[3], w[4], w[5]
+    h = keccak256(record)
+    if not _proves(h, ctx.leaf_index % n_ops, list(op_proof), ops_root, depth_of(n_ops)):
+        raise InvalidWitness("bad op proof")
+    return h
+
+
+def _op_env(w: tuple, ctx: StepContext) -> tuple[TraceOp, EvalContext]:
+    """§L1–§L3: the parsed record and the step's symbols from the job input."""
+    n_ops, record, job = w[0], w[4], w[6]
     if keccak256(job) != ctx.input_hash or len(job) % 4:
         raise InvalidWitness("bad job input")
     step = ctx.leaf_index // n_ops
@@ -164,17 +216,18 @@ def verify(kind: int, ctx: StepContext, witness: bytes) -> bool:
         op = parse_record(record)
     except (ValueError, KeyError) as e:
         raise InvalidWitness(f"bad record: {e}") from None
-    cx = EvalContext(Symbols.for_step(len(tokens), step), step, tokens)
-    try:
-        if kind == Claim.OUTPUT_HEADER:
-            return ctx.claim == op.header(cx.sym)
-        if op.code == Code.SAMPLE:
-            cx.config = _config(config, ctx)
-        views = _inputs(op, tensors, ctx, step, n_ops)
-        me = _self(op, tensors, ctx)
-        return holds(op, views, me, ctx.element_index, ctx.claimed_bits, cx)
-    except OpError as e:
-        raise InvalidWitness(str(e)) from None
+    return op, EvalContext(Symbols.for_step(len(tokens), step), step, tokens)
+
+
+def _link_claim(claim: bytes) -> tuple[int, int] | None:
+    """§L9: an empty `ctx.claim` asks the element whole; else abi.encode(uint256 link,
+    uint256 startBits)."""
+    if not claim:
+        return None
+    if len(claim) != 64:
+        raise InvalidWitness("BadLink: a link claim is two words")
+    link, start = decode(["uint256", "uint256"], claim)
+    return int(link), int(start)
 
 
 def _config(config: bytes, ctx: StepContext) -> JobConfig:

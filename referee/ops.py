@@ -98,8 +98,73 @@ def gather(op, out, ins, e, cx):
 
 # ------------------------------------------------------------------------------ §L5.3 DOT
 
+LINK = 64  # fma steps per link of an accumulation chain (§L9; TraceOps.LINK)
 
-def dot(op, out, ins, e, cx):
+
+class ChainRequired(OpError):
+    """§L9: a DOT element with links > 0 asked whole (OneStepVerifier reverts
+    `ChainRequired(links)`): the game must descend into its chain first."""
+
+    def __init__(self, links: int) -> None:
+        super().__init__(f"ChainRequired({links})")
+        self.links = links
+
+
+class BadLink(OpError):
+    """§L9: a link claim on an op that is not a DOT, an element without links, or a link
+    index past the element's chain (OneStepVerifier reverts `BadLink()`)."""
+
+
+@dataclass
+class _Dot:
+    """Where DOT elements `e` read (§L5.3): operand rows, the k range and each element's
+    kend (causal 1 clipped by `past`). Shared by the whole element, its links (§L9) and its
+    link count, so the three cannot disagree on a shape rule."""
+
+    a: View
+    b: View
+    acc_in: View | None
+    e: np.ndarray
+    arow: np.ndarray
+    brow: np.ndarray
+    k0: int
+    kend: np.ndarray
+    causal: int
+    masked: np.ndarray  # causal 2: output −inf
+
+    def start(self) -> np.ndarray:
+        """The chain's first accumulator: acc_in[e], or +0 without acc."""
+        if self.acc_in is None:
+            return np.zeros(self.e.shape, np.uint32)
+        return _get(self.acc_in, self.e, "DOT acc").astype(np.uint32)
+
+    def run(self, lo: int, hi: int, acc: np.ndarray) -> np.ndarray:
+        """acc = fma(A[b,r,k], B[b div group,n,k], acc) for k = lo … hi−1 ascending, each
+        element stopping at its own kend: the §3.1 chain, any piece of it."""
+        acc = np.asarray(acc, np.uint32).copy()
+        for kk in range(lo, hi):
+            live = kk < self.kend
+            if not live.any():
+                break
+            x = np.zeros(self.e.shape, np.uint32)
+            y = np.zeros(self.e.shape, np.uint32)
+            x[live] = _get(self.a, self.arow[live] + kk, "DOT a")
+            y[live] = _get(self.b, self.brow[live] + kk, "DOT b")
+            acc = np.where(live, f32.fma(x, y, acc), acc).astype(np.uint32)
+        return acc
+
+    def links(self) -> np.ndarray:
+        """§L9: links(e) = (causal != 2 and len > LINK) ? ⌈len / LINK⌉ : 0,
+        len = max(0, kend − k0)."""
+        n = np.maximum(0, self.kend - self.k0)
+        if self.causal == 2:
+            return np.zeros(self.e.shape, np.int64)
+        return np.where(n > LINK, -(-n // LINK), 0).astype(np.int64)
+
+
+def _dot_setup(op: TraceOp, out: Sequence[int], ins: list[View | None], e: np.ndarray,
+               cx: EvalContext) -> _Dot:
+    """§L5.3's shape rules and element geometry (the contract reverts on the same)."""
     k0, k1, group, causal = op.attrs
     a, b = ins[0], ins[1]
     acc_in = ins[2] if len(ins) > 2 else None
@@ -110,24 +175,20 @@ def dot(op, out, ins, e, cx):
     _need(kb == k and orows == r and on == n and ob == ba, "DOT: shapes do not chain")
     _need(group >= 1 and ba == bb * group, "DOT: batch group mismatch")
     bi, ri, ni = e // (r * n), (e // n) % r, e % n
-    acc = (_get(acc_in, e, "DOT acc") if acc_in is not None
-           else np.zeros(e.shape, np.uint32)).astype(np.uint32)
     kend = np.full(e.shape, min(k1, k), dtype=np.int64)
     if causal == 1:
         kend = np.minimum(kend, cx.sym.past + ri + 1)
-    arow = (bi * r + ri) * k
-    brow = ((bi // group) * n + ni) * k
-    for kk in range(k0, min(k1, k)):
-        live = kk < kend
-        if not live.any():
-            break
-        x = np.zeros(e.shape, np.uint32)
-        y = np.zeros(e.shape, np.uint32)
-        x[live] = _get(a, arow[live] + kk, "DOT a")
-        y[live] = _get(b, brow[live] + kk, "DOT b")
-        acc = np.where(live, f32.fma(x, y, acc), acc).astype(np.uint32)
-    if causal == 2:
-        acc = np.where(ni > cx.sym.past + ri, np.uint32(f32.NEG_INF), acc).astype(np.uint32)
+    return _Dot(a, b, acc_in, e, (bi * r + ri) * k, ((bi // group) * n + ni) * k, int(k0),
+                kend, int(causal),
+                (ni > cx.sym.past + ri) if causal == 2 else np.zeros(e.shape, bool))
+
+
+def dot(op, out, ins, e, cx):
+    d = _dot_setup(op, out, ins, e, cx)
+    acc = d.start()
+    acc = d.run(d.k0, int(d.kend.max()) if d.kend.size else d.k0, acc)
+    if d.causal == 2:
+        acc = np.where(d.masked, np.uint32(f32.NEG_INF), acc).astype(np.uint32)
     return acc
 
 
@@ -600,17 +661,77 @@ def _sample_holds(op: TraceOp, out, ins: list[View | None], me: View | None, e: 
     return m.value(t, q) == claimed
 
 
+def _dot_one(op: TraceOp, ins: list[View | None], e: int, cx: EvalContext) -> _Dot:
+    """The §L5.3 geometry of one DOT output element (bounds checked as `holds` does)."""
+    _need(op.code == Code.DOT, f"{op.code.name}: not a DOT")
+    out = op.shape(cx.sym)
+    _need(0 <= e < numel(out), "DOT: element outside output")
+    return _dot_setup(op, out, ins, np.array([e], dtype=np.int64), cx)
+
+
+def dot_links(op: TraceOp, ins: list[View | None], e: int, cx: EvalContext) -> int:
+    """§L9 links(e) of output element `e`: 0 for an element checked whole (any op but DOT,
+    a causal-2 DOT, a DOT element of ≤ LINK fma steps). The mirror of the number
+    `OneStepVerifier.chainLength` returns; read from shapes only (no input element)."""
+    if op.code != Code.DOT:
+        return 0
+    return int(_dot_one(op, ins, e, cx).links()[0])
+
+
+def dot_chain(op: TraceOp, ins: list[View | None], e: int, cx: EvalContext) -> list[int]:
+    """§L9 chain(e): the C1 bits of the accumulator after each link of DOT element `e`
+    ([] when links(e) = 0). The last is the element; what an honest defender reveals and
+    what a challenger compares a revealed chain against."""
+    if op.code != Code.DOT:
+        return []
+    d = _dot_one(op, ins, e, cx)
+    links = int(d.links()[0])
+    acc = d.start() if links else None
+    chain = []
+    for j in range(links):
+        lo = d.k0 + j * LINK
+        acc = d.run(lo, lo + LINK, acc)
+        chain.append(int(acc[0]))
+    return chain
+
+
+def _link_holds(op: TraceOp, ins: list[View | None], e: int, link: tuple[int, int],
+                claimed: int, cx: EvalContext) -> bool:
+    """§L9 link claim (j, start): link j of element e, from `start` (j = 0: from acc_in[e] or
+    +0, start ignored), yields `claimed`. BadLink where the contract reverts it."""
+    j, start = link
+    if op.code != Code.DOT:
+        raise BadLink("BadLink: not a DOT")
+    d = _dot_one(op, ins, e, cx)
+    links = int(d.links()[0])
+    if links == 0 or not 0 <= j < links:
+        raise BadLink(f"BadLink: link {j} of {links}")
+    acc = d.start() if j == 0 else np.array([int(start) % (1 << 32)], np.uint32)
+    lo = d.k0 + j * LINK
+    return int(d.run(lo, lo + LINK, acc)[0]) == claimed
+
+
 def holds(op: TraceOp, ins: list[View | None], me: View | None, e: int, claimed: int,
-          cx: EvalContext) -> bool:
-    """The one-step decision for Claim.Element (§L5, §L5.10): is `claimed` (C1 bits) output
-    element `e`? For every op but SAMPLE SORT/MERGE/SCAN: element(e) == claimed. `me` is the
-    defender's own output (§L7 `self`), read by MERGE and SCAN only."""
+          cx: EvalContext, link: tuple[int, int] | None = None) -> bool:
+    """The one-step decision for Claim.Element (§L5, §L5.10, §L9): is `claimed` (C1 bits)
+    output element `e`? For every op but SAMPLE SORT/MERGE/SCAN: element(e) == claimed. `me` is
+    the defender's own output (§L7 `self`), read by MERGE and SCAN only.
+
+    `link = (j, start)` (§L9, a non-empty `ctx.claim`): is `claimed` the accumulator after link
+    j of DOT element e? Asked whole, a DOT element with links > 0 raises ChainRequired (the
+    verifier refuses: the game descends into its chain first)."""
+    if link is not None:
+        return _link_holds(op, ins, e, link, claimed, cx)
     out = op.shape(cx.sym)
     _need(0 <= e < numel(out), f"{op.code.name}: element outside output")
     if op.code == Code.SAMPLE:
         got = _sample_holds(op, out, ins, me, e, claimed, cx)
         if got is not None:
             return got
+    if op.code == Code.DOT:
+        links = dot_links(op, ins, e, cx)
+        if links:
+            raise ChainRequired(links)
     value = elements(op, ins, np.array([e]), cx)[0]
     return element_bits(int(value), op.dtype) == claimed
 

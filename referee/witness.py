@@ -17,7 +17,7 @@ from eth_abi import encode
 
 from referee.execute import ArrayView, Trace
 from referee.layout import JobConfig, Src, Symbols, reads_self
-from referee.ops import EvalContext, element_bits, holds
+from referee.ops import ChainRequired, EvalContext, dot_chain, element_bits, holds
 from repops.commit import (
     CHUNK_BYTES,
     canonical_bytes,
@@ -63,6 +63,11 @@ def config_bytes(max_tokens: int, temperature: int = 0, top_k: int = 0, top_p: i
                  seed: int = 0) -> bytes:
     """abi.encode(JobMarket.JobConfig): the preimage of the job's config hash."""
     return JobConfig(max_tokens, temperature, top_k, top_p, seed).encode()
+
+
+def link_claim(link: int, start: int) -> bytes:
+    """§L9 `ctx.claim` of a link claim: abi.encode(uint256 link, uint256 startBits)."""
+    return encode(["uint256", "uint256"], [link, start])
 
 
 class RecordingView(ArrayView):
@@ -167,13 +172,13 @@ class WitnessBuilder:
             claim=claim,
         )
 
-    def element(self, leaf: int, element: int) -> bytes:
-        """Witness for Claim.Element at (leaf, element) — also serves OpHash/OutputHeader."""
+    def _views(self, leaf: int) -> tuple[list[RecordingView | None], EvalContext]:
+        """The op's inputs at `leaf` as recording views of this trace's own tensors (§L4),
+        and the step's evaluation context."""
         prog = self.trace.program
         step, j = prog.locate(leaf)
-        op = prog.ops[j]
         views: list[RecordingView | None] = []
-        for inp in op.inputs:
+        for inp in prog.ops[j].inputs:
             if inp.src == Src.OP:
                 at = inp.leaf(step, prog.n_ops)
                 views.append(None if at is None else RecordingView(self.trace.outputs[at]))
@@ -183,11 +188,29 @@ class WitnessBuilder:
                 views.append(None)
         cx = EvalContext(Symbols.for_step(len(self.trace.job_tokens), step), step,
                          self.trace.job_tokens, self._job_config)
+        return views, cx
+
+    def element(self, leaf: int, element: int, link: int | None = None) -> bytes:
+        """Witness for Claim.Element at (leaf, element) — also serves OpHash/OutputHeader.
+
+        `link` (§L9): the witness of link `link` of a DOT element's accumulation chain,
+        carrying only the chunks that link reads (≤ LINK elements of each operand row). A DOT
+        element with links > 0 asked whole gets no chunks: the verifier refuses it
+        (ChainRequired) before reading any, and this is the witness `revealChain` hands to
+        `chainLength`."""
+        prog = self.trace.program
+        step, j = prog.locate(leaf)
+        op = prog.ops[j]
+        views, cx = self._views(leaf)
         out = self.trace.outputs[leaf]
         me = RecordingView(out) if reads_self(op) else None
         flat = out.reshape(-1)
         value = flat.view(np.uint32)[element] if out.dtype == np.float32 else flat[element]
-        holds(op, views, me, element, element_bits(int(value), out.dtype.name), cx)
+        try:
+            holds(op, views, me, element, element_bits(int(value), out.dtype.name), cx,
+                  link=None if link is None else (link, 0))  # the start changes no read
+        except ChainRequired:
+            pass
         tensors = []
         for inp, v in zip(op.inputs, views, strict=True):
             if v is None:
@@ -199,6 +222,14 @@ class WitnessBuilder:
         if me is not None:  # §L7: the defender's own output, after the input slots
             tensors.append(self.tree(leaf).entry(me.read))
         return encode([WITNESS_ABI], [tuple(self._program_part(j) + [tensors])])
+
+    def chain(self, leaf: int, element: int) -> list[int]:
+        """§L9 chain of output element `element` at `leaf`, from this trace's own inputs
+        ([] unless it is a DOT element with links > 0). Its last value is the element as the
+        inputs give it, not necessarily the leaf's stored output (a faulty trace's)."""
+        prog = self.trace.program
+        views, cx = self._views(leaf)
+        return dot_chain(prog.ops[prog.locate(leaf)[1]], views, element, cx)
 
     def header_only(self, leaf: int) -> bytes:
         """Witness for Claim.OpHash / Claim.OutputHeader (no tensors needed)."""

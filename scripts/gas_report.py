@@ -50,8 +50,17 @@ ROWS = [
 PRE_CHECK_POSTJOB = (247_208, 376_205)
 
 
-def run_forge(forge: str) -> list[dict]:
-    cmd = [forge, "test", "--match-contract", "GasProfileTest", "--isolate", "--gas-report",
+# level 3 (docs/trace-layout.md §L9): its own forge contract, whose small games would move the
+# max of the rows above; (label, function prefix, statistic)
+CHAIN_ROWS = [
+    ("revealChain (4 links, e.g. K = 256)", "revealChain(", "min"),
+    ("revealChain (24 links, K = 1536)", "revealChain(", "max"),
+    ("pickLink", "pickLink(", "max"),
+]
+
+
+def run_forge(forge: str, contract: str = "GasProfileTest") -> list[dict]:
+    cmd = [forge, "test", "--match-contract", contract, "--isolate", "--gas-report",
            "--json"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -73,7 +82,7 @@ def lookup(report: list[dict], contract: str, prefix: str) -> dict:
     raise KeyError(f"{contract}.{prefix} not in the gas report")
 
 
-def render(report: list[dict]) -> str:
+def render(report: list[dict], chain: list[dict]) -> str:
     lines = [BEGIN, "", "## Protocol contracts (issue 5)", "",
              f"Generated {datetime.date.today().isoformat()} by `python scripts/gas_report.py` "
              f"(forge `--isolate --gas-report`, solc 0.8.37, optimizer 200 runs, cancun; "
@@ -101,7 +110,16 @@ def render(report: list[dict]) -> str:
               "The `resolve` row is the game's own cost around the verifier call with the "
               "trivial alphabet step; add the real one-step's gas per op kind (the one-step "
               "section below).",
-              "", "postJob refuses jobs the registered program cannot run (token ids, empty "
+              "", "Level 3 (docs/trace-layout.md §L9), only when the disputed element is a DOT "
+              "of more than 64 fma steps (programs with segments longer than 64, ADR 0012): "
+              "D reveals the element's chain, C picks a link, and the one-step checks one "
+              "link of 64 steps. The game part with the alphabet test step (the real "
+              "verifier's `chainLength` inside `revealChain` adds ~34k gas, ~43k with "
+              "chunks):", "",
+              "| transaction | gas |", "|---|---:|"]
+    lines += [f"| {label} | {lookup(chain, 'DisputeGame', prefix)[stat]:,} |"
+              for label, prefix, stat in CHAIN_ROWS]
+    lines += ["", "postJob refuses jobs the registered program cannot run (token ids, empty "
               "input, context, maxTokens, temperature, top_p). The same two jobs on the "
               "contract before these checks (commit c2bc929^, measured once the same way) "
               f"cost {PRE_CHECK_POSTJOB[0]:,} and {PRE_CHECK_POSTJOB[1]:,} gas: the checks "
@@ -124,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--forge", default=str(ROOT / "node_modules" / ".bin" / "forge"))
     ap.add_argument("--print", action="store_true", help="print instead of writing the report")
     args = ap.parse_args(argv)
-    section = render(run_forge(args.forge))
+    section = render(run_forge(args.forge), run_forge(args.forge, "GasChainTest"))
     if args.print:
         print(section)
     else:

@@ -13,7 +13,9 @@ import {IGameSettlement} from "./interfaces/IGameSettlement.sol";
 ///         left of i agreed; the leaves are opened (op hash, C4 header, data root) and checked
 ///         against both leaf hashes; level 2 dissects the two output tensors' data trees (C3) to
 ///         the first differing 1 KiB chunk; D reveals its chunk, C names one element; the
-///         IOneStepVerifier decides. Every move is re-hashed to the mover's own committed node,
+///         IOneStepVerifier decides. Level 3 (a DOT element longer than one link, docs/trace-layout.md
+///         §L9): D reveals the element's chain of accumulators, C names one link, the verifier
+///         decides that link. Every move is re-hashed to the mover's own committed node,
 ///         so a party that equivocates cannot move and loses on its clock.
 /// @dev Holds no funds: the JobMarket holds every wei and is told the winner through
 ///      IGameSettlement. Clocks are chess clocks (one budget per party, only the side to move
@@ -23,6 +25,9 @@ contract DisputeGame {
     /// @notice log2 of the dissection arity: each move reveals up to 2^BITS = 16 nodes.
     /// @dev k = 16: a 2^16-leaf trace takes 4 rounds, a 192-chunk tensor 2 (contracts/protocol/README.md).
     uint256 public constant BITS = 4;
+    /// @notice Most links a revealed accumulation chain may have (bounds the hashing loop; a DOT
+    ///         element of 65 536 fma steps at LINK = 64).
+    uint256 public constant MAX_LINKS = 1024;
 
     enum Phase {
         None,
@@ -33,7 +38,8 @@ contract DisputeGame {
         ElementPick,
         Proof,
         LengthProof,
-        Resolved
+        Resolved,
+        LinkPick // level 3: C names a link of D's revealed chain (appended: Resolved stays 8)
     }
 
     /// @notice Why a game ended (for indexers and the demo story).
@@ -100,6 +106,11 @@ contract DisputeGame {
         uint256 elementIndex;
         uint256 claimedBits;
         bytes claim; // D's opened header (OutputHeader claims)
+        bytes32 chainHash; // keccak256(abi.encode(accs)) of D's revealed chain (level 3)
+        uint64 links; // links of the revealed chain; 0 = none revealed
+        uint64 link; // the link C picked
+        uint32 linkStart; // its start bits: accs[link − 1], 0 for link 0
+        bool linkPicked;
     }
 
     IOneStepVerifier public immutable verifier;
@@ -129,7 +140,10 @@ contract DisputeGame {
     error BadChunk();
     error BadElement();
     error BadProof();
-    error Level3Unsupported(uint256 chainLength);
+    error ChainAlreadyRevealed();
+    error NotChained();
+    error BadChain();
+    error BadLink();
     error BadLength();
 
     /// @notice A game was opened.
@@ -156,6 +170,11 @@ contract DisputeGame {
     event ChunkRevealed(uint256 indexed gameId, uint64 index, bytes chunk);
     /// @notice C named the disputed element.
     event ElementPicked(uint256 indexed gameId, uint256 elementIndex, uint256 claimedBits);
+    /// @notice D revealed the accumulation chain of the disputed element (level 3): `accs[j]` is
+    ///         the accumulator after link j, the last one D's claimed element.
+    event ChainRevealed(uint256 indexed gameId, uint32[] accs);
+    /// @notice C named link `link`; the one-step decides it from `startBits` to `claimedBits`.
+    event LinkPicked(uint256 indexed gameId, uint256 link, uint256 startBits, uint256 claimedBits);
     /// @notice The game waits for a one-step decision of `kind`.
     event ProofRequired(uint256 indexed gameId, IOneStepVerifier.Claim kind);
     /// @notice The game waits for a proof of trace leaf `index` (padding or not).
@@ -417,6 +436,56 @@ contract DisputeGame {
         _requireProof(gameId, g, IOneStepVerifier.Claim.Element);
     }
 
+    // -----------------------------------------------------------------------------------------
+    // Level 3: accumulation chains (docs/trace-layout.md §L9)
+
+    /// @notice D reveals the accumulation chain of the disputed element when the verifier will
+    ///         not decide it whole (`chainLength` > 0): `accs[j]` is the accumulator after link j
+    ///         and `accs[n − 1]` must be D's claimed element. Only once per game, in the proof of
+    ///         an Element claim.
+    /// @param gameId The game.
+    /// @param accs D's chain, float32 bits, one entry per link.
+    /// @param witness The element witness the verifier reads the chain length from (it reverts
+    ///        on an invalid one).
+    function revealChain(uint256 gameId, uint32[] calldata accs, bytes calldata witness) external {
+        Game storage g = _game(gameId);
+        if (g.phase != Phase.Proof) revert WrongPhase(Phase.Proof, g.phase);
+        if (g.claimKind != IOneStepVerifier.Claim.Element) revert NotChained();
+        if (g.links != 0) revert ChainAlreadyRevealed();
+        Party[2] storage p = _parties[gameId];
+        _spend(g, p, D);
+        uint256 n = verifier.chainLength(stepContext(gameId), witness); // a staticcall (view)
+        if (n == 0) revert NotChained();
+        if (n > MAX_LINKS || accs.length != n || accs[n - 1] != g.claimedBits) revert BadChain();
+        g.chainHash = keccak256(abi.encode(accs));
+        g.links = uint64(n);
+        g.phase = Phase.LinkPick;
+        _turnTo(g, C);
+        emit ChainRevealed(gameId, accs);
+    }
+
+    /// @notice C names the link of D's chain it disputes; the one-step then decides that link
+    ///         (claimed `accs[link]`, started from `accs[link − 1]`, or from the element's acc
+    ///         input for link 0).
+    /// @param gameId The game.
+    /// @param link Index of the link, < the chain's length.
+    /// @param accs D's chain as revealed (checked against its stored hash).
+    function pickLink(uint256 gameId, uint256 link, uint32[] calldata accs) external {
+        Game storage g = _game(gameId);
+        if (g.phase != Phase.LinkPick) revert WrongPhase(Phase.LinkPick, g.phase);
+        Party[2] storage p = _parties[gameId];
+        _spend(g, p, C);
+        if (keccak256(abi.encode(accs)) != g.chainHash) revert BadChain();
+        if (link >= g.links) revert BadLink();
+        uint32 start = link == 0 ? 0 : accs[link - 1];
+        g.claimedBits = accs[link];
+        g.link = uint64(link);
+        g.linkStart = start;
+        g.linkPicked = true;
+        emit LinkPicked(gameId, link, start, accs[link]);
+        _requireProof(gameId, g, IOneStepVerifier.Claim.Element);
+    }
+
     function _checkChunk(Game storage g, Party[2] storage p, bytes calldata chunk) internal view {
         if (chunk.length != Commitments.chunkLength(g.byteLength, g.chunkIndex)) revert BadChunk();
         if (Merkle.chunkLeaf(chunk) != p[D].node) revert BadChunk();
@@ -426,7 +495,9 @@ contract DisputeGame {
     // Resolution
 
     /// @notice Decides the pending one-step claim through the verifier. Anyone may call with a
-    ///         witness; an invalid witness makes the verifier revert, never decide.
+    ///         witness; an invalid witness makes the verifier revert, never decide. An Element
+    ///         whose chain has links is only decided once a link was picked (the verifier
+    ///         reverts before: D must `revealChain`).
     /// @param gameId The game.
     /// @param witness Opaque proof data for the verifier.
     function resolve(uint256 gameId, bytes calldata witness) external {
@@ -434,12 +505,7 @@ contract DisputeGame {
         if (g.phase != Phase.Proof) revert WrongPhase(Phase.Proof, g.phase);
         Party[2] storage p = _parties[gameId];
         _checkClock(g, p);
-        IOneStepVerifier.StepContext memory ctx = stepContext(gameId);
-        if (g.claimKind == IOneStepVerifier.Claim.Element) {
-            uint256 chain = verifier.chainLength(ctx);
-            if (chain != 0) revert Level3Unsupported(chain);
-        }
-        bool ok = verifier.verify(g.claimKind, ctx, witness);
+        bool ok = verifier.verify(g.claimKind, stepContext(gameId), witness);
         _finish(gameId, g, ok, Reason.Verifier);
     }
 
@@ -479,11 +545,19 @@ contract DisputeGame {
     // -----------------------------------------------------------------------------------------
     // Views
 
-    /// @notice The context the verifier receives for the pending claim.
+    /// @notice The context the verifier receives for the pending claim. `claim`: D's header for
+    ///         OutputHeader; abi.encode(uint256 link, uint256 startBits) for an Element once a
+    ///         link of its chain was picked; otherwise empty.
     /// @param gameId The game.
     function stepContext(uint256 gameId) public view returns (IOneStepVerifier.StepContext memory ctx) {
         Game storage g = _games[gameId];
         Party storage d = _parties[gameId][D];
+        bytes memory claim;
+        if (g.claimKind == IOneStepVerifier.Claim.OutputHeader) {
+            claim = g.claim;
+        } else if (g.claimKind == IOneStepVerifier.Claim.Element && g.linkPicked) {
+            claim = abi.encode(uint256(g.link), uint256(g.linkStart));
+        }
         ctx = IOneStepVerifier.StepContext({
             jobId: g.jobId,
             modelHash: g.modelHash,
@@ -497,7 +571,7 @@ contract DisputeGame {
             outputRoot: d.outputRoot,
             elementIndex: g.elementIndex,
             claimedBits: g.claimedBits,
-            claim: g.claimKind == IOneStepVerifier.Claim.OutputHeader ? g.claim : bytes("")
+            claim: claim
         });
     }
 
@@ -518,6 +592,19 @@ contract DisputeGame {
     {
         Game storage g = _games[gameId];
         return (g.jobId, g.phase, g.turn, g.height, g.pos, g.leafIndex, g.chunkIndex, g.defenderWon);
+    }
+
+    /// @notice Level-3 state for off-chain players: the hash of D's revealed chain
+    ///         (keccak256(abi.encode(accs))), its number of links (0 = none revealed), whether C
+    ///         picked a link, and which.
+    /// @param gameId The game.
+    function chainInfo(uint256 gameId)
+        external
+        view
+        returns (bytes32 accsHash, uint256 links, bool picked, uint256 link)
+    {
+        Game storage g = _games[gameId];
+        return (g.chainHash, g.links, g.linkPicked, g.link);
     }
 
     /// @notice Per-party state: address, committed root and length, clock left, current node.

@@ -5,6 +5,7 @@ import {IOneStepVerifier} from "../protocol/interfaces/IOneStepVerifier.sol";
 import {Merkle} from "../lib/Merkle.sol";
 import {Commitments} from "../lib/Commitments.sol";
 import {TraceOps} from "./TraceOps.sol";
+import {SampleStep} from "./SampleStep.sol";
 
 /// @title OneStepVerifier
 /// @notice The bottom of the dispute game (DESIGN §6 "One-step"): re-executes one element of
@@ -41,6 +42,9 @@ contract OneStepVerifier is IOneStepVerifier {
         Tensor[] inputs;
     }
 
+    /// @notice The SAMPLE stages' one-step (§L5.10), created with this verifier (SampleStep: why).
+    SampleStep public immutable sampler;
+
     uint8 internal constant SRC_OP = 1;
     uint8 internal constant SRC_WEIGHT = 2;
     uint8 internal constant SRC_JOB = 3;
@@ -57,14 +61,31 @@ contract OneStepVerifier is IOneStepVerifier {
     error NotAgreed(uint256 leaf);
     /// @notice The `self` tensor of a SCAN/MERGE witness is not the defender's output.
     error BadSelf();
+    /// @notice The disputed DOT element has `links` > 0 links (§L9): it is decided one link at a
+    ///         time (DisputeGame.revealChain, pickLink), never whole.
+    error ChainRequired(uint256 links);
 
-    /// @inheritdoc IOneStepVerifier
-    function chainLength(StepContext calldata) external pure returns (uint256) {
-        return 0; // docs/trace-layout.md §L5.3: chains are split into segments in the trace
+    constructor() {
+        sampler = new SampleStep();
     }
 
     /// @inheritdoc IOneStepVerifier
-    function verify(Claim kind, StepContext calldata ctx, bytes calldata witness) external pure returns (bool) {
+    /// @dev The same witness as `verify` (§L7), checked the same way (program, op proof, job
+    ///      input, input headers and leaf proofs, exact tensor count); chunks may be absent.
+    function chainLength(StepContext calldata ctx, bytes calldata witness) external pure returns (uint256) {
+        Witness memory w = abi.decode(witness, (Witness));
+        _checkProgram(w, ctx.programRoot);
+        if (_programOp(w, ctx.leafIndex % w.nOps) != ctx.opHash) return 0;
+        TraceOps.Env memory env = _env(w, ctx);
+        (TraceOps.Op memory op, uint8[] memory kinds, uint256[] memory words) = _parse(w.record, env);
+        if (op.code != TraceOps.DOT) return 0;
+        TraceOps.In[] memory ins = _inputs(w, ctx, kinds, words, env.step);
+        _self(w, ctx, op, ins.length);
+        return TraceOps.dotLinks(op, ins, ctx.elementIndex, env);
+    }
+
+    /// @inheritdoc IOneStepVerifier
+    function verify(Claim kind, StepContext calldata ctx, bytes calldata witness) external view returns (bool) {
         Witness memory w = abi.decode(witness, (Witness));
         _checkProgram(w, ctx.programRoot);
         if (kind == Claim.OutputToken) return _outputToken(w, ctx);
@@ -83,7 +104,9 @@ contract OneStepVerifier is IOneStepVerifier {
     }
 
     /// @dev Claim.Element: the op's input slots (§L4), the defender's own output for the ops
-    ///      that read it (§L5.10), then the op's rule (TraceOps.holds).
+    ///      that read it (§L5.10), then the op's rule (TraceOps.holds). With a link claim
+    ///      (`ctx.claim` = abi.encode(uint256 link, uint256 startBits), §L9) only link `link` of a
+    ///      DOT element's chain is decided; without one, a DOT element that has links is refused.
     function _element(
         Witness memory w,
         StepContext calldata ctx,
@@ -91,10 +114,20 @@ contract OneStepVerifier is IOneStepVerifier {
         uint8[] memory kinds,
         uint256[] memory words,
         TraceOps.Env memory env
-    ) internal pure returns (bool) {
+    ) internal view returns (bool) {
         TraceOps.In[] memory ins = _inputs(w, ctx, kinds, words, env.step);
         TraceOps.In memory me = _self(w, ctx, op, ins.length);
-        return TraceOps.holds(op, ins, me, ctx.elementIndex, env, ctx.claimedBits);
+        if (ctx.claim.length != 0) {
+            if (op.code != TraceOps.DOT || ctx.claim.length != 64) revert TraceOps.BadLink();
+            (uint256 link, uint256 startBits) = abi.decode(ctx.claim, (uint256, uint256));
+            return TraceOps.dotLink(op, ins, ctx.elementIndex, env, link, startBits) == ctx.claimedBits;
+        }
+        if (op.code == TraceOps.DOT) {
+            uint256 links = TraceOps.dotLinks(op, ins, ctx.elementIndex, env);
+            if (links != 0) revert ChainRequired(links);
+        }
+        if (op.code == TraceOps.SAMPLE) return sampler.holds(op, ins, me, ctx.elementIndex, env, ctx.claimedBits);
+        return TraceOps.coreElement(op, ins, ctx.elementIndex, env) == ctx.claimedBits;
     }
 
     // ----------------------------------------------------------------------------- program

@@ -77,6 +77,10 @@ library TraceOps {
     uint256 private constant SAMPLE_INPUTS = 0x2443112110;
     uint256 private constant SAMPLE_ROW = 0x1221001000;
 
+    /// @notice Fma steps per link of a DOT accumulation chain (docs/trace-layout.md §L9; the
+    ///         protocol constant, mirrored by `referee.ops.LINK`).
+    uint256 internal constant LINK = 64;
+
     /// @notice The inputs do not fit the op; an honest party never builds such a step.
     error OpMismatch(uint8 code, uint256 why);
     /// @notice The witness lacks the chunk holding a needed element.
@@ -84,6 +88,9 @@ library TraceOps {
     /// @notice An element index outside a tensor.
     error OutOfRange(uint256 index, uint256 n);
     error UnknownCode(uint8 code);
+    /// @notice A link claim (§L9) on an element that has no such link: not a DOT, a DOT
+    ///         element checked whole (0 links), or a link index past the chain.
+    error BadLink();
 
     function _need(bool ok, uint8 code, uint256 why) private pure {
         if (!ok) revert OpMismatch(code, why);
@@ -150,6 +157,18 @@ library TraceOps {
 
     /// @notice Value (C1 bits) of output element `e` of `op` (§L5).
     function element(Op memory op, In[] memory ins, uint256 e, Env memory env) internal pure returns (uint256) {
+        if (op.code == SAMPLE) {
+            uint256 n = numel(op.dims);
+            if (e >= n) revert OutOfRange(e, n);
+            return sample(op, ins, e, env);
+        }
+        return coreElement(op, ins, e, env);
+    }
+
+    /// @notice `element` for every op code but SAMPLE. Why apart: a contract that calls only
+    ///         this one does not carry the SAMPLE stages' code (OneStepVerifier delegates
+    ///         those to SampleStep to stay under the EIP-170 size limit).
+    function coreElement(Op memory op, In[] memory ins, uint256 e, Env memory env) internal pure returns (uint256) {
         uint256 n = numel(op.dims);
         if (e >= n) revert OutOfRange(e, n);
         uint8 c = op.code;
@@ -162,7 +181,6 @@ library TraceOps {
         if (c == CONCAT) return concat(op, ins, e);
         if (c == GATHER) return gather(op, ins, e);
         if (c == TOKENS) return tokens(ins, e, env);
-        if (c == SAMPLE) return sample(op, ins, e, env);
         revert UnknownCode(c);
     }
 
@@ -175,16 +193,25 @@ library TraceOps {
         pure
         returns (bool)
     {
+        if (op.code == SAMPLE) return sampleHolds(op, ins, me, e, env, claimed);
+        return coreElement(op, ins, e, env) == claimed;
+    }
+
+    /// @notice `holds` for a SAMPLE op (§L5.10): SORT, MERGE and SCAN by their one-step rules,
+    ///         the other stages by their element.
+    function sampleHolds(Op memory op, In[] memory ins, In memory me, uint256 e, Env memory env, uint256 claimed)
+        internal
+        pure
+        returns (bool)
+    {
         uint256 n = numel(op.dims);
         if (e >= n) revert OutOfRange(e, n);
-        if (op.code == SAMPLE) {
-            uint256 st = _sampleStage(op, ins);
-            uint256 v = ins[0].n;
-            if (st == SORT) return sortHolds(op, ins, v, e, claimed);
-            if (st == MERGE) return mergeHolds(op, ins, me, v, e, claimed);
-            if (st == SCAN) return scanHolds(ins, me, e, claimed);
-        }
-        return element(op, ins, e, env) == claimed;
+        uint256 st = _sampleStage(op, ins);
+        uint256 v = ins[0].n;
+        if (st == SORT) return sortHolds(op, ins, v, e, claimed);
+        if (st == MERGE) return mergeHolds(op, ins, me, v, e, claimed);
+        if (st == SCAN) return scanHolds(ins, me, e, claimed);
+        return sample(op, ins, e, env) == claimed;
     }
 
     /// @notice Whether the one-step of `op` reads the defender's own output (SAMPLE SCAN and
@@ -235,7 +262,10 @@ library TraceOps {
         uint256 kend;
     }
 
+    /// @dev Shape rules of DOT (§L5.3) and the geometry of element e: its A and B rows and
+    ///      `kend` (min(k1, K), clipped to past + r + 1 when causal = 1).
     function _dotAt(Op memory op, In[] memory ins, uint256 e, Env memory env) private pure returns (DotAt memory g) {
+        _need(ins[0].present && ins[1].present, DOT, 1);
         (uint256 ba, uint256 r, uint256 k) = rc(ins[0].dims);
         (uint256 bb, uint256 nb, uint256 kb) = rc(ins[1].dims);
         {
@@ -255,17 +285,65 @@ library TraceOps {
         if (op.attrs[3] == 1 && env.past + ri + 1 < g.kend) g.kend = env.past + ri + 1;
     }
 
-    function dot(Op memory op, In[] memory ins, uint256 e, Env memory env) internal pure returns (uint256) {
+    /// @dev The fma chain over k = from … to − 1 ascending, from `acc` (§L5.3, RepOps §3.1).
+    function _fmaChain(In[] memory ins, DotAt memory g, uint256 from, uint256 to, uint256 acc)
+        private
+        pure
+        returns (uint256)
+    {
         In memory a = ins[0];
         In memory b = ins[1];
-        _need(a.present && b.present, DOT, 1);
-        DotAt memory g = _dotAt(op, ins, e, env);
-        uint256 acc = ins.length > 2 ? ld(ins[2], e) : 0;
-        for (uint256 kk = op.attrs[0]; kk < g.kend; ++kk) {
+        for (uint256 kk = from; kk < to; ++kk) {
             acc = Float32.fma(uint32(ld(a, g.arow + kk)), uint32(ld(b, g.brow + kk)), uint32(acc));
         }
+        return acc;
+    }
+
+    /// @dev The chain's start: acc_in[e], or +0 without an acc input.
+    function _accIn(In[] memory ins, uint256 e) private pure returns (uint256) {
+        return ins.length > 2 ? ld(ins[2], e) : 0;
+    }
+
+    /// @dev §L9: ⌈len / LINK⌉ for len = max(0, kend − k0) > LINK and causal ≠ 2, else 0.
+    function _links(Op memory op, DotAt memory g) private pure returns (uint256) {
+        uint256 k0 = op.attrs[0];
+        uint256 len = g.kend > k0 ? g.kend - k0 : 0;
+        if (op.attrs[3] == 2 || len <= LINK) return 0;
+        return (len + LINK - 1) / LINK;
+    }
+
+    function dot(Op memory op, In[] memory ins, uint256 e, Env memory env) internal pure returns (uint256) {
+        DotAt memory g = _dotAt(op, ins, e, env);
+        uint256 acc = _fmaChain(ins, g, op.attrs[0], g.kend, _accIn(ins, e));
         if (op.attrs[3] == 2 && e % g.n > env.past + (e / g.n) % g.r) acc = Float32.NEG_INF;
         return acc;
+    }
+
+    /// @notice §L9: number of links of DOT element `e` (0: the element is checked whole).
+    ///         Reads the op's shapes only (no input element). Reverts as `dot` does on shapes
+    ///         that do not fit, and on `e` outside the output.
+    function dotLinks(Op memory op, In[] memory ins, uint256 e, Env memory env) internal pure returns (uint256) {
+        uint256 n = numel(op.dims);
+        if (e >= n) revert OutOfRange(e, n);
+        return _links(op, _dotAt(op, ins, e, env));
+    }
+
+    /// @notice §L9: the accumulator after link `link` of DOT element `e`: the fma chain over
+    ///         k = k0 + link·LINK … min(k0 + (link + 1)·LINK, kend) − 1 ascending, from
+    ///         acc_in[e] (or +0) when link = 0, else from `start` (float32 bits, low 32 bits).
+    ///         Reverts `BadLink` unless link < dotLinks(op, ins, e, env).
+    function dotLink(Op memory op, In[] memory ins, uint256 e, Env memory env, uint256 link, uint256 start)
+        internal
+        pure
+        returns (uint256)
+    {
+        uint256 n = numel(op.dims);
+        if (e >= n) revert OutOfRange(e, n);
+        DotAt memory g = _dotAt(op, ins, e, env);
+        if (link >= _links(op, g)) revert BadLink();
+        uint256 from = op.attrs[0] + link * LINK;
+        uint256 to = from + LINK < g.kend ? from + LINK : g.kend;
+        return _fmaChain(ins, g, from, to, link == 0 ? _accIn(ins, e) : uint32(start));
     }
 
     // ------------------------------------------------------------------------ §L5.4 FOLD

@@ -48,6 +48,7 @@ class Phase(IntEnum):
     PROOF = 6
     LENGTH_PROOF = 7
     RESOLVED = 8
+    LINK_PICK = 9  # docs/trace-layout.md §L9: C names a link of D's revealed chain
 
 
 class Outcome(IntEnum):

@@ -348,10 +348,10 @@ def _quantized(reader: Any) -> dict[str, tuple[str, np.ndarray]]:
     return out
 
 
-# The longest DOT segment a one-step re-executes (docs/trace-layout.md §L8, ADR 0012): a
-# SmolLM2 segment costs ~6k gas an fma on-chain, so 1536 (its longest dot, one segment) is
-# ~9.5M gas, a third of a 30M block.
-MAX_SEGMENT = 1536
+# The longest DOT segment (ADR 0012): a segment past a dot's K is that dot whole, and the
+# longest SmolLM2 dot is p·v over max_ctx = 2048 keys. A dispute checks 64 fma steps of any
+# segment (docs/trace-layout.md §L9); the game takes chains of up to 1,024 such links.
+MAX_SEGMENT = 2048
 
 
 def load_model(model: str = "smollm2", max_ctx: int = DEFAULT_MAX_CTX,

@@ -27,7 +27,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,63 @@ def ledger(client: ChainClient, dep: Deployment, **who: str) -> dict[str, int]:
     assert out["held"] == out["escrow"] + out["credit"] + out["burned"], out
     assert out["credit"] >= sum(out[n] for n in who), out
     return out
+
+
+class World:
+    """One anvil with the protocol deployed and `model` registered, shared by a test module;
+    each test runs from an `evm_snapshot` (the modules' `world` fixtures)."""
+
+    def __init__(self, anvil: Any, owner: ChainClient, dep: Deployment, model: Any) -> None:
+        self.anvil, self.owner, self.dep, self.model = anvil, owner, dep, model
+        self.market = owner.contract("JobMarket", dep.market)
+        self.game = owner.contract("DisputeGame", dep.game)
+        self.tmp: Path = Path(".")
+
+    def node(self, cls: type, key_index: int, name: str, **kw: Any) -> Any:
+        return make_node(cls, self.anvil.rpc_url, self.dep, DEV_KEYS[key_index], self.model,
+                         self.tmp / f"{name}.db", **kw)
+
+    def post(self, n_tokens: int = N_TOKENS, **sampling: Any) -> int:
+        from node.requester import JobSpec, submit_job
+
+        spec = JobSpec(model_hash=self.model.model_hash, input_tokens=PROMPT,
+                       max_tokens=n_tokens, reward_wei=REWARD, bond_wei=BOND,
+                       challenge_window_s=WINDOW, **sampling)
+        return submit_job(self.owner, self.market, spec)[0]
+
+    def ledger(self, **who: Any) -> dict[str, int]:
+        return ledger(self.owner, self.dep, **{k: n.client.address if hasattr(n, "client")
+                                               else n for k, n in who.items()})
+
+    def events(self, name: str, game_id: int = 1) -> list[dict]:
+        head = self.owner.block_number()
+        return [e["args"] for e in self.owner.events(self.game, name, self.dep.block, head)
+                if e["args"]["gameId"] == game_id]
+
+    def finish(self, nodes: list, job_id: int) -> str:
+        """Let the challenge window pass and the nodes (or the requester) settle the job."""
+        from node.requester import job_status
+
+        advance(self.owner, WINDOW + 1)
+        settle(nodes, self.owner)
+        if job_status(self.owner, self.market, job_id)["status"] == "Committed":
+            self.owner.transact(self.market.functions.finalize(job_id))  # anyone may finalize
+        return job_status(self.owner, self.market, job_id)["status"]
+
+
+@contextmanager
+def deployed_world(model: Any, vocab: int, max_ctx: int, name: str) -> Iterator[World]:
+    """A fresh anvil, the protocol deployed, `model` registered under `name`."""
+    from node.chain.anvil import Anvil
+    from node.deployment import deploy_protocol
+
+    with Anvil() as anvil:
+        owner = ChainClient(anvil.rpc_url, DEV_KEYS[0])
+        dep = deploy_protocol(owner, clock_budget_s=CLOCK, with_consumer=False)
+        reg = owner.contract("ModelRegistry", dep.registry)
+        owner.transact(reg.functions.register(model.model_hash, model.program.root(), 1,
+                                              vocab, max_ctx, name, f"test://{name}"))
+        yield World(anvil, owner, dep, model)
 
 
 def burn_of(amount: int) -> int:

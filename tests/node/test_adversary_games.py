@@ -18,13 +18,11 @@ from typing import Any
 
 import pytest
 
-from node.chain.anvil import DEV_KEYS, Anvil
-from node.chain.client import ChainClient, TxReverted
+from node.chain.client import TxReverted
 from node.daemon import ChallengerDaemon, ExecutorDaemon, Fault
-from node.deployment import deploy_protocol
 from node.game_player import D, GamePlayer, Phase
 from node.jobs import JobOutcome, JobTrace
-from node.requester import JobSpec, job_status, submit_job
+from node.requester import job_status
 from referee.bisection import lift
 from repops.commit import merkle_levels
 
@@ -42,39 +40,13 @@ BURN = W.burn_of(BOND)
 logging.getLogger("judge").setLevel(logging.INFO)
 
 
-class World:
-    def __init__(self, anvil: Anvil, owner: ChainClient, dep: Any, model: Any) -> None:
-        self.anvil, self.owner, self.dep, self.model = anvil, owner, dep, model
-        self.market = owner.contract("JobMarket", dep.market)
-        self.game = owner.contract("DisputeGame", dep.game)
-        self.tmp: Path = Path(".")
-
-    def node(self, cls: type, key_index: int, name: str, **kw: Any) -> Any:
-        return W.make_node(cls, self.anvil.rpc_url, self.dep, DEV_KEYS[key_index], self.model,
-                           self.tmp / f"{name}.db", **kw)
-
-    def post(self, n_tokens: int = W.N_TOKENS, **sampling: Any) -> int:
-        spec = JobSpec(model_hash=self.model.model_hash, input_tokens=W.PROMPT,
-                       max_tokens=n_tokens, reward_wei=REWARD, bond_wei=BOND,
-                       challenge_window_s=WINDOW, **sampling)
-        return submit_job(self.owner, self.market, spec)[0]
-
-    def ledger(self, **who: Any) -> dict[str, int]:
-        return W.ledger(self.owner, self.dep, **{k: n.client.address if hasattr(n, "client")
-                                                 else n for k, n in who.items()})
+World = W.World
 
 
 @pytest.fixture(scope="module")
 def chain():
-    model = W.toy_model(0)
-    with Anvil() as anvil:
-        owner = ChainClient(anvil.rpc_url, DEV_KEYS[0])
-        dep = deploy_protocol(owner, clock_budget_s=CLOCK, with_consumer=False)
-        reg = owner.contract("ModelRegistry", dep.registry)
-        owner.transact(reg.functions.register(model.model_hash, model.program.root(), 1,
-                                              W.toy.TOY.vocab, W.toy.MAX_CTX, "toy",
-                                              "test://toy"))
-        yield World(anvil, owner, dep, model)
+    with W.deployed_world(W.toy_model(0), W.toy.TOY.vocab, W.toy.MAX_CTX, "toy") as w:
+        yield w
 
 
 @pytest.fixture()
@@ -86,12 +58,7 @@ def world(chain, tmp_path):
 
 
 def _finish_job(w: World, nodes: list, job_id: int) -> str:
-    """Let the challenge window pass and the nodes (or the requester) settle the job."""
-    W.advance(w.owner, WINDOW + 1)
-    W.settle(nodes, w.owner)
-    if job_status(w.owner, w.market, job_id)["status"] == "Committed":
-        w.owner.transact(w.market.functions.finalize(job_id))  # anyone may finalize
-    return job_status(w.owner, w.market, job_id)["status"]
+    return w.finish(nodes, job_id)
 
 
 def _cheater_slashed(w: World, ex: Any, ch: Any, job_id: int) -> None:

@@ -7,16 +7,22 @@ from collections.abc import Sequence
 from eth_abi import decode, encode
 from eth_utils.abi import function_abi_to_4byte_selector, get_abi_input_types, get_abi_output_types
 from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError
 
 from node.chain.anvil import Anvil
 from node.chain.compile import CONTRACTS, compile_contracts
 from referee.witness import StepContext
 
-SOURCES = ["verifier/OneStepVerifier.sol", "verifier/TraceOps.sol", "float/Float32.sol",
-           "float/Float32Transcendental.sol", "lib/Merkle.sol", "lib/Commitments.sol",
-           "protocol/interfaces/IOneStepVerifier.sol", "test/verifier/OneStepHarness.sol"]
+SOURCES = ["verifier/OneStepVerifier.sol", "verifier/SampleStep.sol", "verifier/TraceOps.sol",
+           "float/Float32.sol", "float/Float32Transcendental.sol", "lib/Merkle.sol",
+           "lib/Commitments.sol", "protocol/interfaces/IOneStepVerifier.sol",
+           "test/verifier/OneStepHarness.sol"]
 CALL_GAS = 4_000_000_000
 MAX_CALL_BYTES = 400_000  # witness bytes per eth_call (anvil refuses bodies past ~2 MB of hex)
+
+
+ERRORS = {"0x" + Web3.keccak(text=sig)[:4].hex().removeprefix("0x"): sig
+          for sig in ("ChainRequired(uint256)", "BadLink()", "MissingChunk(uint256)")}
 
 
 class OneStepChain:
@@ -80,6 +86,27 @@ class OneStepChain:
                                        [c[2] for c in part]])
         raw = self.w3.eth.call({"to": self.harness.address, "data": data, "gas": CALL_GAS})
         return decode(outs, raw)
+
+    def chain_length(self, ctx: StepContext, witness: bytes) -> int | None:
+        """OneStepVerifier.chainLength (docs/trace-layout.md §L9); None where it reverts."""
+        fn = self.verifier.functions.chainLength(ctx.as_tuple(), witness)
+        try:
+            return fn.call({"gas": CALL_GAS})
+        except (ContractLogicError, ContractCustomError):
+            return None
+
+    def revert_of(self, kind: int, ctx: StepContext, witness: bytes) -> str | None:
+        """The custom error `verify` reverts with, by signature (None: it returned), e.g.
+        "ChainRequired(uint256)" or "BadLink()" (§L9); "revert" for one without a selector."""
+        fn = self.verifier.functions.verify(kind, ctx.as_tuple(), witness)
+        try:
+            fn.call({"gas": CALL_GAS})
+        except ContractCustomError as e:
+            raw = e.data if isinstance(e.data, str) else str(e.data)
+            return ERRORS.get(raw[:10], raw[:10])
+        except ContractLogicError:
+            return "revert"
+        return None
 
     def estimate(self, kind: int, ctx: StepContext, witness: bytes) -> int:
         """Gas of a transaction calling verify (intrinsic + calldata + execution)."""

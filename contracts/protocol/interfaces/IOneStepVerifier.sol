@@ -12,15 +12,20 @@ pragma solidity ^0.8.24;
 ///        caller can only help the party that is right.
 ///      - Leaves of `ctx.traceRoot` left of `ctx.leafIndex` are agreed by both parties (the game
 ///        proved it by dissection), so proofs against that root for those leaves are agreed data.
-///      - Level-3 hook (accumulation chains): `chainLength` tells the game whether an Element
-///        claim must be dissected further into a chain of single steps before `verify` is asked.
-///        This game version requires 0 (every element checked whole) and reverts otherwise.
+///      - Level 3 (accumulation chains, docs/trace-layout.md §L9): `chainLength` tells the game
+///        how many links (LINK = 64 fma steps each) the disputed Element has; 0 = `verify`
+///        decides it whole. With links > 0, `verify` refuses the whole element; the defender
+///        reveals its chain of accumulators, the challenger names one link, and `verify` decides
+///        that link (`StepContext.claim` = abi.encode(uint256 link, uint256 startBits)).
 interface IOneStepVerifier {
     /// @notice What is being decided. Each kind says how `elementIndex`, `claimedBits` and
     ///         `claim` are filled; the answer is always "is the defender right".
     enum Claim {
         /// Element `elementIndex` of the output tensor `outputRoot` of op `opHash` at leaf
-        /// `leafIndex` has the little-endian bits `claimedBits` (C1).
+        /// `leafIndex` has the little-endian bits `claimedBits` (C1). With a non-empty `claim`
+        /// = abi.encode(uint256 link, uint256 startBits) (level 3): link `link` of the element's
+        /// accumulation chain, started from `startBits` (ignored for link 0, which starts from
+        /// the element's acc input or +0), ends at `claimedBits`.
         Element,
         /// `opHash` is the program's op record for trace leaf `leafIndex` (DESIGN §6 checklist 1).
         OpHash,
@@ -49,17 +54,26 @@ interface IOneStepVerifier {
         bytes32 outputRoot; // the defender's output tensor root at leafIndex (0 where not opened)
         uint256 elementIndex;
         uint256 claimedBits;
-        bytes claim; // kind-specific bytes (the C4 header for OutputHeader)
+        bytes claim; // kind-specific bytes (the C4 header for OutputHeader; Element: empty, or
+        // abi.encode(uint256 link, uint256 startBits) once a link of the chain was picked)
     }
 
-    /// @notice Decides the claim. Reverts on an invalid witness.
+    /// @notice Decides the claim. Reverts on an invalid witness. For an Element claim with an
+    ///         empty `ctx.claim` whose element has links (`chainLength` > 0) it reverts (the
+    ///         element is decided one link at a time); with a link claim it decides that link and
+    ///         reverts when the element has no such link (not a chained element, link ≥ links).
     /// @return defenderCorrect True when the defender's claim is the correct one.
     function verify(Claim kind, StepContext calldata ctx, bytes calldata witness)
         external
         view
         returns (bool defenderCorrect);
 
-    /// @notice Level-3 hook: number of single steps in the accumulation chain of the disputed
-    ///         element (0 = checked whole by `verify`).
-    function chainLength(StepContext calldata ctx) external view returns (uint256);
+    /// @notice Level 3: number of links in the accumulation chain of the disputed element of an
+    ///         Element claim (0 = checked whole by `verify`). Not the defender's to choose: it
+    ///         follows from the program's op record and the agreed input shapes.
+    /// @param ctx The pending claim's context (`claim` is ignored).
+    /// @param witness The element witness `verify` takes, validated the same way (reverts when
+    ///        invalid); the verifier may accept it without input data (shapes only).
+    /// @return links 0 when the op at the leaf is not `ctx.opHash` or has no chain.
+    function chainLength(StepContext calldata ctx, bytes calldata witness) external view returns (uint256 links);
 }

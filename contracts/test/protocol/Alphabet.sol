@@ -35,6 +35,33 @@ library AlphabetWorld {
         return uint32(x ^ w.seed);
     }
 
+    /// @dev Level 3: the honest accumulator after link j of element (i, e)'s chain of n links;
+    ///      the last one is the element itself.
+    function acc(World memory w, uint256 i, uint256 e, uint256 j, uint256 n) internal pure returns (uint32) {
+        if (j + 1 == n) return element(w, i, e);
+        return uint32(uint256(keccak256(abi.encode("acc", w.seed, i, e, j))));
+    }
+
+    /// @dev Link j of element (i, e) applied to `start`: a true start (link 0: any start, as it
+    ///      starts from the agreed acc input) gives the honest accumulator, any other start some
+    ///      other value; so a chain that ends wrong from a true start has a false link.
+    function link(World memory w, uint256 i, uint256 e, uint256 j, uint256 n, uint256 start)
+        internal
+        pure
+        returns (uint32)
+    {
+        if (j == 0 || start == acc(w, i, e, j - 1, n)) return acc(w, i, e, j, n);
+        return uint32(uint256(keccak256(abi.encode("off", w.seed, i, e, j, start))));
+    }
+
+    /// @dev The honest chain of n links of element (i, e).
+    function chain(World memory w, uint256 i, uint256 e, uint256 n) internal pure returns (uint32[] memory accs) {
+        accs = new uint32[](n);
+        for (uint256 j = 0; j < n; ++j) {
+            accs[j] = acc(w, i, e, j, n);
+        }
+    }
+
     function token(World memory w, uint256 j) internal pure returns (uint32) {
         return uint32(uint256(keccak256(abi.encode("tok", w.seed, j))) % 49152);
     }
@@ -153,7 +180,9 @@ library AlphabetWorld {
 
 /// @notice The trivial one-step used by the game tests: decides every claim kind from the
 ///         alphabet world's truth function. Witness "bad" makes it revert (the interface's
-///         "invalid witness reverts" rule).
+///         "invalid witness reverts" rule). Level 3 as the real verifier (docs/trace-layout.md
+///         §L9): with `chain` > 0 every Element has that many links, `verify` refuses an element
+///         whole (ChainRequired) and decides a link claim (`AlphabetWorld.link`).
 contract AlphabetVerifier is IOneStepVerifier {
     using AlphabetWorld for AlphabetWorld.World;
 
@@ -161,6 +190,8 @@ contract AlphabetVerifier is IOneStepVerifier {
     uint256 public chain;
 
     error BadWitness();
+    error ChainRequired(uint256 links);
+    error BadLink();
 
     function setWorld(AlphabetWorld.World memory w) external {
         world = w;
@@ -174,8 +205,15 @@ contract AlphabetVerifier is IOneStepVerifier {
         if (keccak256(witness) == keccak256("bad")) revert BadWitness();
         AlphabetWorld.World memory w = world;
         if (kind == Claim.Element) {
-            return ctx.opHash == w.op(ctx.leafIndex) && ctx.elementIndex < w.elems
-                && ctx.claimedBits == w.element(ctx.leafIndex, ctx.elementIndex);
+            bool ours = ctx.opHash == w.op(ctx.leafIndex) && ctx.elementIndex < w.elems;
+            uint256 n = chain;
+            if (ctx.claim.length != 0) {
+                (uint256 j, uint256 start) = abi.decode(ctx.claim, (uint256, uint256));
+                if (n == 0 || j >= n) revert BadLink();
+                return ours && ctx.claimedBits == w.link(ctx.leafIndex, ctx.elementIndex, j, n, start);
+            }
+            if (n != 0) revert ChainRequired(n);
+            return ours && ctx.claimedBits == w.element(ctx.leafIndex, ctx.elementIndex);
         }
         if (kind == Claim.OpHash) return ctx.opHash == w.op(ctx.leafIndex);
         if (kind == Claim.OutputHeader) return keccak256(ctx.claim) == keccak256(w.header());
@@ -185,7 +223,8 @@ contract AlphabetVerifier is IOneStepVerifier {
         return ctx.claimedBits == w.token(ctx.elementIndex);
     }
 
-    function chainLength(StepContext calldata) external view returns (uint256) {
+    function chainLength(StepContext calldata, bytes calldata witness) external view returns (uint256) {
+        if (keccak256(witness) == keccak256("bad")) revert BadWitness();
         return chain;
     }
 }

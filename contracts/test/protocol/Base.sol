@@ -306,7 +306,21 @@ abstract contract ProtocolBase is Test {
             uint256 e = _firstDiff(dc, _chunkOf(w, c, a.leaf, a.chunk));
             _exec(c.who, abi.encodeCall(game.pickElement, (gameId, e, dc)), "pickElement");
         } else if (a.phase == DisputeGame.Phase.Proof) {
-            _exec(address(0), abi.encodeCall(game.resolve, (gameId, "")), "resolve");
+            (IOneStepVerifier.Claim kind, uint256 e,,,,) = game.pending(gameId);
+            (, uint256 revealed,,) = game.chainInfo(gameId);
+            uint256 n = verifier.chain();
+            if (kind == IOneStepVerifier.Claim.Element && n != 0 && revealed == 0) {
+                bytes memory call = abi.encodeCall(game.revealChain, (gameId, _chainOf(w, d, a.leaf, e, n), ""));
+                _exec(d.who, call, "revealChain");
+            } else {
+                _exec(address(0), abi.encodeCall(game.resolve, (gameId, "")), "resolve");
+            }
+        } else if (a.phase == DisputeGame.Phase.LinkPick) {
+            (, uint256 e,,,,) = game.pending(gameId);
+            uint256 n = verifier.chain();
+            uint32[] memory dAccs = _chainOf(w, d, a.leaf, e, n);
+            uint256 j = _firstDiffLink(dAccs, _chainOf(w, c, a.leaf, e, n));
+            _exec(c.who, abi.encodeCall(game.pickLink, (gameId, j, dAccs)), "pickLink");
         } else if (a.phase == DisputeGame.Phase.LengthProof) {
             (,,, uint64 idx, uint8 side,) = game.pending(gameId);
             Player memory p = side == 0 ? d : c;
@@ -324,6 +338,32 @@ abstract contract ProtocolBase is Test {
         } else {
             _exec(cWho, abi.encodeCall(game.respond, (gameId, _slice(cl, a.height, a.pos), _slice(dl, a.height, a.pos))), "respond");
         }
+    }
+
+    /// @dev Level 3: the chain of n links a player holds for element e of leaf i: the honest
+    ///      one, or, where it lies about that element, honest up to link `_lieLink` and junk from
+    ///      there, ending at its lie bits.
+    function _chainOf(AlphabetWorld.World memory w, Player memory p, uint256 i, uint256 e, uint256 n)
+        internal
+        pure
+        returns (uint32[] memory accs)
+    {
+        accs = w.chain(i, e, n);
+        if (p.lie.kind != LieKind.Element || p.lie.pt != i || p.lie.e != e) return accs;
+        for (uint256 j = _lieLink(p.lie, n); j + 1 < n; ++j) {
+            accs[j] = uint32(uint256(keccak256(abi.encode("junk acc", j))));
+        }
+        accs[n - 1] = p.lie.bits;
+    }
+
+    /// @dev The first link of a lying chain that is wrong (a function of the lie).
+    function _lieLink(Lie memory lie, uint256 n) internal pure returns (uint256) {
+        return uint256(keccak256(abi.encode(lie.pt, lie.e, lie.bits))) % n;
+    }
+
+    /// @dev First link where two chains differ (the last one when equal).
+    function _firstDiffLink(uint32[] memory x, uint32[] memory y) internal pure returns (uint256 j) {
+        while (j + 1 < x.length && x[j] == y[j]) ++j;
     }
 
     /// @dev First float32 element where two chunks differ (0 when equal).

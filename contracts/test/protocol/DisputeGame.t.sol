@@ -209,13 +209,14 @@ contract DisputeGameTest is ProtocolBase {
         game.revealChunk(gid, dChunk);
     }
 
-    function test_resolveRevertsOnBadWitnessAndLevel3() public {
+    function test_resolveRevertsOnBadWitnessAndUnrevealedChain() public {
         _openDefault();
         _advanceTo(DisputeGame.Phase.Proof, 0);
         vm.expectRevert(AlphabetVerifier.BadWitness.selector);
         game.resolve(gid, "bad");
+        // an element with links is not decided whole: D must reveal its chain first
         verifier.setChainLength(1536);
-        vm.expectRevert(abi.encodeWithSelector(DisputeGame.Level3Unsupported.selector, uint256(1536)));
+        vm.expectRevert(abi.encodeWithSelector(AlphabetVerifier.ChainRequired.selector, uint256(1536)));
         game.resolve(gid, "");
         verifier.setChainLength(0);
         game.resolve(gid, "");
@@ -237,6 +238,10 @@ contract DisputeGameTest is ProtocolBase {
         game.resolve(gid, "");
         vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongPhase.selector, DisputeGame.Phase.LengthProof, DisputeGame.Phase.TraceBisect));
         game.proveLength(gid, bytes32(0), new bytes32[](0));
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongPhase.selector, DisputeGame.Phase.Proof, DisputeGame.Phase.TraceBisect));
+        game.revealChain(gid, new uint32[](1), "");
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongPhase.selector, DisputeGame.Phase.LinkPick, DisputeGame.Phase.TraceBisect));
+        game.pickLink(gid, 0, new uint32[](1));
         _advanceTo(DisputeGame.Phase.LeafOpen, 0);
         vm.prank(exec);
         vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongPhase.selector, DisputeGame.Phase.TraceBisect, DisputeGame.Phase.LeafOpen));
@@ -420,5 +425,207 @@ contract DisputeGameTest is ProtocolBase {
         assertTrue(done);
         assertFalse(dw);
         assertEq(market.balanceOf(chal), BOND + BOND * 9 / 10);
+    }
+
+    // ---- level 3: accumulation chains (docs/trace-layout.md §L9) ----
+
+    /// @dev D's chain for the disputed element (17, 300), from its own data (honest or lying).
+    function _dChain(uint256 n) internal view returns (uint32[] memory) {
+        return _chainOf(w, dP, 17, 300, n);
+    }
+
+    function _openChain(uint256 n, bool defenderLies) internal {
+        verifier.setChainLength(n);
+        if (defenderLies) {
+            _openDefault();
+        } else {
+            _open(Lie(LieKind.None, 0, 0, 0), Lie(LieKind.Element, 17, 300, 7));
+        }
+    }
+
+    function _pick(uint256 j, uint32[] memory accs) internal {
+        vm.prank(chal);
+        game.pickLink(gid, j, accs);
+    }
+
+    function test_chainHonestDefenderWinsAnyLink() public {
+        uint256 n = 4;
+        _openChain(n, false);
+        _advanceTo(DisputeGame.Phase.LinkPick, 1);
+        uint32[] memory accs = _dChain(n);
+        assertEq(accs[n - 1], w.element(17, 300));
+        (bytes32 h, uint256 links, bool picked,) = game.chainInfo(gid);
+        assertEq(h, keccak256(abi.encode(accs)));
+        assertEq(links, n);
+        assertFalse(picked);
+        for (uint256 j = 0; j < n; ++j) {
+            uint256 snap = vm.snapshotState();
+            uint256 start = j == 0 ? 0 : accs[j - 1];
+            vm.expectEmit(true, false, false, true);
+            emit DisputeGame.LinkPicked(gid, j, start, accs[j]);
+            _pick(j, accs);
+            (, DisputeGame.Phase phase, uint8 turn,,,,,) = game.gameInfo(gid);
+            assertTrue(phase == DisputeGame.Phase.Proof);
+            assertEq(turn, 0);
+            (IOneStepVerifier.Claim kind, uint256 e, uint256 bits,,,) = game.pending(gid);
+            assertTrue(kind == IOneStepVerifier.Claim.Element);
+            assertEq(e, 300);
+            assertEq(bits, accs[j]);
+            IOneStepVerifier.StepContext memory ctx = game.stepContext(gid);
+            assertEq(ctx.claim, abi.encode(j, start));
+            assertEq(ctx.claimedBits, accs[j]);
+            (,, bool pk, uint256 link) = game.chainInfo(gid);
+            assertTrue(pk);
+            assertEq(link, j);
+            game.resolve(gid, "");
+            (bool done, bool dw) = _resolved();
+            assertTrue(done);
+            assertTrue(dw, "honest chain loses a link");
+            vm.revertToState(snap);
+        }
+    }
+
+    function test_chainLyingDefenderLosesAtItsBadLink() public {
+        uint256 n = 24;
+        _openChain(n, true);
+        uint256 bad = _lieLink(dP.lie, n);
+        assertGt(bad, 0); // this lie keeps a true prefix, so an agreed link exists
+        _advanceTo(DisputeGame.Phase.LinkPick, 1);
+        uint32[] memory accs = _dChain(n);
+        assertEq(accs[n - 1], 7);
+        uint256 snap = vm.snapshotState();
+        // C names the first link that differs from the truth: its start is true, its end not
+        assertFalse(_playOut());
+        (,, bool picked, uint256 link) = game.chainInfo(gid);
+        assertTrue(picked);
+        assertEq(link, bad);
+        vm.revertToState(snap);
+        // every later link starts from a wrong value and fails as well
+        _pick(n - 1, accs);
+        game.resolve(gid, "");
+        (, bool dw) = _resolved();
+        assertFalse(dw);
+        vm.revertToState(snap);
+        // a challenger that names an agreed link loses: the game decides the link, not the element
+        _pick(bad - 1, accs);
+        game.resolve(gid, "");
+        (, dw) = _resolved();
+        assertTrue(dw);
+    }
+
+    function test_revealChainReverts() public {
+        uint256 n = 4;
+        _openChain(n, true);
+        _advanceTo(DisputeGame.Phase.Proof, 0);
+        uint32[] memory accs = _dChain(n);
+        vm.prank(chal);
+        vm.expectRevert(DisputeGame.NotParty.selector);
+        game.revealChain(gid, accs, "");
+        vm.prank(exec);
+        vm.expectRevert(AlphabetVerifier.BadWitness.selector);
+        game.revealChain(gid, accs, "bad");
+        uint32[] memory short = new uint32[](n - 1);
+        short[n - 2] = 7;
+        vm.prank(exec);
+        vm.expectRevert(DisputeGame.BadChain.selector);
+        game.revealChain(gid, short, "");
+        uint32[] memory wrongEnd = _dChain(n);
+        wrongEnd[n - 1] = w.element(17, 300); // not D's claimed element
+        vm.prank(exec);
+        vm.expectRevert(DisputeGame.BadChain.selector);
+        game.revealChain(gid, wrongEnd, "");
+        verifier.setChainLength(1025);
+        uint32[] memory huge = new uint32[](1025);
+        huge[1024] = 7;
+        vm.prank(exec);
+        vm.expectRevert(DisputeGame.BadChain.selector);
+        game.revealChain(gid, huge, "");
+        verifier.setChainLength(0);
+        vm.prank(exec);
+        vm.expectRevert(DisputeGame.NotChained.selector);
+        game.revealChain(gid, accs, "");
+        verifier.setChainLength(n);
+        vm.warp(block.timestamp + 100);
+        vm.expectEmit(true, false, false, true);
+        emit DisputeGame.ChainRevealed(gid, accs);
+        vm.prank(exec);
+        game.revealChain(gid, accs, "");
+        (, DisputeGame.Phase phase, uint8 turn,,,,,) = game.gameInfo(gid);
+        assertTrue(phase == DisputeGame.Phase.LinkPick);
+        assertEq(uint256(phase), 9);
+        assertEq(turn, 1);
+        (,,, uint64 clockD,) = game.partyInfo(gid, 0);
+        assertEq(clockD, CLOCK - 100); // D's move, D's clock
+        // wrong phase: the chain is revealed, C to pick
+        vm.prank(exec);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongPhase.selector, DisputeGame.Phase.Proof, DisputeGame.Phase.LinkPick));
+        game.revealChain(gid, accs, "");
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongPhase.selector, DisputeGame.Phase.Proof, DisputeGame.Phase.LinkPick));
+        game.resolve(gid, "");
+        _pick(0, accs);
+        // once only
+        vm.prank(exec);
+        vm.expectRevert(DisputeGame.ChainAlreadyRevealed.selector);
+        game.revealChain(gid, accs, "");
+    }
+
+    function test_revealChainOnlyForElementClaims() public {
+        verifier.setChainLength(4);
+        _open(Lie(LieKind.OpHash, 5, 0, 0), Lie(LieKind.None, 0, 0, 0));
+        _advanceTo(DisputeGame.Phase.Proof, 0);
+        uint32[] memory accs = new uint32[](4);
+        vm.prank(exec);
+        vm.expectRevert(DisputeGame.NotChained.selector);
+        game.revealChain(gid, accs, "");
+        assertFalse(_playOut()); // the OpHash claim is decided as before
+    }
+
+    function test_pickLinkReverts() public {
+        uint256 n = 4;
+        _openChain(n, true);
+        _advanceTo(DisputeGame.Phase.LinkPick, 1);
+        uint32[] memory accs = _dChain(n);
+        vm.prank(exec);
+        vm.expectRevert(DisputeGame.NotParty.selector);
+        game.pickLink(gid, 0, accs);
+        uint32[] memory forged = _dChain(n);
+        forged[1] ^= 1;
+        vm.prank(chal);
+        vm.expectRevert(DisputeGame.BadChain.selector);
+        game.pickLink(gid, 1, forged);
+        vm.prank(chal);
+        vm.expectRevert(DisputeGame.BadChain.selector);
+        game.pickLink(gid, 1, new uint32[](n));
+        vm.prank(chal);
+        vm.expectRevert(DisputeGame.BadLink.selector);
+        game.pickLink(gid, n, accs);
+        vm.warp(block.timestamp + 50);
+        _pick(n - 1, accs);
+        (,,, uint64 clockC,) = game.partyInfo(gid, 1);
+        assertEq(clockC, CLOCK - 50); // C's move, C's clock
+        vm.prank(chal);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongPhase.selector, DisputeGame.Phase.LinkPick, DisputeGame.Phase.Proof));
+        game.pickLink(gid, 0, accs);
+    }
+
+    function test_timeoutLinkPickChallenger() public {
+        _openChain(4, true);
+        _timeoutAt(DisputeGame.Phase.LinkPick, 1);
+    }
+
+    function test_timeoutProofBeforeChainReveal() public {
+        // even an honest defender that never reveals its chain loses on its clock
+        _openChain(4, false);
+        _advanceTo(DisputeGame.Phase.Proof, 0);
+        vm.expectRevert(abi.encodeWithSelector(AlphabetVerifier.ChainRequired.selector, uint256(4)));
+        game.resolve(gid, "");
+        _timeoutAt(DisputeGame.Phase.Proof, 0);
+    }
+
+    function test_timeoutProofAfterLinkPick() public {
+        _openChain(4, true);
+        _advanceTo(DisputeGame.Phase.LinkPick, 1);
+        _pick(0, _dChain(4));
+        _timeoutAt(DisputeGame.Phase.Proof, 0);
     }
 }

@@ -103,3 +103,36 @@ contract GasProfileTest is ProtocolBase {
         gasRows.push(GasRow(name, used, used + 21000 + _calldataGas(data), data.length));
     }
 }
+
+/// @notice Gas of the level-3 moves (docs/trace-layout.md §L9), apart from GasProfileTest so
+///         that its small games do not mix into the 40k-leaf profile's `--gas-report` rows:
+///         `forge test --match-contract GasChainTest --isolate --gas-report`. Game part only: the
+///         test step answers chainLength for free (the real verifier's cost is its own).
+contract GasChainTest is ProtocolBase {
+    using AlphabetWorld for AlphabetWorld.World;
+
+    /// @notice A lying executor's element with a chain of n = 4, then n = 24 links (a K = 1536
+    ///         dot at LINK = 64), played to the end: `--gas-report` holds revealChain's min
+    ///         (n = 4) and max (n = 24) and pickLink's.
+    function test_gasChainMoves() public {
+        uint256[2] memory ns = [uint256(4), uint256(24)];
+        for (uint256 r = 0; r < ns.length; ++r) {
+            verifier.setChainLength(ns[r]);
+            AlphabetWorld.World memory w = _world(500 + r, 40, 600);
+            bytes32[] memory honest = _honestLeaves(w);
+            Player memory d = _player(exec, w, honest, Lie(LieKind.Element, 17, 300, 7));
+            Player memory c = _player(chal, w, honest, Lie(LieKind.None, 0, 0, 0));
+            _trees(d, c);
+            uint256 jobId = _post(1);
+            _commit(exec, jobId, w.tokens(), d.root, d.length);
+            vm.prank(chal);
+            uint256 gameId = market.challenge{value: BOND}(jobId, 0, c.root, c.length, 0);
+            _play(gameId, w, d, c);
+            (,, bool picked, uint256 link) = game.chainInfo(gameId);
+            assertTrue(picked);
+            assertEq(link, _lieLink(d.lie, ns[r]));
+            (,,,,,,, bool dw) = game.gameInfo(gameId);
+            assertFalse(dw, "lying executor won");
+        }
+    }
+}

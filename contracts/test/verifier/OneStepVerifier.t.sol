@@ -39,9 +39,26 @@ contract OneStepVerifierTest is Test {
         return keccak256(abi.encodePacked(bytes1(0x04), nOps, uint32(0), type(uint32).max, opsRoot));
     }
 
-    function testChainLengthIsZero() public view {
-        IOneStepVerifier.StepContext memory c;
-        require(v.chainLength(c) == 0, "level 3 unused");
+    function testChainLengthZeroForOtherOps() public view {
+        bytes memory rec = hex"0101010000000000000000000000000000000000000000000000000000000000"; // TOKENS
+        bytes32 h = keccak256(rec);
+        bytes memory w = _witness(1, h, rec);
+        IOneStepVerifier.StepContext memory c = _ctx(_root(1, h));
+        c.inputHash = keccak256("");
+        c.opHash = h;
+        require(v.chainLength(c, w) == 0, "not a DOT: no chain");
+        c.opHash = keccak256("other");
+        require(v.chainLength(c, w) == 0, "foreign op: no chain");
+    }
+
+    function testChainLengthChecksTheWitness() public {
+        bytes memory rec = hex"0101010000000000000000000000000000000000000000000000000000000000";
+        bytes memory w = _witness(1, keccak256(rec), rec);
+        vm.expectRevert(OneStepVerifier.BadProgram.selector);
+        v.chainLength(_ctx(bytes32(uint256(1))), w);
+        bytes32 root = keccak256("not the op");
+        vm.expectRevert(OneStepVerifier.BadOpProof.selector);
+        v.chainLength(_ctx(_root(1, root)), _witness(1, root, rec));
     }
 
     function testGarbageWitnessReverts() public {
