@@ -77,8 +77,9 @@ def main() -> int:
         f"{stats['machine']} (CPU only), Python {stats['python']}, commit {stats['git']}, "
         f"{stats['date']}. Chain: anvil (local).",
         "",
-        "The executor corrupts one bit of element 0 of one op's output in the middle of the "
-        "first step's trace (later ops read the honest value: correct output, one wrong leaf). "
+        "The executor corrupts one bit of element 0 of one op's output in the first step's "
+        "trace (the disputed leaf below; later ops read the honest value: correct output, one "
+        "wrong leaf). "
         "The challenger re-executes, disputes, and both play the k = 16 dissection to the leaf, "
         "the chunk and the element; the contract's one-step verifier recomputes the element"
         + (" link the challenger picked from the executor's revealed accumulation chain "
