@@ -470,11 +470,16 @@ static int const_word(const uint8_t* p, int64_t len, uint32_t* w) {
     uint64_t pat;
     memcpy(&pat, p, 8);
     if ((uint32_t)pat != (uint32_t)(pat >> 32)) return 0;
+    /* no early exit past the first word: the OR of differences vectorizes (64-byte compares);
+     * a word-by-word loop with an exit per word was ~5 % of a traced CPU decode, nearly all
+     * of it on the uniform chunks, which it has to read whole anyway */
+    uint64_t diff = 0;
     for (int64_t k = 8; k < CHUNK_BYTES; k += 8) {
         uint64_t v;
         memcpy(&v, p + k, 8);
-        if (v != pat) return 0;
+        diff |= v ^ pat;
     }
+    if (diff) return 0;
     *w = (uint32_t)pat;
     return 1;
 }
