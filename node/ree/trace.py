@@ -496,7 +496,9 @@ class _PartsStep:
         prefix of this step's (they are, for a correct executor: this guards the commitment
         against one that is not)."""
         for k, cur, last, n, _ in self._checks:
-            if a <= k < b and not np.array_equal(_bytes_at(cur, n), _bytes_at(last, n)):
+            # whole chunks (n is a multiple of 1 KiB): compared as words, 8x fewer elements
+            if a <= k < b and not np.array_equal(_bytes_at(cur, n).view(np.uint64),
+                                                 _bytes_at(last, n).view(np.uint64)):
                 self._args[5][k] = 0
 
     def roots_raw(self) -> bytes:
