@@ -83,13 +83,28 @@ class ChainLyingPlayer(GamePlayer):
         return super()._reveal_chain(kind, ctx, chain)
 
 
+class SilentLoserPlayer(GamePlayer):
+    """A defender that reveals its chain but never resolves a one-step it would lose: the
+    challenger must resolve the picked link with its own witness (its trace's inputs and the
+    defender's revealed tree nodes)."""
+
+    def _resolve(self) -> str | None:
+        return None
+
+
 class ChainLyingExecutor(ExecutorDaemon):
+    PLAYER: type[GamePlayer] = ChainLyingPlayer
+
     def player(self, game_id: int, side: int, job_id: int) -> GamePlayer:
         if game_id not in self.players:
-            self.players[game_id] = ChainLyingPlayer(
+            self.players[game_id] = self.PLAYER(
                 self.client, self.game, game_id, side, JobTrace(self.outcome(job_id)),
                 key_prefix=f"{self.role}:move:{game_id}")
         return self.players[game_id]
+
+
+class SilentLoserExecutor(ChainLyingExecutor):
+    PLAYER = SilentLoserPlayer
 
 
 @pytest.mark.parametrize("lie_in_chain", [False, True])
@@ -119,6 +134,21 @@ def test_cheating_executor_loses_a_link_of_the_chain(world, lie_in_chain):
     assert led["executor"] == 0 and led["challenger"] == 2 * BOND - BURN
     for n in (ex, ch):
         W.assert_journal_matches_chain(w.owner, n.store, n.client.address, w.dep.block)
+
+
+def test_the_challenger_resolves_the_picked_link_itself(world):
+    w = world
+    leaf = _fault_leaf(w)
+    job_id = w.post()
+    ex = w.node(SilentLoserExecutor, 1, "ex", fault=Fault(leaf=leaf, element=FAULT_ELEMENT,
+                                                           mask=1 << 22))
+    ch = w.node(ChallengerDaemon, 2, "ch")
+    W.settle([ex, ch], w.owner)
+    g = W.game_info(w.owner, w.dep, 1)
+    assert g["phase"] == W.RESOLVED and not g["defender_won"]
+    assert g["reason"] == W.REASON_VERIFIER, "decided by the verifier, not the clock"
+    assert "resolve" in _moves(ch) and "resolve" not in _moves(ex)
+    assert w.finish([ex, ch], job_id) == "Failed"
 
 
 def test_honest_executor_wins_every_link_against_a_lying_challenger(world):
