@@ -108,16 +108,19 @@ def test_verify_names_first_divergent_op(tmp_path, key_env, capsys, ree_session)
 
 
 def test_segment_choice_roundtrips(tmp_path, key_env, capsys, ree_model):
-    """`--segment 192` (ADR 0012) is another trace program of the same model: the same
-    tokens as the default's, another model hash and trace root, and `ree verify` re-runs
-    the receipt with the segment it records."""
+    """`--segment` (ADR 0012) picks another trace program of the same model: the same tokens
+    as the default's, another model hash and trace root, and `ree verify` re-runs the receipt
+    with the segment it records."""
+    from referee.lowering import DEFAULT_SEGMENT
+
+    other = 64 if DEFAULT_SEGMENT != 64 else 192
     rp = tmp_path / "g.json"
     assert cli.main(["run", "--prompt", "What is the capital of France?",
-                     "--max-new-tokens", "2", "--segment", "192", "--receipt", str(rp),
+                     "--max-new-tokens", "2", "--segment", str(other), "--receipt", str(rp),
                      "--json", "--quiet"]) == 0
     capsys.readouterr()
     r = Receipt.load(rp)
-    assert r.parameters["segment"] == 192 and r.model_hash != ree_model.network_hash
+    assert r.parameters["segment"] == other and r.model_hash != ree_model.network_hash
     assert r.parameters["trace_program_root"] != "0x" + ree_model.program.root().hex()
     assert cli.main(["verify", str(rp), "--json", "--quiet"]) == 0
     v = _json(capsys)[0]
