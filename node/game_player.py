@@ -114,22 +114,21 @@ class GamePlayer:
         lvl = levels[height - b]
         return lvl[pos << b:(pos << b) + (1 << b)]
 
+    def _last_event(self, name: str) -> dict:
+        """The args of this game's latest `name` event (the revealed data moves carry)."""
+        head = self.client.block_number()
+        logs = self.client.events(self.game, name, max(0, head - 5000), head)
+        mine = [e for e in logs if e["args"]["gameId"] == self.game_id]
+        if not mine:
+            raise RuntimeError(f"game {self.game_id}: no {name} event found")
+        return mine[-1]["args"]
+
     def _last_reveal(self) -> list[bytes]:
         """D's children of the current round, from the ChildrenRevealed event."""
-        head = self.client.block_number()
-        logs = self.client.events(self.game, "ChildrenRevealed", max(0, head - 5000), head)
-        mine = [e for e in logs if e["args"]["gameId"] == self.game_id]
-        if not mine:
-            raise RuntimeError(f"game {self.game_id}: no ChildrenRevealed event found")
-        return [bytes(c) for c in mine[-1]["args"]["children"]]
+        return [bytes(c) for c in self._last_event("ChildrenRevealed")["children"]]
 
     def _chunk_revealed(self) -> bytes:
-        head = self.client.block_number()
-        logs = self.client.events(self.game, "ChunkRevealed", max(0, head - 5000), head)
-        mine = [e for e in logs if e["args"]["gameId"] == self.game_id]
-        if not mine:
-            raise RuntimeError(f"game {self.game_id}: no ChunkRevealed event found")
-        return bytes(mine[-1]["args"]["chunk"])
+        return bytes(self._last_event("ChunkRevealed")["chunk"])
 
     # ---- moves ---------------------------------------------------------------------------
 
@@ -254,12 +253,7 @@ class GamePlayer:
 
     def _chain_revealed(self) -> list[int]:
         """D's chain from the ChainRevealed event (§L9)."""
-        head = self.client.block_number()
-        logs = self.client.events(self.game, "ChainRevealed", max(0, head - 5000), head)
-        mine = [e for e in logs if e["args"]["gameId"] == self.game_id]
-        if not mine:
-            raise RuntimeError(f"game {self.game_id}: no ChainRevealed event found")
-        return [int(a) for a in mine[-1]["args"]["accs"]]
+        return [int(a) for a in self._last_event("ChainRevealed")["accs"]]
 
     def _resolve(self) -> str | None:
         ctx = self.client.call(self.game.functions.stepContext(self.game_id))
