@@ -31,7 +31,8 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from referee.lowering import DEFAULT_SEGMENT  # noqa: E402 - needs the repo root on sys.path
+from referee.compact import compact_ops  # noqa: E402 - needs the repo root on sys.path
+from referee.lowering import DEFAULT_SEGMENT  # noqa: E402
 from scripts import bench_llamacpp  # noqa: E402
 
 PROMPT = "Explain in a few sentences why the sky is blue."
@@ -73,10 +74,11 @@ def _trace_pass(ex, dev: str, toks: list[int], n_new: int, rec) -> tuple[float, 
 
 
 def bench_trace(model, dev: str, toks: list[int], n_new: int, reps: int = 3) -> dict:
-    """Prefill and decode of the trace executor, without a trace and committing every leaf
-    (C4 roots, C5 root), alternating, `reps` times each; medians are reported (the shared
-    2-core machine's noise moved single runs by ±20 %) and the overhead is the difference of
-    the median wall times."""
+    """Prefill and decode of the trace executor, without a trace, committing every leaf (C4
+    roots, C5 root) and committing the compact trace (docs/trace-layout.md §L10),
+    alternating, `reps` times each; medians are reported (the shared 2-core machine's noise
+    moved single runs by ±20 %) and an overhead is the difference of the median wall
+    times."""
     import torch
 
     from node.ree.fastexec import FastExecutor
@@ -93,15 +95,23 @@ def bench_trace(model, dev: str, toks: list[int], n_new: int, reps: int = 3) -> 
         for s in range(6):
             warm.add_step(ex.run_step(s, toks[:8]))
         warm.close()
-    runs_x, runs_t, hashed = [], [], 0.0
+        warm = TraceRecorder(model.program, toks[:8], compact=True)
+        for s in range(6):
+            warm.add_step(ex.run_step(s, toks[:8]))
+        warm.close()
+    runs_x, runs_t, runs_c, hashed = [], [], [], 0.0
     for _ in range(reps):
         runs_x.append(_trace_pass(ex, dev, toks, n_new, None))
         rec = TraceRecorder(model.program, toks)
         runs_t.append(_trace_pass(ex, dev, toks, n_new, rec))
         rec.close()
         hashed += rec.hash_seconds
+        rec = TraceRecorder(model.program, toks, compact=True)
+        runs_c.append(_trace_pass(ex, dev, toks, n_new, rec))
+        rec.close()
     pre_x, dec_x = (statistics.median(r[i] for r in runs_x) for i in (0, 1))
     pre_t, dec_t = (statistics.median(r[i] for r in runs_t) for i in (0, 1))
+    pre_c, dec_c = (statistics.median(r[i] for r in runs_c) for i in (0, 1))
     return {
         "prefill_tokens": len(toks), "prefill_tok_s": round(len(toks) / pre_x, 2),
         "prefill_commit_s": round(max(0.0, pre_t - pre_x), 3),
@@ -113,14 +123,20 @@ def bench_trace(model, dev: str, toks: list[int], n_new: int, reps: int = 3) -> 
         "trace_overhead_pct": round(100 * (dec_t - dec_x) / dec_x, 1),
         "hash_worker_s_per_token": round(hashed / reps / (n_new + 1), 4),
         "trace_ops_per_token": model.program.n_ops,
+        "compact": {"decode_tok_s_with_trace": round(n_new / dec_c, 3),
+                    "decode_tok_s_with_trace_runs": [round(n_new / r[1], 2) for r in runs_c],
+                    "trace_overhead_pct": round(100 * (dec_c - dec_x) / dec_x, 1),
+                    "prefill_commit_s": round(max(0.0, pre_c - pre_x), 3),
+                    "leaves_per_token": len(compact_ops(model.program))},
         "fallback_elements": ex.fallbacks,
     }
 
 
-def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int) -> dict:
+def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int,
+                      compact: bool = False) -> dict:
     """`batch` copies of the job run together (BatchExecutor), once without traces and once
-    each committing its own (TraceRecorder per job); prefill, and the hashing of its
-    leaves, are timed apart from decode."""
+    each committing its own (TraceRecorder per job; `compact`: its compact trace, §L10);
+    prefill, and the hashing of its leaves, are timed apart from decode."""
     import torch
 
     from node.ree.batch import BatchExecutor, Lane
@@ -186,14 +202,14 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int) 
     with torch.no_grad():
         # warm-up, traced: on CUDA the first decode steps capture each lane's graphs (its
         # plan and its trace roots, one per arena: two steps) and compile the kernels
-        warm = [TraceRecorder(prog, toks[:4]) for _ in range(batch)]
+        warm = [TraceRecorder(prog, toks[:4], compact=compact) for _ in range(batch)]
         steps([Lane(list(toks[:4]), config=cfg) for _ in range(batch)], 3, warm)
         for r in warm:
             r.close()
         exec_s, _ = steps([Lane(list(toks), config=cfg) for _ in range(batch)], n_new + 1,
                           None)
         lanes = [Lane(list(toks), config=cfg) for _ in range(batch)]
-        recs = [TraceRecorder(prog, toks) for _ in range(batch)]
+        recs = [TraceRecorder(prog, toks, compact=compact) for _ in range(batch)]
         tr_exec, tr_commit = steps(lanes, n_new + 1, recs)
     t3 = time.perf_counter()
     for r in recs:
@@ -304,6 +320,12 @@ def markdown(rep: dict) -> str:
                   f"{tb.get('decode_tok_s_with_trace', 'n/a')} |",
                   f"| REE trace executor, exec only | {tr['prefill_tok_s']} | "
                   f"{tr['decode_tok_s_exec_only']} | {tb.get('decode_tok_s_exec_only', 'n/a')} |"]
+        if tr.get("compact"):
+            cb = tb.get("decode_tok_s_with_trace", "n/a") if tb.get("trace") == "compact" \
+                else "-"
+            lines.insert(-1, f"| REE trace executor, with compact trace (§L10) | "
+                             f"{tr['prefill_tok_s']} | "
+                             f"{tr['compact']['decode_tok_s_with_trace']} | {cb} |")
         for name, e in sec.get("eager", {}).items():
             if "b1" not in e:
                 lines.append(f"| PyTorch eager {name} | failed: {e.get('error', '?')} | | |")
@@ -324,6 +346,14 @@ def markdown(rep: dict) -> str:
             lines += ["", f"REE b=1 decode: median of {tr['reps']} alternating runs each; "
                       f"exec only {tr['decode_tok_s_exec_only_runs']} tok/s, with trace "
                       f"{tr['decode_tok_s_with_trace_runs']} tok/s."]
+        if tr.get("compact"):
+            c = tr["compact"]
+            lines += ["", f"Compact trace (docs/trace-layout.md §L10, ADR 0013: "
+                      f"{c['leaves_per_token']} of the {tr['trace_ops_per_token']} ops "
+                      f"committed a token), in the same alternation: "
+                      f"{c['decode_tok_s_with_trace_runs']} tok/s, overhead "
+                      f"**{c['trace_overhead_pct']} %**; the prefill's commit "
+                      f"{c['prefill_commit_s']} s."]
         lines += bench_llamacpp.markdown_ratio(tr, sec.get("llama_cpp"))
         if sec.get("trace_repeat"):  # the same b=1 run in another call: the spread
             rr = sec["trace_repeat"]
@@ -337,7 +367,7 @@ def markdown(rep: dict) -> str:
             how = ("the decode steps of all jobs one stack of CUDA graph lanes, ADR 0011"
                    if dev.startswith("cuda") else "weight matmuls of all jobs in one call")
             lines += ["", f"REE at batch {tb['batch']} (node/ree/batch.py: {tb['batch']} jobs, "
-                      f"each its own trace; {how}): "
+                      f"each its own {tb.get('trace', 'full')} trace; {how}): "
                       f"{tb['decode_steps']} decode steps after a prefill of "
                       f"{tb['prefill_tokens']} tokens ({tb['prefill_tok_s']} tok/s); trace "
                       f"overhead {tb['trace_overhead_pct']} %."]
@@ -378,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--segment", type=int, default=DEFAULT_SEGMENT,
                     help="fma steps per committed DOT segment of the trace program "
                          f"(docs/trace-layout.md §L8, ADR 0012; default {DEFAULT_SEGMENT})")
+    ap.add_argument("--batch-trace", choices=("full", "compact"), default="full",
+                    help="what each job of the batch run commits (docs/trace-layout.md §L10)")
     ap.add_argument("--section", help="the report section to write (default: the device, "
                                       "with -segN when --segment is not the default)")
     args = ap.parse_args(argv)
@@ -418,15 +450,15 @@ def main(argv: list[str] | None = None) -> int:
     sec["eager"] = eager
     rep["sections"][name] = sec
     write(rep, out)  # the trace numbers survive a failing baseline
-    for name in ("fp32", "bf16") if args.device == "cuda" else ("fp32",):
+    for kind in ("fp32", "bf16") if args.device == "cuda" else ("fp32",):
         try:
-            e = {"b1": bench_eager(model, args.device, name, toks, max(args.tokens, 16), 1)}
+            e = {"b1": bench_eager(model, args.device, kind, toks, max(args.tokens, 16), 1)}
             if not args.no_eager_b32:
-                e["b32"] = bench_eager(model, args.device, name, toks, max(args.tokens, 16),
+                e["b32"] = bench_eager(model, args.device, kind, toks, max(args.tokens, 16),
                                        32)
         except Exception as ex:  # recorded in the report instead of losing the run
             e = {"error": f"{type(ex).__name__}: {ex}"}
-        eager[name] = e
+        eager[kind] = e
     if args.device == "cpu":  # same GGUF, same token ids and decode steps as the trace run
         sec["llama_cpp"] = bench_llamacpp.bench_llama_cpp(
             toks, args.tokens, tok.apply_chat_template([{"role": "user", "content": PROMPT}]))
@@ -435,7 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     write(rep, out)
     if args.batch > 0:
         sec["trace_batch"] = bench_trace_batch(model, args.device, toks,
-                                               args.batch_tokens or args.tokens, args.batch)
+                                               args.batch_tokens or args.tokens, args.batch,
+                                               compact=args.batch_trace == "compact")
+        sec["trace_batch"]["trace"] = args.batch_trace
         print(json.dumps(sec["trace_batch"]), file=sys.stderr, flush=True)
         write(rep, out)
     print(json.dumps(sec, indent=1))

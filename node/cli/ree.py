@@ -3,7 +3,8 @@ re-execution (issue 4; DESIGN §1.2).
 
     ree run --model smollm2 --prompt TEXT | --prompt-file FILE.jsonl --max-new-tokens N
             [--temperature T --top-k K --top-p P --seed S] [--device cpu|cuda]
-            [--receipt PATH] [--keep-trace DIR] [--raw] [--batch N] [--segment S] [--json]
+            [--receipt PATH] [--keep-trace DIR] [--raw] [--batch N] [--segment S]
+            [--trace full|compact] [--json]
     ree validate RECEIPT [--json]
     ree verify RECEIPT [--device cpu|cuda] [--json]
 
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from node.cli.trace_options import DEFAULT_SEGMENT, SEGMENT_HELP
+from node.cli.trace_options import DEFAULT_SEGMENT, SEGMENT_HELP, TRACE_HELP, TRACE_KINDS
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -113,13 +114,14 @@ def _load_account(args: argparse.Namespace) -> Any:
 
 
 def _session(model: str, device: str, max_ctx: int, segment: int,
-             quiet: bool):  # noqa: ANN202
+             quiet: bool, trace: str = "full"):  # noqa: ANN202
     from node.ree.model import ModelLoadError
     from node.ree.session import Session
 
     log = (lambda m: None) if quiet else (lambda m: _err(m))
     try:
-        return Session(model, device=device, max_ctx=max_ctx, log=log, segment=segment)
+        return Session(model, device=device, max_ctx=max_ctx, log=log, segment=segment,
+                       trace=trace)
     except ModelLoadError as e:
         raise CliError(str(e)) from None
     except RuntimeError as e:
@@ -146,7 +148,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         receipt_dir = Path(args.receipt)
         if receipt_dir.exists() and not receipt_dir.is_dir():
             raise CliError("with several prompts, --receipt must name a directory")
-    sess = _session(args.model, args.device, args.max_ctx, args.segment, args.quiet)
+    sess = _session(args.model, args.device, args.max_ctx, args.segment, args.quiet,
+                    args.trace)
     specs = [JobSpec(p, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
                      args.seed, chat=not args.raw) for p in prompts]
     try:  # reject bad input before spending time on any job
@@ -203,7 +206,7 @@ def _run_batch(sess: Any, specs: list, encoded: list[list[int]], keeps: list,
     progress = _Progress(not args.quiet, "batch")
     out = generate_batch(sess.executor, encoded, args.max_new_tokens,
                          [s.sampling() for s in specs], keeps, sess.model.max_ctx,
-                         batch=args.batch, progress=progress)
+                         batch=args.batch, progress=progress, compact=sess.compact)
     progress.end()
     return out
 
@@ -243,6 +246,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ verify
 
 
+def _locate(sess: Any, leaf: int) -> tuple[int, int]:
+    """(step, trace op) of a leaf of the session's trace kind (§L1, or §L10 compact)."""
+    prog = sess.model.program
+    if not sess.compact:
+        return divmod(leaf, prog.n_ops)
+    from referee.compact import compact_ops, full_index
+
+    cmap = compact_ops(prog)
+    return divmod(full_index(cmap, prog.n_ops, leaf), prog.n_ops)
+
+
 def first_divergence(mine: list[bytes], theirs: list[bytes]) -> int | None:
     for i, (a, b) in enumerate(zip(mine, theirs, strict=False)):
         if a != b:
@@ -270,8 +284,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except (TypeError, ValueError):
         raise CliError(f"receipt parameter segment is not an integer: {p.get('segment')!r}")\
             from None
+    trace = p.get("trace", "full")  # receipts before §L10 committed the full trace
+    if trace not in TRACE_KINDS:
+        raise CliError(f"receipt parameter trace is {trace!r}, not one of "
+                       f"{', '.join(TRACE_KINDS)}")
     sess = _session(r.model, args.device, int(p.get("max_ctx", 0)) or 2048, segment,
-                    args.quiet)
+                    args.quiet, trace)
     problems: list[str] = []
     mh = sess.model.network_hash
     if mh != r.model_hash:
@@ -298,7 +316,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             theirs = [raw[i:i + 32] for i in range(0, len(raw), 32)]
             leaf = first_divergence(res.roots, theirs)
             if leaf is not None:
-                step, j = divmod(leaf, sess.model.program.n_ops)
+                step, j = _locate(sess, leaf)
                 name = sess.model.program.ops[j].name
                 out["first_divergent_leaf"] = {"leaf": leaf, "step": step, "op": j, "name": name}
                 problems.append(f"first divergent op: leaf {leaf} = step {step}, op {j} ({name})")
@@ -358,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-ctx", type=int, default=2048,
                      help="trace program context (part of the model hash)")
     run.add_argument("--segment", type=int, default=DEFAULT_SEGMENT, help=SEGMENT_HELP)
+    run.add_argument("--trace", choices=TRACE_KINDS, default="full", help=TRACE_HELP)
     run.add_argument("--raw", action="store_true", help="no chat template")
     run.add_argument("--batch", type=int, default=1,
                      help="run up to N prompts of --prompt-file together (same receipts)")

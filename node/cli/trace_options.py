@@ -5,6 +5,7 @@ argument errors stay instant; tests/ree/test_cli.py checks the default against t
 """
 
 DEFAULT_SEGMENT = 64  # referee.lowering.DEFAULT_SEGMENT
+TRACE_KINDS = ("full", "compact")  # referee.compact.TRACE_KINDS
 
 SEGMENT_HELP = (
     "fma steps per committed DOT segment of the trace program. Longer segments commit fewer "
@@ -12,4 +13,12 @@ SEGMENT_HELP = (
     "trace overhead on a CPU); a dispute over one of their elements takes one more round (the "
     "executor reveals the element's chain, the one-step checks 64 fma steps of it). The model "
     "hash binds the choice: a receipt records it, and `ree verify` re-runs with it."
+)
+
+TRACE_HELP = (
+    "what the run commits. full: every trace op's output (docs/trace-layout.md §L1), what "
+    "the dispute game bisects. compact: only the ops whose output leaves its chain (the last "
+    "segment of a linear, the last level of a fold, the KV caches, the token: §L10), a third "
+    "of the bytes to hash; a node rebuilds the full trace when disputed (ADR 0013; not yet "
+    "on chain). A receipt records the choice and `ree verify` re-runs with it."
 )

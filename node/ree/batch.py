@@ -399,7 +399,8 @@ def generate_batch(executor: FastExecutor | BatchExecutor, prompts: Sequence[Seq
                    sampling: SamplingConfig | Sequence[SamplingConfig] | None = None,
                    keep: Sequence[str | Path | None] | None = None,
                    max_ctx: int | None = None, batch: int | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> list[GenResult]:
+                   progress: Callable[[int, int], None] | None = None,
+                   compact: bool = False) -> list[GenResult]:
     """`node.ree.generate.generate` for many jobs, at most `batch` running at once.
 
     Each job commits its own TraceRecorder (its own leaves and root, layout §L1) and stops on
@@ -409,7 +410,7 @@ def generate_batch(executor: FastExecutor | BatchExecutor, prompts: Sequence[Seq
     the batch steps the job took part in (they are shared), its own commit time apart.
     `progress(done, total)` counts tokens over all jobs (total shrinks when a job stops
     early). As in `generate`, a job's token is always the program's token op (the SAMPLE
-    PICK, §L5.10) under the job's own JobConfig.
+    PICK, §L5.10) under the job's own JobConfig, and `compact` commits compact traces.
     """
     bx = executor if isinstance(executor, BatchExecutor) else BatchExecutor(executor)
     prog = bx.program
@@ -437,8 +438,8 @@ def generate_batch(executor: FastExecutor | BatchExecutor, prompts: Sequence[Seq
             while waiting and len(running) < width:
                 i = waiting.popleft()
                 cfg = configs[i].job_config(budgets[i])
-                running.append(_Job(i, Lane(jobs_in[i], config=cfg),
-                                    TraceRecorder(prog, jobs_in[i], keeps[i]), configs[i],
+                rec = TraceRecorder(prog, jobs_in[i], keeps[i], compact=compact)
+                running.append(_Job(i, Lane(jobs_in[i], config=cfg), rec, configs[i],
                                     budgets[i]))
             if bx.batch_prefill:
                 groups = [running]

@@ -65,15 +65,17 @@ def check_lengths(n_prompt: int, max_new_tokens: int, max_ctx: int) -> None:
 def generate(executor: FastExecutor, prompt_tokens: Sequence[int], max_new_tokens: int,
              sampling: SamplingConfig | None = None, keep: str | Path | None = None,
              max_ctx: int | None = None,
-             progress: Callable[[int, int], None] | None = None) -> GenResult:
-    """Run until EOS (program.eos) or `max_new_tokens`; commit every leaf (C5)."""
+             progress: Callable[[int, int], None] | None = None,
+             compact: bool = False) -> GenResult:
+    """Run until EOS (program.eos) or `max_new_tokens`; commit every leaf (C5), or with
+    `compact` the compact trace's (docs/trace-layout.md §L10)."""
     prog = executor.program
     sampling = sampling or SamplingConfig()
     prompt = [int(t) for t in prompt_tokens]
     if max_ctx is not None:
         check_lengths(len(prompt), max_new_tokens, max_ctx)
     job_config = sampling.job_config(max_new_tokens)
-    rec = TraceRecorder(prog, prompt, keep)
+    rec = TraceRecorder(prog, prompt, keep, compact=compact)
     executor.reset()
     fb0 = executor.fallbacks
     tokens: list[int] = []

@@ -23,6 +23,7 @@ from node.ree.fastexec import FastExecutor
 from node.ree.generate import GenerationError, GenResult, check_lengths, generate
 from node.ree.model import DEFAULT_MAX_CTX, Model, load_model
 from node.ree.sampling import SamplingConfig
+from referee.compact import TRACE_KINDS
 from referee.lowering import DEFAULT_SEGMENT
 
 RUNTIME_VERSION = "judge-ree/0.1 (trace-layout v1, fast torch executor)"
@@ -67,7 +68,13 @@ class Session:
 
     def __init__(self, model: str = "smollm2", device: str = "cpu",
                  max_ctx: int = DEFAULT_MAX_CTX, log: Callable[[str], None] | None = None,
-                 loaded: Model | None = None, segment: int = DEFAULT_SEGMENT) -> None:
+                 loaded: Model | None = None, segment: int = DEFAULT_SEGMENT,
+                 trace: str = "full") -> None:
+        """`trace`: "full" commits every trace op's output (§L1), "compact" the ops of the
+        compact trace (docs/trace-layout.md §L10, ADR 0013); receipts record which."""
+        if trace not in TRACE_KINDS:
+            raise ValueError(f"trace must be one of {', '.join(TRACE_KINDS)}, got {trace!r}")
+        self.trace = trace
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("--device cuda: no CUDA device is available here")
         if device not in ("cpu", "cuda"):
@@ -93,6 +100,7 @@ class Session:
         return {"max_new_tokens": spec.max_new_tokens, "temperature": float(spec.temperature),
                 "top_k": spec.top_k, "top_p": float(spec.top_p), "seed": hex(spec.seed),
                 "chat_template": spec.chat, "max_ctx": m.max_ctx, "segment": m.segment,
+                "trace": self.trace,
                 "trace_program_root": "0x" + m.program.root().hex(),
                 "gguf_sha256": m.gguf_sha256}
 
@@ -102,7 +110,11 @@ class Session:
         toks = self.encode(spec) if tokens is None else tokens
         check_lengths(len(toks), spec.max_new_tokens, self.model.max_ctx)
         return generate(self.executor, toks, spec.max_new_tokens, spec.sampling(), keep,
-                        self.model.max_ctx, progress)
+                        self.model.max_ctx, progress, compact=self.compact)
+
+    @property
+    def compact(self) -> bool:
+        return self.trace == "compact"
 
     def text(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special=True)
@@ -131,4 +143,5 @@ def spec_from_receipt(r: Receipt) -> JobSpec:
         raise GenerationError(f"receipt parameters are incomplete: {e}") from None
 
 
-__all__ = ["JobSpec", "Session", "RUNTIME_VERSION", "spec_from_receipt", "device_info"]
+__all__ = ["JobSpec", "Session", "RUNTIME_VERSION", "TRACE_KINDS", "spec_from_receipt",
+           "device_info"]

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from node.ree.step_plan import StepOutputs
+from referee.compact import compact_ops
 from referee.layout import TraceProgram
 from repops.commit import (
     CHUNK_BYTES,
@@ -78,16 +79,31 @@ class TraceRecorder:
     the next step; the C keccak releases the GIL. Reading `roots`, `length`, `bytes_kept` or
     calling `root`/`close` waits for it.
     `background=False` hashes inside `add_step` (the old behaviour, for measurements).
+
+    `compact=True` commits the compact trace (docs/trace-layout.md §L10, ADR 0013): only the
+    ops `referee.compact.compact_ops` names are hashed (a third of a SmolLM2 step's bytes),
+    and `roots`, `leaves`, `length` and `root` are the compact trace's. A kept trace still
+    stores every op's tensor and root (the full trace is what a dispute bisects).
     """
 
     def __init__(self, program: TraceProgram, job_tokens: Sequence[int],
-                 keep: str | Path | None = None, background: bool = True) -> None:
+                 keep: str | Path | None = None, background: bool = True,
+                 compact: bool = False) -> None:
         self.program = program
         self.job_tokens = list(job_tokens)
         self.op_hashes = program.op_hashes()
+        self.cmap = compact_ops(program) if compact else None
+        # the op hash of each leaf of a step (the compact trace's: the committed ops')
+        self.leaf_op_hashes = self.op_hashes if self.cmap is None else \
+            [self.op_hashes[i] for i in self.cmap]
         self._roots: list[bytes] = []
         self._raw_roots: list[bytes] = []  # steps' roots joined, split into `_roots` when read
-        self._c5 = TraceRootAccumulator(self.op_hashes)  # fed as roots arrive (`_add_roots`)
+        self._c5 = TraceRootAccumulator(self.leaf_op_hashes)  # fed as roots arrive
+        self._cmap_cut: dict[int, int] = {}
+        # a kept compact trace: every op's roots too, and the full trace's root
+        self._full_raw: list[bytes] = []
+        self._c5_full = TraceRootAccumulator(self.op_hashes) \
+            if compact and keep is not None else None
         self._bytes_kept = 0
         self._index: list[list[Any]] = []
         self._keep = Path(keep) if keep is not None else None
@@ -98,8 +114,8 @@ class TraceRecorder:
         self._heads: dict[tuple[str, tuple[int, ...]], bytes] = {}
         self._theads: dict[tuple[torch.dtype, torch.Size], bytes] = {}  # `_finish_host`'s
         self.hash_seconds = 0.0  # worker time spent hashing and writing (diagnostics)
-        # the last plan step's appended KV caches: op → (its leaves, filled when that step is
-        # hashed; its byte size; its address; what keeps that memory alive)
+        # the last plan step's appended KV caches: op → (the address of its leaves, filled
+        # when that step is hashed; its byte size; its address; what keeps that memory alive)
         self._appends: dict[int, tuple[np.ndarray, int, int, object]] = {}
         if self._keep is not None:
             self._keep.parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +138,10 @@ class TraceRecorder:
             self._queue_parts(_PartsStep.of_plan(self, outputs))
             return
         self._appends = {}  # the next plan step has no leaves of this one
-        outs = list(outputs)  # holds the step's tensors until the worker has hashed them
+        # holds the step's tensors until the worker has hashed them; a compact trace that
+        # keeps nothing hashes only its committed ops
+        outs = list(outputs) if self.cmap is None or self._f is not None else \
+            [outputs[i] for i in self.cmap.tolist()]
         if (self._f is None and _LITTLE and len(outs) and isinstance(outs[-1], torch.Tensor)
                 and outs[-1].is_cpu and sum(t.nbytes for t in outs) > _BIG_STEP):
             # a prefill (SmolLM2: ~580 MB of leaves, ~0.35 s of hashing): in parts, so the
@@ -237,7 +256,14 @@ class TraceRecorder:
         """A step's roots, in leaf order, joined: kept, and their C5 leaves and complete
         subtrees hashed now, on the hashing thread, rather than all at `root()` after the last
         step. They stay joined until `roots` is read: a step's ~5,500 32-byte objects cost the
-        hashing thread ~1 ms of the GIL on the H200's host."""
+        hashing thread ~1 ms of the GIL on the H200's host. A compact trace given all of a
+        step's roots (a device step, a kept trace) takes its committed ops' of them."""
+        if self.cmap is not None and len(roots) == 32 * self.program.n_ops \
+                and len(self.cmap) != self.program.n_ops:
+            if self._c5_full is not None:
+                self._full_raw.append(roots)
+                self._c5_full.extend(roots)
+            roots = np.frombuffer(roots, dtype=np.uint8).reshape(-1, 32)[self.cmap].tobytes()
         self._raw_roots.append(roots)
         self._c5.extend(roots)
 
@@ -293,17 +319,21 @@ class TraceRecorder:
             return None, []
         n = len(addr)
         kp, kn, ko = np.zeros(n, np.uint64), np.zeros(n, np.int64), np.zeros(n, np.uint64)
+        # one buffer for all the caches' leaves (a buffer and its address per cache were
+        # ~0.15 ms a SmolLM2 step on the executor's thread)
+        nbs = nbytes[apps].astype(np.int64)
+        sizes = 32 * np.maximum(1, -(-nbs // CHUNK_BYTES))
+        buf = np.empty(int(sizes.sum()), dtype=np.uint8)
+        keep.append(buf)
+        at = np.uint64(buf.ctypes.data) + (np.cumsum(sizes) - sizes).astype(np.uint64)
+        ko[apps] = at
         checks = []
-        for j in apps.tolist():
-            nb = int(nbytes[j])
-            buf = np.empty(32 * max(1, -(-nb // CHUNK_BYTES)), dtype=np.uint8)
-            keep.append(buf)
-            ko[j] = buf.ctypes.data
-            self._appends[j] = (buf, nb, int(addr[j]), keep)
+        for j, nb, lat in zip(apps.tolist(), nbs.tolist(), at.tolist(), strict=True):
+            self._appends[j] = (lat, nb, int(addr[j]), keep)
             last = prev.get(j)
             full = last[1] // CHUNK_BYTES if last is not None and last[1] <= nb else 0
             if full:
-                kp[j], kn[j] = last[0].ctypes.data, full
+                kp[j], kn[j] = last[0], full
                 checks.append((j, int(addr[j]), last[2], full * CHUNK_BYTES, last))
         return (kp, kn, ko), checks
 
@@ -340,9 +370,23 @@ class TraceRecorder:
         return len(self.roots)
 
     def leaves(self) -> list[bytes]:
-        p = self.program.n_ops
+        p, hashes = len(self.leaf_op_hashes), self.leaf_op_hashes
         roots = self.roots
-        return trace_leaves([self.op_hashes[i % p] for i in range(len(roots))], roots)
+        return trace_leaves([hashes[i % p] for i in range(len(roots))], roots)
+
+    def cmap_tail_at(self, tail: int) -> int:
+        """How many committed ops come before plan op `tail` (cached: one plan, one value)."""
+        at = self._cmap_cut.get(tail)
+        if at is None:
+            at = self._cmap_cut[tail] = int(np.searchsorted(self.cmap, tail))
+        return at
+
+    def locate(self, leaf: int) -> tuple[int, int]:
+        """(step, program op) of a leaf of this trace (§L1, or §L10 when compact)."""
+        if self.cmap is None:
+            return self.program.locate(leaf)
+        step, c = divmod(leaf, len(self.cmap))
+        return step, int(self.cmap[c])
 
     def root(self) -> bytes:
         """C5: Merkle root over the leaves (C3), from what `_add_roots` hashed as the steps
@@ -368,10 +412,17 @@ class TraceRecorder:
         if not ok:
             self._partial(".bin").unlink(missing_ok=True)
             return None
+        if self.cmap is None:
+            full_root, full_roots = self.root(), self.roots
+        else:  # the kept files are the full trace; the compact one is named beside it
+            full_root = self._c5_full.root()
+            full_roots = [r[i:i + 32] for r in self._full_raw for i in range(0, len(r), 32)]
         meta = {"program_root": self.program.root().hex(), "n_ops": self.program.n_ops,
-                "job_tokens": self.job_tokens, "trace_root": self.root().hex(),
+                "job_tokens": self.job_tokens, "trace_root": full_root.hex(),
                 "op_hashes": [h.hex() for h in self.op_hashes],
-                "roots": [r.hex() for r in self.roots], "leaves": self._index}
+                "roots": [r.hex() for r in full_roots], "leaves": self._index}
+        if self.cmap is not None:
+            meta["compact"] = {"ops": self.cmap.tolist(), "trace_root": self.root().hex()}
         idx = self._partial(".json")
         idx.write_text(json.dumps(meta))
         os.replace(self._partial(".bin"), self._keep.with_name(self._keep.name + ".bin"))
@@ -431,11 +482,20 @@ class _PartsStep:
         segment past the live keys) takes that op's root instead of being hashed again."""
         host = outs.host_tail  # a CUDA step's SAMPLE tail, in a host plan's arena
         uniq, slot = _distinct(outs.alias)
-        if outs.arena.device.type != "cpu":
+        if outs.arena.device.type != "cpu":  # all roots: a compact trace takes its own
             return _DeviceStep(rec, outs, uniq, slot, host if host is not None else
                                list.__getitem__(outs, slice(outs.plan.tail, None)))
         tail = list.__getitem__(outs, slice(outs.plan.tail, None)) if host is None else \
             outs[outs.plan.tail:]
+        if rec.cmap is not None:  # compact (§L10): the committed ops and what they repeat
+            body = rec.cmap[:rec.cmap_tail_at(outs.plan.tail)]
+            rep = outs.alias[body]
+            rep = np.where(rep < 0, body, rep)
+            need = np.zeros(len(outs.alias), dtype=bool)
+            need[rep] = True
+            uniq = np.flatnonzero(need)
+            slot = (np.cumsum(need) - 1)[rep]
+            tail = [tail[i - outs.plan.tail] for i in rec.cmap[len(body):].tolist()]
         addr, nbytes, hdr, hlen = outs.leaf_arrays()
         hptr = _row_ptrs(hdr)
         keep = [outs, hdr]

@@ -69,6 +69,18 @@ def test_sampled_run_verifies(tmp_path, key_env, capsys, ree_model):
     assert v["ok"] and v["trace_root_match"] and v["output_match"]
 
 
+def _cheating(real, target_step: int, target_op: int):
+    """`run_step` of an executor that adds 1.0 to element 0 of one op's output at one step."""
+    def cheat(step, toks, feed_token=None, **kw):
+        outs = real(step, toks, feed_token, **kw)
+        if step == target_step:
+            t = outs[target_op].clone()
+            t.view(-1)[0] += 1.0
+            outs[target_op] = t
+        return outs
+    return cheat
+
+
 def test_verify_names_first_divergent_op(tmp_path, key_env, capsys, ree_session):
     """A cheating executor flips one element of one leaf; verify names that op."""
     from eth_account import Account
@@ -78,18 +90,8 @@ def test_verify_names_first_divergent_op(tmp_path, key_env, capsys, ree_session)
     ex = ree_session.executor
     prog = ree_session.model.program
     target_step, target_op = 1, 700
-    real = ex.run_step
-
-    def cheat(step, toks, feed_token=None, **kw):
-        outs = real(step, toks, feed_token, **kw)
-        if step == target_step:
-            t = outs[target_op].clone()
-            t.view(-1)[0] += 1.0
-            outs[target_op] = t
-        return outs
-
     spec = JobSpec("Hi", max_new_tokens=2)
-    ex.run_step = cheat
+    ex.run_step = _cheating(ex.run_step, target_step, target_op)
     try:
         res = ree_session.run(spec)
     finally:
@@ -134,6 +136,13 @@ def test_segment_default_is_the_lowerings():
     assert trace_options.DEFAULT_SEGMENT == DEFAULT_SEGMENT
 
 
+def test_trace_kinds_are_the_runtimes():
+    from node.cli import trace_options
+    from referee.compact import TRACE_KINDS
+
+    assert trace_options.TRACE_KINDS == TRACE_KINDS
+
+
 @pytest.mark.parametrize("argv,needs", [
     (["run", "--model", "nosuchmodel", "--prompt", "x"], "unknown model"),
     (["run", "--prompt", "x", "--segment", "0"], "segment must be in"),
@@ -168,3 +177,41 @@ def test_invalid_receipt_file(tmp_path, capsys):
     p.write_text(json.dumps({"model": "smollm2"}))
     assert cli.main(["verify", str(p)]) == 2
     assert "lacks field" in capsys.readouterr().err
+
+
+def test_compact_trace_roundtrips_and_names_a_divergence(tmp_path, key_env, capsys, ree_model):
+    """`--trace compact` (docs/trace-layout.md §L10): the receipt records it, its trace has
+    the compact trace's leaves, `ree verify` re-runs it so, and a cheat in a committed op is
+    named by its step and trace op."""
+    from eth_account import Account
+
+    from node.ree.session import JobSpec, Session
+    from referee.compact import compact_ops
+
+    prog = ree_model.program
+    cmap = compact_ops(prog)
+    rp = tmp_path / "c.json"
+    assert cli.main(["run", "--prompt", "What is the capital of France?", "--max-new-tokens",
+                     "2", "--trace", "compact", "--receipt", str(rp), "--json",
+                     "--quiet"]) == 0
+    capsys.readouterr()
+    r = Receipt.load(rp)
+    assert r.parameters["trace"] == "compact" and r.trace_length == 2 * len(cmap)
+    assert cli.main(["verify", str(rp), "--json", "--quiet"]) == 0
+    assert _json(capsys)[0]["ok"]
+
+    sess = Session(loaded=ree_model, trace="compact")
+    target_step, target_c = 1, 300
+    target_op = int(cmap[target_c])
+    spec = JobSpec("Hi", max_new_tokens=2)
+    sess.executor.run_step = _cheating(sess.executor.run_step, target_step, target_op)
+    res = sess.run(spec)
+    r = sess.receipt(spec, res, Account.from_key(DEV_KEY))
+    rp = tmp_path / "cheat.json"
+    cli._write_atomic(cli.roots_path(rp), b"".join(res.roots))
+    r.save(rp)
+    assert cli.main(["verify", str(rp), "--json", "--quiet"]) == 1
+    v = _json(capsys)[0]
+    assert v["first_divergent_leaf"] == {"leaf": target_step * len(cmap) + target_c,
+                                         "step": target_step, "op": target_op,
+                                         "name": prog.ops[target_op].name}

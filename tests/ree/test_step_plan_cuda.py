@@ -106,6 +106,22 @@ def test_cuda_arena_roots_equal_cpu_roots(executors, tmp_path):
 
 
 @needs_cuda
+def test_cuda_compact_roots_equal_cpu_compact_roots(executors):
+    """A compact recorder (docs/trace-layout.md §L10) over device steps takes its ops' roots
+    from the device's roots of every op: the same leaves and root as on the CPU."""
+    cpu, gpu = executors
+    got = []
+    for ex in (cpu, gpu):
+        ex.reset()
+        rec = TraceRecorder(ex.program, PROMPT, compact=True)
+        for step in range(6):
+            rec.add_step(ex.run_step(step, PROMPT))
+        got.append((rec.roots, rec.root()))
+        rec.close()
+    assert got[0] == got[1]
+
+
+@needs_cuda
 def test_cuda_host_prefill_equals_cpu(executors, monkeypatch):
     """`fastexec.HOST_PREFILL`: a CUDA job's prefill on the host's cores, then its decode
     steps on the device from the KV caches copied up; alone and in a batch (a waiting job
