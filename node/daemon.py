@@ -39,6 +39,7 @@ from node.requester import config_from_chain, f32_bits, tokens_from_input
 from node.store import Store
 from node.store.records import Game, Job, JobStatus
 from node.watch import EventWatcher, Subscription
+from referee.compact import Compact
 from repops.commit import keccak256
 
 log = logging.getLogger("judge.daemon")
@@ -99,8 +100,9 @@ class Daemon:
         self.served = served_models
         self.metrics = metrics or NodeMetrics(self.role)
         c = deployment.contracts(client)
-        self.market, self.game = c["market"], c["game"]
+        self.market, self.game, self.registry = c["market"], c["game"], c["registry"]
         self.outcomes: dict[int, JobOutcome] = {}
+        self._compact: dict[bytes, bytes] = {}  # model hash -> registered compact root
         self._ran: dict[int, tuple[bytes, bytes, bytes]] = {}  # job id -> what was run
         self.players: dict[int, GamePlayer] = {}
         self.watcher = EventWatcher(client, _StoreCursor(store), f"{self.role}-events",
@@ -149,11 +151,28 @@ class Daemon:
             self._ran[job_id] = what
             config = json.loads(job.config)
             t = time.time()
-            self.outcomes[job_id] = self.runner(job.model, tokens_from_input(job.input), config,
-                                                self.fault)
+            out = self.runner(job.model, tokens_from_input(job.input), config, self.fault)
+            out.compact = self.compact_layout(job.model, out)
+            self.outcomes[job_id] = out
             log.info("%s: ran job %d in %.1fs (%d trace leaves)", self.role, job_id,
                      time.time() - t, self.outcomes[job_id].trace_length)
         return self.outcomes[job_id]
+
+    def compact_layout(self, model: bytes, out: JobOutcome) -> Compact | None:
+        """The model's compact commitment (docs/trace-layout.md §L10) when the registry has
+        one: the node then commits compact roots. Ours must be the registered one, else this
+        node cannot play the model's games and refuses its jobs."""
+        if model not in self._compact:
+            self._compact[model] = bytes(self.client.call(
+                self.registry.functions.compactRootOf(model)))
+        registered = self._compact[model]
+        if registered == bytes(32):
+            return None
+        cp = Compact.of(out.trace.program)
+        if cp.root != registered:
+            raise ValueError(f"model 0x{model.hex()[:16]} is registered with compact root "
+                             f"0x{registered.hex()[:16]}, our program's is 0x{cp.root.hex()[:16]}")
+        return cp
 
     def same_job(self, job_id: int, j: Any) -> bool:
         """Is job `job_id` on chain (jobOf tuple `j`) the job our store holds and we run?
@@ -228,10 +247,19 @@ class Daemon:
             return
         head = self.client.block_number()
         start = self.deployment.block
-        reveals = [e for e in self.client.events(self.game, "ChildrenRevealed", start, head)
-                   if e["args"]["gameId"] == p.game_id]
-        reached = [e for e in self.client.events(self.game, "TraceLeafReached", start, head)
-                   if e["args"]["gameId"] == p.game_id]
+
+        def mine(name: str) -> list:
+            return [e for e in self.client.events(self.game, name, start, head)
+                    if e["args"]["gameId"] == p.game_id]
+
+        reveals, reached = mine("ChildrenRevealed"), mine("TraceLeafReached")
+        if p.compact_game():  # §L10: only the full trace's dissection, after D's expansion
+            expanded = [e for e in mine("Expanded") if e["args"]["side"] == D]
+            if not expanded:
+                return
+            after = (expanded[0]["blockNumber"], expanded[0]["logIndex"])
+            reveals = [e for e in reveals if (e["blockNumber"], e["logIndex"]) > after]
+            reached = [e for e in reached if (e["blockNumber"], e["logIndex"]) > after]
         if not reached:
             return
         cut = (reached[0]["blockNumber"], reached[0]["logIndex"])
@@ -529,7 +557,7 @@ class ChallengerDaemon(Daemon):
             mine, theirs_t = out.tokens, c["tokens"]
             pairs = enumerate(zip(mine, theirs_t, strict=False))
             token_index = next((i for i, (x, y) in pairs if x != y), min(len(mine), len(theirs_t)))
-        if not same_trace:
+        if not same_trace and out.compact is None:  # (peers serve full traces' roots)
             self.locate_off_chain(job_id, c, theirs, out)
         j = self.client.call(self.market.functions.jobOf(job_id))
         bond = j[-1]

@@ -84,11 +84,15 @@ def register_model(client: ChainClient, registry_address: str, entry: ModelEntry
     return client.transact(registry.functions.register(*entry.as_args()), what="register model")
 
 
-def served_entry(served: Any, spec_version: int = 1) -> ModelEntry:
+def served_entry(served: Any, spec_version: int = 1, compact: bool = False) -> ModelEntry:
     """The registry entry of a node.served.ServedModel. The limits come from the config the
     model hash was computed from: the GGUF's vocabulary size (the program's embedding rows)
-    and the `max_ctx` the program and its RoPE tables were compiled for."""
+    and the `max_ctx` the program and its RoPE tables were compiled for. `compact`: results
+    for the model commit compact traces (docs/trace-layout.md §L10, ADR 0013)."""
+    from referee.compact import Compact
+
+    croot = Compact.of(served.model.program).root if compact else bytes(32)
     return ModelEntry(model_hash=served.model_hash, program_root=served.program_root,
                       vocab_size=int(served.model.config.vocab_size),
                       max_context=int(served.max_ctx), spec_version=spec_version,
-                      name=served.name, uri=served.uri)
+                      name=served.name, uri=served.uri, compact_root=croot)

@@ -11,6 +11,9 @@ defender reveals the chunk, the challenger picks the first element where the chu
 and the one-step verifier decides with a witness built by the referee. A DOT element longer
 than one link (docs/trace-layout.md §L9, level 3) first goes through its accumulation chain:
 the defender reveals it, the challenger names the first link where it differs from its own.
+A game over compact traces (docs/trace-layout.md §L10) first dissects the compact ones; where
+that ends, each party expands its commitment to its full trace (`expand`) and the game above
+is played on the full traces.
 """
 
 from __future__ import annotations
@@ -53,6 +56,13 @@ class TraceView(Protocol):
         """docs/trace-layout.md §L9: C1 bits of the accumulator after each link of DOT
         element `element` at `leaf`, from our own inputs ([] when checked whole)."""
 
+    def compact_leaves(self) -> list[bytes]:
+        """§L10: C5 leaves of our compact trace (games over compact commitments)."""
+
+    def expansion(self, leaf: int, token: int | None = None) -> tuple:
+        """§L10: `DisputeGame.expand`'s arguments after the game id, for compact leaf
+        `leaf`, or in an output game for the token op's leaf of step `token`."""
+
 
 @dataclass
 class GameState:
@@ -79,7 +89,8 @@ class GamePlayer:
         self.game_id = game_id
         self.side = side
         self.trace = trace
-        self._trace_levels: list[list[bytes]] | None = None
+        self._trace_levels: dict[tuple[bool, int], list[list[bytes]]] = {}
+        self._compact_root: bytes | None = None
         self._tensor_levels: dict[int, list[list[bytes]]] = {}
         self.moves: list[tuple[str, TxResult]] = []
 
@@ -97,11 +108,26 @@ class GamePlayer:
         lengths = [self.party(s)[2] for s in (D, C)]
         return max(depth_of(n) for n in lengths)
 
+    def compact_game(self) -> bool:
+        """Does this game start on compact commitments (§L10)?"""
+        if self._compact_root is None:
+            self._compact_root = bytes(self.client.call(
+                self.game.functions.compactInfo(self.game_id))[0])
+        return self._compact_root != bytes(32)
+
+    def _compact_stage(self) -> bool:
+        """Still dissecting the compact traces (before both parties expanded)?"""
+        return self.compact_game() and not self.client.call(
+            self.game.functions.compactInfo(self.game_id))[1]
+
     def _levels_trace(self) -> list[list[bytes]]:
-        if self._trace_levels is None:
-            h = self._trace_height()
-            self._trace_levels = lift(merkle_levels(self.trace.leaves()), h)
-        return self._trace_levels
+        """Our trace tree lifted to the game's height: the compact trace's before the
+        expansion, the full trace's after (the committed lengths change with it)."""
+        key = (self._compact_stage(), self._trace_height())
+        if key not in self._trace_levels:
+            leaves = self.trace.compact_leaves() if key[0] else self.trace.leaves()
+            self._trace_levels[key] = lift(merkle_levels(leaves), key[1])
+        return self._trace_levels[key]
 
     def _levels_tensor(self, leaf: int) -> list[list[bytes]]:
         if leaf not in self._tensor_levels:
@@ -190,6 +216,8 @@ class GamePlayer:
             return self._prove()
         if st.phase == Phase.LINK_PICK and self.side == C:
             return self._pick_link(st)
+        if st.phase == Phase.EXPAND and st.turn == self.side:
+            return self._expand()
         if st.phase == Phase.LENGTH_PROOF:
             kind = self.client.call(f.pending(self.game_id))
             index = kind[3]
@@ -199,6 +227,19 @@ class GamePlayer:
             self._send("proveLength", f.proveLength(self.game_id, leaves[index], proof))
             return "proveLength"
         return None
+
+    def _expand(self) -> str:
+        """§L10: reveal our full trace root, binding it at the compact leaf the dissection
+        reached (in an output game: the disputed token's leaf, proven against our compact
+        root)."""
+        _root, _expanded, leaf, output_game = self.client.call(
+            self.game.functions.compactInfo(self.game_id))
+        token = None
+        if output_game:
+            token = int(self.client.call(self.game.functions.stepContext(self.game_id))[10])
+        args = self.trace.expansion(int(leaf), token)
+        self._send("expand", self.game.functions.expand(self.game_id, *args))
+        return "expand"
 
     def _prove(self) -> str | None:
         """Phase.Proof. An Element claim on a DOT element with links (§L9) cannot be decided

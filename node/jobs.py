@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 from eth_abi import decode
 
+from referee.compact import Compact
 from referee.execute import Trace
 from referee.layout import Claim
 from referee.witness import WitnessBuilder
@@ -32,18 +33,25 @@ from repops.commit import (
     header,
     keccak256,
     merkle_levels,
+    merkle_proof,
+    merkle_root,
+    trace_leaf,
 )
 
 
 @dataclass
 class JobOutcome:
-    """What running a job produced (the trace is what gets committed)."""
+    """What running a job produced (the trace is what gets committed). With `compact` (the
+    model is registered with a compact root, docs/trace-layout.md §L10) the committed root
+    and length are the compact trace's; the full trace stays here for the game's Expand
+    phase and everything after it."""
 
     trace: Trace
     weights: Mapping[bytes, np.ndarray]
     config: bytes  # abi.encode(JobConfig): hashed on-chain as configHash
     text: str = ""
     finish_reason: str = "length"
+    compact: Compact | None = None
 
     @property
     def tokens(self) -> list[int]:
@@ -51,11 +59,14 @@ class JobOutcome:
 
     @property
     def trace_length(self) -> int:
+        if self.compact is not None:
+            return self.trace.n_steps * len(self.compact.ops)
         return self.trace.length
 
     @property
     def trace_root(self) -> bytes:
-        return JobTrace(self).root()
+        jt = JobTrace(self)
+        return jt.compact_root() if self.compact is not None else jt.root()
 
 
 class JobRunner(Protocol):
@@ -84,6 +95,44 @@ class JobTrace:
 
     def root(self) -> bytes:
         return self.builder()._levels[-1][0]
+
+    # ---- the compact trace (docs/trace-layout.md §L10) --------------------------------------
+
+    def compact_leaves(self) -> list[bytes]:
+        """C5 leaves of the compact trace: compact leaf i is full leaf f(i) re-indexed."""
+        cp = self.outcome.compact
+        if cp is None:
+            raise ValueError("this job's model commits full traces")
+        full = self.outcome.trace
+        hashes = full.program.op_hashes()
+        n = self.outcome.trace_length
+        return [trace_leaf(i, hashes[cp.ops[i % len(cp.ops)]], full.roots[cp.full_index(i)])
+                for i in range(n)]
+
+    def compact_root(self) -> bytes:
+        return merkle_root(self.compact_leaves())
+
+    def expansion(self, leaf: int, token: int | None = None) -> tuple:
+        """`DisputeGame.expand`'s arguments after `gameId` (§L10) for compact leaf `leaf`:
+        the full root, the Compact tuple, and where our trace has that leaf, its op hash and
+        output root with the three proofs. In an output game (`token`: the disputed output
+        token's step) the leaf is that step's token op and is proven against our compact
+        root; else the game holds it as the dissection's end."""
+        cp = self.outcome.compact
+        if cp is None:
+            raise ValueError("this job's model commits full traces")
+        output_game = token is not None
+        if output_game:
+            leaf = token * len(cp.ops) + cp.token_place
+        full = self.outcome.trace
+        if leaf >= self.outcome.trace_length:  # our trace has ended: the full root only
+            return self.root(), cp.abi(), b"\x00" * 32, b"\x00" * 32, 0, [], [], []
+        k, f = leaf % len(cp.ops), cp.full_index(leaf)
+        op = cp.ops[k]
+        op_hash, output_root = full.program.op_hashes()[op], full.roots[f]
+        compact_proof = merkle_proof(self.compact_leaves(), leaf) if output_game else []
+        return (self.root(), cp.abi(), op_hash, output_root, op, cp.map_proof(k),
+                compact_proof, merkle_proof(self.leaves(), f))
 
     def opening(self, leaf: int) -> tuple[bytes, bytes, bytes]:
         trace = self.outcome.trace

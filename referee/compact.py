@@ -13,12 +13,16 @@ game binds it to the compact one (ADR 0013)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from referee.layout import Code, Src, Stage, TraceProgram
+from repops.commit import keccak256, merkle_proof, merkle_root
 
 TRACE_KINDS = ("full", "compact")  # what a run commits: §L1 every op, §L10 the compact trace
+MAP_LEAF_TAG = 0x05
+COMPACT_TAG = 0x06
 
 def _continues(producer_code: Code, producer_stage: int, consumer_code: Code,
                consumer_stage: int) -> bool:
@@ -69,3 +73,42 @@ def full_index(cmap: Sequence[int] | np.ndarray, n_ops: int, leaf: int) -> int:
     """§L10: the full-trace leaf (§L1) of compact leaf `leaf`."""
     step, c = divmod(leaf, len(cmap))
     return step * n_ops + int(cmap[c])
+
+
+@dataclass(frozen=True)
+class Compact:
+    """§L10 compact commitment of a program: what the model registry stores (`root`) and
+    what a party reveals in the game's Expand phase (`DisputeGame.Compact`)."""
+
+    n_ops: int  # P
+    ops: tuple[int, ...]  # compact_ops
+    token_place: int  # c_tok: compact_ops[c_tok] = token_op
+    map_root: bytes
+
+    @classmethod
+    def of(cls, program: TraceProgram) -> Compact:
+        ops = tuple(int(j) for j in compact_ops(program))
+        return cls(program.n_ops, ops, ops.index(program.token_op),
+                   merkle_root(map_leaves(ops)))
+
+    @property
+    def root(self) -> bytes:
+        return keccak256(bytes([COMPACT_TAG]) + self.n_ops.to_bytes(4, "big")
+                         + len(self.ops).to_bytes(4, "big")
+                         + self.token_place.to_bytes(4, "big") + self.map_root)
+
+    def abi(self) -> tuple[int, int, int, bytes]:
+        """The `DisputeGame.Compact` tuple (P, Pc, cTok, mapRoot)."""
+        return self.n_ops, len(self.ops), self.token_place, self.map_root
+
+    def full_index(self, leaf: int) -> int:
+        return full_index(self.ops, self.n_ops, leaf)
+
+    def map_proof(self, k: int) -> list[bytes]:
+        """Siblings of `map_leaf(ops[k])` in `map_root`."""
+        return merkle_proof(map_leaves(self.ops), k)
+
+
+def map_leaves(ops: Sequence[int]) -> list[bytes]:
+    """§L10: map_leaf(op) = keccak256(0x05 ‖ u32 op) for each committed op."""
+    return [keccak256(bytes([MAP_LEAF_TAG]) + int(op).to_bytes(4, "big")) for op in ops]

@@ -13,6 +13,10 @@ library Commitments {
     bytes1 internal constant TENSOR_TAG = 0x02;
     /// @dev C5 leaf tag.
     bytes1 internal constant TRACE_TAG = 0x03;
+    /// @dev Compact-map leaf tag (docs/trace-layout.md §L10).
+    bytes1 internal constant COMPACT_MAP_TAG = 0x05;
+    /// @dev Compact-commitment tag (docs/trace-layout.md §L10).
+    bytes1 internal constant COMPACT_TAG = 0x06;
 
     error BadHeader();
     error UnknownDtype(uint8 code);
@@ -82,6 +86,23 @@ library Commitments {
     /// @notice C5: trace_leaf(i) = keccak256(0x03 ‖ uint32 i ‖ op_hash ‖ output_root).
     function traceLeaf(uint32 index, bytes32 opHash, bytes32 outputRoot) internal pure returns (bytes32) {
         return keccak256(abi.encodePacked(TRACE_TAG, index, opHash, outputRoot));
+    }
+
+    /// @notice §L10 compact-map leaf: map_leaf(op) = keccak256(0x05 ‖ u32 op), one per op of
+    ///         `compact_ops` (the ops a compact trace keeps), in order.
+    /// @param op The full-trace op index (0 ≤ op < P).
+    function compactMapLeaf(uint32 op) internal pure returns (bytes32) {
+        return keccak256(abi.encodePacked(COMPACT_MAP_TAG, op));
+    }
+
+    /// @notice §L10 compact commitment: compact_root = keccak256(0x06 ‖ u32 P ‖ u32 Pc ‖
+    ///         u32 c_tok ‖ map_root), what the model registry stores beside the program root.
+    /// @param P Trace ops a step in the full trace.
+    /// @param Pc Trace ops a step in the compact trace (the length of `compact_ops`).
+    /// @param cTok The token op's place in `compact_ops`.
+    /// @param mapRoot C3 root over the compact-map leaves of `compact_ops`.
+    function compactRoot(uint32 P, uint32 Pc, uint32 cTok, bytes32 mapRoot) internal pure returns (bytes32) {
+        return keccak256(abi.encodePacked(COMPACT_TAG, P, Pc, cTok, mapRoot));
     }
 
     /// @notice C1: element `e` of a chunk as the little-endian unsigned integer of its bytes

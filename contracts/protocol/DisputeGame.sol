@@ -16,7 +16,10 @@ import {IGameSettlement} from "./interfaces/IGameSettlement.sol";
 ///         IOneStepVerifier decides. Level 3 (a DOT element longer than one link, docs/trace-layout.md
 ///         §L9): D reveals the element's chain of accumulators, C names one link, the verifier
 ///         decides that link. Every move is re-hashed to the mover's own committed node,
-///         so a party that equivocates cannot move and loses on its clock.
+///         so a party that equivocates cannot move and loses on its clock. A model with a
+///         compact commitment (docs/trace-layout.md §L10) has its parties commit compact traces:
+///         level 1 runs on them first, then each party expands its trace to a full one bound at
+///         the disputed leaf (phase Expand) and the game continues on the full traces.
 /// @dev Holds no funds: the JobMarket holds every wei and is told the winner through
 ///      IGameSettlement. Clocks are chess clocks (one budget per party, only the side to move
 ///      runs); anyone may call `claimTimeout` once the mover's budget is spent.
@@ -39,7 +42,8 @@ contract DisputeGame {
         Proof,
         LengthProof,
         Resolved,
-        LinkPick // level 3: C names a link of D's revealed chain (appended: Resolved stays 8)
+        LinkPick, // level 3: C names a link of D's revealed chain (appended: Resolved stays 8)
+        Expand // compact traces (§L10): D, then C, binds its compact trace to a full one
     }
 
     /// @notice Why a game ended (for indexers and the demo story).
@@ -69,6 +73,16 @@ contract DisputeGame {
         bool outputMode; // equal traces: dispute output token `tokenIndex`
         uint256 tokenIndex;
         uint256 claimedToken;
+        bytes32 compactRoot; // the model's §L10 compact commitment; 0 = full traces committed
+    }
+
+    /// @notice The preimage of a model's compact commitment (docs/trace-layout.md §L10):
+    ///         compactRoot = keccak256(0x06 ‖ u32 P ‖ u32 Pc ‖ u32 cTok ‖ mapRoot).
+    struct Compact {
+        uint32 P; // trace ops a step (full trace)
+        uint32 Pc; // kept ops a step (compact trace)
+        uint32 cTok; // the token op's place among the kept ops
+        bytes32 mapRoot; // C3 root over map_leaf(compact_ops[k]), k < Pc
     }
 
     struct Party {
@@ -111,6 +125,10 @@ contract DisputeGame {
         uint64 link; // the link C picked
         uint32 linkStart; // its start bits: accs[link − 1], 0 for link 0
         bool linkPicked;
+        bool expanded; // compact games: both (output games: D's) commitments are full now
+        bool outputGame; // compact output game: Expand precedes the OutputToken proof
+        uint64 compactLeaf; // compact leaf the expansion binds (output games: set by D's move)
+        bytes32 compactRoot; // Init.compactRoot; 0 = a full-trace game (never expands)
     }
 
     IOneStepVerifier public immutable verifier;
@@ -145,6 +163,7 @@ contract DisputeGame {
     error BadChain();
     error BadLink();
     error BadLength();
+    error BadCompact();
 
     /// @notice A game was opened.
     event GameCreated(
@@ -179,6 +198,9 @@ contract DisputeGame {
     event ProofRequired(uint256 indexed gameId, IOneStepVerifier.Claim kind);
     /// @notice The game waits for a proof of trace leaf `index` (padding or not).
     event LengthProofRequired(uint256 indexed gameId, uint64 index, uint8 paddingSide);
+    /// @notice `side` bound its compact trace to the full trace `fullRoot` of `fullLength` leaves
+    ///         (docs/trace-layout.md §L10); its commitment is now that full trace.
+    event Expanded(uint256 indexed gameId, uint8 side, bytes32 fullRoot, uint64 fullLength);
     /// @notice The game ended.
     event GameResolved(uint256 indexed gameId, bool defenderWon, Reason reason);
     /// @notice The market was bound.
@@ -228,11 +250,19 @@ contract DisputeGame {
         if (init.defenderLength == 0 || init.challengerLength == 0) revert BadLength();
         if (init.defenderLength > 1 << 32 || init.challengerLength > 1 << 32) revert BadLength();
 
+        if (init.compactRoot != bytes32(0)) g.compactRoot = init.compactRoot; // §L10
+
         if (init.outputMode) {
             // DESIGN §6 checklist 4: same trace, disputed output token.
             g.elementIndex = init.tokenIndex;
             g.claimedBits = init.claimedToken;
-            _requireProof(gameId, g, IOneStepVerifier.Claim.OutputToken);
+            if (init.compactRoot != bytes32(0)) {
+                // §L10: D first binds its compact trace to a full one (D's turn: the default).
+                g.outputGame = true;
+                g.phase = Phase.Expand;
+            } else {
+                _requireProof(gameId, g, IOneStepVerifier.Claim.OutputToken);
+            }
         } else {
             _startTrace(gameId, g, p);
         }
@@ -312,7 +342,8 @@ contract DisputeGame {
 
     /// @dev End of level 1 at leaf i = pos. A real leaf (i < length) is never ZERO and padding
     ///      is always ZERO (C3); whoever breaks that loses. Otherwise: both real → open the
-    ///      leaves; one padding → the dispute is the trace's length.
+    ///      leaves; one padding → the dispute is the trace's length. Compact traces not yet
+    ///      expanded (§L10) expand first where the leaves would be opened or TraceEnd decided.
     function _atTraceLeaf(uint256 gameId, Game storage g, Party[2] storage p) internal {
         uint64 i = g.pos;
         g.leafIndex = i;
@@ -323,14 +354,19 @@ contract DisputeGame {
         bool realC = i < p[C].length;
         if ((leafD == bytes32(0)) == realD) return _finish(gameId, g, false, Reason.MalformedLeaf);
         if ((leafC == bytes32(0)) == realC) return _finish(gameId, g, true, Reason.MalformedLeaf);
+        bool compact = g.compactRoot != bytes32(0) && !g.expanded;
         if (realD && realC) {
+            if (compact) return _toExpand(g, i);
             g.phase = Phase.LeafOpen;
             _turnTo(g, D);
             return;
         }
         uint8 pad = realD ? C : D; // the side whose trace ends at or before i
         uint64 n = p[pad].length;
-        if (n == i) {
+        if (n == i && compact) {
+            // §L10: one compact trace ends here; both expand, then level 1 runs on full traces.
+            _toExpand(g, i);
+        } else if (n == i) {
             // Does the program's trace end exactly here? (claim TraceEnd)
             g.claimedBits = pad == D ? 1 : 0;
             _requireProof(gameId, g, IOneStepVerifier.Claim.TraceEnd);
@@ -338,6 +374,13 @@ contract DisputeGame {
             // n < i: leaf n is agreed; it is ZERO (the other side is malformed) or not (pad is).
             _requireLengthProof(gameId, g, pad, n);
         }
+    }
+
+    /// @dev §L10: level 1 on compact traces ended at compact leaf i; D, then C, expands.
+    function _toExpand(Game storage g, uint64 i) internal {
+        g.phase = Phase.Expand;
+        g.compactLeaf = i;
+        _turnTo(g, D);
     }
 
     /// @dev End of level 2 at chunk c = pos: same padding rule as level 1, then D reveals.
@@ -398,6 +441,143 @@ contract DisputeGame {
             } else {
                 _turnTo(g, D);
             }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Expansion: compact trace → full trace (docs/trace-layout.md §L10, ADR 0013)
+
+    /// @notice Binds the mover's compact trace to a full trace, in phase Expand: D moves first,
+    ///         then C (in an output game only D). With `i` the disputed compact leaf (output
+    ///         games: `i = tokenIndex·Pc + cTok`, fixed by this move) and `Lc` the mover's
+    ///         committed compact length, it checks: (1) `c` is the preimage of the model's
+    ///         compact root, else BadCompact; (2) `Pc > 0`, `Lc mod Pc = 0` and
+    ///         `0 < Lf = Lc / Pc · P ≤ 2^32`, else BadLength; (3) if `i < Lc`, that
+    ///         `trace_leaf(i, opHash, outputRoot)` is the mover's compact leaf i (its dissection
+    ///         node; in an output game proven against its compact root by `compactProof`), else
+    ///         RootMismatch, and that `map_leaf(op)` sits at index `i mod Pc` of `c.mapRoot` and
+    ///         `trace_leaf(f, opHash, outputRoot)` at index `f = (i div Pc)·P + op` of `fullRoot`,
+    ///         else BadProof (for `i ≥ Lc` the mover's trace has ended there: only `fullRoot` is
+    ///         used). The mover's commitment becomes (`fullRoot`, `Lf`). After C's move level 1
+    ///         restarts on the two full traces; after D's move in an output game the
+    ///         OutputToken proof is required on D's full trace.
+    /// @param gameId The game.
+    /// @param fullRoot The mover's full trace root (C5 over Lf leaves).
+    /// @param c The model's compact commitment preimage (P, Pc, cTok, mapRoot).
+    /// @param opHash The op hash at compact leaf i (and full leaf f).
+    /// @param outputRoot The C4 output root at compact leaf i (and full leaf f).
+    /// @param op compact_ops[i mod Pc]: the full-trace op of compact leaf i.
+    /// @param mapProof C3 siblings of map_leaf(op) in `c.mapRoot`, bottom-up (depth ⌈log2 Pc⌉).
+    /// @param compactProof Output games only: C3 siblings of compact leaf i in the mover's
+    ///        committed compact root (depth ⌈log2 Lc⌉); ignored otherwise.
+    /// @param leafProof C3 siblings of full leaf f in `fullRoot` (depth ⌈log2 Lf⌉).
+    function expand(
+        uint256 gameId,
+        bytes32 fullRoot,
+        Compact calldata c,
+        bytes32 opHash,
+        bytes32 outputRoot,
+        uint32 op,
+        bytes32[] calldata mapProof,
+        bytes32[] calldata compactProof,
+        bytes32[] calldata leafProof
+    ) external {
+        // Split into helpers only to stay within the EVM's 16 reachable stack slots.
+        (uint256 i, uint256 lf) = _expandBegin(gameId, c, opHash, outputRoot, compactProof);
+        if (i != type(uint256).max) {
+            _checkMap(c, op, mapProof, i);
+            _checkFull(fullRoot, c, opHash, outputRoot, op, leafProof, i, lf);
+        }
+        _expandEnd(gameId, fullRoot, lf);
+    }
+
+    /// @dev Phase, turn and clock of an expansion move; returns the game and the mover.
+    function _expandMover(uint256 gameId) internal returns (Game storage g, Party storage q) {
+        g = _game(gameId);
+        if (g.phase != Phase.Expand) revert WrongPhase(Phase.Expand, g.phase);
+        Party[2] storage p = _parties[gameId];
+        uint8 side = g.turn;
+        if (msg.sender != p[side].who && msg.sender == p[1 - side].who) revert NotYourTurn();
+        _spend(g, p, side);
+        q = p[side];
+    }
+
+    /// @dev §L10 steps 1-3 up to the map and full-leaf proofs: the compact preimage, the
+    ///      lengths, and the mover's compact leaf i. Returns i (type(uint256).max when the
+    ///      mover's compact trace has ended at or before i: nothing more to prove) and Lf. In an
+    ///      output game i is fixed here: tokenIndex·Pc + cTok.
+    function _expandBegin(
+        uint256 gameId,
+        Compact calldata c,
+        bytes32 opHash,
+        bytes32 outputRoot,
+        bytes32[] calldata compactProof
+    ) internal returns (uint256 i, uint256 lf) {
+        (Game storage g, Party storage q) = _expandMover(gameId);
+        if (Commitments.compactRoot(c.P, c.Pc, c.cTok, c.mapRoot) != g.compactRoot) revert BadCompact();
+        uint256 lc = q.length;
+        if (c.Pc == 0 || lc % c.Pc != 0) revert BadLength();
+        lf = (lc / c.Pc) * c.P;
+        if (lf == 0 || lf > 1 << 32) revert BadLength();
+        bool outputGame = g.outputGame;
+        if (outputGame) {
+            i = g.elementIndex * c.Pc + c.cTok; // tokenIndex ≤ MAX_TOKENS (the market's bound)
+            g.compactLeaf = uint64(i);
+        } else {
+            i = g.compactLeaf;
+        }
+        if (i >= lc) return (type(uint256).max, lf);
+        bytes32 leaf = Commitments.traceLeaf(uint32(i), opHash, outputRoot);
+        bool bound = outputGame ? Merkle.verify(leaf, i, compactProof, q.root, Merkle.depthOf(lc)) : leaf == q.node;
+        if (!bound) revert RootMismatch();
+    }
+
+    /// @dev §L10 step 3, the map proof: op = compact_ops[i mod Pc]. `op < P` holds for every
+    ///      registered map; checked so a full leaf past a step's ops can never be proven.
+    function _checkMap(Compact calldata c, uint32 op, bytes32[] calldata mapProof, uint256 i) internal pure {
+        if (op >= c.P || !Merkle.verify(Commitments.compactMapLeaf(op), i % c.Pc, mapProof, c.mapRoot, Merkle.depthOf(c.Pc))) {
+            revert BadProof();
+        }
+    }
+
+    /// @dev §L10 step 3, the full-leaf proof: full leaf f = (i div Pc)·P + op of `fullRoot`
+    ///      holds the compact leaf's op hash and output root.
+    function _checkFull(
+        bytes32 fullRoot,
+        Compact calldata c,
+        bytes32 opHash,
+        bytes32 outputRoot,
+        uint32 op,
+        bytes32[] calldata leafProof,
+        uint256 i,
+        uint256 lf
+    ) internal pure {
+        uint256 f = (i / c.Pc) * c.P + op;
+        bytes32 leaf = Commitments.traceLeaf(uint32(f), opHash, outputRoot);
+        if (!Merkle.verify(leaf, f, leafProof, fullRoot, Merkle.depthOf(lf))) revert BadProof();
+    }
+
+    /// @dev §L10 step 4: the mover's commitment becomes the full trace; then C's turn, or (after
+    ///      C, or D in an output game) the full-trace game.
+    function _expandEnd(uint256 gameId, bytes32 fullRoot, uint256 lf) internal {
+        Game storage g = _games[gameId];
+        Party[2] storage p = _parties[gameId];
+        uint8 side = g.turn;
+        p[side].root = fullRoot;
+        p[side].length = uint64(lf);
+        emit Expanded(gameId, side, fullRoot, uint64(lf));
+        if (g.outputGame) {
+            g.expanded = true;
+            _requireProof(gameId, g, IOneStepVerifier.Claim.OutputToken);
+        } else if (side == D) {
+            _turnTo(g, C);
+        } else {
+            // Both traces are full now: level 1 restarts on them, as in a full-trace game.
+            g.expanded = true;
+            g.pos = 0;
+            g.leafIndex = 0;
+            _turnTo(g, D);
+            _startTrace(gameId, g, p);
         }
     }
 
@@ -605,6 +785,21 @@ contract DisputeGame {
     {
         Game storage g = _games[gameId];
         return (g.chainHash, g.links, g.linkPicked, g.link);
+    }
+
+    /// @notice Compact-trace state (docs/trace-layout.md §L10): the model's compact root (0 = a
+    ///         full-trace game, which never expands), whether the expansion is done (output
+    ///         games: D's; otherwise both sides'), the compact leaf it binds (output games:
+    ///         0 until D's move fixes it), and whether it is an output game (only D expands,
+    ///         at the disputed token's leaf).
+    /// @param gameId The game.
+    function compactInfo(uint256 gameId)
+        external
+        view
+        returns (bytes32 compactRoot, bool expanded, uint64 leafIndex, bool outputGame)
+    {
+        Game storage g = _games[gameId];
+        return (g.compactRoot, g.expanded, g.compactLeaf, g.outputGame);
     }
 
     /// @notice Per-party state: address, committed root and length, clock left, current node.

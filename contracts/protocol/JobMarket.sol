@@ -540,7 +540,10 @@ contract JobMarket is IJobResult, IGameSettlement {
     /// @dev Effects before the interaction: the game is recorded under the id the game contract
     ///      will assign (only this contract creates games, so it is gameCount + 1) before
     ///      `create` runs, because a game decidable at once (a one-leaf trace) calls back into
-    ///      onGameResolved from inside `create`.
+    ///      onGameResolved from inside `create`. A model with a compact commitment (registry
+    ///      `compactRootOf`, docs/trace-layout.md §L10) has its commitments' compact traces
+    ///      expanded by the game; the registry is a trusted immutable contract and entries never
+    ///      change, so reading it here equals reading it at post time.
     function _open(
         uint256 jobId,
         Job storage j,
@@ -567,7 +570,8 @@ contract JobMarket is IJobResult, IGameSettlement {
                 challengerLength: o.length,
                 outputMode: o.outputMode,
                 tokenIndex: o.tokenIndex,
-                claimedToken: o.claimed
+                claimedToken: o.claimed,
+                compactRoot: registry.compactRootOf(j.modelHash)
             })
         );
         assert(gameId == expected);

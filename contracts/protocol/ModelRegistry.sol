@@ -4,7 +4,8 @@ pragma solidity ^0.8.24;
 import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
 
 /// @title ModelRegistry
-/// @notice Model hash → (name, URI, spec version, program root, vocabulary size, maximum context).
+/// @notice Model hash → (name, URI, spec version, program root, vocabulary size, maximum context,
+///         compact commitment).
 ///         DESIGN §6 "Registry".
 /// @dev Policy (documented in contracts/protocol/README.md): curated and append-only. A curator address
 ///      (a multisig or DAO in production) registers models after checking that the program
@@ -61,6 +62,9 @@ contract ModelRegistry is IModelRegistry {
     ///        its maxTokens must not exceed it (2 ≤ maxContext ≤ MAX_CONTEXT).
     /// @param name Human-readable name.
     /// @param uri Where the model files can be fetched.
+    /// @param compactRoot The model's compact commitment (docs/trace-layout.md §L10), checked by
+    ///        the curator against the program like the program root; 0 = the model's results
+    ///        commit full traces (§L1).
     function register(
         bytes32 modelHash,
         bytes32 programRoot,
@@ -68,7 +72,8 @@ contract ModelRegistry is IModelRegistry {
         uint32 vocabSize,
         uint32 maxContext,
         string calldata name,
-        string calldata uri
+        string calldata uri,
+        bytes32 compactRoot
     ) external {
         if (msg.sender != curator) revert NotCurator();
         if (modelHash == bytes32(0) || programRoot == bytes32(0)) revert ZeroValue();
@@ -82,9 +87,10 @@ contract ModelRegistry is IModelRegistry {
             maxContext: maxContext,
             programRoot: programRoot,
             registrant: msg.sender,
-            registeredAt: uint64(block.timestamp)
+            registeredAt: uint64(block.timestamp),
+            compactRoot: compactRoot
         });
-        emit ModelRegistered(modelHash, programRoot, specVersion, name, uri, msg.sender, vocabSize, maxContext);
+        emit ModelRegistered(modelHash, programRoot, specVersion, name, uri, msg.sender, vocabSize, maxContext, compactRoot);
     }
 
     /// @notice Proposes a new curator; it takes over when it calls `acceptCurator`.
@@ -118,6 +124,11 @@ contract ModelRegistry is IModelRegistry {
     function termsOf(bytes32 modelHash) external view returns (bytes32 programRoot, uint32 vocabSize, uint32 maxContext) {
         Model storage m = _models[modelHash];
         return (m.programRoot, m.vocabSize, m.maxContext);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function compactRootOf(bytes32 modelHash) external view returns (bytes32) {
+        return _models[modelHash].compactRoot;
     }
 
     /// @inheritdoc IModelRegistry

@@ -49,6 +49,7 @@ class Phase(IntEnum):
     LENGTH_PROOF = 7
     RESOLVED = 8
     LINK_PICK = 9  # docs/trace-layout.md §L9: C names a link of D's revealed chain
+    EXPAND = 10  # docs/trace-layout.md §L10: the parties reveal full traces for compact ones
 
 
 class Outcome(IntEnum):
@@ -73,6 +74,7 @@ class ModelEntry:
     spec_version: int = 1
     name: str = ""
     uri: str = ""
+    compact_root: bytes = b"\x00" * 32  # docs/trace-layout.md §L10; zero: full traces
 
     def as_args(self) -> tuple:
         if len(self.model_hash) != 32 or len(self.program_root) != 32:
@@ -81,8 +83,10 @@ class ModelEntry:
             raise ValueError(f"vocab_size {self.vocab_size} must be 1..2^32-1")
         if not 2 <= self.max_context <= MAX_CONTEXT:
             raise ValueError(f"max_context {self.max_context} must be 2..{MAX_CONTEXT}")
+        if len(self.compact_root) != 32:
+            raise ValueError("compact_root must be 32 bytes")
         return (self.model_hash, self.program_root, self.spec_version, self.vocab_size,
-                self.max_context, self.name, self.uri)
+                self.max_context, self.name, self.uri, self.compact_root)
 
 
 @dataclass(frozen=True)

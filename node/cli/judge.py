@@ -15,7 +15,7 @@ import signal
 import sys
 from typing import Any
 
-from node.cli.trace_options import DEFAULT_SEGMENT, SEGMENT_HELP
+from node.cli.trace_options import DEFAULT_SEGMENT, SEGMENT_HELP, TRACE_KINDS
 from node.config import ConfigError, NodeConfig, load_config
 
 
@@ -79,14 +79,15 @@ def cmd_model_register(args: argparse.Namespace) -> int:
         _out(args, f"model {args.model} already registered: 0x{served.model_hash.hex()}",
              {"model_hash": "0x" + served.model_hash.hex(), "registered": True})
         return 0
-    entry = served_entry(served)
+    entry = served_entry(served, compact=args.trace == "compact")
     res = register_model(client, dep.registry, entry)
     _out(args, f"registered {args.model}: model hash 0x{served.model_hash.hex()} "
                f"program root 0x{served.program_root.hex()} vocabulary {entry.vocab_size} "
                f"context {entry.max_context} (gas {res.gas_used})",
          {"model_hash": "0x" + served.model_hash.hex(),
           "program_root": "0x" + served.program_root.hex(), "vocab_size": entry.vocab_size,
-          "max_context": entry.max_context, "tx": res.tx_hash})
+          "max_context": entry.max_context, "trace": args.trace,
+          "compact_root": "0x" + entry.compact_root.hex(), "tx": res.tx_hash})
     return 0
 
 
@@ -223,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     msub = m.add_subparsers(dest="cmd2", required=True)
     mr = msub.add_parser("register", help="compile a model and register its hash on-chain")
     model_args(mr)
+    mr.add_argument("--trace", choices=TRACE_KINDS, default="full",
+                    help="what results for the model commit: full traces, or compact ones "
+                         "(docs/trace-layout.md §L10; a dispute expands them to full "
+                         "traces on-chain). Nodes follow the registry; the model hash is the "
+                         "same either way, so register one or the other.")
     mr.set_defaults(fn=cmd_model_register)
 
     j = sub.add_parser("job", help="post jobs and read results")

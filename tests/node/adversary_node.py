@@ -270,18 +270,37 @@ class World:
 
 
 @contextmanager
-def deployed_world(model: Any, vocab: int, max_ctx: int, name: str) -> Iterator[World]:
-    """A fresh anvil, the protocol deployed, `model` registered under `name`."""
+def deployed_world(model: Any, vocab: int, max_ctx: int, name: str,
+                   compact: bool = False) -> Iterator[World]:
+    """A fresh anvil, the protocol deployed, `model` registered under `name` (`compact`: with
+    its compact commitment, docs/trace-layout.md §L10: results commit compact traces)."""
     from node.chain.anvil import Anvil
     from node.deployment import deploy_protocol
+    from referee.compact import Compact
 
     with Anvil() as anvil:
         owner = ChainClient(anvil.rpc_url, DEV_KEYS[0])
         dep = deploy_protocol(owner, clock_budget_s=CLOCK, with_consumer=False)
         reg = owner.contract("ModelRegistry", dep.registry)
+        croot = Compact.of(model.program).root if compact else bytes(32)
         owner.transact(reg.functions.register(model.model_hash, model.program.root(), 1,
-                                              vocab, max_ctx, name, f"test://{name}"))
+                                              vocab, max_ctx, name, f"test://{name}", croot))
         yield World(anvil, owner, dep, model)
+
+
+@contextmanager
+def snapshot(chain: World, tmp_path: Path) -> Iterator[World]:
+    """A module's shared world for one test: its chain state reverted afterwards."""
+    snap = rpc(chain.owner, "evm_snapshot")
+    chain.tmp = tmp_path
+    yield chain
+    assert rpc(chain.owner, "evm_revert", snap)
+
+
+def check_journals(w: World, *nodes: Any) -> None:
+    """Every node's journal matches what it got mined (`assert_journal_matches_chain`)."""
+    for n in nodes:
+        assert_journal_matches_chain(w.owner, n.store, n.client.address, w.dep.block)
 
 
 def burn_of(amount: int) -> int:

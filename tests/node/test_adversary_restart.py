@@ -65,7 +65,7 @@ def env(tmp_path_factory):
         reg = owner.contract("ModelRegistry", dep.registry)
         owner.transact(reg.functions.register(model.model_hash, model.program.root(), 1,
                                               W.toy.TOY.vocab, W.toy.MAX_CTX, "toy",
-                                              "test://toy"))
+                                              "test://toy", bytes(32)))
         dep_file = dep.save(tmp_path_factory.mktemp("dep") / "deployment.json")
         yield Env(anvil, owner, dep, dep_file, model)
 

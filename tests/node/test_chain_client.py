@@ -23,21 +23,21 @@ def test_deploy_call_and_custom_error(chain):
     c = ChainClient(chain.rpc_url, DEV_KEYS[0])
     reg = _registry(c)
     h, root = b"\x11" * 32, b"\x22" * 32
-    c.transact(reg.functions.register(h, root, 1, 100, 64, "m", "uri"))
+    c.transact(reg.functions.register(h, root, 1, 100, 64, "m", "uri", bytes(32)))
     assert c.call(reg.functions.isRegistered(h))
     with pytest.raises(TxReverted, match="AlreadyRegistered"):
-        c.transact(reg.functions.register(h, root, 1, 100, 64, "m", "uri"))
+        c.transact(reg.functions.register(h, root, 1, 100, 64, "m", "uri", bytes(32)))
     other = ChainClient(chain.rpc_url, DEV_KEYS[1])
     with pytest.raises(TxReverted, match="NotCurator"):
         other.transact(other.contract("ModelRegistry", reg.address).functions.register(
-            b"\x33" * 32, root, 1, 100, 64, "m", "uri"))
+            b"\x33" * 32, root, 1, 100, 64, "m", "uri", bytes(32)))
 
 
 def test_journal_makes_sends_idempotent(chain, tmp_path):
     store = Store(tmp_path / "node.db")
     c = ChainClient(chain.rpc_url, DEV_KEYS[2], journal=store)
     reg = _registry(c)
-    fn = reg.functions.register(b"\x44" * 32, b"\x55" * 32, 1, 100, 64, "m", "uri")
+    fn = reg.functions.register(b"\x44" * 32, b"\x55" * 32, 1, 100, 64, "m", "uri", bytes(32))
     first = c.transact(fn, key="register:44")
     nonce = c.w3.eth.get_transaction_count(c.address)
     again = c.transact(fn, key="register:44")  # e.g. after a restart: no second tx

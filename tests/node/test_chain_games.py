@@ -58,10 +58,8 @@ def chain():
 
 @pytest.fixture()
 def world(chain, tmp_path):
-    snap = W.rpc(chain.owner, "evm_snapshot")
-    chain.tmp = tmp_path
-    yield chain
-    assert W.rpc(chain.owner, "evm_revert", snap)
+    with W.snapshot(chain, tmp_path) as w:
+        yield w
 
 
 def _fault_leaf(w: World) -> int:
@@ -132,8 +130,7 @@ def test_cheating_executor_loses_a_link_of_the_chain(world, lie_in_chain):
     assert w.finish([ex, ch], job_id) == "Failed"
     led = W.ledger(w.owner, w.dep, executor=ex.client.address, challenger=ch.client.address)
     assert led["executor"] == 0 and led["challenger"] == 2 * BOND - BURN
-    for n in (ex, ch):
-        W.assert_journal_matches_chain(w.owner, n.store, n.client.address, w.dep.block)
+    W.check_journals(w, ex, ch)
 
 
 def test_the_challenger_resolves_the_picked_link_itself(world):
@@ -171,5 +168,4 @@ def test_honest_executor_wins_every_link_against_a_lying_challenger(world):
     assert w.finish([ex, liar], job_id) == "Finalized"
     led = W.ledger(w.owner, w.dep, executor=ex.client.address, challenger=liar.client.address)
     assert led["executor"] == 2 * BOND + REWARD - BURN and led["challenger"] == 0
-    for n in (ex, liar):
-        W.assert_journal_matches_chain(w.owner, n.store, n.client.address, w.dep.block)
+    W.check_journals(w, ex, liar)

@@ -60,7 +60,7 @@ def world(toy_model, tmp_path):
         dep = deploy_protocol(owner, clock_budget_s=600)
         reg = owner.contract("ModelRegistry", dep.registry)
         owner.transact(reg.functions.register(model_hash, prog.root(), 1, toy.TOY.vocab,
-                                              toy.MAX_CTX, "toy", "test://toy"))
+                                              toy.MAX_CTX, "toy", "test://toy", bytes(32)))
         yield chain, dep, owner, model_hash, runner, tmp_path
 
 

@@ -158,7 +158,8 @@ def test_registry_records_the_limits(chain) -> None:
     m = owner.call(reg.functions.modelOf(MODEL))
     assert (m[3], m[4]) == (VOCAB, CTX)
     with pytest.raises(TxReverted) as e:
-        owner.transact(reg.functions.register(keccak256(b"m2"), PROGRAM, 1, 0, CTX, "x", "y"))
+        owner.transact(reg.functions.register(keccak256(b"m2"), PROGRAM, 1, 0, CTX, "x", "y",
+                                              bytes(32)))
     assert e.value.error == "BadLimits"
     with pytest.raises(ValueError, match="max_context"):
         ModelEntry(keccak256(b"m2"), PROGRAM, VOCAB, 1).as_args()

@@ -15,9 +15,12 @@ interface IModelRegistry {
         bytes32 programRoot;
         address registrant;
         uint64 registeredAt;
+        bytes32 compactRoot; // §L10 compact commitment; 0 = results commit full traces
     }
 
-    /// @notice Emitted once per model hash; entries never change afterwards.
+    /// @notice Emitted once per model hash; entries never change afterwards. `compactRoot` is the
+    ///         model's compact commitment (docs/trace-layout.md §L10), 0 when its results commit
+    ///         full traces.
     event ModelRegistered(
         bytes32 indexed modelHash,
         bytes32 programRoot,
@@ -26,7 +29,8 @@ interface IModelRegistry {
         string uri,
         address registrant,
         uint32 vocabSize,
-        uint32 maxContext
+        uint32 maxContext,
+        bytes32 compactRoot
     );
 
     /// @notice True when `modelHash` is registered.
@@ -39,6 +43,12 @@ interface IModelRegistry {
     ///         (zero when the model is unknown: this view never reverts), the vocabulary size
     ///         and the maximum context.
     function termsOf(bytes32 modelHash) external view returns (bytes32 programRoot, uint32 vocabSize, uint32 maxContext);
+
+    /// @notice The compact commitment registered with `modelHash` (docs/trace-layout.md §L10:
+    ///         keccak256(0x06 ‖ u32 P ‖ u32 Pc ‖ u32 c_tok ‖ map_root)): results and challenges
+    ///         for such a model commit compact traces, and its games expand them. 0 when the model
+    ///         is unknown or commits full traces; this view never reverts.
+    function compactRootOf(bytes32 modelHash) external view returns (bytes32);
 
     /// @notice The full registry entry (reverts when unknown).
     function modelOf(bytes32 modelHash) external view returns (Model memory);

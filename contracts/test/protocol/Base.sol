@@ -68,7 +68,7 @@ abstract contract ProtocolBase is Test {
     function setUp() public virtual {
         vm.warp(1_000_000);
         registry = new ModelRegistry(address(this));
-        registry.register(MODEL, PROGRAM, 1, VOCAB, MAX_CTX, "SmolLM2-135M-Instruct", "hf://smollm2");
+        registry.register(MODEL, PROGRAM, 1, VOCAB, MAX_CTX, "SmolLM2-135M-Instruct", "hf://smollm2", bytes32(0));
         verifier = new AlphabetVerifier();
         game = new DisputeGame(verifier, CLOCK);
         market = new JobMarket(registry, game);

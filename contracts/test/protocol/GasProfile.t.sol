@@ -89,7 +89,7 @@ contract GasProfileTest is ProtocolBase {
         uint256 large = market.postJob{value: REWARD}(r, big);
         assertEq(market.jobOf(large).inputHash, keccak256(big));
         assertEq(large, small + 1);
-        registry.register(keccak256("another model"), PROGRAM, 1, VOCAB, MAX_CTX, "SmolLM2-135M-Instruct", "hf://smollm2");
+        registry.register(keccak256("another model"), PROGRAM, 1, VOCAB, MAX_CTX, "SmolLM2-135M-Instruct", "hf://smollm2", bytes32(0));
     }
 
     function _measureMarket(address from, uint256 value, bytes memory data, string memory name) internal {

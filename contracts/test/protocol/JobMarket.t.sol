@@ -68,12 +68,12 @@ contract JobMarketTest is ProtocolBase {
         assertEq(root, bytes32(0));
         assertEq(uint256(vocab) + ctx, 0);
         vm.expectRevert(abi.encodeWithSelector(ModelRegistry.AlreadyRegistered.selector, MODEL));
-        registry.register(MODEL, PROGRAM, 1, VOCAB, MAX_CTX, "x", "y");
+        registry.register(MODEL, PROGRAM, 1, VOCAB, MAX_CTX, "x", "y", bytes32(0));
         vm.expectRevert(ModelRegistry.ZeroValue.selector);
-        registry.register(bytes32(uint256(1)), bytes32(0), 1, VOCAB, MAX_CTX, "x", "y");
+        registry.register(bytes32(uint256(1)), bytes32(0), 1, VOCAB, MAX_CTX, "x", "y", bytes32(0));
         vm.prank(exec);
         vm.expectRevert(ModelRegistry.NotCurator.selector);
-        registry.register(bytes32(uint256(1)), PROGRAM, 1, VOCAB, MAX_CTX, "x", "y");
+        registry.register(bytes32(uint256(1)), PROGRAM, 1, VOCAB, MAX_CTX, "x", "y", bytes32(0));
         vm.expectRevert(abi.encodeWithSelector(ModelRegistry.UnknownModel.selector, bytes32(uint256(1))));
         registry.programRootOf(bytes32(uint256(1)));
         vm.expectRevert(abi.encodeWithSelector(ModelRegistry.UnknownModel.selector, bytes32(uint256(1))));
@@ -86,16 +86,16 @@ contract JobMarketTest is ProtocolBase {
         bytes32 h = bytes32(uint256(7));
         uint32 maxCtx = registry.MAX_CONTEXT();
         vm.expectRevert(abi.encodeWithSelector(ModelRegistry.BadLimits.selector, uint32(0), MAX_CTX));
-        registry.register(h, PROGRAM, 1, 0, MAX_CTX, "x", "y");
+        registry.register(h, PROGRAM, 1, 0, MAX_CTX, "x", "y", bytes32(0));
         vm.expectRevert(abi.encodeWithSelector(ModelRegistry.BadLimits.selector, VOCAB, uint32(1)));
-        registry.register(h, PROGRAM, 1, VOCAB, 1, "x", "y");
+        registry.register(h, PROGRAM, 1, VOCAB, 1, "x", "y", bytes32(0));
         vm.expectRevert(abi.encodeWithSelector(ModelRegistry.BadLimits.selector, VOCAB, maxCtx + 1));
-        registry.register(h, PROGRAM, 1, VOCAB, maxCtx + 1, "x", "y");
+        registry.register(h, PROGRAM, 1, VOCAB, maxCtx + 1, "x", "y", bytes32(0));
         // the extremes are fine, and the event carries the limits
         vm.expectEmit();
-        emit IModelRegistry.ModelRegistered(h, PROGRAM, 1, "x", "y", address(this), type(uint32).max, maxCtx);
-        registry.register(h, PROGRAM, 1, type(uint32).max, maxCtx, "x", "y");
-        registry.register(bytes32(uint256(8)), PROGRAM, 1, 1, 2, "x", "y");
+        emit IModelRegistry.ModelRegistered(h, PROGRAM, 1, "x", "y", address(this), type(uint32).max, maxCtx, bytes32(0));
+        registry.register(h, PROGRAM, 1, type(uint32).max, maxCtx, "x", "y", bytes32(0));
+        registry.register(bytes32(uint256(8)), PROGRAM, 1, 1, 2, "x", "y", bytes32(0));
         (, uint32 vocab, uint32 ctx) = registry.termsOf(bytes32(uint256(8)));
         assertEq(vocab, 1);
         assertEq(ctx, 2);
@@ -113,9 +113,9 @@ contract JobMarketTest is ProtocolBase {
         registry.acceptCurator();
         assertEq(registry.curator(), exec);
         vm.expectRevert(ModelRegistry.NotCurator.selector);
-        registry.register(bytes32(uint256(1)), PROGRAM, 1, VOCAB, MAX_CTX, "x", "y");
+        registry.register(bytes32(uint256(1)), PROGRAM, 1, VOCAB, MAX_CTX, "x", "y", bytes32(0));
         vm.prank(exec);
-        registry.register(bytes32(uint256(1)), PROGRAM, 1, VOCAB, MAX_CTX, "x", "y");
+        registry.register(bytes32(uint256(1)), PROGRAM, 1, VOCAB, MAX_CTX, "x", "y", bytes32(0));
     }
 
     // ---- postJob ----

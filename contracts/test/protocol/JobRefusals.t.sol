@@ -231,7 +231,7 @@ contract JobRefusalsTest is ProtocolBase {
         n = uint16(bound(n, 0, 620));
         maxTokens = uint32(bound(maxTokens, 1, 64));
         bytes32 model = keccak256(abi.encode("fuzz model", vocab, ctx));
-        registry.register(model, PROGRAM, 1, vocab, ctx, "f", "u");
+        registry.register(model, PROGRAM, 1, vocab, ctx, "f", "u", bytes32(0));
         bytes memory input = new bytes(4 * uint256(n));
         uint256 firstBad = type(uint256).max;
         for (uint256 i = 0; i < n; ++i) {

@@ -170,7 +170,7 @@ contract SolvencyInvariantTest is Test {
 
     function setUp() public {
         ModelRegistry registry = new ModelRegistry(address(this));
-        registry.register(keccak256("m"), keccak256("p"), 1, 100, 64, "m", "u");
+        registry.register(keccak256("m"), keccak256("p"), 1, 100, 64, "m", "u", bytes32(0));
         AlphabetVerifier verifier = new AlphabetVerifier();
         AlphabetWorld.World memory w = AlphabetWorld.World({seed: 1, length: 20, elems: 16, nTokens: 8});
         verifier.setWorld(w);
