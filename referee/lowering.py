@@ -38,7 +38,7 @@ from referee.layout import (
 )
 from repops.api import default_scale
 
-DEFAULT_SEGMENT = 64  # fma steps per committed DOT segment (§L5.3, §L9; ADR 0012: 192 next)
+DEFAULT_SEGMENT = 192  # fma steps per committed DOT segment (§L5.3, §L9; ADR 0012)
 DEFAULT_SORT_BLOCK = 256  # tokens per SORT block (§L5.10): one 1 KiB chunk of z'
 
 

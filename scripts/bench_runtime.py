@@ -308,6 +308,8 @@ def markdown(rep: dict) -> str:
     for dev, sec in rep.get("sections", {}).items():
         m, tr = sec["machine"], sec["trace"]
         tb = sec.get("trace_batch") or {}
+        full_b32 = tb.get("decode_tok_s_with_trace", "n/a") if tb.get("trace") != "compact" \
+            else "-"
         seg = (f"; trace program with DOT segments of {sec['segment']} (ADR 0012)"
                if sec.get("segment") else "")
         lines += [f"## {dev}: {m.get('gpu', m.get('cpu', ''))} ({sec['date']}{seg})", "",
@@ -317,7 +319,7 @@ def markdown(rep: dict) -> str:
                   "|---|---|---|---|",
                   f"| REE trace executor, with trace | {tr['prefill_tok_s']} | "
                   f"{tr['decode_tok_s_with_trace']} | "
-                  f"{tb.get('decode_tok_s_with_trace', 'n/a')} |",
+                  f"{full_b32} |",
                   f"| REE trace executor, exec only | {tr['prefill_tok_s']} | "
                   f"{tr['decode_tok_s_exec_only']} | {tb.get('decode_tok_s_exec_only', 'n/a')} |"]
         if tr.get("compact"):
@@ -353,7 +355,10 @@ def markdown(rep: dict) -> str:
                       f"committed a token), in the same alternation: "
                       f"{c['decode_tok_s_with_trace_runs']} tok/s, overhead "
                       f"**{c['trace_overhead_pct']} %**; the prefill's commit "
-                      f"{c['prefill_commit_s']} s."]
+                      f"{c['prefill_commit_s']} s."
+                      + (f" As a fraction of llama.cpp: "
+                         f"**{c['decode_tok_s_with_trace'] / ll:.2f}×**."
+                         if (ll := (sec.get("llama_cpp") or {}).get("decode_tok_s")) else "")]
         lines += bench_llamacpp.markdown_ratio(tr, sec.get("llama_cpp"))
         if sec.get("trace_repeat"):  # the same b=1 run in another call: the spread
             rr = sec["trace_repeat"]

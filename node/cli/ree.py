@@ -280,7 +280,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     p = r.parameters
     try:
-        segment = int(p.get("segment", DEFAULT_SEGMENT))
+        segment = int(p.get("segment", 64))  # receipts before ADR 0012 ran the 64 program
     except (TypeError, ValueError):
         raise CliError(f"receipt parameter segment is not an integer: {p.get('segment')!r}")\
             from None

@@ -4,7 +4,7 @@ Kept free of heavy imports (referee.lowering pulls in torch, ~1 s) so that `--he
 argument errors stay instant; tests/ree/test_cli.py checks the default against the lowering's.
 """
 
-DEFAULT_SEGMENT = 64  # referee.lowering.DEFAULT_SEGMENT
+DEFAULT_SEGMENT = 192  # referee.lowering.DEFAULT_SEGMENT
 TRACE_KINDS = ("full", "compact")  # referee.compact.TRACE_KINDS
 
 SEGMENT_HELP = (

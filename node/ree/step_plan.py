@@ -170,6 +170,7 @@ class StepPlan:
             for k, d in enumerate(pre[i].dims):
                 coeff[:, i, k] = (d.c0, d.seq, d.past)
         self._esize = np.array([_ESIZE.get(o.dtype, 4) for o in pre], dtype=np.int64)
+        self._wide = np.flatnonzero(self._esize == 8).tolist()  # int64 outputs (`_layout`)
         self._coeff = coeff
         self._static: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._live = np.arange(MAXD)[None, :] < self._ndim[:, None]
@@ -263,6 +264,9 @@ class StepPlan:
         nbytes = self._esize * np.where(self._live, dims[:, 1:], 1).prod(axis=1)
         offs = np.zeros(self.tail, dtype=np.int64)
         np.cumsum(nbytes[:-1], out=offs[1:])
+        for i in self._wide:  # an int64 output starts 8-byte aligned (its view needs it)
+            if offs[i] % 8:
+                offs[i:] += 8 - offs[i] % 8
         return dims, nbytes, offs
 
     def _prepare(self, sym: Symbols, prev: Sequence[torch.Tensor | None],
