@@ -19,6 +19,7 @@ TRACE_HELP = (
     "what the run commits. full: every trace op's output (docs/trace-layout.md §L1), what "
     "the dispute game bisects. compact: only the ops whose output leaves its chain (the last "
     "segment of a linear, the last level of a fold, the KV caches, the token: §L10), a third "
-    "of the bytes to hash; a node rebuilds the full trace when disputed (ADR 0013; not yet "
-    "on chain). A receipt records the choice and `ree verify` re-runs with it."
+    "of the bytes to hash (ADR 0013). A receipt records the choice and `ree verify` re-runs "
+    "with it. On chain, models registered with `judge model register --trace compact` are "
+    "run so; a dispute expands both sides' compact traces to full ones."
 )

@@ -192,6 +192,27 @@ def test_smollm2_full_program_batch(ree_session):
     assert bx.batched_calls > 0
 
 
+def test_smollm2_compact_traces_in_a_batch(ree_session):
+    """Compact traces (docs/trace-layout.md §L10) committed by batch lanes (the plan's arena
+    path, a joining job's prefill) equal the one-job compact traces, which are the full
+    traces' roots of the committed ops."""
+    from referee.compact import compact_ops
+
+    fx = ree_session.executor
+    prompts, budgets = [[1, 9690, 198], [2683, 359], [28, 11]], [3, 2, 3]
+    cfgs = [SamplingConfig(), SAMPLED, SamplingConfig()]
+    full = [generate(fx, p, m, c) for p, m, c in zip(prompts, budgets, cfgs, strict=True)]
+    single = [generate(fx, p, m, c, compact=True)
+              for p, m, c in zip(prompts, budgets, cfgs, strict=True)]
+    cmap = compact_ops(fx.program)
+    for f, c in zip(full, single, strict=True):
+        assert c.tokens == f.tokens and c.trace_length == len(f.tokens) * len(cmap)
+        assert c.roots == [f.roots[(i // len(cmap)) * fx.program.n_ops + int(cmap[i % len(cmap)])]
+                           for i in range(c.trace_length)]
+    _same(single, generate_batch(BatchExecutor(fx), prompts, budgets, cfgs, batch=2,
+                                 compact=True))
+
+
 def test_smollm2_joining_job_keeps_the_others_on_the_plan(ree_session):
     """A job joining a running batch prefills apart while the others' decode steps stay on
     the step plan (BatchExecutor.run_step): job 3 takes job 1's place beside the decode
