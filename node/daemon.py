@@ -557,7 +557,7 @@ class ChallengerDaemon(Daemon):
             mine, theirs_t = out.tokens, c["tokens"]
             pairs = enumerate(zip(mine, theirs_t, strict=False))
             token_index = next((i for i, (x, y) in pairs if x != y), min(len(mine), len(theirs_t)))
-        if not same_trace and out.compact is None:  # (peers serve full traces' roots)
+        if not same_trace:
             self.locate_off_chain(job_id, c, theirs, out)
         j = self.client.call(self.market.functions.jobOf(job_id))
         bond = j[-1]

@@ -68,6 +68,17 @@ class JobOutcome:
         jt = JobTrace(self)
         return jt.compact_root() if self.compact is not None else jt.root()
 
+    def committed_leaf(self, i: int) -> int:
+        """The full-trace leaf behind committed leaf `i` (itself unless compact, §L10)."""
+        return i if self.compact is None else self.compact.full_index(i)
+
+    def committed_records(self) -> tuple[list[bytes], list[bytes]]:
+        """(op hash, output root) of every committed leaf, in order: what peers serve and a
+        challenger compares (node/network.py)."""
+        hashes, p = self.trace.program.op_hashes(), self.trace.program.n_ops
+        full = [self.committed_leaf(i) for i in range(self.trace_length)]
+        return [hashes[f % p] for f in full], [self.trace.roots[f] for f in full]
+
 
 class JobRunner(Protocol):
     """Runs a job; `fault(leaf, output) -> output` lets a test or demo play a cheater."""

@@ -33,16 +33,13 @@ class OutcomeTraceSource:
         out = self.outcomes.get(job)
         if out is None:
             return None
-        hashes = out.trace.program.op_hashes()
-        p = out.trace.program.n_ops
-        return TraceRecords([hashes[i % p] for i in range(out.trace_length)],
-                            list(out.trace.roots))
+        return TraceRecords(*out.committed_records())
 
     def tensor(self, job: int, op: int) -> TensorBlob | None:
         out = self.outcomes.get(job)
         if out is None or not 0 <= op < out.trace_length:
             return None
-        return TensorBlob.from_array(out.trace.outputs[op])
+        return TensorBlob.from_array(out.trace.outputs[out.committed_leaf(op)])
 
 
 def start_node(outcomes: dict[int, JobOutcome], port: int = 0,
@@ -65,12 +62,13 @@ def first_divergence(node: P2PNode, peer: str, job: int, theirs_root: bytes, the
     batch against the committed root; (None, t) if the fetched prefix all agrees."""
     t0 = now()
     n = min(theirs_len, ours.trace_length)
+    mine = ours.committed_records()[1]  # the committed trace's roots (compact or full)
     for start in range(0, n, BATCH):
         count = min(BATCH, n - start)
         resp = node.op_roots(peer, job, start, count, trace_root=theirs_root,
                              trace_length=theirs_len)
         for k, r in enumerate(resp.output_roots):
-            if r != ours.trace.roots[start + k]:
+            if r != mine[start + k]:
                 return start + k, now() - t0
     return (None if theirs_len == ours.trace_length else n), now() - t0
 

@@ -116,10 +116,10 @@ def main() -> int:
         f"| challenger: re-execute + open the dispute (s) | "
         f"{stats['seconds_challenger_run_and_dispute']:.1f} |",
         f"| wall time of the game, dispute opened → verdict (s) | {stats['seconds_game']:.1f} |",
-        (f"| off-chain: first divergent leaf found over libp2p | {stats['p2p_located_leaf']} in "
-         f"{stats['p2p_seconds_to_locate'] or 0:.2f} s (op roots proven against the commitment) |"
-         if args.trace == "full" else "| off-chain: first divergent leaf over libp2p | not "
-         "tried: peers serve full traces' roots, the commitment is compact (ADR 0013) |"),
+        f"| off-chain: first divergent leaf found over libp2p | {stats['p2p_located_leaf']} in "
+        f"{stats['p2p_seconds_to_locate'] or 0:.2f} s (op roots proven against the commitment"
+        + ("; a compact leaf: the served trace is the committed one" if args.trace == "compact"
+           else "") + ") |",
         f"| committed trace | {args.trace}"
         + (" (the trace length above counts compact leaves; the full trace has "
            f"{stats['tokens'] * stats['ops_per_token']:,})" if args.trace == "compact" else "")

@@ -130,3 +130,38 @@ def test_a_token_lie_over_an_agreed_compact_trace_loses(world):
     assert [e["side"] for e in w.events("Expanded")] == [0]
     assert "expand" not in _moves(ch)
     assert w.finish([ex, ch], job_id) == "Failed"
+
+
+def test_p2p_locates_the_compact_divergence_off_chain(world):
+    """The executor serves its committed (compact) trace over libp2p; the challenger finds the
+    first divergent compact leaf from it, proven against the committed root, before the game:
+    the first committed op that read the corrupted interior value."""
+    import time
+
+    from node.network import start_node
+
+    w = world
+    leaf = _interior_leaf(w)
+    job_id = w.post()
+    ex = w.node(ExecutorDaemon, 1, "ex", fault=Fault(leaf=leaf, element=0, mask=1 << 22))
+    ex_p2p = start_node(ex.outcomes)
+    ch = None
+    try:
+        ex.p2p = ex_p2p
+        ch = w.node(ChallengerDaemon, 2, "ch", p2p=start_node({}, bootstrap=ex_p2p.addrs))
+        ch.listener.peers.clear()
+        deadline = time.monotonic() + 10
+        while not ch.p2p.topic_peers("/judge/receipts/1") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        W.settle([ex, ch], w.owner)
+        mine = ch.outcome(job_id).committed_records()[1]
+        theirs = ex.outcome(job_id).committed_records()[1]
+        first = next(i for i, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b)
+        cp = Compact.of(w.model.program)
+        assert cp.full_index(first) > leaf, "a committed op after the faulty interior one"
+        assert ch.located[job_id][0] == first
+        assert W.game_info(w.owner, w.dep, 1)["leaf"] == leaf
+    finally:
+        ex_p2p.close()
+        if ch is not None:
+            ch.p2p.close()
