@@ -35,7 +35,7 @@ from repops.commit import (
     merkle_levels,
     merkle_proof,
     merkle_root,
-    trace_leaf,
+    trace_leaves,
 )
 
 
@@ -111,14 +111,9 @@ class JobTrace:
 
     def compact_leaves(self) -> list[bytes]:
         """C5 leaves of the compact trace: compact leaf i is full leaf f(i) re-indexed."""
-        cp = self.outcome.compact
-        if cp is None:
+        if self.outcome.compact is None:
             raise ValueError("this job's model commits full traces")
-        full = self.outcome.trace
-        hashes = full.program.op_hashes()
-        n = self.outcome.trace_length
-        return [trace_leaf(i, hashes[cp.ops[i % len(cp.ops)]], full.roots[cp.full_index(i)])
-                for i in range(n)]
+        return trace_leaves(*self.outcome.committed_records())
 
     def compact_root(self) -> bytes:
         return merkle_root(self.compact_leaves())

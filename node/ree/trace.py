@@ -99,7 +99,6 @@ class TraceRecorder:
         self._roots: list[bytes] = []
         self._raw_roots: list[bytes] = []  # steps' roots joined, split into `_roots` when read
         self._c5 = TraceRootAccumulator(self.leaf_op_hashes)  # fed as roots arrive
-        self._cmap_cut: dict[int, int] = {}
         # a kept compact trace: every op's roots too, and the full trace's root
         self._full_raw: list[bytes] = []
         self._c5_full = TraceRootAccumulator(self.op_hashes) \
@@ -374,20 +373,6 @@ class TraceRecorder:
         roots = self.roots
         return trace_leaves([hashes[i % p] for i in range(len(roots))], roots)
 
-    def cmap_tail_at(self, tail: int) -> int:
-        """How many committed ops come before plan op `tail` (cached: one plan, one value)."""
-        at = self._cmap_cut.get(tail)
-        if at is None:
-            at = self._cmap_cut[tail] = int(np.searchsorted(self.cmap, tail))
-        return at
-
-    def locate(self, leaf: int) -> tuple[int, int]:
-        """(step, program op) of a leaf of this trace (§L1, or §L10 when compact)."""
-        if self.cmap is None:
-            return self.program.locate(leaf)
-        step, c = divmod(leaf, len(self.cmap))
-        return step, int(self.cmap[c])
-
     def root(self) -> bytes:
         """C5: Merkle root over the leaves (C3), from what `_add_roots` hashed as the steps
         came (repops.commit.TraceRootAccumulator)."""
@@ -488,7 +473,7 @@ class _PartsStep:
         tail = list.__getitem__(outs, slice(outs.plan.tail, None)) if host is None else \
             outs[outs.plan.tail:]
         if rec.cmap is not None:  # compact (§L10): the committed ops and what they repeat
-            body = rec.cmap[:rec.cmap_tail_at(outs.plan.tail)]
+            body = rec.cmap[:int(np.searchsorted(rec.cmap, outs.plan.tail))]
             rep = outs.alias[body]
             rep = np.where(rep < 0, body, rep)
             need = np.zeros(len(outs.alias), dtype=bool)
