@@ -406,6 +406,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root-streams", type=int, default=None,
                     help="side streams a CUDA batch's trace roots replay on "
                          "(step_lanes_cuda.ROOT_STREAMS; 0: the executor's stream)")
+    ap.add_argument("--roots-beside", action="store_true",
+                    help="a CUDA job's trace roots on a side stream beside its next step "
+                         "(step_plan_cuda.ROOTS_BESIDE)")
+    ap.add_argument("--no-eager", action="store_true",
+                    help="skip the PyTorch eager baselines (A/B runs of the trace executor)")
     ap.add_argument("--gather-logits", action="store_true",
                     help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS)")
     ap.add_argument("--host-prefill", action="store_true",
@@ -441,7 +446,9 @@ def main(argv: list[str] | None = None) -> int:
             step_lanes_cuda.ROOT_STREAMS = args.root_streams
         fastexec.GATHER_LOGITS = fastexec.GATHER_LOGITS or args.gather_logits
         fastexec.HOST_PREFILL = fastexec.HOST_PREFILL or args.host_prefill
+        step_plan_cuda.ROOTS_BESIDE = step_plan_cuda.ROOTS_BESIDE or args.roots_beside
         grid["root_streams"] = step_lanes_cuda.ROOT_STREAMS
+        grid["roots_beside"] = step_plan_cuda.ROOTS_BESIDE
         grid["gather_logits"] = fastexec.GATHER_LOGITS
         grid["host_prefill"] = fastexec.HOST_PREFILL
     model = load_model("smollm2", max_ctx=2048, segment=args.segment, with_model_hash=False)
@@ -455,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     sec["eager"] = eager
     rep["sections"][name] = sec
     write(rep, out)  # the trace numbers survive a failing baseline
-    for kind in ("fp32", "bf16") if args.device == "cuda" else ("fp32",):
+    for kind in () if args.no_eager else ("fp32", "bf16") if args.device == "cuda" \
+            else ("fp32",):
         try:
             e = {"b1": bench_eager(model, args.device, kind, toks, max(args.tokens, 16), 1)}
             if not args.no_eager_b32:

@@ -222,8 +222,8 @@ def compare(args: argparse.Namespace) -> int:
                       f"({sum(len(r['cpu'].get('tokens', [])) for r in results)} tokens) in "
                       f"{len(results)} jobs")
     outdir = Path(args.out)
-    (outdir / "runtime-gpu.json").write_text(json.dumps(rep, indent=1) + "\n")
-    (outdir / "runtime-gpu.md").write_text(_markdown(rep))
+    (outdir / f"{args.name}.json").write_text(json.dumps(rep, indent=1) + "\n")
+    (outdir / f"{args.name}.md").write_text(_markdown(rep))
     print(rep["summary"])
     return 0 if equal else 1
 
@@ -247,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                                         "evidence from the GPU host's own CPU")
     ap.add_argument("--cpu-roots", help="trace roots from another machine's CPU to compare")
     ap.add_argument("--out", default="docs/reports", help="report directory")
+    ap.add_argument("--name", default="runtime-gpu",
+                    help="--compare: the report's file name, without .json/.md (one per GPU "
+                         "model, e.g. runtime-gpu-h100)")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.compare:

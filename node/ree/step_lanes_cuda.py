@@ -84,7 +84,7 @@ class LaneStack:
         self.copied: torch.cuda.Event | None = None
         self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}  # (parity, grid size)
         self.parity = 0
-        self._roots: list[_RootsGraphs | None] = [None] * lanes
+        self._roots: list[dict[bool, _RootsGraphs]] = [{} for _ in range(lanes)]  # by compact
         self.roots_error: str | None = None
         # the trace roots' replays, lane l's on stream l % ROOT_STREAMS, after the step's
         # graph (`_stepped`): one lane's roots (~0.7 ms on an H200) leave most of the GPU
@@ -215,21 +215,24 @@ class LaneStack:
         self._marks = [s.record_event() for s in self._rstreams]
 
     def _roots_fn(self, lane: int, k: int, past: int):  # noqa: ANN202 - a thunk
-        def roots(wait: bool = True) -> torch.Tensor | None:
-            return self.roots(lane, k, past, wait)
+        def roots(wait: bool = True, compact: bool = False) -> torch.Tensor | None:
+            return self.roots(lane, k, past, wait, compact)
         return roots
 
-    def roots(self, lane: int, k: int, past: int, wait: bool = True) -> torch.Tensor | None:
+    def roots(self, lane: int, k: int, past: int, wait: bool = True, compact: bool = False
+              ) -> torch.Tensor | None:
         """The C4 roots of a lane's arena k at `past` (`_Graphs.roots`: a graph replay
-        queued now, on the lane's side stream `roots_stream`), or None where they cannot be a
-        graph. `wait`: the current stream waits for them (else the caller reads them on
-        `roots_stream`: the recorder, so that the next step's graph need not wait)."""
-        r = self._roots[lane]
+        queued now, on the lane's side stream `roots_stream`; `compact`: the compact trace's
+        only), or None where they cannot be a graph. `wait`: the current stream waits for
+        them (else the caller reads them on `roots_stream`: the recorder, so that the next
+        step's graph need not wait)."""
+        r = self._roots[lane].get(compact)
         if r is None and self.roots_error is None:
-            like = next((x for x in self._roots if x is not None), None)
+            like = next((x[compact] for x in self._roots if compact in x), None)
             try:
-                r = self._roots[lane] = _RootsGraphs(
-                    _LaneArenas(self.sp, self.views[lane]), like)  # type: ignore[arg-type]
+                r = self._roots[lane][compact] = _RootsGraphs(
+                    _LaneArenas(self.sp, self.views[lane]), like,  # type: ignore[arg-type]
+                    compact)
             except _NoGraph as e:
                 self.roots_error = str(e)
         if r is None:

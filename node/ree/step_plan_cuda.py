@@ -30,6 +30,7 @@ from node.ree import fold_tree as ft
 from node.ree import linear_chain as lc
 from node.ree import step_plan as sp
 from node.ree.fastexec import numel, rows_cols
+from referee.compact import compact_ops
 from referee.layout import Code, Symbols, TraceProgram
 from repops.gpu import keccak
 from repops.gpu import step_kernels as sk
@@ -893,6 +894,13 @@ class CudaStepPlan:
             sp.K_MOVE: _move, sp.K_CONCAT: _concat}
 
 
+# A one-job graph step's trace roots replayed on a side stream beside the next step's graph
+# (`_Graphs.roots`) rather than after it on the executor's stream: a b = 1 step's launches
+# fill a few dozen SMs, and its roots graph took ~0.7 ms of an H200 after each ~5 ms step.
+# Off until measured on a GPU (scripts/bench_runtime.py --roots-beside for the A/B).
+ROOTS_BESIDE = False
+
+
 class _NoGraph(Exception):
     """The step's launches are not one fixed sequence with integers affine in the position
     and token: graphs are given up, steps run eagerly."""
@@ -906,6 +914,13 @@ def arena_rows(plan: sp.StepPlan, ops: np.ndarray, dims: np.ndarray, nbytes: np.
                               np.where(plan._live[ops], dims[ops, 1:], 0))
 
 
+def compact_body(plan: sp.StepPlan) -> np.ndarray:
+    """The plan ops before its tail (the device's part of a step) whose roots a compact
+    trace commits (docs/trace-layout.md §L10), ascending: plan op i is trace op i."""
+    cmap = compact_ops(plan.program)
+    return cmap[:int(np.searchsorted(cmap, plan.tail))]
+
+
 class _RootsGraphs:
     """The trace's C4 roots of a graph step's arena as a CUDA graph per arena
     (repops/gpu/keccak.py: `slot_leaves_kernel`, `tree_kernel`), so that committing a step
@@ -915,16 +930,22 @@ class _RootsGraphs:
     checked at two more positions; chunk slots and tree regions are laid out for the sizes
     at the largest position, where every size is largest (K ≥ 0)."""
 
-    def __init__(self, g: _Graphs, like: _RootsGraphs | None = None) -> None:
-        """`like`: another lane's roots of the same plan: its rows and slots (read-only on
-        the device) are taken, the scratch and outputs are this one's own."""
+    def __init__(self, g: _Graphs, like: _RootsGraphs | None = None,
+                 compact: bool = False) -> None:
+        """`like`: another lane's roots of the same plan and selection: its rows and slots
+        (read-only on the device) are taken, the scratch and outputs are this one's own.
+        `compact`: only the roots a compact trace commits (docs/trace-layout.md §L10: the
+        step's ops in `referee.compact.compact_ops` before the host tail), in that order:
+        a third of a SmolLM2 step's bytes and tensors to hash."""
         sp_, self.g = g.sp, g
         plan = sp_.plan
         if like is not None:
+            self.ops = like.ops
             self.c0, self.kp, n_nodes = like.c0, like.kp, like.nodes.shape[0]
         else:
-            self.c0, self.kp, slots, n_nodes = self._derive(sp_)
-        dev, n = sp_.device, plan.tail
+            self.ops = compact_body(plan) if compact else np.arange(plan.tail)
+            self.c0, self.kp, slots, n_nodes = self._derive(sp_, self.ops)
+        dev, n = sp_.device, len(self.ops)
         self.slots = like.slots if like is not None else torch.from_numpy(slots).to(dev)
         self.nodes = torch.zeros((max(1, n_nodes), 4), dtype=torch.int64, device=dev)
         self.tens = torch.zeros(self.c0.shape, dtype=torch.int32, device=dev)
@@ -934,15 +955,16 @@ class _RootsGraphs:
         self.graphs: list[torch.cuda.CUDAGraph | None] = [None, None]
 
     @classmethod
-    def _derive(cls, sp_: CudaStepPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    def _derive(cls, sp_: CudaStepPlan, ops: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """(C, K, chunk slots, tree nodes): the rows at a position are C + K·past."""
         top = sp_.max_past
-        rows = [cls._rows(sp_, p) for p in (1, 2)]
+        rows = [cls._rows(sp_, p, ops) for p in (1, 2)]
         c0, kp = 2 * rows[0] - rows[1], rows[1] - rows[0]
         if (kp < 0).any():
             raise _NoGraph("a tensor shrinks as the position grows")
         for p in (top, top // 2 + 1):
-            if not np.array_equal(cls._rows(sp_, p), c0 + kp * p):
+            if not np.array_equal(cls._rows(sp_, p, ops), c0 + kp * p):
                 raise _NoGraph(f"tensor rows are not affine in the position ({p})")
         big = c0 + kp * top
         if int((big[:, 0] + big[:, 1]).max()) >= 2**31:
@@ -952,9 +974,9 @@ class _RootsGraphs:
         return c0, kp, slots, n_nodes
 
     @staticmethod
-    def _rows(sp_: CudaStepPlan, past: int) -> np.ndarray:
+    def _rows(sp_: CudaStepPlan, past: int, ops: np.ndarray) -> np.ndarray:
         dims, nbytes, offs = sp_.layout(past)
-        return arena_rows(sp_.plan, np.arange(sp_.plan.tail), dims, nbytes, offs)
+        return arena_rows(sp_.plan, ops, dims, nbytes, offs)
 
     def run(self, k: int, past: int) -> torch.Tensor:
         if self.copied is not None:
@@ -1032,8 +1054,14 @@ class _Graphs:
         self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}  # (parity, grid size)
         self.parity = 0
         self._like = like
-        self._roots: _RootsGraphs | None = None
+        self._roots: dict[bool, _RootsGraphs] = {}  # by `compact`
         self.roots_error: str | None = None  # why the trace's roots are not a graph, if not
+        # ROOTS_BESIDE: the roots' side stream, the end of this step's graph on the
+        # executor's stream (what the roots wait for), the roots queued before the last step
+        # (what the next step waits for: they read the arena it overwrites)
+        self._rstream: torch.cuda.Stream | None = None
+        self._stepped: torch.cuda.Event | None = None
+        self._mark: torch.cuda.Event | None = None
 
     def _derive(self, past: int, token: int) -> None:
         sp_ = self.sp
@@ -1095,6 +1123,7 @@ class _Graphs:
         self.copied.record()
         b = grid_bucket(self.tops, past)
         g = self.graphs.get((k, b))
+        self._after_roots()
         if g is None:
             sp_.launch(self.seqs[k][b], self.args)  # compiles every kernel; then capture
             g = torch.cuda.CUDAGraph()
@@ -1105,13 +1134,34 @@ class _Graphs:
             self.graphs[k, b] = g
         else:
             g.replay()
+        if self._rstream is not None:
+            self._stepped = torch.cuda.Event()
+            self._stepped.record()
         self.parity = 1 - k
         dims, nbytes, offs = sp_.frozen_layout(past)
         alias = np.full(sp_.tail, -1, dtype=np.int64)
         out = sp.StepOutputs(sp_.plan, arena, offs, nbytes, dims, alias)
         if self.roots_error is None:
-            out.roots_graph = lambda: self.roots(k, past)
+            out.roots_graph = lambda wait=True, compact=False: self.roots(k, past, wait,
+                                                                          compact)
+            if ROOTS_BESIDE and arena.device.type == "cuda":
+                if self._rstream is None:  # from the next step on, `_stepped` is recorded
+                    self._rstream = torch.cuda.Stream(sp_.device)
+                    self._stepped = torch.cuda.Event()
+                    self._stepped.record()
+                out.roots_stream = self._rstream
         return out
+
+    def _after_roots(self) -> None:
+        """ROOTS_BESIDE: order this step's graph after the trace roots of two steps ago,
+        which read the arena it overwrites (and `stage_prev`'s copies into the other arena
+        after those of the last step); the last step's roots run beside it."""
+        if self._rstream is None:
+            return
+        cur = torch.cuda.current_stream(self.sp.device)
+        if self._mark is not None:
+            cur.wait_event(self._mark)
+        self._mark = self._rstream.record_event()
 
     def lane_step(self, past: int, prev: Sequence[torch.Tensor | None], token: int,
                   start: torch.cuda.Event) -> sp.StepOutputs:
@@ -1129,26 +1179,42 @@ class _Graphs:
         out.ready = lambda: torch.cuda.current_stream().wait_event(done)
         graph = getattr(out, "roots_graph", None)
         if graph is not None:
-            def roots() -> torch.Tensor | None:
+            def roots(wait: bool = True, compact: bool = False) -> torch.Tensor | None:
                 with torch.cuda.stream(s):
-                    r = graph()
-                torch.cuda.current_stream().wait_stream(s)
+                    r = graph(wait, compact)
+                if wait:
+                    torch.cuda.current_stream().wait_stream(s)
                 return r
             out.roots_graph = roots
         return out
 
-    def roots(self, k: int, past: int) -> torch.Tensor | None:
-        """The C4 roots ([tail, 32] uint8, on the device) of arena k's outputs at `past`, by
-        a graph replay queued now on the current stream (the recorder calls this right after
-        the step, before the next step's replay); None where the roots cannot be a graph
-        (the recorder then launches the same kernels for the step: keccak.device_roots)."""
-        if self._roots is None and self.roots_error is None:
+    def roots(self, k: int, past: int, wait: bool = True, compact: bool = False
+              ) -> torch.Tensor | None:
+        """The C4 roots ([tail, 32] uint8, on the device; `compact`: only the compact
+        trace's, `_RootsGraphs`) of arena k's outputs at `past`, by a graph replay queued
+        now (the recorder calls this right after the step, before the next step's replay)
+        on the current stream, or with ROOTS_BESIDE on the side stream `roots_stream`
+        (`wait`: the current stream waits for them; else the caller reads them on that
+        stream); None where the roots cannot be a graph (the recorder then launches the same
+        kernels for the step: keccak.device_roots)."""
+        r = self._roots.get(compact)
+        if r is None and self.roots_error is None:
             try:
-                like = self._like._roots if self._like is not None else None
-                self._roots = _RootsGraphs(self, like)
+                like = self._like._roots.get(compact) if self._like is not None else None
+                r = self._roots[compact] = _RootsGraphs(self, like, compact)
             except _NoGraph as e:
                 self.roots_error = str(e)
-        return None if self._roots is None else self._roots.run(k, past)
+        if r is None:
+            return None
+        s = self._rstream
+        if s is None:
+            return r.run(k, past)
+        with torch.cuda.stream(s):
+            s.wait_event(self._stepped)  # after the step's graph; after the last roots too
+            out = r.run(k, past)
+        if wait:
+            torch.cuda.current_stream(self.sp.device).wait_stream(s)
+        return out
 
 
 def in_place(sp_: CudaStepPlan, prev: Sequence[torch.Tensor | None], other: torch.Tensor,

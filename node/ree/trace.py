@@ -466,21 +466,14 @@ class _PartsStep:
         come as arrays; an op that repeats an earlier op's bits (same dtype and dims: a DOT
         segment past the live keys) takes that op's root instead of being hashed again."""
         host = outs.host_tail  # a CUDA step's SAMPLE tail, in a host plan's arena
-        uniq, slot = _distinct(outs.alias)
-        if outs.arena.device.type != "cpu":  # all roots: a compact trace takes its own
-            return _DeviceStep(rec, outs, uniq, slot, host if host is not None else
+        if outs.arena.device.type != "cpu":
+            return _DeviceStep(rec, outs, host if host is not None else
                                list.__getitem__(outs, slice(outs.plan.tail, None)))
         tail = list.__getitem__(outs, slice(outs.plan.tail, None)) if host is None else \
             outs[outs.plan.tail:]
-        if rec.cmap is not None:  # compact (§L10): the committed ops and what they repeat
-            body = rec.cmap[:int(np.searchsorted(rec.cmap, outs.plan.tail))]
-            rep = outs.alias[body]
-            rep = np.where(rep < 0, body, rep)
-            need = np.zeros(len(outs.alias), dtype=bool)
-            need[rep] = True
-            uniq = np.flatnonzero(need)
-            slot = (np.cumsum(need) - 1)[rep]
-            tail = [tail[i - outs.plan.tail] for i in rec.cmap[len(body):].tolist()]
+        uniq, slot, tail_ops = _committed(rec, outs)
+        if tail_ops is not None:
+            tail = [tail[i - outs.plan.tail] for i in tail_ops.tolist()]
         addr, nbytes, hdr, hlen = outs.leaf_arrays()
         hptr = _row_ptrs(hdr)
         keep = [outs, hdr]
@@ -563,19 +556,27 @@ class _DeviceStep:
     longer than the step itself on an H200 (notes-runtime-perf.md). The host-side SAMPLE
     tail's tensors are hashed on the host by whichever thread calls `help` first."""
 
-    def __init__(self, rec: TraceRecorder, outs: StepOutputs, uniq: np.ndarray,
-                 slot: np.ndarray, tail: list | StepOutputs) -> None:
+    def __init__(self, rec: TraceRecorder, outs: StepOutputs, tail: list | StepOutputs
+                 ) -> None:
         """`tail`: the host-side tail's tensors, or the host plan's outputs (hashed from its
         arena's arrays: no tensor per leaf)."""
         rec._appends = {}  # no KV-cache leaf reuse here (`known_leaves`): not worth it
         outs.wait_ready()
         graph = getattr(outs, "roots_graph", None)
-        # a batch lane's roots run on a side stream (`LaneStack.roots`), copied from there:
-        # the next step's graph need not wait for them
+        # the roots of a batch lane, or of a job with ROOTS_BESIDE, run on a side stream
+        # (`LaneStack.roots`, `_Graphs.roots`), copied from there: the next step's graph
+        # need not wait for them
         side = getattr(outs, "roots_stream", None)
+        no_alias = bool((outs.alias < 0).all())  # a graph step's: what its roots graph hashes
+        uniq, slot, tail_ops = _committed(rec, outs)
+        self._tail_ops = tail_ops
+        if tail_ops is not None and not isinstance(tail, StepOutputs):
+            tail = [tail[i - outs.plan.tail] for i in tail_ops.tolist()]
         roots_d = None
-        if graph is not None and len(uniq) == len(outs.alias):
-            roots_d = graph() if side is None else graph(wait=False)
+        if graph is not None and no_alias:
+            # a compact trace's graph hashes only its committed ops (`_RootsGraphs`), in the
+            # order of `uniq` (no op repeats another in a graph step)
+            roots_d = graph(wait=side is None, compact=tail_ops is not None)
         if roots_d is None:  # an eager step: the same kernels, laid out for this step's sizes
             side = None
             from node.ree.step_plan_cuda import arena_rows
@@ -617,8 +618,12 @@ class _DeviceStep:
                 self._keep[0].tail_ready()
                 host = self._tail_plan
                 addr, nbytes, hdr, hlen = host.leaf_arrays(host.plan.start)
-                self._tail = tensor_roots_raw(addr.astype(np.uint64), nbytes, _row_ptrs(hdr),
-                                              hlen, self._threads)
+                ptrs = _row_ptrs(hdr)
+                if self._tail_ops is not None:  # compact: the committed tail ops only
+                    sel = self._tail_ops - host.plan.start
+                    addr, nbytes, ptrs, hlen = addr[sel], nbytes[sel], ptrs[sel], hlen[sel]
+                self._tail = tensor_roots_raw(addr.astype(np.uint64), nbytes, ptrs, hlen,
+                                              self._threads)
             self._ready.synchronize()
         except BaseException as e:  # re-raised by `roots` on the worker
             self._error = e
@@ -643,6 +648,23 @@ def _row_ptrs(hdr: np.ndarray) -> np.ndarray:
 def _in_leaf_order(raw: bytes, slot: np.ndarray) -> bytes:
     """Distinct leaves' roots (joined) as the ops' roots in leaf order (op i: slot[i])."""
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, 32)[slot].tobytes()
+
+
+def _committed(rec: TraceRecorder, outs: StepOutputs
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The distinct leaves a plan step must hash for `rec` (ascending), each committed body
+    op's index among them, and the committed tail ops (None: every op, a full trace). A
+    compact trace (§L10) hashes its committed ops and the earlier ops they repeat. (A kept
+    trace, which needs every op's root, does not hash plan steps in parts.)"""
+    if rec.cmap is None:
+        uniq, slot = _distinct(outs.alias)
+        return uniq, slot, None
+    body = rec.cmap[:int(np.searchsorted(rec.cmap, outs.plan.tail))]
+    rep = outs.alias[body]
+    rep = np.where(rep < 0, body, rep)
+    need = np.zeros(len(outs.alias), dtype=bool)
+    need[rep] = True
+    return np.flatnonzero(need), (np.cumsum(need) - 1)[rep], rec.cmap[len(body):]
 
 
 def _distinct(alias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -90,10 +90,15 @@ def test_cuda_plan_long_context(executors):
 
 
 @needs_cuda
-def test_cuda_arena_roots_equal_cpu_roots(executors, tmp_path):
+@pytest.mark.parametrize("beside", [False, True])
+def test_cuda_arena_roots_equal_cpu_roots(executors, tmp_path, beside, monkeypatch):
     """The arena path, and the kept-tensors path (every tensor written to disk), across graph
-    replays that reuse the arenas two steps later."""
+    replays that reuse the arenas two steps later; `beside`: the roots graph on a side
+    stream beside the next step (`step_plan_cuda.ROOTS_BESIDE`), which must still read each
+    arena before the step after next overwrites it."""
     cpu, gpu = executors
+    monkeypatch.setattr(step_plan_cuda, "ROOTS_BESIDE", beside)
+    gpu.plan._graph = None
     roots = []
     for ex, keep in ((cpu, None), (gpu, None), (gpu, tmp_path / "kept")):
         ex.reset()
@@ -106,19 +111,27 @@ def test_cuda_arena_roots_equal_cpu_roots(executors, tmp_path):
 
 
 @needs_cuda
-def test_cuda_compact_roots_equal_cpu_compact_roots(executors):
-    """A compact recorder (docs/trace-layout.md §L10) over device steps takes its ops' roots
-    from the device's roots of every op: the same leaves and root as on the CPU."""
+@pytest.mark.parametrize("beside", [False, True])
+def test_cuda_compact_roots_equal_cpu_compact_roots(executors, beside, monkeypatch):
+    """A compact recorder (docs/trace-layout.md §L10) over device steps: the roots graph
+    hashes only the committed ops (`_RootsGraphs(compact=True)`) and the host tail only its
+    committed ops; the same leaves and root as on the CPU, with the roots on the executor's
+    stream or beside the next step. Steps 0-1 are eager, the rest graph replays."""
     cpu, gpu = executors
+    monkeypatch.setattr(step_plan_cuda, "ROOTS_BESIDE", beside)
+    gpu.plan._graph = None
     got = []
     for ex in (cpu, gpu):
         ex.reset()
         rec = TraceRecorder(ex.program, PROMPT, compact=True)
-        for step in range(6):
+        for step in range(8):
             rec.add_step(ex.run_step(step, PROMPT))
         got.append((rec.roots, rec.root()))
         rec.close()
     assert got[0] == got[1]
+    g = gpu.plan._graph
+    assert g is not None and set(g._roots) == {True} and g.roots_error is None
+    assert (g._rstream is not None) == beside
 
 
 @needs_cuda
@@ -144,14 +157,24 @@ def test_cuda_host_prefill_equals_cpu(executors, monkeypatch):
 
 
 @needs_cuda
-@pytest.mark.parametrize("stack", [True, False])
-def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, monkeypatch):
+@pytest.mark.parametrize(("stack", "compact", "streams"),
+                         [(True, False, 0), (False, False, 0), (True, True, 2),
+                          (False, True, -1)],
+                         ids=["stack", "lanes", "stack-compact-streams", "lanes-compact-beside"])
+def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, compact, streams, monkeypatch):
     """A CUDA batch runs its jobs' decode steps as one stack of lanes, each launch once for
     all jobs (CudaStepPlan.run_lanes, node/ree/step_lanes_cuda.py), or (stack off) each job
     as its own lane of graphs on its own stream: jobs of different lengths, greedy and
     sampled, one finishing early so that a waiting job takes its lane; every job's leaf
-    roots must equal the CPU's."""
+    roots must equal the CPU's. With `compact` traces (§L10) the lanes' roots graphs hash
+    only the committed ops, on `streams` side streams (step_lanes_cuda.ROOT_STREAMS; −1: a
+    per-job lane's roots beside its next step, step_plan_cuda.ROOTS_BESIDE)."""
+    from node.ree import step_lanes_cuda
+
     cpu, gpu = executors
+    monkeypatch.setattr(step_lanes_cuda, "ROOT_STREAMS", max(streams, 0))
+    monkeypatch.setattr(step_plan_cuda, "ROOTS_BESIDE", streams < 0)
+    gpu.plan._lanes = []
     prompts = [PROMPT, PROMPT[:9], PROMPT[3:] + PROMPT[:5], PROMPT[:6]]
     budgets = [7, 3, 6, 5]
     samplings = [SamplingConfig(), SamplingConfig(0.8, 40, 0.9, seed=5), SamplingConfig(),
@@ -164,7 +187,8 @@ def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, monkeypatch):
         results = []
         for ex in executors:
             ex.reset()
-            results.append(generate_batch(ex, prompts, budgets, samplings, batch=3))
+            results.append(generate_batch(ex, prompts, budgets, samplings, batch=3,
+                                          compact=compact))
         steps = gpu.plan.graph_steps
     finally:
         gpu.plan.stack_lanes = True
