@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trace", action="store_true",
                     help="also commit each job's trace (a TraceRecorder per job, as the bench's "
                          "traced batch): the recorders' time a step")
+    ap.add_argument("--compact", action="store_true",
+                    help="with --trace: compact traces (docs/trace-layout.md §L10)")
     ap.add_argument("--root-streams", type=int, default=None,
                     help="side streams the lanes' trace roots replay on (step_lanes_cuda."
                          "ROOT_STREAMS; default: the module's setting)")
@@ -72,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     plan.stack_lanes = not args.no_stack
     prog = model.program
 
-    recs = [TraceRecorder(prog, toks) for _ in lanes] if args.trace else []
+    recs = [TraceRecorder(prog, toks, compact=args.compact) for _ in lanes] if args.trace \
+        else []
 
     def feed(outs: list) -> None:
         for ln, o in zip(lanes, outs, strict=True):
@@ -265,7 +268,7 @@ def _roots_replay(stack, kernels: bool) -> None:  # noqa: ANN001 - a LaneStack
     """One lane's trace-roots graph (`_RootsGraphs`, a replay per lane a step) alone."""
     from repops.gpu import keccak
 
-    r = next((x for x in stack._roots if x is not None), None)
+    r = next((x for lane in stack._roots for x in lane.values()), None)  # by `compact`
     if r is None:
         print(f"no roots graph (roots_error {stack.roots_error})")
         return
