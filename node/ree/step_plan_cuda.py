@@ -1113,6 +1113,11 @@ class _Graphs:
         k = self.parity
         arena, other = self.arenas[k], self.arenas[1 - k]
         pd, _, po = sp_.frozen_layout(past - 1)
+        if self._rstream is not None and not (isinstance(prev, sp.StepOutputs)
+                                              and prev.arena.data_ptr() == other.data_ptr()
+                                              and not prev.replaced):
+            # staged into the arena whose roots the side stream may still be reading
+            torch.cuda.current_stream(sp_.device).wait_stream(self._rstream)
         stage_prev(sp_, prev, other, pd, po)
         c0, kp, kt = self.tables[k]
         if self.copied is not None:
@@ -1154,8 +1159,8 @@ class _Graphs:
 
     def _after_roots(self) -> None:
         """ROOTS_BESIDE: order this step's graph after the trace roots of two steps ago,
-        which read the arena it overwrites (and `stage_prev`'s copies into the other arena
-        after those of the last step); the last step's roots run beside it."""
+        which read the arena it overwrites; the last step's roots run beside it (`step`
+        waits for them too where it stages outputs from elsewhere into their arena)."""
         if self._rstream is None:
             return
         cur = torch.cuda.current_stream(self.sp.device)

@@ -256,7 +256,8 @@ class TraceRecorder:
         subtrees hashed now, on the hashing thread, rather than all at `root()` after the last
         step. They stay joined until `roots` is read: a step's ~5,500 32-byte objects cost the
         hashing thread ~1 ms of the GIL on the H200's host. A compact trace given all of a
-        step's roots (a device step, a kept trace) takes its committed ops' of them."""
+        step's roots (a kept trace, the inline path of `background=False`) takes its
+        committed ops' of them; plan and device steps hash only those (`_committed`)."""
         if self.cmap is not None and len(roots) == 32 * self.program.n_ops \
                 and len(self.cmap) != self.program.n_ops:
             if self._c5_full is not None:
