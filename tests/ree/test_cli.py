@@ -129,6 +129,21 @@ def test_segment_choice_roundtrips(tmp_path, key_env, capsys, ree_model):
     assert v["ok"] and v["trace_root_match"] and v["output_match"]
 
 
+@pytest.mark.parametrize("name", ["smollm2-gpu.json", "smollm2-cpu.json"])
+def test_committed_cross_device_receipts_verify(name, capsys, ree_model):
+    """The receipts of docs/reports/receipts (issue 4's acceptance: one made on an H200,
+    verified on this CPU, and one the other way) stay valid and reproducible with today's
+    code: they were made at segment 64, before ADR 0012 moved the default, and record it."""
+    from pathlib import Path
+
+    rp = Path(__file__).resolve().parents[2] / "docs" / "reports" / "receipts" / name
+    assert Receipt.load(rp).parameters["segment"] == 64
+    assert cli.main(["validate", str(rp), "--json"]) == 0
+    assert cli.main(["verify", str(rp), "--json", "--quiet"]) == 0
+    v = _json(capsys)[-1]
+    assert v["ok"] and v["trace_root_match"] and v["output_match"]
+
+
 def test_segment_default_is_the_lowerings():
     from node.cli import trace_options
     from referee.lowering import DEFAULT_SEGMENT
