@@ -413,6 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--roots-beside", action="store_true",
                     help="a CUDA job's trace roots on a side stream beside its next step "
                          "(step_plan_cuda.ROOTS_BESIDE)")
+    ap.add_argument("--fuse-linears", action="store_true",
+                    help="q, k, v and gate, up as one CUDA launch each "
+                         "(step_plan_cuda.FUSE_LINEARS)")
     ap.add_argument("--no-eager", action="store_true",
                     help="skip the PyTorch eager baselines (A/B runs of the trace executor)")
     ap.add_argument("--gather-logits", action="store_true",
@@ -451,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         fastexec.GATHER_LOGITS = fastexec.GATHER_LOGITS or args.gather_logits
         fastexec.HOST_PREFILL = fastexec.HOST_PREFILL or args.host_prefill
         step_plan_cuda.ROOTS_BESIDE = step_plan_cuda.ROOTS_BESIDE or args.roots_beside
+        step_plan_cuda.FUSE_LINEARS = step_plan_cuda.FUSE_LINEARS or args.fuse_linears
+        grid["fuse_linears"] = step_plan_cuda.FUSE_LINEARS
         grid["root_streams"] = step_lanes_cuda.ROOT_STREAMS
         grid["roots_beside"] = step_plan_cuda.ROOTS_BESIDE
         grid["gather_logits"] = fastexec.GATHER_LOGITS

@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", action="store_true", help="compare weight-linear kernels")
     ap.add_argument("--linear", action="store_true",
                     help="one layer's wq and w_down alone: cold, L2-warm, after an L2 touch")
+    ap.add_argument("--fuse-linears", action="store_true",
+                    help="q, k, v and gate, up as one launch each (step_plan_cuda.FUSE_LINEARS)")
     args = ap.parse_args(argv)
 
     import torch
@@ -117,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     ex = FastExecutor(model.program, model.weights_by_root(), "cuda",
                       quant=model.quant_blocks())
     plan = ex.plan
+    plan.fuse_linears = plan.fuse_linears or args.fuse_linears
     rep: dict = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-                 "prompt_tokens": len(toks), "qchain": plan.qchain}
+                 "prompt_tokens": len(toks), "qchain": plan.qchain,
+                 "fuse_linears": plan.fuse_linears}
     with torch.no_grad():
         ex.reset()
         ex.run_step(0, toks)

@@ -52,6 +52,10 @@ PREFETCH = 0 if interpreting() else 1
 DOUBLE_BUFFER = 1
 # an RMSNorm's seven launches and a softmax's six as one each (`fuse_launches`)
 FUSE = True
+# the decode linears of one input (q, k, v; gate, up) as one qchain_v8 launch over their
+# weights side by side (`fuse_linears`); off until measured on a GPU (scripts/bench_runtime.py
+# --fuse-linears): on the H200 wq took 8.1 µs, wk and wv (a third of its columns) 7.9 and 8.0
+FUSE_LINEARS = False
 # a batch's jobs as one stack of lanes, each launch once for all (ADR 0011), else a lane of
 # graphs per job (ADR 0007)
 STACK_LANES = True
@@ -363,6 +367,57 @@ def fuse_launches(launches: list[_Launch]) -> list[_Launch]:
     return out
 
 
+_MAX_PARTS = 4  # qchain_v8_kernel's part words 18 + 3p … 20 + 3p fit the table row (ARGW)
+
+
+def _same_input_linear(a: _Launch, b: _Launch) -> bool:
+    """b is a one-row qchain_v8 launch of a's input, K, segments and constants: the two can
+    be one launch over their weights side by side (`fuse_linears`)."""
+    return (a.kernel is sk.qchain_v8_kernel and b.kernel is sk.qchain_v8_kernel
+            and a.consts == b.consts and a.ptrs[0] is b.ptrs[0] and a.ptrs[2] is b.ptrs[2]
+            and a.ints[0] == b.ints[0] and a.ints[10] == b.ints[10] == 1
+            and a.ints[2] == b.ints[2] and a.ints[13] == b.ints[13]
+            and a.ints[15] == b.ints[15])
+
+
+def fuse_linears(launches: list[_Launch], side_by_side: dict[tuple[int, ...], torch.Tensor]
+                 ) -> list[_Launch]:
+    """The launches with each run of consecutive decode linears of one input (attention's
+    q, k, v; the MLP's gate, up) as one qchain_v8_kernel launch with PARTS (its docstring):
+    the same chains, outputs and bits, one launch's latency instead of two or three.
+    `side_by_side` caches the concatenated weights by their parts' addresses, so that every
+    emitted step (a graph's table is derived from several) points at the same tensor."""
+    out: list[_Launch] = []
+    i = 0
+    while i < len(launches):
+        a = launches[i]
+        j = i + 1
+        if a.kernel is sk.qchain_v8_kernel:
+            while (j < len(launches) and j - i < _MAX_PARTS
+                   and _same_input_linear(a, launches[j])):
+                j += 1
+        run = launches[i:j]
+        bn = a.consts.get("BN", 0)
+        if len(run) < 2 or any(ln.ints[11] % bn for ln in run):
+            out.append(a)
+            i += 1
+            continue
+        key = tuple(ln.ptrs[1].data_ptr() for ln in run)
+        w = side_by_side.get(key)
+        if w is None:  # [K/8 + 8, ΣN, 8]: each part's columns where its own launch reads them
+            w = side_by_side[key] = torch.cat([ln.ptrs[1] for ln in run], dim=1).contiguous()
+        ints = list(a.ints) + [0] * (18 + 3 * _MAX_PARTS - len(a.ints))
+        col = 0
+        for q, ln in enumerate(run):
+            ints[18 + 3 * q:21 + 3 * q] = [ln.ints[8], ln.ints[9], col]
+            col += ln.ints[11]
+        ints[11] = col
+        out.append(_Launch(a.kernel, (col // bn,), (a.ptrs[0], w, a.ptrs[2]),
+                           ints[:18 + 3 * len(run)], {**a.consts, "PARTS": len(run)}, a.op))
+        i = j
+    return out
+
+
 class _Operand:
     __slots__ = ("f", "i", "off", "dims")
 
@@ -427,6 +482,8 @@ class CudaStepPlan:
         self.prefetch = PREFETCH
         self.double_buffer = DOUBLE_BUFFER
         self.fuse = FUSE
+        self.fuse_linears = FUSE_LINEARS
+        self._side_by_side: dict[tuple[int, ...], torch.Tensor] = {}  # `fuse_linears`' weights
 
     # ---------------------------------------------------------------- per step
 
@@ -616,7 +673,8 @@ class CudaStepPlan:
                     raise sp.PlanError(f"op {j} ({self.program.ops[j].name}): {e}") from e
             if alias is not None:
                 offs[:] = np.array(self._offs, dtype=np.int64) * 4
-            return fuse_launches(self._launches) if self.fuse else self._launches
+            out = fuse_launches(self._launches) if self.fuse else self._launches
+            return fuse_linears(out, self._side_by_side) if self.fuse_linears else out
         finally:
             self._prev = None
             self._launches = []
@@ -647,7 +705,8 @@ class CudaStepPlan:
         life): a graph replays launches whose other pointers are its own arenas."""
         return {w.f.data_ptr() for w in self._w} | {
             c.wt.data_ptr() for c in self._chain.values()} | {
-            v.data_ptr() for c in self._chain.values() for v in c._vec.values()}
+            v.data_ptr() for c in self._chain.values() for v in c._vec.values()} | {
+            w.data_ptr() for w in self._side_by_side.values()}
 
     def _emit(self, kernel, grid: tuple[int, ...], ptrs: tuple[torch.Tensor, ...],  # noqa: ANN001
               ints: list[int], **consts) -> None:  # noqa: ANN003

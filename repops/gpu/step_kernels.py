@@ -621,7 +621,7 @@ def _xw_block(wp, xp, step, kb, NB: tl.constexpr, XS: tl.constexpr, BN: tl.const
 @triton.jit(do_not_specialize=["ROW"])
 def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
                      NB: tl.constexpr, PF: tl.constexpr, XS: tl.constexpr = False,
-                     LANES: tl.constexpr = 1):
+                     LANES: tl.constexpr = 1, PARTS: tl.constexpr = 1):
     """§L5.3 a decode linear's DOT segments (chain_kernel's QCHAIN row, one row of x) with
     explicit fma, one output per thread, the weight laid out [K/8 + 8, N, 8]
     (`CudaChain.vec(8)`; K a multiple of NB): a k block of NB weights and x values is
@@ -639,7 +639,15 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
     A linear's weights come from HBM (a step reads ~385 MB, L2 holds 60), and one warp has
     only a few KB in flight, so a program of BN = 32 columns streamed its 72 KB panel for
     ~10 µs: with a few columns a program (BN = 4: 144 programs for N = 576, over all the
-    multiprocessors) and the panel asked for at once, the chain starts on data in L1."""
+    multiprocessors) and the panel asked for at once, the chain starts on data in L1.
+
+    PARTS > 1: the linears of one input (q, k and v; gate and up) in one launch over their
+    weights side by side ([K/8 + 8, ΣN, 8], step_plan_cuda.fuse_linears): N (word 11) is
+    the sum, and part p's columns start at word 20 + 3p, with its output offset at 18 + 3p
+    and its own N (the segment stride) at 19 + 3p; every part's N is a multiple of BN, so a
+    program's columns lie in one part. Each output's chain is the one its own launch runs.
+    Why: a decode linear waits on its chain and its loads, not on its size (wk and wv, a
+    third of wq's columns, took as long as wq on the H200), so q, k and v can cost one."""
     P = _row(ARGS, ROW, LANES)
     N = tl.load(P + 11)
     K = tl.load(P + 16)
@@ -648,6 +656,14 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
     offs_n = n0 + tl.arange(0, BN)
     nmask = offs_n < N
     rn = (offs_n % tl.maximum(N, 1)).to(tl.int64)
+    o_base = tl.load(P + 8)
+    col = offs_n
+    if PARTS > 1:  # the part holding this program's columns: output base, stride, first column
+        for q in tl.static_range(1, PARTS):
+            at = n0 >= tl.load(P + 20 + 3 * q)
+            o_base = tl.where(at, tl.load(P + 18 + 3 * q), o_base)
+            s_oseg = tl.where(at, tl.load(P + 19 + 3 * q), s_oseg)
+            col = tl.where(at, offs_n - tl.load(P + 20 + 3 * q), col)
     xp = X + tl.load(P)
     warp = tl.arange(0, 32)
     for r in tl.static_range(2):  # x's 128-byte lines, K ≤ 2,048 (only a hint past it)
@@ -660,7 +676,7 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
             for c in tl.static_range((BN * 32 + 127) // 128):
                 _prefetch_l1(blk + c * 32)
     wp = W + rn * 8
-    out = OUT + tl.load(P + 8) + offs_n
+    out = OUT + o_base + col
     acc = tl.zeros([BN], dtype=tl.float32)  # the chain starts from +0.0
     if XS:
         tl.static_assert(BN == 32)

@@ -41,11 +41,15 @@ def _bits(t: torch.Tensor) -> bytes:
 
 
 @needs_cuda
-@pytest.mark.parametrize("sampling", [SamplingConfig(), SamplingConfig(0.8, 40, 0.9, seed=11)])
-def test_cuda_plan_equals_cpu_plan_leaf_by_leaf(executors, sampling, monkeypatch):
+@pytest.mark.parametrize(("sampling", "fused"),
+                         [(SamplingConfig(), False), (SamplingConfig(0.8, 40, 0.9, seed=11), False),
+                          (SamplingConfig(), True)], ids=["greedy", "sampled", "fused-linears"])
+def test_cuda_plan_equals_cpu_plan_leaf_by_leaf(executors, sampling, fused, monkeypatch):
+    """`fused`: q, k, v and gate, up as one launch each (`step_plan_cuda.fuse_linears`)."""
     cpu, gpu = executors
     # grids sized for positions 15, 31, …: the steps cross from one graph's grids to the next
     monkeypatch.setattr(step_plan_cuda, "GRID_MIN", 16)
+    monkeypatch.setattr(gpu.plan, "fuse_linears", fused)
     gpu.plan._graph = None
     prog = cpu.program
     first_tail = next(j for j, op in enumerate(prog.ops) if op.code in (Code.ARGFOLD, Code.SAMPLE))
@@ -66,6 +70,11 @@ def test_cuda_plan_equals_cpu_plan_leaf_by_leaf(executors, sampling, monkeypatch
     # decode steps from the third on replay a captured CUDA graph (step_plan_cuda._Graphs)
     assert gpu.plan.graph_error is None and gpu.plan.graph_steps >= 5
     assert {b for _k, b in gpu.plan._graph.graphs} == {0, 1}
+    parts = [ln.consts.get("PARTS", 1) for ln in gpu.plan._graph.launches(0, 20)
+             if ln.kernel is step_plan_cuda.sk.qchain_v8_kernel]
+    n_layers = sum(op.code == Code.CONCAT for op in prog.ops) // 2
+    assert parts.count(3) == (n_layers if fused else 0)  # q, k, v
+    assert parts.count(2) == (n_layers if fused else 0)  # gate, up
 
 
 @needs_cuda
@@ -159,8 +168,9 @@ def test_cuda_host_prefill_equals_cpu(executors, monkeypatch):
 @needs_cuda
 @pytest.mark.parametrize(("stack", "compact", "streams"),
                          [(True, False, 0), (False, False, 0), (True, True, 2),
-                          (False, True, -1)],
-                         ids=["stack", "lanes", "stack-compact-streams", "lanes-compact-beside"])
+                          (False, True, -1), (True, False, 3)],
+                         ids=["stack", "lanes", "stack-compact-streams", "lanes-compact-beside",
+                              "stack-fused-linears"])
 def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, compact, streams, monkeypatch):
     """A CUDA batch runs its jobs' decode steps as one stack of lanes, each launch once for
     all jobs (CudaStepPlan.run_lanes, node/ree/step_lanes_cuda.py), or (stack off) each job
@@ -172,8 +182,9 @@ def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, compact, streams, mon
     from node.ree import step_lanes_cuda
 
     cpu, gpu = executors
-    monkeypatch.setattr(step_lanes_cuda, "ROOT_STREAMS", max(streams, 0))
+    monkeypatch.setattr(step_lanes_cuda, "ROOT_STREAMS", max(streams, 0) % 3)
     monkeypatch.setattr(step_plan_cuda, "ROOTS_BESIDE", streams < 0)
+    monkeypatch.setattr(gpu.plan, "fuse_linears", streams == 3)  # `fuse_linears`, stacked
     gpu.plan._lanes = []
     prompts = [PROMPT, PROMPT[:9], PROMPT[3:] + PROMPT[:5], PROMPT[:6]]
     budgets = [7, 3, 6, 5]
@@ -200,6 +211,49 @@ def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, compact, streams, mon
         assert {b for _k, b in gpu.plan._stack.graphs} == {0, 1}
     else:
         assert len(gpu.plan._lanes) == 3
+
+
+def test_fuse_linears_keeps_every_column_where_its_own_launch_put_it():
+    """`fuse_linears` on launches shaped as a layer's q, k, v (576, 192, 192 columns, three
+    segments of 192) and gate, up (1,536 each), with an unrelated launch between: each run
+    becomes one PARTS launch whose weight column c and output address (the kernel's rule:
+    the last part starting at or before c) are those of c's own linear, bit for bit."""
+    from node.ree.step_plan_cuda import _Launch, fuse_linears
+
+    sk = step_plan_cuda.sk
+    x, arena = torch.zeros(8), torch.zeros(8)
+    consts = {"BN": 32, "SEGW": 192, "NB": 64, "PF": -1, "XS": False, "num_warps": 1}
+
+    def linear(n: int, out: int, x_off: int, k: int = 576) -> _Launch:
+        w = torch.randn(k // 8 + 8, n, 8)
+        return _Launch(sk.qchain_v8_kernel, (n // 32,), (x, w, arena),
+                       [x_off, 0, k, 0, 0, 1, n, 0, out, n, 1, n, 1, k // 192, 0, 192, k, 7],
+                       dict(consts), 3)
+
+    q, k, v = linear(576, 1000, 40), linear(192, 3000, 40), linear(192, 4000, 40)
+    other = _Launch(sk.ew_kernel, (1,), (x, arena), [0] * 27, {}, 4)
+    gate, up = linear(1536, 9000, 80), linear(1536, 20000, 80)
+    cache: dict = {}
+    fused = fuse_linears([q, k, v, other, gate, up], cache)
+    assert [ln.consts.get("PARTS", 1) for ln in fused] == [3, 1, 2]
+    assert fuse_linears([q, k, v, other, gate, up], cache)[0].ptrs[1] is fused[0].ptrs[1]
+    for f, parts in ((fused[0], (q, k, v)), (fused[2], (gate, up))):
+        w, t = f.ptrs[1], f.ints
+        assert t[11] == sum(p.ints[11] for p in parts) and f.grid == (t[11] // 32,)
+        assert t[:11] == parts[0].ints[:11] and t[12:18] == parts[0].ints[12:18]
+        starts = [0] + [t[20 + 3 * p] for p in range(1, len(parts))]
+        for c in range(t[11]):
+            p = max(i for i, s0 in enumerate(starts) if c >= s0)
+            base = t[8] if p == 0 else t[18 + 3 * p]
+            stride = t[9] if p == 0 else t[19 + 3 * p]
+            own = parts[p]
+            for s in range(t[13]):
+                assert base + s * stride + (c - starts[p]) == \
+                    own.ints[8] + s * own.ints[9] + (c - starts[p])
+            assert torch.equal(w[:, c], own.ptrs[1][:, c - starts[p]])
+    # a run broken by another input, or columns that are not whole programs, stays apart
+    assert len(fuse_linears([q, linear(192, 3000, 41), v], {})) == 3
+    assert len(fuse_linears([q, linear(200, 3000, 40)], {})) == 2
 
 
 def test_cuda_plan_kernels_under_the_interpreter():
