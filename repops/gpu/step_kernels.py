@@ -656,14 +656,6 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
     offs_n = n0 + tl.arange(0, BN)
     nmask = offs_n < N
     rn = (offs_n % tl.maximum(N, 1)).to(tl.int64)
-    o_base = tl.load(P + 8)
-    col = offs_n
-    if PARTS > 1:  # the part holding this program's columns: output base, stride, first column
-        for q in tl.static_range(1, PARTS):
-            at = n0 >= tl.load(P + 20 + 3 * q)
-            o_base = tl.where(at, tl.load(P + 18 + 3 * q), o_base)
-            s_oseg = tl.where(at, tl.load(P + 19 + 3 * q), s_oseg)
-            col = tl.where(at, offs_n - tl.load(P + 20 + 3 * q), col)
     xp = X + tl.load(P)
     warp = tl.arange(0, 32)
     for r in tl.static_range(2):  # x's 128-byte lines, K ≤ 2,048 (only a hint past it)
@@ -676,7 +668,17 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
             for c in tl.static_range((BN * 32 + 127) // 128):
                 _prefetch_l1(blk + c * 32)
     wp = W + rn * 8
-    out = OUT + o_base + col
+    if PARTS > 1:  # the part holding this program's columns: output base, stride, first column
+        o_base = tl.load(P + 8)
+        col = offs_n
+        for q in tl.static_range(1, PARTS):
+            at = n0 >= tl.load(P + 20 + 3 * q)
+            o_base = tl.where(at, tl.load(P + 18 + 3 * q), o_base)
+            s_oseg = tl.where(at, tl.load(P + 19 + 3 * q), s_oseg)
+            col = tl.where(at, offs_n - tl.load(P + 20 + 3 * q), col)
+        out = OUT + o_base + col
+    else:  # one linear: the code the GPU reports ran
+        out = OUT + tl.load(P + 8) + offs_n
     acc = tl.zeros([BN], dtype=tl.float32)  # the chain starts from +0.0
     if XS:
         tl.static_assert(BN == 32)
