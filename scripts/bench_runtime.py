@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from referee.compact import compact_ops  # noqa: E402 - needs the repo root on sys.path
 from referee.lowering import DEFAULT_SEGMENT  # noqa: E402
-from scripts import bench_llamacpp  # noqa: E402
+from scripts import bench_llamacpp, cuda_switches  # noqa: E402
 
 PROMPT = "Explain in a few sentences why the sky is blue."
 
@@ -404,24 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=32, help="jobs of the REE batch run (0: skip)")
     ap.add_argument("--batch-tokens", type=int, help="decode steps of the batch run "
                     "(default --tokens)")
-    ap.add_argument("--grid-min", type=int, default=None,
-                    help="size CUDA launch grids per position bucket from this one "
-                         "(step_plan_cuda.GRID_MIN; 0: one grid for the largest position)")
-    ap.add_argument("--root-streams", type=int, default=None,
-                    help="side streams a CUDA batch's trace roots replay on "
-                         "(step_lanes_cuda.ROOT_STREAMS; 0: the executor's stream)")
-    ap.add_argument("--roots-beside", action="store_true",
-                    help="a CUDA job's trace roots on a side stream beside its next step "
-                         "(step_plan_cuda.ROOTS_BESIDE)")
-    ap.add_argument("--fuse-linears", action="store_true",
-                    help="q, k, v and gate, up as one CUDA launch each "
-                         "(step_plan_cuda.FUSE_LINEARS)")
+    cuda_switches.add_arguments(ap)
     ap.add_argument("--no-eager", action="store_true",
                     help="skip the PyTorch eager baselines (A/B runs of the trace executor)")
-    ap.add_argument("--gather-logits", action="store_true",
-                    help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS)")
-    ap.add_argument("--host-prefill", action="store_true",
-                    help="CUDA jobs' prefills on the host's cores (fastexec.HOST_PREFILL)")
     ap.add_argument("--segment", type=int, default=DEFAULT_SEGMENT,
                     help="fma steps per committed DOT segment of the trace program "
                          f"(docs/trace-layout.md §L8, ADR 0012; default {DEFAULT_SEGMENT})")
@@ -442,24 +427,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from node.ree.model import load_model
 
-    grid: dict = {}
-    if args.device == "cuda":
-        from node.ree import step_plan_cuda
-        if args.grid_min is not None:
-            step_plan_cuda.GRID_MIN = args.grid_min or None
-        grid["grid_min"] = step_plan_cuda.GRID_MIN
-        from node.ree import fastexec, step_lanes_cuda
-        if args.root_streams is not None:
-            step_lanes_cuda.ROOT_STREAMS = args.root_streams
-        fastexec.GATHER_LOGITS = fastexec.GATHER_LOGITS or args.gather_logits
-        fastexec.HOST_PREFILL = fastexec.HOST_PREFILL or args.host_prefill
-        step_plan_cuda.ROOTS_BESIDE = step_plan_cuda.ROOTS_BESIDE or args.roots_beside
-        step_plan_cuda.FUSE_LINEARS = step_plan_cuda.FUSE_LINEARS or args.fuse_linears
-        grid["fuse_linears"] = step_plan_cuda.FUSE_LINEARS
-        grid["root_streams"] = step_lanes_cuda.ROOT_STREAMS
-        grid["roots_beside"] = step_plan_cuda.ROOTS_BESIDE
-        grid["gather_logits"] = fastexec.GATHER_LOGITS
-        grid["host_prefill"] = fastexec.HOST_PREFILL
+    grid = cuda_switches.apply(args) if args.device == "cuda" else {}
     model = load_model("smollm2", max_ctx=2048, segment=args.segment, with_model_hash=False)
     tok = model.tokenizer()
     toks = tok.encode_chat(PROMPT)

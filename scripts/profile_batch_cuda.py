@@ -22,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts import cuda_switches  # noqa: E402 - needs the repo root
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,20 +33,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="also the device time of the stack's launches by kernel (torch.profiler)")
     ap.add_argument("--no-stack", action="store_true",
                     help="a lane of graphs per job (ADR 0007) instead of one stack (ADR 0011)")
-    ap.add_argument("--grid-min", type=int, default=None,
-                    help="size launch grids per position bucket from this one (step_plan_cuda."
-                         "GRID_MIN; default: the module's setting)")
     ap.add_argument("--trace", action="store_true",
                     help="also commit each job's trace (a TraceRecorder per job, as the bench's "
                          "traced batch): the recorders' time a step")
     ap.add_argument("--compact", action="store_true",
                     help="with --trace: compact traces (docs/trace-layout.md §L10)")
-    ap.add_argument("--root-streams", type=int, default=None,
-                    help="side streams the lanes' trace roots replay on (step_lanes_cuda."
-                         "ROOT_STREAMS; default: the module's setting)")
-    ap.add_argument("--gather-logits", action="store_true",
-                    help="fetch the jobs' logits in one gather and copy (fastexec."
-                         "GATHER_LOGITS) instead of a copy per job")
+    cuda_switches.add_arguments(ap)
     args = ap.parse_args(argv)
     import torch
 
@@ -54,15 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from node.ree.sampling import SamplingConfig
     from node.ree.trace import TraceRecorder
 
-    if args.grid_min is not None:
-        from node.ree import step_plan_cuda
-        step_plan_cuda.GRID_MIN = args.grid_min or None
-    if args.root_streams is not None:
-        from node.ree import step_lanes_cuda
-        step_lanes_cuda.ROOT_STREAMS = args.root_streams
-    if args.gather_logits:
-        from node.ree import fastexec
-        fastexec.GATHER_LOGITS = True
+    cuda_switches.apply(args)
 
     model = load_model("smollm2", max_ctx=2048, with_model_hash=False)
     toks = model.tokenizer().encode_chat("Explain in a few sentences why the sky is blue.")

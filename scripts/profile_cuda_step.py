@@ -25,6 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts import cuda_switches  # noqa: E402 - needs the repo root
+
 PROMPT = "Explain in a few sentences why the sky is blue."
 # (QCHAIN config, chain_kernel prefetch, double buffer): the first is the reference the
 # others' bits match
@@ -101,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", action="store_true", help="compare weight-linear kernels")
     ap.add_argument("--linear", action="store_true",
                     help="one layer's wq and w_down alone: cold, L2-warm, after an L2 touch")
-    ap.add_argument("--fuse-linears", action="store_true",
-                    help="q, k, v and gate, up as one launch each (step_plan_cuda.FUSE_LINEARS)")
+    cuda_switches.add_arguments(ap)
     args = ap.parse_args(argv)
 
     import torch
@@ -114,15 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("profile_cuda_step: no CUDA device", file=sys.stderr)
         return 2
+    switches = cuda_switches.apply(args)  # before the executor: plans read them when made
     model = load_model("smollm2", with_model_hash=False)
     toks = model.tokenizer().encode_chat(PROMPT)
     ex = FastExecutor(model.program, model.weights_by_root(), "cuda",
                       quant=model.quant_blocks())
     plan = ex.plan
-    plan.fuse_linears = plan.fuse_linears or args.fuse_linears
     rep: dict = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
                  "prompt_tokens": len(toks), "qchain": plan.qchain,
-                 "fuse_linears": plan.fuse_linears}
+                 "switches": switches}
     with torch.no_grad():
         ex.reset()
         ex.run_step(0, toks)

@@ -1,0 +1,46 @@
+"""The CUDA runtime's module switches as command-line flags, for the scripts that A/B them
+(bench_runtime.py, profile_batch_cuda.py, profile_cuda_step.py): one place that names each
+switch, sets it before an executor is built, and reports what it ended at."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """Every switch's flag; a flag left out keeps the module's setting."""
+    ap.add_argument("--grid-min", type=int, default=None,
+                    help="size CUDA launch grids per position bucket from this one "
+                         "(step_plan_cuda.GRID_MIN; 0: one grid for the largest position)")
+    ap.add_argument("--root-streams", type=int, default=None,
+                    help="side streams a CUDA batch's trace roots replay on "
+                         "(step_lanes_cuda.ROOT_STREAMS; 0: the executor's stream)")
+    ap.add_argument("--roots-beside", action="store_true",
+                    help="a CUDA job's trace roots on a side stream beside its next step "
+                         "(step_plan_cuda.ROOTS_BESIDE)")
+    ap.add_argument("--fuse-linears", action="store_true",
+                    help="q, k, v and gate, up as one CUDA launch each "
+                         "(step_plan_cuda.FUSE_LINEARS)")
+    ap.add_argument("--gather-logits", action="store_true",
+                    help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS)")
+    ap.add_argument("--host-prefill", action="store_true",
+                    help="CUDA jobs' prefills on the host's cores (fastexec.HOST_PREFILL)")
+
+
+def apply(args: argparse.Namespace) -> dict:
+    """Set the switches the flags name (before any executor is built: plans read them when
+    made) and return every switch's setting, for a report."""
+    from node.ree import fastexec, step_lanes_cuda, step_plan_cuda
+
+    if args.grid_min is not None:
+        step_plan_cuda.GRID_MIN = args.grid_min or None
+    if args.root_streams is not None:
+        step_lanes_cuda.ROOT_STREAMS = args.root_streams
+    fastexec.GATHER_LOGITS = fastexec.GATHER_LOGITS or args.gather_logits
+    fastexec.HOST_PREFILL = fastexec.HOST_PREFILL or args.host_prefill
+    step_plan_cuda.ROOTS_BESIDE = step_plan_cuda.ROOTS_BESIDE or args.roots_beside
+    step_plan_cuda.FUSE_LINEARS = step_plan_cuda.FUSE_LINEARS or args.fuse_linears
+    return {"grid_min": step_plan_cuda.GRID_MIN, "fuse_linears": step_plan_cuda.FUSE_LINEARS,
+            "root_streams": step_lanes_cuda.ROOT_STREAMS,
+            "roots_beside": step_plan_cuda.ROOTS_BESIDE,
+            "gather_logits": fastexec.GATHER_LOGITS, "host_prefill": fastexec.HOST_PREFILL}
