@@ -18,9 +18,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--roots-beside", action="store_true",
                     help="a CUDA job's trace roots on a side stream beside its next step "
                          "(step_plan_cuda.ROOTS_BESIDE)")
-    ap.add_argument("--fuse-linears", action="store_true",
+    ap.add_argument("--fuse-linears", action=argparse.BooleanOptionalAction, default=None,
                     help="q, k, v and gate, up as one CUDA launch each "
-                         "(step_plan_cuda.FUSE_LINEARS)")
+                         "(step_plan_cuda.FUSE_LINEARS, on by default)")
+    ap.add_argument("--fuse-moves", action=argparse.BooleanOptionalAction, default=None,
+                    help="each MOVE of one launch's output fused into that launch "
+                         "(step_plan_cuda.FUSE_MOVES)")
     ap.add_argument("--gather-logits", action="store_true",
                     help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS)")
     ap.add_argument("--host-prefill", action="store_true",
@@ -39,8 +42,12 @@ def apply(args: argparse.Namespace) -> dict:
     fastexec.GATHER_LOGITS = fastexec.GATHER_LOGITS or args.gather_logits
     fastexec.HOST_PREFILL = fastexec.HOST_PREFILL or args.host_prefill
     step_plan_cuda.ROOTS_BESIDE = step_plan_cuda.ROOTS_BESIDE or args.roots_beside
-    step_plan_cuda.FUSE_LINEARS = step_plan_cuda.FUSE_LINEARS or args.fuse_linears
+    if args.fuse_linears is not None:
+        step_plan_cuda.FUSE_LINEARS = args.fuse_linears
+    if args.fuse_moves is not None:
+        step_plan_cuda.FUSE_MOVES = args.fuse_moves
     return {"grid_min": step_plan_cuda.GRID_MIN, "fuse_linears": step_plan_cuda.FUSE_LINEARS,
+            "fuse_moves": step_plan_cuda.FUSE_MOVES,
             "root_streams": step_lanes_cuda.ROOT_STREAMS,
             "roots_beside": step_plan_cuda.ROOTS_BESIDE,
             "gather_logits": fastexec.GATHER_LOGITS, "host_prefill": fastexec.HOST_PREFILL}

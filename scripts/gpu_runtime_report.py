@@ -124,6 +124,13 @@ def _versions(device_side: bool) -> dict:
         v["triton"] = triton.__version__
         v["cuda"] = torch.version.cuda
         v["driver"] = _driver()
+        from node.ree import step_plan_cuda as spc
+
+        # which kernels ran: the plan's switches change launches, never bits, and the report
+        # is the evidence for the setting it ran with
+        v["cuda_plan"] = {"qchain": list(spc.QCHAIN), "fuse": spc.FUSE,
+                          "fuse_linears": spc.FUSE_LINEARS,
+                          "fuse_moves": spc.FUSE_MOVES, "grid_min": spc.GRID_MIN}
     return v
 
 
@@ -158,6 +165,7 @@ def _markdown(rep: dict) -> str:
          f"({rep['cpu_versions']['cpu_isa']}, torch {rep['cpu_versions']['torch']})"
          if "cpu_versions" in rep else
          f"- CPU reference on the same host: {v['cpu']} ({v['cpu_isa']})"),
+        *([f"- CUDA step plan: {json.dumps(v['cuda_plan'])}"] if "cuda_plan" in v else []),
         f"- Trace program: {rep['n_ops']} trace ops per token (docs/trace-layout.md), max_ctx "
         f"{rep['max_ctx']}, program root `{rep['program_root'][:18]}…`",
         f"- Jobs: {rep['jobs']} prompts × {rep['tokens']} new tokens at most (greedy, chat "

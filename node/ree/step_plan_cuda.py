@@ -53,9 +53,13 @@ DOUBLE_BUFFER = 1
 # an RMSNorm's seven launches and a softmax's six as one each (`fuse_launches`)
 FUSE = True
 # the decode linears of one input (q, k, v; gate, up) as one qchain_v8 launch over their
-# weights side by side (`fuse_linears`); off until measured on a GPU (scripts/bench_runtime.py
-# --fuse-linears): on the H200 wq took 8.1 µs, wk and wv (a third of its columns) 7.9 and 8.0
-FUSE_LINEARS = False
+# weights side by side (`fuse_linears`). Measured on the H100 (seventeenth session,
+# profile-cuda-step and bench A/B): graph 4.18 → 3.54 ms a step (815 → 725 launches), b=1
+# decode 204 → 238 tok/s; every leaf equal (test_step_plan_cuda.py's [fused-linears] cases)
+FUSE_LINEARS = True
+# each MOVE of one launch's output fused into that launch (`fuse_moves`); off until a GPU
+# measures it (bench_runtime.py --fuse-moves)
+FUSE_MOVES = False
 # a batch's jobs as one stack of lanes, each launch once for all (ADR 0011), else a lane of
 # graphs per job (ADR 0007)
 STACK_LANES = True
@@ -418,6 +422,74 @@ def fuse_linears(launches: list[_Launch], side_by_side: dict[tuple[int, ...], to
     return out
 
 
+def _out_run(ln: _Launch) -> tuple[torch.Tensor, int, int] | None:
+    """(arena, first element, element count) of the output of a launch that can take a fused
+    MOVE (`fuse_moves`), or None."""
+    if "THEN" in ln.consts:
+        return None
+    if ln.kernel is sk.move_kernel:
+        return ln.ptrs[1], ln.ints[1], ln.ints[2]
+    if ln.kernel is sk.concat_kernel:
+        return ln.ptrs[2], ln.ints[2], ln.ints[3] * (ln.ints[4] + ln.ints[5])
+    if ln.kernel is sk.rope_kernel:
+        return ln.ptrs[3], ln.ints[1], ln.ints[2] * ln.ints[3]
+    return None
+
+
+def _reads_within(mv: _Launch, n: int) -> bool:
+    """Every element the MOVE reads lies in the first n of its input (row: x_off, out_off,
+    n, d1…d5, s0…s5, off; d0 is implied by n)."""
+    dims, st, off = mv.ints[3:8], mv.ints[8:14], mv.ints[14]
+    if mv.ints[2] <= 0 or any(d <= 0 for d in dims) or any(x < 0 for x in st) or off < 0:
+        return False
+    d0 = mv.ints[2] // max(1, int(np.prod(dims)))
+    return off + sum((d - 1) * x for d, x in zip((d0, *dims), st, strict=True)) < n
+
+
+def fuse_moves(launches: list[_Launch]) -> list[_Launch]:
+    """The launches with each MOVE that reads one launch's output fused into that launch
+    (step_kernels.THEN_AT): a contiguous run (CONTIG) into a MOVE, ROPE or CONCAT; any
+    strided MOVE (GENERAL) into a CONCAT, computed from the CONCAT's inputs.
+
+    Why: a SmolLM2 decode layer has five such MOVEs (q's, k's and v's heads, attention's
+    output transpose and merge), 1.4-3.8 µs launches each on the H100, each waiting on the
+    one before it. Why it may move a MOVE up to its producer: every op writes its own arena
+    region (the trace is SSA), so nothing between them writes what the MOVE reads or
+    writes, and nothing reads its output before its own place in the sequence."""
+    out: list[_Launch] = []
+    producer: dict[tuple[int, int], int] = {}  # (arena address, out offset) → index in out
+    for ln in launches:
+        if ln.kernel is sk.move_kernel and "THEN" not in ln.consts:
+            j = producer.pop((ln.ptrs[0].data_ptr(), ln.ints[0]), None)
+            if j is not None:
+                fused = _with_move(out[j], ln)
+                if fused is not None:
+                    out[j] = fused
+                    continue
+        run = _out_run(ln)
+        if run is not None:
+            producer[(run[0].data_ptr(), run[1])] = len(out)
+        out.append(ln)
+    return out
+
+
+def _with_move(ln: _Launch, mv: _Launch) -> _Launch | None:
+    """`ln` with the MOVE `mv` of its output fused in, or None where it cannot take it."""
+    run = _out_run(ln)
+    if run is None or mv.ptrs[1].data_ptr() != run[0].data_ptr() \
+            or not _reads_within(mv, run[2]) or len(ln.ints) > sk.THEN_AT.value:
+        return None
+    contig = mv.consts.get("X_AT") == sk.CONTIG.value
+    if contig:
+        then, grid = sk.CONTIG.value, ln.grid
+    elif ln.kernel is sk.concat_kernel and len(ln.grid) == 1:
+        then, grid = sk.GENERAL.value, (max(ln.grid[0], mv.grid[0]), 2)
+    else:
+        return None
+    ints = list(ln.ints) + [0] * (sk.THEN_AT.value - len(ln.ints)) + list(mv.ints[:15])
+    return _Launch(ln.kernel, grid, ln.ptrs, ints, {**ln.consts, "THEN": then}, ln.op)
+
+
 class _Operand:
     __slots__ = ("f", "i", "off", "dims")
 
@@ -483,6 +555,7 @@ class CudaStepPlan:
         self.double_buffer = DOUBLE_BUFFER
         self.fuse = FUSE
         self.fuse_linears = FUSE_LINEARS
+        self.fuse_moves = FUSE_MOVES
         self._side_by_side: dict[tuple[int, ...], torch.Tensor] = {}  # `fuse_linears`' weights
 
     # ---------------------------------------------------------------- per step
@@ -674,6 +747,7 @@ class CudaStepPlan:
             if alias is not None:
                 offs[:] = np.array(self._offs, dtype=np.int64) * 4
             out = fuse_launches(self._launches) if self.fuse else self._launches
+            out = fuse_moves(out) if self.fuse_moves else out
             return fuse_linears(out, self._side_by_side) if self.fuse_linears else out
         finally:
             self._prev = None

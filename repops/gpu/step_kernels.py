@@ -703,11 +703,29 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
         tl.store(out + s * s_oseg, acc, mask=nmask)
 
 
+# A MOVE fused into the launch that writes its input (step_plan_cuda.fuse_moves): its row at
+# words 15-29 of that launch's row (x_off, out_off, n, d1…d5, s0…s5, off; x_off is the
+# launch's own out_off). CONTIG: it copies a run of that output, stored by the same
+# threads from the same registers; GENERAL (concat_kernel only): programs of grid axis 1 = 1
+# compute it from the CONCAT's inputs. Why: a decode step's MOVEs are 1.4-3.8 µs launches
+# of a few KB each, waiting on the launch before them.
+THEN_AT = tl.constexpr(15)
+
+
+@triton.jit
+def _then_contig(OUT, P, e, v, m):
+    """The fused CONTIG MOVE's part of this program: its element e − off is this output's e."""
+    Q = P + THEN_AT
+    k = e - tl.load(Q + 14)
+    tl.store(OUT + tl.load(Q + 1) + k, v, mask=m & (k >= 0) & (k < tl.load(Q + 2)))
+
+
 @triton.jit(do_not_specialize=["ROW"])
 def move_kernel(X, OUT, ARGS, ROW, X_AT: tl.constexpr, BLOCK: tl.constexpr,
-                LANES: tl.constexpr = 1):
+                LANES: tl.constexpr = 1, THEN: tl.constexpr = -1):
     """§L5.8 MOVE: out[idx] = x[off + Σ idx_k·s_k], bits copied (int32 views); X_AT CONTIG:
-    the strides are the output's own (a copy of a contiguous run).
+    the strides are the output's own (a copy of a contiguous run). THEN CONTIG: a MOVE of
+    this output's run fused in (`_then_contig`).
     Row: x_off, out_off, n, d1…d5, s0…s5, off."""
     P = _row(ARGS, ROW, LANES)
     e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -718,24 +736,50 @@ def move_kernel(X, OUT, ARGS, ROW, X_AT: tl.constexpr, BLOCK: tl.constexpr,
         i0, i1, i2, i3, i4, i5 = _index6(e, P + 3)
         idx = _dot6(i0, i1, i2, i3, i4, i5, P + 8)
     src = X + tl.load(P) + tl.load(P + 14) + idx
-    tl.store(OUT + tl.load(P + 1) + e, tl.load(src, mask=m, other=0), mask=m)
+    v = tl.load(src, mask=m, other=0)
+    tl.store(OUT + tl.load(P + 1) + e, v, mask=m)
+    if THEN == CONTIG:
+        _then_contig(OUT, P, e, v, m)
 
 
-@triton.jit(do_not_specialize=["ROW"])
-def concat_kernel(A, B, OUT, ARGS, ROW, BLOCK: tl.constexpr,
-                  LANES: tl.constexpr = 1):
-    """§L5.9 CONCAT of [outer, ca] and [outer, cb] into [outer, ca + cb], bits copied.
-    Row: a_off, b_off, out_off, outer, ca, cb."""
-    P = _row(ARGS, ROW, LANES)
-    ca = tl.load(P + 4)
-    cb = tl.load(P + 5)
-    e = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    m = e < tl.load(P + 3) * (ca + cb)
+@triton.jit
+def _concat_at(A, B, P, e, m, ca, cb):
+    """The CONCAT's element e (bits), read from its inputs."""
     o = e // (ca + cb)
     c = e % (ca + cb)
     va = tl.load(A + tl.load(P) + o * ca + c, mask=m & (c < ca), other=0)
     vb = tl.load(B + tl.load(P + 1) + o * cb + (c - ca), mask=m & (c >= ca), other=0)
-    tl.store(OUT + tl.load(P + 2) + e, tl.where(c < ca, va, vb), mask=m)
+    return tl.where(c < ca, va, vb)
+
+
+@triton.jit(do_not_specialize=["ROW"])
+def concat_kernel(A, B, OUT, ARGS, ROW, BLOCK: tl.constexpr,
+                  LANES: tl.constexpr = 1, THEN: tl.constexpr = -1):
+    """§L5.9 CONCAT of [outer, ca] and [outer, cb] into [outer, ca + cb], bits copied. THEN:
+    a MOVE of this output fused in (words 16-29): CONTIG, stored beside the CONCAT's own
+    stores; GENERAL, by the programs of grid axis 1 = 1, its every element's source index
+    in the CONCAT's output mapped on to the CONCAT's inputs (a KV cache's head transpose).
+    Row: a_off, b_off, out_off, outer, ca, cb."""
+    P = _row(ARGS, ROW, LANES)
+    ca = tl.load(P + 4)
+    cb = tl.load(P + 5)
+    second = False
+    if THEN == GENERAL:
+        second = tl.program_id(1) == 1
+    if second:
+        Q = P + THEN_AT
+        e2 = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        m2 = e2 < tl.load(Q + 2)
+        i0, i1, i2, i3, i4, i5 = _index6(e2, Q + 3)
+        src = (tl.load(Q + 14) + _dot6(i0, i1, i2, i3, i4, i5, Q + 8)).to(tl.int64)
+        tl.store(OUT + tl.load(Q + 1) + e2, _concat_at(A, B, P, src, m2, ca, cb), mask=m2)
+    else:
+        e = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        m = e < tl.load(P + 3) * (ca + cb)
+        v = _concat_at(A, B, P, e, m, ca, cb)
+        tl.store(OUT + tl.load(P + 2) + e, v, mask=m)
+        if THEN == CONTIG:
+            _then_contig(OUT, P, e, v, m)
 
 
 @triton.jit(do_not_specialize=["ROW"])
@@ -757,8 +801,9 @@ def gather_kernel(IDS, TAB, OUT, ARGS, ROW, BLOCK: tl.constexpr,
 @triton.jit(do_not_specialize=["ROW"])
 def rope_kernel(X, COS, SIN, OUT, ARGS, ROW, HALF_MODE: tl.constexpr, RB: tl.constexpr,
                 BH: tl.constexpr,
-                LANES: tl.constexpr = 1):
+                LANES: tl.constexpr = 1, THEN: tl.constexpr = -1):
     """§L5.7 ROPE of a decode row: every D-wide head of x at position past (`rope_rows`).
+    THEN CONTIG: a MOVE of this output's run fused in (`_then_contig`), after a barrier.
     Row: x_off, out_off, n_heads, D, R, half (table row length), past."""
     P = _row(ARGS, ROW, LANES)
     n_rows = tl.load(P + 2)
@@ -769,6 +814,15 @@ def rope_kernel(X, COS, SIN, OUT, ARGS, ROW, HALF_MODE: tl.constexpr, RB: tl.con
     m = (rows[:, None] < n_rows) & (i[None, :] < h)
     rope_rows(X + tl.load(P), OUT + tl.load(P + 1), rows[:, None].to(tl.int64) * D, i, h,
               tl.load(P + 6) * tl.load(P + 5) + i[None, :], COS, SIN, m, HALF_MODE)
+    if THEN == CONTIG:  # a MOVE of this output's run: this program's rows, read back
+        tl.debug_barrier()  # the rows' stores (other threads of this program) are visible
+        c = tl.arange(0, RB * BH * 2)
+        r0 = tl.program_id(0) * RB
+        for c0 in range(0, RB * D, RB * BH * 2):
+            e = r0.to(tl.int64) * D + c0 + c
+            mc = (c0 + c < RB * D) & (e < n_rows * D)
+            v = tl.load(OUT + tl.load(P + 1) + e, mask=mc, other=0.0)
+            _then_contig(OUT, P, e, v, mc)
 
 
 @triton.jit

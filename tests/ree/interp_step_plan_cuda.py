@@ -51,6 +51,7 @@ def main() -> int:
     plan = CudaStepPlan(m.program, w, shaped.weights, shaped._chains, shaped._wt,
                         torch.device("cpu"))
     plan.qchain = ("fma", 128, 32, 4, 2, True)  # the weight panels loaded first (`_warm`)
+    plan.fuse_moves = True  # the MOVEs fused into their producers (`fuse_moves`), every kind
     # records up to the second layer's K-cache append: every record kind once or more
     if not FULL:
         cut = [i for i, r in enumerate(plan.records) if r[0] == K_CONCAT][2]
@@ -59,11 +60,13 @@ def main() -> int:
     prev = cpu.run_step(0, PROMPT)
     want = cpu.run_step(1, PROMPT)
     kernels: list = []
+    thens: set = set()
     emit = plan.emit
 
     def spy(*a, **k):  # noqa: ANN002, ANN003, ANN202 - the launches plan.run makes
         launches = emit(*a, **k)
         kernels.extend(ln.kernel for ln in launches)
+        thens.update((ln.kernel, ln.consts["THEN"]) for ln in launches if "THEN" in ln.consts)
         return launches
 
     plan.emit = spy
@@ -71,6 +74,10 @@ def main() -> int:
     from repops.gpu import step_kernels as sk
     if sk.norm_kernel not in kernels or sk.softmax_kernel not in kernels:
         print("the RMSNorm and softmax records were not fused (fuse_launches)")
+        return 1
+    want_thens = {(sk.rope_kernel, 1), (sk.concat_kernel, 0), (sk.move_kernel, 1)}
+    if not want_thens <= thens:
+        print(f"MOVEs not fused into every producer kind (fuse_moves): {want_thens - thens}")
         return 1
     bad = _differing(want, got, last)
     if bad:

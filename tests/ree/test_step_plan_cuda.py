@@ -42,14 +42,17 @@ def _bits(t: torch.Tensor) -> bytes:
 
 @needs_cuda
 @pytest.mark.parametrize(("sampling", "fused"),
-                         [(SamplingConfig(), False), (SamplingConfig(0.8, 40, 0.9, seed=11), False),
-                          (SamplingConfig(), True)], ids=["greedy", "sampled", "fused-linears"])
+                         [(SamplingConfig(), ""), (SamplingConfig(0.8, 40, 0.9, seed=11), ""),
+                          (SamplingConfig(), "linears"), (SamplingConfig(), "linears+moves")],
+                         ids=["greedy", "sampled", "fused-linears", "fused-moves"])
 def test_cuda_plan_equals_cpu_plan_leaf_by_leaf(executors, sampling, fused, monkeypatch):
-    """`fused`: q, k, v and gate, up as one launch each (`step_plan_cuda.fuse_linears`)."""
+    """`fused`: q, k, v and gate, up as one launch each (`step_plan_cuda.fuse_linears`);
+    MOVEs inside their producers' launches (`fuse_moves`)."""
     cpu, gpu = executors
     # grids sized for positions 15, 31, …: the steps cross from one graph's grids to the next
     monkeypatch.setattr(step_plan_cuda, "GRID_MIN", 16)
-    monkeypatch.setattr(gpu.plan, "fuse_linears", fused)
+    monkeypatch.setattr(gpu.plan, "fuse_linears", "linears" in fused)
+    monkeypatch.setattr(gpu.plan, "fuse_moves", "moves" in fused)
     gpu.plan._graph = None
     prog = cpu.program
     first_tail = next(j for j, op in enumerate(prog.ops) if op.code in (Code.ARGFOLD, Code.SAMPLE))
@@ -70,11 +73,15 @@ def test_cuda_plan_equals_cpu_plan_leaf_by_leaf(executors, sampling, fused, monk
     # decode steps from the third on replay a captured CUDA graph (step_plan_cuda._Graphs)
     assert gpu.plan.graph_error is None and gpu.plan.graph_steps >= 5
     assert {b for _k, b in gpu.plan._graph.graphs} == {0, 1}
-    parts = [ln.consts.get("PARTS", 1) for ln in gpu.plan._graph.launches(0, 20)
+    seq = gpu.plan._graph.launches(0, 20)
+    parts = [ln.consts.get("PARTS", 1) for ln in seq
              if ln.kernel is step_plan_cuda.sk.qchain_v8_kernel]
     n_layers = sum(op.code == Code.CONCAT for op in prog.ops) // 2
-    assert parts.count(3) == (n_layers if fused else 0)  # q, k, v
-    assert parts.count(2) == (n_layers if fused else 0)  # gate, up
+    linears = "linears" in fused
+    assert parts.count(3) == (n_layers if linears else 0)  # q, k, v
+    assert parts.count(2) == (n_layers if linears else 0)  # gate, up
+    # q's heads into its ROPE, k's and v's into their CONCATs, the merge into the transpose
+    assert sum("THEN" in ln.consts for ln in seq) == (4 * n_layers if "moves" in fused else 0)
     gpu.plan._graph = None  # the next tests build graphs with the module's settings
 
 
@@ -171,7 +178,7 @@ def test_cuda_host_prefill_equals_cpu(executors, monkeypatch):
                          [(True, False, 0), (False, False, 0), (True, True, 2),
                           (False, True, -1), (True, False, 3)],
                          ids=["stack", "lanes", "stack-compact-streams", "lanes-compact-beside",
-                              "stack-fused-linears"])
+                              "stack-fused"])
 def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, compact, streams, monkeypatch):
     """A CUDA batch runs its jobs' decode steps as one stack of lanes, each launch once for
     all jobs (CudaStepPlan.run_lanes, node/ree/step_lanes_cuda.py), or (stack off) each job
@@ -186,6 +193,7 @@ def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, compact, streams, mon
     monkeypatch.setattr(step_lanes_cuda, "ROOT_STREAMS", max(streams, 0) % 3)
     monkeypatch.setattr(step_plan_cuda, "ROOTS_BESIDE", streams < 0)
     monkeypatch.setattr(gpu.plan, "fuse_linears", streams == 3)  # `fuse_linears`, stacked
+    monkeypatch.setattr(gpu.plan, "fuse_moves", streams == 3)  # and `fuse_moves`
     gpu.plan._lanes = []
     prompts = [PROMPT, PROMPT[:9], PROMPT[3:] + PROMPT[:5], PROMPT[:6]]
     budgets = [7, 3, 6, 5]
