@@ -59,7 +59,7 @@ FUSE = True
 FUSE_LINEARS = True
 # each MOVE of one launch's output fused into that launch (`fuse_moves`); off until a GPU
 # measures it (bench_runtime.py --fuse-moves)
-FUSE_MOVES = False
+FUSE_MOVES = True
 # a batch's jobs as one stack of lanes, each launch once for all (ADR 0011), else a lane of
 # graphs per job (ADR 0007)
 STACK_LANES = True
