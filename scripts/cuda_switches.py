@@ -24,6 +24,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--fuse-moves", action=argparse.BooleanOptionalAction, default=None,
                     help="each MOVE of one launch's output fused into that launch "
                          "(step_plan_cuda.FUSE_MOVES)")
+    ap.add_argument("--fuse-ew", action=argparse.BooleanOptionalAction, default=None,
+                    help="an EW fused into the RMSNorm it feeds or the EW before it "
+                         "(step_plan_cuda.FUSE_EW)")
     ap.add_argument("--gather-logits", action="store_true",
                     help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS)")
     ap.add_argument("--host-prefill", action="store_true",
@@ -46,8 +49,10 @@ def apply(args: argparse.Namespace) -> dict:
         step_plan_cuda.FUSE_LINEARS = args.fuse_linears
     if args.fuse_moves is not None:
         step_plan_cuda.FUSE_MOVES = args.fuse_moves
+    if args.fuse_ew is not None:
+        step_plan_cuda.FUSE_EW = args.fuse_ew
     return {"grid_min": step_plan_cuda.GRID_MIN, "fuse_linears": step_plan_cuda.FUSE_LINEARS,
-            "fuse_moves": step_plan_cuda.FUSE_MOVES,
+            "fuse_moves": step_plan_cuda.FUSE_MOVES, "fuse_ew": step_plan_cuda.FUSE_EW,
             "root_streams": step_lanes_cuda.ROOT_STREAMS,
             "roots_beside": step_plan_cuda.ROOTS_BESIDE,
             "gather_logits": fastexec.GATHER_LOGITS, "host_prefill": fastexec.HOST_PREFILL}

@@ -130,7 +130,8 @@ def _versions(device_side: bool) -> dict:
         # is the evidence for the setting it ran with
         v["cuda_plan"] = {"qchain": list(spc.QCHAIN), "fuse": spc.FUSE,
                           "fuse_linears": spc.FUSE_LINEARS,
-                          "fuse_moves": spc.FUSE_MOVES, "grid_min": spc.GRID_MIN}
+                          "fuse_moves": spc.FUSE_MOVES, "fuse_ew": spc.FUSE_EW,
+                          "grid_min": spc.GRID_MIN}
     return v
 
 

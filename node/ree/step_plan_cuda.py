@@ -57,9 +57,12 @@ FUSE = True
 # profile-cuda-step and bench A/B): graph 4.18 → 3.54 ms a step (815 → 725 launches), b=1
 # decode 204 → 238 tok/s; every leaf equal (test_step_plan_cuda.py's [fused-linears] cases)
 FUSE_LINEARS = True
-# each MOVE of one launch's output fused into that launch (`fuse_moves`); off until a GPU
-# measures it (bench_runtime.py --fuse-moves)
+# each MOVE of one launch's output fused into that launch (`fuse_moves`). H100 A/B
+# (seventeenth session): b=1 exec only 224-226 → 230-241 tok/s, graph 3.54 → 3.28 ms
 FUSE_MOVES = True
+# an EW fused into the RMSNorm it feeds or the EW before it (`fuse_ew`; A/B:
+# bench_runtime.py --no-fuse-ew)
+FUSE_EW = True
 # a batch's jobs as one stack of lanes, each launch once for all (ADR 0011), else a lane of
 # graphs per job (ADR 0007)
 STACK_LANES = True
@@ -196,19 +199,33 @@ _RUN = sp.REC - 1  # record word where a DOT record keeps the length of its segm
 def _dot_runs(recs: list[list[int]]) -> list[list[int]]:
     """Consecutive DOT records that chain one dot product's k-segments (same A and B, each
     segment's accumulator the previous op, contiguous equal k ranges) become their first
-    record with the chain's length in word `_RUN`: one launch runs them all."""
+    record with the chain's length in word `_RUN`: one launch runs them all.
+
+    Two cases that used to start or end a run of their own join it too: the first segment
+    (no accumulator, so its record may not alias; word 10) and a shorter last segment. The
+    kernel runs segment s over [k0 + s·segw, min(k0 + (s+1)·segw, kmax)), and a chain's last
+    segment ends at the dot's largest K, which the row's kmax never passes, so the clamp
+    gives it its own range. Why: attention's p·v was three launches a layer ([0:192],
+    [192:1920], [1920:2048] at segment 192), each ~3.8 µs on the H100 even with no key."""
     out: list[list[int]] = []
     for r in recs:
         head = out[-1] if out else None
         if (head is not None and r[0] == sp.K_DOT == head[0] and r[3:5] == head[3:5]
-                and r[8:11] == head[8:11]):
+                and r[8:10] == head[8:10] and head[_RUN] >= 0):
             n = max(1, head[_RUN])
             last_op, seg = head[1] + n - 1, head[7] - head[6]
+            first = n == 1 and head[5] == -1 and head[10] == 0 and r[10] == 1
             if (r[1] == last_op + 1 and r[5] == last_op and r[6] == head[6] + n * seg
-                    and r[7] - r[6] == seg):
-                head[_RUN] = n + 1
+                    and 0 < r[7] - r[6] <= seg and (r[10] == head[10] or first)):
+                head[10] = r[10]
+                # a shorter segment ends the chain: nothing may follow it in this run
+                head[_RUN] = n + 1 if r[7] - r[6] == seg else -(n + 1)
                 continue
+        if head is not None and head[0] == sp.K_DOT and head[_RUN] < 0:
+            head[_RUN] = -head[_RUN]
         out.append(list(r))
+    if out and out[-1][0] == sp.K_DOT and out[-1][_RUN] < 0:
+        out[-1][_RUN] = -out[-1][_RUN]
     return out
 
 
@@ -422,6 +439,57 @@ def fuse_linears(launches: list[_Launch], side_by_side: dict[tuple[int, ...], to
     return out
 
 
+def _ew_pair(a: _Launch, b: _Launch) -> _Launch | None:
+    """One launch for two adjacent launches where the second is an EW that reads the first's
+    output element for element (`fuse_ew`), or None."""
+    if not (_ew_is(b, sk.CONTIG.value, sk.CONTIG.value, True) and "THEN" not in b.consts):
+        return None
+    arena = b.ptrs[2].data_ptr()
+    if b.ptrs[0].data_ptr() != arena or b.ptrs[1].data_ptr() != arena:
+        return None
+    if (a.kernel is sk.ew_kernel and "THEN" not in a.consts and not a.consts["MASK"]
+            and a.ptrs[2].data_ptr() == arena and b.ints[0] == a.ints[2]
+            and b.ints[3] == a.ints[3] and a.grid == b.grid and len(a.ints) <= 27):
+        # the second EW after the first's store, from its registers
+        ints = list(a.ints) + [0] * (27 - len(a.ints)) + [b.ints[1], b.ints[2]]
+        return _Launch(a.kernel, a.grid, a.ptrs, ints, {**a.consts, "THEN": b.consts["FN"]},
+                       a.op)
+    return None
+
+
+def _ew_then_norm(a: _Launch, b: _Launch) -> _Launch | None:
+    """One norm_kernel launch for an EW (a binary fn of two contiguous arena operands: the
+    residual add) and the RMSNorm that reads its output (`fuse_ew`), or None."""
+    if not (b.kernel is sk.norm_kernel and "PRE" not in b.consts
+            and _ew_is(a, sk.CONTIG.value, sk.CONTIG.value, True)):
+        return None
+    arena = b.ptrs[2].data_ptr()
+    if (any(p.data_ptr() != arena for p in (a.ptrs[0], a.ptrs[1], a.ptrs[2], b.ptrs[0]))
+            or a.ints[2] != b.ints[0] or a.ints[3] != b.ints[2] or len(b.ints) != 14):
+        return None
+    return _Launch(b.kernel, b.grid, b.ptrs, [*b.ints, a.ints[0], a.ints[1]],
+                   {**b.consts, "PRE": a.consts["FN"]}, a.op)
+
+
+def fuse_ew(launches: list[_Launch]) -> list[_Launch]:
+    """The launches with each EW fused into its neighbour where the two are one pass over the
+    same elements: an EW that makes an RMSNorm's input (the residual add) into the
+    norm_kernel launch, and an EW that reads the EW before it element for element (SiLU,
+    then its product with up) into that EW's launch. Every output is still stored where its
+    own launch stored it, from the same fn on the same values.
+
+    Why: each was a ~1.8 µs launch over 576 or 1,536 values, three a layer (90 a step)."""
+    out: list[_Launch] = []
+    for ln in launches:
+        if out:
+            fused = _ew_then_norm(out[-1], ln) or _ew_pair(out[-1], ln)
+            if fused is not None:
+                out[-1] = fused
+                continue
+        out.append(ln)
+    return out
+
+
 def _out_run(ln: _Launch) -> tuple[torch.Tensor, int, int] | None:
     """(arena, first element, element count) of the output of a launch that can take a fused
     MOVE (`fuse_moves`), or None."""
@@ -556,6 +624,7 @@ class CudaStepPlan:
         self.fuse = FUSE
         self.fuse_linears = FUSE_LINEARS
         self.fuse_moves = FUSE_MOVES
+        self.fuse_ew = FUSE_EW
         self._side_by_side: dict[tuple[int, ...], torch.Tensor] = {}  # `fuse_linears`' weights
 
     # ---------------------------------------------------------------- per step
@@ -748,6 +817,7 @@ class CudaStepPlan:
                 offs[:] = np.array(self._offs, dtype=np.int64) * 4
             out = fuse_launches(self._launches) if self.fuse else self._launches
             out = fuse_moves(out) if self.fuse_moves else out
+            out = fuse_ew(out) if self.fuse_ew else out
             return fuse_linears(out, self._side_by_side) if self.fuse_linears else out
         finally:
             self._prev = None

@@ -114,11 +114,14 @@ def _scalar_f(W, BLOCK: tl.constexpr):
 def ew_kernel(A, B, OUT, ARGS, ROW, FN: tl.constexpr, HAS_B: tl.constexpr,
               MASK: tl.constexpr, A_AT: tl.constexpr, B_AT: tl.constexpr,
               BLOCK: tl.constexpr,
-              LANES: tl.constexpr = 1):
+              LANES: tl.constexpr = 1, THEN: tl.constexpr = -1):
     """§L5.6 EW: out[e] = fn(a[·], b[·]) with NumPy broadcasting given as element strides
     (0 on a broadcast dim), or, by A_AT/B_AT, the element e itself or element 0; a binary fn
     without b uses the scalar (f32 bits). MASK: column c > past + r of row r ([..., R, C]) is
-    `fill`. Row: a_off, b_off, out_off, n, d1…d5, sa0…sa5, sb0…sb5, scalar, fill, past, R, C."""
+    `fill`. THEN ≥ 0: a second EW fused in (step_plan_cuda.fuse_ew), out2[e] = THEN(out[e],
+    b2[e]), from the registers just stored (a SwiGLU's SiLU then its product with up).
+    Row: a_off, b_off, out_off, n, d1…d5, sa0…sa5, sb0…sb5, scalar, fill, past, R, C
+    [, b2_off, out2_off]."""
     P = _row(ARGS, ROW, LANES)
     n = tl.load(P + 3)
     e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -138,6 +141,9 @@ def ew_kernel(A, B, OUT, ARGS, ROW, FN: tl.constexpr, HAS_B: tl.constexpr,
         y = _masked(y, e % c, (e // c) % tl.load(P + 25).to(tl.int32), tl.load(P + 24), P + 22,
                     MASK)
     tl.store(OUT + tl.load(P + 2) + e, y, mask=m)
+    if THEN >= 0:
+        b2 = tl.load(OUT + tl.load(P + 27) + e, mask=m, other=1.0)
+        tl.store(OUT + tl.load(P + 28) + e, _ew_fn(y, b2, THEN), mask=m)
 
 
 @triton.jit(do_not_specialize=["ROW"])
@@ -187,7 +193,7 @@ def norm_kernel(X, WT, OUT, ARGS, ROW, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.cons
                 F_EPS: tl.constexpr, F_ROOT: tl.constexpr, F_DIV: tl.constexpr,
                 F_W: tl.constexpr, CAP0: tl.constexpr, NLEV: tl.constexpr,
                 COMBINE: tl.constexpr, BLOCK: tl.constexpr,
-                LANES: tl.constexpr = 1):
+                LANES: tl.constexpr = 1, PRE: tl.constexpr = -1):
     """An RMSNorm's seven records in one program (`step_plan_cuda._norm_launch` matched them):
     sq = f(x, x); its FOLD tree; mean = f(last level, s); eps = f(mean, s); root = f(eps);
     div = f(x, root[0]); out = f(div, wt): each the EW or FOLD definition (§L5.4, §L5.6)
@@ -196,12 +202,21 @@ def norm_kernel(X, WT, OUT, ARGS, ROW, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.cons
 
     Why: an RMSNorm is 7 launches of ~1.5-2 µs over 576 values (four of them of one value);
     60 of them a step were ~360 of the step graph's 1,301 launches.
+    PRE ≥ 0: the EW that makes x fused in first (step_plan_cuda.fuse_ew: the residual add
+    before each RMSNorm), x = PRE(a, b) over OUT's words 14 and 15, stored, then a barrier.
     Row: x_off, sq_off, n, fold_base, nlive, last_off, mean_off, s_mean, eps_off, s_eps,
-    root_off, div_off, out_off, wt_off."""
+    root_off, div_off, out_off, wt_off[, a_off, b_off]."""
     P = _row(ARGS, ROW, LANES)
     n = tl.load(P + 2)
     x = X + tl.load(P)
     e = tl.arange(0, BLOCK)
+    if PRE >= 0:
+        for start in range(0, n, BLOCK):
+            m = start + e < n
+            a = tl.load(OUT + tl.load(P + 14) + start + e, mask=m, other=1.0)
+            b = tl.load(OUT + tl.load(P + 15) + start + e, mask=m, other=1.0)
+            tl.store(x + start + e, _ew_fn(a, b, PRE), mask=m)
+        tl.debug_barrier()
     for start in range(0, n, BLOCK):
         m = start + e < n
         a = tl.load(x + start + e, mask=m, other=1.0)

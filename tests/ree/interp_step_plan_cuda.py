@@ -52,6 +52,7 @@ def main() -> int:
                         torch.device("cpu"))
     plan.qchain = ("fma", 128, 32, 4, 2, True)  # the weight panels loaded first (`_warm`)
     plan.fuse_moves = True  # the MOVEs fused into their producers (`fuse_moves`), every kind
+    plan.fuse_ew = True  # the residual adds into the RMSNorms, SiLU·up in one (`fuse_ew`)
     # records up to the second layer's K-cache append: every record kind once or more
     if not FULL:
         cut = [i for i, r in enumerate(plan.records) if r[0] == K_CONCAT][2]
@@ -67,6 +68,7 @@ def main() -> int:
         launches = emit(*a, **k)
         kernels.extend(ln.kernel for ln in launches)
         thens.update((ln.kernel, ln.consts["THEN"]) for ln in launches if "THEN" in ln.consts)
+        thens.update((ln.kernel, "PRE") for ln in launches if "PRE" in ln.consts)
         return launches
 
     plan.emit = spy
@@ -75,9 +77,10 @@ def main() -> int:
     if sk.norm_kernel not in kernels or sk.softmax_kernel not in kernels:
         print("the RMSNorm and softmax records were not fused (fuse_launches)")
         return 1
-    want_thens = {(sk.rope_kernel, 1), (sk.concat_kernel, 0), (sk.move_kernel, 1)}
+    want_thens = {(sk.rope_kernel, 1), (sk.concat_kernel, 0), (sk.move_kernel, 1),
+                  (sk.norm_kernel, "PRE"), (sk.ew_kernel, 3)}
     if not want_thens <= thens:
-        print(f"MOVEs not fused into every producer kind (fuse_moves): {want_thens - thens}")
+        print(f"launches not fused (fuse_moves, fuse_ew): {want_thens - thens}")
         return 1
     bad = _differing(want, got, last)
     if bad:

@@ -43,16 +43,19 @@ def _bits(t: torch.Tensor) -> bytes:
 @needs_cuda
 @pytest.mark.parametrize(("sampling", "fused"),
                          [(SamplingConfig(), ""), (SamplingConfig(0.8, 40, 0.9, seed=11), ""),
-                          (SamplingConfig(), "linears"), (SamplingConfig(), "linears+moves")],
-                         ids=["greedy", "sampled", "fused-linears", "fused-moves"])
+                          (SamplingConfig(), "linears"), (SamplingConfig(), "linears+moves"),
+                          (SamplingConfig(0.8, 40, 0.9, seed=11), "linears+moves+ew")],
+                         ids=["greedy", "sampled", "fused-linears", "fused-moves", "fused-all"])
 def test_cuda_plan_equals_cpu_plan_leaf_by_leaf(executors, sampling, fused, monkeypatch):
     """`fused`: q, k, v and gate, up as one launch each (`step_plan_cuda.fuse_linears`);
-    MOVEs inside their producers' launches (`fuse_moves`)."""
+    MOVEs inside their producers' launches (`fuse_moves`); the residual adds inside the
+    RMSNorms' launches and SiLU·up in one (`fuse_ew`)."""
     cpu, gpu = executors
     # grids sized for positions 15, 31, …: the steps cross from one graph's grids to the next
     monkeypatch.setattr(step_plan_cuda, "GRID_MIN", 16)
     monkeypatch.setattr(gpu.plan, "fuse_linears", "linears" in fused)
     monkeypatch.setattr(gpu.plan, "fuse_moves", "moves" in fused)
+    monkeypatch.setattr(gpu.plan, "fuse_ew", "ew" in fused)
     gpu.plan._graph = None
     prog = cpu.program
     first_tail = next(j for j, op in enumerate(prog.ops) if op.code in (Code.ARGFOLD, Code.SAMPLE))
@@ -81,7 +84,11 @@ def test_cuda_plan_equals_cpu_plan_leaf_by_leaf(executors, sampling, fused, monk
     assert parts.count(3) == (n_layers if linears else 0)  # q, k, v
     assert parts.count(2) == (n_layers if linears else 0)  # gate, up
     # q's heads into its ROPE, k's and v's into their CONCATs, the merge into the transpose
-    assert sum("THEN" in ln.consts for ln in seq) == (4 * n_layers if "moves" in fused else 0)
+    ew = step_plan_cuda.sk.ew_kernel
+    moved = [ln for ln in seq if "THEN" in ln.consts and ln.kernel is not ew]
+    assert len(moved) == (4 * n_layers if "moves" in fused else 0)
+    pre = sum("PRE" in ln.consts for ln in seq)  # each layer's two residual adds
+    assert pre == (2 * n_layers if "ew" in fused else 0)
     gpu.plan._graph = None  # the next tests build graphs with the module's settings
 
 
@@ -194,6 +201,7 @@ def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, compact, streams, mon
     monkeypatch.setattr(step_plan_cuda, "ROOTS_BESIDE", streams < 0)
     monkeypatch.setattr(gpu.plan, "fuse_linears", streams == 3)  # `fuse_linears`, stacked
     monkeypatch.setattr(gpu.plan, "fuse_moves", streams == 3)  # and `fuse_moves`
+    monkeypatch.setattr(gpu.plan, "fuse_ew", streams == 3)  # and `fuse_ew`
     gpu.plan._lanes = []
     prompts = [PROMPT, PROMPT[:9], PROMPT[3:] + PROMPT[:5], PROMPT[:6]]
     budgets = [7, 3, 6, 5]
