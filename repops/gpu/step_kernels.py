@@ -771,7 +771,7 @@ def _concat_at(A, B, P, e, m, ca, cb):
 def concat_kernel(A, B, OUT, ARGS, ROW, BLOCK: tl.constexpr,
                   LANES: tl.constexpr = 1, THEN: tl.constexpr = -1):
     """§L5.9 CONCAT of [outer, ca] and [outer, cb] into [outer, ca + cb], bits copied. THEN:
-    a MOVE of this output fused in (words 16-29): CONTIG, stored beside the CONCAT's own
+    a MOVE of this output fused in (words 15-29): CONTIG, stored beside the CONCAT's own
     stores; GENERAL, by the programs of grid axis 1 = 1, its every element's source index
     in the CONCAT's output mapped on to the CONCAT's inputs (a KV cache's head transpose).
     Row: a_off, b_off, out_off, outer, ca, cb."""
