@@ -275,6 +275,38 @@ def test_fuse_linears_keeps_every_column_where_its_own_launch_put_it():
     assert len(fuse_linears([q, linear(200, 3000, 40)], {})) == 2
 
 
+def test_dot_runs_cover_each_chain_segment_by_segment(ree_model):
+    """`step_plan_cuda._dot_runs` on the real program's DOT records (no GPU needed): every
+    segment lies in exactly one run, and the range the kernel runs for segment s of a run,
+    [k0 + s·segw, min(k0 + (s+1)·segw, the chain's last k1)), is that segment's record's
+    own (the clamp that lets a shorter last segment join). Attention's p·v is one run a
+    layer; the run's first record may alias when its later segments may (its own segment
+    never aliases: it has no accumulator, and `_dot` keeps it live)."""
+    from node.ree import step_plan as sp
+    from node.ree.step_plan_cuda import _RUN, _dot_runs
+
+    cpu = FastExecutor(ree_model.program, ree_model.weights_by_root(),
+                       quant=ree_model.quant_blocks())
+    recs = [r for r in cpu.plan._recs.tolist() if r[0] != sp.K_NOP]
+    dots = {r[1]: r for r in recs if r[0] == sp.K_DOT}
+    assert dots
+    runs = [h for h in _dot_runs([list(r) for r in recs]) if h[0] == sp.K_DOT]
+    covered: list[int] = []
+    for h in runs:
+        n, seg = max(1, h[_RUN]), h[7] - h[6]
+        end = dots[h[1] + n - 1][7]
+        for s in range(n):
+            r = dots[h[1] + s]
+            assert (r[6], r[7]) == (h[6] + s * seg, min(h[6] + (s + 1) * seg, end)), h[1] + s
+            assert r[3:5] == h[3:5] and (s == 0 or r[5] == h[1] + s - 1)
+            covered.append(h[1] + s)
+        assert h[10] == max(dots[h[1] + s][10] for s in range(n))
+    assert sorted(covered) == sorted(dots)
+    names = [ree_model.program.ops[h[1]].name for h in runs]
+    n_layers = sum(op.code == Code.CONCAT for op in ree_model.program.ops) // 2
+    assert sum("/pv[" in x for x in names) == n_layers
+
+
 @pytest.mark.parametrize("parts", [2, 3])
 def test_fused_linear_kernel_compiles_for_hopper(parts):
     """qchain_v8_kernel with PARTS compiles to sm_90 machine code (Triton's compiler and the
