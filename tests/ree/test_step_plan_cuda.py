@@ -275,7 +275,7 @@ def test_fuse_linears_keeps_every_column_where_its_own_launch_put_it():
     assert len(fuse_linears([q, linear(200, 3000, 40)], {})) == 2
 
 
-def test_dot_runs_cover_each_chain_segment_by_segment(ree_model):
+def test_dot_runs_cover_each_chain_segment_by_segment(ree_session):
     """`step_plan_cuda._dot_runs` on the real program's DOT records (no GPU needed): every
     segment lies in exactly one run, and the range the kernel runs for segment s of a run,
     [k0 + s·segw, min(k0 + (s+1)·segw, the chain's last k1)), is that segment's record's
@@ -285,9 +285,10 @@ def test_dot_runs_cover_each_chain_segment_by_segment(ree_model):
     from node.ree import step_plan as sp
     from node.ree.step_plan_cuda import _RUN, _dot_runs
 
-    cpu = FastExecutor(ree_model.program, ree_model.weights_by_root(),
-                       quant=ree_model.quant_blocks())
-    recs = [r for r in cpu.plan._recs.tolist() if r[0] != sp.K_NOP]
+    # the session's CPU executor: its plan's records are the ones CudaStepPlan starts from,
+    # and a second executor here would hold ~1.6 GB more at CI's peak
+    ree_model = ree_session.model
+    recs = [r for r in ree_session.executor.plan._recs.tolist() if r[0] != sp.K_NOP]
     dots = {r[1]: r for r in recs if r[0] == sp.K_DOT}
     assert dots
     runs = [h for h in _dot_runs([list(r) for r in recs]) if h[0] == sp.K_DOT]
