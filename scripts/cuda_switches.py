@@ -51,6 +51,13 @@ def apply(args: argparse.Namespace) -> dict:
         step_plan_cuda.FUSE_MOVES = args.fuse_moves
     if args.fuse_ew is not None:
         step_plan_cuda.FUSE_EW = args.fuse_ew
+    return settings()
+
+
+def settings() -> dict:
+    """Every switch's current setting (the bench's and the GPU report's record of what ran)."""
+    from node.ree import fastexec, step_lanes_cuda, step_plan_cuda
+
     return {"grid_min": step_plan_cuda.GRID_MIN, "fuse_linears": step_plan_cuda.FUSE_LINEARS,
             "fuse_moves": step_plan_cuda.FUSE_MOVES, "fuse_ew": step_plan_cuda.FUSE_EW,
             "root_streams": step_lanes_cuda.ROOT_STREAMS,

@@ -125,13 +125,12 @@ def _versions(device_side: bool) -> dict:
         v["cuda"] = torch.version.cuda
         v["driver"] = _driver()
         from node.ree import step_plan_cuda as spc
+        from scripts import cuda_switches
 
         # which kernels ran: the plan's switches change launches, never bits, and the report
         # is the evidence for the setting it ran with
         v["cuda_plan"] = {"qchain": list(spc.QCHAIN), "fuse": spc.FUSE,
-                          "fuse_linears": spc.FUSE_LINEARS,
-                          "fuse_moves": spc.FUSE_MOVES, "fuse_ew": spc.FUSE_EW,
-                          "grid_min": spc.GRID_MIN}
+                          **cuda_switches.settings()}
     return v
 
 

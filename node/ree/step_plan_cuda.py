@@ -211,21 +211,18 @@ def _dot_runs(recs: list[list[int]]) -> list[list[int]]:
     for r in recs:
         head = out[-1] if out else None
         if (head is not None and r[0] == sp.K_DOT == head[0] and r[3:5] == head[3:5]
-                and r[8:10] == head[8:10] and head[_RUN] >= 0):
+                and r[8:10] == head[8:10]):
             n = max(1, head[_RUN])
             last_op, seg = head[1] + n - 1, head[7] - head[6]
             first = n == 1 and head[5] == -1 and head[10] == 0 and r[10] == 1
+            # after a shorter segment nothing joins: the next one starts where it ended,
+            # not at head k0 + n·seg
             if (r[1] == last_op + 1 and r[5] == last_op and r[6] == head[6] + n * seg
                     and 0 < r[7] - r[6] <= seg and (r[10] == head[10] or first)):
                 head[10] = r[10]
-                # a shorter segment ends the chain: nothing may follow it in this run
-                head[_RUN] = n + 1 if r[7] - r[6] == seg else -(n + 1)
+                head[_RUN] = n + 1
                 continue
-        if head is not None and head[0] == sp.K_DOT and head[_RUN] < 0:
-            head[_RUN] = -head[_RUN]
         out.append(list(r))
-    if out and out[-1][0] == sp.K_DOT and out[-1][_RUN] < 0:
-        out[-1][_RUN] = -out[-1][_RUN]
     return out
 
 
@@ -525,26 +522,28 @@ def fuse_moves(launches: list[_Launch]) -> list[_Launch]:
     region (the trace is SSA), so nothing between them writes what the MOVE reads or
     writes, and nothing reads its output before its own place in the sequence."""
     out: list[_Launch] = []
-    producer: dict[tuple[int, int], int] = {}  # (arena address, out offset) → index in out
+    # (arena address, out offset) → the producer's index in out and its `_out_run`
+    producer: dict[tuple[int, int], tuple[int, tuple[torch.Tensor, int, int]]] = {}
     for ln in launches:
         if ln.kernel is sk.move_kernel and "THEN" not in ln.consts:
-            j = producer.pop((ln.ptrs[0].data_ptr(), ln.ints[0]), None)
-            if j is not None:
-                fused = _with_move(out[j], ln)
+            at = producer.pop((ln.ptrs[0].data_ptr(), ln.ints[0]), None)
+            if at is not None:
+                fused = _with_move(out[at[0]], at[1], ln)
                 if fused is not None:
-                    out[j] = fused
+                    out[at[0]] = fused
                     continue
         run = _out_run(ln)
         if run is not None:
-            producer[(run[0].data_ptr(), run[1])] = len(out)
+            producer[(run[0].data_ptr(), run[1])] = (len(out), run)
         out.append(ln)
     return out
 
 
-def _with_move(ln: _Launch, mv: _Launch) -> _Launch | None:
-    """`ln` with the MOVE `mv` of its output fused in, or None where it cannot take it."""
-    run = _out_run(ln)
-    if run is None or mv.ptrs[1].data_ptr() != run[0].data_ptr() \
+def _with_move(ln: _Launch, run: tuple[torch.Tensor, int, int], mv: _Launch
+               ) -> _Launch | None:
+    """`ln` (its output `run`: `_out_run`) with the MOVE `mv` of that output fused in, or
+    None where it cannot take it."""
+    if mv.ptrs[1].data_ptr() != run[0].data_ptr() \
             or not _reads_within(mv, run[2]) or len(ln.ints) > sk.THEN_AT.value:
         return None
     contig = mv.consts.get("X_AT") == sk.CONTIG.value
