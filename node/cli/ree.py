@@ -129,9 +129,7 @@ def _session(model: str, device: str, max_ctx: int, segment: int,
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from node.ree.generate import GenerationError
     from node.ree.sampling import SamplingConfig
-    from node.ree.session import JobSpec
 
     prompts = _prompts(args)
     try:
@@ -148,8 +146,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         receipt_dir = Path(args.receipt)
         if receipt_dir.exists() and not receipt_dir.is_dir():
             raise CliError("with several prompts, --receipt must name a directory")
-    sess = _session(args.model, args.device, args.max_ctx, args.segment, args.quiet,
-                    args.trace)
+    with _session(args.model, args.device, args.max_ctx, args.segment, args.quiet,
+                  args.trace) as sess:
+        return _run_jobs(sess, args, prompts, account, receipt_dir)
+
+
+def _run_jobs(sess: Any, args: argparse.Namespace, prompts: list[str], account: Any,
+              receipt_dir: Path | None) -> int:
+    from node.ree.generate import GenerationError
+    from node.ree.session import JobSpec
+
     specs = [JobSpec(p, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
                      args.seed, chat=not args.raw) for p in prompts]
     try:  # reject bad input before spending time on any job
@@ -288,8 +294,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if trace not in TRACE_KINDS:
         raise CliError(f"receipt parameter trace is {trace!r}, not one of "
                        f"{', '.join(TRACE_KINDS)}")
-    sess = _session(r.model, args.device, int(p.get("max_ctx", 0)) or 2048, segment,
-                    args.quiet, trace)
+    with _session(r.model, args.device, int(p.get("max_ctx", 0)) or 2048, segment,
+                  args.quiet, trace) as sess:
+        return _verify_with(sess, args, r, spec)
+
+
+def _verify_with(sess: Any, args: argparse.Namespace, r: Any, spec: Any) -> int:
+    """Re-execute receipt `r` in `sess`; compare outputs and trace roots."""
+    p = r.parameters
     problems: list[str] = []
     mh = sess.model.network_hash
     if mh != r.model_hash:

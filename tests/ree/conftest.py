@@ -24,7 +24,8 @@ def ree_model():
 def ree_session(ree_model):
     from node.ree.session import Session
 
-    return Session(loaded=ree_model)
+    with Session(loaded=ree_model) as sess:
+        yield sess
 
 
 @pytest.fixture(scope="session")

@@ -215,13 +215,13 @@ def test_compact_trace_roundtrips_and_names_a_divergence(tmp_path, key_env, caps
     assert cli.main(["verify", str(rp), "--json", "--quiet"]) == 0
     assert _json(capsys)[0]["ok"]
 
-    sess = Session(loaded=ree_model, trace="compact")
     target_step, target_c = 1, 300
     target_op = int(cmap[target_c])
     spec = JobSpec("Hi", max_new_tokens=2)
-    sess.executor.run_step = _cheating(sess.executor.run_step, target_step, target_op)
-    res = sess.run(spec)
-    r = sess.receipt(spec, res, Account.from_key(DEV_KEY))
+    with Session(loaded=ree_model, trace="compact") as sess:
+        sess.executor.run_step = _cheating(sess.executor.run_step, target_step, target_op)
+        res = sess.run(spec)
+        r = sess.receipt(spec, res, Account.from_key(DEV_KEY))
     rp = tmp_path / "cheat.json"
     cli._write_atomic(cli.roots_path(rp), b"".join(res.roots))
     r.save(rp)

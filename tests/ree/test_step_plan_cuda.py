@@ -346,6 +346,7 @@ def test_cuda_plan_kernels_under_the_interpreter():
                        env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
     assert "records equal" in r.stdout and "argfold levels equal" in r.stdout, r.stdout[-3000:]
+    assert "kinds equal" in r.stdout, r.stdout[-3000:]  # the device roots
     assert "qchain_dot tiles equal" in r.stdout, r.stdout[-3000:]
     assert "qchain_vec tiles equal" in r.stdout, r.stdout[-3000:]
     assert "stacked lanes equal" in r.stdout and "graph tables equal" in r.stdout, \

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from chain_program import op_leaf, wide_run
 from eth_abi import decode
+from mirror_pool import verdict
 from onestep_chain import OneStepChain
 
 from referee import onestep
@@ -33,13 +34,6 @@ def chain():
 def wide():
     tr, store = wide_run()
     return WitnessBuilder(tr, store, config_bytes(2))
-
-
-def _mirror(kind, ctx, wit) -> int:
-    try:
-        return 1 if onestep.verify(kind, ctx, wit) else 0
-    except onestep.InvalidWitness:
-        return 2
 
 
 def _mirror_length(ctx, wit) -> int | None:
@@ -108,7 +102,7 @@ def test_chain_length_and_link_verdicts_equal_the_mirror(chain, wide):
     assert seen_links >= {0, 2, 8, 16}, seen_links
     got, gas = chain.verify_many([(k, c, w) for k, c, w, _ in cases])
     for (kind, ctx, wit, want), g in zip(cases, got, strict=True):
-        m = _mirror(kind, ctx, wit)
+        m = verdict(kind, ctx, wit)
         assert g == m and want in (None, g), (ctx.leaf_index, ctx.element_index, ctx.claim.hex(),
                                               g, m, want)
     print(f"{lengths} chain lengths, {len(cases)} verdicts equal; worst link gas "

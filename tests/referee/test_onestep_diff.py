@@ -24,11 +24,11 @@ import numpy as np
 import pytest
 from edge_program import special_program
 from eth_abi import decode, encode
+from mirror_pool import MirrorPool, verdict
 from onestep_chain import OneStepChain
 from sample_program import edge_rows, table_program
 from toy_llama import MAX_CTX, SEGMENT, TOY, toy_run, toy_weights
 
-from referee import onestep
 from referee.bisection import find_divergence
 from referee.execute import Trace, run
 from referee.layout import Claim, Code, JobConfig, Stage, Symbols
@@ -43,6 +43,12 @@ pytestmark = pytest.mark.chain
 def chain():
     with OneStepChain() as oc:
         yield oc
+
+
+@pytest.fixture(scope="module")
+def mirrors():
+    with MirrorPool() as pool:
+        yield pool
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +68,6 @@ def _bits(arr: np.ndarray, e: int) -> int:
     flat = arr.reshape(-1)
     v = flat.view(np.uint32)[e] if arr.dtype == np.float32 else flat[e]
     return element_bits(int(v), arr.dtype.name)
-
-
-def _mirror(kind, ctx, wit) -> int:
-    try:
-        return 1 if onestep.verify(kind, ctx, wit) else 0
-    except onestep.InvalidWitness:
-        return 2
 
 
 def element_cases(wb: WitnessBuilder, per_kind: int, seed: int):
@@ -94,39 +93,40 @@ def element_cases(wb: WitnessBuilder, per_kind: int, seed: int):
     return cases
 
 
-def _check(chain, cases):
-    """Chain and mirror decide every case alike, and as expected where `want` is not None."""
-    got, _ = chain.verify_many([(k, c, w) for _, k, c, w, _ in cases])
-    for (code, kind, ctx, wit, want), g in zip(cases, got, strict=True):
-        m = _mirror(kind, ctx, wit)
+def _check(chain, mirrors, cases):
+    """Chain and mirror decide every case alike, and as expected where `want` is not None.
+    The mirror's workers run while anvil answers the eth_calls."""
+    calls = [(k, c, w) for _, k, c, w, _ in cases]
+    pending = mirrors.submit(calls)
+    got, _ = chain.verify_many(calls)
+    mirrored = pending()
+    for (code, _, ctx, _, want), g, m in zip(cases, got, mirrored, strict=True):
         name = code if isinstance(code, str) else Code(code).name
         assert g == m and want in (None, g), (name, ctx.leaf_index, ctx.element_index, g, m, want)
     return len(cases)
 
 
 @pytest.mark.parametrize("which", ["toy", "special"])
-def test_differential_fast(chain, request, which):
+def test_differential_fast(chain, mirrors, request, which):
     wb = request.getfixturevalue(which)
     n = int(os.environ.get("REFEREE_CASES", "60"))
     cases = element_cases(wb, n, seed=11)
     assert {c[0] for c in cases} >= {Code.DOT, Code.EW, Code.FOLD, Code.ARGFOLD, Code.MOVE,
                                      Code.CONCAT, Code.GATHER, Code.TOKENS} | (
         {Code.ROPE} if which == "toy" else set())
-    _check(chain, cases)
+    _check(chain, mirrors, cases)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["toy", "special"])
-def test_differential_full(chain, request, which):
+def test_differential_full(chain, mirrors, request, which):
     wb = request.getfixturevalue(which)
-    cases = element_cases(wb, 5000, seed=12)
-    for i in range(0, len(cases), 2000):
-        _check(chain, cases[i:i + 2000])
+    _check(chain, mirrors, element_cases(wb, 5000, seed=12))
 
 
 def _verdict(chain, kind, ctx, wit):
     got, _ = chain.verify_many([(kind, ctx, wit)])
-    assert got[0] == _mirror(kind, ctx, wit)
+    assert got[0] == verdict(kind, ctx, wit)
     return got[0]
 
 
@@ -370,23 +370,19 @@ def cheater_cases(builders: list[WitnessBuilder], pool, per_stage: int, seed: in
     return cases
 
 
-def test_sample_differential_fast(chain, sampled):
+def test_sample_differential_fast(chain, mirrors, sampled):
     n = int(os.environ.get("REFEREE_CASES", "60"))
     pool, cases = sample_cases(sampled, n, seed=31)
     assert set(pool) == {f"SAMPLE {st.name}" for st in Stage}
-    _check(chain, cases)
-    _check(chain, cheater_cases(sampled, pool, max(2, n // 6), seed=32))
+    _check(chain, mirrors, cases)
+    _check(chain, mirrors, cheater_cases(sampled, pool, max(2, n // 6), seed=32))
 
 
 @pytest.mark.slow
-def test_sample_differential_full(chain):
+def test_sample_differential_full(chain, mirrors):
     builders = sampled_builders(n_configs=16, steps=5, seed=41)
     pool, cases = sample_cases(builders, 5000, seed=42)
-    for i in range(0, len(cases), 2000):
-        _check(chain, cases[i:i + 2000])
-    cheats = cheater_cases(builders, pool, 500, seed=43)
-    for i in range(0, len(cheats), 2000):
-        _check(chain, cheats[i:i + 2000])
+    _check(chain, mirrors, cases + cheater_cases(builders, pool, 500, seed=43))
 
 
 def _rewitness(wit: bytes, edit) -> bytes:
