@@ -338,14 +338,51 @@ def _compute(path: Path, max_ctx: int, log: Callable[[str], None], with_model_ha
     return weights, roots, {**info, "model_hash": mh}
 
 
-def _quantized(reader: Any) -> dict[str, tuple[str, np.ndarray]]:
-    """`Model.gguf_blocks`: the Q4_1/Q8_0 2-D tensors of an open GGUF reader."""
-    out = {}
-    for t in reader.tensors:
-        qtype = t.tensor_type.name.lower()
-        if qtype in ("q4_1", "q8_0") and len(t.shape) == 2:
-            out[t.name] = (qtype, np.asarray(t.data).reshape(-1).view(np.uint8))
-    return out
+GGUF_INDEX_VERSION = 1
+
+
+def _gguf_index(path: Path, digest: str) -> tuple[Any, dict[str, Any], dict[str, list]]:
+    """The GGUF's config, tokenizer metadata and Q4_1/Q8_0 2-D tensors (name → [type, file
+    offset, bytes]), from a JSON file keyed by the file's sha256 once one is written. gguf-py's
+    reader takes ~6 s on SmolLM2 (a NumPy view per string of the 49k-token vocabulary and the
+    48k merges), and every `ree run`, `ree verify` and node start paid it."""
+    from dataclasses import asdict
+
+    from node.runtime.gguf_loader import (
+        GGUFError,
+        LlamaConfig,
+        open_reader,
+        read_config,
+        read_metadata,
+    )
+
+    f = cache_root() / f"{digest[:24]}-gguf.json"
+    try:
+        d = json.loads(f.read_text())
+        if d["version"] == GGUF_INDEX_VERSION and d["sha256"] == digest:
+            return LlamaConfig(**d["config"]), d["metadata"], d["quantized"]
+    except (OSError, ValueError, TypeError, KeyError):
+        pass  # none yet, or unreadable: read the GGUF itself and write it again
+    try:
+        reader = open_reader(path)
+        cfg, meta = read_config(reader), read_metadata(reader)
+    except GGUFError as e:
+        raise ModelLoadError(f"corrupt GGUF: {e}") from None
+    quant = {t.name: [t.tensor_type.name.lower(), int(t.data_offset), int(t.n_bytes)]
+             for t in reader.tensors
+             if t.tensor_type.name.lower() in ("q4_1", "q8_0") and len(t.shape) == 2}
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_name(f"{f.name}.{os.getpid()}.partial")
+    tmp.write_text(json.dumps({"version": GGUF_INDEX_VERSION, "sha256": digest,
+                               "config": asdict(cfg), "metadata": meta, "quantized": quant}))
+    os.replace(tmp, f)
+    return cfg, meta, quant
+
+
+def _quantized(path: Path, quant: dict[str, list]) -> dict[str, tuple[str, np.ndarray]]:
+    """`Model.gguf_blocks`: views of the GGUF file's Q4_1/Q8_0 2-D tensors (`_gguf_index`)."""
+    raw = np.memmap(path, dtype=np.uint8, mode="r")
+    return {name: (qtype, np.asarray(raw[off:off + n])) for name, (qtype, off, n) in quant.items()}
 
 
 # The longest DOT segment (ADR 0012): a segment past a dot's K is that dot whole, and the
@@ -358,20 +395,13 @@ def load_model(model: str = "smollm2", max_ctx: int = DEFAULT_MAX_CTX,
                segment: int = DEFAULT_SEGMENT, log: Callable[[str], None] = _log_nothing,
                use_cache: bool = True, with_model_hash: bool = True) -> Model:
     """Load (from the cache when possible) and lower the model to its trace program."""
-    from node.runtime.gguf_loader import GGUFError, open_reader, read_config, read_metadata
-
     if max_ctx < 2:
         raise ModelLoadError("max_ctx must be at least 2")
     if not 1 <= segment <= MAX_SEGMENT:
         raise ModelLoadError(f"segment must be in [1, {MAX_SEGMENT}] fma steps, got {segment}")
     path = resolve_gguf(model)
     digest = _sha256(path)
-    try:
-        reader = open_reader(path)
-        cfg = read_config(reader)
-        meta = read_metadata(reader)
-    except GGUFError as e:
-        raise ModelLoadError(f"corrupt GGUF: {e}") from None
+    cfg, meta, quant = _gguf_index(path, digest)
     if max_ctx > cfg.context_length:
         raise ModelLoadError(f"max_ctx {max_ctx} exceeds the model context {cfg.context_length}")
     d = cache_root() / f"{digest[:24]}-ctx{max_ctx}"
@@ -397,4 +427,4 @@ def load_model(model: str = "smollm2", max_ctx: int = DEFAULT_MAX_CTX,
         prog, source = build_program(cfg, roots, eos, max_ctx, segment), "llama_program"
     name = model if "/" not in model and not model.endswith(".gguf") else path.name
     return Model(name, digest, cfg, meta, weights, roots, info.get("model_hash") or {},
-                 max_ctx, segment, prog, source, _quantized(reader))
+                 max_ctx, segment, prog, source, _quantized(path, quant))

@@ -437,6 +437,103 @@ QKERNEL_SHAPES(DEFINE_QSEG)
 QKERNEL_TABLES(qseg_fn, qs, QSEG, QSEG2)
 #endif
 
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+/* The same chains on AVX2 hosts (no AVX-512): a panel's 32 lanes as 4 x 8 floats, R rows of
+ * one panel. Weights are the §6.15 / ADR 0003 values exactly as qweight (Q4_1 fma(d, q, m),
+ * Q8_0 d*q; the nibble/int8 -> float conversions are exact), and each lane's chain is the
+ * §3.1 ascending-k fma chain: bit-identical to the portable path (tests compare the two). */
+#define QSEG_AVX2 1
+static inline __attribute__((always_inline)) void qseg_store8(float *dst, __m256 v, int64_t c) {
+    const __m256 qnan = _mm256_castsi256_ps(_mm256_set1_epi32((int)REPOPS_CANON_NAN_BITS));
+    v = _mm256_blendv_ps(v, qnan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)); /* §1.2 canon */
+    if (c >= 8) {
+        _mm256_storeu_ps(dst, v);
+    } else if (c > 0) {
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_maskstore_ps(dst, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)c), lane), v);
+    }
+}
+
+static inline __attribute__((always_inline)) void qseg_body_avx2(const int R, const int qt,
+                                                                 const float *A, int64_t lda,
+                                                                 const uint8_t *P, int64_t nseg,
+                                                                 const int64_t *ends, float *C,
+                                                                 int64_t sstride, int64_t ldc,
+                                                                 int64_t nc) {
+    const int64_t bb = qblock_bytes(qt);
+    const __m256i low = _mm256_set1_epi32(0xF);
+    __m256 acc[QMAX_M][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+        for (int h = 0; h < 4; h++) acc[i][h] = _mm256_setzero_ps();
+#define QSEG_STORE8(S)                                                                         \
+    for (int i = 0; i < R; i++)                                                                \
+        for (int h = 0; h < 4; h++)                                                            \
+            qseg_store8(C + (S) * sstride + i * ldc + h * 8, acc[i][h], nc - h * 8);
+    int64_t s = 0;
+    while (s < nseg && ends[s] == 0) { /* an empty first segment: +0.0 */
+        QSEG_STORE8(s);
+        s++;
+    }
+    for (int64_t b = 0; s < nseg; b++) {
+        const int64_t kb = b * QB;
+        const uint8_t *blk = P + b * bb;
+        __m256 d[4], m[4];
+        for (int h = 0; h < 4; h++) {
+            d[h] = m[h] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16 * h)));
+            if (qt == QT_Q4_1)
+                m[h] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 64 + 16 * h)));
+        }
+        const float *a = A + kb;
+        int kk = 0;
+        while (kk < QB && s < nseg) {
+            const int stop = ends[s] - kb < QB ? (int)(ends[s] - kb) : QB;
+            for (; kk < stop; kk++) {
+                __m256 w[4];
+                if (qt == QT_Q4_1) { /* lanes 0-15: low nibbles of bytes 0-15; 16-31: high */
+                    const uint8_t *q = blk + 128 + kk * 16;
+                    __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)q));
+                    __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + 8)));
+                    w[0] = _mm256_fmadd_ps(d[0], _mm256_cvtepi32_ps(_mm256_and_si256(v0, low)), m[0]);
+                    w[1] = _mm256_fmadd_ps(d[1], _mm256_cvtepi32_ps(_mm256_and_si256(v1, low)), m[1]);
+                    w[2] = _mm256_fmadd_ps(d[2], _mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), m[2]);
+                    w[3] = _mm256_fmadd_ps(d[3], _mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4)), m[3]);
+                } else {
+                    const uint8_t *q = blk + 64 + kk * QW;
+                    for (int h = 0; h < 4; h++)
+                        w[h] = _mm256_mul_ps(d[h], _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                                                       _mm_loadl_epi64((const __m128i *)(q + 8 * h)))));
+                }
+#pragma GCC unroll 4
+                for (int i = 0; i < R; i++) { /* §3.1: acc = fma(x[k], w[n, k], acc) */
+                    const __m256 x = _mm256_set1_ps(a[i * lda + kk]);
+                    for (int h = 0; h < 4; h++) acc[i][h] = _mm256_fmadd_ps(x, w[h], acc[i][h]);
+                }
+            }
+            while (s < nseg && ends[s] == kb + kk) { /* segment end(s): §L5.3 outputs */
+                QSEG_STORE8(s);
+                s++;
+            }
+        }
+    }
+#undef QSEG_STORE8
+}
+
+typedef void (*qseg8_fn)(const float *A, int64_t lda, const uint8_t *P, int64_t nseg,
+                         const int64_t *ends, float *C, int64_t sstride, int64_t ldc, int64_t nc);
+#define DEFINE_QSEG8(R, QT, SUF)                                                               \
+    static void q8s##SUF(const float *A, int64_t lda, const uint8_t *P, int64_t nseg,           \
+                         const int64_t *ends, float *C, int64_t sstride, int64_t ldc,          \
+                         int64_t nc) {                                                         \
+        qseg_body_avx2(R, QT, A, lda, P, nseg, ends, C, sstride, ldc, nc);                    \
+    }
+DEFINE_QSEG8(1, QT_Q4_1, 41_1) DEFINE_QSEG8(2, QT_Q4_1, 41_2) DEFINE_QSEG8(3, QT_Q4_1, 41_3)
+DEFINE_QSEG8(4, QT_Q4_1, 41_4) DEFINE_QSEG8(1, QT_Q8_0, 80_1) DEFINE_QSEG8(2, QT_Q8_0, 80_2)
+DEFINE_QSEG8(3, QT_Q8_0, 80_3) DEFINE_QSEG8(4, QT_Q8_0, 80_4)
+static const qseg8_fn QSEG8[2][QMAX_M + 1] = {{NULL, q8s41_1, q8s41_2, q8s41_3, q8s41_4},
+                                              {NULL, q8s80_1, q8s80_2, q8s80_3, q8s80_4}};
+#endif
+
 struct qseg_job {
     int qt, portable;
     int64_t M, N, K;
@@ -471,6 +568,20 @@ static void qseg_chunk(void *ctx, int64_t ci) {
                     j->C + i0 * ldc + n0, sstride, ldc, nc);
             }
             p += g;
+        }
+        REPOPS_FP_EXIT;
+        return;
+    }
+#elif defined(QSEG_AVX2)
+    if (!j->portable) {
+        const int64_t pb = repops_qpanel_bytes(j->qt, j->K);
+        for (int64_t p = p0; p < p1; p++) {
+            const int64_t n0 = p * QW, nc = j->N - n0 < QW ? j->N - n0 : QW;
+            for (int64_t i0 = 0; i0 < j->M; i0 += QMAX_M) {
+                const int r = j->M - i0 < QMAX_M ? (int)(j->M - i0) : QMAX_M;
+                QSEG8[j->qt][r](j->A + i0 * j->lda, j->lda, j->Q + p * pb, j->nseg, j->ends,
+                                j->C + i0 * ldc + n0, sstride, ldc, nc);
+            }
         }
         REPOPS_FP_EXIT;
         return;
