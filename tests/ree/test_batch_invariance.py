@@ -10,6 +10,7 @@ of different jobs meet in the same weight matmul.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 from pathlib import Path
@@ -238,7 +239,8 @@ def test_cli_batch_receipts_equal_unbatched(tmp_path, monkeypatch, capsys, ree_s
     kept traces of the unbatched run byte for byte (the CLI's session is the shared one)."""
     from node.cli import ree as cli
 
-    monkeypatch.setattr(cli, "_session", lambda *a, **k: ree_session)
+    # the CLI closes the session it opens: hand it the shared one without letting it close it
+    monkeypatch.setattr(cli, "_session", lambda *a, **k: contextlib.nullcontext(ree_session))
     monkeypatch.setenv("JUDGE_PRIVATE_KEY",
                        "0xac0974bec39a17e36ba4a4b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
     pf = tmp_path / "prompts.jsonl"
