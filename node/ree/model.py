@@ -17,6 +17,7 @@ root, op for op), and the load fails if they differ. Loads that skip the ONNX co
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -371,11 +372,16 @@ def _gguf_index(path: Path, digest: str) -> tuple[Any, dict[str, Any], dict[str,
     quant = {t.name: [t.tensor_type.name.lower(), int(t.data_offset), int(t.n_bytes)]
              for t in reader.tensors
              if t.tensor_type.name.lower() in ("q4_1", "q8_0") and len(t.shape) == 2}
-    f.parent.mkdir(parents=True, exist_ok=True)
     tmp = f.with_name(f"{f.name}.{os.getpid()}.partial")
-    tmp.write_text(json.dumps({"version": GGUF_INDEX_VERSION, "sha256": digest,
-                               "config": asdict(cfg), "metadata": meta, "quantized": quant}))
-    os.replace(tmp, f)
+    try:  # only a shortcut for the next load: a read-only cache or odd metadata costs time
+        text = json.dumps({"version": GGUF_INDEX_VERSION, "sha256": digest,
+                           "config": asdict(cfg), "metadata": meta, "quantized": quant})
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        os.replace(tmp, f)
+    except (OSError, TypeError, ValueError):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
     return cfg, meta, quant
 
 

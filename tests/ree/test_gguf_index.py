@@ -51,3 +51,12 @@ def test_a_garbled_or_foreign_index_is_not_used(gguf):
     index.write_text(text.replace(digest, "0" * 64))  # another file's index under this name
     assert M._gguf_index(path, digest) == good
     assert index.read_text() == text
+
+
+def test_an_unwritable_cache_only_costs_time(gguf, monkeypatch):
+    path, digest, cache = gguf
+    blocker = cache / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("JUDGE_REE_CACHE", str(blocker / "ree"))
+    cfg, meta, quant = M._gguf_index(path, digest)
+    assert cfg.n_layers == 30 and "tokenizer.ggml.tokens" in meta and len(quant) > 200
