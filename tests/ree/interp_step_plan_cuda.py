@@ -175,8 +175,9 @@ def check_device_roots(got, last: int) -> int:  # noqa: ANN001 - a StepOutputs
     """The trace's device roots of a plan arena (node/ree/trace.py `_DeviceStep`'s eager
     path: `arena_rows` + `device_roots`) on the first op of every kind and others spread over
     the layer, against the C keccak's roots of the same tensors: headers from the plan's
-    dtype codes, ndims and dims. Outputs of at most three 1 KiB chunks: the interpreter
-    spends ~1 s a chunk, and multi-chunk trees are interp_checks.py's (tests/repops/gpu)."""
+    dtype codes, ndims and dims. Outputs of at most three 1 KiB chunks, and few of them: the
+    interpreter spends ~2.5 s a tensor (tree_kernel runs one program per tensor), and
+    multi-chunk trees are interp_checks.py's (tests/repops/gpu)."""
     from repops.commit import tensor_roots
     from repops.gpu.keccak import device_roots
 
