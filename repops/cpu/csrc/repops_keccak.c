@@ -5,10 +5,10 @@
  * step: ~24 MB in ~4,600 distinct tensors, ~220K keccak-f permutations); one Python call per
  * chunk cost more than running the ops, and one scalar C call per tensor still ~90-110 ms.
  *
- * Why eight lanes: nearly every hash here is one of many independent messages of the same
- * length (1025-byte chunk leaves, 65-byte tree nodes, 69-byte trace leaves), so eight of them go
- * through one keccak-f1600 on 8-lane vectors (GCC/Clang vector extensions, compiled to AVX-512
- * by the build's -march=native; see KECCAK_X8 for other targets). `repops_tensor_roots` hashes
+ * Why lanes: nearly every hash here is one of many independent messages of the same length
+ * (1025-byte chunk leaves, 65-byte tree nodes, 69-byte trace leaves), so eight of them (AVX-512)
+ * or four (AVX2) go through one keccak-f1600 on vectors of that many lanes (GCC/Clang vector
+ * extensions, compiled by the build's -march=native; see KECCAK_VEC for other targets). `repops_tensor_roots` hashes
  * a whole step's tensors in one call, batching chunks and tree nodes across tensors.
  *
  * Everything here is integer code written for any byte order (lanes are assembled from bytes,
@@ -23,7 +23,6 @@
 #define KECCAK_RATE 136 /* bytes: 1088-bit rate of keccak256 */
 #define RATE_WORDS 17
 #define CHUNK_BYTES 1024 /* commitments C2 */
-#define LANES 8
 /* Messages of up to this many keccak blocks are batched (a 1025-byte chunk leaf, the longest
  * message of C2-C5, is 8 blocks); any longer one takes the scalar sponge. */
 #define MAX_BATCH_BLOCKS 8
@@ -76,8 +75,8 @@ static const uint64_t RC[24] = {
 /* ---------------------------------------------------------------------------------------------
  * keccak-f[1600]: theta, rho+pi, chi, iota; lane (x, y) is a(x + 5y). One round reads state A
  * and writes state E (two rounds per loop iteration ping-pong between a and e instead of
- * copying). The same macro builds the scalar and the 8-lane permutation: T is the lane type
- * (uint64_t or a vector of 8), ROL a rotation of T, RCV the round constant (a vector operand
+ * copying). The same macro builds the scalar and the vector permutation: T is the lane type
+ * (uint64_t or a vector of LANES), ROL a rotation of T, RCV the round constant (a vector operand
  * broadcasts it). The state lives in named variables so the compiler keeps what it can in
  * registers. */
 #define FOR25(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) \
@@ -131,24 +130,38 @@ KECCAK_TUNE static void keccak_f1600(uint64_t s[25]) {
     FOR25(STORE_A)
 }
 
-/* Eight independent states: lane l of every vector belongs to state l. The 8-lane permutation
- * is used where it pays: with AVX-512 each rotation is one vprolq and each chi or 3-way XOR one
- * vpternlogq over 8 lanes, ~5× the scalar permutation per state (Zen 4, scripts/bench_commit.py).
- * Compiled for AVX2 it measured no faster than the scalar one here (rotations are 3 shifts/ors,
- * 16 registers hold 8 of the 25 lane vectors), and other targets are unmeasured, so there (and
- * with REPOPS_KECCAK_NO_VECTOR, which the tests use to check that path) batches go message by
- * message through the scalar sponge. */
+/* LANES independent states: lane l of every vector belongs to state l. The vector permutation
+ * is used where it pays:
+ * - AVX-512, 8 lanes: each rotation is one vprolq and each chi or 3-way XOR one vpternlogq over
+ *   8 lanes, ~5× the scalar permutation per state (Zen 4, scripts/bench_commit.py).
+ * - AVX2 (no AVX-512), 4 lanes: rotations are 3 shifts/ors, yet 4 states per permutation run
+ *   ~2.9× the scalar permutation per state (AMD EPYC, AVX2 only, 2026-12-06: 119 against 342
+ *   ns a state). Eight lanes compiled for AVX2 measured no faster than scalar (each vector is
+ *   two registers, and 16 registers hold 8 of the 50 halves: the state lived in memory).
+ * Other targets are unmeasured, so there (and with REPOPS_KECCAK_NO_VECTOR, which the tests use
+ * to check that path) batches go message by message through the scalar sponge. The digests are
+ * the same for every lane count (each lane is one message's own sponge). */
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__AVX512F__) && \
     !defined(REPOPS_KECCAK_NO_VECTOR)
-#define KECCAK_X8 1
-typedef uint64_t v8 __attribute__((vector_size(8 * LANES)));
+#define KECCAK_VEC 1
+#define LANES 8
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__AVX2__) && \
+    !defined(REPOPS_KECCAK_NO_VECTOR)
+#define KECCAK_VEC 1
+#define LANES 4
+#else
+#define LANES 8 /* batches of up to 8 same-length messages, each through the scalar sponge */
+#endif
 
-KECCAK_TUNE static void keccak_f1600_x8(v8 s[25]) {
-    v8 FOR25(DECL_AE) unused_ = {0};
+#ifdef KECCAK_VEC
+typedef uint64_t vk __attribute__((vector_size(8 * LANES)));
+
+KECCAK_TUNE static void keccak_f1600_vec(vk s[25]) {
+    vk FOR25(DECL_AE) unused_ = {0};
     (void)unused_;
     for (int round = 0; round < 24; round += 2) {
-        KECCAK_ROUND(v8, ROL64, a, e, RC[round]);
-        KECCAK_ROUND(v8, ROL64, e, a, RC[round + 1]);
+        KECCAK_ROUND(vk, ROL64, a, e, RC[round]);
+        KECCAK_ROUND(vk, ROL64, e, a, RC[round + 1]);
     }
     FOR25(STORE_A)
 }
@@ -246,7 +259,7 @@ static void hash_one(const kmsg* m) {
     sp_final(&s, m->out);
 }
 
-#ifdef KECCAK_X8
+#ifdef KECCAK_VEC
 /* Word k (bytes 8k..8k+7) of the padded message tag ‖ p[0..len) ‖ 0x01 0…0 0x80 that has `nb`
  * blocks. Words wholly inside the message are one load; the tag, the tail and the padding are
  * assembled byte by byte. */
@@ -269,30 +282,30 @@ static inline uint64_t msg_word(const kmsg* m, int64_t k, int nb) {
 /* XOR bytes off..off+7 of each lane's memory into lane word *a: message words that lie wholly
  * inside every lane's message, the bulk of a batch, loaded without per-lane tests. (An AVX-512
  * gather of the eight addresses made the whole step 1.5× slower on Zen 4 than these loads.) */
-static inline void xor_load8(v8* a, const kmsg m[LANES], int64_t off) {
-    *a ^= (v8){load64_le(m[0].p + off), load64_le(m[1].p + off), load64_le(m[2].p + off),
-               load64_le(m[3].p + off), load64_le(m[4].p + off), load64_le(m[5].p + off),
-               load64_le(m[6].p + off), load64_le(m[7].p + off)};
+static inline void xor_load_lanes(vk* a, const kmsg m[LANES], int64_t off) {
+    vk t;
+    for (int l = 0; l < LANES; l++) t[l] = load64_le(m[l].p + off);
+    *a ^= t;
 }
 
-/* Eight messages of `nb` blocks each, lane l = message l, in lockstep. Words 1..kfast lie
+/* LANES messages of `nb` blocks each, lane l = message l, in lockstep. Words 1..kfast lie
  * inside every message (one load per lane), words from kzero on lie past every message's end
  * (zero but for the final 0x80); only the words around the tag and the ends are assembled per
  * lane by msg_word. */
-static void hash_batch8(const kmsg m[LANES], int nb) {
+static void hash_batch(const kmsg m[LANES], int nb) {
     int64_t kfast = INT64_MAX, kzero = 0, klast = (int64_t)RATE_WORDS * nb - 1;
     for (int l = 0; l < LANES; l++) {
         int64_t end = m[l].len + 1;
         kfast = end / 8 - 1 < kfast ? end / 8 - 1 : kfast;
         kzero = end / 8 + 1 > kzero ? end / 8 + 1 : kzero;
     }
-    v8 a[25];
+    vk a[25];
     memset(a, 0, sizeof a);
     for (int b = 0; b < nb; b++) {
         for (int w = 0; w < RATE_WORDS; w++) {
             int64_t k = (int64_t)RATE_WORDS * b + w;
             if (k >= 1 && k <= kfast) {
-                xor_load8(&a[w], m, 8 * k - 1);
+                xor_load_lanes(&a[w], m, 8 * k - 1);
             } else if (k >= kzero) {
                 if (k == klast)
                     for (int l = 0; l < LANES; l++) a[w][l] ^= (uint64_t)0x80 << 56;
@@ -307,7 +320,7 @@ static void hash_batch8(const kmsg m[LANES], int nb) {
                 PREFETCH(next + 64);
                 PREFETCH(next + KECCAK_RATE - 1);
             }
-        keccak_f1600_x8(a);
+        keccak_f1600_vec(a);
     }
     for (int l = 0; l < LANES; l++)
         if (m[l].out)
@@ -326,9 +339,10 @@ static inline int64_t len_key(int64_t len) { /* counting-sort key: longer ones s
 /* Hash every message of ms[0..n) (any lengths, outputs anywhere but not overlapping any input).
  * Messages are ordered by length (a stable counting sort, skipped when all lengths are equal as
  * for tree nodes), so that a batch's lanes mostly share one length and its words load without
- * per-lane tests, then cut into batches of up to eight messages with one block count. A batch
- * short of eight is filled with dropped copies of its last message; a lone message takes the
- * scalar sponge (one 8-lane permutation costs about two scalar ones). Threads take whole
+ * per-lane tests, then cut into batches of up to LANES messages with one block count. A batch
+ * short of LANES is filled with dropped copies of its last message; a lone message takes the
+ * scalar sponge (one 8-lane AVX-512 permutation costs about two scalar ones, a 4-lane AVX2 one
+ * ~1.4). Threads take whole
  * batches. */
 static void hash_msgs(const kmsg* ms, int64_t n, int threads) {
     if (n <= 0) return;
@@ -371,12 +385,12 @@ static void hash_msgs(const kmsg* ms, int64_t n, int threads) {
             }
         POOL_HELP();
         int lanes = (int)(first[bi + 1] - first[bi]), nb = msg_blocks(m[0].len);
-#ifndef KECCAK_X8
+#ifndef KECCAK_VEC
         for (int l = 0; l < lanes; l++) hash_one(&m[l]);
         (void)nb;
 #else
         if (lanes == LANES) {
-            hash_batch8(m, nb);
+            hash_batch(m, nb);
         } else if (lanes == 1) {
             hash_one(m);
         } else {
@@ -385,7 +399,7 @@ static void hash_msgs(const kmsg* ms, int64_t n, int threads) {
                 fill[l] = m[l < lanes ? l : lanes - 1];
                 if (l >= lanes) fill[l].out = NULL;
             }
-            hash_batch8(fill, nb);
+            hash_batch(fill, nb);
         }
 #endif
     }
