@@ -139,7 +139,7 @@ def test_non_contiguous_inputs() -> None:
 
 @pytest.mark.parametrize("m", [1, 3, 4])
 def test_linear_decode_path_against_oracle(m: int) -> None:
-    # M <= 4 with a [N, K] weight takes the gather (matrix-vector) kernel on AVX-512
+    # M <= 4 with a [N, K] weight takes the transposing matrix-vector kernel (AVX-512, AVX2)
     rng = np.random.default_rng(m)
     x, w = O.random_f32(rng, (m, 300)), O.random_f32(rng, (70, 300))
     w[5, 7] = np.inf
@@ -148,9 +148,11 @@ def test_linear_decode_path_against_oracle(m: int) -> None:
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4])
-@pytest.mark.parametrize("n,k", [(16, 16), (17, 15), (32, 33), (33, 64), (5, 1), (48, 47)])
+@pytest.mark.parametrize("n,k", [(16, 16), (17, 15), (32, 33), (33, 64), (5, 1), (48, 47),
+                                 (8, 8), (7, 9), (31, 17), (40, 7), (65, 130)])
 def test_linear_decode_tails_against_oracle(m: int, n: int, k: int) -> None:
-    # the unpacked matrix-vector kernel transposes 16 x 16 tiles: cover partial row and k tiles
+    # the unpacked matrix-vector kernel transposes 16 x 16 tiles (AVX-512) or 8 x 8 tiles, four
+    # row blocks at a time (AVX2): cover partial row blocks, row tiles and k tiles
     rng = np.random.default_rng(m * 100 + n + 7 * k)
     x, w = O.random_f32(rng, (m, k)), O.random_f32(rng, (n, k))
     w[n - 1, k - 1] = -0.0

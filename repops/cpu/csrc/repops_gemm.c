@@ -193,6 +193,85 @@ static inline __attribute__((always_inline)) void gemv_t_body(const int R, int64
     }
 }
 
+#elif defined(__AVX2__) && defined(__FMA__)
+/* r[j] (lane i = row j's element i) becomes r[i] (lane j = row j's element i): the standard
+ * 8x8 transpose (unpack, shuffle_ps, permute2f128). Bits are moved only. */
+static inline __attribute__((always_inline)) void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 2; g++) { /* u[4g + c], 128-bit lane L = rows 4g..4g+3 at column 4L + c */
+        u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+        u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+        r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+}
+
+/* Load rows n0..n0+nr-1 (nr <= 8), columns k0..k0+kr-1 (kr <= 8) of W; missing rows and
+ * columns read as +0 (never stored: lanes of missing rows are dropped, and only the first kr
+ * transposed vectors are used). */
+static inline __attribute__((always_inline)) void load8(const float *W, int64_t ldw, int nr,
+                                                        int kr, __m256 r[8]) {
+    const __m256i km = _mm256_cmpgt_epi32(_mm256_set1_epi32(kr),
+                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (int j = 0; j < 8; j++)
+        r[j] = j < nr ? (kr == 8 ? _mm256_loadu_ps(W + j * ldw) : _mm256_maskload_ps(W + j * ldw, km))
+                      : _mm256_setzero_ps();
+}
+
+/* Spec §3.3 for R rows of A against W[N, K] stored row-major, without packing (the AVX2 form
+ * of the AVX-512 kernel above): GT blocks of 8 rows of W are loaded 8 k's at a time and
+ * transposed in registers, so lane j of block b holds w[n0 + 8b + j, k]; each lane runs its
+ * own output's chain acc = fma(x[m, k], w[n, k], acc), k ascending from +0.0. The GT blocks
+ * side by side overlap their FMA latency chains. */
+#define GT 4
+static inline __attribute__((always_inline)) void gemv_t_body(const int R, int64_t N, int64_t K,
+                                                              const float *A, int64_t lda,
+                                                              const float *W, int64_t ldw,
+                                                              float *C, int64_t ldc) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int64_t n0 = 0; n0 < N; n0 += 8 * GT) {
+        int nr[GT];
+        for (int b = 0; b < GT; b++) {
+            const int64_t left = N - n0 - 8 * b;
+            nr[b] = left <= 0 ? 0 : (left < 8 ? (int)left : 8);
+        }
+        __m256 acc[GEMV_MAX_M][GT];
+        for (int i = 0; i < R; i++)
+            for (int b = 0; b < GT; b++) acc[i][b] = _mm256_setzero_ps();
+        for (int64_t k0 = 0; k0 < K; k0 += 8) {
+            const int kr = K - k0 < 8 ? (int)(K - k0) : 8;
+            __m256 r[GT][8];
+            for (int b = 0; b < GT; b++) {
+                load8(W + (n0 + 8 * b) * ldw + k0, ldw, nr[b], kr, r[b]);
+                transpose8(r[b]);
+            }
+            for (int k = 0; k < kr; k++)
+                for (int i = 0; i < R; i++) {
+                    const __m256 a = _mm256_set1_ps(A[i * lda + k0 + k]);
+                    for (int b = 0; b < GT; b++) acc[i][b] = _mm256_fmadd_ps(a, r[b][k], acc[i][b]);
+                }
+        }
+        for (int i = 0; i < R; i++)
+            for (int b = 0; b < GT; b++)
+                if (nr[b])
+                    _mm256_maskstore_ps(C + i * ldc + n0 + 8 * b,
+                                        _mm256_cmpgt_epi32(_mm256_set1_epi32(nr[b]), lane),
+                                        acc[i][b]);
+    }
+}
+#undef GT
+#endif
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#define HAVE_GEMV_T 1
 static void gemv_t1(int64_t N, int64_t K, const float *A, int64_t lda, const float *W,
                     int64_t ldw, float *C, int64_t ldc) {
     gemv_t_body(1, N, K, A, lda, W, ldw, C, ldc);
@@ -205,7 +284,6 @@ static void gemv_t4(int64_t N, int64_t K, const float *A, int64_t lda, const flo
                     int64_t ldw, float *C, int64_t ldc) {
     gemv_t_body(4, N, K, A, lda, W, ldw, C, ldc);
 }
-
 static void gemv_t(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *W,
                    int64_t ldw, float *C, int64_t ldc) {
     if (M == 1)
@@ -317,7 +395,7 @@ static void gemm_serial(int64_t M, int64_t N, int64_t K, const float *A, int64_t
         for (int64_t m = 0; m < M; m++) repops_canon_array(C + m * ldc, N);
         return;
     }
-#if defined(__AVX512F__)
+#if defined(HAVE_GEMV_T)
     if (Bpre == NULL && M <= GEMV_MAX_M && rsb == 1 && csb != 1) {
         gemv_t(M, N, K, A, lda, B, csb, C, ldc);
         for (int64_t m = 0; m < M; m++) repops_canon_array(C + m * ldc, N);
