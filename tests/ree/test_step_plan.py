@@ -247,3 +247,38 @@ def test_prefill_on_host_feeds_the_next_step(executors):
         for j, (a, b) in enumerate(zip(want[s], got[s], strict=True)):
             assert a.dtype == b.dtype and a.shape == b.shape and _bits(a) == _bits(b), (s, j)
     planned._host_ex = None
+
+
+@pytest.mark.parametrize("head_dim", [8, 12])
+def test_transposing_move_tiles_equal_the_reference(head_dim):
+    """The V cache's per-head transpose (a MOVE whose input's next-to-last stride is 1) runs
+    in tiles of 8 output rows (repops_step_plan.c `move_transposed`): a head of 8 rows is one
+    whole tile, one of 12 a whole tile and a tail of 4, over two KV heads; every leaf of the
+    plan's decode steps must equal the reference executor's."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "referee"))
+    from toy_llama import MAX_CTX, SEGMENT, toy_weights
+
+    from referee import execute as ref
+    from referee.lowering import LlamaShape, llama_program
+
+    shape = LlamaShape(vocab=40, dim=4 * head_dim, layers=1, heads=4, kv_heads=2, ffn=24)
+    w, store, _, _ = toy_weights(3, shape)
+    prog = llama_program(shape, w, MAX_CTX, segment=SEGMENT)
+    vt = [op for op in prog.ops if op.code == Code.MOVE and op.name.endswith("/vt")]
+    assert vt, "the toy program has the V transpose"
+    fx = FastExecutor(prog, store)
+    toks, steps = [5, 2, 11, 7], 6
+    fast = []
+    for s in range(steps):
+        out = fx.run_step(s, toks)
+        assert isinstance(out, StepOutputs) == (s > 0)  # decode steps run the plan
+        fast += [o.cpu().numpy() for o in out]
+    tr = ref.run(prog, store, toks, steps)
+    for i, (a, b) in enumerate(zip(fast, tr.outputs, strict=True)):
+        step, j = divmod(i, prog.n_ops)
+        where = f"step {step} op {j} ({prog.ops[j].name})"
+        assert a.shape == b.shape and a.dtype == b.dtype, where
+        assert a.tobytes() == b.tobytes(), where

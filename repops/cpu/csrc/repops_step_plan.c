@@ -333,6 +333,39 @@ static int run_rope(struct plan_ctx *c, const int64_t *r) {
 
 /* ---------------------------------------------------------------- §L5.8 MOVE */
 
+/* A MOVE that transposes its last two axes (the input's next-to-last stride 1, its last one
+ * not: the V cache's per-head [64, keys] layout, growing with the context): MOVE_TILE output
+ * rows at a time, so that each input row's MOVE_TILE neighbours are read together instead of
+ * one element per pass over the keys (a decode step at ~250 keys: ~17.1 -> ~16.4 ms here).
+ * The same words land in the same places. */
+#define MOVE_TILE 8
+static void move_transposed(const uint32_t *xp, uint32_t *out, const int64_t *od,
+                            const int64_t *st, int64_t off, int64_t n) {
+    const int64_t nd = od[0], rows = od[nd - 1], inner = od[nd], is = st[nd - 1];
+    int64_t idx[MAXD] = {0};
+    for (int64_t plane = 0; plane < n / (rows * inner); plane++) {
+        int64_t o = off;
+        for (int64_t k = 0; k + 2 < nd; k++) o += idx[k] * st[k];
+        uint32_t *dst = out + plane * rows * inner;
+        for (int64_t r0 = 0; r0 < rows; r0 += MOVE_TILE) {
+            const int64_t rb = rows - r0 < MOVE_TILE ? rows - r0 : MOVE_TILE;
+            const uint32_t *src = xp + o + r0;
+            uint32_t *d = dst + r0 * inner;
+            if (rb == MOVE_TILE) /* unrolled: the common case, ~7 % faster a step than the loop */
+                for (int64_t i = 0; i < inner; i++)
+#pragma GCC unroll 8
+                    for (int q = 0; q < MOVE_TILE; q++) d[q * inner + i] = src[i * is + q];
+            else
+                for (int64_t i = 0; i < inner; i++)
+                    for (int64_t q = 0; q < rb; q++) d[q * inner + i] = src[i * is + q];
+        }
+        for (int64_t k = nd - 3; k >= 0; k--) {
+            if (++idx[k] < od[1 + k]) break;
+            idx[k] = 0;
+        }
+    }
+}
+
 static int run_move(struct plan_ctx *c, const int64_t *r) {
     const int64_t *p = r + 6;
     int64_t j = r[1];
@@ -351,6 +384,10 @@ static int run_move(struct plan_ctx *c, const int64_t *r) {
     const uint32_t *xp = x.p;
     uint32_t *out = (uint32_t *)(c->arena + c->offs[j]);
     int64_t inner = nd ? od[nd] : 1, is = nd ? st[nd - 1] : 0, idx[MAXD] = {0};
+    if (nd >= 2 && is != 1 && st[nd - 2] == 1 && od[nd - 1] >= MOVE_TILE) {
+        move_transposed(xp, out, od, st, off, n);
+        return 0;
+    }
     for (int64_t row = 0; row < n / inner; row++) {
         int64_t o = off;
         for (int64_t k = 0; k + 1 < nd; k++) o += idx[k] * st[k];
