@@ -6,10 +6,11 @@
  * chunk cost more than running the ops, and one scalar C call per tensor still ~90-110 ms.
  *
  * Why lanes: nearly every hash here is one of many independent messages of the same length
- * (1025-byte chunk leaves, 65-byte tree nodes, 69-byte trace leaves), so eight of them (AVX-512)
- * or four (AVX2) go through one keccak-f1600 on vectors of that many lanes (GCC/Clang vector
- * extensions, compiled by the build's -march=native; see KECCAK_VEC for other targets). `repops_tensor_roots` hashes
- * a whole step's tensors in one call, batching chunks and tree nodes across tensors.
+ * (1025-byte chunk leaves, 65-byte tree nodes, 69-byte trace leaves), so eight of them
+ * (AVX-512) or four (AVX2) go through one keccak-f1600 on vectors of that many lanes (GCC/Clang
+ * vector extensions, compiled by the build's -march=native; see KECCAK_VEC for other targets).
+ * `repops_tensor_roots` hashes a whole step's tensors in one call, batching chunks and tree
+ * nodes across tensors.
  *
  * Everything here is integer code written for any byte order (lanes are assembled from bytes,
  * never cast), and each digest is computed by one lane of one batch from its own message only,
@@ -283,9 +284,14 @@ static inline uint64_t msg_word(const kmsg* m, int64_t k, int nb) {
  * inside every lane's message, the bulk of a batch, loaded without per-lane tests. (An AVX-512
  * gather of the eight addresses made the whole step 1.5× slower on Zen 4 than these loads.) */
 static inline void xor_load_lanes(vk* a, const kmsg m[LANES], int64_t off) {
-    vk t;
-    for (int l = 0; l < LANES; l++) t[l] = load64_le(m[l].p + off);
-    *a ^= t;
+#if LANES == 8
+    *a ^= (vk){load64_le(m[0].p + off), load64_le(m[1].p + off), load64_le(m[2].p + off),
+               load64_le(m[3].p + off), load64_le(m[4].p + off), load64_le(m[5].p + off),
+               load64_le(m[6].p + off), load64_le(m[7].p + off)};
+#else
+    *a ^= (vk){load64_le(m[0].p + off), load64_le(m[1].p + off), load64_le(m[2].p + off),
+               load64_le(m[3].p + off)};
+#endif
 }
 
 /* LANES messages of `nb` blocks each, lane l = message l, in lockstep. Words 1..kfast lie
