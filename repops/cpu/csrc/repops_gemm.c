@@ -284,6 +284,7 @@ static void gemv_t4(int64_t N, int64_t K, const float *A, int64_t lda, const flo
                     int64_t ldw, float *C, int64_t ldc) {
     gemv_t_body(4, N, K, A, lda, W, ldw, C, ldc);
 }
+
 static void gemv_t(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *W,
                    int64_t ldw, float *C, int64_t ldc) {
     if (M == 1)
