@@ -111,6 +111,11 @@ typedef __m256 repops_vf;
 #define REPOPS_VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define REPOPS_VZERO() _mm256_setzero_ps()
 #define REPOPS_ISA "avx2"
+/* The first n (0..8) of 8 int32 lanes set: the mask of a partial vector's maskload/maskstore. */
+static inline __m256i repops_first_lanes8(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
 #else
 #define REPOPS_VW 1
 typedef float repops_vf;

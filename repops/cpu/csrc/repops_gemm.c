@@ -219,8 +219,7 @@ static inline __attribute__((always_inline)) void transpose8(__m256 r[8]) {
  * transposed vectors are used). */
 static inline __attribute__((always_inline)) void load8(const float *W, int64_t ldw, int nr,
                                                         int kr, __m256 r[8]) {
-    const __m256i km = _mm256_cmpgt_epi32(_mm256_set1_epi32(kr),
-                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256i km = repops_first_lanes8(kr);
     for (int j = 0; j < 8; j++)
         r[j] = j < nr ? (kr == 8 ? _mm256_loadu_ps(W + j * ldw) : _mm256_maskload_ps(W + j * ldw, km))
                       : _mm256_setzero_ps();
@@ -236,7 +235,6 @@ static inline __attribute__((always_inline)) void gemv_t_body(const int R, int64
                                                               const float *A, int64_t lda,
                                                               const float *W, int64_t ldw,
                                                               float *C, int64_t ldc) {
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (int64_t n0 = 0; n0 < N; n0 += 8 * GT) {
         int nr[GT];
         for (int b = 0; b < GT; b++) {
@@ -262,8 +260,7 @@ static inline __attribute__((always_inline)) void gemv_t_body(const int R, int64
         for (int i = 0; i < R; i++)
             for (int b = 0; b < GT; b++)
                 if (nr[b])
-                    _mm256_maskstore_ps(C + i * ldc + n0 + 8 * b,
-                                        _mm256_cmpgt_epi32(_mm256_set1_epi32(nr[b]), lane),
+                    _mm256_maskstore_ps(C + i * ldc + n0 + 8 * b, repops_first_lanes8(nr[b]),
                                         acc[i][b]);
     }
 }

@@ -449,8 +449,7 @@ static inline __attribute__((always_inline)) void qseg_store8(float *dst, __m256
     if (c >= 8) {
         _mm256_storeu_ps(dst, v);
     } else if (c > 0) {
-        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        _mm256_maskstore_ps(dst, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)c), lane), v);
+        _mm256_maskstore_ps(dst, repops_first_lanes8(c), v);
     }
 }
 
