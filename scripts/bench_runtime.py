@@ -64,10 +64,13 @@ def _trace_pass(ex, dev: str, toks: list[int], n_new: int, rec) -> tuple[float, 
             rec.flush()
         t1 = time.perf_counter()
         for s in range(1, n_new + 1):
-            outs = ex.run_step(s, toks)
-            _sync(dev)
+            # as node/ree/generate.py runs a job: the token read on the host, the next
+            # step queued ahead on CUDA (`speculate`), one device sync at the end
+            outs = ex.run_step(s, toks, speculate=s < n_new)
+            int(outs[ex.program.token_op].reshape(-1)[0])
             if rec is not None:
                 rec.add_step(outs)
+        _sync(dev)
         if rec is not None:
             rec.root()
         return t1 - t0, time.perf_counter() - t1

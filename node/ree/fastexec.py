@@ -255,6 +255,17 @@ GATHER_LOGITS = False
 HOST_PREFILL = False
 
 
+def _on_host(outs: list, i: int) -> torch.Tensor:
+    """Output i of a step for its host tail: the host copy already queued
+    (`StepOutputs.host_copies`), once complete, else the output itself."""
+    got = getattr(outs, "host_copies", None)
+    if got and i in got:
+        t, ready = got[i]
+        ready.synchronize()
+        return t
+    return outs[i]
+
+
 class _HostTail:
     """A CUDA decode step's ops after the plan (the SAMPLE tail: argmax, sort, merges, scan,
     draws over the 49,152 logits) on the host's C kernels.
@@ -335,7 +346,7 @@ class _HostTail:
         plan = self.plan
         exts = self._fetch(outs) if GATHER_LOGITS else None
         if exts is None:
-            exts = [{i: o[i] for i in plan.external} for o in outs]
+            exts = [{i: _on_host(o, i) for i in plan.external} for o in outs]
         return plan.prepare_jobs([(st.sym, (), 0, sp.job_words(st.config, st.step))
                                   for st in states], exts)
 
@@ -523,9 +534,17 @@ class FastExecutor:
         self.prev = None
 
     def run_step(self, step: int, job_tokens: Sequence[int], feed_token: int | None = None,
-                 config: object | None = None) -> list[torch.Tensor]:
+                 config: object | None = None, speculate: bool = False
+                 ) -> list[torch.Tensor]:
         """All P outputs of `step`; `feed_token` is the token this step reads (step ≥ 1),
         by default the previous step's token-op output (§L5.1).
+
+        `speculate`: the caller will ask for the next step, reading this one's token, and
+        reads nothing of this step's outputs after that call (a recorder's `add_step` is
+        queued before it). On a CUDA plan a greedy job's next step is then queued now,
+        with the device's own argmax as its token (step_plan_cuda `_Graphs.speculate`), so
+        the device does not wait on the host between steps; the next call uses it only
+        when it is that step, token included, else runs the step again.
 
         The step runs once with the chain rewrites' doubt flags deferred (one check, one
         device sync, per step); if any element is doubtful the step is run again with every
@@ -538,7 +557,7 @@ class FastExecutor:
         with torch.no_grad():
             self._flags = []
             try:
-                outs = self._step(st, feed_token)
+                outs = self._step(st, feed_token, speculate)
                 flags, self._flags = self._flags, None
                 if flags and bool(torch.stack(flags).any()):
                     self.reruns += 1
@@ -580,13 +599,14 @@ class FastExecutor:
             prev[i] = t if dev.type == "cpu" else t.to(dev)
         return prev
 
-    def _step(self, st: StepState, feed_token: int | None) -> list[torch.Tensor]:
+    def _step(self, st: StepState, feed_token: int | None, speculate: bool = False
+              ) -> list[torch.Tensor]:
         outs: list[torch.Tensor] = []
         sym = st.sym
         self._feed, self._sym = feed_token, sym
         j = 0
         if self.plan is not None and st.step > 0:  # a decode step: seq = 1 (§L1)
-            outs = self._plan_prefix(st, feed_token)
+            outs = self._plan_prefix(st, feed_token, speculate)
             j = self.plan.tail
             if self._host is not None:
                 return self._host.run(outs, j, st, feed_token)
@@ -614,11 +634,20 @@ class FastExecutor:
                 j += len(rest)
         return outs
 
-    def _plan_prefix(self, st: StepState, feed_token: int | None) -> sp.StepOutputs:
-        """Ops [0, plan.tail) of a decode step in one C call (node/ree/step_plan.py)."""
+    def _plan_prefix(self, st: StepState, feed_token: int | None, speculate: bool = False
+                     ) -> sp.StepOutputs:
+        """Ops [0, plan.tail) of a decode step in one C call (node/ree/step_plan.py), or on
+        the device (node/ree/step_plan_cuda.py; `speculate`: `run_step`'s, for a greedy job
+        whose token the host tail finds early)."""
+        token = self.plan_token(self.prev, feed_token)
         try:
-            return self.plan.run(st.sym, self.prev, self.plan_token(self.prev, feed_token),
-                                 cpu_kernels.plan_threads(), self.job_words(st))
+            if self._host is not None:
+                greedy = st.config is None or st.config.greedy
+                early = self._host.plan is not None and self._host.plan.early_records
+                return self.plan.run(st.sym, self.prev, token, 1, None,
+                                     speculate=speculate and greedy and bool(early))
+            return self.plan.run(st.sym, self.prev, token, cpu_kernels.plan_threads(),
+                                 self.job_words(st))
         except sp.PlanError as e:
             raise FastExecError(f"{e} at step {st.step}") from e
 

@@ -88,10 +88,11 @@ def generate(executor: FastExecutor, prompt_tokens: Sequence[int], max_new_token
         with torch.no_grad():
             for s in range(max_new_tokens):
                 t0 = time.perf_counter()
-                outs = executor.run_step(s, prompt, feed, config=job_config)
+                # the step's token is read from the host (its tail waits for the device);
+                # no device-wide sync: with `speculate` the next step is already queued
+                outs = executor.run_step(s, prompt, feed, config=job_config,
+                                         speculate=s + 1 < max_new_tokens)
                 tok = int(outs[prog.token_op].reshape(-1)[0])
-                if outs[0].device.type == "cuda":
-                    torch.cuda.synchronize()
                 t1 = time.perf_counter()
                 rec.add_step(outs)
                 t2 = time.perf_counter()

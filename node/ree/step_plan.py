@@ -531,6 +531,10 @@ class StepOutputs(list):
         # a CUDA step's SAMPLE tail, run on the host as a plan of its own (`attach_tail`)
         self.host_tail: StepOutputs | None = None
         self._tail_pending: Callable[[], None] | None = None
+        # outputs already on their way to the host (pinned copies, complete once the event
+        # has): a CUDA step queued the next step behind them (step_plan_cuda `_Graphs.
+        # speculate`), so its host tail reads these rather than copy after that step
+        self.host_copies: dict[int, tuple[torch.Tensor, torch.cuda.Event]] = {}
 
     def attach_tail(self, host: StepOutputs, pending: Callable[[], None] | None = None,
                     early: Mapping[int, torch.Tensor] | None = None) -> None:

@@ -339,3 +339,31 @@ def test_cpu_topp_draw_boundaries():
                 big = np.array([[j0]], np.int32)
                 _same(_fast(draw, [c, f, big], cfg, step), _ref(draw, [c, f, big], cfg, step),
                       f"DRAW k={k} J0={j0}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_argmax_token_is_the_greedy_pick(device):
+    """`argmax_token` (the CUDA step's guess of the next token, step_plan_cuda `_Graphs.
+    speculate`) against the reference executor's greedy token (§L5.10 PICK at T = 0) on the
+    edge rows, and rows with NaNs of both signs and payloads, ties of −0 and +0 at the top,
+    ±inf only."""
+    v = 37
+    rng = np.random.default_rng(7)
+    rows = edge_rows(rng, 12, v)
+    bits = rows.view(np.uint32)
+    bits[6] = rng.choice(np.array([0xFF800001, 0x7FC00000, 0xFFC00000, 0x3F800000],
+                                  dtype=np.uint32), v)
+    bits[10] = 0x3F800000  # the first NaN wins whatever its sign and payload
+    bits[10, [3, 5]] = 0xFF800001, 0x7FC00000
+    bits[11] = 0x3F800000
+    bits[11, [2, 4]] = 0x7F800001, 0x7FFFFFFF
+    bits[7] = rng.choice(np.array([0x00000000, 0x80000000, 0xBF800000], np.uint32), v)
+    bits[8] = rng.choice(np.array([0x7F800000, 0xFF800000], np.uint32), v)
+    bits[9] = 0xFFFFFFFF  # all -NaN: the first one
+    prog, weights, _ = table_program(rows, 4)
+    greedy = JobConfig.of(4, 0.0)
+    for r in range(len(rows)):
+        want = int(ref.run(prog, weights, [r], 1, config=greedy).outputs[prog.token_op][0, 0])
+        got = fastsample.argmax_token(torch.from_numpy(rows[r].copy()).to(device))
+        assert got.dtype == torch.int64 and got.shape == (1,)
+        assert int(got[0]) == want, f"row {r}"

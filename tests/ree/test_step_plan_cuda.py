@@ -95,6 +95,33 @@ def test_cuda_plan_equals_cpu_plan_leaf_by_leaf(executors, sampling, fused, monk
 
 
 @needs_cuda
+def test_cuda_speculated_steps_equal_cpu_steps(executors):
+    """A greedy job's steps queued ahead with the device's argmax as their token
+    (`_Graphs.speculate`) equal the CPU's leaf by leaf, and the guesses are taken; a step
+    asked for with another token than the device's guess (fed at step 5) drops the guess,
+    runs again into the same arena, and equals the CPU's too."""
+    cpu, gpu = executors
+    gpu.plan._graph = None
+    prog = cpu.program
+    for ex in executors:
+        ex.reset()
+    feed = None
+    for step in range(9):
+        a = cpu.run_step(step, PROMPT, feed)
+        b = gpu.run_step(step, PROMPT, feed, speculate=True)
+        bad = next((j for j, (x, y) in enumerate(zip(a, b, strict=True))
+                    if tuple(x.shape) != tuple(y.shape) or _bits(x) != _bits(y)), None)
+        assert bad is None, f"step {step} op {bad} ({prog.ops[bad].name})"
+        tok = int(a[prog.token_op].reshape(-1)[0])
+        feed = tok ^ 1 if step == 5 else None
+    g = gpu.plan._graph
+    assert gpu.plan.graph_error is None and g is not None
+    # steps 1 and 2 capture the two arenas' graphs; from step 3 on each was queued ahead,
+    # but step 6, asked for with another token
+    assert (g.spec_hits, g.spec_misses) == (5, 1)
+
+
+@needs_cuda
 def test_cuda_plan_long_context(executors):
     """Decode steps past position 1,152 (a q·k DOT's ninth 128-key column block): a graph
     bakes in its grids, and graphs once kept the grids of a middle position, which left the
