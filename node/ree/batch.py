@@ -132,9 +132,12 @@ class BatchExecutor:
                 blocks.append((False, [j]))
         return blocks
 
-    def run_step(self, lanes: Sequence[Lane]) -> list[list[torch.Tensor]]:
+    def run_step(self, lanes: Sequence[Lane], speculate: bool = False
+                 ) -> list[list[torch.Tensor]]:
         """All P outputs of each lane's current step (what `FastExecutor.run_step` returns
-        for that job alone); advances every lane by one step."""
+        for that job alone); advances every lane by one step. `speculate`: as
+        `FastExecutor.run_step`'s, for the lanes' next steps (a CUDA stack of greedy jobs
+        queues them now, `LaneStack.speculate`)."""
         if not lanes:
             return []
         for ln in lanes:
@@ -153,19 +156,20 @@ class BatchExecutor:
                                     strict=True):
                         outs[i] = o
             else:
-                outs = self._group(lanes)
+                outs = self._group(lanes, speculate)
         finally:
             self.fx.prev = saved_prev
         self.advance(lanes, outs)
         return outs
 
-    def _group(self, lanes: Sequence[Lane]) -> list[list[torch.Tensor]]:
+    def _group(self, lanes: Sequence[Lane], speculate: bool = False
+               ) -> list[list[torch.Tensor]]:
         """One step of lanes that are all decoding (the step plan) or not all (op by op,
         the linears over every job's rows); one lane, or prefills without `batch_prefill`:
         the executor's own step, job by job."""
         plan = self.fx.plan
         if plan is not None and len(lanes) > 1 and all(ln.step > 0 for ln in lanes):
-            return self._plan_step(lanes)
+            return self._plan_step(lanes, speculate)
         if len(lanes) == 1 or (not self.batch_prefill and all(ln.step == 0 for ln in lanes)):
             return [self._own(ln) for ln in lanes]
         return self._step(lanes)
@@ -193,7 +197,8 @@ class BatchExecutor:
                 ln.prev = self.fx.kept_on_device(o)
             ln.step += 1
 
-    def _plan_step(self, lanes: Sequence[Lane]) -> list[list[torch.Tensor]]:
+    def _plan_step(self, lanes: Sequence[Lane], speculate: bool = False
+                   ) -> list[list[torch.Tensor]]:
         """Decode steps of every lane through the executor's step plan (node/ree/step_plan.py):
         the plan of all jobs in one call (CPU: one C call, the weight linears stacked over
         the jobs' rows; CUDA: each job's graphs on its own stream), then each job's ops
@@ -202,10 +207,13 @@ class BatchExecutor:
         a 32-job step (3-5 ms each on the H200 host)."""
         fx = self.fx
         states = [ln.state() for ln in lanes]
+        steps = [(st.sym, ln.prev, fx.plan_token(ln.prev, ln.feed), fx.job_words(st))
+                 for ln, st in zip(lanes, states, strict=True)]
         try:
-            prefixes = fx.plan.run_lanes(
-                [(st.sym, ln.prev, fx.plan_token(ln.prev, ln.feed), fx.job_words(st))
-                 for ln, st in zip(lanes, states, strict=True)], plan_threads())
+            if fx.speculates(states):  # a CUDA plan whose host tails find greedy tokens early
+                prefixes = fx.plan.run_lanes(steps, plan_threads(), speculate=speculate)
+            else:
+                prefixes = fx.plan.run_lanes(steps, plan_threads())
         except PlanError as e:
             raise FastExecError(f"{e} at step {states[0].step}") from e
         self.batched_calls += fx.plan.n_linears
@@ -482,10 +490,11 @@ def _step_jobs(bx: BatchExecutor, group: list[_Job]) -> list[tuple[_Job, bool]]:
     outputs queued on its recorder; (job, stopped on EOS) each."""
     prog = bx.program
     t0 = time.perf_counter()
-    outs = bx.run_step([jb.lane for jb in group])
+    # tokens read from the host (their tails waited for the device); no device-wide sync:
+    # with `speculate` the next step is already queued (a job's last step or EOS wastes it)
+    outs = bx.run_step([jb.lane for jb in group],
+                       speculate=any(len(jb.tokens) + 1 < jb.max_new for jb in group))
     toks = [int(o[prog.token_op].reshape(-1)[0]) for o in outs]
-    if bx.device.type == "cuda":
-        torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     got = []
     for jb, o, tok in zip(group, outs, toks, strict=True):

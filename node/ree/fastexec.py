@@ -359,7 +359,7 @@ class _HostTail:
         (profile_batch_cuda.py), all between the device's step and the next one."""
         plan = self.plan
         if len(outs) < 2 or not all(isinstance(o, sp.StepOutputs) and o.host_tail is None
-                                    for o in outs):
+                                    and not o.host_copies for o in outs):
             return None
         store = outs[0].arena.untyped_storage()
         base = store.data_ptr()
@@ -641,15 +641,20 @@ class FastExecutor:
         whose token the host tail finds early)."""
         token = self.plan_token(self.prev, feed_token)
         try:
-            if self._host is not None:
-                greedy = st.config is None or st.config.greedy
-                early = self._host.plan is not None and self._host.plan.early_records
-                return self.plan.run(st.sym, self.prev, token, 1, None,
-                                     speculate=speculate and greedy and bool(early))
+            if self.speculates([st]):
+                return self.plan.run(st.sym, self.prev, token, 1, None, speculate=speculate)
             return self.plan.run(st.sym, self.prev, token, cpu_kernels.plan_threads(),
                                  self.job_words(st))
         except sp.PlanError as e:
             raise FastExecError(f"{e} at step {st.step}") from e
+
+    def speculates(self, states: Sequence[StepState]) -> bool:
+        """A CUDA plan may queue these jobs' next steps before their tokens reach the host
+        (`run_step`'s `speculate`): every job greedy, its token found early by the host
+        tail (`_HostTail._run_early`), against which the device's guess is checked."""
+        host = self._host
+        return (host is not None and host.plan is not None and bool(host.plan.early_records)
+                and all(st.config is None or st.config.greedy for st in states))
 
     def job_words(self, st: StepState) -> np.ndarray | None:
         """What a CPU plan's SAMPLE records read of the job (`step_plan.job_words`)."""

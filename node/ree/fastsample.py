@@ -85,19 +85,21 @@ _CACHE = _OrderCache(global_order)
 
 
 def argmax_token(z: torch.Tensor) -> torch.Tensor:
-    """The greedy token (§L5.10 PICK at T = ±0: the ARGFOLD tree's winner over the row,
-    §L5.5, RepOps spec §6.11) as int64 [1] on z's device, in a few launches and no host
-    round trip: the first NaN, else the first index of the greatest value (−0 = +0).
+    """The greedy token of each row of z ([..., V]; §L5.10 PICK at T = ±0: the ARGFOLD
+    tree's winner over the row, §L5.5, RepOps spec §6.11) as int64 [rows] on z's device, in
+    a few launches and no host round trip: the first NaN, else the first index of the
+    greatest value (−0 = +0).
 
     Why: a CUDA decode step can then feed the next step's token on the device
-    (step_plan_cuda `_Graphs` speculation) while the host's tail is still on its way; the
-    host's own tail remains the token's definition, and a step it disagrees with is run
-    again. Keyed as an int32 a value (NaN above +inf, −x below +x, −0 as +0), so
-    `torch.argmax`'s first-of-equal-maxima rule is the tree's lowest-index rule."""
-    b = z.reshape(-1).view(torch.int32)
+    (step_plan_cuda `_Graphs.speculate`, step_lanes_cuda `LaneStack.speculate`) while the
+    host's tail is still on its way; the host's own tail remains the token's definition, and
+    a step it disagrees with is run again. Keyed as an int32 a value (NaN above +inf, −x
+    below +x, −0 as +0), so `torch.argmax`'s first-of-equal-maxima rule is the tree's
+    lowest-index rule."""
+    b = z.reshape(-1, z.shape[-1]).view(torch.int32)
     mag = b & 0x7FFFFFFF
     key = torch.where(b < 0, -mag, mag).masked_fill_(mag > 0x7F800000, 0x7FFFFFFF)
-    return torch.argmax(key).reshape(1)
+    return torch.argmax(key, dim=-1)
 
 
 def level(order: torch.Tensor, width: int) -> torch.Tensor:

@@ -93,6 +93,16 @@ class LaneStack:
         self._stepped: torch.cuda.Event | None = None
         self._marks: list[torch.cuda.Event] = []  # the side streams' work before this step
         self.graph = dev.type == "cuda"  # else (the interpreter's CPU tensors) launch eagerly
+        # `speculate`: the step queued ahead; its positions' pinned rows (and the lanes'
+        # logits offsets) with their copy; per parity the host copies of the logits, tokens
+        self._spec: _StackGuess | None = None
+        self._spec_host = torch.zeros((4, lanes), dtype=torch.int64, pin_memory=self.graph)
+        self._spec_copied: torch.cuda.Event | None = None
+        self._spec_dev = torch.zeros(self._spec_host.shape, dtype=torch.int64, device=dev)
+        self._logits_host: list[torch.Tensor | None] = [None, None]
+        self._token_host: list[torch.Tensor | None] = [None, None]
+        self._iota: torch.Tensor | None = None
+        self.spec_hits = self.spec_misses = 0
 
     # ------------------------------------------------------------------ the table
 
@@ -143,10 +153,40 @@ class LaneStack:
         lane, at = divmod(off, 2 * self.size)
         return lane if at == (1 - self.parity) * self.size else None
 
-    def step(self, jobs: Sequence[tuple[int, int, Sequence[torch.Tensor | None], int]]
-             ) -> list[sp.StepOutputs]:
+    def step(self, jobs: Sequence[tuple[int, int, Sequence[torch.Tensor | None], int]],
+             speculate: bool = False) -> list[sp.StepOutputs]:
         """One decode step of each (lane, past, prev, token): `prev` is staged into the
-        lane's other arena (`stage_prev`: nothing to copy for the lane's own last step)."""
+        lane's other arena (`stage_prev`: nothing to copy for the lane's own last step);
+        with `speculate`, the step after it queued too (`speculate`)."""
+        outs = self._replay(jobs)
+        if speculate:
+            self._spec = self.speculate(jobs, outs)
+        return outs
+
+    def take(self, steps: Sequence[tuple[int, Sequence[torch.Tensor | None], int]],
+             speculate: bool = False) -> list[sp.StepOutputs] | None:
+        """The outputs of the step queued by the last call's speculation when every one of
+        `steps` (past, prev, token) is a job of it (the job's previous outputs the same
+        object with none replaced since, its token the device's; a job of the guess not
+        asked for, which ended, is left out), with `speculate` the step after it queued
+        too. Else None, the guess dropped as if never queued (`step` then runs the step
+        into the arenas it wrote)."""
+        guess, self._spec = self._spec, None
+        if guess is None:
+            return None
+        got = guess.match(steps)
+        if got is None:
+            self.spec_misses += 1
+            self.parity = guess.k
+            return None
+        self.spec_hits += 1
+        outs, jobs = got
+        if speculate:
+            self._spec = self.speculate(jobs, outs)
+        return outs
+
+    def _replay(self, jobs: Sequence[tuple[int, int, Sequence[torch.Tensor | None], int]]
+                ) -> list[sp.StepOutputs]:
         sp_, k = self.sp, self.parity
         if len({j[0] for j in jobs}) != len(jobs):
             raise ValueError("two jobs in one lane")
@@ -186,9 +226,14 @@ class LaneStack:
         if self.graph and ROOT_STREAMS > 0:  # what the roots' side streams wait for
             self._stepped = torch.cuda.Event()
             self._stepped.record()
+        return self._outputs(k, [(lane, past) for lane, past, _prev, _token in jobs])
+
+    def _outputs(self, k: int, jobs: Sequence[tuple[int, int]]) -> list[sp.StepOutputs]:
+        """The (lane, past) jobs' outputs in arena k, just queued; the parity moves on."""
+        sp_ = self.sp
         self.parity = 1 - k
         outs = []
-        for lane, past, _prev, _token in jobs:
+        for lane, past in jobs:
             dims, nbytes, offs = sp_.frozen_layout(past)
             out = sp.StepOutputs(sp_.plan, self.views[lane][k], offs, nbytes, dims,
                                  np.full(sp_.tail, -1, dtype=np.int64))
@@ -198,6 +243,68 @@ class LaneStack:
                     out.roots_stream = self._rstream(lane)
             outs.append(out)
         return outs
+
+    def speculate(self, jobs: Sequence[tuple[int, int, Sequence[torch.Tensor | None], int]],
+                  outs: Sequence[sp.StepOutputs]) -> _StackGuess | None:
+        """`_Graphs.speculate` for the stack: the jobs' next step queued with the device's
+        greedy tokens of their logits (one gather of the lanes' rows, one argmax), after
+        the host copies of those rows and tokens that the jobs' host tails read. None where
+        the next step's graph is not captured yet, a job passes the RoPE table, or the
+        trace roots run on side streams (`ROOT_STREAMS`)."""
+        sp_, li = self.sp, self.sp.logits_op
+        if li is None or not self.graph or ROOT_STREAMS > 0 or not sp_.speculate or not jobs:
+            return None
+        nxt = [(lane, past + 1) for lane, past, _prev, _token in jobs]
+        top = max(p for _lane, p in nxt)
+        if top > sp_.max_past:
+            return None
+        k1 = self.parity
+        g = self.graphs.get((k1, grid_bucket(self.tops, top)))
+        if g is None:
+            return None
+        k, n = 1 - k1, len(jobs)  # `outs`' arenas
+        starts = [(2 * lane + k) * self.size + int(o.offs[li])
+                  for (lane, *_rest), o in zip(jobs, outs, strict=True)]
+        nb = int(outs[0].nbytes[li])
+        if any(int(o.nbytes[li]) != nb for o in outs) or nb % 4 or any(a % 4 for a in starts):
+            return None
+        v = nb // 4
+        if self._spec_copied is not None:
+            self._spec_copied.synchronize()  # the pinned rows of the last guess were read
+        h = self._spec_host.numpy()
+        h[0], h[1] = 1, 0  # positions and tokens as `_replay` lays them out (free lanes too)
+        for lane, p in nxt:
+            h[0, lane] = p
+        h[2, :n] = [a // 4 for a in starts]
+        h[3, :n] = [lane for lane, _p in nxt]
+        self._spec_dev.copy_(self._spec_host, non_blocking=True)
+        self._spec_copied = torch.cuda.Event()
+        self._spec_copied.record()
+        if self._iota is None or self._iota.numel() != v:
+            self._iota = torch.arange(v, device=sp_.device)
+        from node.ree.fastsample import argmax_token
+
+        rows = self.big.view(torch.float32)[self._spec_dev[2, :n, None] + self._iota[None, :]]
+        tok = argmax_token(rows)
+        lh = self._logits_host[k]
+        if lh is None or lh.shape[0] < n or lh.shape[1] != v:
+            lh = self._logits_host[k] = torch.empty((self.lanes, v), dtype=torch.float32,
+                                                    pin_memory=True)
+            self._token_host[k] = torch.empty(self.lanes, dtype=torch.int64, pin_memory=True)
+        th = self._token_host[k]
+        lh[:n].copy_(rows, non_blocking=True)
+        th[:n].copy_(tok, non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record()
+        for j, o in enumerate(outs):
+            o.host_copies[li] = (lh[j].view(o[li].shape), ready)
+        self.pt[0].copy_(self._spec_dev[0, :, None])
+        self.pt[1].zero_()
+        self.pt[1].index_copy_(0, self._spec_dev[3, :n], tok[:, None])
+        g.replay()  # its table is filled from `pt` inside the graph (`_fill`)
+        new = self._outputs(k1, nxt)
+        return _StackGuess(k1, [(lane, p, o, j, prev_out) for j, ((lane, p), o, prev_out)
+                                in enumerate(zip(nxt, new, outs, strict=True))], th, ready)
 
     def _rstream(self, lane: int) -> torch.cuda.Stream:
         if not self._rstreams:
@@ -248,6 +355,38 @@ class LaneStack:
         if wait:
             torch.cuda.current_stream(self.sp.device).wait_stream(s)
         return out
+
+
+class _StackGuess:
+    """A stack step queued before the host knew its tokens (`LaneStack.speculate`)."""
+
+    def __init__(self, k: int, jobs: list[tuple[int, int, sp.StepOutputs, int, sp.StepOutputs]],
+                 tokens: torch.Tensor, ready: torch.cuda.Event) -> None:
+        self.k = k
+        # by the previous outputs' identity: (lane, past, outputs, row of `tokens`, previous)
+        self.by_prev = {id(prev): (lane, p, o, j, prev) for lane, p, o, j, prev in jobs}
+        self.tokens, self.ready = tokens, ready  # the device's tokens, pinned, once `ready`
+
+    def match(self, steps: Sequence[tuple[int, Sequence[torch.Tensor | None], int]]
+              ) -> tuple[list[sp.StepOutputs], list[tuple]] | None:
+        """(outputs, `LaneStack.step` jobs) of `steps` (past, prev, token) if the guess holds
+        for every one of them."""
+        outs, jobs, lanes = [], [], set()
+        for past, prev, token in steps:
+            got = self.by_prev.get(id(prev))
+            if got is None:
+                return None
+            lane, p, o, j, was = got
+            if was is not prev or p != past or prev.replaced or lane in lanes:
+                return None
+            lanes.add(lane)
+            outs.append(o)
+            jobs.append((lane, past, prev, token, j))
+        self.ready.synchronize()
+        toks = self.tokens.numpy()
+        if any(int(toks[j]) != token for *_x, token, j in jobs):
+            return None
+        return outs, [job[:4] for job in jobs]
 
 
 __all__ = ["LaneStack"]

@@ -692,19 +692,21 @@ class CudaStepPlan:
         self.launch(launches, self.table(launches))
         return sp.StepOutputs(self.plan, arena, offs, nbytes, dims, alias)
 
-    def run_lanes(self, steps: Sequence[tuple], nthreads: int = 1) -> list[sp.StepOutputs]:
+    def run_lanes(self, steps: Sequence[tuple], nthreads: int = 1, speculate: bool = False
+                  ) -> list[sp.StepOutputs]:
         """Several jobs' decode steps (the same bits as each alone: a job's launches and
         table are those of its one-job graph). With graphs on, each job takes a lane of
         `_Graphs` (its own arenas, graphs and stream), so the jobs' replays run side by
         side: one job's launches fill a few dozen SMs at most. A job that cannot have a
-        lane (memory, shapes) runs eagerly on the caller's stream."""
+        lane (memory, shapes) runs eagerly on the caller's stream. `speculate` (greedy
+        jobs with a next step): the stack queues that step too (`LaneStack.speculate`)."""
         del nthreads
         steps = [s[:3] for s in steps]  # (symbols, previous outputs, token[, job words])
         for sym, _prev, token in steps:
             self._check(sym, token)
         if self.graphs and self.stack_lanes and len(steps) > 1:
             try:
-                outs = self._run_stack(steps)
+                outs = self._run_stack(steps, speculate and self.speculate)
                 if outs is not None:
                     return outs
             except _NoGraph as e:  # per-job lanes from now on
@@ -727,14 +729,19 @@ class CudaStepPlan:
             outs.append(out if out is not None else self._eager(sym, prev, token))
         return outs
 
-    def _run_stack(self, steps: Sequence[tuple[Symbols, Sequence[torch.Tensor | None], int]]
-                   ) -> list[sp.StepOutputs] | None:
+    def _run_stack(self, steps: Sequence[tuple[Symbols, Sequence[torch.Tensor | None], int]],
+                   speculate: bool = False) -> list[sp.StepOutputs] | None:
         """`run_lanes` through one stack of lanes (node/ree/step_lanes_cuda.py), made for
         the batch's width and made again when a wider batch comes; None when device memory
-        cannot hold it."""
+        cannot hold it. The step the last call queued ahead is taken when it is this one."""
         from node.ree.step_lanes_cuda import LaneStack  # it builds on this module
 
         st = self._stack
+        if st is not None and st.lanes >= len(steps):
+            outs = st.take([(sym.past, prev, token) for sym, prev, token in steps], speculate)
+            if outs is not None:
+                self.graph_steps += len(steps)
+                return outs
         if st is None or st.lanes < len(steps):
             self._stack = st = None
             if max(sym.past for sym, _p, _t in steps) > (self.max_past or 0):
@@ -753,7 +760,7 @@ class CudaStepPlan:
         free = iter(sorted(set(range(st.lanes)) - seen))
         lanes = [ln if ln is not None else next(free) for ln in lanes]
         outs = st.step([(ln, sym.past, prev, token)
-                        for ln, (sym, prev, token) in zip(lanes, steps, strict=True)])
+                        for ln, (sym, prev, token) in zip(lanes, steps, strict=True)], speculate)
         self.graph_steps += len(steps)
         return outs
 

@@ -362,8 +362,13 @@ def test_argmax_token_is_the_greedy_pick(device):
     bits[9] = 0xFFFFFFFF  # all -NaN: the first one
     prog, weights, _ = table_program(rows, 4)
     greedy = JobConfig.of(4, 0.0)
+    wants = []
     for r in range(len(rows)):
         want = int(ref.run(prog, weights, [r], 1, config=greedy).outputs[prog.token_op][0, 0])
         got = fastsample.argmax_token(torch.from_numpy(rows[r].copy()).to(device))
         assert got.dtype == torch.int64 and got.shape == (1,)
         assert int(got[0]) == want, f"row {r}"
+        wants.append(want)
+    # all rows at once, as a batch's stack asks (one row a lane)
+    got = fastsample.argmax_token(torch.from_numpy(rows).to(device))
+    assert got.shape == (len(rows),) and got.tolist() == wants

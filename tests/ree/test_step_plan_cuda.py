@@ -259,6 +259,29 @@ def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, compact, streams, mon
         assert len(gpu.plan._lanes) == 3
 
 
+@needs_cuda
+@pytest.mark.parametrize("compact", [False, True], ids=["full", "compact"])
+def test_cuda_stack_speculated_steps_equal_cpu_jobs(executors, compact, monkeypatch):
+    """Greedy jobs in a stack of lanes: each step queued ahead with the device's tokens
+    (`LaneStack.speculate`). A job that ends leaves the guess to the others (taken); a
+    waiting job that joins is not in it (dropped, the step run again); every job's tokens
+    and leaf roots, full or compact, equal the CPU's."""
+    cpu, gpu = executors
+    monkeypatch.setattr(step_plan_cuda, "GRID_MIN", 18)
+    gpu.plan._lanes, gpu.plan.stack_lanes, gpu.plan._stack = [], True, None
+    prompts = [PROMPT, PROMPT[:9], PROMPT[3:] + PROMPT[:5], PROMPT[:6]]
+    budgets = [9, 4, 8, 6]
+    results = []
+    for ex in executors:
+        ex.reset()
+        results.append(generate_batch(ex, prompts, budgets, batch=3, compact=compact))
+    for i, (a, b) in enumerate(zip(*results, strict=True)):
+        assert a.tokens == b.tokens and a.roots == b.roots, f"job {i}"
+    st = gpu.plan._stack
+    assert gpu.plan.graph_error is None and st is not None
+    assert st.spec_hits >= 3 and st.spec_misses >= 1, (st.spec_hits, st.spec_misses)
+
+
 def test_fuse_linears_keeps_every_column_where_its_own_launch_put_it():
     """`fuse_linears` on launches shaped as a layer's q, k, v (576, 192, 192 columns, three
     segments of 192) and gate, up (1,536 each), with an unrelated launch between: each run
