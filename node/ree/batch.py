@@ -171,14 +171,15 @@ class BatchExecutor:
         if plan is not None and len(lanes) > 1 and all(ln.step > 0 for ln in lanes):
             return self._plan_step(lanes, speculate)
         if len(lanes) == 1 or (not self.batch_prefill and all(ln.step == 0 for ln in lanes)):
-            return [self._own(ln) for ln in lanes]
+            return [self._own(ln, speculate) for ln in lanes]
         return self._step(lanes)
 
-    def _own(self, ln: Lane) -> list[torch.Tensor]:
+    def _own(self, ln: Lane, speculate: bool = False) -> list[torch.Tensor]:
         """One lane's step through the executor's own step (its fastest path for one job)."""
         self.fx.prev = ln.prev
         fb = self.fx.fallbacks
-        out = self.fx.run_step(ln.step, ln.job_tokens, ln.feed, config=ln.config)
+        out = self.fx.run_step(ln.step, ln.job_tokens, ln.feed, config=ln.config,
+                               speculate=speculate and ln.step > 0)
         ln.fallbacks += self.fx.fallbacks - fb
         return out
 
