@@ -282,6 +282,44 @@ def test_cuda_stack_speculated_steps_equal_cpu_jobs(executors, compact, monkeypa
     assert st.spec_hits >= 3 and st.spec_misses >= 1, (st.spec_hits, st.spec_misses)
 
 
+def test_stack_guess_is_taken_only_for_its_own_jobs():
+    """The rule by which a stack's step queued ahead (`LaneStack.speculate`) stands for the
+    step asked for (`_StackGuess.match`; the GPU tests above run it for real): each job's
+    previous outputs the very object the guess followed, none replaced since, the position
+    one on, the host's token the device's, one job a lane; a job of the guess may be
+    missing (it ended), a job outside it (it joined) drops the guess."""
+    from node.ree.step_lanes_cuda import _StackGuess
+
+    class Outs(list):
+        def __init__(self) -> None:
+            super().__init__()
+            self.replaced: set[int] = set()
+
+    class Done:
+        def synchronize(self) -> None:
+            pass
+
+    prev, new = [Outs() for _ in range(3)], [Outs() for _ in range(3)]
+    tokens = torch.tensor([7, 8, 9])
+
+    def guess() -> _StackGuess:
+        return _StackGuess(0, [(lane, 20 + lane, new[j], j, prev[j])
+                               for j, lane in enumerate((2, 0, 1))], tokens, Done())
+
+    asked = [(20 + lane, prev[j], 7 + j) for j, lane in enumerate((2, 0, 1))]
+    outs, jobs = guess().match(asked)
+    assert outs == new and [j[0] for j in jobs] == [2, 0, 1]
+    assert all(o is n for o, n in zip(outs, new, strict=True))
+    outs, jobs = guess().match([asked[2], asked[0]])  # job 1 ended: the others still hold
+    assert outs[0] is new[2] and outs[1] is new[0] and [j[0] for j in jobs] == [1, 2]
+    assert guess().match(asked[:2] + [(21, Outs(), 9)]) is None  # a job that joined
+    assert guess().match(asked[:2] + [(22, prev[2], 9)]) is None  # another position
+    assert guess().match(asked[:2] + [(21, prev[2], 3)]) is None  # another token
+    assert guess().match(asked + [asked[0]]) is None  # one lane twice
+    prev[1].replaced.add(5)
+    assert guess().match(asked) is None  # an output replaced since (a cheating test)
+
+
 def test_fuse_linears_keeps_every_column_where_its_own_launch_put_it():
     """`fuse_linears` on launches shaped as a layer's q, k, v (576, 192, 192 columns, three
     segments of 192) and gate, up (1,536 each), with an unrelated launch between: each run
