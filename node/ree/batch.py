@@ -148,7 +148,8 @@ class BatchExecutor:
             new = [i for i, ln in enumerate(lanes) if ln.step == 0]
             if self.fx.plan is not None and 0 < len(new) < len(lanes):
                 # a job joining a running batch: its prefill apart, so that the others'
-                # decode steps stay on the step plan instead of all going op by op
+                # decode steps stay on the step plan instead of all going op by op (and
+                # queue no step ahead: the next step has the new job, which no guess holds)
                 outs: list[list[torch.Tensor]] = [[] for _ in lanes]
                 old = [i for i, ln in enumerate(lanes) if ln.step > 0]
                 for group in (old, new):

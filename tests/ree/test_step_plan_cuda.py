@@ -263,9 +263,12 @@ def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, compact, streams, mon
 @pytest.mark.parametrize("compact", [False, True], ids=["full", "compact"])
 def test_cuda_stack_speculated_steps_equal_cpu_jobs(executors, compact, monkeypatch):
     """Greedy jobs in a stack of lanes: each step queued ahead with the device's tokens
-    (`LaneStack.speculate`). A job that ends leaves the guess to the others (taken); a
-    waiting job that joins is not in it (dropped, the step run again); every job's tokens
-    and leaf roots, full or compact, equal the CPU's."""
+    (`LaneStack.speculate`); every job's tokens and leaf roots, full or compact, equal the
+    CPU's. A job that ends leaves the guess to the others (taken). A waiting job joins by
+    its prefill beside the others' step (`batch_prefill`, CUDA's default), which takes the
+    guess but queues none: the next step has a job no guess holds. So no guess is dropped
+    here (measured on an H100: 3 taken, 0 dropped); the CPU test below checks the rule that
+    drops one, and test_cuda_speculated_steps_equal_cpu_steps a dropped guess on a GPU."""
     cpu, gpu = executors
     monkeypatch.setattr(step_plan_cuda, "GRID_MIN", 18)
     gpu.plan._lanes, gpu.plan.stack_lanes, gpu.plan._stack = [], True, None
@@ -279,7 +282,7 @@ def test_cuda_stack_speculated_steps_equal_cpu_jobs(executors, compact, monkeypa
         assert a.tokens == b.tokens and a.roots == b.roots, f"job {i}"
     st = gpu.plan._stack
     assert gpu.plan.graph_error is None and st is not None
-    assert st.spec_hits >= 3 and st.spec_misses >= 1, (st.spec_hits, st.spec_misses)
+    assert st.spec_hits >= 3 and st.spec_misses == 0, (st.spec_hits, st.spec_misses)
 
 
 def test_stack_guess_is_taken_only_for_its_own_jobs():
