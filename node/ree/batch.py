@@ -203,10 +203,10 @@ class BatchExecutor:
                    ) -> list[list[torch.Tensor]]:
         """Decode steps of every lane through the executor's step plan (node/ree/step_plan.py):
         the plan of all jobs in one call (CPU: one C call, the weight linears stacked over
-        the jobs' rows; CUDA: each job's graphs on its own stream), then each job's ops
-        after the plan. A CUDA plan's SAMPLE tails run on the host side by side in one C
-        call (`FastExecutor.run_tails`): one after another through Python they were most of
-        a 32-job step (3-5 ms each on the H200 host)."""
+        the jobs' rows; CUDA: one stack of lanes, each launch once for all jobs, ADR 0011),
+        then each job's ops after the plan. A CUDA plan's SAMPLE tails run on the host side
+        by side in one C call (`FastExecutor.run_tails`): one after another through Python
+        they were most of a 32-job step (3-5 ms each on the H200 host)."""
         fx = self.fx
         states = [ln.state() for ln in lanes]
         steps = [(st.sym, ln.prev, fx.plan_token(ln.prev, ln.feed), fx.job_words(st))
