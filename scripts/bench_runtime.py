@@ -190,12 +190,12 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int,
             # as `generate_batch` steps: the tokens read on the host, the next step queued
             # ahead on CUDA (`speculate`), the device synced once at the end
             outs = bx.run_step(lanes, speculate=s + 1 < n)
-            toks = [int(o[prog.token_op].reshape(-1)[0]) for o in outs]
+            picked = [int(o[prog.token_op].reshape(-1)[0]) for o in outs]
             t1 = time.perf_counter()
             for i, (ln, o) in enumerate(zip(lanes, outs, strict=True)):
                 if recs is not None:
                     recs[i].add_step(o)
-                ln.feed = toks[i]
+                ln.feed = picked[i]
             # the lanes keep what the next step reads, the recorders what they still hash:
             # holding the rest here (32 prefills: ~20 GB of leaves) measured memory pressure
             del outs, o

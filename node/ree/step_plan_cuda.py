@@ -626,10 +626,14 @@ class CudaStepPlan:
         self.fuse_ew = FUSE_EW
         self._side_by_side: dict[tuple[int, ...], torch.Tensor] = {}  # `fuse_linears`' weights
         self.speculate = SPECULATE
-        # the op whose output is the logits row the greedy token is the argmax of (the
-        # first ARGFOLD level's input), when this plan computes it: `_Graphs.speculate`
-        self.logits_op = next((op.inputs[0].op for op in program.ops
-                               if op.code == Code.ARGFOLD and len(op.inputs) == 1), None)
+        # the logits row the greedy token is the argmax of, when this plan computes it
+        # (`_Graphs.speculate`)
+        from node.ree.generate import GenerationError, logits_op  # it imports the executor
+
+        try:
+            self.logits_op: int | None = logits_op(program)
+        except GenerationError:
+            self.logits_op = None
         if self.logits_op is not None and self.logits_op >= self.tail:
             self.logits_op = None
 
