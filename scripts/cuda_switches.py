@@ -30,6 +30,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--speculate", action=argparse.BooleanOptionalAction, default=None,
                     help="a greedy job's next CUDA step queued with the device's argmax as "
                          "its token before the host has it (step_plan_cuda.SPECULATE)")
+    ap.add_argument("--pdl", action=argparse.BooleanOptionalAction, default=None,
+                    help="step launches with programmatic dependent launch: the next "
+                         "launch placed while this one runs (step_plan_cuda.PDL)")
     ap.add_argument("--gather-logits", action="store_true",
                     help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS)")
     ap.add_argument("--host-prefill", action="store_true",
@@ -56,6 +59,8 @@ def apply(args: argparse.Namespace) -> dict:
         step_plan_cuda.FUSE_EW = args.fuse_ew
     if args.speculate is not None:
         step_plan_cuda.SPECULATE = args.speculate
+    if args.pdl is not None:
+        step_plan_cuda.PDL = args.pdl
     return settings()
 
 
@@ -65,7 +70,7 @@ def settings() -> dict:
 
     return {"grid_min": step_plan_cuda.GRID_MIN, "fuse_linears": step_plan_cuda.FUSE_LINEARS,
             "fuse_moves": step_plan_cuda.FUSE_MOVES, "fuse_ew": step_plan_cuda.FUSE_EW,
-            "speculate": step_plan_cuda.SPECULATE,
+            "speculate": step_plan_cuda.SPECULATE, "pdl": step_plan_cuda.PDL,
             "root_streams": step_lanes_cuda.ROOT_STREAMS,
             "roots_beside": step_plan_cuda.ROOTS_BESIDE,
             "gather_logits": fastexec.GATHER_LOGITS, "host_prefill": fastexec.HOST_PREFILL}

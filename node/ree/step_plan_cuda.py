@@ -71,6 +71,11 @@ STACK_LANES = True
 # position only. 64: the stack's step at ~60 tokens and 32 lanes 21.5 → 8.5 ms on the H200
 # (ADR 0011); the GPU tests set 16 and 18 so that their jobs cross a bucket
 GRID_MIN: int | None = 64
+# every step launch with programmatic dependent launch (Hopper: the next launch's programs
+# placed while this one runs; each kernel waits for the one before it in
+# step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
+# bench_runtime.py --no-pdl
+PDL = not interpreting()
 
 
 def grid_tops(top: int) -> list[int]:
@@ -857,13 +862,15 @@ class CudaStepPlan:
         ARGW] (node/ree/step_lanes_cuda.py; step_kernels._row)."""
         args = table if isinstance(table, torch.Tensor) else torch.from_numpy(table).to(
             self.device)
+        pdl = {"launch_pdl": True} if PDL and self.device.type == "cuda" else {}
         if lanes == 1:
             for i, ln in enumerate(launches):
-                ln.kernel[ln.grid](*ln.ptrs, args, i, **ln.consts)
+                ln.kernel[ln.grid](*ln.ptrs, args, i, **ln.consts, **pdl)
             return
         for i, ln in enumerate(launches):
             g = (*ln.grid, 1, 1)[:3]
-            ln.kernel[(g[0], g[1], g[2] * lanes)](*ln.ptrs, args, i, LANES=lanes, **ln.consts)
+            ln.kernel[(g[0], g[1], g[2] * lanes)](*ln.ptrs, args, i, LANES=lanes, **ln.consts,
+                                                  **pdl)
 
     def weight_ptrs(self) -> set[int]:
         """The addresses of every weight tensor a launch may read (fixed for the plan's
@@ -1306,12 +1313,12 @@ class _Graphs:
         self._like = like
         self._roots: dict[bool, _RootsGraphs] = {}  # by `compact`
         self.roots_error: str | None = None  # why the trace's roots are not a graph, if not
-        # ROOTS_BESIDE: the roots' side stream, the end of this step's graph on the
-        # executor's stream (what the roots wait for), the roots queued before the last step
-        # (what the next step waits for: they read the arena it overwrites)
+        # ROOTS_BESIDE: the roots' side stream; per arena, the end of the last graph that
+        # wrote it on the executor's stream (what its roots wait for) and the end of its
+        # roots on the side stream (what the next graph writing it waits for)
         self._rstream: torch.cuda.Stream | None = None
-        self._stepped: torch.cuda.Event | None = None
-        self._mark: torch.cuda.Event | None = None
+        self._wrote: list[torch.cuda.Event | None] = [None, None]
+        self._read: list[torch.cuda.Event | None] = [None, None]
         # `speculate`: the step queued ahead, its table's pinned rows and their copy, the
         # token terms on the device, and per arena the host copies of its logits and token
         self._spec: _Guess | None = None
@@ -1409,7 +1416,7 @@ class _Graphs:
         self.copied.record()
         b = grid_bucket(self.tops, past)
         g = self.graphs.get((k, b))
-        self._after_roots()
+        self._after_roots(k)
         if g is None:
             sp_.launch(self.seqs[k][b], self.args)  # compiles every kernel; then capture
             g = torch.cuda.CUDAGraph()
@@ -1420,9 +1427,6 @@ class _Graphs:
             self.graphs[k, b] = g
         else:
             g.replay()
-        if self._rstream is not None:
-            self._stepped = torch.cuda.Event()
-            self._stepped.record()
         return self._outputs(k, past)
 
     def _outputs(self, k: int, past: int) -> sp.StepOutputs:
@@ -1436,10 +1440,9 @@ class _Graphs:
             out.roots_graph = lambda wait=True, compact=False: self.roots(k, past, wait,
                                                                           compact)
             if ROOTS_BESIDE and self.arenas[k].device.type == "cuda":
-                if self._rstream is None:  # from the next step on, `_stepped` is recorded
+                if self._rstream is None:
                     self._rstream = torch.cuda.Stream(sp_.device)
-                    self._stepped = torch.cuda.Event()
-                    self._stepped.record()
+                self._wrote[k] = torch.cuda.current_stream(sp_.device).record_event()
                 out.roots_stream = self._rstream
         return out
 
@@ -1447,11 +1450,9 @@ class _Graphs:
         """Queue the step after `out` (at `past`) with the device's greedy token of `out`'s
         logits, and the copies the host's tail of `out` reads (its logits, `host_copies`)
         before it, so that tail waits for this step only. None where the next step has no
-        captured graph yet (its first replay captures it), passes the RoPE table, or the
-        trace roots run on a side stream (`ROOTS_BESIDE`: their order with the arenas is
-        kept by the host's calls)."""
+        captured graph yet (its first replay captures it) or passes the RoPE table."""
         sp_, li, p1 = self.sp, self.sp.logits_op, past + 1
-        if li is None or ROOTS_BESIDE or self._rstream is not None or p1 > sp_.max_past:
+        if li is None or p1 > sp_.max_past:
             return None
         k1 = self.parity
         g = self.graphs.get((k1, grid_bucket(self.tops, p1)))
@@ -1483,19 +1484,19 @@ class _Graphs:
         if kt_d is None:
             kt_d = self._kt[k1] = torch.from_numpy(kt).to(sp_.device)
         self.args.add_(kt_d * tok)  # the table's token term, from the device's token
+        self._after_roots(k1)
         g.replay()
         return _Guess(p1, out, k1, self._outputs(k1, p1), th, ready)
 
-    def _after_roots(self) -> None:
-        """ROOTS_BESIDE: order this step's graph after the trace roots of two steps ago,
-        which read the arena it overwrites; the last step's roots run beside it (`step`
-        waits for them too where it stages outputs from elsewhere into their arena)."""
-        if self._rstream is None:
-            return
-        cur = torch.cuda.current_stream(self.sp.device)
-        if self._mark is not None:
-            cur.wait_event(self._mark)
-        self._mark = self._rstream.record_event()
+    def _after_roots(self, k: int) -> None:
+        """ROOTS_BESIDE: order the graph about to write arena k after the trace roots queued
+        for its last step, which read that arena; the other arena's roots (the step before,
+        queued or not yet) run beside it (`_replay` waits for them too where it stages
+        outputs from elsewhere into their arena). By the arena, not by the call: a step
+        queued ahead (`speculate`) is queued before the roots of the step it follows."""
+        ev, self._read[k] = self._read[k], None
+        if ev is not None:
+            torch.cuda.current_stream(self.sp.device).wait_event(ev)
 
     def lane_step(self, past: int, prev: Sequence[torch.Tensor | None], token: int,
                   start: torch.cuda.Event) -> sp.StepOutputs:
@@ -1544,8 +1545,9 @@ class _Graphs:
         if s is None:
             return r.run(k, past)
         with torch.cuda.stream(s):
-            s.wait_event(self._stepped)  # after the step's graph; after the last roots too
+            s.wait_event(self._wrote[k])  # after the graph that wrote the arena
             out = r.run(k, past)
+            self._read[k] = s.record_event()
         if wait:
             torch.cuda.current_stream(self.sp.device).wait_stream(s)
         return out

@@ -21,12 +21,17 @@ from __future__ import annotations
 
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 from repops.gpu.elementwise import binary_f, max2_f, unary_f
+from repops.gpu.launch import interpreting
 from repops.gpu.primitives import canon_nan
 from repops.gpu.rope import rope_rows
 
 ARGW = 32  # int64 words per launch row
+
+# Whether kernels carry the grid-dependency instructions (`_start`); the interpreter has none.
+GDC = tl.constexpr(not interpreting())
 
 
 @triton.jit
@@ -40,6 +45,23 @@ def _row(ARGS, ROW, LANES: tl.constexpr):
         return ARGS + (ROW * LANES + lane) * 32
     else:
         return ARGS + ROW * 32
+
+
+@triton.jit
+def _start():
+    """Wait for the launch before this one to finish (its writes visible), then let the next
+    launch start. Every step kernel calls this before it reads or writes the arena: launched
+    with programmatic dependent launch (step_plan_cuda.PDL), a kernel may begin while the
+    one before it still runs, and only this wait orders them; since each waits for the one
+    before, a kernel also comes after every earlier one.
+
+    Why: a b=1 decode step is ~450 small launches whose work is a few µs each; with PDL the
+    next launch's programs are placed on the SMs while this one runs, instead of after it
+    (and a linear prefetches its weights, which no launch writes, before the wait).
+    Without PDL both instructions do nothing."""
+    if GDC:
+        gdc_wait()
+        gdc_launch_dependents()
 
 
 @triton.jit
@@ -123,6 +145,7 @@ def ew_kernel(A, B, OUT, ARGS, ROW, FN: tl.constexpr, HAS_B: tl.constexpr,
     Row: a_off, b_off, out_off, n, d1…d5, sa0…sa5, sb0…sb5, scalar, fill, past, R, C
     [, b2_off, out2_off]."""
     P = _row(ARGS, ROW, LANES)
+    _start()
     n = tl.load(P + 3)
     e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = e < n
@@ -156,6 +179,7 @@ def fold_tree_kernel(X, OUT, ARGS, ROW, NEG0, CAP0: tl.constexpr, NLEV: tl.const
     to back ([rows, cap] each); a barrier orders a level's stores before the next reads.
     Row: x_off, out_off, rows, w, nlive."""
     P = _row(ARGS, ROW, LANES)
+    _start()
     _fold_levels(X + tl.load(P), OUT, tl.load(P + 1), tl.program_id(0).to(tl.int64),
                  tl.load(P + 2), tl.load(P + 3), tl.load(P + 4), NEG0, CAP0, NLEV, COMBINE)
 
@@ -207,6 +231,7 @@ def norm_kernel(X, WT, OUT, ARGS, ROW, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.cons
     Row: x_off, sq_off, n, fold_base, nlive, last_off, mean_off, s_mean, eps_off, s_eps,
     root_off, div_off, out_off, wt_off[, a_off, b_off]."""
     P = _row(ARGS, ROW, LANES)
+    _start()
     n = tl.load(P + 2)
     x = X + tl.load(P)
     e = tl.arange(0, BLOCK)
@@ -284,6 +309,7 @@ def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.con
     sum_nlive, out_off, s_scale, fill ×4 (scale, sub, exp, div), past, R, max_last,
     sum_last."""
     P = _row(ARGS, ROW, LANES)
+    _start()
     r = tl.program_id(0).to(tl.int32)
     C = tl.load(P + 2).to(tl.int32)
     rows = tl.load(P + 3)
@@ -417,6 +443,7 @@ def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
     Row: a_off, s_ab, s_ar, b_off, s_bb, s_bn, s_bk, acc_off, out_off, s_oseg, R, N, group,
     nseg, k0, segw, kmax, past."""
     P = _row(ARGS, ROW, LANES)
+    _start()
     R = tl.load(P + 10)
     N = tl.load(P + 11)
     s_bk = 1 if K1 else tl.load(P + 6)
@@ -511,6 +538,7 @@ def qchain_dot_kernel(X, W, OUT, ARGS, ROW, NEG0, BM: tl.constexpr, BN: tl.const
     ahead in registers. Rows past M (tiles are BM ≥ 16 rows) are not stored; ks past K read
     a = −0.0, w = +0.0: fma(−0, +0, acc) = acc for every acc."""
     P = _row(ARGS, ROW, LANES)
+    _start()
     K = tl.load(P + 16)
     M = tl.load(P + 10)
     N = tl.load(P + 11)
@@ -575,6 +603,7 @@ def qchain_vec_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, TK: tl.constexpr,
     blocks ahead of the chain (registers carry them; the zero blocks take the loads past
     K)."""
     P = _row(ARGS, ROW, LANES)
+    _start()
     N = tl.load(P + 11)
     s_oseg = tl.load(P + 9)
     offs_n = tl.program_id(0) * BN + tl.arange(0, BN)
@@ -673,8 +702,6 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
     rn = (offs_n % tl.maximum(N, 1)).to(tl.int64)
     xp = X + tl.load(P)
     warp = tl.arange(0, 32)
-    for r in tl.static_range(2):  # x's 128-byte lines, K ≤ 2,048 (only a hint past it)
-        _prefetch_l1(xp + tl.minimum((r * 32 + warp) * 32, K - 1))
     step = N * 8
     last = K // 8 - 1
     if PF < 0:  # the program's whole weight panel: BN·32 bytes a k block, 32 blocks a round
@@ -682,6 +709,11 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
             blk = W + (tl.minimum(r + warp, last).to(tl.int64) * N + n0) * 8
             for c in tl.static_range((BN * 32 + 127) // 128):
                 _prefetch_l1(blk + c * 32)
+    # the weights are no launch's output: asked for before the wait; x (the launch before's
+    # output) only after it, so that L1 holds no line of it from before
+    _start()
+    for r in tl.static_range(2):  # x's 128-byte lines, K ≤ 2,048 (only a hint past it)
+        _prefetch_l1(xp + tl.minimum((r * 32 + warp) * 32, K - 1))
     wp = W + rn * 8
     if PARTS > 1:  # the part holding this program's columns: output base, stride, first column
         o_base = tl.load(P + 8)
@@ -743,6 +775,7 @@ def move_kernel(X, OUT, ARGS, ROW, X_AT: tl.constexpr, BLOCK: tl.constexpr,
     this output's run fused in (`_then_contig`).
     Row: x_off, out_off, n, d1…d5, s0…s5, off."""
     P = _row(ARGS, ROW, LANES)
+    _start()
     e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = e < tl.load(P + 2)
     if X_AT == CONTIG:
@@ -776,6 +809,7 @@ def concat_kernel(A, B, OUT, ARGS, ROW, BLOCK: tl.constexpr,
     in the CONCAT's output mapped on to the CONCAT's inputs (a KV cache's head transpose).
     Row: a_off, b_off, out_off, outer, ca, cb."""
     P = _row(ARGS, ROW, LANES)
+    _start()
     ca = tl.load(P + 4)
     cb = tl.load(P + 5)
     second = False
@@ -804,6 +838,7 @@ def gather_kernel(IDS, TAB, OUT, ARGS, ROW, BLOCK: tl.constexpr,
     tok_off and its table row [D] copied to out_off (the host checked it is in the table).
     Row: tok_off, out_off, D, token."""
     P = _row(ARGS, ROW, LANES)
+    _start()
     tok = tl.load(P + 3)
     if tl.program_id(0) == 0:
         tl.store(IDS + tl.load(P), tok.to(tl.int32))
@@ -821,6 +856,7 @@ def rope_kernel(X, COS, SIN, OUT, ARGS, ROW, HALF_MODE: tl.constexpr, RB: tl.con
     THEN CONTIG: a MOVE of this output's run fused in (`_then_contig`), after a barrier.
     Row: x_off, out_off, n_heads, D, R, half (table row length), past."""
     P = _row(ARGS, ROW, LANES)
+    _start()
     n_rows = tl.load(P + 2)
     D = tl.load(P + 3)
     h = tl.load(P + 4) // 2

@@ -188,6 +188,38 @@ def test_cuda_compact_roots_equal_cpu_compact_roots(executors, beside, monkeypat
 
 
 @needs_cuda
+@pytest.mark.parametrize("beside", [False, True])
+@pytest.mark.parametrize("compact", [False, True])
+def test_cuda_speculated_steps_commit_cpu_roots(executors, beside, compact, monkeypatch):
+    """Steps queued ahead (`speculate`) under a recorder, its roots on the executor's stream
+    or beside the next step (ROOTS_BESIDE). A step queued ahead is queued before the roots of
+    the step it follows: they must still read their arena before the step after overwrites
+    it (`_Graphs._after_roots`, by the arena). The roots and the trace root equal the
+    CPU's; a token fed at step 6 that is not the device's drops that guess."""
+    cpu, gpu = executors
+    monkeypatch.setattr(step_plan_cuda, "ROOTS_BESIDE", beside)
+    gpu.plan._graph = None
+    prog = cpu.program
+    feeds: dict[int, int] = {}
+    got = []
+    for ex in (cpu, gpu):
+        ex.reset()
+        rec = TraceRecorder(prog, PROMPT, compact=compact)
+        for step in range(10):
+            out = ex.run_step(step, PROMPT, feeds.get(step), speculate=ex is gpu)
+            rec.add_step(out)
+            if ex is cpu and step == 5:
+                feeds[6] = int(out[prog.token_op].reshape(-1)[0]) ^ 1
+        got.append((rec.roots, rec.root()))
+        rec.close()
+    assert got[0] == got[1]
+    g = gpu.plan._graph
+    assert g is not None and g.roots_error is None and (g._rstream is not None) == beside
+    # steps 1 and 2 capture the arenas' graphs; steps 3-9 were queued ahead, step 6 dropped
+    assert (g.spec_hits, g.spec_misses) == (6, 1)
+
+
+@needs_cuda
 def test_cuda_host_prefill_equals_cpu(executors, monkeypatch):
     """`fastexec.HOST_PREFILL`: a CUDA job's prefill on the host's cores, then its decode
     steps on the device from the KV caches copied up; alone and in a batch (a waiting job
@@ -424,6 +456,32 @@ def test_fused_linear_kernel_compiles_for_hopper(parts):
             pytest.skip(str(e))
         raise
     assert "fma.rn.f32" in k.asm["ptx"] and k.asm["cubin"]
+    # step_kernels._start: the wait for the launch before (PDL), after the weights' prefetch
+    ptx = k.asm["ptx"]
+    assert "griddepcontrol.wait" in ptx and "griddepcontrol.launch_dependents" in ptx
+    assert ptx.index("prefetch.global.L1") < ptx.index("griddepcontrol.wait")
+
+
+def test_every_step_kernel_waits_before_it_touches_the_arena():
+    """With PDL (step_plan_cuda.PDL) a launch may start while the one before it runs: each
+    step kernel must call `_start` (the grid-dependency wait) before it loads anything but
+    its table row or a weight, or stores anything. Read from the kernels' source: a kernel
+    that forgot would race only now and then on a GPU."""
+    import inspect
+
+    sk = step_plan_cuda.sk
+    kernels = [f for f in vars(sk).values()
+               if isinstance(f, sk.triton.runtime.jit.JITFunction)
+               and "_row(ARGS, ROW, LANES)" in inspect.getsource(f.fn)]
+    assert len(kernels) >= 12
+    for f in kernels:
+        body = inspect.getsource(f.fn).split('"""')[-1]
+        assert body.count("_start()") == 1, f.fn.__name__
+        before = body[:body.index("_start()")]
+        assert "tl.store(" not in before, f.fn.__name__
+        loads = before.split("tl.load(")[1:]
+        assert all(x.startswith("P") for x in loads), f.fn.__name__
+        assert "_xw_block(" not in before and "_prefetch_l1(xp" not in before, f.fn.__name__
 
 
 def test_cuda_plan_kernels_under_the_interpreter():
