@@ -222,8 +222,9 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int,
         # grid bucket past the warm-up's are captured at its first step (H100, seventeenth
         # session: a 201 ms step inside the timed 32, against ~18 ms steady steps)
         steps([Lane(list(toks), config=cfg) for _ in range(batch)], n_new + 1, None)
-        exec_s, _ = steps([Lane(list(toks), config=cfg) for _ in range(batch)], n_new + 1,
-                          None)
+        with _GcPauses() as gc_pauses:
+            exec_s, _ = steps([Lane(list(toks), config=cfg) for _ in range(batch)], n_new + 1,
+                              None)
         lanes = [Lane(list(toks), config=cfg) for _ in range(batch)]
         recs = [TraceRecorder(prog, toks, compact=compact) for _ in range(batch)]
         tr_exec, tr_commit = steps(lanes, n_new + 1, recs)
@@ -247,9 +248,37 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int,
         "decode_step_ms_exec_only": [round(1000 * x, 1) for x in exec_s[1:]],
         "decode_step_ms_with_trace": [round(1000 * (x + c), 1)
                                       for x, c in zip(tr_exec[1:], tr_commit[1:], strict=True)],
+        "gc_pauses_ms_exec_only": gc_pauses.ms,
         "batched_matmuls": bx.batched_calls, "jobs_rerun_ops": bx.reruns,
         "timed_positions_warmed": True,
     }
+
+
+class _GcPauses:
+    """The garbage collector's pauses (ms, generation 2 only) inside a `with` block.
+
+    Why: a batch's timed steps show one or two steps of ~60-70 ms among ~12 ms ones, at
+    no fixed step (H100, twenty-first session); a full collection over the batch's many
+    small objects is one candidate this tells apart from the device."""
+
+    def __init__(self) -> None:
+        self.ms: list[float] = []
+        self._t0 = 0.0
+
+    def _cb(self, phase: str, info: dict) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.ms.append(round(1000 * (time.perf_counter() - self._t0), 2))
+
+    def __enter__(self) -> _GcPauses:
+        gc.callbacks.append(self._cb)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._cb)
 
 
 def bench_eager(model, dev: str, dtype_name: str, toks: list[int], n_new: int,

@@ -15,9 +15,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--root-streams", type=int, default=None,
                     help="side streams a CUDA batch's trace roots replay on "
                          "(step_lanes_cuda.ROOT_STREAMS; 0: the executor's stream)")
-    ap.add_argument("--roots-beside", action="store_true",
+    ap.add_argument("--roots-beside", action=argparse.BooleanOptionalAction, default=None,
                     help="a CUDA job's trace roots on a side stream beside its next step "
-                         "(step_plan_cuda.ROOTS_BESIDE)")
+                         "(step_plan_cuda.ROOTS_BESIDE, on by default)")
     ap.add_argument("--fuse-linears", action=argparse.BooleanOptionalAction, default=None,
                     help="q, k, v and gate, up as one CUDA launch each "
                          "(step_plan_cuda.FUSE_LINEARS, on by default)")
@@ -30,6 +30,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--speculate", action=argparse.BooleanOptionalAction, default=None,
                     help="a greedy job's next CUDA step queued with the device's argmax as "
                          "its token before the host has it (step_plan_cuda.SPECULATE)")
+    ap.add_argument("--quant-linears", action=argparse.BooleanOptionalAction, default=None,
+                    help="decode linears of Q4_1 weights read the GGUF blocks, dequantized "
+                         "exactly in the kernel (step_plan_cuda.QUANT_LINEARS)")
     ap.add_argument("--pdl", action=argparse.BooleanOptionalAction, default=None,
                     help="step launches with programmatic dependent launch: the next "
                          "launch placed while this one runs (step_plan_cuda.PDL)")
@@ -50,7 +53,8 @@ def apply(args: argparse.Namespace) -> dict:
         step_lanes_cuda.ROOT_STREAMS = args.root_streams
     fastexec.GATHER_LOGITS = fastexec.GATHER_LOGITS or args.gather_logits
     fastexec.HOST_PREFILL = fastexec.HOST_PREFILL or args.host_prefill
-    step_plan_cuda.ROOTS_BESIDE = step_plan_cuda.ROOTS_BESIDE or args.roots_beside
+    if args.roots_beside is not None:
+        step_plan_cuda.ROOTS_BESIDE = args.roots_beside
     if args.fuse_linears is not None:
         step_plan_cuda.FUSE_LINEARS = args.fuse_linears
     if args.fuse_moves is not None:
@@ -61,6 +65,8 @@ def apply(args: argparse.Namespace) -> dict:
         step_plan_cuda.SPECULATE = args.speculate
     if args.pdl is not None:
         step_plan_cuda.PDL = args.pdl
+    if args.quant_linears is not None:
+        step_plan_cuda.QUANT_LINEARS = args.quant_linears
     return settings()
 
 
@@ -71,6 +77,7 @@ def settings() -> dict:
     return {"grid_min": step_plan_cuda.GRID_MIN, "fuse_linears": step_plan_cuda.FUSE_LINEARS,
             "fuse_moves": step_plan_cuda.FUSE_MOVES, "fuse_ew": step_plan_cuda.FUSE_EW,
             "speculate": step_plan_cuda.SPECULATE, "pdl": step_plan_cuda.PDL,
+            "quant_linears": step_plan_cuda.QUANT_LINEARS,
             "root_streams": step_lanes_cuda.ROOT_STREAMS,
             "roots_beside": step_plan_cuda.ROOTS_BESIDE,
             "gather_logits": fastexec.GATHER_LOGITS, "host_prefill": fastexec.HOST_PREFILL}

@@ -519,7 +519,7 @@ class FastExecutor:
             from node.ree.step_plan_cuda import CudaStepPlan  # Triton: CUDA machines only
 
             cuda = CudaStepPlan(program, weights, self.weights, self._chains, self._wt,
-                                self.device)
+                                self.device, quant=self._host_quant)
             self.plan = cuda if cuda.tail else None
             if self.plan is not None and host_tail and _HostTail.fits(program, cuda.tail):
                 self._host = _HostTail(FastExecutor(program, weights, "cpu", plan=False,

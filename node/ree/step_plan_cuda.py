@@ -71,6 +71,10 @@ STACK_LANES = True
 # position only. 64: the stack's step at ~60 tokens and 32 lanes 21.5 → 8.5 ms on the H200
 # (ADR 0011); the GPU tests set 16 and 18 so that their jobs cross a bucket
 GRID_MIN: int | None = 64
+# a decode linear whose weight has Q4_1 GGUF blocks reads those (`qchain_q4_kernel`: 24
+# bytes a column per 32 ks instead of 128, dequantized exactly in the kernel, ADR 0003),
+# else the fp32 values (`qchain_v8_kernel`); A/B: bench_runtime.py --no-quant-linears
+QUANT_LINEARS = True
 # every step launch with programmatic dependent launch (Hopper: the next launch's programs
 # placed while this one runs; each kernel waits for the one before it in
 # step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
@@ -141,11 +145,16 @@ def _kinds(seq: Sequence[_Launch]) -> list:
 
 class CudaChain:
     """A linear's weight for the plan's QCHAIN record: fp32 values transposed to [K, N] on the
-    device (the executor's `_wt`), so a program's BN outputs read one coalesced row per k."""
+    device (the executor's `_wt`), so a program's BN outputs read one coalesced row per k;
+    and, where the GGUF blocks are Q4_1 (`blocks`), those blocks laid out for
+    `qchain_q4_kernel` (`q4`)."""
 
-    def __init__(self, wt: torch.Tensor, chain: lc.Chain) -> None:
+    def __init__(self, wt: torch.Tensor, chain: lc.Chain,
+                 blocks: lc.QuantBlocks | None = None) -> None:
         self.wt = wt
         self._vec: dict[int, torch.Tensor] = {}
+        self._blocks = blocks if blocks is not None and blocks.qtype == "q4_1" else None
+        self._q4: torch.Tensor | None = None
         self.k, self.n = wt.shape
         self.nseg = len(chain.bounds)
         self.segw = chain.bounds[0][1] - chain.bounds[0][0]
@@ -168,6 +177,40 @@ class CudaChain:
             wv = w.reshape(kp // tk, tk, self.n).permute(0, 2, 1).contiguous()
             self._vec[tk] = wv
         return wv
+
+    def q4(self) -> torch.Tensor | None:
+        """The Q4_1 blocks as `qchain_q4_kernel` reads them: int32 [K/32, 6, N], per block
+        and column four words of 4-bit q (k = 32b + 8w + j in bits 4j…4j+3 of word w), then
+        f32(d) and f32(m) as bits; None without Q4_1 blocks. The blocks must dequantize to
+        this chain's fp32 values bit for bit (ADR 0003), else ValueError: wrongly keyed
+        blocks cannot change a trace."""
+        if self._q4 is not None or self._blocks is None:
+            return self._q4
+        from node.runtime.gguf_loader import q4_1_parts
+
+        bl = self._blocks
+        if (bl.n, bl.k) != (self.n, self.k) or self.k % 32:
+            raise ValueError(f"q4_1 blocks [{bl.n}, {bl.k}] for a [{self.n}, {self.k}] weight")
+        d, m, q = q4_1_parts(bl.raw, bl.n * bl.k)
+        nb = self.k // 32
+        q = q.reshape(self.n, nb, 4, 8).astype(np.uint32)
+        words = np.zeros((nb, 6, self.n), dtype=np.uint32)
+        words[:, :4] = (q << (4 * np.arange(8, dtype=np.uint32))).sum(
+            axis=3, dtype=np.uint32).transpose(1, 2, 0)
+        words[:, 4] = d.reshape(self.n, nb).T.view(np.uint32)
+        words[:, 5] = m.reshape(self.n, nb).T.view(np.uint32)
+        lay = torch.from_numpy(words.view(np.int32)).to(self.wt.device)
+        # ADR 0003's value of every weight, from this layout, against the fp32 one
+        qd = ((lay[:, :4, None, :] >> (4 * torch.arange(8, device=lay.device))[None, None, :,
+                                                                             None]) & 15)
+        w = (lay[:, 4, None, :].view(torch.float32) * qd.reshape(nb, 32, self.n).float()
+             + lay[:, 5, None, :].view(torch.float32))
+        if not torch.equal(w.reshape(self.k, self.n).view(torch.int32),
+                           self.wt.contiguous().view(torch.int32)):
+            raise ValueError(f"q4_1 blocks [{bl.n}, {bl.k}] do not dequantize to the weight's "
+                             "values")
+        self._q4, self._blocks = lay, None
+        return lay
 
     def record_words(self) -> list[int]:
         """QCHAIN parameters (the CPU's are the GGUF kernel's; the runner keeps this object)."""
@@ -393,10 +436,13 @@ def fuse_launches(launches: list[_Launch]) -> list[_Launch]:
 _MAX_PARTS = 4  # qchain_v8_kernel's part words 18 + 3p … 20 + 3p fit the table row (ARGW)
 
 
+_SIDE_BY_SIDE = {sk.qchain_v8_kernel: 1, sk.qchain_q4_kernel: 2}  # the weight layouts' N axis
+
+
 def _same_input_linear(a: _Launch, b: _Launch) -> bool:
-    """b is a one-row qchain_v8 launch of a's input, K, segments and constants: the two can
-    be one launch over their weights side by side (`fuse_linears`)."""
-    return (a.kernel is sk.qchain_v8_kernel and b.kernel is sk.qchain_v8_kernel
+    """b is a one-row qchain_v8 (or qchain_q4) launch of a's input, K, segments and
+    constants: the two can be one launch over their weights side by side (`fuse_linears`)."""
+    return (a.kernel in _SIDE_BY_SIDE and b.kernel is a.kernel
             and a.consts == b.consts and a.ptrs[0] is b.ptrs[0] and a.ptrs[2] is b.ptrs[2]
             and a.ints[0] == b.ints[0] and a.ints[10] == b.ints[10] == 1
             and a.ints[2] == b.ints[2] and a.ints[13] == b.ints[13]
@@ -406,7 +452,8 @@ def _same_input_linear(a: _Launch, b: _Launch) -> bool:
 def fuse_linears(launches: list[_Launch], side_by_side: dict[tuple[int, ...], torch.Tensor]
                  ) -> list[_Launch]:
     """The launches with each run of consecutive decode linears of one input (attention's
-    q, k, v; the MLP's gate, up) as one qchain_v8_kernel launch with PARTS (its docstring):
+    q, k, v; the MLP's gate, up) as one qchain_v8_kernel (or qchain_q4_kernel) launch with
+    PARTS (qchain_v8_kernel's docstring):
     the same chains, outputs and bits, one launch's latency instead of two or three.
     `side_by_side` caches the concatenated weights by their parts' addresses, so that every
     emitted step (a graph's table is derived from several) points at the same tensor."""
@@ -415,7 +462,7 @@ def fuse_linears(launches: list[_Launch], side_by_side: dict[tuple[int, ...], to
     while i < len(launches):
         a = launches[i]
         j = i + 1
-        if a.kernel is sk.qchain_v8_kernel:
+        if a.kernel in _SIDE_BY_SIDE:
             while (j < len(launches) and j - i < _MAX_PARTS
                    and _same_input_linear(a, launches[j])):
                 j += 1
@@ -427,8 +474,10 @@ def fuse_linears(launches: list[_Launch], side_by_side: dict[tuple[int, ...], to
             continue
         key = tuple(ln.ptrs[1].data_ptr() for ln in run)
         w = side_by_side.get(key)
-        if w is None:  # [K/8 + 8, ΣN, 8]: each part's columns where its own launch reads them
-            w = side_by_side[key] = torch.cat([ln.ptrs[1] for ln in run], dim=1).contiguous()
+        if w is None:  # [K/8 + 8, ΣN, 8] (or [K/32, 6, ΣN]): each part's columns where its
+            # own launch reads them
+            w = side_by_side[key] = torch.cat([ln.ptrs[1] for ln in run],
+                                              dim=_SIDE_BY_SIDE[a.kernel]).contiguous()
         ints = list(a.ints) + [0] * (18 + 3 * _MAX_PARTS - len(a.ints))
         col = 0
         for q, ln in enumerate(run):
@@ -575,17 +624,20 @@ class CudaStepPlan:
     def __init__(self, program: TraceProgram, weights: Mapping[bytes, np.ndarray],
                  dev_weights: Mapping[bytes, torch.Tensor], chains: Mapping[int, lc.Chain],
                  wt: Mapping[bytes, torch.Tensor], device: torch.device,
-                 graphs: bool = True) -> None:
+                 graphs: bool = True, quant: Mapping[bytes, lc.QuantBlocks] | None = None
+                 ) -> None:
         """`dev_weights`: the executor's device copies of non-linear weights by root; `wt`:
         its transposed linear weights by root; `chains`: its linear chains; `graphs`: replay
-        single-job decode steps as CUDA graphs (`_Graphs`)."""
+        single-job decode steps as CUDA graphs (`_Graphs`); `quant`: GGUF blocks by root
+        (decode linears of Q4_1 weights read them: `QUANT_LINEARS`)."""
         self.device = device
         panels: dict[bytes, CudaChain] = {}
         self._chain: dict[int, CudaChain] = {}
         for j, c in chains.items():
             if c.root in wt:
                 try:
-                    panels.setdefault(c.root, CudaChain(wt[c.root], c))
+                    panels.setdefault(c.root, CudaChain(wt[c.root], c,
+                                                        (quant or {}).get(c.root)))
                 except ValueError:
                     continue
                 self._chain[j] = panels[c.root]
@@ -878,6 +930,7 @@ class CudaStepPlan:
         return {w.f.data_ptr() for w in self._w} | {
             c.wt.data_ptr() for c in self._chain.values()} | {
             v.data_ptr() for c in self._chain.values() for v in c._vec.values()} | {
+            c._q4.data_ptr() for c in self._chain.values() if c._q4 is not None} | {
             w.data_ptr() for w in self._side_by_side.values()}
 
     def _emit(self, kernel, grid: tuple[int, ...], ptrs: tuple[torch.Tensor, ...],  # noqa: ANN001
@@ -984,6 +1037,13 @@ class CudaStepPlan:
         ints = [x.off, 0, ch.k, 0, 0, 1, ch.n, 0, self._offs[r[1]], m * ch.n, m, ch.n, 1,
                 ch.nseg, 0, ch.segw, ch.k, self._past]
         kind, *cfg = self.qchain
+        q4 = ch.q4() if QUANT_LINEARS and kind == "v8" and m == 1 else None
+        if q4 is not None and ch.segw % 32 == 0 and ch.k % ch.segw == 0:
+            bn, _nb, pf, nw, *_xs = cfg
+            self._emit(sk.qchain_q4_kernel, (triton.cdiv(ch.n, bn),),
+                       (x.f, q4, self._arena_f), ints, BN=bn, SEGW=ch.segw, PF=pf,
+                       num_warps=nw, **FP_FLAGS)
+            return
         if kind == "v8" and m == 1 and ch.segw % cfg[1] == 0 and ch.k % ch.segw == 0:
             bn, nb, pf, nw, *xs = cfg
             self._emit(sk.qchain_v8_kernel, (triton.cdiv(ch.n, bn),),
@@ -1136,9 +1196,11 @@ SPECULATE = True
 
 # A one-job graph step's trace roots replayed on a side stream beside the next step's graph
 # (`_Graphs.roots`) rather than after it on the executor's stream: a b = 1 step's launches
-# fill a few dozen SMs, and its roots graph took ~0.7 ms of an H200 after each ~5 ms step.
-# Off until measured on a GPU (scripts/bench_runtime.py --roots-beside for the A/B).
-ROOTS_BESIDE = False
+# fill a few dozen SMs, and its roots graph took ~0.4 ms of each ~2.8 ms H100 step. With
+# speculated steps and PDL on the H100 (twenty-first session, bench-runtime.md
+# `cuda-h100-dec06-roots-beside` / `-roots-on-stream`): compact trace 306.4 → 326.0 tok/s
+# (overhead 14.5 → 9.9 %), full 285.2 → 309.8. bench_runtime.py --no-roots-beside for the A/B.
+ROOTS_BESIDE = True
 
 
 class _NoGraph(Exception):

@@ -78,16 +78,23 @@ def dequantize_q4_1(raw: np.ndarray, n_elements: int) -> np.ndarray:
     rounding is the add — which is why the separate-multiply and the fma readings of ggml's
     `x*d + m` give the same bits.
     """
+    d, m, q = q4_1_parts(raw, n_elements)
+    out = d[:, None] * q.astype(np.float32)  # exact
+    out = out + m[:, None]  # the one RNE rounding (numpy float32 add is IEEE, no FTZ)
+    return out.reshape(-1)
+
+
+def q4_1_parts(raw: np.ndarray, n_elements: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Q4_1 blocks as f32(d) [B], f32(m) [B] and q [B, 32] (uint8, 0..15, in element order:
+    low nibbles first): what `dequantize_q4_1` combines, and what a kernel that keeps the
+    blocks (node/ree/step_plan_cuda.py `CudaChain.q4`) lays out for itself."""
     blocks = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1, Q4_1_BLOCK_BYTES)
     if blocks.shape[0] * QK != n_elements:
         raise GGUFError(f"Q4_1 data holds {blocks.shape[0] * QK} elements, expected {n_elements}")
-    d = _f16_to_f32(blocks[:, 0:2].copy())
-    m = _f16_to_f32(blocks[:, 2:4].copy())
+    d = _f16_to_f32(blocks[:, 0:2].copy()).reshape(-1)
+    m = _f16_to_f32(blocks[:, 2:4].copy()).reshape(-1)
     qs = blocks[:, 4:]
-    q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.float32)  # elements 0..15, 16..31
-    out = d * q  # exact
-    out = out + m  # the one RNE rounding (numpy float32 add is IEEE, no FTZ)
-    return out.reshape(-1)
+    return d, m, np.concatenate([qs & 0x0F, qs >> 4], axis=1)  # elements 0..15, 16..31
 
 
 def dequantize_q8_0(raw: np.ndarray, n_elements: int) -> np.ndarray:

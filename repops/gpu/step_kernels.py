@@ -30,8 +30,9 @@ from repops.gpu.rope import rope_rows
 
 ARGW = 32  # int64 words per launch row
 
-# Whether kernels carry the grid-dependency instructions (`_start`); the interpreter has none.
-GDC = tl.constexpr(not interpreting())
+# Whether kernels carry the GPU-only instructions (`_start`'s grid-dependency control,
+# `_prefetch_l1`); the interpreter has none.
+ON_GPU = tl.constexpr(not interpreting())
 
 
 @triton.jit
@@ -59,7 +60,7 @@ def _start():
     next launch's programs are placed on the SMs while this one runs, instead of after it
     (and a linear prefetches its weights, which no launch writes, before the wait).
     Without PDL both instructions do nothing."""
-    if GDC:
+    if ON_GPU:
         gdc_wait()
         gdc_launch_dependents()
 
@@ -384,9 +385,13 @@ def _ld8(p):
 
 @triton.jit
 def _prefetch_l1(p):
-    """Ask for p's cache line in L1 (no register waits on it)."""
-    return tl.inline_asm_elementwise("mov.u32 $0, 0;\n\tprefetch.global.L1 [$1];", "=r,l",
-                                     [p], dtype=tl.int32, is_pure=False, pack=1)
+    """Ask for p's cache line in L1 (no register waits on it; the interpreter: nothing)."""
+    if ON_GPU:
+        r = tl.inline_asm_elementwise("mov.u32 $0, 0;\n\tprefetch.global.L1 [$1];", "=r,l",
+                                      [p], dtype=tl.int32, is_pure=False, pack=1)
+    else:
+        r = tl.zeros(p.shape, dtype=tl.int32)
+    return r
 
 
 @triton.jit
@@ -662,6 +667,25 @@ def _xw_block(wp, xp, step, kb, NB: tl.constexpr, XS: tl.constexpr, BN: tl.const
     return w, x
 
 
+@triton.jit
+def _part_out(OUT, P, n0, offs_n, s_oseg, PARTS: tl.constexpr):
+    """A linear launch's output pointers and segment stride for this program's columns:
+    PARTS > 1 (linears side by side, `qchain_v8_kernel`'s docstring), those of the part
+    holding them."""
+    if PARTS > 1:
+        o_base = tl.load(P + 8)
+        col = offs_n
+        for q in tl.static_range(1, PARTS):
+            at = n0 >= tl.load(P + 20 + 3 * q)
+            o_base = tl.where(at, tl.load(P + 18 + 3 * q), o_base)
+            s_oseg = tl.where(at, tl.load(P + 19 + 3 * q), s_oseg)
+            col = tl.where(at, offs_n - tl.load(P + 20 + 3 * q), col)
+        out = OUT + o_base + col
+    else:  # one linear
+        out = OUT + tl.load(P + 8) + offs_n
+    return out, s_oseg
+
+
 @triton.jit(do_not_specialize=["ROW"])
 def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
                      NB: tl.constexpr, PF: tl.constexpr, XS: tl.constexpr = False,
@@ -715,17 +739,7 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
     for r in tl.static_range(2):  # x's 128-byte lines, K ≤ 2,048 (only a hint past it)
         _prefetch_l1(xp + tl.minimum((r * 32 + warp) * 32, K - 1))
     wp = W + rn * 8
-    if PARTS > 1:  # the part holding this program's columns: output base, stride, first column
-        o_base = tl.load(P + 8)
-        col = offs_n
-        for q in tl.static_range(1, PARTS):
-            at = n0 >= tl.load(P + 20 + 3 * q)
-            o_base = tl.where(at, tl.load(P + 18 + 3 * q), o_base)
-            s_oseg = tl.where(at, tl.load(P + 19 + 3 * q), s_oseg)
-            col = tl.where(at, offs_n - tl.load(P + 20 + 3 * q), col)
-        out = OUT + o_base + col
-    else:  # one linear: the code the GPU reports ran
-        out = OUT + tl.load(P + 8) + offs_n
+    out, s_oseg = _part_out(OUT, P, n0, offs_n, s_oseg, PARTS)
     acc = tl.zeros([BN], dtype=tl.float32)  # the chain starts from +0.0
     if XS:
         tl.static_assert(BN == 32)
@@ -746,6 +760,75 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
                 acc = tl.fma(xt, w[t], acc)
             w = w2
             x = x2
+        acc = canon_nan(acc)
+        tl.store(out + s * s_oseg, acc, mask=nmask)
+
+
+@triton.jit
+def _q4_block(qp, xp, N, b, BN: tl.constexpr):
+    """Block b's (32 ks) words of this program's columns and the 32 x values: four words of
+    eight 4-bit q each (q of k = 32b + 8w + j in bits 4j…4j+3 of word w), d and m (fp32
+    bits); the rows of the layout [K/32, 6, N] are one coalesced load each."""
+    rb = qp + b.to(tl.int64) * 6 * N
+    q = (tl.load(rb), tl.load(rb + N), tl.load(rb + 2 * N), tl.load(rb + 3 * N))
+    d = tl.load(rb + 4 * N).to(tl.float32, bitcast=True)
+    m = tl.load(rb + 5 * N).to(tl.float32, bitcast=True)
+    x = ()
+    xb = xp + b * 32
+    for t in tl.static_range(32):
+        x = x + (tl.load(xb + t),)
+    return q, d, m, x
+
+
+@triton.jit(do_not_specialize=["ROW"])
+def qchain_q4_kernel(X, Q, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
+                     PF: tl.constexpr, LANES: tl.constexpr = 1, PARTS: tl.constexpr = 1):
+    """§L5.3 a decode linear's DOT segments (as `qchain_v8_kernel`: one row of x, one
+    output per thread, the same fma chain in k order) reading the weight as its GGUF Q4_1
+    blocks (ADR 0003): per 32 ks and column, four words of 4-bit q and the block's d and m
+    as fp32 (`CudaChain.q4`, layout [K/32, 6, N] int32), 24 bytes instead of 128.
+    Each weight is `fma(d, q, m)`: d·q is exact, so that is ADR 0003's
+    RNE(f32(d)·q + f32(m)), the fp32 value the trace program binds (checked when the layout
+    is built). q's fp32 value is taken without a conversion instruction: the bits
+    0x4B000000 | q are 2^23 + q, and subtracting 2^23 is exact. PF < 0: the program's
+    whole panel is prefetched into L1 before the wait for the launch before (`_start`).
+    PARTS: linears of one input side by side, as in `qchain_v8_kernel`.
+
+    Why: a decode linear's time was its loads (~17 cycles a k on the H100 for fp32
+    weights, whose panel for w_down is 196 KB a program), not its chain (4 cycles a k)."""
+    P = _row(ARGS, ROW, LANES)
+    N = tl.load(P + 11)
+    K = tl.load(P + 16)
+    s_oseg = tl.load(P + 9)
+    n0 = tl.program_id(0) * BN
+    offs_n = n0 + tl.arange(0, BN)
+    nmask = offs_n < N
+    rn = (offs_n % tl.maximum(N, 1)).to(tl.int64)
+    xp = X + tl.load(P)
+    warp = tl.arange(0, 32)
+    nblk = K // 32
+    if PF < 0:  # the panel: six rows of BN words a block (BN = 32: one line each)
+        for r in range(0, nblk, 32):
+            row = (tl.minimum(r + warp, nblk - 1).to(tl.int64) * 6) * N + n0
+            for w in tl.static_range(6):
+                for c in tl.static_range((BN * 4 + 127) // 128):
+                    _prefetch_l1(Q + row + w * N + c * 32)
+    _start()  # x is the launch before's output (`qchain_v8_kernel`'s comment)
+    for r in tl.static_range(2):  # x's 128-byte lines, K ≤ 2,048 (only a hint past it)
+        _prefetch_l1(xp + tl.minimum((r * 32 + warp) * 32, K - 1))
+    out, s_oseg = _part_out(OUT, P, n0, offs_n, s_oseg, PARTS)
+    qp = Q + rn
+    acc = tl.zeros([BN], dtype=tl.float32)  # the chain starts from +0.0
+    q, d, m, x = _q4_block(qp, xp, N, tl.zeros([], dtype=tl.int32), BN)
+    for s in range(tl.load(P + 13)):
+        for h in tl.static_range(SEGW // 32):
+            b = s * (SEGW // 32) + h
+            q2, d2, m2, x2 = _q4_block(qp, xp, N, tl.where(b + 1 < nblk, b + 1, 0), BN)
+            for t in tl.static_range(32):
+                bits = ((q[t // 8] >> (4 * (t % 8))) & 15) | 0x4B000000
+                w = tl.fma(d, bits.to(tl.float32, bitcast=True) - 8388608.0, m)
+                acc = tl.fma(x[t], w, acc)
+            q, d, m, x = q2, d2, m2, x2
         acc = canon_nan(acc)
         tl.store(out + s * s_oseg, acc, mask=nmask)
 

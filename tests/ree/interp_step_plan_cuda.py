@@ -72,7 +72,8 @@ def main() -> int:
         return launches
 
     plan.emit = spy
-    got = plan.run(Symbols.for_step(len(PROMPT), 1), prev, cpu.plan_token(prev, None))
+    tok = cpu.plan_token(prev, None)
+    got = plan.run(Symbols.for_step(len(PROMPT), 1), prev, tok)
     from repops.gpu import step_kernels as sk
     if sk.norm_kernel not in kernels or sk.softmax_kernel not in kernels:
         print("the RMSNorm and softmax records were not fused (fuse_launches)")
@@ -87,8 +88,46 @@ def main() -> int:
         print("differ:", [(j, m.program.ops[j].name) for j in bad[:20]])
         return 1
     print(f"{len(plan.records)} records equal ({last} ops)")
-    return (check_device_roots(got, last) or check_graph_tables(plan, cpu, last)
+    return (check_q4_records(m, shaped, plan.records, prev, tok, want, last)
+            or check_device_roots(got, last) or check_graph_tables(plan, cpu, last)
             or check_stack(plan, cpu, last) or check_argfold(cpu) or check_qchain_dot())
+
+
+def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa: ANN001
+                     ) -> int:
+    """The same records with the decode linears reading the Q4_1 blocks
+    (`qchain_q4_kernel`, step_plan_cuda.QUANT_LINEARS; q, k, v and gate, up side by side
+    with PARTS): their layout checked against the fp32 weights when built (`CudaChain.q4`),
+    every output equal to the CPU plan's. The interpreter's arithmetic is NumPy's, not the
+    GPU's: the layout, the indexing and the parts are what this shows; the GPU tests show
+    the bits."""
+    from repops.gpu import step_kernels as sk
+
+    plan = CudaStepPlan(m.program, m.weights_by_root(), shaped.weights, shaped._chains,
+                        shaped._wt, torch.device("cpu"), quant=m.quant_blocks())
+    plan.qchain = ("v8", 32, 64, -1, 1)
+    plan.fuse_linears = True
+    plan.records = records
+    parts: list = []
+    emit = plan.emit
+
+    def spy(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        launches = emit(*a, **k)
+        parts.extend(ln.consts.get("PARTS", 1) for ln in launches
+                     if ln.kernel is sk.qchain_q4_kernel)
+        return launches
+
+    plan.emit = spy
+    got = plan.run(Symbols.for_step(len(PROMPT), 1), prev, tok)
+    if sorted(set(parts)) != [1, 2, 3]:
+        print(f"q4 launches by parts: {parts}")
+        return 1
+    bad = _differing(want, got, last)
+    if bad:
+        print("q4 differ:", [(j, m.program.ops[j].name) for j in bad[:20]])
+        return 1
+    print(f"q4 records equal ({len(parts)} launches, parts {sorted(set(parts))})")
+    return 0
 
 
 def _differing(want, got, last: int) -> list[int]:  # noqa: ANN001 - two steps' outputs

@@ -431,21 +431,27 @@ def test_dot_runs_cover_each_chain_segment_by_segment(ree_session):
     assert sum("/pv[" in x for x in names) == n_layers
 
 
-@pytest.mark.parametrize("parts", [2, 3])
-def test_fused_linear_kernel_compiles_for_hopper(parts):
-    """qchain_v8_kernel with PARTS compiles to sm_90 machine code (Triton's compiler and the
-    ptxas it ships; no GPU needed): the interpreter cannot run its inline asm, so without a
-    GPU this is what checks the fused path's code is valid (its bits: the GPU tests)."""
+@pytest.mark.parametrize("kernel,parts", [("v8", 2), ("v8", 3), ("q4", 1), ("q4", 3)])
+def test_fused_linear_kernel_compiles_for_hopper(kernel, parts):
+    """qchain_v8_kernel with PARTS, and qchain_q4_kernel, compile to sm_90 machine code
+    (Triton's compiler and the ptxas it ships; no GPU needed): the interpreter cannot run
+    v8's inline asm, so without a GPU this is what checks the fused path's code is valid
+    (its bits: the GPU tests)."""
     triton = pytest.importorskip("triton")
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     from repops.gpu.launch import FP_FLAGS
 
-    fn = step_plan_cuda.sk.qchain_v8_kernel
     sig = {"X": "*fp32", "W": "*fp32", "OUT": "*fp32", "ARGS": "*i64", "ROW": "i32"}
-    consts = {"BN": 32, "SEGW": 192, "NB": 64, "PF": -1, "XS": False, "LANES": 1,
-              "PARTS": parts}
+    if kernel == "v8":
+        fn = step_plan_cuda.sk.qchain_v8_kernel
+        consts = {"BN": 32, "SEGW": 192, "NB": 64, "PF": -1, "XS": False, "LANES": 1,
+                  "PARTS": parts}
+    else:
+        fn = step_plan_cuda.sk.qchain_q4_kernel
+        sig = {"X": "*fp32", "Q": "*i32", "OUT": "*fp32", "ARGS": "*i64", "ROW": "i32"}
+        consts = {"BN": 32, "SEGW": 192, "PF": -1, "LANES": 1, "PARTS": parts}
     src = ASTSource(fn=fn, signature={**sig, **dict.fromkeys(consts, "constexpr")},
                     constexprs={(fn.arg_names.index(k),): v for k, v in consts.items()})
     try:
@@ -495,6 +501,7 @@ def test_cuda_plan_kernels_under_the_interpreter():
                        env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
     assert "records equal" in r.stdout and "argfold levels equal" in r.stdout, r.stdout[-3000:]
+    assert "q4 records equal" in r.stdout, r.stdout[-3000:]
     assert "kinds equal" in r.stdout, r.stdout[-3000:]  # the device roots
     assert "qchain_dot tiles equal" in r.stdout, r.stdout[-3000:]
     assert "qchain_vec tiles equal" in r.stdout, r.stdout[-3000:]
