@@ -61,17 +61,21 @@ PROMPTS = [
 _STATE: dict = {}
 
 
-def _init(max_ctx: int, sides: tuple[str, ...], segment: int) -> None:
+def _init(max_ctx: int, sides: tuple[str, ...], segment: int,
+          switches: argparse.Namespace) -> None:
     import torch
 
     from node.ree.fastexec import FastExecutor
     from node.ree.model import load_model
+    from scripts import cuda_switches
 
     torch.set_num_threads(1)
+    if "cuda" in sides:
+        cuda_switches.apply(switches)
     m = load_model("smollm2", max_ctx=max_ctx, segment=segment, with_model_hash=False)
     w = m.weights_by_root()
     _STATE["model"] = m
-    q = m.quant_blocks()  # what `ree run` uses on the CPU (the GPU side reads fp32 weights)
+    q = m.quant_blocks()  # what `ree run` uses (CPU panels; CUDA's Q4_1 decode linears)
     _STATE["ex"] = {side: FastExecutor(m.program, w, side, quant=q) for side in sides}
 
 
@@ -261,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="runtime-gpu",
                     help="--compare: the report's file name, without .json/.md (one per GPU "
                          "model, e.g. runtime-gpu-h100)")
+    from scripts import cuda_switches
+
+    cuda_switches.add_arguments(ap)
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.compare:
@@ -283,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr, flush=True)
     ctx = mp.get_context("spawn")
     results = []
-    init = (args.max_ctx, sides, args.segment)
+    if "cuda" in sides:
+        cuda_switches.apply(args)  # here too: the report records the settings
+    init = (args.max_ctx, sides, args.segment, args)
     with ctx.Pool(args.workers, initializer=_init, initargs=init) as pool:
         for r in pool.imap_unordered(_job, jobs):
             results.append(r)
