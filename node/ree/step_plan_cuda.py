@@ -73,8 +73,11 @@ STACK_LANES = True
 GRID_MIN: int | None = 64
 # a decode linear whose weight has Q4_1 GGUF blocks reads those (`qchain_q4_kernel`: 24
 # bytes a column per 32 ks instead of 128, dequantized exactly in the kernel, ADR 0003),
-# else the fp32 values (`qchain_v8_kernel`); A/B: bench_runtime.py --no-quant-linears
-QUANT_LINEARS = True
+# else the fp32 values (`qchain_v8_kernel`). Off: on the H100 (ADR 0016) its bits equal the
+# CPU's (GPU report, 2,934,510 leaves) but b=1 decode fell 347.4 → 301.8 tok/s (six
+# instructions a k on one warp, where fp32 weights need two). bench_runtime.py
+# --quant-linears for the A/B.
+QUANT_LINEARS = False
 # every step launch with programmatic dependent launch (Hopper: the next launch's programs
 # placed while this one runs; each kernel waits for the one before it in
 # step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
@@ -679,6 +682,7 @@ class CudaStepPlan:
         self.double_buffer = DOUBLE_BUFFER
         self.fuse = FUSE
         self.fuse_linears = FUSE_LINEARS
+        self.quant_linears = QUANT_LINEARS
         self.fuse_moves = FUSE_MOVES
         self.fuse_ew = FUSE_EW
         self._side_by_side: dict[tuple[int, ...], torch.Tensor] = {}  # `fuse_linears`' weights
@@ -1037,7 +1041,7 @@ class CudaStepPlan:
         ints = [x.off, 0, ch.k, 0, 0, 1, ch.n, 0, self._offs[r[1]], m * ch.n, m, ch.n, 1,
                 ch.nseg, 0, ch.segw, ch.k, self._past]
         kind, *cfg = self.qchain
-        q4 = ch.q4() if QUANT_LINEARS and kind == "v8" and m == 1 else None
+        q4 = ch.q4() if self.quant_linears and kind == "v8" and m == 1 else None
         if q4 is not None and ch.segw % 32 == 0 and ch.k % ch.segw == 0:
             bn, _nb, pf, nw, *_xs = cfg
             self._emit(sk.qchain_q4_kernel, (triton.cdiv(ch.n, bn),),

@@ -106,7 +106,7 @@ def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa
     plan = CudaStepPlan(m.program, m.weights_by_root(), shaped.weights, shaped._chains,
                         shaped._wt, torch.device("cpu"), quant=m.quant_blocks())
     plan.qchain = ("v8", 32, 64, -1, 1)
-    plan.fuse_linears = True
+    plan.fuse_linears = plan.quant_linears = True
     plan.records = records
     parts: list = []
     emit = plan.emit

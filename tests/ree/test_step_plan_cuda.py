@@ -95,6 +95,32 @@ def test_cuda_plan_equals_cpu_plan_leaf_by_leaf(executors, sampling, fused, monk
 
 
 @needs_cuda
+def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch):
+    """Decode linears reading the Q4_1 blocks (`QUANT_LINEARS`, `qchain_q4_kernel`: the
+    weights dequantized in the kernel, ADR 0016), q, k, v and gate, up side by side: every
+    leaf of six steps equal to the CPU's (the executor is built with the GGUF blocks, as
+    `ree run` builds it)."""
+    monkeypatch.setattr(step_plan_cuda, "QUANT_LINEARS", True)
+    monkeypatch.setattr(step_plan_cuda, "GRID_MIN", 16)
+    cpu, _ = executors
+    gpu = FastExecutor(ree_model.program, ree_model.weights_by_root(), "cuda",
+                       quant=ree_model.quant_blocks())
+    prog = cpu.program
+    cpu.reset()
+    for step in range(6):
+        a = cpu.run_step(step, PROMPT)
+        b = gpu.run_step(step, PROMPT)
+        bad = next((j for j, (x, y) in enumerate(zip(a, b, strict=True))
+                    if tuple(x.shape) != tuple(y.shape) or _bits(x) != _bits(y)), None)
+        assert bad is None, f"step {step} op {bad} ({prog.ops[bad].name})"
+    seq = gpu.plan._graph.launches(0, 20)
+    parts = [ln.consts.get("PARTS", 1) for ln in seq
+             if ln.kernel is step_plan_cuda.sk.qchain_q4_kernel]
+    n_layers = sum(op.code == Code.CONCAT for op in prog.ops) // 2
+    assert sorted(parts) == [1] * 2 * n_layers + [2] * n_layers + [3] * n_layers
+
+
+@needs_cuda
 def test_cuda_speculated_steps_equal_cpu_steps(executors):
     """A greedy job's steps queued ahead with the device's argmax as their token
     (`_Graphs.speculate`) equal the CPU's leaf by leaf, and the guesses are taken; a step
