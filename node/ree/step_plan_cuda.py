@@ -78,8 +78,8 @@ GRID_MIN: int | None = 64
 # instructions a k on one warp, where fp32 weights need two). bench_runtime.py
 # --quant-linears for the A/B.
 QUANT_LINEARS = False
-# every step launch with programmatic dependent launch (Hopper: the next launch's programs
-# placed while this one runs; each kernel waits for the one before it in
+# every step launch with programmatic dependent launch (Hopper and later: the next
+# launch's programs placed while this one runs; each kernel waits for the one before it in
 # step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
 # bench_runtime.py --no-pdl
 PDL = not interpreting()
@@ -683,6 +683,9 @@ class CudaStepPlan:
         self.fuse = FUSE
         self.fuse_linears = FUSE_LINEARS
         self.quant_linears = QUANT_LINEARS
+        # PDL's instructions exist from sm_90 (Hopper) on; older GPUs launch without them
+        self.pdl = PDL and device.type == "cuda" and \
+            torch.cuda.get_device_capability(device)[0] >= 9
         self.fuse_moves = FUSE_MOVES
         self.fuse_ew = FUSE_EW
         self._side_by_side: dict[tuple[int, ...], torch.Tensor] = {}  # `fuse_linears`' weights
@@ -918,7 +921,7 @@ class CudaStepPlan:
         ARGW] (node/ree/step_lanes_cuda.py; step_kernels._row)."""
         args = table if isinstance(table, torch.Tensor) else torch.from_numpy(table).to(
             self.device)
-        pdl = {"launch_pdl": True} if PDL and self.device.type == "cuda" else {}
+        pdl = {"launch_pdl": True, "PDL": True} if self.pdl else {}
         if lanes == 1:
             for i, ln in enumerate(launches):
                 ln.kernel[ln.grid](*ln.ptrs, args, i, **ln.consts, **pdl)
@@ -1201,9 +1204,10 @@ SPECULATE = True
 # A one-job graph step's trace roots replayed on a side stream beside the next step's graph
 # (`_Graphs.roots`) rather than after it on the executor's stream: a b = 1 step's launches
 # fill a few dozen SMs, and its roots graph took ~0.4 ms of each ~2.8 ms H100 step. With
-# speculated steps and PDL on the H100 (twenty-first session, bench-runtime.md
+# speculated steps and PDL on one H100 (twenty-first session, bench-runtime.md
 # `cuda-h100-dec06-roots-beside` / `-roots-on-stream`): compact trace 306.4 → 326.0 tok/s
-# (overhead 14.5 → 9.9 %), full 285.2 → 309.8. bench_runtime.py --no-roots-beside for the A/B.
+# (overhead 14.5 → 9.9 %), full 285.2 → 309.8; another H100 gave 270.9 (28 %) with it, no
+# A/B there (notes-runtime-perf.md). bench_runtime.py --no-roots-beside for the A/B.
 ROOTS_BESIDE = True
 
 

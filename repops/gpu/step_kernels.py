@@ -30,8 +30,7 @@ from repops.gpu.rope import rope_rows
 
 ARGW = 32  # int64 words per launch row
 
-# Whether kernels carry the GPU-only instructions (`_start`'s grid-dependency control,
-# `_prefetch_l1`); the interpreter has none.
+# Whether kernels carry the GPU-only `_prefetch_l1` (inline asm); the interpreter has none.
 ON_GPU = tl.constexpr(not interpreting())
 
 
@@ -49,7 +48,7 @@ def _row(ARGS, ROW, LANES: tl.constexpr):
 
 
 @triton.jit
-def _start():
+def _start(PDL: tl.constexpr):
     """Wait for the launch before this one to finish (its writes visible), then let the next
     launch start. Every step kernel calls this before it reads or writes the arena: launched
     with programmatic dependent launch (step_plan_cuda.PDL), a kernel may begin while the
@@ -59,8 +58,9 @@ def _start():
     Why: a b=1 decode step is ~450 small launches whose work is a few µs each; with PDL the
     next launch's programs are placed on the SMs while this one runs, instead of after it
     (and a linear prefetches its weights, which no launch writes, before the wait).
-    Without PDL both instructions do nothing."""
-    if ON_GPU:
+    PDL (a constexpr the launcher passes, step_plan_cuda.CudaStepPlan.launch): the
+    instructions exist from sm_90 (Hopper) on; without it the kernel has neither."""
+    if PDL:
         gdc_wait()
         gdc_launch_dependents()
 
@@ -137,7 +137,7 @@ def _scalar_f(W, BLOCK: tl.constexpr):
 def ew_kernel(A, B, OUT, ARGS, ROW, FN: tl.constexpr, HAS_B: tl.constexpr,
               MASK: tl.constexpr, A_AT: tl.constexpr, B_AT: tl.constexpr,
               BLOCK: tl.constexpr,
-              LANES: tl.constexpr = 1, THEN: tl.constexpr = -1):
+              LANES: tl.constexpr = 1, THEN: tl.constexpr = -1, PDL: tl.constexpr = False):
     """§L5.6 EW: out[e] = fn(a[·], b[·]) with NumPy broadcasting given as element strides
     (0 on a broadcast dim), or, by A_AT/B_AT, the element e itself or element 0; a binary fn
     without b uses the scalar (f32 bits). MASK: column c > past + r of row r ([..., R, C]) is
@@ -146,7 +146,7 @@ def ew_kernel(A, B, OUT, ARGS, ROW, FN: tl.constexpr, HAS_B: tl.constexpr,
     Row: a_off, b_off, out_off, n, d1…d5, sa0…sa5, sb0…sb5, scalar, fill, past, R, C
     [, b2_off, out2_off]."""
     P = _row(ARGS, ROW, LANES)
-    _start()
+    _start(PDL)
     n = tl.load(P + 3)
     e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = e < n
@@ -173,14 +173,14 @@ def ew_kernel(A, B, OUT, ARGS, ROW, FN: tl.constexpr, HAS_B: tl.constexpr,
 @triton.jit(do_not_specialize=["ROW"])
 def fold_tree_kernel(X, OUT, ARGS, ROW, NEG0, CAP0: tl.constexpr, NLEV: tl.constexpr,
                      COMBINE: tl.constexpr,
-                     LANES: tl.constexpr = 1):
+                     LANES: tl.constexpr = 1, PDL: tl.constexpr = False):
     """§L5.4 FOLD levels cap = CAP0, CAP0/2, … (NLEV of them), all in one program per row:
     level l keeps i < m = max(n − cap, 0) as combine(x[i], x[i + cap]), copies the rest of
     its input up to cap, pads −0.0; n = min(nlive, the level's input width). Levels lie back
     to back ([rows, cap] each); a barrier orders a level's stores before the next reads.
     Row: x_off, out_off, rows, w, nlive."""
     P = _row(ARGS, ROW, LANES)
-    _start()
+    _start(PDL)
     _fold_levels(X + tl.load(P), OUT, tl.load(P + 1), tl.program_id(0).to(tl.int64),
                  tl.load(P + 2), tl.load(P + 3), tl.load(P + 4), NEG0, CAP0, NLEV, COMBINE)
 
@@ -218,7 +218,7 @@ def norm_kernel(X, WT, OUT, ARGS, ROW, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.cons
                 F_EPS: tl.constexpr, F_ROOT: tl.constexpr, F_DIV: tl.constexpr,
                 F_W: tl.constexpr, CAP0: tl.constexpr, NLEV: tl.constexpr,
                 COMBINE: tl.constexpr, BLOCK: tl.constexpr,
-                LANES: tl.constexpr = 1, PRE: tl.constexpr = -1):
+                LANES: tl.constexpr = 1, PRE: tl.constexpr = -1, PDL: tl.constexpr = False):
     """An RMSNorm's seven records in one program (`step_plan_cuda._norm_launch` matched them):
     sq = f(x, x); its FOLD tree; mean = f(last level, s); eps = f(mean, s); root = f(eps);
     div = f(x, root[0]); out = f(div, wt): each the EW or FOLD definition (§L5.4, §L5.6)
@@ -232,7 +232,7 @@ def norm_kernel(X, WT, OUT, ARGS, ROW, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.cons
     Row: x_off, sq_off, n, fold_base, nlive, last_off, mean_off, s_mean, eps_off, s_eps,
     root_off, div_off, out_off, wt_off[, a_off, b_off]."""
     P = _row(ARGS, ROW, LANES)
-    _start()
+    _start(PDL)
     n = tl.load(P + 2)
     x = X + tl.load(P)
     e = tl.arange(0, BLOCK)
@@ -298,7 +298,7 @@ def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.con
                    M_SUB: tl.constexpr, M_EXP: tl.constexpr, M_DIV: tl.constexpr,
                    C_MAX: tl.constexpr, C_SUM: tl.constexpr, CAP0: tl.constexpr,
                    NLEV: tl.constexpr, BLOCK: tl.constexpr,
-                   LANES: tl.constexpr = 1):
+                   LANES: tl.constexpr = 1, PDL: tl.constexpr = False):
     """A softmax's six records for one row (program r; `step_plan_cuda._softmax_launch`
     matched them): scaled = f(a, s); its FOLD max tree; sub = f(scaled, max[r]); exp =
     f(sub); its FOLD sum tree; out = f(exp, sum[r]); each EW masked as its own launch
@@ -310,7 +310,7 @@ def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.con
     sum_nlive, out_off, s_scale, fill ×4 (scale, sub, exp, div), past, R, max_last,
     sum_last."""
     P = _row(ARGS, ROW, LANES)
-    _start()
+    _start(PDL)
     r = tl.program_id(0).to(tl.int32)
     C = tl.load(P + 2).to(tl.int32)
     rows = tl.load(P + 3)
@@ -427,7 +427,7 @@ def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
                  CAUSAL: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NS: tl.constexpr,
                  WARM: tl.constexpr = 0, PF: tl.constexpr = 0, DB: tl.constexpr = 0,
                  K1: tl.constexpr = False,
-                 LANES: tl.constexpr = 1):
+                 LANES: tl.constexpr = 1, PDL: tl.constexpr = False):
     """§L5.3 DOT segments with explicit fma, one row and BN outputs per program: segment s
     chains k over [k0 + s·segw, min(k0 + (s+1)·segw, kmax)) ascending from the previous
     segment's accumulator (the first from ACC or +0.0) and stores it (canonical) at
@@ -448,7 +448,7 @@ def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
     Row: a_off, s_ab, s_ar, b_off, s_bb, s_bn, s_bk, acc_off, out_off, s_oseg, R, N, group,
     nseg, k0, segw, kmax, past."""
     P = _row(ARGS, ROW, LANES)
-    _start()
+    _start(PDL)
     R = tl.load(P + 10)
     N = tl.load(P + 11)
     s_bk = 1 if K1 else tl.load(P + 6)
@@ -531,7 +531,7 @@ def _qtiles(a_ptrs, b_ptrs, s, mm, rk, kend, NEG0):
 @triton.jit(do_not_specialize=["ROW"])
 def qchain_dot_kernel(X, W, OUT, ARGS, ROW, NEG0, BM: tl.constexpr, BN: tl.constexpr,
                       SEGW: tl.constexpr, NS: tl.constexpr, PRE: tl.constexpr = False,
-                      LANES: tl.constexpr = 1):
+                      LANES: tl.constexpr = 1, PDL: tl.constexpr = False):
     """§L5.3 a weight linear's DOT segments (chain_kernel's QCHAIN row: x [M, K], w [K, N]
     with n stride 1) as fp32 tiles: `tl.dot(..., input_precision="ieee")` accumulates every
     output in k order with one fma per k (DESIGN §4.3, repops.gpu.matmul), so a segment of
@@ -543,7 +543,7 @@ def qchain_dot_kernel(X, W, OUT, ARGS, ROW, NEG0, BM: tl.constexpr, BN: tl.const
     ahead in registers. Rows past M (tiles are BM ≥ 16 rows) are not stored; ks past K read
     a = −0.0, w = +0.0: fma(−0, +0, acc) = acc for every acc."""
     P = _row(ARGS, ROW, LANES)
-    _start()
+    _start(PDL)
     K = tl.load(P + 16)
     M = tl.load(P + 10)
     N = tl.load(P + 11)
@@ -596,7 +596,7 @@ def _fma_cols(acc, xk, w):
 @triton.jit(do_not_specialize=["ROW"])
 def qchain_vec_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, TK: tl.constexpr,
                       SEGW: tl.constexpr,
-                      LANES: tl.constexpr = 1):
+                      LANES: tl.constexpr = 1, PDL: tl.constexpr = False):
     """§L5.3 a decode linear's DOT segments (chain_kernel's QCHAIN row, one row of x) with
     explicit fma, one output per thread, the weight laid out [K/TK + 8, N, TK]
     (`CudaChain.vec`: K a multiple of SEGW, eight zero blocks after it).
@@ -608,7 +608,7 @@ def qchain_vec_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, TK: tl.constexpr,
     blocks ahead of the chain (registers carry them; the zero blocks take the loads past
     K)."""
     P = _row(ARGS, ROW, LANES)
-    _start()
+    _start(PDL)
     N = tl.load(P + 11)
     s_oseg = tl.load(P + 9)
     offs_n = tl.program_id(0) * BN + tl.arange(0, BN)
@@ -689,7 +689,7 @@ def _part_out(OUT, P, n0, offs_n, s_oseg, PARTS: tl.constexpr):
 @triton.jit(do_not_specialize=["ROW"])
 def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
                      NB: tl.constexpr, PF: tl.constexpr, XS: tl.constexpr = False,
-                     LANES: tl.constexpr = 1, PARTS: tl.constexpr = 1):
+                     LANES: tl.constexpr = 1, PARTS: tl.constexpr = 1, PDL: tl.constexpr = False):
     """§L5.3 a decode linear's DOT segments (chain_kernel's QCHAIN row, one row of x) with
     explicit fma, one output per thread, the weight laid out [K/8 + 8, N, 8]
     (`CudaChain.vec(8)`; K a multiple of NB): a k block of NB weights and x values is
@@ -735,7 +735,7 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
                 _prefetch_l1(blk + c * 32)
     # the weights are no launch's output: asked for before the wait; x (the launch before's
     # output) only after it, so that L1 holds no line of it from before
-    _start()
+    _start(PDL)
     for r in tl.static_range(2):  # x's 128-byte lines, K ≤ 2,048 (only a hint past it)
         _prefetch_l1(xp + tl.minimum((r * 32 + warp) * 32, K - 1))
     wp = W + rn * 8
@@ -782,7 +782,8 @@ def _q4_block(qp, xp, N, b, BN: tl.constexpr):
 
 @triton.jit(do_not_specialize=["ROW"])
 def qchain_q4_kernel(X, Q, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
-                     PF: tl.constexpr, LANES: tl.constexpr = 1, PARTS: tl.constexpr = 1):
+                     PF: tl.constexpr, LANES: tl.constexpr = 1, PARTS: tl.constexpr = 1,
+                     PDL: tl.constexpr = False):
     """§L5.3 a decode linear's DOT segments (as `qchain_v8_kernel`: one row of x, one
     output per thread, the same fma chain in k order) reading the weight as its GGUF Q4_1
     blocks (ADR 0003): per 32 ks and column, four words of 4-bit q and the block's d and m
@@ -813,7 +814,7 @@ def qchain_q4_kernel(X, Q, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
             for w in tl.static_range(6):
                 for c in tl.static_range((BN * 4 + 127) // 128):
                     _prefetch_l1(Q + row + w * N + c * 32)
-    _start()  # x is the launch before's output (`qchain_v8_kernel`'s comment)
+    _start(PDL)  # x is the launch before's output (`qchain_v8_kernel`'s comment)
     for r in tl.static_range(2):  # x's 128-byte lines, K ≤ 2,048 (only a hint past it)
         _prefetch_l1(xp + tl.minimum((r * 32 + warp) * 32, K - 1))
     out, s_oseg = _part_out(OUT, P, n0, offs_n, s_oseg, PARTS)
@@ -852,13 +853,13 @@ def _then_contig(OUT, P, e, v, m):
 
 @triton.jit(do_not_specialize=["ROW"])
 def move_kernel(X, OUT, ARGS, ROW, X_AT: tl.constexpr, BLOCK: tl.constexpr,
-                LANES: tl.constexpr = 1, THEN: tl.constexpr = -1):
+                LANES: tl.constexpr = 1, THEN: tl.constexpr = -1, PDL: tl.constexpr = False):
     """§L5.8 MOVE: out[idx] = x[off + Σ idx_k·s_k], bits copied (int32 views); X_AT CONTIG:
     the strides are the output's own (a copy of a contiguous run). THEN CONTIG: a MOVE of
     this output's run fused in (`_then_contig`).
     Row: x_off, out_off, n, d1…d5, s0…s5, off."""
     P = _row(ARGS, ROW, LANES)
-    _start()
+    _start(PDL)
     e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = e < tl.load(P + 2)
     if X_AT == CONTIG:
@@ -885,14 +886,14 @@ def _concat_at(A, B, P, e, m, ca, cb):
 
 @triton.jit(do_not_specialize=["ROW"])
 def concat_kernel(A, B, OUT, ARGS, ROW, BLOCK: tl.constexpr,
-                  LANES: tl.constexpr = 1, THEN: tl.constexpr = -1):
+                  LANES: tl.constexpr = 1, THEN: tl.constexpr = -1, PDL: tl.constexpr = False):
     """§L5.9 CONCAT of [outer, ca] and [outer, cb] into [outer, ca + cb], bits copied. THEN:
     a MOVE of this output fused in (words 15-29): CONTIG, stored beside the CONCAT's own
     stores; GENERAL, by the programs of grid axis 1 = 1, its every element's source index
     in the CONCAT's output mapped on to the CONCAT's inputs (a KV cache's head transpose).
     Row: a_off, b_off, out_off, outer, ca, cb."""
     P = _row(ARGS, ROW, LANES)
-    _start()
+    _start(PDL)
     ca = tl.load(P + 4)
     cb = tl.load(P + 5)
     second = False
@@ -916,12 +917,12 @@ def concat_kernel(A, B, OUT, ARGS, ROW, BLOCK: tl.constexpr,
 
 @triton.jit(do_not_specialize=["ROW"])
 def gather_kernel(IDS, TAB, OUT, ARGS, ROW, BLOCK: tl.constexpr,
-                  LANES: tl.constexpr = 1):
+                  LANES: tl.constexpr = 1, PDL: tl.constexpr = False):
     """§L5.1 TOKENS then §L5.2 GATHER of a decode step: the token (row word 3) is stored at
     tok_off and its table row [D] copied to out_off (the host checked it is in the table).
     Row: tok_off, out_off, D, token."""
     P = _row(ARGS, ROW, LANES)
-    _start()
+    _start(PDL)
     tok = tl.load(P + 3)
     if tl.program_id(0) == 0:
         tl.store(IDS + tl.load(P), tok.to(tl.int32))
@@ -934,12 +935,12 @@ def gather_kernel(IDS, TAB, OUT, ARGS, ROW, BLOCK: tl.constexpr,
 @triton.jit(do_not_specialize=["ROW"])
 def rope_kernel(X, COS, SIN, OUT, ARGS, ROW, HALF_MODE: tl.constexpr, RB: tl.constexpr,
                 BH: tl.constexpr,
-                LANES: tl.constexpr = 1, THEN: tl.constexpr = -1):
+                LANES: tl.constexpr = 1, THEN: tl.constexpr = -1, PDL: tl.constexpr = False):
     """§L5.7 ROPE of a decode row: every D-wide head of x at position past (`rope_rows`).
     THEN CONTIG: a MOVE of this output's run fused in (`_then_contig`), after a barrier.
     Row: x_off, out_off, n_heads, D, R, half (table row length), past."""
     P = _row(ARGS, ROW, LANES)
-    _start()
+    _start(PDL)
     n_rows = tl.load(P + 2)
     D = tl.load(P + 3)
     h = tl.load(P + 4) // 2
