@@ -254,6 +254,14 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int,
     }
 
 
+def _switches_line(sec: dict) -> str:
+    """The CUDA switches a section ran with (scripts/cuda_switches.py), those it recorded."""
+    from scripts.cuda_switches import settings_names
+
+    got = [f"{k} {sec[k]}" for k in settings_names() if k in sec]
+    return ("; CUDA switches: " + ", ".join(got)) if got else ""
+
+
 class _GcPauses:
     """The garbage collector's pauses (ms, generation 2 only) inside a `with` block.
 
@@ -360,7 +368,8 @@ def markdown(rep: dict) -> str:
                if sec.get("segment") else "")
         lines += [f"## {dev}: {m.get('gpu', m.get('cpu', ''))} ({sec['date']}{seg})", "",
                   f"torch {m['torch']}" + (f", Triton {m['triton']}" if 'triton' in m else "")
-                  + f", {m.get('cpu_count')} CPUs, RepOps CPU ISA {m['cpu_isa']}", "",
+                  + f", {m.get('cpu_count')} CPUs, RepOps CPU ISA {m['cpu_isa']}"
+                  + _switches_line(sec), "",
                   "| engine | prefill tok/s | decode tok/s (b=1) | decode tok/s (b=32) |",
                   "|---|---|---|---|",
                   f"| REE trace executor, with trace | {tr['prefill_tok_s']} | "

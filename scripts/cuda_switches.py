@@ -70,14 +70,27 @@ def apply(args: argparse.Namespace) -> dict:
     return settings()
 
 
+# each switch's record name and where it lives (module of node.ree, attribute), in order
+_WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
+          "fuse_linears": ("step_plan_cuda", "FUSE_LINEARS"),
+          "fuse_moves": ("step_plan_cuda", "FUSE_MOVES"), "fuse_ew": ("step_plan_cuda", "FUSE_EW"),
+          "speculate": ("step_plan_cuda", "SPECULATE"), "pdl": ("step_plan_cuda", "PDL"),
+          "quant_linears": ("step_plan_cuda", "QUANT_LINEARS"),
+          "root_streams": ("step_lanes_cuda", "ROOT_STREAMS"),
+          "roots_beside": ("step_plan_cuda", "ROOTS_BESIDE"),
+          "gather_logits": ("fastexec", "GATHER_LOGITS"),
+          "host_prefill": ("fastexec", "HOST_PREFILL")}
+
+
+def settings_names() -> tuple[str, ...]:
+    """The keys of `settings`, in its order, without importing the CUDA modules (a report
+    written on another machine names them)."""
+    return tuple(_WHERE)
+
+
 def settings() -> dict:
     """Every switch's current setting (the bench's and the GPU report's record of what ran)."""
-    from node.ree import fastexec, step_lanes_cuda, step_plan_cuda
+    import importlib
 
-    return {"grid_min": step_plan_cuda.GRID_MIN, "fuse_linears": step_plan_cuda.FUSE_LINEARS,
-            "fuse_moves": step_plan_cuda.FUSE_MOVES, "fuse_ew": step_plan_cuda.FUSE_EW,
-            "speculate": step_plan_cuda.SPECULATE, "pdl": step_plan_cuda.PDL,
-            "quant_linears": step_plan_cuda.QUANT_LINEARS,
-            "root_streams": step_lanes_cuda.ROOT_STREAMS,
-            "roots_beside": step_plan_cuda.ROOTS_BESIDE,
-            "gather_logits": fastexec.GATHER_LOGITS, "host_prefill": fastexec.HOST_PREFILL}
+    return {k: getattr(importlib.import_module(f"node.ree.{mod}"), attr)
+            for k, (mod, attr) in _WHERE.items()}
