@@ -74,8 +74,8 @@ GRID_MIN: int | None = 64
 # a decode linear whose weight has Q4_1 GGUF blocks reads those (`qchain_q4_kernel`: 24
 # bytes a column per 32 ks instead of 128, dequantized exactly in the kernel, ADR 0003),
 # else the fp32 values (`qchain_v8_kernel`). Off: on the H100 (ADR 0016) its bits equal the
-# CPU's (GPU report, 2,934,510 leaves) but b=1 decode fell 347.4 → 301.8 tok/s (six
-# instructions a k on one warp, where fp32 weights need two). bench_runtime.py
+# CPU's (GPU report, 2,934,510 leaves) but b=1 decode fell 347.4 → 301.8 tok/s (likely
+# its six instructions a k on one warp, where fp32 weights need two). bench_runtime.py
 # --quant-linears for the A/B.
 QUANT_LINEARS = False
 # every step launch with programmatic dependent launch (Hopper and later: the next
