@@ -60,20 +60,11 @@ def main() -> int:
     last = plan.records[-1][1] + 1
     prev = cpu.run_step(0, PROMPT)
     want = cpu.run_step(1, PROMPT)
-    kernels: list = []
-    thens: set = set()
-    emit = plan.emit
-
-    def spy(*a, **k):  # noqa: ANN002, ANN003, ANN202 - the launches plan.run makes
-        launches = emit(*a, **k)
-        kernels.extend(ln.kernel for ln in launches)
-        thens.update((ln.kernel, ln.consts["THEN"]) for ln in launches if "THEN" in ln.consts)
-        thens.update((ln.kernel, "PRE") for ln in launches if "PRE" in ln.consts)
-        return launches
-
-    plan.emit = spy
     tok = cpu.plan_token(prev, None)
-    got = plan.run(Symbols.for_step(len(PROMPT), 1), prev, tok)
+    got, launches = _run_seen(plan, prev, tok)
+    kernels = [ln.kernel for ln in launches]
+    thens = {(ln.kernel, ln.consts["THEN"]) for ln in launches if "THEN" in ln.consts}
+    thens |= {(ln.kernel, "PRE") for ln in launches if "PRE" in ln.consts}
     from repops.gpu import step_kernels as sk
     if sk.norm_kernel not in kernels or sk.softmax_kernel not in kernels:
         print("the RMSNorm and softmax records were not fused (fuse_launches)")
@@ -108,17 +99,8 @@ def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa
     plan.qchain = ("v8", 32, 64, -1, 1)
     plan.fuse_linears = plan.quant_linears = True
     plan.records = records
-    parts: list = []
-    emit = plan.emit
-
-    def spy(*a, **k):  # noqa: ANN002, ANN003, ANN202
-        launches = emit(*a, **k)
-        parts.extend(ln.consts.get("PARTS", 1) for ln in launches
-                     if ln.kernel is sk.qchain_q4_kernel)
-        return launches
-
-    plan.emit = spy
-    got = plan.run(Symbols.for_step(len(PROMPT), 1), prev, tok)
+    got, launches = _run_seen(plan, prev, tok)
+    parts = [ln.consts.get("PARTS", 1) for ln in launches if ln.kernel is sk.qchain_q4_kernel]
     if sorted(set(parts)) != [1, 2, 3]:
         print(f"q4 launches by parts: {parts}")
         return 1
@@ -128,6 +110,24 @@ def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa
         return 1
     print(f"q4 records equal ({len(parts)} launches, parts {sorted(set(parts))})")
     return 0
+
+
+def _run_seen(plan: CudaStepPlan, prev, tok: int) -> tuple:  # noqa: ANN001
+    """The decode step after `prev` through `plan`, and the launches its `emit` made."""
+    seen: list = []
+    emit = plan.emit
+
+    def spy(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        launches = emit(*a, **k)
+        seen.extend(launches)
+        return launches
+
+    plan.emit = spy
+    try:
+        got = plan.run(Symbols.for_step(len(PROMPT), 1), prev, tok)
+    finally:
+        plan.emit = emit
+    return got, seen
 
 
 def _differing(want, got, last: int) -> list[int]:  # noqa: ANN001 - two steps' outputs
