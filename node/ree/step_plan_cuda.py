@@ -1044,8 +1044,9 @@ class CudaStepPlan:
         ints = [x.off, 0, ch.k, 0, 0, 1, ch.n, 0, self._offs[r[1]], m * ch.n, m, ch.n, 1,
                 ch.nseg, 0, ch.segw, ch.k, self._past]
         kind, *cfg = self.qchain
-        q4 = ch.q4() if self.quant_linears and kind == "v8" and m == 1 else None
-        if q4 is not None and ch.segw % 32 == 0 and ch.k % ch.segw == 0:
+        q4 = ch.q4() if (self.quant_linears and kind == "v8" and m == 1 and ch.segw % 32 == 0
+                         and ch.k % ch.segw == 0) else None
+        if q4 is not None:
             bn, _nb, pf, nw, *_xs = cfg
             self._emit(sk.qchain_q4_kernel, (triton.cdiv(ch.n, bn),),
                        (x.f, q4, self._arena_f), ints, BN=bn, SEGW=ch.segw, PF=pf,
