@@ -153,6 +153,9 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int,
 
     bx = BatchExecutor(FastExecutor(model.program, model.weights_by_root(), dev,
                                     quant=model.quant_blocks()))
+    # as node/ree/session.py does for `ree run`: the batch bench had not, and its timed b=32
+    # steps held generation-2 collections of 60 and 86 ms (H100, twenty-second session)
+    gc.freeze()
     cfg = SamplingConfig().job_config(n_new + 1)
     prog = model.program
 
@@ -265,9 +268,10 @@ def _switches_line(sec: dict) -> str:
 class _GcPauses:
     """The garbage collector's pauses (ms, generation 2 only) inside a `with` block.
 
-    Why: a batch's timed steps show one or two steps of ~60-70 ms among ~12 ms ones, at
-    no fixed step (H100, twenty-first session); a full collection over the batch's many
-    small objects is one candidate this tells apart from the device."""
+    Why: a batch's timed steps showed one or two steps of ~60-70 ms among ~12 ms ones
+    (H100, twenty-first session). This record found them to be full collections (60 and
+    86 ms, twenty-second session), and `bench_batch` now freezes the model's objects
+    first; it stays, to show any that come back."""
 
     def __init__(self) -> None:
         self.ms: list[float] = []
