@@ -36,6 +36,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--pdl", action=argparse.BooleanOptionalAction, default=None,
                     help="step launches with programmatic dependent launch: the next "
                          "launch placed while this one runs (step_plan_cuda.PDL)")
+    ap.add_argument("--x-vectors", action=argparse.BooleanOptionalAction, default=None,
+                    help="a decode linear's x loaded four values at a time "
+                         "(step_plan_cuda.X_VECTORS; off until a GPU has checked its bits)")
     ap.add_argument("--gather-logits", action="store_true",
                     help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS)")
     ap.add_argument("--host-prefill", action="store_true",
@@ -67,6 +70,8 @@ def apply(args: argparse.Namespace) -> dict:
         step_plan_cuda.PDL = args.pdl
     if args.quant_linears is not None:
         step_plan_cuda.QUANT_LINEARS = args.quant_linears
+    if args.x_vectors is not None:
+        step_plan_cuda.X_VECTORS = args.x_vectors
     return settings()
 
 
@@ -76,6 +81,7 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "fuse_moves": ("step_plan_cuda", "FUSE_MOVES"), "fuse_ew": ("step_plan_cuda", "FUSE_EW"),
           "speculate": ("step_plan_cuda", "SPECULATE"), "pdl": ("step_plan_cuda", "PDL"),
           "quant_linears": ("step_plan_cuda", "QUANT_LINEARS"),
+          "x_vectors": ("step_plan_cuda", "X_VECTORS"),
           "root_streams": ("step_lanes_cuda", "ROOT_STREAMS"),
           "roots_beside": ("step_plan_cuda", "ROOTS_BESIDE"),
           "gather_logits": ("fastexec", "GATHER_LOGITS"),

@@ -47,6 +47,9 @@ W0 = -1_000_000  # weight w is input word W0 - w
 _TORCH = {"float32": torch.float32, "int32": torch.int32, "int64": torch.int64}
 _ESIZE = {"float32": 4, "int32": 4, "int64": 8}
 _ORDER_STRIDE = {"int32": 1, "int64": 2}  # an order input's element in 32-bit words
+# each decode linear's x starts 16-byte aligned at every position (`_aligned_offsets`):
+# CUDA's vector loads of x need it (step_plan_cuda.X_VECTORS, which sets this per plan)
+ALIGN_LINEAR_INPUTS = False
 
 
 class PlanError(RuntimeError):
@@ -173,6 +176,13 @@ class StepPlan:
         self._wide = np.flatnonzero(self._esize == 8).tolist()  # int64 outputs (`_layout`)
         self._coeff = coeff
         self._static: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.align_linear_inputs = ALIGN_LINEAR_INPUTS
+        # the decode linears' x (`_aligned_offsets`), but none a record writes after another
+        # output of its own (those stay back to back)
+        inner = {j for r in recs for j in range(r[1] + 1, r[1] + r[2])}
+        self.linear_inputs = {int(r[3]) for r in recs
+                              if r[0] == K_QCHAIN and 0 <= r[3] < self.tail and r[3] not in inner}
+        self._affine: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per seq
         self._live = np.arange(MAXD)[None, :] < self._ndim[:, None]
         self.dtypes = [_TORCH.get(o.dtype, torch.float32) for o in pre]
         self._dcode = np.array([DTYPE_CODES[o.dtype] for o in pre], dtype=np.uint8)
@@ -262,12 +272,46 @@ class StepPlan:
     def _layout(self, sym: Symbols) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         dims = self.dims_at(sym)
         nbytes = self._esize * np.where(self._live, dims[:, 1:], 1).prod(axis=1)
+        if self.align_linear_inputs:
+            a, b = self._aligned_offsets(sym.seq)
+            return dims, nbytes, a + b * sym.past
         offs = np.zeros(self.tail, dtype=np.int64)
         np.cumsum(nbytes[:-1], out=offs[1:])
         for i in self._wide:  # an int64 output starts 8-byte aligned (its view needs it)
             if offs[i] % 8:
                 offs[i:] += 8 - offs[i] % 8
         return dims, nbytes, offs
+
+    def _aligned_offsets(self, seq: int) -> tuple[np.ndarray, np.ndarray]:
+        """(A, B): op i's byte offset is A[i] + B[i]·past (`ALIGN_LINEAR_INPUTS`). The outputs are
+        back to back but for a pad before each decode linear's x (16 bytes) and int64
+        output (8): c + d·past bytes, c and d the least that make both terms multiples, so
+        the offset is aligned at every position and stays affine (a CUDA graph's table is
+        C + K·past). d ≤ 15 bytes a position: at most ~3.7 MB more arena at 2,048
+        positions for SmolLM2.
+
+        Why not a pad to the next multiple at each step (as int64 outputs get otherwise):
+        it changes with past in steps, and a graph's table could not follow it."""
+        got = self._affine.get(seq)
+        if got is None:  # sizes at past 1, 2, 3 (a decode step's past is at least 1)
+            n = [self._esize * np.where(self._live, self.dims_at(Symbols(seq, p))[:, 1:],
+                                        1).prod(axis=1) for p in (1, 2, 3)]
+            g = n[1] - n[0]
+            if not np.array_equal(n[2] - n[1], g):
+                raise PlanError("an output's size is not affine in the position")
+            a = np.zeros(self.tail, dtype=np.int64)
+            b = np.zeros(self.tail, dtype=np.int64)
+            np.cumsum((n[0] - g)[:-1], out=a[1:])
+            np.cumsum(g[:-1], out=b[1:])
+            pa = np.zeros(self.tail, dtype=np.int64)
+            pb = np.zeros(self.tail, dtype=np.int64)
+            sa = sb = 0
+            for i in sorted(self.linear_inputs | set(self._wide)):
+                m = 16 if i in self.linear_inputs else 8
+                pa[i], pb[i] = -(int(a[i]) + sa) % m, -(int(b[i]) + sb) % m
+                sa, sb = sa + int(pa[i]), sb + int(pb[i])
+            got = self._affine[seq] = (a + np.cumsum(pa), b + np.cumsum(pb))
+        return got
 
     def _prepare(self, sym: Symbols, prev: Sequence[torch.Tensor | None],
                  ext: Mapping[int, torch.Tensor] | None = None) -> tuple:

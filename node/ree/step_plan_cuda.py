@@ -78,6 +78,11 @@ GRID_MIN: int | None = 64
 # its six instructions a k on one warp, where fp32 weights need two). bench_runtime.py
 # --quant-linears for the A/B.
 QUANT_LINEARS = False
+# a decode linear's x loaded four values at a time (qchain_v8_kernel's XV), the step plan
+# starting each x 16-byte aligned (step_plan.ALIGN_LINEAR_INPUTS, which this sets for CUDA
+# plans). Bits: unchanged (the same values in the same chain). Off: not yet run on a GPU
+# (notes-runtime-perf.md, twenty-second revision); bench_runtime.py --x-vectors
+X_VECTORS = False
 # every step launch with programmatic dependent launch (Hopper and later: the next
 # launch's programs placed while this one runs; each kernel waits for the one before it in
 # step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
@@ -683,6 +688,8 @@ class CudaStepPlan:
         self.fuse = FUSE
         self.fuse_linears = FUSE_LINEARS
         self.quant_linears = QUANT_LINEARS
+        self.x_vectors = X_VECTORS
+        self.plan.align_linear_inputs = X_VECTORS  # before any layout is made
         # PDL's instructions exist from sm_90 (Hopper) on; older GPUs launch without them
         self.pdl = PDL and device.type == "cuda" and \
             torch.cuda.get_device_capability(device)[0] >= 9
@@ -1054,9 +1061,16 @@ class CudaStepPlan:
             return
         if kind == "v8" and m == 1 and ch.segw % cfg[1] == 0 and ch.k % ch.segw == 0:
             bn, nb, pf, nw, *xs = cfg
+            xs = bool(xs and xs[0])
+            # x's values four a load: the step plan starts an arena x 16-byte aligned at
+            # every step (a graph replays one kernel for all of them)
+            xv = self.x_vectors and self.plan.align_linear_inputs and not xs and \
+                r[3] in self.plan.linear_inputs
+            if xv and (x.off % 4 or x.f.data_ptr() % 16):
+                raise ValueError("a linear's x is not 16-byte aligned (X_VECTORS)")
             self._emit(sk.qchain_v8_kernel, (triton.cdiv(ch.n, bn),),
                        (x.f, ch.vec(8), self._arena_f), ints, BN=bn, SEGW=ch.segw, NB=nb,
-                       PF=pf, XS=bool(xs and xs[0]), num_warps=nw, **FP_FLAGS)
+                       PF=pf, XS=xs, XV=xv, num_warps=nw, **FP_FLAGS)
             return
         if kind == "vec" and m == 1 and ch.segw % cfg[1] == 0 and ch.k % ch.segw == 0:
             bn, tk, nw = cfg

@@ -648,7 +648,17 @@ def _shfl(v, lane):
 
 
 @triton.jit
-def _xw_block(wp, xp, step, kb, NB: tl.constexpr, XS: tl.constexpr, BN: tl.constexpr):
+def _ld4x(p):
+    """Four consecutive fp32 values at p (16-byte aligned; every thread the same address:
+    one broadcast `ld.global.v4`), for the [BN] tensors of p's shape."""
+    return tl.inline_asm_elementwise(
+        "ld.global.v4.f32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l", [p],
+        dtype=(tl.float32, tl.float32, tl.float32, tl.float32), is_pure=True, pack=1)
+
+
+@triton.jit
+def _xw_block(wp, xp, step, kb, NB: tl.constexpr, XS: tl.constexpr, BN: tl.constexpr,
+              XV: tl.constexpr = False):
     """The NB weights (two `_ld8` loads per 8) and x values of the k block from kb (a
     multiple of NB inside K: the caller wraps a block past the end to 0, so that the x
     loads are one base address and constant offsets)."""
@@ -661,6 +671,10 @@ def _xw_block(wp, xp, step, kb, NB: tl.constexpr, XS: tl.constexpr, BN: tl.const
     if XS:  # x as NB/32 vectors of the warp, one value a thread (`_shfl` hands them out)
         for j in tl.static_range(NB // 32):
             x = x + (tl.load(xb + j * 32 + tl.arange(0, BN)),)
+    elif XV:  # four values a load (x 16-byte aligned: step_plan's layout)
+        xv = xb + tl.zeros([BN], dtype=tl.int32)
+        for j in tl.static_range(NB // 4):
+            x = x + _ld4x(xv + j * 4)
     else:
         for t in tl.static_range(NB):
             x = x + (tl.load(xb + t),)
@@ -689,7 +703,8 @@ def _part_out(OUT, P, n0, offs_n, s_oseg, PARTS: tl.constexpr):
 @triton.jit(do_not_specialize=["ROW"])
 def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
                      NB: tl.constexpr, PF: tl.constexpr, XS: tl.constexpr = False,
-                     LANES: tl.constexpr = 1, PARTS: tl.constexpr = 1, PDL: tl.constexpr = False):
+                     LANES: tl.constexpr = 1, PARTS: tl.constexpr = 1, PDL: tl.constexpr = False,
+                     XV: tl.constexpr = False):
     """§L5.3 a decode linear's DOT segments (chain_kernel's QCHAIN row, one row of x) with
     explicit fma, one output per thread, the weight laid out [K/8 + 8, N, 8]
     (`CudaChain.vec(8)`; K a multiple of NB): a k block of NB weights and x values is
@@ -698,7 +713,10 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
     (PF > 0) the weights PF blocks of 8 ahead as the chain goes. XS (BN = 32, one warp): a
     block's x is NB/32 coalesced loads, and each k's value is shuffled to every thread
     (`_shfl`) instead of loaded by each: 2 loads a 64-k block instead of 64, 62 registers
-    fewer.
+    fewer. XV (x 16-byte aligned, which the plan checks): x as one broadcast 16-byte load
+    a 4 ks (`_ld4x`) instead of one load a k: on the H100 a linear's warp issued ~3.8
+    instructions a k at ~5.4 cycles each (Nsight Compute: long-scoreboard and fixed-latency
+    waits), one of them x's load.
 
     Why: the chain is sequential in k (§3.1), so its time is the fma latency times K plus
     every load it waits on. Loaded as a [BN, TK] tile (qchain_vec_kernel), a row is spread
@@ -743,7 +761,7 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
     acc = tl.zeros([BN], dtype=tl.float32)  # the chain starts from +0.0
     if XS:
         tl.static_assert(BN == 32)
-    w, x = _xw_block(wp, xp, step, 0, NB, XS, BN)
+    w, x = _xw_block(wp, xp, step, 0, NB, XS, BN, XV)
     for s in range(tl.load(P + 13)):
         for h in tl.static_range(SEGW // NB):
             kb = s * SEGW + h * NB
@@ -751,7 +769,7 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
                 for q in tl.static_range(NB // 8):
                     _prefetch_l1(wp + tl.minimum(kb // 8 + q + PF, last) * step)
             kn = kb + NB
-            w2, x2 = _xw_block(wp, xp, step, tl.where(kn < K, kn, 0), NB, XS, BN)
+            w2, x2 = _xw_block(wp, xp, step, tl.where(kn < K, kn, 0), NB, XS, BN, XV)
             for t in tl.static_range(NB):
                 if XS:
                     xt = _shfl(x[t // 32], tl.full([BN], t % 32, tl.int32))

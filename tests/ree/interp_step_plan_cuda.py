@@ -80,6 +80,7 @@ def main() -> int:
         return 1
     print(f"{len(plan.records)} records equal ({last} ops)")
     return (check_q4_records(m, shaped, plan.records, prev, tok, want, last)
+            or check_aligned_records(m, shaped, plan.records, prev, tok, want, last, cpu)
             or check_device_roots(got, last) or check_graph_tables(plan, cpu, last)
             or check_stack(plan, cpu, last) or check_argfold(cpu) or check_qchain_dot())
 
@@ -109,6 +110,36 @@ def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa
         print("q4 differ:", [(j, m.program.ops[j].name) for j in bad[:20]])
         return 1
     print(f"q4 records equal ({len(parts)} launches, parts {sorted(set(parts))})")
+    return 0
+
+
+def check_aligned_records(m, shaped, records, prev, tok: int, want, last: int,  # noqa: ANN001
+                          cpu: FastExecutor) -> int:
+    """The same records in the layout `X_VECTORS` gives a CUDA plan (step_plan's
+    ALIGN_LINEAR_INPUTS: a pad before each linear's x, growing with the position): every launch's
+    offsets follow it, every output equal to the CPU plan's (back to back), also through a
+    graph's derived table and a stack of lanes. The vector loads themselves (inline asm)
+    run only on a GPU (the GPU tests)."""
+    plan = CudaStepPlan(m.program, m.weights_by_root(), shaped.weights, shaped._chains,
+                        shaped._wt, torch.device("cpu"))
+    plan.plan.align_linear_inputs = True
+    plan.fuse_moves = plan.fuse_ew = True
+    plan.records = records
+    xs = sorted(plan.plan.linear_inputs)
+    offs = plan.layout(len(PROMPT))[2]
+    if (offs[xs] % 16).any():
+        print("aligned: a linear's x is not 16-byte aligned")
+        return 1
+    got, _ = _run_seen(plan, prev, tok)
+    bad = _differing(want, got, last)
+    if bad:
+        print("aligned differ:", [(j, m.program.ops[j].name) for j in bad[:20]])
+        return 1
+    print(f"aligned records equal ({len(xs)} linear inputs aligned)")
+    if check_graph_tables(plan, cpu, last) or check_stack(plan, cpu, last):
+        print("aligned: the graph's table or the stack differs")
+        return 1
+    print("aligned graph tables and stack equal")
     return 0
 
 

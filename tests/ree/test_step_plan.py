@@ -282,3 +282,40 @@ def test_transposing_move_tiles_equal_the_reference(head_dim):
         where = f"step {step} op {j} ({prog.ops[j].name})"
         assert a.shape == b.shape and a.dtype == b.dtype, where
         assert a.tobytes() == b.tobytes(), where
+
+
+def test_align_linear_inputs_keep_every_leaf_and_root(ree_model, executors):
+    """step_plan.ALIGN_LINEAR_INPUTS (the CUDA plans' layout for vector loads of a linear's x):
+    every decode linear's x starts 16-byte aligned and every int64 output 8-byte aligned at
+    every position, every offset stays affine in the position (a CUDA graph's table is),
+    no two outputs overlap, and the steps' outputs and trace root are those of the
+    back-to-back layout."""
+    planned, _ = executors
+    w, q = ree_model.weights_by_root(), ree_model.quant_blocks()
+    aligned = FastExecutor(ree_model.program, w, quant=q)
+    plan = aligned.plan
+    plan.align_linear_inputs = True
+    xs = sorted(plan.linear_inputs)
+    assert len(xs) >= 4 * 30  # per layer: q·k·v, o, gate·up, down
+    wide = [i for i in range(plan.tail) if plan._esize[i] == 8]
+    got = [plan.layout(Symbols(1, p)) for p in (3, 4, 5, 6, 40)]
+    offs = [g[2] for g in got]
+    assert all((o[xs] % 16 == 0).all() and (o[wide] % 8 == 0).all() for o in offs)
+    assert (offs[1] - offs[0] == offs[3] - offs[2]).all()
+    assert ((offs[4] - offs[0]) * 1 == (offs[1] - offs[0]) * 37).all()
+    for _, nb, o in got:
+        assert (o[1:] >= o[:-1] + nb[:-1]).all()
+    assert not (offs[0] == planned.plan.layout(Symbols(1, 3))[2]).all()
+    roots = []
+    for ex in (planned, aligned):
+        ex.reset()
+        rec = TraceRecorder(ex.program, PROMPT)
+        got = []
+        for step in range(4):
+            out = ex.run_step(step, PROMPT)
+            got.append([_bits(t) for t in out])
+            rec.add_step(out)
+        roots.append((rec.root(), got))
+        rec.close()
+    assert roots[0][1] == roots[1][1]
+    assert roots[0][0] == roots[1][0]

@@ -94,30 +94,56 @@ def test_cuda_plan_equals_cpu_plan_leaf_by_leaf(executors, sampling, fused, monk
     gpu.plan._graph = None  # the next tests build graphs with the module's settings
 
 
+def _steps_equal(cpu: FastExecutor, gpu: FastExecutor, n: int) -> None:
+    """The first n steps of PROMPT on both executors, every leaf's shape and bits equal."""
+    prog = cpu.program
+    cpu.reset()
+    gpu.reset()
+    for step in range(n):
+        a = cpu.run_step(step, PROMPT)
+        b = gpu.run_step(step, PROMPT)
+        bad = next((j for j, (x, y) in enumerate(zip(a, b, strict=True))
+                    if tuple(x.shape) != tuple(y.shape) or _bits(x) != _bits(y)), None)
+        assert bad is None, f"step {step} op {bad} ({prog.ops[bad].name})"
+
+
+def _switched_gpu(ree_model, monkeypatch, **switches) -> FastExecutor:  # noqa: ANN001
+    """A CUDA executor built (as `ree run` builds it) with step_plan_cuda's `switches`."""
+    for name, value in switches.items():
+        monkeypatch.setattr(step_plan_cuda, name, value)
+    return FastExecutor(ree_model.program, ree_model.weights_by_root(), "cuda",
+                        quant=ree_model.quant_blocks())
+
+
 @needs_cuda
 def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch):
     """Decode linears reading the Q4_1 blocks (`QUANT_LINEARS`, `qchain_q4_kernel`: the
     weights dequantized in the kernel, ADR 0016), q, k, v and gate, up side by side: every
     leaf of six steps equal to the CPU's (the executor is built with the GGUF blocks, as
     `ree run` builds it)."""
-    monkeypatch.setattr(step_plan_cuda, "QUANT_LINEARS", True)
-    monkeypatch.setattr(step_plan_cuda, "GRID_MIN", 16)
     cpu, _ = executors
-    gpu = FastExecutor(ree_model.program, ree_model.weights_by_root(), "cuda",
-                       quant=ree_model.quant_blocks())
     prog = cpu.program
-    cpu.reset()
-    for step in range(6):
-        a = cpu.run_step(step, PROMPT)
-        b = gpu.run_step(step, PROMPT)
-        bad = next((j for j, (x, y) in enumerate(zip(a, b, strict=True))
-                    if tuple(x.shape) != tuple(y.shape) or _bits(x) != _bits(y)), None)
-        assert bad is None, f"step {step} op {bad} ({prog.ops[bad].name})"
+    gpu = _switched_gpu(ree_model, monkeypatch, QUANT_LINEARS=True, GRID_MIN=16)
+    _steps_equal(cpu, gpu, 6)
     seq = gpu.plan._graph.launches(0, 20)
     parts = [ln.consts.get("PARTS", 1) for ln in seq
              if ln.kernel is step_plan_cuda.sk.qchain_q4_kernel]
     n_layers = sum(op.code == Code.CONCAT for op in prog.ops) // 2
     assert sorted(parts) == [1] * 2 * n_layers + [2] * n_layers + [3] * n_layers
+
+
+@needs_cuda
+def test_cuda_x_vectors_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch):
+    """Decode linears loading x four values at a time (`X_VECTORS`, qchain_v8_kernel's XV;
+    the step plan starting each x 16-byte aligned at every position): every leaf of six
+    steps (through the graphs, over a grid bucket) equal to the CPU's, and every linear of
+    the graph with XV."""
+    gpu = _switched_gpu(ree_model, monkeypatch, X_VECTORS=True, GRID_MIN=4)
+    _steps_equal(executors[0], gpu, 6)
+    assert gpu.plan.graph_steps >= 3, gpu.plan.graph_error
+    seq = gpu.plan._graph.launches(0, 20)
+    v8 = [ln for ln in seq if ln.kernel is step_plan_cuda.sk.qchain_v8_kernel]
+    assert v8 and all(ln.consts["XV"] for ln in v8)
 
 
 @needs_cuda
@@ -475,7 +501,7 @@ def test_fused_linear_kernel_compiles_for_hopper(kernel, parts):
     if kernel == "v8":
         fn = step_plan_cuda.sk.qchain_v8_kernel
         consts = {"BN": 32, "SEGW": 192, "NB": 64, "PF": -1, "XS": False, "LANES": 1,
-                  "PARTS": parts}
+                  "PARTS": parts, "XV": parts == 3}  # XV: x four values a load
     else:
         fn = step_plan_cuda.sk.qchain_q4_kernel
         sig = {"X": "*fp32", "Q": "*i32", "OUT": "*fp32", "ARGS": "*i64", "ROW": "i32"}
@@ -493,6 +519,7 @@ def test_fused_linear_kernel_compiles_for_hopper(kernel, parts):
                 pytest.skip(str(e))
             raise
         assert "fma.rn.f32" in k.asm["ptx"] and k.asm["cubin"]
+        assert ("ld.global.v4.f32" in k.asm["ptx"]) == bool(c.get("XV"))
         ptx[cc] = k.asm["ptx"]
     # step_kernels._start: the wait for the launch before (PDL), after the weights' prefetch
     assert "griddepcontrol.wait" in ptx[90] and "griddepcontrol.launch_dependents" in ptx[90]
@@ -535,6 +562,7 @@ def test_cuda_plan_kernels_under_the_interpreter():
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
     assert "records equal" in r.stdout and "argfold levels equal" in r.stdout, r.stdout[-3000:]
     assert "q4 records equal" in r.stdout, r.stdout[-3000:]
+    assert "aligned graph tables and stack equal" in r.stdout, r.stdout[-3000:]
     assert "kinds equal" in r.stdout, r.stdout[-3000:]  # the device roots
     assert "qchain_dot tiles equal" in r.stdout, r.stdout[-3000:]
     assert "qchain_vec tiles equal" in r.stdout, r.stdout[-3000:]
