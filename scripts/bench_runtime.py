@@ -270,7 +270,7 @@ class _GcPauses:
 
     Why: a batch's timed steps showed one or two steps of ~60-70 ms among ~12 ms ones
     (H100, twenty-first session). This record found them to be full collections (60 and
-    86 ms, twenty-second session), and `bench_batch` now freezes the model's objects
+    86 ms, twenty-second session), and `bench_trace_batch` now freezes the model's objects
     first; it stays, to show any that come back."""
 
     def __init__(self) -> None:
