@@ -257,6 +257,15 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int,
     }
 
 
+def _host_line(m: dict) -> str:
+    """The host's speed as `host_speed` measured it, where the section has it."""
+    h = m.get("host_speed")
+    if not h:
+        return ""
+    return (f"; host: load {h['load_avg_1min']}, Python loop {h['python_loop_m_per_s']} M/s, "
+            f"leaf hashing {h['chunk_leaves_mb_s']} MB/s")
+
+
 def _switches_line(sec: dict) -> str:
     """The CUDA switches a section ran with (scripts/cuda_switches.py), those it recorded."""
     from scripts.cuda_switches import settings_names
@@ -333,6 +342,33 @@ def bench_eager(model, dev: str, dtype_name: str, toks: list[int], n_new: int,
             "decode_tok_s": round(batch * n_new / (t2 - t1), 2)}
 
 
+def host_speed() -> dict:
+    """A few numbers that tell one lent host from another: the load average as the bench
+    starts, a Python loop's speed (the host tails' and recorders' bookkeeping) and the C
+    hashing of trace leaves over 32 MB (all threads).
+
+    Why: the b=32 and traced paths wait on the host, and the same kernels gave b=32 steps
+    of ~10 ms on one H100 host and 15-20 ms on another in the same hour (twenty-second
+    session), with the same CPU model name."""
+    import os
+
+    from repops import commit
+
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    s = 0
+    for i in range(2_000_000):
+        s += i
+    py = 2.0 / (time.perf_counter() - t0)
+    data = bytes(32 << 20)
+    commit.chunk_leaves(data)  # the native library loaded (built once) and warm
+    t0 = time.perf_counter()
+    commit.chunk_leaves(data)
+    mbs = 32 / (time.perf_counter() - t0)
+    return {"load_avg_1min": round(load, 2), "python_loop_m_per_s": round(py, 1),
+            "chunk_leaves_mb_s": round(mbs, 1)}
+
+
 def machine(dev: str) -> dict:
     import torch
 
@@ -350,6 +386,7 @@ def machine(dev: str) -> dict:
     import os
 
     m["cpu_count"] = os.cpu_count()
+    m["host_speed"] = host_speed()
     if dev == "cuda":
         import triton
 
@@ -373,7 +410,7 @@ def markdown(rep: dict) -> str:
         lines += [f"## {dev}: {m.get('gpu', m.get('cpu', ''))} ({sec['date']}{seg})", "",
                   f"torch {m['torch']}" + (f", Triton {m['triton']}" if 'triton' in m else "")
                   + f", {m.get('cpu_count')} CPUs, RepOps CPU ISA {m['cpu_isa']}"
-                  + _switches_line(sec), "",
+                  + _host_line(m) + _switches_line(sec), "",
                   "| engine | prefill tok/s | decode tok/s (b=1) | decode tok/s (b=32) |",
                   "|---|---|---|---|",
                   f"| REE trace executor, with trace | {tr['prefill_tok_s']} | "
