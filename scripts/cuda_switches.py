@@ -39,6 +39,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--x-vectors", action=argparse.BooleanOptionalAction, default=None,
                     help="a decode linear's x loaded four values at a time "
                          "(step_plan_cuda.X_VECTORS; off until a GPU has checked its bits)")
+    ap.add_argument("--reg-folds", action=argparse.BooleanOptionalAction, default=None,
+                    help="FOLD trees' levels after the first from registers "
+                         "(step_plan_cuda.REG_FOLDS; off until a GPU has checked its bits)")
     ap.add_argument("--gather-logits", action="store_true",
                     help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS)")
     ap.add_argument("--host-prefill", action="store_true",
@@ -72,6 +75,8 @@ def apply(args: argparse.Namespace) -> dict:
         step_plan_cuda.QUANT_LINEARS = args.quant_linears
     if args.x_vectors is not None:
         step_plan_cuda.X_VECTORS = args.x_vectors
+    if args.reg_folds is not None:
+        step_plan_cuda.REG_FOLDS = args.reg_folds
     return settings()
 
 
@@ -82,6 +87,7 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "speculate": ("step_plan_cuda", "SPECULATE"), "pdl": ("step_plan_cuda", "PDL"),
           "quant_linears": ("step_plan_cuda", "QUANT_LINEARS"),
           "x_vectors": ("step_plan_cuda", "X_VECTORS"),
+          "reg_folds": ("step_plan_cuda", "REG_FOLDS"),
           "root_streams": ("step_lanes_cuda", "ROOT_STREAMS"),
           "roots_beside": ("step_plan_cuda", "ROOTS_BESIDE"),
           "gather_logits": ("fastexec", "GATHER_LOGITS"),

@@ -83,6 +83,11 @@ QUANT_LINEARS = False
 # plans). Bits: unchanged (the same values in the same chain). Off: not yet run on a GPU
 # (notes-runtime-perf.md, twenty-second revision); bench_runtime.py --x-vectors
 X_VECTORS = False
+# FOLD trees (alone, in an RMSNorm, in a softmax) with each level after the first from the
+# level before's registers (step_kernels._fold_reg) instead of a store, barrier and load.
+# Bits: unchanged (the same pairs in the same order). Off: not yet run on a GPU
+# (notes-runtime-perf.md, twenty-second revision); bench_runtime.py --reg-folds
+REG_FOLDS = False
 # every step launch with programmatic dependent launch (Hopper and later: the next
 # launch's programs placed while this one runs; each kernel waits for the one before it in
 # step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
@@ -498,6 +503,16 @@ def fuse_linears(launches: list[_Launch], side_by_side: dict[tuple[int, ...], to
     return out
 
 
+_FOLDING = (sk.fold_tree_kernel, sk.norm_kernel, sk.softmax_kernel)
+
+
+def with_reg_folds(launches: list[_Launch]) -> list[_Launch]:
+    """The launches with every FOLD tree's levels after the first taken from registers
+    (`REG_FOLDS`, step_kernels._fold_reg): the same launches, those that fold with REG."""
+    return [_Launch(ln.kernel, ln.grid, ln.ptrs, ln.ints, {**ln.consts, "REG": True}, ln.op)
+            if ln.kernel in _FOLDING else ln for ln in launches]
+
+
 def _ew_pair(a: _Launch, b: _Launch) -> _Launch | None:
     """One launch for two adjacent launches where the second is an EW that reads the first's
     output element for element (`fuse_ew`), or None."""
@@ -689,6 +704,7 @@ class CudaStepPlan:
         self.fuse_linears = FUSE_LINEARS
         self.quant_linears = QUANT_LINEARS
         self.x_vectors = X_VECTORS
+        self.reg_folds = REG_FOLDS
         self.plan.align_linear_inputs = X_VECTORS  # before any layout is made
         # PDL's instructions exist from sm_90 (Hopper) on; older GPUs launch without them
         self.pdl = PDL and device.type == "cuda" and \
@@ -910,6 +926,7 @@ class CudaStepPlan:
             out = fuse_launches(self._launches) if self.fuse else self._launches
             out = fuse_moves(out) if self.fuse_moves else out
             out = fuse_ew(out) if self.fuse_ew else out
+            out = with_reg_folds(out) if self.reg_folds else out
             return fuse_linears(out, self._side_by_side) if self.fuse_linears else out
         finally:
             self._prev = None

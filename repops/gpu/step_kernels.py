@@ -173,7 +173,8 @@ def ew_kernel(A, B, OUT, ARGS, ROW, FN: tl.constexpr, HAS_B: tl.constexpr,
 @triton.jit(do_not_specialize=["ROW"])
 def fold_tree_kernel(X, OUT, ARGS, ROW, NEG0, CAP0: tl.constexpr, NLEV: tl.constexpr,
                      COMBINE: tl.constexpr,
-                     LANES: tl.constexpr = 1, PDL: tl.constexpr = False):
+                     LANES: tl.constexpr = 1, PDL: tl.constexpr = False,
+                     REG: tl.constexpr = False):
     """§L5.4 FOLD levels cap = CAP0, CAP0/2, … (NLEV of them), all in one program per row:
     level l keeps i < m = max(n − cap, 0) as combine(x[i], x[i + cap]), copies the rest of
     its input up to cap, pads −0.0; n = min(nlive, the level's input width). Levels lie back
@@ -182,35 +183,86 @@ def fold_tree_kernel(X, OUT, ARGS, ROW, NEG0, CAP0: tl.constexpr, NLEV: tl.const
     P = _row(ARGS, ROW, LANES)
     _start(PDL)
     _fold_levels(X + tl.load(P), OUT, tl.load(P + 1), tl.program_id(0).to(tl.int64),
-                 tl.load(P + 2), tl.load(P + 3), tl.load(P + 4), NEG0, CAP0, NLEV, COMBINE)
+                 tl.load(P + 2), tl.load(P + 3), tl.load(P + 4), NEG0, CAP0, NLEV, COMBINE,
+                 REG)
 
 
 @triton.jit
 def _fold_levels(X, OUT, base, r, rows, w, nlive, NEG0, CAP0: tl.constexpr,
-                 NLEV: tl.constexpr, COMBINE: tl.constexpr):
-    """fold_tree_kernel's levels for row r of X (rows of w), the first level at OUT + base."""
+                 NLEV: tl.constexpr, COMBINE: tl.constexpr, REG: tl.constexpr = False):
+    """fold_tree_kernel's levels for row r of X (rows of w), the first level at OUT + base.
+    REG: levels after the first from the level before's registers (`_fold_reg`)."""
+    if REG:
+        _fold_reg(X, OUT, base, r, rows, w, nlive, NEG0, CAP0, NLEV, COMBINE)
+    else:
+        i = tl.arange(0, CAP0)
+        src = X + r * w
+        win = w
+        for lev in tl.static_range(NLEV):
+            cap = CAP0 >> lev
+            y = _fold_level(src, i, win, nlive, cap, NEG0, COMBINE)
+            dst = OUT + base + r * cap
+            tl.store(dst + i, y, mask=i < cap)
+            tl.debug_barrier()
+            src = dst
+            win = cap
+            base += rows * cap
+
+
+@triton.jit
+def _fold_level(src, i, win, nlive, cap, NEG0, COMBINE: tl.constexpr):
+    """One level read from memory (§L5.4): i < m = max(n − cap, 0) is combine(x[i],
+    x[i + cap]), the rest of the input up to cap is copied, −0.0 past it; n = min(nlive,
+    win)."""
+    mm = tl.maximum(tl.minimum(nlive, win) - cap, 0)
+    hi = tl.minimum(win, cap)
+    a = tl.load(src + i, mask=i < hi, other=0.0)
+    b = tl.load(src + i + cap, mask=i < mm, other=0.0)
+    y = tl.where(i < mm, _combine(a, b, COMBINE), a)
+    return tl.where(i < hi, canon_nan(y), NEG0)
+
+
+@triton.jit
+def _combine(a, b, COMBINE: tl.constexpr):
+    """A FOLD's combine: 0 add, else max (§L5.4)."""
+    if COMBINE == 0:
+        c = a + b
+    else:
+        c = max2_f(a, b)
+    return c
+
+
+@triton.jit
+def _fold_reg(X, OUT, base, r, rows, w, nlive, NEG0, CAP0: tl.constexpr, NLEV: tl.constexpr,
+              COMBINE: tl.constexpr):
+    """`_fold_levels` with each level after the first taken from the level before's values
+    in registers: a level of cap values is the one before, [2·cap], split in halves
+    (y[i], y[i + cap]), the same pairs combined in the same order, each level still stored
+    where its leaf lies. Level 0 (from x, of any width w) is as in `_fold_levels`.
+
+    Why: each level was a store, a barrier and a load of what other threads stored, ~10
+    round trips through L2 for a 576-wide RMSNorm (~5 µs a norm_kernel on the H100, a
+    launch floor of ~1.5; profile-cuda-step.md)."""
     i = tl.arange(0, CAP0)
-    src = X + r * w
-    win = w
-    for lev in tl.static_range(NLEV):
-        cap = CAP0 >> lev
-        n = tl.minimum(nlive, win)
-        mm = tl.maximum(n - cap, 0)
-        hi = tl.minimum(win, cap)
-        a = tl.load(src + i, mask=i < hi, other=0.0)
-        b = tl.load(src + i + cap, mask=i < mm, other=0.0)
-        if COMBINE == 0:
-            c = a + b
-        else:
-            c = max2_f(a, b)
-        y = tl.where(i < mm, c, a)
-        y = tl.where(i < hi, canon_nan(y), NEG0)
-        dst = OUT + base + r * cap
-        tl.store(dst + i, y, mask=i < cap)
-        tl.debug_barrier()
-        src = dst
-        win = cap
-        base += rows * cap
+    y = _fold_level(X + r * w, i, w, nlive, CAP0, NEG0, COMBINE)
+    tl.store(OUT + base + r * CAP0 + i, y)
+    base += rows * CAP0
+    for _ in tl.static_range(1, NLEV):
+        y = _fold_half(y, OUT + base, r, nlive, COMBINE)
+        base += rows * y.shape[0]
+
+
+@triton.jit
+def _fold_half(y, dst, r, nlive, COMBINE: tl.constexpr):
+    """`_fold_reg`'s level after y (the level before, 2·cap wide, all of it live): its
+    halves combined where live, stored at row r of dst, returned."""
+    cap: tl.constexpr = y.shape[0] // 2
+    j = tl.arange(0, cap)
+    a, b = tl.split(tl.permute(tl.reshape(y, [2, cap]), [1, 0]))
+    mm = tl.maximum(tl.minimum(nlive, 2 * cap) - cap, 0)
+    out = canon_nan(tl.where(j < mm, _combine(a, b, COMBINE), a))
+    tl.store(dst + r * cap + j, out)
+    return out
 
 
 @triton.jit(do_not_specialize=["ROW"])
@@ -218,7 +270,8 @@ def norm_kernel(X, WT, OUT, ARGS, ROW, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.cons
                 F_EPS: tl.constexpr, F_ROOT: tl.constexpr, F_DIV: tl.constexpr,
                 F_W: tl.constexpr, CAP0: tl.constexpr, NLEV: tl.constexpr,
                 COMBINE: tl.constexpr, BLOCK: tl.constexpr,
-                LANES: tl.constexpr = 1, PRE: tl.constexpr = -1, PDL: tl.constexpr = False):
+                LANES: tl.constexpr = 1, PRE: tl.constexpr = -1, PDL: tl.constexpr = False,
+                REG: tl.constexpr = False):
     """An RMSNorm's seven records in one program (`step_plan_cuda._norm_launch` matched them):
     sq = f(x, x); its FOLD tree; mean = f(last level, s); eps = f(mean, s); root = f(eps);
     div = f(x, root[0]); out = f(div, wt): each the EW or FOLD definition (§L5.4, §L5.6)
@@ -249,7 +302,7 @@ def norm_kernel(X, WT, OUT, ARGS, ROW, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.cons
         tl.store(OUT + tl.load(P + 1) + start + e, _ew_fn(a, a, F_SQ), mask=m)
     tl.debug_barrier()
     _fold_levels(OUT + tl.load(P + 1), OUT, tl.load(P + 3), 0, 1, n, tl.load(P + 4), NEG0,
-                 CAP0, NLEV, COMBINE)
+                 CAP0, NLEV, COMBINE, REG)
     tl.debug_barrier()
     one = e < 1
     v = tl.load(OUT + tl.load(P + 5) + e, mask=one, other=1.0)
@@ -298,7 +351,8 @@ def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.con
                    M_SUB: tl.constexpr, M_EXP: tl.constexpr, M_DIV: tl.constexpr,
                    C_MAX: tl.constexpr, C_SUM: tl.constexpr, CAP0: tl.constexpr,
                    NLEV: tl.constexpr, BLOCK: tl.constexpr,
-                   LANES: tl.constexpr = 1, PDL: tl.constexpr = False):
+                   LANES: tl.constexpr = 1, PDL: tl.constexpr = False,
+                   REG: tl.constexpr = False):
     """A softmax's six records for one row (program r; `step_plan_cuda._softmax_launch`
     matched them): scaled = f(a, s); its FOLD max tree; sub = f(scaled, max[r]); exp =
     f(sub); its FOLD sum tree; out = f(exp, sum[r]); each EW masked as its own launch
@@ -322,7 +376,7 @@ def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.con
             mrow, past, P + 12, M_SCALE, BLOCK)
     tl.debug_barrier()
     _fold_levels(OUT + tl.load(P + 1), OUT, tl.load(P + 4), r.to(tl.int64), rows, C,
-                 tl.load(P + 5), NEG0, CAP0, NLEV, C_MAX)
+                 tl.load(P + 5), NEG0, CAP0, NLEV, C_MAX, REG)
     tl.debug_barrier()
     mx = tl.load(OUT + tl.load(P + 18) + r + c * 0)
     for start in range(0, C, BLOCK):
@@ -334,7 +388,7 @@ def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.con
         tl.store(OUT + tl.load(P + 7) + e0 + start + c, y, mask=m)
     tl.debug_barrier()
     _fold_levels(OUT + tl.load(P + 7), OUT, tl.load(P + 8), r.to(tl.int64), rows, C,
-                 tl.load(P + 9), NEG0, CAP0, NLEV, C_SUM)
+                 tl.load(P + 9), NEG0, CAP0, NLEV, C_SUM, REG)
     tl.debug_barrier()
     sm = tl.load(OUT + tl.load(P + 19) + r + c * 0)
     _row_ew(OUT + tl.load(P + 7), OUT + tl.load(P + 10), e0, C, sm, F_DIV, mrow, past, P + 15,

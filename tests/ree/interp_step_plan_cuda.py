@@ -82,7 +82,8 @@ def main() -> int:
     return (check_q4_records(m, shaped, plan.records, prev, tok, want, last)
             or check_aligned_records(m, shaped, plan.records, prev, tok, want, last, cpu)
             or check_device_roots(got, last) or check_graph_tables(plan, cpu, last)
-            or check_stack(plan, cpu, last) or check_argfold(cpu) or check_qchain_dot())
+            or check_stack(plan, cpu, last) or check_argfold(cpu) or check_reg_folds()
+            or check_qchain_dot())
 
 
 def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa: ANN001
@@ -116,26 +117,34 @@ def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa
 def check_aligned_records(m, shaped, records, prev, tok: int, want, last: int,  # noqa: ANN001
                           cpu: FastExecutor) -> int:
     """The same records in the layout `X_VECTORS` gives a CUDA plan (step_plan's
-    ALIGN_LINEAR_INPUTS: a pad before each linear's x, growing with the position): every launch's
-    offsets follow it, every output equal to the CPU plan's (back to back), also through a
-    graph's derived table and a stack of lanes. The vector loads themselves (inline asm)
-    run only on a GPU (the GPU tests)."""
+    ALIGN_LINEAR_INPUTS: a pad before each linear's x, growing with the position), and with
+    `REG_FOLDS` (FOLD levels from registers: step_kernels._fold_reg): every launch's
+    offsets follow the layout, every output equal to the CPU plan's (back to back), also
+    through a graph's derived table and a stack of lanes. The vector loads themselves
+    (inline asm) run only on a GPU (the GPU tests)."""
+    from repops.gpu import step_kernels as sk
+
     plan = CudaStepPlan(m.program, m.weights_by_root(), shaped.weights, shaped._chains,
                         shaped._wt, torch.device("cpu"))
     plan.plan.align_linear_inputs = True
-    plan.fuse_moves = plan.fuse_ew = True
+    plan.fuse_moves = plan.fuse_ew = plan.reg_folds = True
     plan.records = records
     xs = sorted(plan.plan.linear_inputs)
     offs = plan.layout(len(PROMPT))[2]
     if (offs[xs] % 16).any():
         print("aligned: a linear's x is not 16-byte aligned")
         return 1
-    got, _ = _run_seen(plan, prev, tok)
+    got, launches = _run_seen(plan, prev, tok)
+    folds = [ln for ln in launches if ln.kernel in (sk.norm_kernel, sk.softmax_kernel)]
+    if not folds or not all(ln.consts.get("REG") for ln in folds):
+        print("aligned: the folds did not run from registers")
+        return 1
     bad = _differing(want, got, last)
     if bad:
         print("aligned differ:", [(j, m.program.ops[j].name) for j in bad[:20]])
         return 1
-    print(f"aligned records equal ({len(xs)} linear inputs aligned)")
+    print(f"aligned records equal ({len(xs)} linear inputs aligned, {len(folds)} folds "
+          "from registers)")
     if check_graph_tables(plan, cpu, last) or check_stack(plan, cpu, last):
         print("aligned: the graph's table or the stack differs")
         return 1
@@ -290,6 +299,38 @@ def check_argfold(cpu: FastExecutor) -> int:
             return 1
         idx, w = got, wout
     print("argfold levels equal")
+    return 0
+
+
+def check_reg_folds() -> int:
+    """`fold_tree_kernel` with REG (levels after the first from registers, `_fold_reg`)
+    against the same kernel through memory: every level of sum and max trees, rows with
+    NaNs, ±0, ±inf and ties, widths wider and narrower than the first cap, and a live
+    count short of the width (a causal row)."""
+    from repops.gpu import step_kernels as sk
+    from repops.gpu.launch import NEG_ZERO
+
+    g = torch.Generator().manual_seed(7)
+    for w, cap0, nlive, rows in ((576, 512, 576, 1), (70, 64, 70, 3), (70, 128, 41, 2),
+                                 (9, 8, 9, 4)):
+        nlev = cap0.bit_length()
+        x = torch.randn((rows, w), generator=g)
+        x[0, min(3, w - 1)], x[-1, 0], x[0, 1] = float("nan"), -0.0, float("inf")
+        x[-1, w - 1] = 0.0
+        size = rows * (2 * cap0 - 1)
+        for combine in (0, 1):
+            outs = []
+            for reg in (False, True):
+                out = torch.full((size,), 7.0)
+                args = torch.tensor([[0, 0, rows, w, nlive] + [0] * (sk.ARGW - 5)])
+                sk.fold_tree_kernel[(rows,)](x.reshape(-1), out, args, 0, NEG0=NEG_ZERO,
+                                             CAP0=cap0, NLEV=nlev, COMBINE=combine, REG=reg)
+                outs.append(out.view(torch.int32))
+            if not torch.equal(outs[0], outs[1]):
+                print(f"register folds differ: w {w} cap0 {cap0} nlive {nlive} "
+                      f"combine {combine}")
+                return 1
+    print("register folds equal")
     return 0
 
 

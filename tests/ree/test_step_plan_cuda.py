@@ -133,17 +133,21 @@ def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatc
 
 
 @needs_cuda
-def test_cuda_x_vectors_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch):
-    """Decode linears loading x four values at a time (`X_VECTORS`, qchain_v8_kernel's XV;
-    the step plan starting each x 16-byte aligned at every position): every leaf of six
-    steps (through the graphs, over a grid bucket) equal to the CPU's, and every linear of
-    the graph with XV."""
-    gpu = _switched_gpu(ree_model, monkeypatch, X_VECTORS=True, GRID_MIN=4)
+@pytest.mark.parametrize("switch,const,kernels", [
+    ("X_VECTORS", "XV", ("qchain_v8_kernel",)),
+    ("REG_FOLDS", "REG", ("norm_kernel", "softmax_kernel"))])
+def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, switch, const,
+                                            kernels):
+    """A switch still off (ADR 0017's x four values a load, with the step plan starting
+    each x 16-byte aligned at every position; FOLD levels from registers): every leaf of
+    six steps, through the graphs and over a grid bucket, equal to the CPU's, and every
+    launch of the kernels it changes with its constexpr set."""
+    gpu = _switched_gpu(ree_model, monkeypatch, **{switch: True, "GRID_MIN": 4})
     _steps_equal(executors[0], gpu, 6)
     assert gpu.plan.graph_steps >= 3, gpu.plan.graph_error
     seq = gpu.plan._graph.launches(0, 20)
-    v8 = [ln for ln in seq if ln.kernel is step_plan_cuda.sk.qchain_v8_kernel]
-    assert v8 and all(ln.consts["XV"] for ln in v8)
+    hit = [ln for ln in seq if ln.kernel.fn.__name__ in kernels]
+    assert hit and all(ln.consts.get(const) for ln in hit)
 
 
 @needs_cuda
@@ -483,6 +487,46 @@ def test_dot_runs_cover_each_chain_segment_by_segment(ree_session):
     assert sum("/pv[" in x for x in names) == n_layers
 
 
+def _compile_for(fn, sig: dict, consts: dict, cc: int, num_warps: int):  # noqa: ANN001, ANN202
+    """`fn` compiled to machine code for sm_`cc` by Triton's compiler and the ptxas it
+    ships (no GPU needed); skips where the wheel has no ptxas for this platform."""
+    triton = pytest.importorskip("triton")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from repops.gpu.launch import FP_FLAGS
+
+    src = ASTSource(fn=fn, signature={**sig, **dict.fromkeys(consts, "constexpr")},
+                    constexprs={(fn.arg_names.index(k),): v for k, v in consts.items()})
+    try:
+        return triton.compile(src, target=GPUTarget("cuda", cc, 32),
+                              options={"num_warps": num_warps, **FP_FLAGS})
+    except RuntimeError as e:  # no ptxas for this platform in the Triton wheel
+        if "ptxas" in str(e) and "error" not in str(e):
+            pytest.skip(str(e))
+        raise
+
+
+def test_register_folds_compile_for_hopper():
+    """An RMSNorm's and a softmax's launches with REG_FOLDS (`_fold_reg`: a level's halves
+    split out of the level before's registers) compile for sm_90 at the step's shapes; the
+    interpreter test checks their values, the GPU tests their bits."""
+    sk = step_plan_cuda.sk
+    norm = {"F_SQ": 3, "F_MEAN": 4, "F_EPS": 1, "F_ROOT": 17, "F_DIV": 4, "F_W": 3,
+            "CAP0": 512, "NLEV": 10, "COMBINE": 0, "BLOCK": 1024, "LANES": 1, "PRE": 1,
+            "PDL": True, "REG": True}
+    k = _compile_for(sk.norm_kernel, {"X": "*fp32", "WT": "*fp32", "OUT": "*fp32",
+                                      "ARGS": "*i64", "ROW": "i32", "NEG0": "fp32"},
+                     norm, 90, num_warps=4)
+    assert k.asm["cubin"] and "bar.sync" in k.asm["ptx"]
+    soft = {"F_SCALE": 3, "F_SUB": 2, "F_EXP": 18, "F_DIV": 4, "M_SCALE": 1, "M_SUB": 1,
+            "M_EXP": 1, "M_DIV": 1, "C_MAX": 1, "C_SUM": 0, "CAP0": 64, "NLEV": 7,
+            "BLOCK": 128, "LANES": 1, "PDL": True, "REG": True}
+    k = _compile_for(sk.softmax_kernel, {"A": "*fp32", "OUT": "*fp32", "ARGS": "*i64",
+                                         "ROW": "i32", "NEG0": "fp32"}, soft, 90, num_warps=4)
+    assert k.asm["cubin"]
+
+
 @pytest.mark.parametrize("kernel,parts", [("v8", 2), ("v8", 3), ("q4", 1), ("q4", 3)])
 def test_fused_linear_kernel_compiles_for_hopper(kernel, parts):
     """qchain_v8_kernel with PARTS, and qchain_q4_kernel, compile to sm_90 machine code
@@ -491,12 +535,6 @@ def test_fused_linear_kernel_compiles_for_hopper(kernel, parts):
     (its bits: the GPU tests). With PDL, the wait for the launch before comes after the
     weights' prefetch; without it (GPUs before sm_90, whose ptxas rejects the
     instructions) the kernel has none."""
-    triton = pytest.importorskip("triton")
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    from repops.gpu.launch import FP_FLAGS
-
     sig = {"X": "*fp32", "W": "*fp32", "OUT": "*fp32", "ARGS": "*i64", "ROW": "i32"}
     if kernel == "v8":
         fn = step_plan_cuda.sk.qchain_v8_kernel
@@ -509,15 +547,7 @@ def test_fused_linear_kernel_compiles_for_hopper(kernel, parts):
     ptx = {}
     for cc, pdl in ((90, True), (80, False)):
         c = {**consts, "PDL": pdl}
-        src = ASTSource(fn=fn, signature={**sig, **dict.fromkeys(c, "constexpr")},
-                        constexprs={(fn.arg_names.index(k),): v for k, v in c.items()})
-        try:
-            k = triton.compile(src, target=GPUTarget("cuda", cc, 32),
-                               options={"num_warps": 1, **FP_FLAGS})
-        except RuntimeError as e:  # no ptxas for this platform in the Triton wheel
-            if "ptxas" in str(e) and "error" not in str(e):
-                pytest.skip(str(e))
-            raise
+        k = _compile_for(fn, sig, c, cc, num_warps=1)
         assert "fma.rn.f32" in k.asm["ptx"] and k.asm["cubin"]
         assert ("ld.global.v4.f32" in k.asm["ptx"]) == bool(c.get("XV"))
         ptx[cc] = k.asm["ptx"]
@@ -563,6 +593,7 @@ def test_cuda_plan_kernels_under_the_interpreter():
     assert "records equal" in r.stdout and "argfold levels equal" in r.stdout, r.stdout[-3000:]
     assert "q4 records equal" in r.stdout, r.stdout[-3000:]
     assert "aligned graph tables and stack equal" in r.stdout, r.stdout[-3000:]
+    assert "register folds equal" in r.stdout, r.stdout[-3000:]
     assert "kinds equal" in r.stdout, r.stdout[-3000:]  # the device roots
     assert "qchain_dot tiles equal" in r.stdout, r.stdout[-3000:]
     assert "qchain_vec tiles equal" in r.stdout, r.stdout[-3000:]
