@@ -51,32 +51,15 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def apply(args: argparse.Namespace) -> dict:
     """Set the switches the flags name (before any executor is built: plans read them when
     made) and return every switch's setting, for a report."""
-    from node.ree import fastexec, step_lanes_cuda, step_plan_cuda
+    import importlib
 
-    if args.grid_min is not None:
-        step_plan_cuda.GRID_MIN = args.grid_min or None
-    if args.root_streams is not None:
-        step_lanes_cuda.ROOT_STREAMS = args.root_streams
-    fastexec.GATHER_LOGITS = fastexec.GATHER_LOGITS or args.gather_logits
-    fastexec.HOST_PREFILL = fastexec.HOST_PREFILL or args.host_prefill
-    if args.roots_beside is not None:
-        step_plan_cuda.ROOTS_BESIDE = args.roots_beside
-    if args.fuse_linears is not None:
-        step_plan_cuda.FUSE_LINEARS = args.fuse_linears
-    if args.fuse_moves is not None:
-        step_plan_cuda.FUSE_MOVES = args.fuse_moves
-    if args.fuse_ew is not None:
-        step_plan_cuda.FUSE_EW = args.fuse_ew
-    if args.speculate is not None:
-        step_plan_cuda.SPECULATE = args.speculate
-    if args.pdl is not None:
-        step_plan_cuda.PDL = args.pdl
-    if args.quant_linears is not None:
-        step_plan_cuda.QUANT_LINEARS = args.quant_linears
-    if args.x_vectors is not None:
-        step_plan_cuda.X_VECTORS = args.x_vectors
-    if args.reg_folds is not None:
-        step_plan_cuda.REG_FOLDS = args.reg_folds
+    for key, (mod, attr) in _WHERE.items():
+        value = getattr(args, key)
+        if value is None or (value is False and key in _ONLY_ON):
+            continue  # the flag left out: the module's setting stays
+        if key == "grid_min":
+            value = value or None  # 0: one grid for the largest position
+        setattr(importlib.import_module(f"node.ree.{mod}"), attr, value)
     return settings()
 
 
@@ -92,6 +75,10 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "roots_beside": ("step_plan_cuda", "ROOTS_BESIDE"),
           "gather_logits": ("fastexec", "GATHER_LOGITS"),
           "host_prefill": ("fastexec", "HOST_PREFILL")}
+
+
+# flags that can only turn their switch on (store_true: absent reads False)
+_ONLY_ON = frozenset({"gather_logits", "host_prefill"})
 
 
 def settings_names() -> tuple[str, ...]:

@@ -703,9 +703,9 @@ class CudaStepPlan:
         self.fuse = FUSE
         self.fuse_linears = FUSE_LINEARS
         self.quant_linears = QUANT_LINEARS
-        self.x_vectors = X_VECTORS
         self.reg_folds = REG_FOLDS
-        self.plan.align_linear_inputs = X_VECTORS  # before any layout is made
+        # X_VECTORS: each linear's x aligned (before any layout is made), read by `_qchain`
+        self.plan.align_linear_inputs = X_VECTORS
         # PDL's instructions exist from sm_90 (Hopper) on; older GPUs launch without them
         self.pdl = PDL and device.type == "cuda" and \
             torch.cuda.get_device_capability(device)[0] >= 9
@@ -1081,8 +1081,7 @@ class CudaStepPlan:
             xs = bool(xs and xs[0])
             # x's values four a load: the step plan starts an arena x 16-byte aligned at
             # every step (a graph replays one kernel for all of them)
-            xv = self.x_vectors and self.plan.align_linear_inputs and not xs and \
-                r[3] in self.plan.linear_inputs
+            xv = self.plan.align_linear_inputs and not xs and r[3] in self.plan.linear_inputs
             if xv and (x.off % 4 or x.f.data_ptr() % 16):
                 raise ValueError("a linear's x is not 16-byte aligned (X_VECTORS)")
             self._emit(sk.qchain_v8_kernel, (triton.cdiv(ch.n, bn),),
