@@ -42,6 +42,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--reg-folds", action=argparse.BooleanOptionalAction, default=None,
                     help="FOLD trees' levels after the first from registers "
                          "(step_plan_cuda.REG_FOLDS; off until a GPU has checked its bits)")
+    ap.add_argument("--stack-lr", type=int, default=None,
+                    help="a CUDA stack's decode linears with this many lanes a program, "
+                         "each weight read once for them (step_plan_cuda.STACK_LR; 1: one)")
+    ap.add_argument("--stack-linear-nb", type=int, default=None,
+                    help="k block of a CUDA stack's decode linears "
+                         "(step_plan_cuda.STACK_LINEAR_NB; default QCHAIN's)")
     ap.add_argument("--gather-logits", action="store_true",
                     help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS)")
     ap.add_argument("--host-prefill", action="store_true",
@@ -71,6 +77,8 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "quant_linears": ("step_plan_cuda", "QUANT_LINEARS"),
           "x_vectors": ("step_plan_cuda", "X_VECTORS"),
           "reg_folds": ("step_plan_cuda", "REG_FOLDS"),
+          "stack_lr": ("step_plan_cuda", "STACK_LR"),
+          "stack_linear_nb": ("step_plan_cuda", "STACK_LINEAR_NB"),
           "root_streams": ("step_lanes_cuda", "ROOT_STREAMS"),
           "roots_beside": ("step_plan_cuda", "ROOTS_BESIDE"),
           "gather_logits": ("fastexec", "GATHER_LOGITS"),

@@ -66,6 +66,15 @@ FUSE_EW = True
 # a batch's jobs as one stack of lanes, each launch once for all (ADR 0011), else a lane of
 # graphs per job (ADR 0007)
 STACK_LANES = True
+# a stack's decode linears with this many lanes a program (qchain_v8_kernel's LR; 1: one
+# lane a program), each thread running its column's chain for each of them, so that a
+# weight is read once for LR lanes instead of once a lane, and (STACK_LINEAR_NB) with k
+# blocks of this many weights (None: QCHAIN's). Bits: unchanged (each lane's chains are its
+# own, in the same k order). Why: at 32 lanes the linears were 4.7 of a stack step's 8 ms
+# on the H200 (ADR 0011), 32 × 3.5 MB of w_down alone through L2 each step. A/B:
+# profile_batch_cuda.py --stack-lr
+STACK_LR = 1
+STACK_LINEAR_NB: int | None = None
 # a step's launch grids are sized for the first of these positions at or past its own:
 # GRID_MIN − 1, then doubling, then the largest position (`grid_tops`); None: the largest
 # position only. 64: the stack's step at ~60 tokens and 32 lanes 21.5 → 8.5 ms on the H200
@@ -93,6 +102,22 @@ REG_FOLDS = False
 # step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
 # bench_runtime.py --no-pdl
 PDL = not interpreting()
+
+
+def stack_linear_consts(consts: dict, lanes: int) -> dict:
+    """A decode linear's constexprs for a stack of `lanes` (STACK_LR, STACK_LINEAR_NB):
+    LR the largest of STACK_LR and its halvings that divides the lanes, NB kept where the
+    segment is not a multiple of the new block."""
+    lr = max(1, STACK_LR)
+    while lanes % lr:
+        lr //= 2
+    nb = STACK_LINEAR_NB
+    out = dict(consts)
+    if lr > 1:
+        out["LR"] = lr
+    if nb and consts["SEGW"] % nb == 0 and nb % (32 if consts.get("XS") else 8) == 0:
+        out["NB"] = nb
+    return out
 
 
 def grid_tops(top: int) -> list[int]:
@@ -952,8 +977,11 @@ class CudaStepPlan:
             return
         for i, ln in enumerate(launches):
             g = (*ln.grid, 1, 1)[:3]
-            ln.kernel[(g[0], g[1], g[2] * lanes)](*ln.ptrs, args, i, LANES=lanes, **ln.consts,
-                                                  **pdl)
+            consts = ln.consts
+            if ln.kernel is sk.qchain_v8_kernel:
+                consts = stack_linear_consts(consts, lanes)
+            ln.kernel[(g[0], g[1], g[2] * lanes // consts.get("LR", 1))](
+                *ln.ptrs, args, i, LANES=lanes, **consts, **pdl)
 
     def weight_ptrs(self) -> set[int]:
         """The addresses of every weight tensor a launch may read (fixed for the plan's

@@ -35,13 +35,16 @@ ON_GPU = tl.constexpr(not interpreting())
 
 
 @triton.jit
-def _row(ARGS, ROW, LANES: tl.constexpr):
+def _row(ARGS, ROW, LANES: tl.constexpr, LR: tl.constexpr = 1):
     """The launch's row of the table. LANES > 1 (a stack of batch lanes, one launch for all:
     node/ree/step_lanes_cuda.py): the grid's axis 2 is LANES times the launch's own, the
     table is [launches, LANES, ARGW], and lane l = program_id(2) // (its own axis-2 size)
-    reads row ROW·LANES + l: its offsets, position and token, the same kernel code."""
+    reads row ROW·LANES + l: its offsets, position and token, the same kernel code.
+    LR > 1 (a kernel that runs LR lanes a program, `qchain_v8_kernel`): the axis is LANES/LR
+    times the launch's own, and the row returned is the first of the program's LR lanes,
+    the others following it (ARGW words apart)."""
     if LANES > 1:
-        lane = tl.program_id(2) // (tl.num_programs(2) // LANES)
+        lane = tl.program_id(2) // (tl.num_programs(2) // (LANES // LR)) * LR
         return ARGS + (ROW * LANES + lane) * 32
     else:
         return ARGS + ROW * 32
@@ -711,17 +714,23 @@ def _ld4x(p):
 
 
 @triton.jit
-def _xw_block(wp, xp, step, kb, NB: tl.constexpr, XS: tl.constexpr, BN: tl.constexpr,
-              XV: tl.constexpr = False):
-    """The NB weights (two `_ld8` loads per 8) and x values of the k block from kb (a
-    multiple of NB inside K: the caller wraps a block past the end to 0, so that the x
-    loads are one base address and constant offsets)."""
+def _w_block(wp, step, kb, NB: tl.constexpr):
+    """The NB weights of the k block from kb (two `_ld8` loads per 8)."""
     w = ()
-    x = ()
     wb = wp + (kb // 8) * step
-    xb = xp + kb
     for q in tl.static_range(NB // 8):
         w = w + _ld8(wb + q * step)
+    return w
+
+
+@triton.jit
+def _x_block(xp, kb, NB: tl.constexpr, XS: tl.constexpr, BN: tl.constexpr,
+             XV: tl.constexpr = False):
+    """The x values of the k block from kb (a multiple of NB inside K: the caller wraps a
+    block past the end to 0, so that the x loads are one base address and constant
+    offsets)."""
+    x = ()
+    xb = xp + kb
     if XS:  # x as NB/32 vectors of the warp, one value a thread (`_shfl` hands them out)
         for j in tl.static_range(NB // 32):
             x = x + (tl.load(xb + j * 32 + tl.arange(0, BN)),)
@@ -732,7 +741,17 @@ def _xw_block(wp, xp, step, kb, NB: tl.constexpr, XS: tl.constexpr, BN: tl.const
     else:
         for t in tl.static_range(NB):
             x = x + (tl.load(xb + t),)
-    return w, x
+    return x
+
+
+@triton.jit
+def _xs_block(xps, kb, NB: tl.constexpr, XS: tl.constexpr, BN: tl.constexpr,
+              XV: tl.constexpr, LR: tl.constexpr):
+    """`_x_block` of each of the program's LR rows of x, one after the other."""
+    x = ()
+    for r in tl.static_range(LR):
+        x = x + _x_block(xps[r], kb, NB, XS, BN, XV)
+    return x
 
 
 @triton.jit
@@ -758,7 +777,7 @@ def _part_out(OUT, P, n0, offs_n, s_oseg, PARTS: tl.constexpr):
 def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
                      NB: tl.constexpr, PF: tl.constexpr, XS: tl.constexpr = False,
                      LANES: tl.constexpr = 1, PARTS: tl.constexpr = 1, PDL: tl.constexpr = False,
-                     XV: tl.constexpr = False):
+                     XV: tl.constexpr = False, LR: tl.constexpr = 1):
     """§L5.3 a decode linear's DOT segments (chain_kernel's QCHAIN row, one row of x) with
     explicit fma, one output per thread, the weight laid out [K/8 + 8, N, 8]
     (`CudaChain.vec(8)`; K a multiple of NB): a k block of NB weights and x values is
@@ -788,15 +807,17 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
     program's columns lie in one part. Each output's chain is the one its own launch runs.
     Why: a decode linear waits on its chain and its loads, not on its size (wk and wv, a
     third of wq's columns, took as long as wq on the H200), so q, k and v can cost one."""
-    P = _row(ARGS, ROW, LANES)
+    P = _row(ARGS, ROW, LANES, LR)
     N = tl.load(P + 11)
     K = tl.load(P + 16)
-    s_oseg = tl.load(P + 9)
+    s_oseg0 = tl.load(P + 9)
     n0 = tl.program_id(0) * BN
     offs_n = n0 + tl.arange(0, BN)
     nmask = offs_n < N
     rn = (offs_n % tl.maximum(N, 1)).to(tl.int64)
-    xp = X + tl.load(P)
+    xps = ()  # lane r's row is ARGW words after lane r - 1's (`_row`)
+    for r in tl.static_range(LR):
+        xps = xps + (X + tl.load(P + r * 32),)
     warp = tl.arange(0, 32)
     step = N * 8
     last = K // 8 - 1
@@ -808,32 +829,47 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
     # the weights are no launch's output: asked for before the wait; x (the launch before's
     # output) only after it, so that L1 holds no line of it from before
     _start(PDL)
-    for r in tl.static_range(2):  # x's 128-byte lines, K ≤ 2,048 (only a hint past it)
-        _prefetch_l1(xp + tl.minimum((r * 32 + warp) * 32, K - 1))
+    for r in tl.static_range(2 * LR):  # x's 128-byte lines, K ≤ 2,048 (only a hint past it)
+        _prefetch_l1(xps[r // 2] + tl.minimum(((r % 2) * 32 + warp) * 32, K - 1))
     wp = W + rn * 8
-    out, s_oseg = _part_out(OUT, P, n0, offs_n, s_oseg, PARTS)
-    acc = tl.zeros([BN], dtype=tl.float32)  # the chain starts from +0.0
+    outs = ()
+    s_oseg = s_oseg0
+    for r in tl.static_range(LR):
+        o, s_oseg = _part_out(OUT, P + r * 32, n0, offs_n, s_oseg0, PARTS)
+        outs = outs + (o,)
+    accs = ()
+    for _r in tl.static_range(LR):
+        accs = accs + (tl.zeros([BN], dtype=tl.float32),)  # the chain starts from +0.0
     if XS:
         tl.static_assert(BN == 32)
-    w, x = _xw_block(wp, xp, step, 0, NB, XS, BN, XV)
+    w = _w_block(wp, step, 0, NB)
+    x = _xs_block(xps, 0, NB, XS, BN, XV, LR)
     for s in range(tl.load(P + 13)):
         for h in tl.static_range(SEGW // NB):
             kb = s * SEGW + h * NB
             if PF > 0:
                 for q in tl.static_range(NB // 8):
                     _prefetch_l1(wp + tl.minimum(kb // 8 + q + PF, last) * step)
-            kn = kb + NB
-            w2, x2 = _xw_block(wp, xp, step, tl.where(kn < K, kn, 0), NB, XS, BN, XV)
+            kn = tl.where(kb + NB < K, kb + NB, 0)
+            w2 = _w_block(wp, step, kn, NB)
+            x2 = _xs_block(xps, kn, NB, XS, BN, XV, LR)
             for t in tl.static_range(NB):
-                if XS:
-                    xt = _shfl(x[t // 32], tl.full([BN], t % 32, tl.int32))
-                else:
-                    xt = x[t]
-                acc = tl.fma(xt, w[t], acc)
+                nxt = ()
+                for r in tl.static_range(LR):
+                    if XS:
+                        xt = _shfl(x[r * (NB // 32) + t // 32], tl.full([BN], t % 32, tl.int32))
+                    else:
+                        xt = x[r * NB + t]
+                    nxt = nxt + (tl.fma(xt, w[t], accs[r]),)
+                accs = nxt
             w = w2
             x = x2
-        acc = canon_nan(acc)
-        tl.store(out + s * s_oseg, acc, mask=nmask)
+        done = ()
+        for r in tl.static_range(LR):
+            a = canon_nan(accs[r])
+            tl.store(outs[r] + s * s_oseg, a, mask=nmask)
+            done = done + (a,)
+        accs = done
 
 
 @triton.jit

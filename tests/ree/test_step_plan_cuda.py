@@ -298,19 +298,21 @@ def test_cuda_host_prefill_equals_cpu(executors, monkeypatch):
 
 
 @needs_cuda
-@pytest.mark.parametrize(("stack", "compact", "streams"),
-                         [(True, False, 0), (False, False, 0), (True, True, 2),
-                          (False, True, -1), (True, False, 3)],
+@pytest.mark.parametrize(("stack", "compact", "streams", "lr"),
+                         [(True, False, 0, 1), (False, False, 0, 1), (True, True, 2, 1),
+                          (False, True, -1, 1), (True, False, 3, 1), (True, False, 3, 2)],
                          ids=["stack", "lanes", "stack-compact-streams", "lanes-compact-beside",
-                              "stack-fused"])
-def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, compact, streams, monkeypatch):
+                              "stack-fused", "stack-fused-2-lanes-a-linear"])
+def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, compact, streams, lr, monkeypatch):
     """A CUDA batch runs its jobs' decode steps as one stack of lanes, each launch once for
     all jobs (CudaStepPlan.run_lanes, node/ree/step_lanes_cuda.py), or (stack off) each job
     as its own lane of graphs on its own stream: jobs of different lengths, greedy and
     sampled, one finishing early so that a waiting job takes its lane; every job's leaf
     roots must equal the CPU's. With `compact` traces (§L10) the lanes' roots graphs hash
     only the committed ops, on `streams` side streams (step_lanes_cuda.ROOT_STREAMS; −1: a
-    per-job lane's roots beside its next step, step_plan_cuda.ROOTS_BESIDE)."""
+    per-job lane's roots beside its next step, step_plan_cuda.ROOTS_BESIDE). With `lr` > 1
+    a stack of four lanes runs its decode linears `lr` lanes a program (STACK_LR, with k
+    blocks of 32: STACK_LINEAR_NB)."""
     from node.ree import step_lanes_cuda
 
     cpu, gpu = executors
@@ -319,6 +321,9 @@ def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, compact, streams, mon
     monkeypatch.setattr(gpu.plan, "fuse_linears", streams == 3)  # `fuse_linears`, stacked
     monkeypatch.setattr(gpu.plan, "fuse_moves", streams == 3)  # and `fuse_moves`
     monkeypatch.setattr(gpu.plan, "fuse_ew", streams == 3)  # and `fuse_ew`
+    monkeypatch.setattr(step_plan_cuda, "STACK_LR", lr)
+    monkeypatch.setattr(step_plan_cuda, "STACK_LINEAR_NB", 32 if lr > 1 else None)
+    width = 4 if lr > 1 else 3
     gpu.plan._lanes = []
     prompts = [PROMPT, PROMPT[:9], PROMPT[3:] + PROMPT[:5], PROMPT[:6]]
     budgets = [7, 3, 6, 5]
@@ -332,7 +337,7 @@ def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, compact, streams, mon
         results = []
         for ex in executors:
             ex.reset()
-            results.append(generate_batch(ex, prompts, budgets, samplings, batch=3,
+            results.append(generate_batch(ex, prompts, budgets, samplings, batch=width,
                                           compact=compact))
         steps = gpu.plan.graph_steps
     finally:
@@ -341,10 +346,10 @@ def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, compact, streams, mon
         assert a.tokens == b.tokens and a.roots == b.roots, f"job {i}"
     assert gpu.plan.graph_error is None and steps > 10
     if stack:
-        assert gpu.plan._stack is not None and gpu.plan._stack.lanes == 3
+        assert gpu.plan._stack is not None and gpu.plan._stack.lanes == width
         assert {b for _k, b in gpu.plan._stack.graphs} == {0, 1}
     else:
-        assert len(gpu.plan._lanes) == 3
+        assert len(gpu.plan._lanes) == width
 
 
 @needs_cuda
@@ -527,19 +532,22 @@ def test_register_folds_compile_for_hopper():
     assert k.asm["cubin"]
 
 
-@pytest.mark.parametrize("kernel,parts", [("v8", 2), ("v8", 3), ("q4", 1), ("q4", 3)])
-def test_fused_linear_kernel_compiles_for_hopper(kernel, parts):
+@pytest.mark.parametrize("kernel,parts,lr", [("v8", 2, 1), ("v8", 3, 1), ("v8", 2, 4),
+                                             ("q4", 1, 1), ("q4", 3, 1)])
+def test_fused_linear_kernel_compiles_for_hopper(kernel, parts, lr):
     """qchain_v8_kernel with PARTS, and qchain_q4_kernel, compile to sm_90 machine code
     (Triton's compiler and the ptxas it ships; no GPU needed): the interpreter cannot run
     v8's inline asm, so without a GPU this is what checks the fused path's code is valid
     (its bits: the GPU tests). With PDL, the wait for the launch before comes after the
     weights' prefetch; without it (GPUs before sm_90, whose ptxas rejects the
-    instructions) the kernel has none."""
+    instructions) the kernel has none. LR > 1 (a stack's lanes a program, STACK_LR): LR
+    chains a column, each weight loaded once for them."""
     sig = {"X": "*fp32", "W": "*fp32", "OUT": "*fp32", "ARGS": "*i64", "ROW": "i32"}
     if kernel == "v8":
         fn = step_plan_cuda.sk.qchain_v8_kernel
-        consts = {"BN": 32, "SEGW": 192, "NB": 64, "PF": -1, "XS": False, "LANES": 1,
-                  "PARTS": parts, "XV": parts == 3}  # XV: x four values a load
+        consts = {"BN": 32, "SEGW": 192, "NB": 64 // lr * 2 if lr > 1 else 64, "PF": -1,
+                  "XS": False, "LANES": 32 if lr > 1 else 1, "PARTS": parts,
+                  "XV": parts == 3 or lr > 1, "LR": lr}  # XV: x four values a load
     else:
         fn = step_plan_cuda.sk.qchain_q4_kernel
         sig = {"X": "*fp32", "Q": "*i32", "OUT": "*fp32", "ARGS": "*i64", "ROW": "i32"}
@@ -550,6 +558,8 @@ def test_fused_linear_kernel_compiles_for_hopper(kernel, parts):
         k = _compile_for(fn, sig, c, cc, num_warps=1)
         assert "fma.rn.f32" in k.asm["ptx"] and k.asm["cubin"]
         assert ("ld.global.v4.f32" in k.asm["ptx"]) == bool(c.get("XV"))
+        if kernel == "v8":  # LR chains a k of the unrolled segment, one fma each
+            assert k.asm["ptx"].count("fma.rn.f32") == lr * consts["SEGW"]
         ptx[cc] = k.asm["ptx"]
     # step_kernels._start: the wait for the launch before (PDL), after the weights' prefetch
     assert "griddepcontrol.wait" in ptx[90] and "griddepcontrol.launch_dependents" in ptx[90]
