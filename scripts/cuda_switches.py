@@ -38,10 +38,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "launch placed while this one runs (step_plan_cuda.PDL)")
     ap.add_argument("--x-vectors", action=argparse.BooleanOptionalAction, default=None,
                     help="a decode linear's x loaded four values at a time "
-                         "(step_plan_cuda.X_VECTORS; off until a GPU has checked its bits)")
+                         "(step_plan_cuda.X_VECTORS, on by default)")
     ap.add_argument("--reg-folds", action=argparse.BooleanOptionalAction, default=None,
                     help="FOLD trees' levels after the first from registers "
-                         "(step_plan_cuda.REG_FOLDS; off until a GPU has checked its bits)")
+                         "(step_plan_cuda.REG_FOLDS; off: slower on the H100)")
     ap.add_argument("--stack-lr", type=int, default=None,
                     help="a CUDA stack's decode linears with this many lanes a program, "
                          "each weight read once for them (step_plan_cuda.STACK_LR; 1: one)")

@@ -72,9 +72,12 @@ STACK_LANES = True
 # blocks of this many weights (None: QCHAIN's). Bits: unchanged (each lane's chains are its
 # own, in the same k order). Why: at 32 lanes the linears were 4.7 of a stack step's 8 ms
 # on the H200 (ADR 0011), 32 × 3.5 MB of w_down alone through L2 each step. A/B:
-# profile_batch_cuda.py --stack-lr
-STACK_LR = 1
-STACK_LINEAR_NB: int | None = None
+# profile_batch_cuda.py --stack-lr. H100 (twenty-third session, 32 lanes, x four values a
+# load): the stack's graph 7.91 → 5.46 ms, its linears 5.29 → 2.74 ms (LR 2: 5.81, 3.18;
+# LR 4 with x a value a load: 5.97, 3.29); the GPU test's stack of four lanes at LR 2
+# passed leaf by leaf
+STACK_LR = 4
+STACK_LINEAR_NB: int | None = 32
 # a step's launch grids are sized for the first of these positions at or past its own:
 # GRID_MIN − 1, then doubling, then the largest position (`grid_tops`); None: the largest
 # position only. 64: the stack's step at ~60 tokens and 32 lanes 21.5 → 8.5 ms on the H200
@@ -89,13 +92,16 @@ GRID_MIN: int | None = 64
 QUANT_LINEARS = False
 # a decode linear's x loaded four values at a time (qchain_v8_kernel's XV), the step plan
 # starting each x 16-byte aligned (step_plan.ALIGN_LINEAR_INPUTS, which this sets for CUDA
-# plans). Bits: unchanged (the same values in the same chain). Off: not yet run on a GPU
-# (notes-runtime-perf.md, twenty-second revision); bench_runtime.py --x-vectors
-X_VECTORS = False
+# plans). Bits: unchanged (the same values in the same chain; GPU test
+# test_cuda_switch_equal_cpu_leaf_by_leaf[X_VECTORS] passed on the H100). H100 A/B
+# (twenty-third session, profile_cuda_step.py --no-pdl): graph 2.996 → 2.767 ms a step,
+# w_down 16.1 → 12.6 µs. bench_runtime.py --no-x-vectors for the A/B
+X_VECTORS = True
 # FOLD trees (alone, in an RMSNorm, in a softmax) with each level after the first from the
 # level before's registers (step_kernels._fold_reg) instead of a store, barrier and load.
-# Bits: unchanged (the same pairs in the same order). Off: not yet run on a GPU
-# (notes-runtime-perf.md, twenty-second revision); bench_runtime.py --reg-folds
+# Bits: unchanged (the GPU test passed on the H100). Off: slower there (twenty-third
+# session, profile_cuda_step.py --no-pdl): graph 2.996 → 3.301 ms, softmax 6.8 → 11.8 µs,
+# RMSNorm 5.0 → 7.6 µs (ADR 0018). bench_runtime.py --reg-folds
 REG_FOLDS = False
 # every step launch with programmatic dependent launch (Hopper and later: the next
 # launch's programs placed while this one runs; each kernel waits for the one before it in
