@@ -138,10 +138,11 @@ def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatc
     ("REG_FOLDS", "REG", ("norm_kernel", "softmax_kernel"))])
 def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, switch, const,
                                             kernels):
-    """A switch still off (ADR 0017's x four values a load, with the step plan starting
-    each x 16-byte aligned at every position; FOLD levels from registers): every leaf of
-    six steps, through the graphs and over a grid bucket, equal to the CPU's, and every
-    launch of the kernels it changes with its constexpr set."""
+    """A switch on (ADR 0017's x four values a load, with the step plan starting each x
+    16-byte aligned at every position: on by default) or off (ADR 0018's FOLD levels from
+    registers: slower): every leaf of six steps, through the graphs and over a grid bucket,
+    equal to the CPU's, and every launch of the kernels it changes with its constexpr
+    set."""
     gpu = _switched_gpu(ree_model, monkeypatch, **{switch: True, "GRID_MIN": 4})
     _steps_equal(executors[0], gpu, 6)
     assert gpu.plan.graph_steps >= 3, gpu.plan.graph_error
@@ -300,9 +301,11 @@ def test_cuda_host_prefill_equals_cpu(executors, monkeypatch):
 @needs_cuda
 @pytest.mark.parametrize(("stack", "compact", "streams", "lr"),
                          [(True, False, 0, 1), (False, False, 0, 1), (True, True, 2, 1),
-                          (False, True, -1, 1), (True, False, 3, 1), (True, False, 3, 2)],
+                          (False, True, -1, 1), (True, False, 3, 1), (True, False, 3, 2),
+                          (True, True, 0, 4)],
                          ids=["stack", "lanes", "stack-compact-streams", "lanes-compact-beside",
-                              "stack-fused", "stack-fused-2-lanes-a-linear"])
+                              "stack-fused", "stack-fused-2-lanes-a-linear",
+                              "stack-compact-4-lanes-a-linear"])
 def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, compact, streams, lr, monkeypatch):
     """A CUDA batch runs its jobs' decode steps as one stack of lanes, each launch once for
     all jobs (CudaStepPlan.run_lanes, node/ree/step_lanes_cuda.py), or (stack off) each job
