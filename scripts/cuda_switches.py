@@ -27,6 +27,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--fuse-ew", action=argparse.BooleanOptionalAction, default=None,
                     help="an EW fused into the RMSNorm it feeds or the EW before it "
                          "(step_plan_cuda.FUSE_EW)")
+    ap.add_argument("--fuse-pairs", action=argparse.BooleanOptionalAction, default=None,
+                    help="a layer's K and V cache appends as one CUDA launch "
+                         "(step_plan_cuda.FUSE_PAIRS)")
     ap.add_argument("--speculate", action=argparse.BooleanOptionalAction, default=None,
                     help="a greedy job's next CUDA step queued with the device's argmax as "
                          "its token before the host has it (step_plan_cuda.SPECULATE)")
@@ -73,6 +76,7 @@ def apply(args: argparse.Namespace) -> dict:
 _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "fuse_linears": ("step_plan_cuda", "FUSE_LINEARS"),
           "fuse_moves": ("step_plan_cuda", "FUSE_MOVES"), "fuse_ew": ("step_plan_cuda", "FUSE_EW"),
+          "fuse_pairs": ("step_plan_cuda", "FUSE_PAIRS"),
           "speculate": ("step_plan_cuda", "SPECULATE"), "pdl": ("step_plan_cuda", "PDL"),
           "quant_linears": ("step_plan_cuda", "QUANT_LINEARS"),
           "x_vectors": ("step_plan_cuda", "X_VECTORS"),

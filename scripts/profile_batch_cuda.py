@@ -229,7 +229,8 @@ def _kernels(plan, stack) -> None:  # noqa: ANN001 - a CudaStepPlan and its Lane
     seq = stack.seqs[k][b]
     stack._fill(k)
     _by_kernel(lambda: plan.launch(seq, stack.args, stack.lanes),
-               f"{len(seq)} launches (grids for position {stack.tops[b]})")
+               f"{sum(ln.kernel is not None for ln in seq)} launches (grids for position "
+               f"{stack.tops[b]})")
 
 
 def _by_kernel(launch, label: str) -> None:  # noqa: ANN001 - a callable that launches

@@ -63,6 +63,10 @@ FUSE_MOVES = True
 # an EW fused into the RMSNorm it feeds or the EW before it (`fuse_ew`; A/B:
 # bench_runtime.py --no-fuse-ew)
 FUSE_EW = True
+# a layer's K and V cache CONCATs (each with its fused head transpose) as one launch
+# (`fuse_pairs`, concat_kernel's PAIR). Bits: unchanged (each its own copy). A/B:
+# bench_runtime.py --no-fuse-pairs
+FUSE_PAIRS = True
 # a batch's jobs as one stack of lanes, each launch once for all (ADR 0011), else a lane of
 # graphs per job (ADR 0007)
 STACK_LANES = True
@@ -333,6 +337,9 @@ def _pad6(d: Sequence[int], fill: int) -> list[int]:
 
 
 class _Launch:
+    """A kernel launch of a step: its integers are its row of the step's table. `kernel`
+    None: a rider, launched by the launch before it, which reads this row (`fuse_pairs`)."""
+
     __slots__ = ("kernel", "grid", "ptrs", "ints", "consts", "op")
 
     def __init__(self, kernel, grid: tuple[int, ...], ptrs: tuple[torch.Tensor, ...],  # noqa: ANN001
@@ -665,6 +672,64 @@ def _with_move(ln: _Launch, run: tuple[torch.Tensor, int, int], mv: _Launch
     return _Launch(ln.kernel, grid, ln.ptrs, ints, {**ln.consts, "THEN": then}, ln.op)
 
 
+def _byte_ranges(ln: _Launch) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The (start, end) device byte ranges a CONCAT launch reads and writes (its inputs, its
+    output and its fused MOVE's): int32 views, offsets in elements."""
+    a, b, out = ln.ptrs
+    w = ln.ints
+    outer, ca, cb = w[3], w[4], w[5]
+
+    def rng(t: torch.Tensor, off: int, n: int) -> tuple[int, int]:
+        return t.data_ptr() + 4 * off, t.data_ptr() + 4 * (off + n)
+
+    reads = [rng(a, w[0], outer * ca), rng(b, w[1], outer * cb)]
+    writes = [rng(out, w[2], outer * (ca + cb))]
+    if "THEN" in ln.consts:
+        q = sk.THEN_AT.value
+        writes.append(rng(out, w[q + 1], w[q + 2]))
+    return reads, writes
+
+
+def _overlap(x: list[tuple[int, int]], y: list[tuple[int, int]]) -> bool:
+    return any(s0 < e1 and s1 < e0 for s0, e0 in x for s1, e1 in y)
+
+
+def _pair_of(a: _Launch, b: _Launch) -> tuple[_Launch, _Launch] | None:
+    """CONCATs a and b as one launch (`concat_kernel`'s PAIR: a with a grid axis 1 twice as
+    long, then b as its rider, the row it reads), or None where they differ in constants or
+    operands or one touches what the other writes (they then run at once)."""
+    if not (a.kernel is b.kernel is sk.concat_kernel) or a.consts != b.consts \
+            or "PAIR" in a.consts or len(a.grid) > 2 or len(a.grid) != len(b.grid) \
+            or a.grid[1:] != b.grid[1:] \
+            or any(x.data_ptr() != y.data_ptr() for x, y in zip(a.ptrs, b.ptrs, strict=True)):
+        return None
+    ra, wa = _byte_ranges(a)
+    rb, wb = _byte_ranges(b)
+    if _overlap(wa, rb + wb) or _overlap(wb, ra):
+        return None
+    grid = (max(a.grid[0], b.grid[0]), 2 * (a.grid[1] if len(a.grid) > 1 else 1))
+    return (_Launch(a.kernel, grid, a.ptrs, a.ints, {**a.consts, "PAIR": True}, a.op),
+            _Launch(None, (), b.ptrs, b.ints, {}, b.op))
+
+
+def fuse_pairs(launches: list[_Launch]) -> list[_Launch]:
+    """Each two consecutive CONCATs with the same constants that touch nothing of each
+    other's as one launch and a rider (`_pair_of`; `CudaStepPlan.launch` launches no rider):
+    a decode layer's K and V cache appends, each with its fused head transpose
+    (`fuse_moves`). The rider keeps its table row, which the pair's second half reads.
+
+    Why: 60 CONCAT launches a SmolLM2 step at ~5.4 µs each on the H100 (profile-cuda-step),
+    mostly launch and wait: the two of a layer are independent, so one launch does both."""
+    out: list[_Launch] = []
+    for ln in launches:
+        pair = _pair_of(out[-1], ln) if out and out[-1].kernel is not None else None
+        if pair is not None:
+            out[-1:] = pair
+            continue
+        out.append(ln)
+    return out
+
+
 class _Operand:
     __slots__ = ("f", "i", "off", "dims")
 
@@ -742,6 +807,7 @@ class CudaStepPlan:
             torch.cuda.get_device_capability(device)[0] >= 9
         self.fuse_moves = FUSE_MOVES
         self.fuse_ew = FUSE_EW
+        self.fuse_pairs = FUSE_PAIRS
         self._side_by_side: dict[tuple[int, ...], torch.Tensor] = {}  # `fuse_linears`' weights
         self.speculate = SPECULATE
         # the logits row the greedy token is the argmax of, when this plan computes it
@@ -958,7 +1024,8 @@ class CudaStepPlan:
             out = fuse_moves(out) if self.fuse_moves else out
             out = fuse_ew(out) if self.fuse_ew else out
             out = with_reg_folds(out) if self.reg_folds else out
-            return fuse_linears(out, self._side_by_side) if self.fuse_linears else out
+            out = fuse_linears(out, self._side_by_side) if self.fuse_linears else out
+            return fuse_pairs(out) if self.fuse_pairs else out
         finally:
             self._prev = None
             self._launches = []
@@ -979,9 +1046,12 @@ class CudaStepPlan:
         pdl = {"launch_pdl": True, "PDL": True} if self.pdl else {}
         if lanes == 1:
             for i, ln in enumerate(launches):
-                ln.kernel[ln.grid](*ln.ptrs, args, i, **ln.consts, **pdl)
+                if ln.kernel is not None:  # else a rider: the launch before reads its row
+                    ln.kernel[ln.grid](*ln.ptrs, args, i, **ln.consts, **pdl)
             return
         for i, ln in enumerate(launches):
+            if ln.kernel is None:
+                continue
             g = (*ln.grid, 1, 1)[:3]
             consts = ln.consts
             if ln.kernel is sk.qchain_v8_kernel:

@@ -994,19 +994,30 @@ def _concat_at(A, B, P, e, m, ca, cb):
 
 @triton.jit(do_not_specialize=["ROW"])
 def concat_kernel(A, B, OUT, ARGS, ROW, BLOCK: tl.constexpr,
-                  LANES: tl.constexpr = 1, THEN: tl.constexpr = -1, PDL: tl.constexpr = False):
+                  LANES: tl.constexpr = 1, THEN: tl.constexpr = -1, PDL: tl.constexpr = False,
+                  PAIR: tl.constexpr = False):
     """§L5.9 CONCAT of [outer, ca] and [outer, cb] into [outer, ca + cb], bits copied. THEN:
     a MOVE of this output fused in (words 15-29): CONTIG, stored beside the CONCAT's own
     stores; GENERAL, by the programs of grid axis 1 = 1, its every element's source index
     in the CONCAT's output mapped on to the CONCAT's inputs (a KV cache's head transpose).
-    Row: a_off, b_off, out_off, outer, ca, cb."""
+    Row: a_off, b_off, out_off, outer, ca, cb.
+
+    PAIR (step_plan_cuda.fuse_pairs): the second half of grid axis 1 runs the next table
+    row's CONCAT (a layer's V cache append beside its K cache's), the same code on its own
+    words. Why: the two are independent ~5 µs launches on the H100, and with PDL each
+    waited for the one before."""
     P = _row(ARGS, ROW, LANES)
+    role = tl.program_id(1)
+    if PAIR:
+        half = tl.num_programs(1) // 2
+        P = tl.where(role >= half, P + LANES * 32, P)  # the next launch's row of this lane
+        role = role % half
     _start(PDL)
     ca = tl.load(P + 4)
     cb = tl.load(P + 5)
     second = False
     if THEN == GENERAL:
-        second = tl.program_id(1) == 1
+        second = role == 1
     if second:
         Q = P + THEN_AT
         e2 = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)

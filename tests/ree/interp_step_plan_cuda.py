@@ -74,11 +74,15 @@ def main() -> int:
     if not want_thens <= thens:
         print(f"launches not fused (fuse_moves, fuse_ew): {want_thens - thens}")
         return 1
+    pairs = sum(bool(ln.consts.get("PAIR")) for ln in launches)
+    if not pairs or pairs != kernels.count(None):  # a layer's K and V appends (fuse_pairs)
+        print(f"CONCATs not paired: {pairs} pairs, {kernels.count(None)} riders")
+        return 1
     bad = _differing(want, got, last)
     if bad:
         print("differ:", [(j, m.program.ops[j].name) for j in bad[:20]])
         return 1
-    print(f"{len(plan.records)} records equal ({last} ops)")
+    print(f"{len(plan.records)} records equal ({last} ops, {pairs} CONCAT pairs)")
     return (check_q4_records(m, shaped, plan.records, prev, tok, want, last)
             or check_aligned_records(m, shaped, plan.records, prev, tok, want, last, cpu)
             or check_device_roots(got, last) or check_graph_tables(plan, cpu, last)

@@ -462,6 +462,43 @@ def test_fuse_linears_keeps_every_column_where_its_own_launch_put_it():
     assert len(fuse_linears([q, linear(200, 3000, 40)], {})) == 2
 
 
+def test_fuse_pairs_runs_two_independent_concats_as_one_launch():
+    """`fuse_pairs`: a layer's K and V cache appends (CONCATs with the same constants, each
+    reading the previous arena and writing its own region) become one launch with PAIR and
+    a grid axis 1 twice as long, then a rider carrying the second's row unchanged, which
+    `CudaStepPlan.launch` does not launch. CONCATs that read or write what the other writes,
+    or differ in constants or operands, stay two launches."""
+    from node.ree.step_plan_cuda import _Launch, fuse_pairs
+
+    sk = step_plan_cuda.sk
+    prev, arena = torch.zeros(16384, dtype=torch.int32), torch.zeros(16384, dtype=torch.int32)
+    other = torch.zeros(8, dtype=torch.int32)
+    then = {"BLOCK": 1024, "THEN": 0}
+
+    def concat(a_off: int, b_off: int, out: int, ptrs: tuple = (prev, arena, arena),
+               consts: dict = then) -> _Launch:
+        ints = [a_off, b_off, out, 1, 40 * 64, 64] + [0] * 9 + [out, 3000 + out, 41 * 64,
+                                                                1, 1, 3, 41, 64] + [0] * 7
+        return _Launch(sk.concat_kernel, (3, 2), ptrs, ints, dict(consts), 7)
+
+    # k: reads prev[0, 2560) and arena[100, 164), writes arena[200, 2824) and (its head
+    # transpose) arena[3200, 5824); v likewise from prev[3000, …), arena[6000, …) to 7000, 10000
+    k, v = concat(0, 100, 200), concat(3000, 6000, 7000)
+    ew = _Launch(sk.ew_kernel, (1,), (arena, arena), [0] * 27, {}, 8)
+    fused = fuse_pairs([ew, k, v, ew])
+    assert [ln.kernel for ln in fused] == [sk.ew_kernel, sk.concat_kernel, None, sk.ew_kernel]
+    pair, rider = fused[1], fused[2]
+    assert pair.grid == (3, 4) and pair.consts == {**then, "PAIR": True}
+    assert pair.ints == k.ints and rider.ints == v.ints
+    assert fuse_pairs([k, v, concat(0, 9, 3100)])[2].kernel is sk.concat_kernel  # no 3rd
+    # v reads k's output, v writes where k's MOVE writes, constants or operands differ: two
+    # launches each
+    for b in (concat(3000, 250, 7000), concat(3000, 6000, 4000),
+              concat(3000, 6000, 7000, consts={"BLOCK": 1024}),
+              concat(3000, 6000, 7000, ptrs=(prev, arena, other))):
+        assert [ln.kernel for ln in fuse_pairs([k, b])] == [sk.concat_kernel] * 2
+
+
 def test_dot_runs_cover_each_chain_segment_by_segment(ree_session):
     """`step_plan_cuda._dot_runs` on the real program's DOT records (no GPU needed): every
     segment lies in exactly one run, and the range the kernel runs for segment s of a run,
