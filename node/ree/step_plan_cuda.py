@@ -64,9 +64,11 @@ FUSE_MOVES = True
 # bench_runtime.py --no-fuse-ew)
 FUSE_EW = True
 # a layer's K and V cache CONCATs (each with its fused head transpose) as one launch
-# (`fuse_pairs`, concat_kernel's PAIR). Bits: unchanged (each its own copy). A/B:
-# bench_runtime.py --no-fuse-pairs
-FUSE_PAIRS = True
+# (`fuse_pairs`, concat_kernel's PAIR). Bits: unchanged (each its own copy; the interpreter
+# check compares them with the CPU's). Off: not yet run on a GPU (the twenty-third
+# session's device time was spent); GPU test test_cuda_switch_equal_cpu_leaf_by_leaf
+# [FUSE_PAIRS], A/B profile_cuda_step.py --no-pdl --fuse-pairs, bench_runtime.py --fuse-pairs
+FUSE_PAIRS = False
 # a batch's jobs as one stack of lanes, each launch once for all (ADR 0011), else a lane of
 # graphs per job (ADR 0007)
 STACK_LANES = True

@@ -135,14 +135,15 @@ def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatc
 @needs_cuda
 @pytest.mark.parametrize("switch,const,kernels", [
     ("X_VECTORS", "XV", ("qchain_v8_kernel",)),
-    ("REG_FOLDS", "REG", ("norm_kernel", "softmax_kernel"))])
+    ("REG_FOLDS", "REG", ("norm_kernel", "softmax_kernel")),
+    ("FUSE_PAIRS", "PAIR", ("concat_kernel",))])
 def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, switch, const,
                                             kernels):
     """A switch on (ADR 0017's x four values a load, with the step plan starting each x
     16-byte aligned at every position: on by default) or off (ADR 0018's FOLD levels from
-    registers: slower): every leaf of six steps, through the graphs and over a grid bucket,
-    equal to the CPU's, and every launch of the kernels it changes with its constexpr
-    set."""
+    registers: slower; `fuse_pairs`, a layer's K and V appends in one launch: not yet run on
+    a GPU): every leaf of six steps, through the graphs and over a grid bucket, equal to the
+    CPU's, and every launch of the kernels it changes with its constexpr set."""
     gpu = _switched_gpu(ree_model, monkeypatch, **{switch: True, "GRID_MIN": 4})
     _steps_equal(executors[0], gpu, 6)
     assert gpu.plan.graph_steps >= 3, gpu.plan.graph_error
