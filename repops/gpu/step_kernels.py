@@ -806,7 +806,13 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
     and its own N (the segment stride) at 19 + 3p; every part's N is a multiple of BN, so a
     program's columns lie in one part. Each output's chain is the one its own launch runs.
     Why: a decode linear waits on its chain and its loads, not on its size (wk and wv, a
-    third of wq's columns, took as long as wq on the H200), so q, k and v can cost one."""
+    third of wq's columns, took as long as wq on the H200), so q, k and v can cost one.
+
+    LR > 1 (a stack of lanes, step_plan_cuda.STACK_LR, ADR 0019): the program runs LR
+    consecutive lanes, each thread one accumulator a lane for its column, every weight
+    register used by LR fmas; each lane's x and outputs from its own table row. Why: one
+    lane a program read each weight once a lane (32 lanes: w_down's 3.5 MB 32 times a step
+    through L2)."""
     P = _row(ARGS, ROW, LANES, LR)
     N = tl.load(P + 11)
     K = tl.load(P + 16)
@@ -833,7 +839,6 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
         _prefetch_l1(xps[r // 2] + tl.minimum(((r % 2) * 32 + warp) * 32, K - 1))
     wp = W + rn * 8
     outs = ()
-    s_oseg = s_oseg0
     for r in tl.static_range(LR):
         o, s_oseg = _part_out(OUT, P + r * 32, n0, offs_n, s_oseg0, PARTS)
         outs = outs + (o,)
