@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from node.ree.fastexec import FastExecutor
     from node.ree.model import load_model
+    from node.ree.step_plan_cuda import launched
 
     if not torch.cuda.is_available():
         print("ncu_step_kernels: no CUDA device", file=sys.stderr)
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         plan.launch(seq, g.args)
         torch.cuda.synchronize()
         torch.cuda.profiler.stop()
-    print(f"probed {sum(ln.kernel is not None for ln in seq)} launches at position {past}")
+    print(f"probed {len(launched(seq))} launches at position {past}")
     return 0
 
 

@@ -225,12 +225,13 @@ def _replay_ms(replay, reps: int) -> tuple[float, float]:  # noqa: ANN001 - a ca
 def _kernels(plan, stack) -> None:  # noqa: ANN001 - a CudaStepPlan and its LaneStack
     """The stack's launches of one step, eagerly, under torch.profiler: device time by kernel
     and, for each kernel, by its launches' constexprs."""
+    from node.ree.step_plan_cuda import launched
+
     k, b = next(iter(stack.graphs))  # the parity and grid size of a step that ran
     seq = stack.seqs[k][b]
     stack._fill(k)
     _by_kernel(lambda: plan.launch(seq, stack.args, stack.lanes),
-               f"{sum(ln.kernel is not None for ln in seq)} launches (grids for position "
-               f"{stack.tops[b]})")
+               f"{len(launched(seq))} launches (grids for position {stack.tops[b]})")
 
 
 def _by_kernel(launch, label: str) -> None:  # noqa: ANN001 - a callable that launches

@@ -88,7 +88,9 @@ def _per_launch(plan, seq, args) -> tuple[list[dict], str]:
         torch.cuda.synchronize()
     kern = sorted((e for e in prof.events() if e.device_type.name == "CUDA"
                    and "kernel" in e.name), key=lambda e: e.time_range.start)
-    seq = [ln for ln in seq if ln.kernel is not None]  # riders are not launched
+    from node.ree.step_plan_cuda import launched
+
+    seq = launched(seq)  # riders are not launched
     if len(kern) != len(seq):
         return [], f"profiler saw {len(kern)} kernels for {len(seq)} launches"
     agg: dict[str, list[float]] = defaultdict(list)
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from node.ree.fastexec import FastExecutor
     from node.ree.model import load_model
-    from node.ree.step_plan_cuda import _PrevArena
+    from node.ree.step_plan_cuda import _PrevArena, launched
 
     if not torch.cuda.is_available():
         print("profile_cuda_step: no CUDA device", file=sys.stderr)
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         c0, kp, kt = g.tables[k]
         g.args.copy_(torch.from_numpy(c0 + kp * past + kt * 1))
         seq = g.launches(k, past)
-        rep["launches"] = sum(ln.kernel is not None for ln in seq)
+        rep["launches"] = len(launched(seq))
         rep["graph_ms"] = round(_graph_ms(lambda: plan.launch(seq, g.args)), 3)
         print(f"graph replay {rep['graph_ms']} ms for {rep['launches']} launches", flush=True)
         rows, err = _per_launch(plan, seq, g.args)

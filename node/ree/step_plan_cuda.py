@@ -674,6 +674,12 @@ def _with_move(ln: _Launch, run: tuple[torch.Tensor, int, int], mv: _Launch
     return _Launch(ln.kernel, grid, ln.ptrs, ints, {**ln.consts, "THEN": then}, ln.op)
 
 
+def launched(launches: Sequence[_Launch]) -> list[_Launch]:
+    """The launches a step makes: all but the riders (`fuse_pairs`), whose rows the launch
+    before them reads (profiles count and name kernels by these)."""
+    return [ln for ln in launches if ln.kernel is not None]
+
+
 def _byte_ranges(ln: _Launch) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """The (start, end) device byte ranges a CONCAT launch reads and writes (its inputs, its
     output and its fused MOVE's): int32 views, offsets in elements."""

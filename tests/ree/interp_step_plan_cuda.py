@@ -75,7 +75,6 @@ def main() -> int:
     if not want_thens <= thens:
         print(f"launches not fused (fuse_moves, fuse_ew): {want_thens - thens}")
         return 1
-
     bad = _differing(want, got, last)
     if bad:
         print("differ:", [(j, m.program.ops[j].name) for j in bad[:20]])
