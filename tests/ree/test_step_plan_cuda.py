@@ -586,7 +586,7 @@ def test_fused_linear_kernel_compiles_for_hopper(kernel, parts, lr):
     sig = {"X": "*fp32", "W": "*fp32", "OUT": "*fp32", "ARGS": "*i64", "ROW": "i32"}
     if kernel == "v8":
         fn = step_plan_cuda.sk.qchain_v8_kernel
-        consts = {"BN": 32, "SEGW": 192, "NB": 64 // lr * 2 if lr > 1 else 64, "PF": -1,
+        consts = {"BN": 32, "SEGW": 192, "NB": 32 if lr > 1 else 64, "PF": -1,  # STACK_LINEAR_NB
                   "XS": False, "LANES": 32 if lr > 1 else 1, "PARTS": parts,
                   "XV": parts == 3 or lr > 1, "LR": lr}  # XV: x four values a load
     else:
