@@ -33,6 +33,7 @@ from node.ree.step_plan_cuda import (
     affine_table,
     grid_bucket,
     grid_tops,
+    run_copies,
     stage_prev,
 )
 
@@ -190,6 +191,7 @@ class LaneStack:
         sp_, k = self.sp, self.parity
         if len({j[0] for j in jobs}) != len(jobs):
             raise ValueError("two jobs in one lane")
+        copies: list[tuple[torch.Tensor, torch.Tensor]] = []
         for lane, past, prev, _token in jobs:
             if past > sp_.max_past:
                 raise _NoGraph("position past the RoPE table")
@@ -197,7 +199,8 @@ class LaneStack:
                 # staged into the arena the lane's last roots may still be reading
                 torch.cuda.current_stream(sp_.device).wait_stream(self._rstream(lane))
             pd, _, po = sp_.frozen_layout(past - 1)
-            stage_prev(sp_, prev, self.views[lane][1 - k], pd, po)
+            stage_prev(sp_, prev, self.views[lane][1 - k], pd, po, copies)
+        run_copies(copies)  # every lane's at once: ~60 a lane after job-by-job prefills
         if self.copied is not None:
             self.copied.synchronize()  # the pinned positions of the last step were read
         host = self.pt_host.numpy()
