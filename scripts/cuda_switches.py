@@ -28,8 +28,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="an EW fused into the RMSNorm it feeds or the EW before it "
                          "(step_plan_cuda.FUSE_EW)")
     ap.add_argument("--fuse-pairs", action=argparse.BooleanOptionalAction, default=None,
-                    help="a layer's K and V cache appends as one CUDA launch "
-                         "(step_plan_cuda.FUSE_PAIRS; off until a GPU has checked its bits)")
+                    help="a layer's K and V cache appends as one CUDA launch, and its q and k "
+                         "ROPEs (step_plan_cuda.FUSE_PAIRS; off until a GPU has checked its bits)")
     ap.add_argument("--speculate", action=argparse.BooleanOptionalAction, default=None,
                     help="a greedy job's next CUDA step queued with the device's argmax as "
                          "its token before the host has it (step_plan_cuda.SPECULATE)")

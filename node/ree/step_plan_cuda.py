@@ -63,10 +63,10 @@ FUSE_MOVES = True
 # an EW fused into the RMSNorm it feeds or the EW before it (`fuse_ew`; A/B:
 # bench_runtime.py --no-fuse-ew)
 FUSE_EW = True
-# a layer's K and V cache CONCATs (each with its fused head transpose) as one launch
-# (`fuse_pairs`, concat_kernel's PAIR). Bits: unchanged (each its own copy; the interpreter
-# check compares them with the CPU's). Off: not yet run on a GPU (the twenty-third
-# session's device time was spent); GPU test test_cuda_switch_equal_cpu_leaf_by_leaf
+# a layer's K and V cache CONCATs (each with its fused head transpose) as one launch, and
+# its q and k ROPEs as one (`fuse_pairs`, concat_kernel's and rope_kernel's PAIR). Bits:
+# unchanged (each half its own op's code; the interpreter check compares them with the
+# CPU's). Off: not yet run on a GPU; GPU test test_cuda_switch_equal_cpu_leaf_by_leaf
 # [FUSE_PAIRS], A/B profile_cuda_step.py --no-pdl --fuse-pairs, bench_runtime.py --fuse-pairs
 FUSE_PAIRS = False
 # a batch's jobs as one stack of lanes, each launch once for all (ADR 0011), else a lane of
@@ -681,17 +681,22 @@ def launched(launches: Sequence[_Launch]) -> list[_Launch]:
 
 
 def _byte_ranges(ln: _Launch) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """The (start, end) device byte ranges a CONCAT launch reads and writes (its inputs, its
-    output and its fused MOVE's): int32 views, offsets in elements."""
-    a, b, out = ln.ptrs
+    """The (start, end) device byte ranges a CONCAT or ROPE launch reads and writes (its
+    inputs, its output and its fused MOVE's; a ROPE's tables are weights, never written):
+    float32 or int32 views, offsets in elements."""
     w = ln.ints
-    outer, ca, cb = w[3], w[4], w[5]
 
     def rng(t: torch.Tensor, off: int, n: int) -> tuple[int, int]:
         return t.data_ptr() + 4 * off, t.data_ptr() + 4 * (off + n)
 
-    reads = [rng(a, w[0], outer * ca), rng(b, w[1], outer * cb)]
-    writes = [rng(out, w[2], outer * (ca + cb))]
+    if ln.kernel is sk.rope_kernel:
+        x, out = ln.ptrs[0], ln.ptrs[3]
+        reads, writes = [rng(x, w[0], w[2] * w[3])], [rng(out, w[1], w[2] * w[3])]
+    else:
+        a, b, out = ln.ptrs
+        outer, ca, cb = w[3], w[4], w[5]
+        reads = [rng(a, w[0], outer * ca), rng(b, w[1], outer * cb)]
+        writes = [rng(out, w[2], outer * (ca + cb))]
     if "THEN" in ln.consts:
         q = sk.THEN_AT.value
         writes.append(rng(out, w[q + 1], w[q + 2]))
@@ -703,13 +708,23 @@ def _overlap(x: list[tuple[int, int]], y: list[tuple[int, int]]) -> bool:
 
 
 def _pair_of(a: _Launch, b: _Launch) -> tuple[_Launch, _Launch] | None:
-    """CONCATs a and b as one launch (`concat_kernel`'s PAIR: a with a grid axis 1 twice as
-    long, then b as its rider, the row it reads), or None where they differ in constants or
-    operands or one touches what the other writes (they then run at once)."""
-    if not (a.kernel is b.kernel is sk.concat_kernel) or a.consts != b.consts \
-            or "PAIR" in a.consts or len(a.grid) > 2 or len(a.grid) != len(b.grid) \
-            or a.grid[1:] != b.grid[1:] \
+    """a and b as one launch (PAIR: a with a grid axis 1 twice as long, then b as its rider,
+    the row it reads), or None where they differ in kernel, constants or operands, or one
+    touches what the other writes (they then run at once). CONCATs: the same constants, each
+    half its own fused MOVE (`concat_kernel`); ROPEs: b without a fused MOVE, a with or
+    without (`rope_kernel`: the rider half runs none)."""
+    if a.kernel is not b.kernel or "PAIR" in a.consts or len(a.grid) > 2 \
+            or len(a.grid) != len(b.grid) or a.grid[1:] != b.grid[1:] \
             or any(x.data_ptr() != y.data_ptr() for x, y in zip(a.ptrs, b.ptrs, strict=True)):
+        return None
+    if a.kernel is sk.concat_kernel:
+        if a.consts != b.consts:
+            return None
+    elif a.kernel is sk.rope_kernel:
+        if "THEN" in b.consts or {k: v for k, v in a.consts.items() if k != "THEN"} != b.consts \
+                or len(a.grid) > 1:
+            return None
+    else:
         return None
     ra, wa = _byte_ranges(a)
     rb, wb = _byte_ranges(b)
@@ -721,13 +736,14 @@ def _pair_of(a: _Launch, b: _Launch) -> tuple[_Launch, _Launch] | None:
 
 
 def fuse_pairs(launches: list[_Launch]) -> list[_Launch]:
-    """Each two consecutive CONCATs with the same constants that touch nothing of each
-    other's as one launch and a rider (`_pair_of`; `CudaStepPlan.launch` launches no rider):
-    a decode layer's K and V cache appends, each with its fused head transpose
-    (`fuse_moves`). The rider keeps its table row, which the pair's second half reads.
+    """Each two consecutive CONCATs, or ROPEs, that touch nothing of each other's as one
+    launch and a rider (`_pair_of`; `CudaStepPlan.launch` launches no rider): a decode
+    layer's K and V cache appends, each with its fused head transpose (`fuse_moves`), and
+    its q and k rotations. The rider keeps its table row, which the pair's second half reads.
 
-    Why: 60 CONCAT launches a SmolLM2 step at ~5.4 µs each on the H100 (profile-cuda-step),
-    mostly launch and wait: the two of a layer are independent, so one launch does both."""
+    Why: 60 CONCAT launches a SmolLM2 step at ~5.4 µs each on the H100 and 60 ROPEs at ~2.4
+    (profile-cuda-step), mostly launch and wait: the two of a layer are independent, so one
+    launch does both."""
     out: list[_Launch] = []
     for ln in launches:
         pair = _pair_of(out[-1], ln) if out and out[-1].kernel is not None else None

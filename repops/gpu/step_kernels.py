@@ -1059,11 +1059,21 @@ def gather_kernel(IDS, TAB, OUT, ARGS, ROW, BLOCK: tl.constexpr,
 @triton.jit(do_not_specialize=["ROW"])
 def rope_kernel(X, COS, SIN, OUT, ARGS, ROW, HALF_MODE: tl.constexpr, RB: tl.constexpr,
                 BH: tl.constexpr,
-                LANES: tl.constexpr = 1, THEN: tl.constexpr = -1, PDL: tl.constexpr = False):
+                LANES: tl.constexpr = 1, THEN: tl.constexpr = -1, PDL: tl.constexpr = False,
+                PAIR: tl.constexpr = False):
     """§L5.7 ROPE of a decode row: every D-wide head of x at position past (`rope_rows`).
     THEN CONTIG: a MOVE of this output's run fused in (`_then_contig`), after a barrier.
-    Row: x_off, out_off, n_heads, D, R, half (table row length), past."""
+    Row: x_off, out_off, n_heads, D, R, half (table row length), past.
+
+    PAIR (step_plan_cuda.fuse_pairs): grid axis 1 = 2, and its programs 1 run the next
+    table row's ROPE (a layer's k beside its q), the same code on its own words, without
+    the MOVE. Why: two independent ~2.4 µs launches on the H100, the second waiting for the
+    first under PDL."""
     P = _row(ARGS, ROW, LANES)
+    rider = False
+    if PAIR:
+        rider = tl.program_id(1) == 1
+        P = tl.where(rider, P + LANES * 32, P)  # the next launch's row of this lane
     _start(PDL)
     n_rows = tl.load(P + 2)
     D = tl.load(P + 3)
@@ -1074,14 +1084,15 @@ def rope_kernel(X, COS, SIN, OUT, ARGS, ROW, HALF_MODE: tl.constexpr, RB: tl.con
     rope_rows(X + tl.load(P), OUT + tl.load(P + 1), rows[:, None].to(tl.int64) * D, i, h,
               tl.load(P + 6) * tl.load(P + 5) + i[None, :], COS, SIN, m, HALF_MODE)
     if THEN == CONTIG:  # a MOVE of this output's run: this program's rows, read back
-        tl.debug_barrier()  # the rows' stores (other threads of this program) are visible
-        c = tl.arange(0, RB * BH * 2)
-        r0 = tl.program_id(0) * RB
-        for c0 in range(0, RB * D, RB * BH * 2):
-            e = r0.to(tl.int64) * D + c0 + c
-            mc = (c0 + c < RB * D) & (e < n_rows * D)
-            v = tl.load(OUT + tl.load(P + 1) + e, mask=mc, other=0.0)
-            _then_contig(OUT, P, e, v, mc)
+        if not rider:  # uniform across the program: the barrier is reached by all
+            tl.debug_barrier()  # the rows' stores (other threads of this program) are visible
+            c = tl.arange(0, RB * BH * 2)
+            r0 = tl.program_id(0) * RB
+            for c0 in range(0, RB * D, RB * BH * 2):
+                e = r0.to(tl.int64) * D + c0 + c
+                mc = (c0 + c < RB * D) & (e < n_rows * D)
+                v = tl.load(OUT + tl.load(P + 1) + e, mask=mc, other=0.0)
+                _then_contig(OUT, P, e, v, mc)
 
 
 @triton.jit

@@ -53,7 +53,7 @@ def main() -> int:
     plan.qchain = ("fma", 128, 32, 4, 2, True)  # the weight panels loaded first (`_warm`)
     plan.fuse_moves = True  # the MOVEs fused into their producers (`fuse_moves`), every kind
     plan.fuse_ew = True  # the residual adds into the RMSNorms, SiLU·up in one (`fuse_ew`)
-    plan.fuse_pairs = True  # a layer's K and V appends as one launch (`fuse_pairs`)
+    plan.fuse_pairs = True  # a layer's K and V appends, q and k ROPEs: a launch a pair
     # records up to the second layer's K-cache append: every record kind once or more
     if not FULL:
         cut = [i for i, r in enumerate(plan.records) if r[0] == K_CONCAT][2]
@@ -213,14 +213,17 @@ def check_graph_tables(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
 
 
 def _unpaired(plan: CudaStepPlan, seq: list) -> bool:
-    """With `fuse_pairs`, no pair of K and V appends (`concat_kernel`'s PAIR) among the
-    launches of a step whose previous outputs lie in an arena, or a pair without its rider
-    (launches whose previous outputs are separate tensors read them from separate pointers,
-    and stay apart)."""
+    """With `fuse_pairs`, no pair of K and V appends (`concat_kernel`'s PAIR) or of q and k
+    ROPEs among the launches of a step whose previous outputs lie in an arena, or a pair
+    without its rider (launches whose previous outputs are separate tensors read them from
+    separate pointers, and stay apart)."""
+    from repops.gpu import step_kernels as sk
+
+    kinds = {ln.kernel for ln in seq if ln.consts.get("PAIR")}
     pairs = sum(bool(ln.consts.get("PAIR")) for ln in seq)
     riders = sum(ln.kernel is None for ln in seq)
-    if plan.fuse_pairs and (not pairs or pairs != riders):
-        print(f"CONCATs not paired: {pairs} pairs, {riders} riders")
+    if plan.fuse_pairs and (kinds != {sk.concat_kernel, sk.rope_kernel} or pairs != riders):
+        print(f"not paired: {pairs} pairs of {len(kinds)} kernels, {riders} riders")
         return True
     return False
 

@@ -136,13 +136,13 @@ def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatc
 @pytest.mark.parametrize("switch,const,kernels", [
     ("X_VECTORS", "XV", ("qchain_v8_kernel",)),
     ("REG_FOLDS", "REG", ("norm_kernel", "softmax_kernel")),
-    ("FUSE_PAIRS", "PAIR", ("concat_kernel",))])
+    ("FUSE_PAIRS", "PAIR", ("concat_kernel", "rope_kernel"))])
 def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, switch, const,
                                             kernels):
     """A switch on (ADR 0017's x four values a load, with the step plan starting each x
     16-byte aligned at every position: on by default) or off (ADR 0018's FOLD levels from
-    registers: slower; `fuse_pairs`, a layer's K and V appends in one launch: not yet run on
-    a GPU): every leaf of six steps, through the graphs and over a grid bucket, equal to the
+    registers: slower; `fuse_pairs`, a layer's K and V appends in one launch, and its q and k
+    ROPEs in one): every leaf of six steps, through the graphs and over a grid bucket, equal to the
     CPU's, and every launch of the kernels it changes with its constexpr set."""
     gpu = _switched_gpu(ree_model, monkeypatch, **{switch: True, "GRID_MIN": 4})
     _steps_equal(executors[0], gpu, 6)
@@ -498,6 +498,35 @@ def test_fuse_pairs_runs_two_independent_concats_as_one_launch():
               concat(3000, 6000, 7000, consts={"BLOCK": 1024}),
               concat(3000, 6000, 7000, ptrs=(prev, arena, other))):
         assert [ln.kernel for ln in fuse_pairs([k, b])] == [sk.concat_kernel] * 2
+
+
+def test_fuse_pairs_runs_q_and_k_ropes_as_one_launch():
+    """`fuse_pairs` on a layer's ROPEs: q's (with its head transpose fused in, THEN) and k's
+    (none) become one launch with PAIR, k's the rider; k's rotation run by the rider half
+    without q's MOVE. A ROPE with a MOVE second, one reading what the first writes, or other
+    constants, stays its own launch."""
+    from node.ree.step_plan_cuda import _Launch, fuse_pairs
+
+    sk = step_plan_cuda.sk
+    x, cos, sin = (torch.zeros(n, dtype=torch.float32) for n in (8192, 4096, 4096))
+    arena = torch.zeros(16384, dtype=torch.float32)
+    base = {"HALF_MODE": True, "RB": 16, "BH": 32}
+
+    def rope(x_off: int, out: int, heads: int, then: bool = False, **consts: object
+             ) -> _Launch:
+        ints = [x_off, out, heads, 64, 64, 32, 40]
+        if then:
+            ints += [0] * 8 + [out, 9000, heads * 64] + [0] * 12
+        c = {**base, **consts, **({"THEN": 1} if then else {})}
+        return _Launch(sk.rope_kernel, (1,), (x, cos, sin, arena), ints, c, 5)
+
+    q, k = rope(0, 100, 9, then=True), rope(576, 800, 3)
+    fused = fuse_pairs([q, k])
+    assert [ln.kernel for ln in fused] == [sk.rope_kernel, None]
+    assert fused[0].grid == (1, 2) and fused[0].consts == {**q.consts, "PAIR": True}
+    assert fused[0].ints == q.ints and fused[1].ints == k.ints
+    for b in (rope(576, 800, 3, then=True), rope(576, 9050, 3), rope(576, 800, 3, RB=8)):
+        assert [ln.kernel for ln in fuse_pairs([q, b])] == [sk.rope_kernel] * 2
 
 
 def test_dot_runs_cover_each_chain_segment_by_segment(ree_session):
