@@ -582,6 +582,24 @@ def _compile_for(fn, sig: dict, consts: dict, cc: int, num_warps: int):  # noqa:
         raise
 
 
+@pytest.mark.parametrize("lanes", [1, 32])
+def test_paired_kernels_compile_for_hopper(lanes):
+    """`fuse_pairs`' launches (concat_kernel and rope_kernel with PAIR, each with a fused
+    MOVE, as a layer's have) compile for sm_90, one job and a stack's lanes: the
+    interpreter test checks their values, the GPU test [FUSE_PAIRS] their bits."""
+    sk = step_plan_cuda.sk
+    rope = {"HALF_MODE": True, "RB": 16, "BH": 32, "THEN": sk.CONTIG.value}
+    concat = {"BLOCK": 1024, "THEN": sk.GENERAL.value}
+    for fn, sig, consts in (
+            (sk.rope_kernel, {"X": "*fp32", "COS": "*fp32", "SIN": "*fp32", "OUT": "*fp32",
+                              "ARGS": "*i64", "ROW": "i32"}, rope),
+            (sk.concat_kernel, {"A": "*i32", "B": "*i32", "OUT": "*i32", "ARGS": "*i64",
+                                "ROW": "i32"}, concat)):
+        k = _compile_for(fn, sig, {**consts, "LANES": lanes, "PDL": True, "PAIR": True}, 90,
+                         num_warps=4)
+        assert k.asm["cubin"] and "griddepcontrol.wait" in k.asm["ptx"]
+
+
 def test_register_folds_compile_for_hopper():
     """An RMSNorm's and a softmax's launches with REG_FOLDS (`_fold_reg`: a level's halves
     split out of the level before's registers) compile for sm_90 at the step's shapes; the
