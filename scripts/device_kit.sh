@@ -13,7 +13,9 @@
 #
 # setup.sh installs the wheels into /tmp/site, joins the model into the model cache
 # (sha256 printed: compare with node/models.py), and keeps Triton's cache in /tmp/tc for
-# later calls on the same machine.
+# later calls on the same machine. A fresh machine compiles the step kernels for minutes:
+# `tar czf $OUT/tc.tgz -C /tmp tc` at the end of a call brings that cache back, and saved
+# as .model/tc.tgz and carried, setup.sh unpacks it on the next machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -38,6 +40,7 @@ if [ ! -f \$M/$(basename "$F") ]; then
   mkdir -p \$M && cat /tmp/m/part00 .model/part01 > \$M/$(basename "$F") || return 1
 fi
 sha256sum \$M/$(basename "$F") | cut -c1-16
+if [ -f .model/tc.tgz ] && [ ! -d /tmp/tc ]; then tar xzf .model/tc.tgz -C /tmp; fi
 nvidia-smi --query-gpu=name,clocks.max.sm,driver_version --format=csv,noheader
 SETUP
 ls -la .model .whl
