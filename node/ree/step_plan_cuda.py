@@ -1816,8 +1816,7 @@ def stage_prev(sp_: CudaStepPlan,
     `copy_` each, ~1,900 launches from the host."""
     pairs: list[tuple[torch.Tensor, torch.Tensor]] = [] if copies is None else copies
     if isinstance(prev, sp.StepOutputs) and prev.arena.data_ptr() == other.data_ptr():
-        if prev.replaced:
-            stage_prev(sp_, {i: prev[i] for i in prev.replaced}, other, pd, po, pairs)
+        _stage_pairs(sp_, {i: prev[i] for i in prev.replaced}, other, pd, po, pairs)
     else:
         _stage_pairs(sp_, prev, other, pd, po, pairs)
     if copies is None:
@@ -1835,8 +1834,8 @@ def _stage_pairs(sp_: CudaStepPlan,
                  prev: Sequence[torch.Tensor | None] | Mapping[int, torch.Tensor],
                  other: torch.Tensor, pd: np.ndarray, po: np.ndarray,
                  pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """`stage_prev`'s (destination, source) pairs for a `prev` that is not `other`'s own
-    last step."""
+    """`stage_prev`'s (destination, source) pairs: of every back-referenced output of
+    `prev`, or of the outputs a Mapping names (those replaced since `other`'s own last step)."""
     refs = prev.keys() if isinstance(prev, Mapping) else sp_.back_refs
     if not isinstance(prev, Mapping) and prev is not None and in_place(sp_, prev, other, po):
         return
