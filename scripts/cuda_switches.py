@@ -29,7 +29,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "(step_plan_cuda.FUSE_EW)")
     ap.add_argument("--fuse-pairs", action=argparse.BooleanOptionalAction, default=None,
                     help="a layer's K and V cache appends as one CUDA launch, and its q and k "
-                         "ROPEs (step_plan_cuda.FUSE_PAIRS; off until a GPU has checked its bits)")
+                         "ROPEs (step_plan_cuda.FUSE_PAIRS; on: --no-fuse-pairs for the A/B)")
     ap.add_argument("--speculate", action=argparse.BooleanOptionalAction, default=None,
                     help="a greedy job's next CUDA step queued with the device's argmax as "
                          "its token before the host has it (step_plan_cuda.SPECULATE)")

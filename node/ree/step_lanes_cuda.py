@@ -200,7 +200,9 @@ class LaneStack:
                 torch.cuda.current_stream(sp_.device).wait_stream(self._rstream(lane))
             pd, _, po = sp_.frozen_layout(past - 1)
             stage_prev(sp_, prev, self.views[lane][1 - k], pd, po, copies)
-        run_copies(copies)  # every lane's at once: ~60 a lane after job-by-job prefills
+        # every lane's at once: ~60 a lane after job-by-job prefills (in order where a job
+        # left its lane: a source inside the stack's arenas)
+        run_copies(copies, (self.big.data_ptr(), self.big.data_ptr() + self.big.nbytes))
         if self.copied is not None:
             self.copied.synchronize()  # the pinned positions of the last step were read
         host = self.pt_host.numpy()

@@ -66,9 +66,10 @@ FUSE_EW = True
 # a layer's K and V cache CONCATs (each with its fused head transpose) as one launch, and
 # its q and k ROPEs as one (`fuse_pairs`, concat_kernel's and rope_kernel's PAIR). Bits:
 # unchanged (each half its own op's code; the interpreter check compares them with the
-# CPU's). Off: not yet run on a GPU; GPU test test_cuda_switch_equal_cpu_leaf_by_leaf
-# [FUSE_PAIRS], A/B profile_cuda_step.py --no-pdl --fuse-pairs, bench_runtime.py --fuse-pairs
-FUSE_PAIRS = False
+# CPU's). On since the twenty-fifth session: GPU test test_cuda_switch_equal_cpu_leaf_by_leaf
+# [FUSE_PAIRS] passed on the H100, and the A/B (scripts/gpu_ab.sh fuse-pairs, PDL off)
+# gave 2.601 ms against 2.828 a step graph, 396 launches against 456
+FUSE_PAIRS = True
 # a batch's jobs as one stack of lanes, each launch once for all (ADR 0011), else a lane of
 # graphs per job (ADR 0007)
 STACK_LANES = True
@@ -1823,10 +1824,28 @@ def stage_prev(sp_: CudaStepPlan,
         run_copies(pairs)
 
 
-def run_copies(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
+def run_copies(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+               span: tuple[int, int] | None = None) -> None:
     """`stage_prev`'s copies as one multi-tensor launch per ~100 pairs (`_foreach_copy_`):
-    byte copies, so the bits are the sources'."""
-    if pairs:
+    byte copies, so the bits are the sources'. `span`: the device byte range holding every
+    destination (default: the destinations' own).
+
+    Where a source lies in that range, the copies run one by one in their order instead.
+    Why: a job that leaves its lane of a stack reads its caches from the arena another
+    job's are staged into, and its `prev` may share replaced outputs with that job; one
+    `copy_` each in order is what the CPU's results equal (the GPU test
+    test_cuda_batch_lanes_equal_cpu_jobs[stack-fused-2-lanes-a-linear]), while one
+    multi-tensor launch copies the pairs in no set order and failed it on the H100."""
+    if not pairs:
+        return
+    if span is None:
+        span = (min(d.data_ptr() for d, _ in pairs),
+                max(d.data_ptr() + d.nbytes for d, _ in pairs))
+    lo, hi = span
+    if any(lo <= s.data_ptr() < hi for _, s in pairs):
+        for d, s in pairs:
+            d.copy_(s)
+    else:
         torch._foreach_copy_([d for d, _ in pairs], [s for _, s in pairs])
 
 
