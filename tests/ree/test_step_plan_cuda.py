@@ -463,6 +463,27 @@ def test_fuse_linears_keeps_every_column_where_its_own_launch_put_it():
     assert len(fuse_linears([q, linear(200, 3000, 40)], {})) == 2
 
 
+def test_run_copies_keeps_order_where_a_source_lies_among_the_destinations(monkeypatch):
+    """`run_copies`: staged caches from outside the destinations' range go as one
+    multi-tensor copy; where a source lies inside it (a stack job that left its lane reads
+    the arena another job's caches are staged into), one `copy_` each in the pairs' order,
+    so the job that reads after a write sees the written bytes, as the CPU's semantics
+    have it. The H100 failed the LR 2 and LR 4 stack tests with the multi-tensor copy."""
+    calls = []
+    real = torch._foreach_copy_
+    monkeypatch.setattr(torch, "_foreach_copy_", lambda d, s: (calls.append(len(d)), real(d, s)))
+    arena, outside = torch.zeros(64), torch.arange(64, dtype=torch.float32) + 100
+    span = (arena.data_ptr(), arena.data_ptr() + arena.nbytes)
+    step_plan_cuda.run_copies([(arena[0:8], outside[0:8]), (arena[8:16], outside[8:16])], span)
+    assert calls == [2] and arena[:16].tolist() == (outside[:16]).tolist()
+    # a chain: pair 0 writes arena[16:24], pair 1 reads it into arena[32:40]
+    step_plan_cuda.run_copies([(arena[16:24], outside[40:48]), (arena[32:40], arena[16:24])],
+                              span)
+    assert calls == [2] and arena[32:40].tolist() == outside[40:48].tolist()
+    step_plan_cuda.run_copies([])  # nothing staged: nothing launched
+    assert calls == [2]
+
+
 def test_fuse_pairs_runs_two_independent_concats_as_one_launch():
     """`fuse_pairs`: a layer's K and V cache appends (CONCATs with the same constants, each
     reading the previous arena and writing its own region) become one launch with PAIR and
