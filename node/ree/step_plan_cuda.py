@@ -1674,6 +1674,8 @@ class _Graphs:
                     self._rstream = torch.cuda.Stream(sp_.device)
                 self._wrote[k] = torch.cuda.current_stream(sp_.device).record_event()
                 out.roots_stream = self._rstream
+            else:  # these roots on the current stream, even where an earlier step's were not
+                self._wrote[k] = None
         return out
 
     def speculate(self, out: sp.StepOutputs, past: int) -> _Guess | None:
@@ -1771,7 +1773,10 @@ class _Graphs:
                 self.roots_error = str(e)
         if r is None:
             return None
-        s = self._rstream
+        # the side stream only for a step whose write it can wait for: a plan made while
+        # ROOTS_BESIDE was on keeps its stream after the switch goes off (the GPU tests
+        # switch it per test on one executor)
+        s = self._rstream if self._wrote[k] is not None else None
         if s is None:
             return r.run(k, past)
         with torch.cuda.stream(s):
