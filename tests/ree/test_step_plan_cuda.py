@@ -83,10 +83,13 @@ def test_cuda_plan_equals_cpu_plan_leaf_by_leaf(executors, sampling, fused, monk
     linears = "linears" in fused
     assert parts.count(3) == (n_layers if linears else 0)  # q, k, v
     assert parts.count(2) == (n_layers if linears else 0)  # gate, up
-    # q's heads into its ROPE, k's and v's into their CONCATs, the merge into the transpose
-    ew = step_plan_cuda.sk.ew_kernel
-    moved = [ln for ln in seq if "THEN" in ln.consts and ln.kernel is not ew]
-    assert len(moved) == (4 * n_layers if "moves" in fused else 0)
+    # q's heads into its ROPE, k's and v's into their CONCATs, the merge into the transpose;
+    # a paired K and V append (`fuse_pairs`) is one launch running both halves' MOVEs
+    sk = step_plan_cuda.sk
+    moved = sum(2 if ln.kernel is sk.concat_kernel and ln.consts.get("PAIR") else 1
+                for ln in step_plan_cuda.launched(seq)
+                if "THEN" in ln.consts and ln.kernel is not sk.ew_kernel)
+    assert moved == (4 * n_layers if "moves" in fused else 0)
     # each layer's two residual adds, but the last layer's second: the final RMSNorm reads
     # the last row's copy of it (a MOVE between them)
     pre = sum("PRE" in ln.consts for ln in seq)
