@@ -478,7 +478,7 @@ def test_run_copies_keeps_order_where_a_source_lies_among_the_destinations(monke
     arena, outside = torch.zeros(64), torch.arange(64, dtype=torch.float32) + 100
     span = (arena.data_ptr(), arena.data_ptr() + arena.nbytes)
     step_plan_cuda.run_copies([(arena[0:8], outside[0:8]), (arena[8:16], outside[8:16])], span)
-    assert calls == [2] and arena[:16].tolist() == (outside[:16]).tolist()
+    assert calls == [2] and arena[:16].tolist() == outside[:16].tolist()
     # a chain: pair 0 writes arena[16:24], pair 1 reads it into arena[32:40]
     step_plan_cuda.run_copies([(arena[16:24], outside[40:48]), (arena[32:40], arena[16:24])],
                               span)
