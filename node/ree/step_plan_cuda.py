@@ -1836,8 +1836,8 @@ def run_copies(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
     destination (default: the destinations' own).
 
     Where a source lies in that range, the copies run one by one in their order instead.
-    Why: a job that leaves its lane of a stack reads its caches from the arena another
-    job's are staged into, and its `prev` may share replaced outputs with that job; one
+    Why: in a stack, a job whose previous outputs lie in the other arena of a lane that
+    another job now takes reads its caches from where that job's are being staged; one
     `copy_` each in order is what the CPU's results equal (the GPU test
     test_cuda_batch_lanes_equal_cpu_jobs[stack-fused-2-lanes-a-linear]), while one
     multi-tensor launch copies the pairs in no set order and failed it on the H100."""
