@@ -1835,23 +1835,20 @@ def run_copies(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
     byte copies, so the bits are the sources'. `span`: the device byte range holding every
     destination (default: the destinations' own).
 
-    Where a source lies in that range, the copies run one by one in their order instead.
-    Why: in a stack, a job whose previous outputs lie in the other arena of a lane that
-    another job now takes reads its caches from where that job's are being staged; one
-    `copy_` each in order is what the CPU's results equal (the GPU test
-    test_cuda_batch_lanes_equal_cpu_jobs[stack-fused-2-lanes-a-linear]), while one
-    multi-tensor launch copies the pairs in no set order and failed it on the H100."""
+    A source inside that range is cloned first, so every source is read before any
+    destination is written. Why: in a stack, a job whose previous outputs lie in the other
+    arena of a lane that another job now takes reads its caches from where that job's are
+    being staged; one multi-tensor launch copies its pairs in no set order, and gave other
+    bits than the CPU's on the H100 (test_cuda_batch_lanes_equal_cpu_jobs
+    [stack-fused-2-lanes-a-linear], a step with six such sources)."""
     if not pairs:
         return
     if span is None:
         span = (min(d.data_ptr() for d, _ in pairs),
                 max(d.data_ptr() + d.nbytes for d, _ in pairs))
     lo, hi = span
-    if any(lo <= s.data_ptr() < hi for _, s in pairs):
-        for d, s in pairs:
-            d.copy_(s)
-    else:
-        torch._foreach_copy_([d for d, _ in pairs], [s for _, s in pairs])
+    srcs = [s.clone() if lo <= s.data_ptr() < hi else s for _, s in pairs]
+    torch._foreach_copy_([d for d, _ in pairs], srcs)
 
 
 def _stage_pairs(sp_: CudaStepPlan,

@@ -466,25 +466,28 @@ def test_fuse_linears_keeps_every_column_where_its_own_launch_put_it():
     assert len(fuse_linears([q, linear(200, 3000, 40)], {})) == 2
 
 
-def test_run_copies_keeps_order_where_a_source_lies_among_the_destinations(monkeypatch):
-    """`run_copies`: staged caches from outside the destinations' range go as one
-    multi-tensor copy; where a source lies inside it (a stack job that left its lane reads
-    the arena another job's caches are staged into), one `copy_` each in the pairs' order,
-    so the job that reads after a write sees the written bytes, as the CPU's semantics
-    have it. The H100 failed the LR 2 and LR 4 stack tests with the multi-tensor copy."""
+def test_run_copies_reads_every_source_before_it_writes(monkeypatch):
+    """`run_copies`: one multi-tensor copy of the staged caches, and where a source lies
+    among the destinations (a stack job whose previous outputs lie in the other arena of a
+    lane another job now takes), that source as it was before any destination is written,
+    whichever pair comes first. The H100 gave other bits than the CPU's when one
+    multi-tensor copy read such sources in place."""
     calls = []
     real = torch._foreach_copy_
     monkeypatch.setattr(torch, "_foreach_copy_", lambda d, s: (calls.append(len(d)), real(d, s)))
-    arena, outside = torch.zeros(64), torch.arange(64, dtype=torch.float32) + 100
-    span = (arena.data_ptr(), arena.data_ptr() + arena.nbytes)
-    step_plan_cuda.run_copies([(arena[0:8], outside[0:8]), (arena[8:16], outside[8:16])], span)
-    assert calls == [2] and arena[:16].tolist() == outside[:16].tolist()
-    # a chain: pair 0 writes arena[16:24], pair 1 reads it into arena[32:40]
-    step_plan_cuda.run_copies([(arena[16:24], outside[40:48]), (arena[32:40], arena[16:24])],
-                              span)
-    assert calls == [2] and arena[32:40].tolist() == outside[40:48].tolist()
+    outside = torch.arange(64, dtype=torch.float32) + 100
+    for reader_first in (True, False):
+        arena = torch.arange(64, dtype=torch.float32)
+        span = (arena.data_ptr(), arena.data_ptr() + arena.nbytes)
+        # one job stages into arena[16:24] what another job reads from there
+        write = (arena[16:24], outside[40:48])
+        read = (arena[32:40], arena[16:24])
+        step_plan_cuda.run_copies([read, write] if reader_first else [write, read], span)
+        assert arena[32:40].tolist() == list(range(16, 24))  # the bytes before the staging
+        assert arena[16:24].tolist() == outside[40:48].tolist()
+    assert calls == [2, 2]
     step_plan_cuda.run_copies([])  # nothing staged: nothing launched
-    assert calls == [2]
+    assert calls == [2, 2]
 
 
 def test_fuse_pairs_runs_two_independent_concats_as_one_launch():
