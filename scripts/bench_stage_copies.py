@@ -39,8 +39,9 @@ def main() -> None:
     plan = CudaStepPlan(m.program, w, shaped.weights, shaped._chains, shaped._wt,
                         torch.device("cpu"))
     prefill = cpu.run_step(0, PROMPT)
-    pd, _, po = plan.frozen_layout(Symbols.for_step(len(PROMPT), 1).past - 1)
-    size = int(plan.layout(Symbols.for_step(len(PROMPT), 1).past)[2][-1])
+    past = Symbols.for_step(len(PROMPT), 1).past  # the first decode step's
+    pd, _, po = plan.frozen_layout(past - 1)
+    size = int(plan.layout(past)[2][-1])
     arenas = [torch.empty(size, dtype=torch.uint8) for _ in range(args.jobs)]
     collect, copy, n = [], [], 0
     for _ in range(args.runs):

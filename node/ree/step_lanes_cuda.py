@@ -200,8 +200,8 @@ class LaneStack:
                 torch.cuda.current_stream(sp_.device).wait_stream(self._rstream(lane))
             pd, _, po = sp_.frozen_layout(past - 1)
             stage_prev(sp_, prev, self.views[lane][1 - k], pd, po, copies)
-        # every lane's at once: ~60 a lane after job-by-job prefills (in order where a job
-        # left its lane: a source inside the stack's arenas)
+        # every lane's at once: ~60 a lane after job-by-job prefills (a source inside the
+        # stack's arenas, a job's whose lane another job now takes, is read before any write)
         run_copies(copies, (self.big.data_ptr(), self.big.data_ptr() + self.big.nbytes))
         if self.copied is not None:
             self.copied.synchronize()  # the pinned positions of the last step were read
