@@ -45,6 +45,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--reg-folds", action=argparse.BooleanOptionalAction, default=None,
                     help="FOLD trees' levels after the first from registers "
                          "(step_plan_cuda.REG_FOLDS; off: slower on the H100)")
+    ap.add_argument("--warp-folds", action=argparse.BooleanOptionalAction, default=None,
+                    help="an RMSNorm in one warp, its FOLD levels in registers and shuffles "
+                         "(step_plan_cuda.WARP_FOLDS, on: --no-warp-folds for the A/B)")
     ap.add_argument("--stack-lr", type=int, default=None,
                     help="a CUDA stack's decode linears with this many lanes a program, "
                          "each weight read once for them (step_plan_cuda.STACK_LR; 1: one)")
@@ -81,6 +84,7 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "quant_linears": ("step_plan_cuda", "QUANT_LINEARS"),
           "x_vectors": ("step_plan_cuda", "X_VECTORS"),
           "reg_folds": ("step_plan_cuda", "REG_FOLDS"),
+          "warp_folds": ("step_plan_cuda", "WARP_FOLDS"),
           "stack_lr": ("step_plan_cuda", "STACK_LR"),
           "stack_linear_nb": ("step_plan_cuda", "STACK_LINEAR_NB"),
           "root_streams": ("step_lanes_cuda", "ROOT_STREAMS"),

@@ -29,6 +29,8 @@ from repops.gpu.primitives import canon_nan
 from repops.gpu.rope import rope_rows
 
 ARGW = 32  # int64 words per launch row
+# [32] register slots a lane of softmax_kernel's WARP body holds: rows up to 512 columns
+WARP_SLOTS = tl.constexpr(16)
 
 # Whether kernels carry the GPU-only `_prefetch_l1` (inline asm); the interpreter has none.
 ON_GPU = tl.constexpr(not interpreting())
@@ -268,13 +270,74 @@ def _fold_half(y, dst, r, nlive, COMBINE: tl.constexpr):
     return out
 
 
+@triton.jit
+def _lane_take(v, src):
+    """Lane src[t]'s value of v for each lane t of a one-warp [32] fp32 tensor: a warp
+    shuffle (`_shfl`) on the GPU, a gather under the interpreter (which runs no asm)."""
+    if ON_GPU:
+        r = _shfl(v, src)
+    else:
+        r = tl.gather(v, src, 0)
+    return r
+
+
+@triton.jit
+def _fold_warp(ys, OUT, base, r, rows, w, nlive, NEG0, CAP0: tl.constexpr,
+               NLEV: tl.constexpr, COMBINE: tl.constexpr, JL: tl.constexpr):
+    """`_fold_levels` of one row held by one warp: ys is a tuple of JL [32] slots, the row's
+    element t + 32·j in lane t of slot j (width w ≤ 32·JL, which the caller ensures; lanes
+    past w are not read). Each level is the same `_fold_level` rule on the same pairs,
+    stored where its leaf lies; a level of cap ≥ 32 pairs slot j with slot j + cap/32 (the
+    same lane: a register add), a narrower one pairs lane t with lane t + cap (a shuffle).
+    Slots past JL hold no live value at any level (element i ≥ 32·JL ≥ w is padding, and
+    its pair i − cap ≥ mm is copied, not combined), so they are stored as −0.0 and none is
+    kept; a level's tuple is its first min(cap/32, JL) slots. Returns the last level's
+    slot, whose lane 0 is the tree's value.
+
+    Why: through memory each level was a store, a barrier and a load of what other threads
+    stored, ~10 round trips through L1/L2 for a 576-wide RMSNorm (~5 µs a norm_kernel on
+    the H100 against a ~2 µs launch floor); REG_FOLDS's halves went through shared memory
+    with a barrier a level and were slower still (ADR 0018). One warp needs neither."""
+    t = tl.arange(0, 32)
+    neg = tl.where(t < 32, NEG0, 0.0)
+    win = w
+    for lev in tl.static_range(NLEV):
+        cap: tl.constexpr = CAP0 >> lev
+        mm = tl.maximum(tl.minimum(nlive, win) - cap, 0)
+        hi = tl.minimum(win, cap)
+        dst = OUT + base + r * cap
+        new = ()
+        if cap >= 32:
+            for j in tl.static_range(cap // 32):
+                i = t + 32 * j
+                if j < JL:
+                    y = ys[j]
+                    if j + cap // 32 < JL:
+                        y = tl.where(i < mm, _combine(y, ys[j + cap // 32], COMBINE), y)
+                    y = tl.where(i < hi, canon_nan(y), NEG0)
+                    new = new + (y,)
+                else:
+                    y = neg
+                tl.store(dst + i, y)
+        else:
+            b = _lane_take(ys[0], (t + cap) % 32)
+            y = tl.where(t < mm, _combine(ys[0], b, COMBINE), ys[0])
+            y = tl.where(t < hi, canon_nan(y), NEG0)
+            tl.store(dst + t, y, mask=t < cap)
+            new = (y,)
+        ys = new
+        win = cap
+        base += rows * cap
+    return ys[0]
+
+
 @triton.jit(do_not_specialize=["ROW"])
 def norm_kernel(X, WT, OUT, ARGS, ROW, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.constexpr,
                 F_EPS: tl.constexpr, F_ROOT: tl.constexpr, F_DIV: tl.constexpr,
                 F_W: tl.constexpr, CAP0: tl.constexpr, NLEV: tl.constexpr,
                 COMBINE: tl.constexpr, BLOCK: tl.constexpr,
                 LANES: tl.constexpr = 1, PRE: tl.constexpr = -1, PDL: tl.constexpr = False,
-                REG: tl.constexpr = False):
+                REG: tl.constexpr = False, WARP: tl.constexpr = False):
     """An RMSNorm's seven records in one program (`step_plan_cuda._norm_launch` matched them):
     sq = f(x, x); its FOLD tree; mean = f(last level, s); eps = f(mean, s); root = f(eps);
     div = f(x, root[0]); out = f(div, wt): each the EW or FOLD definition (§L5.4, §L5.6)
@@ -286,45 +349,118 @@ def norm_kernel(X, WT, OUT, ARGS, ROW, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.cons
     PRE ≥ 0: the EW that makes x fused in first (step_plan_cuda.fuse_ew: the residual add
     before each RMSNorm), x = PRE(a, b) over OUT's words 14 and 15, stored, then a barrier.
     Row: x_off, sq_off, n, fold_base, nlive, last_off, mean_off, s_mean, eps_off, s_eps,
-    root_off, div_off, out_off, wt_off[, a_off, b_off]."""
+    root_off, div_off, out_off, wt_off[, a_off, b_off].
+    WARP (launched with one warp, step_plan_cuda.WARP_FOLDS): `_norm_warp`, the row in
+    registers and no barrier."""
     P = _row(ARGS, ROW, LANES)
-    _start(PDL)
-    n = tl.load(P + 2)
-    x = X + tl.load(P)
-    e = tl.arange(0, BLOCK)
-    if PRE >= 0:
+    if WARP:
+        _norm_warp(X, WT, OUT, P, NEG0, F_SQ, F_MEAN, F_EPS, F_ROOT, F_DIV, F_W, CAP0, NLEV,
+                   COMBINE, PRE, PDL)
+    else:
+        _start(PDL)
+        n = tl.load(P + 2)
+        x = X + tl.load(P)
+        e = tl.arange(0, BLOCK)
+        if PRE >= 0:
+            for start in range(0, n, BLOCK):
+                m = start + e < n
+                a = tl.load(OUT + tl.load(P + 14) + start + e, mask=m, other=1.0)
+                b = tl.load(OUT + tl.load(P + 15) + start + e, mask=m, other=1.0)
+                tl.store(x + start + e, _ew_fn(a, b, PRE), mask=m)
+            tl.debug_barrier()
         for start in range(0, n, BLOCK):
             m = start + e < n
-            a = tl.load(OUT + tl.load(P + 14) + start + e, mask=m, other=1.0)
-            b = tl.load(OUT + tl.load(P + 15) + start + e, mask=m, other=1.0)
-            tl.store(x + start + e, _ew_fn(a, b, PRE), mask=m)
+            a = tl.load(x + start + e, mask=m, other=1.0)
+            tl.store(OUT + tl.load(P + 1) + start + e, _ew_fn(a, a, F_SQ), mask=m)
         tl.debug_barrier()
-    for start in range(0, n, BLOCK):
-        m = start + e < n
-        a = tl.load(x + start + e, mask=m, other=1.0)
-        tl.store(OUT + tl.load(P + 1) + start + e, _ew_fn(a, a, F_SQ), mask=m)
-    tl.debug_barrier()
-    _fold_levels(OUT + tl.load(P + 1), OUT, tl.load(P + 3), 0, 1, n, tl.load(P + 4), NEG0,
-                 CAP0, NLEV, COMBINE, REG)
-    tl.debug_barrier()
-    one = e < 1
-    v = tl.load(OUT + tl.load(P + 5) + e, mask=one, other=1.0)
-    v = _ew_fn(v, _scalar_f(P + 7, BLOCK), F_MEAN)
-    tl.store(OUT + tl.load(P + 6) + e, v, mask=one)
-    v = _ew_fn(v, _scalar_f(P + 9, BLOCK), F_EPS)
-    tl.store(OUT + tl.load(P + 8) + e, v, mask=one)
-    v = _ew_fn(v, v, F_ROOT)
-    tl.store(OUT + tl.load(P + 10) + e, v, mask=one)
-    tl.debug_barrier()
-    root = tl.load(OUT + tl.load(P + 10) + e * 0)
+        _fold_levels(OUT + tl.load(P + 1), OUT, tl.load(P + 3), 0, 1, n, tl.load(P + 4), NEG0,
+                     CAP0, NLEV, COMBINE, REG)
+        tl.debug_barrier()
+        one = e < 1
+        v = tl.load(OUT + tl.load(P + 5) + e, mask=one, other=1.0)
+        v = _ew_fn(v, _scalar_f(P + 7, BLOCK), F_MEAN)
+        tl.store(OUT + tl.load(P + 6) + e, v, mask=one)
+        v = _ew_fn(v, _scalar_f(P + 9, BLOCK), F_EPS)
+        tl.store(OUT + tl.load(P + 8) + e, v, mask=one)
+        v = _ew_fn(v, v, F_ROOT)
+        tl.store(OUT + tl.load(P + 10) + e, v, mask=one)
+        tl.debug_barrier()
+        root = tl.load(OUT + tl.load(P + 10) + e * 0)
+        wt = WT + tl.load(P + 13)
+        for start in range(0, n, BLOCK):
+            m = start + e < n
+            a = tl.load(x + start + e, mask=m, other=1.0)
+            d = _ew_fn(a, root, F_DIV)
+            tl.store(OUT + tl.load(P + 11) + start + e, d, mask=m)
+            y = _ew_fn(d, tl.load(wt + start + e, mask=m, other=1.0), F_W)
+            tl.store(OUT + tl.load(P + 12) + start + e, y, mask=m)
+
+
+@triton.jit
+def _norm_warp(X, WT, OUT, P, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.constexpr,
+               F_EPS: tl.constexpr, F_ROOT: tl.constexpr, F_DIV: tl.constexpr,
+               F_W: tl.constexpr, CAP0: tl.constexpr, NLEV: tl.constexpr,
+               COMBINE: tl.constexpr, PRE: tl.constexpr, PDL: tl.constexpr):
+    """norm_kernel's WARP body: the same records in one warp, the row in registers (element
+    t + 32·j in lane t of slot j), each step computed from the step before's registers and
+    stored where its own launch would have; the FOLD levels by `_fold_warp`, the scalar
+    steps in every lane (lane 0 stores them).
+
+    Why: without barriers and reloads an RMSNorm is its loads, its arithmetic and its
+    stores. The table's words and the weight row, which no launch writes, are read before
+    the wait for the launch before (`_start`), so their latency hides behind it."""
+    J: tl.constexpr = (2 * CAP0 + 31) // 32
+    t = tl.arange(0, 32)
+    n = tl.load(P + 2)
+    x = X + tl.load(P)
+    sq_at = OUT + tl.load(P + 1)
+    fold_base = tl.load(P + 3)
+    nlive = tl.load(P + 4)
+    s_mean = _scalar_f(P + 7, 32)
+    s_eps = _scalar_f(P + 9, 32)
+    mean_at = OUT + tl.load(P + 6)
+    eps_at = OUT + tl.load(P + 8)
+    root_at = OUT + tl.load(P + 10)
+    div_at = OUT + tl.load(P + 11)
+    out_at = OUT + tl.load(P + 12)
     wt = WT + tl.load(P + 13)
-    for start in range(0, n, BLOCK):
-        m = start + e < n
-        a = tl.load(x + start + e, mask=m, other=1.0)
-        d = _ew_fn(a, root, F_DIV)
-        tl.store(OUT + tl.load(P + 11) + start + e, d, mask=m)
-        y = _ew_fn(d, tl.load(wt + start + e, mask=m, other=1.0), F_W)
-        tl.store(OUT + tl.load(P + 12) + start + e, y, mask=m)
+    ws = ()
+    for j in tl.static_range(J):
+        ws = ws + (tl.load(wt + t + 32 * j, mask=t + 32 * j < n, other=1.0),)
+    if PRE >= 0:
+        pa = OUT + tl.load(P + 14)
+        pb = OUT + tl.load(P + 15)
+    _start(PDL)
+    xs = ()
+    for j in tl.static_range(J):
+        i = t + 32 * j
+        m = i < n
+        if PRE >= 0:
+            v = _ew_fn(tl.load(pa + i, mask=m, other=1.0), tl.load(pb + i, mask=m, other=1.0),
+                       PRE)
+            tl.store(x + i, v, mask=m)
+        else:
+            v = tl.load(x + i, mask=m, other=1.0)
+        xs = xs + (v,)
+    sq = ()
+    for j in tl.static_range(J):
+        v = _ew_fn(xs[j], xs[j], F_SQ)
+        tl.store(sq_at + t + 32 * j, v, mask=t + 32 * j < n)
+        sq = sq + (v,)
+    last = _fold_warp(sq, OUT, fold_base, 0, 1, n, nlive, NEG0, CAP0, NLEV, COMBINE, J)
+    one = t < 1
+    v = _ew_fn(_lane_take(last, t * 0), s_mean, F_MEAN)
+    tl.store(mean_at + t, v, mask=one)
+    v = _ew_fn(v, s_eps, F_EPS)
+    tl.store(eps_at + t, v, mask=one)
+    root = _ew_fn(v, v, F_ROOT)
+    tl.store(root_at + t, root, mask=one)
+    for j in tl.static_range(J):
+        i = t + 32 * j
+        m = i < n
+        d = _ew_fn(xs[j], root, F_DIV)
+        tl.store(div_at + i, d, mask=m)
+        tl.store(out_at + i, _ew_fn(d, ws[j], F_W), mask=m)
 
 
 @triton.jit
@@ -355,7 +491,7 @@ def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.con
                    C_MAX: tl.constexpr, C_SUM: tl.constexpr, CAP0: tl.constexpr,
                    NLEV: tl.constexpr, BLOCK: tl.constexpr,
                    LANES: tl.constexpr = 1, PDL: tl.constexpr = False,
-                   REG: tl.constexpr = False):
+                   REG: tl.constexpr = False, WARP: tl.constexpr = False):
     """A softmax's six records for one row (program r; `step_plan_cuda._softmax_launch`
     matched them): scaled = f(a, s); its FOLD max tree; sub = f(scaled, max[r]); exp =
     f(sub); its FOLD sum tree; out = f(exp, sum[r]); each EW masked as its own launch
@@ -365,37 +501,106 @@ def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.con
     Why: attention's softmax was 6 launches a layer of ~2.5-3.6 µs each.
     Row: a_off, scaled_off, C, rows, max_base, max_nlive, sub_off, exp_off, sum_base,
     sum_nlive, out_off, s_scale, fill ×4 (scale, sub, exp, div), past, R, max_last,
-    sum_last."""
+    sum_last.
+    WARP (launched with one warp, step_plan_cuda.WARP_FOLDS): `_softmax_warp`, the row in
+    registers and no barrier."""
     P = _row(ARGS, ROW, LANES)
-    _start(PDL)
+    if WARP:  # rows of up to 32 · WARP_SLOTS columns (a decode step up to position 511)
+        in_warp = tl.load(P + 2) <= 32 * WARP_SLOTS
+    else:
+        in_warp = False
+    if in_warp:
+        _softmax_warp(A, OUT, P, NEG0, F_SCALE, F_SUB, F_EXP, F_DIV, M_SCALE, M_SUB, M_EXP,
+                      M_DIV, C_MAX, C_SUM, CAP0, NLEV, PDL)
+    else:
+        _start(PDL)
+        r = tl.program_id(0).to(tl.int32)
+        C = tl.load(P + 2).to(tl.int32)
+        rows = tl.load(P + 3)
+        mrow = r % tl.load(P + 17).to(tl.int32)
+        past = tl.load(P + 16)
+        e0 = r.to(tl.int64) * C
+        c = tl.arange(0, BLOCK)
+        _row_ew(A + tl.load(P), OUT + tl.load(P + 1), e0, C, _scalar_f(P + 11, BLOCK), F_SCALE,
+                mrow, past, P + 12, M_SCALE, BLOCK)
+        tl.debug_barrier()
+        _fold_levels(OUT + tl.load(P + 1), OUT, tl.load(P + 4), r.to(tl.int64), rows, C,
+                     tl.load(P + 5), NEG0, CAP0, NLEV, C_MAX, REG)
+        tl.debug_barrier()
+        mx = tl.load(OUT + tl.load(P + 18) + r + c * 0)
+        for start in range(0, C, BLOCK):
+            m = start + c < C
+            a = tl.load(OUT + tl.load(P + 1) + e0 + start + c, mask=m, other=1.0)
+            y = _masked(_ew_fn(a, mx, F_SUB), start + c, mrow, past, P + 13, M_SUB)
+            tl.store(OUT + tl.load(P + 6) + e0 + start + c, y, mask=m)
+            y = _masked(_ew_fn(y, y, F_EXP), start + c, mrow, past, P + 14, M_EXP)
+            tl.store(OUT + tl.load(P + 7) + e0 + start + c, y, mask=m)
+        tl.debug_barrier()
+        _fold_levels(OUT + tl.load(P + 7), OUT, tl.load(P + 8), r.to(tl.int64), rows, C,
+                     tl.load(P + 9), NEG0, CAP0, NLEV, C_SUM, REG)
+        tl.debug_barrier()
+        sm = tl.load(OUT + tl.load(P + 19) + r + c * 0)
+        _row_ew(OUT + tl.load(P + 7), OUT + tl.load(P + 10), e0, C, sm, F_DIV, mrow, past, P + 15,
+                M_DIV, BLOCK)
+
+
+@triton.jit
+def _softmax_warp(A, OUT, P, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.constexpr,
+                  F_EXP: tl.constexpr, F_DIV: tl.constexpr, M_SCALE: tl.constexpr,
+                  M_SUB: tl.constexpr, M_EXP: tl.constexpr, M_DIV: tl.constexpr,
+                  C_MAX: tl.constexpr, C_SUM: tl.constexpr, CAP0: tl.constexpr,
+                  NLEV: tl.constexpr, PDL: tl.constexpr):
+    """softmax_kernel's WARP body: the same records for row r in one warp, the row in
+    registers (element t + 32·j in lane t of slot j), each step from the step before's
+    registers, stored where its own launch would have; the FOLD trees by `_fold_warp`.
+    Why: `_norm_warp`'s; the table's words are read before the PDL wait. The caller takes
+    this path only for rows of C ≤ 32 · WARP_SLOTS columns: the registers hold that many
+    (`_fold_warp`'s JL), more would spill."""
+    J: tl.constexpr = (2 * CAP0 + 31) // 32
+    J = J - (J - WARP_SLOTS) * (J > WARP_SLOTS)
+    t = tl.arange(0, 32)
     r = tl.program_id(0).to(tl.int32)
     C = tl.load(P + 2).to(tl.int32)
     rows = tl.load(P + 3)
     mrow = r % tl.load(P + 17).to(tl.int32)
     past = tl.load(P + 16)
     e0 = r.to(tl.int64) * C
-    c = tl.arange(0, BLOCK)
-    _row_ew(A + tl.load(P), OUT + tl.load(P + 1), e0, C, _scalar_f(P + 11, BLOCK), F_SCALE,
-            mrow, past, P + 12, M_SCALE, BLOCK)
-    tl.debug_barrier()
-    _fold_levels(OUT + tl.load(P + 1), OUT, tl.load(P + 4), r.to(tl.int64), rows, C,
-                 tl.load(P + 5), NEG0, CAP0, NLEV, C_MAX, REG)
-    tl.debug_barrier()
-    mx = tl.load(OUT + tl.load(P + 18) + r + c * 0)
-    for start in range(0, C, BLOCK):
-        m = start + c < C
-        a = tl.load(OUT + tl.load(P + 1) + e0 + start + c, mask=m, other=1.0)
-        y = _masked(_ew_fn(a, mx, F_SUB), start + c, mrow, past, P + 13, M_SUB)
-        tl.store(OUT + tl.load(P + 6) + e0 + start + c, y, mask=m)
-        y = _masked(_ew_fn(y, y, F_EXP), start + c, mrow, past, P + 14, M_EXP)
-        tl.store(OUT + tl.load(P + 7) + e0 + start + c, y, mask=m)
-    tl.debug_barrier()
-    _fold_levels(OUT + tl.load(P + 7), OUT, tl.load(P + 8), r.to(tl.int64), rows, C,
-                 tl.load(P + 9), NEG0, CAP0, NLEV, C_SUM, REG)
-    tl.debug_barrier()
-    sm = tl.load(OUT + tl.load(P + 19) + r + c * 0)
-    _row_ew(OUT + tl.load(P + 7), OUT + tl.load(P + 10), e0, C, sm, F_DIV, mrow, past, P + 15,
-            M_DIV, BLOCK)
+    a_at = A + tl.load(P) + e0
+    sc_at = OUT + tl.load(P + 1) + e0
+    max_base = tl.load(P + 4)
+    max_nlive = tl.load(P + 5)
+    sub_at = OUT + tl.load(P + 6) + e0
+    exp_at = OUT + tl.load(P + 7) + e0
+    sum_base = tl.load(P + 8)
+    sum_nlive = tl.load(P + 9)
+    out_at = OUT + tl.load(P + 10) + e0
+    s_scale = _scalar_f(P + 11, 32)
+    _start(PDL)
+    sc = ()
+    for j in tl.static_range(J):
+        i = t + 32 * j
+        m = i < C
+        y = _masked(_ew_fn(tl.load(a_at + i, mask=m, other=1.0), s_scale, F_SCALE), i, mrow,
+                    past, P + 12, M_SCALE)
+        tl.store(sc_at + i, y, mask=m)
+        sc = sc + (y,)
+    mx = _lane_take(_fold_warp(sc, OUT, max_base, r.to(tl.int64), rows, C, max_nlive, NEG0,
+                               CAP0, NLEV, C_MAX, J), t * 0)
+    ex = ()
+    for j in tl.static_range(J):
+        i = t + 32 * j
+        m = i < C
+        y = _masked(_ew_fn(sc[j], mx, F_SUB), i, mrow, past, P + 13, M_SUB)
+        tl.store(sub_at + i, y, mask=m)
+        y = _masked(_ew_fn(y, y, F_EXP), i, mrow, past, P + 14, M_EXP)
+        tl.store(exp_at + i, y, mask=m)
+        ex = ex + (y,)
+    sm = _lane_take(_fold_warp(ex, OUT, sum_base, r.to(tl.int64), rows, C, sum_nlive, NEG0,
+                               CAP0, NLEV, C_SUM, J), t * 0)
+    for j in tl.static_range(J):
+        i = t + 32 * j
+        tl.store(out_at + i, _masked(_ew_fn(ex[j], sm, F_DIV), i, mrow, past, P + 15, M_DIV),
+                 mask=i < C)
 
 
 @triton.jit

@@ -70,6 +70,13 @@ def main() -> int:
     if sk.norm_kernel not in kernels or sk.softmax_kernel not in kernels:
         print("the RMSNorm and softmax records were not fused (fuse_launches)")
         return 1
+    if not all(ln.consts.get("WARP") for ln in launches
+               if ln.kernel in (sk.norm_kernel, sk.softmax_kernel)):
+        print("an RMSNorm or softmax launch is not in one warp (WARP_FOLDS):",
+              [(ln.kernel.fn.__name__, ln.consts["CAP0"]) for ln in launches
+               if ln.kernel in (sk.norm_kernel, sk.softmax_kernel)
+               and not ln.consts.get("WARP")])
+        return 1
     want_thens = {(sk.rope_kernel, 1), (sk.concat_kernel, 0), (sk.move_kernel, 1),
                   (sk.norm_kernel, "PRE"), (sk.ew_kernel, 3)}
     if not want_thens <= thens:
@@ -84,7 +91,7 @@ def main() -> int:
             or check_aligned_records(m, shaped, plan.records, prev, tok, want, last, cpu)
             or check_device_roots(got, last) or check_graph_tables(plan, cpu, last)
             or check_stack(plan, cpu, last) or check_argfold(cpu) or check_reg_folds()
-            or check_qchain_dot())
+            or check_warp_norms() or check_qchain_dot())
 
 
 def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa: ANN001
@@ -352,6 +359,88 @@ def check_reg_folds() -> int:
                       f"combine {combine}")
                 return 1
     print("register folds equal")
+    return 0
+
+
+def check_warp_norms() -> int:
+    """`norm_kernel` with WARP (one warp, the row in registers: `_norm_warp`, `_fold_warp`)
+    against the same kernel through memory: every output word of the arena equal, with and
+    without the fused residual add, widths from 1 to 576 (caps that pair all, part or none
+    of a slot's lanes), a row with ±0 and one with a NaN and an inf."""
+    import struct
+
+    from repops.gpu import step_kernels as sk
+    from repops.gpu.launch import NEG_ZERO
+
+    def bits(v: float) -> int:
+        return struct.unpack("<i", struct.pack("<f", v))[0]
+
+    for n in (576, 70, 64, 33, 9, 2, 1):
+        cap0 = max(1, (1 << (n - 1).bit_length()) // 2)
+        nlev = cap0.bit_length()
+        last = 4000 + sum(cap0 >> k for k in range(nlev)) - 1
+        ints = [0, 2000, n, 4000, n, last, 9000, bits(float(n)), 9001, bits(1e-5), 9002,
+                10000, 11000, 3, 12000, 13000]
+        args = torch.tensor([ints + [0] * (sk.ARGW - len(ints))])
+        for pre, odd in ((-1, False), (1, False), (-1, True), (1, True)):
+            outs = []
+            for warp in (False, True):
+                arena = torch.randn(14000, generator=torch.Generator().manual_seed(n))
+                arena[min(5, n - 1)] = -0.0
+                if odd:
+                    arena[n // 2], arena[12000 + n - 1] = float("nan"), float("inf")
+                wt = torch.randn(n + 3, generator=torch.Generator().manual_seed(2))
+                sk.norm_kernel[(1,)](arena, wt, arena, args, 0, NEG0=NEG_ZERO, F_SQ=3,
+                                     F_MEAN=4, F_EPS=1, F_ROOT=17, F_DIV=4, F_W=3, CAP0=cap0,
+                                     NLEV=nlev, COMBINE=0, BLOCK=1024, PRE=pre, WARP=warp,
+                                     num_warps=1 if warp else 4)
+                outs.append(arena.view(torch.int32))
+            if not torch.equal(outs[0], outs[1]) or torch.equal(outs[1][11000:11000 + n],
+                                                                outs[1][1000:1000 + n]):
+                print(f"warp norm differs: n {n} pre {pre} odd {odd}")
+                return 1
+    print("warp norms equal")
+    return check_warp_softmax()
+
+
+def check_warp_softmax() -> int:
+    """`softmax_kernel` with WARP (`_softmax_warp`; past 512 columns its memory body in one
+    warp) against the same kernel through memory: every output word equal, rows of a
+    causal block (columns past past + row filled, each EW with its own fill), live counts
+    short of the width, a NaN and an inf, a cap of 1,024 over a 512-wide row."""
+    import struct
+
+    from repops.gpu import step_kernels as sk
+    from repops.gpu.launch import NEG_ZERO
+
+    def bits(v: float) -> int:
+        return struct.unpack("<i", struct.pack("<f", v))[0]
+
+    for c, rows, past, nlive, cap0 in ((70, 3, 66, 70, 64), (9, 2, 6, 8, 8),
+                                       (512, 1, 511, 512, 1024), (33, 4, 30, 33, 1024),
+                                       (600, 2, 598, 600, 512)):
+        nlev = cap0.bit_length()
+        lead = sum(cap0 >> k for k in range(nlev - 1)) * rows
+        ints = [0, 10000, c, rows, 20000, nlive, 30000, 40000, 50000, nlive, 60000,
+                bits(0.125), bits(float("-inf")), bits(float("-inf")), bits(0.0), bits(0.0),
+                past, rows, 20000 + lead, 50000 + lead]
+        args = torch.tensor([ints + [0] * (sk.ARGW - len(ints))])
+        for masked in (False, True):
+            outs = []
+            for warp in (False, True):
+                arena = torch.randn(70000, generator=torch.Generator().manual_seed(c)) * 4
+                arena[c + 1], arena[2 * c - 1] = float("nan"), float("inf")
+                sk.softmax_kernel[(rows,)](arena, arena, args, 0, NEG0=NEG_ZERO, F_SCALE=3,
+                                           F_SUB=2, F_EXP=18, F_DIV=4, M_SCALE=masked,
+                                           M_SUB=masked, M_EXP=masked, M_DIV=masked, C_MAX=1,
+                                           C_SUM=0, CAP0=cap0, NLEV=nlev, BLOCK=1024,
+                                           WARP=warp, num_warps=1 if warp else 4)
+                outs.append(arena.view(torch.int32))
+            if not torch.equal(outs[0], outs[1]) or torch.equal(outs[1][60000:60000 + c],
+                                                                outs[1][1000:1000 + c]):
+                print(f"warp softmax differs: c {c} rows {rows} masked {masked}")
+                return 1
+    print("warp softmaxes equal")
     return 0
 
 

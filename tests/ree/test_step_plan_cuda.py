@@ -139,6 +139,7 @@ def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatc
 @pytest.mark.parametrize("switch,const,kernels", [
     ("X_VECTORS", "XV", ("qchain_v8_kernel",)),
     ("REG_FOLDS", "REG", ("norm_kernel", "softmax_kernel")),
+    ("WARP_FOLDS", "WARP", ("norm_kernel", "softmax_kernel")),
     ("FUSE_PAIRS", "PAIR", ("concat_kernel", "rope_kernel"))])
 def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, switch, const,
                                             kernels):
@@ -692,8 +693,9 @@ def test_every_step_kernel_waits_before_it_touches_the_arena():
     sk = step_plan_cuda.sk
     kernels = [f for f in vars(sk).values()
                if isinstance(f, sk.triton.runtime.jit.JITFunction)
-               and "_row(ARGS, ROW, LANES)" in inspect.getsource(f.fn)]
-    assert len(kernels) >= 12
+               and ("_row(ARGS, ROW, LANES)" in inspect.getsource(f.fn)
+                    or "    _start(PDL)" in inspect.getsource(f.fn))]
+    assert len(kernels) >= 13 and sk._norm_warp in kernels
     for f in kernels:
         assert "PDL" in f.arg_names, f.fn.__name__
         body = inspect.getsource(f.fn).split('"""')[-1]
@@ -701,7 +703,8 @@ def test_every_step_kernel_waits_before_it_touches_the_arena():
         before = body[:body.index("_start(PDL)")]
         assert "tl.store(" not in before, f.fn.__name__
         loads = before.split("tl.load(")[1:]
-        assert all(x.startswith("P") for x in loads), f.fn.__name__
+        # the table row, or (norm_kernel's WARP body) the scale, a weight (with_warp_folds)
+        assert all(x.startswith(("P", "wt +")) for x in loads), f.fn.__name__
         assert "_xw_block(" not in before and "_prefetch_l1(xp" not in before, f.fn.__name__
 
 
@@ -719,6 +722,8 @@ def test_cuda_plan_kernels_under_the_interpreter():
     assert "q4 records equal" in r.stdout, r.stdout[-3000:]
     assert "aligned graph tables and stack equal" in r.stdout, r.stdout[-3000:]
     assert "register folds equal" in r.stdout, r.stdout[-3000:]
+    assert "warp norms equal" in r.stdout and "warp softmaxes equal" in r.stdout, \
+        r.stdout[-3000:]
     assert "kinds equal" in r.stdout, r.stdout[-3000:]  # the device roots
     assert "qchain_dot tiles equal" in r.stdout, r.stdout[-3000:]
     assert "qchain_vec tiles equal" in r.stdout, r.stdout[-3000:]
