@@ -843,6 +843,7 @@ class CudaStepPlan:
         self.stack_lanes = STACK_LANES
         self._stack = None  # a LaneStack (`_run_stack`)
         self._layouts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._stage_specs: dict[tuple[int, int], tuple] = {}  # _stage_spec's
         self.max_lanes = 64
         self._launches: list[_Launch] = []
         self._op = -1
@@ -1887,19 +1888,40 @@ def _stage_pairs(sp_: CudaStepPlan,
                  pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
     """`stage_prev`'s (destination, source) pairs: of every back-referenced output of
     `prev`, or of the outputs a Mapping names (those replaced since `other`'s own last step)."""
-    refs = prev.keys() if isinstance(prev, Mapping) else sp_.back_refs
     if not isinstance(prev, Mapping) and prev is not None and in_place(sp_, prev, other, po):
         return
-    for i in refs:
-        if i not in sp_.back_refs:
-            continue
-        t = prev[i] if prev is not None else None
-        if t is None:
-            raise _NoGraph("a step without the previous step's outputs")
-        nd = int(pd[i, 0])
-        if tuple(t.shape) != tuple(int(d) for d in pd[i, 1:1 + nd]):
+    base = other.data_ptr()
+    for i, shape, o in _stage_spec(sp_, pd, po):
+        if isinstance(prev, Mapping):
+            t = prev.get(i)
+            if t is None:
+                continue  # not replaced since the arena's own last step
+        else:
+            t = prev[i] if prev is not None else None
+            if t is None:
+                raise _NoGraph("a step without the previous step's outputs")
+        if t.shape != shape:
             raise _NoGraph("previous outputs not shaped as a decode step's")
-        o = int(po[i])
-        if t.data_ptr() == other.data_ptr() + o and t.is_contiguous():
+        if t.data_ptr() == base + o and t.is_contiguous():
             continue  # already there: a batch lane's views of its own last step
         pairs.append((other[o:o + t.numel() * 4].view(t.dtype), t.reshape(-1)))
+
+
+def _stage_spec(sp_: CudaStepPlan, pd: np.ndarray, po: np.ndarray
+                ) -> list[tuple[int, torch.Size, int]]:
+    """(output, its shape, its byte offset) of every back-referenced output in the layout
+    (pd, po), kept for the plan's frozen layouts (keyed by the arrays' identity, which
+    `frozen_layout` keeps while it holds them). Why: read element by element from NumPy
+    they were most of the ~20 ms of Python that staged 32 prefilled jobs' 1,920 caches
+    (scripts/bench_stage_copies.py)."""
+    key = (id(pd), id(po))
+    cache = sp_._stage_specs
+    got = cache.get(key)
+    if got is None or got[0] is not pd or got[1] is not po:
+        spec = [(i, torch.Size(int(d) for d in pd[i, 1:1 + int(pd[i, 0])]), int(po[i]))
+                for i in sp_.back_refs]
+        got = (pd, po, spec)
+        if len(cache) >= 16:
+            cache.pop(next(iter(cache)))
+        cache[key] = got
+    return got[2]

@@ -298,37 +298,44 @@ def _fold_warp(ys, OUT, base, r, rows, w, nlive, NEG0, CAP0: tl.constexpr,
     stored, ~10 round trips through L1/L2 for a 576-wide RMSNorm (~5 µs a norm_kernel on
     the H100 against a ~2 µs launch floor); REG_FOLDS's halves went through shared memory
     with a barrier a level and were slower still (ADR 0018). One warp needs neither."""
-    t = tl.arange(0, 32)
-    neg = tl.where(t < 32, NEG0, 0.0)
     win = w
     for lev in tl.static_range(NLEV):
-        cap: tl.constexpr = CAP0 >> lev
+        cap = CAP0 >> lev
         mm = tl.maximum(tl.minimum(nlive, win) - cap, 0)
         hi = tl.minimum(win, cap)
-        dst = OUT + base + r * cap
-        new = ()
-        if cap >= 32:
-            for j in tl.static_range(cap // 32):
-                i = t + 32 * j
-                if j < JL:
-                    y = ys[j]
-                    if j + cap // 32 < JL:
-                        y = tl.where(i < mm, _combine(y, ys[j + cap // 32], COMBINE), y)
-                    y = tl.where(i < hi, canon_nan(y), NEG0)
-                    new = new + (y,)
-                else:
-                    y = neg
-                tl.store(dst + i, y)
-        else:
-            b = _lane_take(ys[0], (t + cap) % 32)
-            y = tl.where(t < mm, _combine(ys[0], b, COMBINE), ys[0])
-            y = tl.where(t < hi, canon_nan(y), NEG0)
-            tl.store(dst + t, y, mask=t < cap)
-            new = (y,)
-        ys = new
+        # CAP0 >> lev as an argument: a constexpr there (assigned here it would be a tensor)
+        ys = _fold_warp_level(ys, OUT + base + r * cap, mm, hi, NEG0, CAP0 >> lev, COMBINE, JL)
         win = cap
         base += rows * cap
     return ys[0]
+
+
+@triton.jit
+def _fold_warp_level(ys, dst, mm, hi, NEG0, CAP: tl.constexpr, COMBINE: tl.constexpr,
+                     JL: tl.constexpr):
+    """One level of `_fold_warp` (cap CAP, live pairs i < mm, input up to hi), stored at
+    dst; returns its first min(CAP/32, JL) slots (one, for CAP < 32)."""
+    t = tl.arange(0, 32)
+    new = ()
+    if CAP >= 32:
+        for j in tl.static_range(CAP // 32):
+            i = t + 32 * j
+            if j < JL:
+                y = ys[j]
+                if j + CAP // 32 < JL:
+                    y = tl.where(i < mm, _combine(y, ys[j + CAP // 32], COMBINE), y)
+                y = tl.where(i < hi, canon_nan(y), NEG0)
+                new = new + (y,)
+            else:
+                y = tl.where(t < 32, NEG0, 0.0)
+            tl.store(dst + i, y)
+    else:
+        b = _lane_take(ys[0], (t + CAP) % 32)
+        y = tl.where(t < mm, _combine(ys[0], b, COMBINE), ys[0])
+        y = tl.where(t < hi, canon_nan(y), NEG0)
+        tl.store(dst + t, y, mask=t < CAP)
+        new = (y,)
+    return new
 
 
 @triton.jit(do_not_specialize=["ROW"])
@@ -556,8 +563,7 @@ def _softmax_warp(A, OUT, P, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.constexpr,
     Why: `_norm_warp`'s; the table's words are read before the PDL wait. The caller takes
     this path only for rows of C ≤ 32 · WARP_SLOTS columns: the registers hold that many
     (`_fold_warp`'s JL), more would spill."""
-    J: tl.constexpr = (2 * CAP0 + 31) // 32
-    J = J - (J - WARP_SLOTS) * (J > WARP_SLOTS)
+    J: tl.constexpr = min((2 * CAP0 + 31) // 32, WARP_SLOTS)
     t = tl.arange(0, 32)
     r = tl.program_id(0).to(tl.int32)
     C = tl.load(P + 2).to(tl.int32)
