@@ -47,7 +47,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "(step_plan_cuda.REG_FOLDS; off: slower on the H100)")
     ap.add_argument("--warp-folds", action=argparse.BooleanOptionalAction, default=None,
                     help="an RMSNorm in one warp, its FOLD levels in registers and shuffles "
-                         "(step_plan_cuda.WARP_FOLDS, on: --no-warp-folds for the A/B)")
+                         "(step_plan_cuda.WARP_FOLDS; off: unmeasured alone)")
+    ap.add_argument("--warp-softmax", action=argparse.BooleanOptionalAction, default=None,
+                    help="a softmax of up to 512 keys in one warp, alike "
+                         "(step_plan_cuda.WARP_SOFTMAX; off: with --warp-folds slower on "
+                         "the H100)")
     ap.add_argument("--stack-lr", type=int, default=None,
                     help="a CUDA stack's decode linears with this many lanes a program, "
                          "each weight read once for them (step_plan_cuda.STACK_LR; 1: one)")
@@ -85,6 +89,7 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "x_vectors": ("step_plan_cuda", "X_VECTORS"),
           "reg_folds": ("step_plan_cuda", "REG_FOLDS"),
           "warp_folds": ("step_plan_cuda", "WARP_FOLDS"),
+          "warp_softmax": ("step_plan_cuda", "WARP_SOFTMAX"),
           "stack_lr": ("step_plan_cuda", "STACK_LR"),
           "stack_linear_nb": ("step_plan_cuda", "STACK_LINEAR_NB"),
           "root_streams": ("step_lanes_cuda", "ROOT_STREAMS"),

@@ -110,12 +110,16 @@ X_VECTORS = True
 # session, profile_cuda_step.py --no-pdl): graph 2.996 → 3.301 ms, softmax 6.8 → 11.8 µs,
 # RMSNorm 5.0 → 7.6 µs (ADR 0018). bench_runtime.py --reg-folds
 REG_FOLDS = False
-# an RMSNorm (norm_kernel) and a softmax (softmax_kernel, rows up to 512 keys) in one warp,
-# the row in registers: FOLD levels by register adds and warp shuffles, no barrier, no reload
-# (step_kernels._norm_warp, _softmax_warp), the table's words (and an RMSNorm's weight row)
-# read before the PDL wait. Bits: unchanged (the same fns on the same
-# values). bench_runtime.py --no-warp-folds for the A/B
-WARP_FOLDS = True
+# an RMSNorm (norm_kernel) in one warp, the row in registers: FOLD levels by register adds
+# and warp shuffles, no barrier, no reload (step_kernels._norm_warp), the table's words and
+# the weight row read before the PDL wait. WARP_SOFTMAX: a softmax (softmax_kernel) alike
+# for rows up to 512 keys (_softmax_warp). Bits: unchanged (the same fns on the same values;
+# interpreter checks, sm_90 compiles; not yet run leaf by leaf on a GPU). Off: both on
+# together were slower on the H100 (twenty-sixth session, scripts/gpu_ab.sh, PDL off):
+# graph 2.569 → 2.858 ms a step (ADR 0020); each alone is unmeasured.
+# bench_runtime.py --warp-folds / --warp-softmax for the A/B
+WARP_FOLDS = False
+WARP_SOFTMAX = False
 # every step launch with programmatic dependent launch (Hopper and later: the next
 # launch's programs placed while this one runs; each kernel waits for the one before it in
 # step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
@@ -560,26 +564,25 @@ def with_reg_folds(launches: list[_Launch]) -> list[_Launch]:
             if ln.kernel in _FOLDING else ln for ln in launches]
 
 
-def _warp_fold(ln: _Launch, weights: set[int]) -> bool:
-    """Whether `with_warp_folds` takes this launch: an RMSNorm whose scale is a weight (an
-    address in `weights`: the warp body reads it before its PDL wait, which is safe only
-    for memory no launch writes), or a softmax (whose kernel takes the warp body for rows
-    that fit one warp's registers, step_kernels.WARP_SLOTS, and its memory body, in one
-    warp, past them)."""
-    if ln.consts.get("REG"):
+def _warp_fold(ln: _Launch, weights: set[int], kernels: tuple) -> bool:
+    """Whether `with_warp_folds` takes this launch: one of `kernels`, and for an RMSNorm a
+    scale that is a weight (an address in `weights`: the warp body reads it before its PDL
+    wait, which is safe only for memory no launch writes). A softmax's kernel takes the warp
+    body for rows that fit one warp's registers (step_kernels.WARP_SLOTS) and its memory
+    body, in one warp, past them."""
+    if ln.kernel not in kernels or ln.consts.get("REG"):
         return False
-    if ln.kernel is sk.norm_kernel:
-        return ln.ptrs[1].data_ptr() in weights
-    return ln.kernel is sk.softmax_kernel
+    return ln.kernel is not sk.norm_kernel or ln.ptrs[1].data_ptr() in weights
 
 
-def with_warp_folds(launches: list[_Launch], weights: set[int]) -> list[_Launch]:
-    """The launches with RMSNorms and softmaxes in one warp (`WARP_FOLDS`,
-    step_kernels._norm_warp and _softmax_warp; `_warp_fold` says which): the same
-    launches, those with WARP and one warp."""
+def with_warp_folds(launches: list[_Launch], weights: set[int], kernels: tuple
+                    ) -> list[_Launch]:
+    """The launches with RMSNorms and softmaxes (those of `kernels`) in one warp
+    (`WARP_FOLDS`, `WARP_SOFTMAX`: step_kernels._norm_warp and _softmax_warp; `_warp_fold`
+    says which): the same launches, those with WARP and one warp."""
     return [_Launch(ln.kernel, ln.grid, ln.ptrs, ln.ints,
                     {**ln.consts, "WARP": True, "num_warps": 1}, ln.op)
-            if _warp_fold(ln, weights) else ln for ln in launches]
+            if _warp_fold(ln, weights, kernels) else ln for ln in launches]
 
 
 def _ew_pair(a: _Launch, b: _Launch) -> _Launch | None:
@@ -855,6 +858,7 @@ class CudaStepPlan:
         self.quant_linears = QUANT_LINEARS
         self.reg_folds = REG_FOLDS
         self.warp_folds = WARP_FOLDS
+        self.warp_softmax = WARP_SOFTMAX
         # X_VECTORS: each linear's x aligned (before any layout is made), read by `_qchain`
         self.plan.align_linear_inputs = X_VECTORS
         # PDL's instructions exist from sm_90 (Hopper) on; older GPUs launch without them
@@ -1079,7 +1083,9 @@ class CudaStepPlan:
             out = fuse_moves(out) if self.fuse_moves else out
             out = fuse_ew(out) if self.fuse_ew else out
             out = with_reg_folds(out) if self.reg_folds else out
-            out = with_warp_folds(out, self.weight_ptrs()) if self.warp_folds else out
+            warp = ((sk.norm_kernel,) * self.warp_folds
+                    + (sk.softmax_kernel,) * self.warp_softmax)
+            out = with_warp_folds(out, self.weight_ptrs(), warp) if warp else out
             out = fuse_linears(out, self._side_by_side) if self.fuse_linears else out
             return fuse_pairs(out) if self.fuse_pairs else out
         finally:

@@ -463,11 +463,12 @@ def _norm_warp(X, WT, OUT, P, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.constexpr,
     root = _ew_fn(v, v, F_ROOT)
     tl.store(root_at + t, root, mask=one)
     for j in tl.static_range(J):
-        i = t + 32 * j
-        m = i < n
-        d = _ew_fn(xs[j], root, F_DIV)
-        tl.store(div_at + i, d, mask=m)
-        tl.store(out_at + i, _ew_fn(d, ws[j], F_W), mask=m)
+        if 32 * j < n:  # a slot with live lanes (the slots are J for the widest row)
+            i = t + 32 * j
+            m = i < n
+            d = _ew_fn(xs[j], root, F_DIV)
+            tl.store(div_at + i, d, mask=m)
+            tl.store(out_at + i, _ew_fn(d, ws[j], F_W), mask=m)
 
 
 @triton.jit
@@ -594,19 +595,23 @@ def _softmax_warp(A, OUT, P, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.constexpr,
                                CAP0, NLEV, C_MAX, J), t * 0)
     ex = ()
     for j in tl.static_range(J):
-        i = t + 32 * j
-        m = i < C
-        y = _masked(_ew_fn(sc[j], mx, F_SUB), i, mrow, past, P + 13, M_SUB)
-        tl.store(sub_at + i, y, mask=m)
-        y = _masked(_ew_fn(y, y, F_EXP), i, mrow, past, P + 14, M_EXP)
-        tl.store(exp_at + i, y, mask=m)
+        if 32 * j < C:  # a slot with live lanes: only these pay for the exp
+            i = t + 32 * j
+            m = i < C
+            y = _masked(_ew_fn(sc[j], mx, F_SUB), i, mrow, past, P + 13, M_SUB)
+            tl.store(sub_at + i, y, mask=m)
+            y = _masked(_ew_fn(y, y, F_EXP), i, mrow, past, P + 14, M_EXP)
+            tl.store(exp_at + i, y, mask=m)
+        else:  # no lane of it is read (`_fold_warp` masks lanes past C)
+            y = sc[j]
         ex = ex + (y,)
     sm = _lane_take(_fold_warp(ex, OUT, sum_base, r.to(tl.int64), rows, C, sum_nlive, NEG0,
                                CAP0, NLEV, C_SUM, J), t * 0)
     for j in tl.static_range(J):
-        i = t + 32 * j
-        tl.store(out_at + i, _masked(_ew_fn(ex[j], sm, F_DIV), i, mrow, past, P + 15, M_DIV),
-                 mask=i < C)
+        if 32 * j < C:
+            i = t + 32 * j
+            tl.store(out_at + i, _masked(_ew_fn(ex[j], sm, F_DIV), i, mrow, past, P + 15,
+                                         M_DIV), mask=i < C)
 
 
 @triton.jit

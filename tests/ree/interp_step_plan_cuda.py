@@ -54,6 +54,7 @@ def main() -> int:
     plan.fuse_moves = True  # the MOVEs fused into their producers (`fuse_moves`), every kind
     plan.fuse_ew = True  # the residual adds into the RMSNorms, SiLU·up in one (`fuse_ew`)
     plan.fuse_pairs = True  # a layer's K and V appends, q and k ROPEs: a launch a pair
+    plan.warp_folds = plan.warp_softmax = True  # RMSNorms and softmaxes in one warp
     # records up to the second layer's K-cache append: every record kind once or more
     if not FULL:
         cut = [i for i, r in enumerate(plan.records) if r[0] == K_CONCAT][2]
@@ -72,7 +73,7 @@ def main() -> int:
         return 1
     if not all(ln.consts.get("WARP") for ln in launches
                if ln.kernel in (sk.norm_kernel, sk.softmax_kernel)):
-        print("an RMSNorm or softmax launch is not in one warp (WARP_FOLDS):",
+        print("an RMSNorm or softmax launch is not in one warp (WARP_FOLDS, WARP_SOFTMAX):",
               [(ln.kernel.fn.__name__, ln.consts["CAP0"]) for ln in launches
                if ln.kernel in (sk.norm_kernel, sk.softmax_kernel)
                and not ln.consts.get("WARP")])

@@ -139,15 +139,17 @@ def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatc
 @pytest.mark.parametrize("switch,const,kernels", [
     ("X_VECTORS", "XV", ("qchain_v8_kernel",)),
     ("REG_FOLDS", "REG", ("norm_kernel", "softmax_kernel")),
-    ("WARP_FOLDS", "WARP", ("norm_kernel", "softmax_kernel")),
+    ("WARP_FOLDS", "WARP", ("norm_kernel",)),
+    ("WARP_SOFTMAX", "WARP", ("softmax_kernel",)),
     ("FUSE_PAIRS", "PAIR", ("concat_kernel", "rope_kernel"))])
 def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, switch, const,
                                             kernels):
     """A switch on (ADR 0017's x four values a load, with the step plan starting each x
     16-byte aligned at every position: on by default) or off (ADR 0018's FOLD levels from
-    registers: slower; `fuse_pairs`, a layer's K and V appends in one launch, and its q and k
-    ROPEs in one): every leaf of six steps, through the graphs and over a grid bucket, equal to the
-    CPU's, and every launch of the kernels it changes with its constexpr set."""
+    registers: slower; ADR 0020's RMSNorms and softmaxes in one warp; `fuse_pairs`, a layer's K
+    and V appends in one launch, and its q and k ROPEs in one): every leaf of six steps,
+    through the graphs and over a grid bucket, equal to the CPU's, and every launch of the
+    kernels it changes with its constexpr set."""
     gpu = _switched_gpu(ree_model, monkeypatch, **{switch: True, "GRID_MIN": 4})
     _steps_equal(executors[0], gpu, 6)
     assert gpu.plan.graph_steps >= 3, gpu.plan.graph_error
@@ -649,9 +651,9 @@ def test_register_folds_compile_for_hopper():
 
 
 def test_warp_folds_compile_for_hopper():
-    """An RMSNorm's and a softmax's launches with WARP_FOLDS (`_norm_warp`, `_softmax_warp`:
-    one warp, FOLD levels by register adds and shuffles) compile for sm_90 at the step's
-    shapes (a softmax's cap of 1,024: its memory body too, for rows past 512 columns):
+    """An RMSNorm's and a softmax's launches with WARP_FOLDS and WARP_SOFTMAX (`_norm_warp`,
+    `_softmax_warp`: one warp, FOLD levels by register adds and shuffles) compile for sm_90
+    at the step's shapes (a softmax's cap of 1,024: its memory body too, for rows past 512 columns):
     shuffles and no barrier in the RMSNorm. The interpreter test checks their values (with
     a gather for the shuffle), the GPU tests their bits."""
     sk = step_plan_cuda.sk
