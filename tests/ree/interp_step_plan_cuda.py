@@ -368,13 +368,9 @@ def check_warp_norms() -> int:
     against the same kernel through memory: every output word of the arena equal, with and
     without the fused residual add, widths from 1 to 576 (caps that pair all, part or none
     of a slot's lanes), a row with ±0 and one with a NaN and an inf."""
-    import struct
-
     from repops.gpu import step_kernels as sk
     from repops.gpu.launch import NEG_ZERO
-
-    def bits(v: float) -> int:
-        return struct.unpack("<i", struct.pack("<f", v))[0]
+    from repops.gpu.norm import f32_bits as bits
 
     for n in (576, 70, 64, 33, 9, 2, 1):
         cap0 = max(1, (1 << (n - 1).bit_length()) // 2)
@@ -409,13 +405,9 @@ def check_warp_softmax() -> int:
     warp) against the same kernel through memory: every output word equal, rows of a
     causal block (columns past past + row filled, each EW with its own fill), live counts
     short of the width, a NaN and an inf, a cap of 1,024 over a 512-wide row."""
-    import struct
-
     from repops.gpu import step_kernels as sk
     from repops.gpu.launch import NEG_ZERO
-
-    def bits(v: float) -> int:
-        return struct.unpack("<i", struct.pack("<f", v))[0]
+    from repops.gpu.norm import f32_bits as bits
 
     for c, rows, past, nlive, cap0 in ((70, 3, 66, 70, 64), (9, 2, 6, 8, 8),
                                        (512, 1, 511, 512, 1024), (33, 4, 30, 33, 1024),

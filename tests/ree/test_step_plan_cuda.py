@@ -630,23 +630,30 @@ def test_paired_kernels_compile_for_hopper(lanes):
         assert k.asm["cubin"] and "griddepcontrol.wait" in k.asm["ptx"]
 
 
+# an RMSNorm's and a softmax's launches at the step's shapes (576 wide; a cap of 1,024 keys),
+# every constexpr given (`_compile_for` fills no default), for the compile tests below
+_NORM_SIG = {"X": "*fp32", "WT": "*fp32", "OUT": "*fp32", "ARGS": "*i64", "ROW": "i32",
+             "NEG0": "fp32"}
+_NORM_CONSTS = {"F_SQ": 3, "F_MEAN": 4, "F_EPS": 1, "F_ROOT": 17, "F_DIV": 4, "F_W": 3,
+                "CAP0": 512, "NLEV": 10, "COMBINE": 0, "BLOCK": 1024, "LANES": 1, "PRE": 1,
+                "PDL": True, "REG": False, "WARP": False}
+_SOFTMAX_SIG = {"A": "*fp32", "OUT": "*fp32", "ARGS": "*i64", "ROW": "i32", "NEG0": "fp32"}
+_SOFTMAX_CONSTS = {"F_SCALE": 3, "F_SUB": 2, "F_EXP": 18, "F_DIV": 4, "M_SCALE": 1,
+                   "M_SUB": 1, "M_EXP": 1, "M_DIV": 1, "C_MAX": 1, "C_SUM": 0, "CAP0": 1024,
+                   "NLEV": 11, "BLOCK": 1024, "LANES": 1, "PDL": True, "REG": False,
+                   "WARP": False}
+
+
 def test_register_folds_compile_for_hopper():
     """An RMSNorm's and a softmax's launches with REG_FOLDS (`_fold_reg`: a level's halves
     split out of the level before's registers) compile for sm_90 at the step's shapes; the
     interpreter test checks their values, the GPU tests their bits."""
     sk = step_plan_cuda.sk
-    norm = {"F_SQ": 3, "F_MEAN": 4, "F_EPS": 1, "F_ROOT": 17, "F_DIV": 4, "F_W": 3,
-            "CAP0": 512, "NLEV": 10, "COMBINE": 0, "BLOCK": 1024, "LANES": 1, "PRE": 1,
-            "PDL": True, "REG": True, "WARP": False}
-    k = _compile_for(sk.norm_kernel, {"X": "*fp32", "WT": "*fp32", "OUT": "*fp32",
-                                      "ARGS": "*i64", "ROW": "i32", "NEG0": "fp32"},
-                     norm, 90, num_warps=4)
+    k = _compile_for(sk.norm_kernel, _NORM_SIG, {**_NORM_CONSTS, "REG": True}, 90,
+                     num_warps=4)
     assert k.asm["cubin"] and "bar.sync" in k.asm["ptx"]
-    soft = {"F_SCALE": 3, "F_SUB": 2, "F_EXP": 18, "F_DIV": 4, "M_SCALE": 1, "M_SUB": 1,
-            "M_EXP": 1, "M_DIV": 1, "C_MAX": 1, "C_SUM": 0, "CAP0": 64, "NLEV": 7,
-            "BLOCK": 128, "LANES": 1, "PDL": True, "REG": True, "WARP": False}
-    k = _compile_for(sk.softmax_kernel, {"A": "*fp32", "OUT": "*fp32", "ARGS": "*i64",
-                                         "ROW": "i32", "NEG0": "fp32"}, soft, 90, num_warps=4)
+    soft = {**_SOFTMAX_CONSTS, "CAP0": 64, "NLEV": 7, "BLOCK": 128, "REG": True}
+    k = _compile_for(sk.softmax_kernel, _SOFTMAX_SIG, soft, 90, num_warps=4)
     assert k.asm["cubin"]
 
 
@@ -657,20 +664,13 @@ def test_warp_folds_compile_for_hopper():
     shuffles and no barrier in the RMSNorm. The interpreter test checks their values (with
     a gather for the shuffle), the GPU tests their bits."""
     sk = step_plan_cuda.sk
-    norm = {"F_SQ": 3, "F_MEAN": 4, "F_EPS": 1, "F_ROOT": 17, "F_DIV": 4, "F_W": 3,
-            "CAP0": 512, "NLEV": 10, "COMBINE": 0, "BLOCK": 1024, "LANES": 1, "PRE": 1,
-            "PDL": True, "REG": False, "WARP": True}
-    k = _compile_for(sk.norm_kernel, {"X": "*fp32", "WT": "*fp32", "OUT": "*fp32",
-                                      "ARGS": "*i64", "ROW": "i32", "NEG0": "fp32"},
-                     norm, 90, num_warps=1)
+    k = _compile_for(sk.norm_kernel, _NORM_SIG, {**_NORM_CONSTS, "WARP": True}, 90,
+                     num_warps=1)
     ptx = k.asm["ptx"]
     assert k.asm["cubin"] and "shfl.sync.idx" in ptx and "bar.sync" not in ptx
     assert ptx.index("ld.global") < ptx.index("griddepcontrol.wait")  # the table, the weight
-    soft = {"F_SCALE": 3, "F_SUB": 2, "F_EXP": 18, "F_DIV": 4, "M_SCALE": 1, "M_SUB": 1,
-            "M_EXP": 1, "M_DIV": 1, "C_MAX": 1, "C_SUM": 0, "CAP0": 1024, "NLEV": 11,
-            "BLOCK": 1024, "LANES": 32, "PDL": True, "REG": False, "WARP": True}
-    k = _compile_for(sk.softmax_kernel, {"A": "*fp32", "OUT": "*fp32", "ARGS": "*i64",
-                                         "ROW": "i32", "NEG0": "fp32"}, soft, 90, num_warps=1)
+    soft = {**_SOFTMAX_CONSTS, "LANES": 32, "WARP": True}
+    k = _compile_for(sk.softmax_kernel, _SOFTMAX_SIG, soft, 90, num_warps=1)
     assert k.asm["cubin"] and "shfl.sync.idx" in k.asm["ptx"]
 
 
