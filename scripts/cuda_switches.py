@@ -52,6 +52,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="a softmax of up to 512 keys in one warp, alike "
                          "(step_plan_cuda.WARP_SOFTMAX; off: with --warp-folds slower on "
                          "the H100)")
+    ap.add_argument("--fuse-attention", action=argparse.BooleanOptionalAction, default=None,
+                    help="a decode layer's q·k DOT, softmax and p·v DOT as one CUDA launch, "
+                         "a program a head (step_plan_cuda.FUSE_ATTENTION; off: unmeasured)")
     ap.add_argument("--stack-lr", type=int, default=None,
                     help="a CUDA stack's decode linears with this many lanes a program, "
                          "each weight read once for them (step_plan_cuda.STACK_LR; 1: one)")
@@ -90,6 +93,7 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "reg_folds": ("step_plan_cuda", "REG_FOLDS"),
           "warp_folds": ("step_plan_cuda", "WARP_FOLDS"),
           "warp_softmax": ("step_plan_cuda", "WARP_SOFTMAX"),
+          "fuse_attention": ("step_plan_cuda", "FUSE_ATTENTION"),
           "stack_lr": ("step_plan_cuda", "STACK_LR"),
           "stack_linear_nb": ("step_plan_cuda", "STACK_LINEAR_NB"),
           "root_streams": ("step_lanes_cuda", "ROOT_STREAMS"),

@@ -120,6 +120,11 @@ REG_FOLDS = False
 # bench_runtime.py --warp-folds / --warp-softmax for the A/B
 WARP_FOLDS = False
 WARP_SOFTMAX = False
+# a decode layer's q·k DOT, softmax and p·v DOT as one launch, one program a head
+# (`fuse_attention`, step_kernels.attn_kernel: each part the code of its own kernel, a
+# barrier between them). Bits: unchanged (interpreter check against the CPU plan). Off
+# until a GPU A/B (scripts/gpu_ab.sh fuse-attention); bench_runtime.py --fuse-attention
+FUSE_ATTENTION = False
 # every step launch with programmatic dependent launch (Hopper and later: the next
 # launch's programs placed while this one runs; each kernel waits for the one before it in
 # step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
@@ -786,6 +791,62 @@ def fuse_pairs(launches: list[_Launch]) -> list[_Launch]:
     return out
 
 
+_CHAIN_CONSTS = ("BN", "BK", "NS", "PF", "DB", "K1", "num_warps")
+
+
+def _attention_of(qk: _Launch, soft: _Launch, pv: _Launch) -> _Launch | None:
+    """`attn_kernel` for a q·k DOT, its softmax and their p·v DOT (`fuse_attention`), or
+    None where they are not exactly that: one query row, one program a head in each (the
+    softmax's row r = the DOT's head r), the softmax reading q·k's output and p·v reading
+    the softmax's, every operand in one arena, and the kernels' own bodies the fused kernel
+    calls (no accumulator, no warp body, no register folds)."""
+    if not (qk.kernel is sk.chain_kernel and soft.kernel is sk.softmax_kernel
+            and pv.kernel is sk.chain_kernel):
+        return None
+    cq, cs, cp = qk.consts, soft.consts, pv.consts
+    heads = soft.grid[0]
+    x = qk.ptrs[0].data_ptr()
+    ok = (cq["CAUSAL"] == 2 and cp["CAUSAL"] == 1 and not cq["HAS_ACC"] and not cp["HAS_ACC"]
+          and not cq.get("WARM") and not cp.get("WARM") and "THEN" not in cp
+          and all(cq.get(k) == cp.get(k) for k in _CHAIN_CONSTS)
+          and cs.get("num_warps") == cq.get("num_warps")
+          and not cs.get("WARP") and not cs.get("REG")
+          and len(soft.grid) == 1 and qk.grid[1:] == (1, heads) and pv.grid == (1, 1, heads)
+          and qk.ints[10] == 1 and pv.ints[10] == 1 and soft.ints[17] == 1
+          and soft.ints[3] == heads and soft.ints[0] == qk.ints[8]
+          and soft.ints[2] == qk.ints[11] and pv.ints[0] == soft.ints[10]
+          and pv.ints[1] == soft.ints[2]
+          and all(t.data_ptr() == x and t.dtype == torch.float32
+                  for ln in (qk, soft, pv) for t in ln.ptrs))
+    if not ok:
+        return None
+    consts = {k: v for k, v in cs.items() if k not in ("REG", "WARP")}
+    consts.update({k: cq[k] for k in _CHAIN_CONSTS if k in cq}, NEG_INF=float("-inf"))
+    return _Launch(sk.attn_kernel, (1, 1, heads), (qk.ptrs[0],), qk.ints, consts, qk.op)
+
+
+def fuse_attention(launches: list[_Launch]) -> list[_Launch]:
+    """Each decode layer's q·k DOT, softmax and p·v DOT as one `attn_kernel` launch and two
+    riders, whose rows (the softmax's, the p·v DOT's) it reads after its own
+    (`_attention_of`; `CudaStepPlan.launch` launches no rider).
+
+    Why: three launches of ~7 µs a layer on the H100, each one program a head and mostly
+    launch and wait (FUSE_ATTENTION)."""
+    out: list[_Launch] = []
+    i = 0
+    while i < len(launches):
+        got = _attention_of(*launches[i:i + 3]) if i + 3 <= len(launches) else None
+        if got is None:
+            out.append(launches[i])
+            i += 1
+            continue
+        soft, pv = launches[i + 1], launches[i + 2]
+        out += [got, _Launch(None, (), soft.ptrs, soft.ints, {}, soft.op),
+                _Launch(None, (), pv.ptrs, pv.ints, {}, pv.op)]
+        i += 3
+    return out
+
+
 class _Operand:
     __slots__ = ("f", "i", "off", "dims")
 
@@ -859,6 +920,7 @@ class CudaStepPlan:
         self.reg_folds = REG_FOLDS
         self.warp_folds = WARP_FOLDS
         self.warp_softmax = WARP_SOFTMAX
+        self.fuse_attention = FUSE_ATTENTION
         # X_VECTORS: each linear's x aligned (before any layout is made), read by `_qchain`
         self.plan.align_linear_inputs = X_VECTORS
         # PDL's instructions exist from sm_90 (Hopper) on; older GPUs launch without them
@@ -1087,6 +1149,7 @@ class CudaStepPlan:
                     + (sk.softmax_kernel,) * self.warp_softmax)
             out = with_warp_folds(out, self.weight_ptrs(), warp) if warp else out
             out = fuse_linears(out, self._side_by_side) if self.fuse_linears else out
+            out = fuse_attention(out) if self.fuse_attention else out
             return fuse_pairs(out) if self.fuse_pairs else out
         finally:
             self._prev = None

@@ -522,34 +522,46 @@ def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.con
                       M_DIV, C_MAX, C_SUM, CAP0, NLEV, PDL)
     else:
         _start(PDL)
-        r = tl.program_id(0).to(tl.int32)
-        C = tl.load(P + 2).to(tl.int32)
-        rows = tl.load(P + 3)
-        mrow = r % tl.load(P + 17).to(tl.int32)
-        past = tl.load(P + 16)
-        e0 = r.to(tl.int64) * C
-        c = tl.arange(0, BLOCK)
-        _row_ew(A + tl.load(P), OUT + tl.load(P + 1), e0, C, _scalar_f(P + 11, BLOCK), F_SCALE,
-                mrow, past, P + 12, M_SCALE, BLOCK)
-        tl.debug_barrier()
-        _fold_levels(OUT + tl.load(P + 1), OUT, tl.load(P + 4), r.to(tl.int64), rows, C,
-                     tl.load(P + 5), NEG0, CAP0, NLEV, C_MAX, REG)
-        tl.debug_barrier()
-        mx = tl.load(OUT + tl.load(P + 18) + r + c * 0)
-        for start in range(0, C, BLOCK):
-            m = start + c < C
-            a = tl.load(OUT + tl.load(P + 1) + e0 + start + c, mask=m, other=1.0)
-            y = _masked(_ew_fn(a, mx, F_SUB), start + c, mrow, past, P + 13, M_SUB)
-            tl.store(OUT + tl.load(P + 6) + e0 + start + c, y, mask=m)
-            y = _masked(_ew_fn(y, y, F_EXP), start + c, mrow, past, P + 14, M_EXP)
-            tl.store(OUT + tl.load(P + 7) + e0 + start + c, y, mask=m)
-        tl.debug_barrier()
-        _fold_levels(OUT + tl.load(P + 7), OUT, tl.load(P + 8), r.to(tl.int64), rows, C,
-                     tl.load(P + 9), NEG0, CAP0, NLEV, C_SUM, REG)
-        tl.debug_barrier()
-        sm = tl.load(OUT + tl.load(P + 19) + r + c * 0)
-        _row_ew(OUT + tl.load(P + 7), OUT + tl.load(P + 10), e0, C, sm, F_DIV, mrow, past, P + 15,
-                M_DIV, BLOCK)
+        _softmax_rows(A, OUT, P, NEG0, tl.program_id(0).to(tl.int32), F_SCALE, F_SUB, F_EXP,
+                      F_DIV, M_SCALE, M_SUB, M_EXP, M_DIV, C_MAX, C_SUM, CAP0, NLEV, BLOCK,
+                      REG)
+
+
+@triton.jit
+def _softmax_rows(A, OUT, P, NEG0, r, F_SCALE: tl.constexpr, F_SUB: tl.constexpr,
+                  F_EXP: tl.constexpr, F_DIV: tl.constexpr, M_SCALE: tl.constexpr,
+                  M_SUB: tl.constexpr, M_EXP: tl.constexpr, M_DIV: tl.constexpr,
+                  C_MAX: tl.constexpr, C_SUM: tl.constexpr, CAP0: tl.constexpr,
+                  NLEV: tl.constexpr, BLOCK: tl.constexpr, REG: tl.constexpr):
+    """softmax_kernel's memory body for row r (its program's, or `attn_kernel`'s head):
+    each step's output stored, a barrier, the next step reading it back."""
+    C = tl.load(P + 2).to(tl.int32)
+    rows = tl.load(P + 3)
+    mrow = r % tl.load(P + 17).to(tl.int32)
+    past = tl.load(P + 16)
+    e0 = r.to(tl.int64) * C
+    c = tl.arange(0, BLOCK)
+    _row_ew(A + tl.load(P), OUT + tl.load(P + 1), e0, C, _scalar_f(P + 11, BLOCK), F_SCALE,
+            mrow, past, P + 12, M_SCALE, BLOCK)
+    tl.debug_barrier()
+    _fold_levels(OUT + tl.load(P + 1), OUT, tl.load(P + 4), r.to(tl.int64), rows, C,
+                 tl.load(P + 5), NEG0, CAP0, NLEV, C_MAX, REG)
+    tl.debug_barrier()
+    mx = tl.load(OUT + tl.load(P + 18) + r + c * 0)
+    for start in range(0, C, BLOCK):
+        m = start + c < C
+        a = tl.load(OUT + tl.load(P + 1) + e0 + start + c, mask=m, other=1.0)
+        y = _masked(_ew_fn(a, mx, F_SUB), start + c, mrow, past, P + 13, M_SUB)
+        tl.store(OUT + tl.load(P + 6) + e0 + start + c, y, mask=m)
+        y = _masked(_ew_fn(y, y, F_EXP), start + c, mrow, past, P + 14, M_EXP)
+        tl.store(OUT + tl.load(P + 7) + e0 + start + c, y, mask=m)
+    tl.debug_barrier()
+    _fold_levels(OUT + tl.load(P + 7), OUT, tl.load(P + 8), r.to(tl.int64), rows, C,
+                 tl.load(P + 9), NEG0, CAP0, NLEV, C_SUM, REG)
+    tl.debug_barrier()
+    sm = tl.load(OUT + tl.load(P + 19) + r + c * 0)
+    _row_ew(OUT + tl.load(P + 7), OUT + tl.load(P + 10), e0, C, sm, F_DIV, mrow, past, P + 15,
+            M_DIV, BLOCK)
 
 
 @triton.jit
@@ -722,15 +734,23 @@ def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
     nseg, k0, segw, kmax, past."""
     P = _row(ARGS, ROW, LANES)
     _start(PDL)
+    bat = tl.program_id(2).to(tl.int64)
+    if LANES > 1:
+        bat = bat % (tl.num_programs(2) // LANES)
+    _chain(A, B, ACC, OUT, P, NEG_INF, tl.program_id(0), tl.program_id(1).to(tl.int64), bat,
+           HAS_ACC, CAUSAL, BN, BK, NS, WARM, PF, DB, K1)
+
+
+@triton.jit
+def _chain(A, B, ACC, OUT, P, NEG_INF, pid_n, row, bat, HAS_ACC: tl.constexpr,
+           CAUSAL: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NS: tl.constexpr,
+           WARM: tl.constexpr, PF: tl.constexpr, DB: tl.constexpr, K1: tl.constexpr):
+    """chain_kernel's body for its program's (column block pid_n, row, batch bat), or for
+    one of `attn_kernel`'s head's."""
     R = tl.load(P + 10)
     N = tl.load(P + 11)
     s_bk = 1 if K1 else tl.load(P + 6)
     past = tl.load(P + 17)
-    pid_n = tl.program_id(0)
-    row = tl.program_id(1).to(tl.int64)
-    bat = tl.program_id(2).to(tl.int64)
-    if LANES > 1:
-        bat = bat % (tl.num_programs(2) // LANES)
     offs_n = pid_n * BN + tl.arange(0, BN)
     nmask = offs_n < tl.where(row < R, N, 0)  # a row past R (grid of the largest step): none
     rn = (offs_n % tl.maximum(N, 1)).to(tl.int64)
@@ -788,6 +808,40 @@ def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
                 y = tl.where(offs_n > past + row, NEG_INF, acc)
             tl.store(out + s * s_oseg, y, mask=nmask)
             ks += segw
+
+
+@triton.jit(do_not_specialize=["ROW"])
+def attn_kernel(X, ARGS, ROW, NEG_INF, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.constexpr,
+                F_EXP: tl.constexpr, F_DIV: tl.constexpr, M_SCALE: tl.constexpr,
+                M_SUB: tl.constexpr, M_EXP: tl.constexpr, M_DIV: tl.constexpr,
+                C_MAX: tl.constexpr, C_SUM: tl.constexpr, CAP0: tl.constexpr,
+                NLEV: tl.constexpr, BLOCK: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                NS: tl.constexpr, PF: tl.constexpr, DB: tl.constexpr, K1: tl.constexpr,
+                LANES: tl.constexpr = 1, PDL: tl.constexpr = False):
+    """A decode step's attention for one head (program on axis 2; `step_plan_cuda.
+    fuse_attention` matched the launches): the q·k DOT (this row: chain_kernel's, CAUSAL
+    2) over every column block, the softmax's six records (the next row: softmax_kernel's
+    memory body, row = the head) and the p·v DOT (the row after: chain_kernel's, CAUSAL 1),
+    a barrier between them, every output stored where its own launch would have.
+
+    Why: the three were launches of ~7 µs each on the H100 (profile-cuda-step.md), each one
+    program a head, each mostly its launch and its wait for the one before; a head's p·v
+    reads only its own softmax row, which reads only its own q·k row, so one program a head
+    can run all three in order. X: the arena (every operand of the three lies in it)."""
+    P = _row(ARGS, ROW, LANES)
+    _start(PDL)
+    bat = tl.program_id(2).to(tl.int64)
+    if LANES > 1:
+        bat = bat % (tl.num_programs(2) // LANES)
+    row = bat * 0  # decode: one query row
+    for pid_n in range(0, (tl.load(P + 11) + BN - 1) // BN):
+        _chain(X, X, X, X, P, NEG_INF, pid_n, row, bat, False, 2, BN, BK, NS, 0, PF, DB, K1)
+    tl.debug_barrier()
+    _softmax_rows(X, X, P + LANES * 32, NEG0, bat.to(tl.int32), F_SCALE, F_SUB, F_EXP, F_DIV,
+                  M_SCALE, M_SUB, M_EXP, M_DIV, C_MAX, C_SUM, CAP0, NLEV, BLOCK, False)
+    tl.debug_barrier()
+    _chain(X, X, X, X, P + 2 * LANES * 32, NEG_INF, 0, row, bat, False, 1, BN, BK, NS, 0, PF,
+           DB, K1)
 
 
 @triton.jit

@@ -92,7 +92,8 @@ def main() -> int:
             or check_aligned_records(m, shaped, plan.records, prev, tok, want, last, cpu)
             or check_device_roots(got, last) or check_graph_tables(plan, cpu, last)
             or check_stack(plan, cpu, last) or check_argfold(cpu) or check_reg_folds()
-            or check_warp_norms() or check_qchain_dot())
+            or check_warp_norms() or check_qchain_dot()
+            or check_fused_attention(plan, cpu, prev, tok, want, last))
 
 
 def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa: ANN001
@@ -224,12 +225,14 @@ def _unpaired(plan: CudaStepPlan, seq: list) -> bool:
     """With `fuse_pairs`, no pair of K and V appends (`concat_kernel`'s PAIR) or of q and k
     ROPEs among the launches of a step whose previous outputs lie in an arena, or a pair
     without its rider (launches whose previous outputs are separate tensors read them from
-    separate pointers, and stay apart)."""
+    separate pointers, and stay apart). A fused attention's two riders (`fuse_attention`)
+    are not pairs'."""
     from repops.gpu import step_kernels as sk
 
     kinds = {ln.kernel for ln in seq if ln.consts.get("PAIR")}
     pairs = sum(bool(ln.consts.get("PAIR")) for ln in seq)
-    riders = sum(ln.kernel is None for ln in seq)
+    riders = sum(ln.kernel is None for ln in seq) - 2 * sum(ln.kernel is sk.attn_kernel
+                                                            for ln in seq)
     if plan.fuse_pairs and (kinds != {sk.concat_kernel, sk.rope_kernel} or pairs != riders):
         print(f"not paired: {pairs} pairs of {len(kinds)} kernels, {riders} riders")
         return True
@@ -277,6 +280,32 @@ def check_stack(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
         return 1
     print("stacked logits fetched in one gather")
     return 0
+
+
+def check_fused_attention(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,  # noqa: ANN001
+                          want, last: int) -> int:  # noqa: ANN001
+    """A layer's q·k DOT, softmax and p·v DOT as one `attn_kernel` launch a step
+    (`fuse_attention`; the softmax's memory body, so without WARP_SOFTMAX): eagerly, through
+    a graph's table and through a stack of two lanes, every record equal to the CPU plan's."""
+    from repops.gpu import step_kernels as sk
+
+    old = plan.fuse_attention, plan.warp_softmax
+    plan.fuse_attention, plan.warp_softmax = True, False
+    try:
+        got, launches = _run_seen(plan, prev, tok)
+        layers = sum(r[0] == K_CONCAT for r in plan.records) // 2
+        fused = [ln for ln in launches if ln.kernel is sk.attn_kernel]
+        if len(fused) != layers or sk.softmax_kernel in {ln.kernel for ln in launches}:
+            print(f"attention not fused: {len(fused)} attn_kernel launches for {layers} layers")
+            return 1
+        bad = _differing(want, got, last)
+        if bad:
+            print("fused attention differs:", [(j, plan.program.ops[j].name) for j in bad[:20]])
+            return 1
+        print(f"fused attention equal ({len(fused)} launches)")
+        return check_graph_tables(plan, cpu, last) or check_stack(plan, cpu, last)
+    finally:
+        plan.fuse_attention, plan.warp_softmax = old
 
 
 def check_device_roots(got, last: int) -> int:  # noqa: ANN001 - a StepOutputs

@@ -141,13 +141,15 @@ def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatc
     ("REG_FOLDS", "REG", ("norm_kernel", "softmax_kernel")),
     ("WARP_FOLDS", "WARP", ("norm_kernel",)),
     ("WARP_SOFTMAX", "WARP", ("softmax_kernel",)),
-    ("FUSE_PAIRS", "PAIR", ("concat_kernel", "rope_kernel"))])
+    ("FUSE_PAIRS", "PAIR", ("concat_kernel", "rope_kernel")),
+    ("FUSE_ATTENTION", None, ("attn_kernel",))])
 def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, switch, const,
                                             kernels):
     """A switch on (ADR 0017's x four values a load, with the step plan starting each x
     16-byte aligned at every position: on by default) or off (ADR 0018's FOLD levels from
     registers: slower; ADR 0020's RMSNorms and softmaxes in one warp; `fuse_pairs`, a layer's K
-    and V appends in one launch, and its q and k ROPEs in one): every leaf of six steps,
+    and V appends in one launch, and its q and k ROPEs in one; `fuse_attention`, a layer's
+    q·k, softmax and p·v in one): every leaf of six steps,
     through the graphs and over a grid bucket, equal to the CPU's, and every launch of the
     kernels it changes with its constexpr set."""
     gpu = _switched_gpu(ree_model, monkeypatch, **{switch: True, "GRID_MIN": 4})
@@ -155,7 +157,7 @@ def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, s
     assert gpu.plan.graph_steps >= 3, gpu.plan.graph_error
     seq = gpu.plan._graph.launches(0, 20)
     hit = [ln for ln in step_plan_cuda.launched(seq) if ln.kernel.fn.__name__ in kernels]
-    assert hit and all(ln.consts.get(const) for ln in hit)
+    assert hit and (const is None or all(ln.consts.get(const) for ln in hit))
 
 
 @needs_cuda
@@ -657,6 +659,23 @@ def test_register_folds_compile_for_hopper():
     assert k.asm["cubin"]
 
 
+@pytest.mark.parametrize("lanes", [1, 32])
+def test_fused_attention_compiles_for_hopper(lanes):
+    """`fuse_attention`'s launch (attn_kernel: a head's q·k DOT, softmax and p·v DOT, with
+    the chains' GPU prefetch) compiles for sm_90, one job and a stack's lanes; the
+    interpreter test checks its values, the GPU test [FUSE_ATTENTION] its bits."""
+    sk = step_plan_cuda.sk
+    soft = {k: v for k, v in _SOFTMAX_CONSTS.items() if k not in ("REG", "WARP")}
+    consts = {**soft, "LANES": lanes, "BN": 128, "BK": 32, "NS": 2, "PF": 1, "DB": 1,
+              "K1": True}
+    k = _compile_for(sk.attn_kernel, {"X": "*fp32", "ARGS": "*i64", "ROW": "i32",
+                                      "NEG_INF": "fp32", "NEG0": "fp32"}, consts, 90,
+                     num_warps=4)
+    ptx = k.asm["ptx"]
+    assert k.asm["cubin"] and "griddepcontrol.wait" in ptx and "bar.sync" in ptx
+    assert "fma.rn.f32" in ptx
+
+
 def test_warp_folds_compile_for_hopper():
     """An RMSNorm's and a softmax's launches with WARP_FOLDS and WARP_SOFTMAX (`_norm_warp`,
     `_softmax_warp`: one warp, FOLD levels by register adds and shuffles) compile for sm_90
@@ -756,3 +775,4 @@ def test_cuda_plan_kernels_under_the_interpreter():
     assert "stacked lanes equal" in r.stdout and "graph tables equal" in r.stdout, \
         r.stdout[-3000:]
     assert "stacked logits fetched in one gather" in r.stdout, r.stdout[-3000:]
+    assert "fused attention equal" in r.stdout, r.stdout[-3000:]
