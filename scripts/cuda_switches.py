@@ -54,7 +54,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "the H100)")
     ap.add_argument("--fuse-attention", action=argparse.BooleanOptionalAction, default=None,
                     help="a decode layer's q·k DOT, softmax and p·v DOT as one CUDA launch, "
-                         "a program a head (step_plan_cuda.FUSE_ATTENTION; off: unmeasured)")
+                         "a program a head (step_plan_cuda.FUSE_ATTENTION, on by default)")
     ap.add_argument("--stack-lr", type=int, default=None,
                     help="a CUDA stack's decode linears with this many lanes a program, "
                          "each weight read once for them (step_plan_cuda.STACK_LR; 1: one)")

@@ -122,9 +122,12 @@ WARP_FOLDS = False
 WARP_SOFTMAX = False
 # a decode layer's q·k DOT, softmax and p·v DOT as one launch, one program a head
 # (`fuse_attention`, step_kernels.attn_kernel: each part the code of its own kernel, a
-# barrier between them). Bits: unchanged (interpreter check against the CPU plan). Off
-# until a GPU A/B (scripts/gpu_ab.sh fuse-attention); bench_runtime.py --fuse-attention
-FUSE_ATTENTION = False
+# barrier between them; ADR 0021). Bits: unchanged (GPU test
+# test_cuda_switch_equal_cpu_leaf_by_leaf[FUSE_ATTENTION] and the H100 report, ALL EQUAL).
+# On since the twenty-seventh session's H100 A/B (scripts/gpu_ab.sh fuse-attention 32, PDL
+# off): graph 2.578 → 2.476 ms a step, 396 → 336 launches; b=1 exec only 439.1 tok/s.
+# bench_runtime.py --no-fuse-attention for the A/B
+FUSE_ATTENTION = True
 # every step launch with programmatic dependent launch (Hopper and later: the next
 # launch's programs placed while this one runs; each kernel waits for the one before it in
 # step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
