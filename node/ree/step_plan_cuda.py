@@ -834,7 +834,8 @@ def fuse_attention(launches: list[_Launch]) -> list[_Launch]:
     (`_attention_of`; `CudaStepPlan.launch` launches no rider).
 
     Why: three launches of ~7 µs a layer on the H100, each one program a head and mostly
-    launch and wait (FUSE_ATTENTION)."""
+    launch and wait (FUSE_ATTENTION). The MOVE after them (the heads' outputs as one row,
+    ~1.9 µs) rides along where `_heads_move` allows."""
     out: list[_Launch] = []
     i = 0
     while i < len(launches):
@@ -847,7 +848,25 @@ def fuse_attention(launches: list[_Launch]) -> list[_Launch]:
         out += [got, _Launch(None, (), soft.ptrs, soft.ints, {}, soft.op),
                 _Launch(None, (), pv.ptrs, pv.ints, {}, pv.op)]
         i += 3
+        mv = launches[i] if i < len(launches) else None
+        if mv is not None and _heads_move(pv, mv, got.grid[2]):
+            got.consts["OT"] = mv.consts.get("THEN", -1)
+            out.append(_Launch(None, (), mv.ptrs, mv.ints, {}, mv.op))
+            i += 1
     return out
+
+
+def _heads_move(pv: _Launch, mv: _Launch, heads: int) -> bool:
+    """Whether `mv` is a contiguous MOVE of exactly the p·v DOT's output (its last
+    segment), all heads' values as one run, with at most a contiguous MOVE fused in
+    (`attn_kernel`'s OT: each head's program then moves its own head's values)."""
+    n = pv.ints[11]
+    last = pv.ints[8] + (pv.ints[13] - 1) * pv.ints[9]
+    return (mv.kernel is sk.move_kernel and mv.consts["X_AT"] == sk.CONTIG.value
+            and mv.consts.get("THEN", sk.CONTIG.value) == sk.CONTIG.value
+            and mv.grid == (1,) and n <= pv.consts["BN"] and mv.ints[2] == heads * n
+            and mv.ints[0] + mv.ints[14] == last and pv.ints[9] == heads * n
+            and all(t.data_ptr() == pv.ptrs[0].data_ptr() for t in mv.ptrs))
 
 
 class _Operand:

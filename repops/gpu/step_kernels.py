@@ -817,7 +817,7 @@ def attn_kernel(X, ARGS, ROW, NEG_INF, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.co
                 C_MAX: tl.constexpr, C_SUM: tl.constexpr, CAP0: tl.constexpr,
                 NLEV: tl.constexpr, BLOCK: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
                 NS: tl.constexpr, PF: tl.constexpr, DB: tl.constexpr, K1: tl.constexpr,
-                LANES: tl.constexpr = 1, PDL: tl.constexpr = False):
+                LANES: tl.constexpr = 1, PDL: tl.constexpr = False, OT: tl.constexpr = -2):
     """A decode step's attention for one head (program on axis 2; `step_plan_cuda.
     fuse_attention` matched the launches): the q·k DOT (this row: chain_kernel's, CAUSAL
     2) over every column block, the softmax's six records (the next row: softmax_kernel's
@@ -827,7 +827,10 @@ def attn_kernel(X, ARGS, ROW, NEG_INF, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.co
     Why: the three were launches of ~7 µs each on the H100 (profile-cuda-step.md), each one
     program a head, each mostly its launch and its wait for the one before; a head's p·v
     reads only its own softmax row, which reads only its own q·k row, so one program a head
-    can run all three in order. X: the arena (every operand of the three lies in it)."""
+    can run all three in order. X: the arena (every operand of the three lies in it).
+    OT > −2: the contiguous MOVE after p·v (the heads' outputs as one row: move_kernel with
+    X_AT CONTIG and THEN = OT, its row the third rider), each head's program moving its own
+    head's values, which it has just stored (bits copied)."""
     P = _row(ARGS, ROW, LANES)
     _start(PDL)
     bat = tl.program_id(2).to(tl.int64)
@@ -842,6 +845,17 @@ def attn_kernel(X, ARGS, ROW, NEG_INF, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.co
     tl.debug_barrier()
     _chain(X, X, X, X, P + 2 * LANES * 32, NEG_INF, 0, row, bat, False, 1, BN, BK, NS, 0, PF,
            DB, K1)
+    if OT > -2:
+        tl.debug_barrier()
+        n = tl.load(P + 2 * LANES * 32 + 11)  # a head's p·v outputs
+        Q = P + 3 * LANES * 32
+        c = tl.arange(0, BN)
+        e = bat * n + c
+        m = c < n
+        v = tl.load(X + tl.load(Q) + tl.load(Q + 14) + e, mask=m, other=0.0)
+        tl.store(X + tl.load(Q + 1) + e, v, mask=m)
+        if OT == CONTIG:
+            _then_contig(X, Q, e, v, m)
 
 
 @triton.jit

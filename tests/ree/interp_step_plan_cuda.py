@@ -225,14 +225,14 @@ def _unpaired(plan: CudaStepPlan, seq: list) -> bool:
     """With `fuse_pairs`, no pair of K and V appends (`concat_kernel`'s PAIR) or of q and k
     ROPEs among the launches of a step whose previous outputs lie in an arena, or a pair
     without its rider (launches whose previous outputs are separate tensors read them from
-    separate pointers, and stay apart). A fused attention's two riders (`fuse_attention`)
-    are not pairs'."""
+    separate pointers, and stay apart). A fused attention's riders (`fuse_attention`: two,
+    three with the MOVE after it) are not pairs'."""
     from repops.gpu import step_kernels as sk
 
     kinds = {ln.kernel for ln in seq if ln.consts.get("PAIR")}
     pairs = sum(bool(ln.consts.get("PAIR")) for ln in seq)
-    riders = sum(ln.kernel is None for ln in seq) - 2 * sum(ln.kernel is sk.attn_kernel
-                                                            for ln in seq)
+    riders = sum(ln.kernel is None for ln in seq) - sum(
+        2 + (ln.consts.get("OT", -2) > -2) for ln in seq if ln.kernel is sk.attn_kernel)
     if plan.fuse_pairs and (kinds != {sk.concat_kernel, sk.rope_kernel} or pairs != riders):
         print(f"not paired: {pairs} pairs of {len(kinds)} kernels, {riders} riders")
         return True
@@ -285,7 +285,8 @@ def check_stack(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
 def check_fused_attention(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,  # noqa: ANN001
                           want, last: int) -> int:  # noqa: ANN001
     """A layer's q·k DOT, softmax and p·v DOT as one `attn_kernel` launch a step
-    (`fuse_attention`; the softmax's memory body, so without WARP_SOFTMAX): eagerly, through
+    (`fuse_attention`; the softmax's memory body, so without WARP_SOFTMAX), with the MOVE
+    of the heads' outputs after it (OT): eagerly, through
     a graph's table and through a stack of two lanes, every record equal to the CPU plan's."""
     from repops.gpu import step_kernels as sk
 
@@ -297,6 +298,9 @@ def check_fused_attention(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,
         fused = [ln for ln in launches if ln.kernel is sk.attn_kernel]
         if len(fused) != layers or sk.softmax_kernel in {ln.kernel for ln in launches}:
             print(f"attention not fused: {len(fused)} attn_kernel launches for {layers} layers")
+            return 1
+        if not all(ln.consts.get("OT") == sk.CONTIG.value for ln in fused):
+            print("the heads' MOVE after p·v not fused into attn_kernel (`_heads_move`)")
             return 1
         bad = _differing(want, got, last)
         if bad:

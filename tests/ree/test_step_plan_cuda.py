@@ -667,7 +667,7 @@ def test_fused_attention_compiles_for_hopper(lanes):
     sk = step_plan_cuda.sk
     soft = {k: v for k, v in _SOFTMAX_CONSTS.items() if k not in ("REG", "WARP")}
     consts = {**soft, "LANES": lanes, "BN": 128, "BK": 32, "NS": 2, "PF": 1, "DB": 1,
-              "K1": True}
+              "K1": True, "OT": sk.CONTIG.value}
     k = _compile_for(sk.attn_kernel, {"X": "*fp32", "ARGS": "*i64", "ROW": "i32",
                                       "NEG_INF": "fp32", "NEG0": "fp32"}, consts, 90,
                      num_warps=4)
