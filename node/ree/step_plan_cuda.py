@@ -128,6 +128,11 @@ WARP_SOFTMAX = False
 # off): graph 2.578 → 2.476 ms a step, 396 → 336 launches; b=1 exec only 439.1 tok/s.
 # bench_runtime.py --no-fuse-attention for the A/B
 FUSE_ATTENTION = True
+# with FUSE_ATTENTION, the MOVE of the heads' p·v outputs into one row (~1.9 µs a layer on
+# the H100) done by `attn_kernel` too, each head's program its own values (OT,
+# `_heads_move`). Bits: copies; interpreter-checked. Off until run on a GPU
+# (bench_runtime.py --fuse-heads-move; scripts/gpu_ab.sh fuse-heads-move)
+FUSE_HEADS_MOVE = False
 # every step launch with programmatic dependent launch (Hopper and later: the next
 # launch's programs placed while this one runs; each kernel waits for the one before it in
 # step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
@@ -828,14 +833,14 @@ def _attention_of(qk: _Launch, soft: _Launch, pv: _Launch) -> _Launch | None:
     return _Launch(sk.attn_kernel, (1, 1, heads), (qk.ptrs[0],), qk.ints, consts, qk.op)
 
 
-def fuse_attention(launches: list[_Launch]) -> list[_Launch]:
+def fuse_attention(launches: list[_Launch], heads_move: bool = False) -> list[_Launch]:
     """Each decode layer's q·k DOT, softmax and p·v DOT as one `attn_kernel` launch and two
     riders, whose rows (the softmax's, the p·v DOT's) it reads after its own
     (`_attention_of`; `CudaStepPlan.launch` launches no rider).
 
     Why: three launches of ~7 µs a layer on the H100, each one program a head and mostly
     launch and wait (FUSE_ATTENTION). The MOVE after them (the heads' outputs as one row,
-    ~1.9 µs) rides along where `_heads_move` allows."""
+    ~1.9 µs) rides along with `heads_move` where `_heads_move` allows."""
     out: list[_Launch] = []
     i = 0
     while i < len(launches):
@@ -849,7 +854,7 @@ def fuse_attention(launches: list[_Launch]) -> list[_Launch]:
                 _Launch(None, (), pv.ptrs, pv.ints, {}, pv.op)]
         i += 3
         mv = launches[i] if i < len(launches) else None
-        if mv is not None and _heads_move(pv, mv, got.grid[2]):
+        if heads_move and mv is not None and _heads_move(pv, mv, got.grid[2]):
             got.consts["OT"] = mv.consts.get("THEN", -1)
             out.append(_Launch(None, (), mv.ptrs, mv.ints, {}, mv.op))
             i += 1
@@ -943,6 +948,7 @@ class CudaStepPlan:
         self.warp_folds = WARP_FOLDS
         self.warp_softmax = WARP_SOFTMAX
         self.fuse_attention = FUSE_ATTENTION
+        self.fuse_heads_move = FUSE_HEADS_MOVE
         # X_VECTORS: each linear's x aligned (before any layout is made), read by `_qchain`
         self.plan.align_linear_inputs = X_VECTORS
         # PDL's instructions exist from sm_90 (Hopper) on; older GPUs launch without them
@@ -1171,7 +1177,7 @@ class CudaStepPlan:
                     + (sk.softmax_kernel,) * self.warp_softmax)
             out = with_warp_folds(out, self.weight_ptrs(), warp) if warp else out
             out = fuse_linears(out, self._side_by_side) if self.fuse_linears else out
-            out = fuse_attention(out) if self.fuse_attention else out
+            out = fuse_attention(out, self.fuse_heads_move) if self.fuse_attention else out
             return fuse_pairs(out) if self.fuse_pairs else out
         finally:
             self._prev = None

@@ -290,8 +290,8 @@ def check_fused_attention(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,
     a graph's table and through a stack of two lanes, every record equal to the CPU plan's."""
     from repops.gpu import step_kernels as sk
 
-    old = plan.fuse_attention, plan.warp_softmax
-    plan.fuse_attention, plan.warp_softmax = True, False
+    old = plan.fuse_attention, plan.fuse_heads_move, plan.warp_softmax
+    plan.fuse_attention, plan.fuse_heads_move, plan.warp_softmax = True, True, False
     try:
         got, launches = _run_seen(plan, prev, tok)
         layers = sum(r[0] == K_CONCAT for r in plan.records) // 2
@@ -309,7 +309,7 @@ def check_fused_attention(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,
         print(f"fused attention equal ({len(fused)} launches)")
         return check_graph_tables(plan, cpu, last) or check_stack(plan, cpu, last)
     finally:
-        plan.fuse_attention, plan.warp_softmax = old
+        plan.fuse_attention, plan.fuse_heads_move, plan.warp_softmax = old
 
 
 def check_device_roots(got, last: int) -> int:  # noqa: ANN001 - a StepOutputs

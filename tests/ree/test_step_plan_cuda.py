@@ -142,14 +142,16 @@ def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatc
     ("WARP_FOLDS", "WARP", ("norm_kernel",)),
     ("WARP_SOFTMAX", "WARP", ("softmax_kernel",)),
     ("FUSE_PAIRS", "PAIR", ("concat_kernel", "rope_kernel")),
-    ("FUSE_ATTENTION", None, ("attn_kernel",))])
+    ("FUSE_ATTENTION", None, ("attn_kernel",)),
+    ("FUSE_HEADS_MOVE", "OT", ("attn_kernel",))])
 def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, switch, const,
                                             kernels):
     """A switch on (ADR 0017's x four values a load, with the step plan starting each x
     16-byte aligned at every position: on by default) or off (ADR 0018's FOLD levels from
     registers: slower; ADR 0020's RMSNorms and softmaxes in one warp; `fuse_pairs`, a layer's K
     and V appends in one launch, and its q and k ROPEs in one; `fuse_attention`, a layer's
-    q·k, softmax and p·v in one): every leaf of six steps,
+    q·k, softmax and p·v in one, with `FUSE_HEADS_MOVE` the MOVE after them too): every
+    leaf of six steps,
     through the graphs and over a grid bucket, equal to the CPU's, and every launch of the
     kernels it changes with its constexpr set."""
     gpu = _switched_gpu(ree_model, monkeypatch, **{switch: True, "GRID_MIN": 4})
