@@ -178,9 +178,12 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int,
             ex, cm = ex + t1 - t0, cm + time.perf_counter() - t1
         return ex, cm
 
-    def steps(lanes: list, n: int, recs: list | None) -> tuple[list[float], list[float]]:
+    def steps(lanes: list, n: int, recs: list | None, pauses: _GcPauses | None = None
+              ) -> tuple[list[float], list[float]]:
         exec_s, commit_s = [], []
         for s in range(n):
+            if pauses is not None:
+                pauses.step = s
             t0 = time.perf_counter()
             if s == 0 and not bx.batch_prefill:
                 x, c = prefills(lanes, recs)
@@ -227,7 +230,7 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int,
         steps([Lane(list(toks), config=cfg) for _ in range(batch)], n_new + 1, None)
         with _GcPauses() as gc_pauses:
             exec_s, _ = steps([Lane(list(toks), config=cfg) for _ in range(batch)], n_new + 1,
-                              None)
+                              None, gc_pauses)
         lanes = [Lane(list(toks), config=cfg) for _ in range(batch)]
         recs = [TraceRecorder(prog, toks, compact=compact) for _ in range(batch)]
         tr_exec, tr_commit = steps(lanes, n_new + 1, recs)
@@ -252,6 +255,9 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int,
         "decode_step_ms_with_trace": [round(1000 * (x + c), 1)
                                       for x, c in zip(tr_exec[1:], tr_commit[1:], strict=True)],
         "gc_pauses_ms_exec_only": gc_pauses.ms,
+        # the step of each (0: the prefills, outside the decode numbers; 1: the first decode
+        # step, `decode_step_ms_exec_only[0]`)
+        "gc_pause_steps_exec_only": gc_pauses.steps,
         "batched_matmuls": bx.batched_calls, "jobs_rerun_ops": bx.reruns,
         "timed_positions_warmed": True,
     }
@@ -284,6 +290,8 @@ class _GcPauses:
 
     def __init__(self) -> None:
         self.ms: list[float] = []
+        self.steps: list[int] = []  # the step each pause fell in (0: the prefills)
+        self.step = 0  # set by the loop being timed
         self._t0 = 0.0
 
     def _cb(self, phase: str, info: dict) -> None:
@@ -293,6 +301,7 @@ class _GcPauses:
             self._t0 = time.perf_counter()
         else:
             self.ms.append(round(1000 * (time.perf_counter() - self._t0), 2))
+            self.steps.append(self.step)
 
     def __enter__(self) -> _GcPauses:
         gc.callbacks.append(self._cb)
