@@ -162,8 +162,10 @@ def check_aligned_records(m, shaped, records, prev, tok: int, want, last: int,  
     return 0
 
 
-def _run_seen(plan: CudaStepPlan, prev, tok: int) -> tuple:  # noqa: ANN001
-    """The decode step after `prev` through `plan`, and the launches its `emit` made."""
+def _run_seen(plan: CudaStepPlan, prev, tok: int, prompt_len: int = len(PROMPT)  # noqa: ANN001
+              ) -> tuple:
+    """The decode step after `prev` (a prompt of `prompt_len` tokens) through `plan`, and
+    the launches its `emit` made."""
     seen: list = []
     emit = plan.emit
 
@@ -174,7 +176,7 @@ def _run_seen(plan: CudaStepPlan, prev, tok: int) -> tuple:  # noqa: ANN001
 
     plan.emit = spy
     try:
-        got = plan.run(Symbols.for_step(len(PROMPT), 1), prev, tok)
+        got = plan.run(Symbols.for_step(prompt_len, 1), prev, tok)
     finally:
         plan.emit = emit
     return got, seen
@@ -286,8 +288,9 @@ def check_fused_attention(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,
                           want, last: int) -> int:  # noqa: ANN001
     """A layer's q·k DOT, softmax and p·v DOT as one `attn_kernel` launch a step
     (`fuse_attention`; the softmax's memory body, so without WARP_SOFTMAX), with the MOVE
-    of the heads' outputs after it (OT): eagerly, through
-    a graph's table and through a stack of two lanes, every record equal to the CPU plan's."""
+    of the heads' outputs after it (OT): eagerly (at 9 and at 151 keys: two q·k column
+    blocks), through a graph's table and through a stack of two lanes, every record equal
+    to the CPU plan's."""
     from repops.gpu import step_kernels as sk
 
     old = plan.fuse_attention, plan.fuse_heads_move, plan.warp_softmax
@@ -307,6 +310,23 @@ def check_fused_attention(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,
             print("fused attention differs:", [(j, plan.program.ops[j].name) for j in bad[:20]])
             return 1
         print(f"fused attention equal ({len(fused)} launches)")
+        # past 128 keys: the q·k DOT's column blocks, one launch's programs apart, one loop
+        # of a head's program here
+        long = (PROMPT * 20)[:150]
+        cpu.reset()
+        prev_l = [t.clone() if isinstance(t, torch.Tensor) else t
+                  for t in cpu.run_step(0, long)]
+        want_l = cpu.run_step(1, long)
+        got_l, seen = _run_seen(plan, prev_l, cpu.plan_token(prev_l, None), len(long))
+        bad = _differing(want_l, got_l, last)
+        if sum(ln.kernel is sk.attn_kernel for ln in seen) != layers:
+            print("attention not fused past 128 keys")
+            return 1
+        if bad:
+            print("fused attention differs past 128 keys:",
+                  [(j, plan.program.ops[j].name) for j in bad[:20]])
+            return 1
+        print("fused attention equal past 128 keys")
         return check_graph_tables(plan, cpu, last) or check_stack(plan, cpu, last)
     finally:
         plan.fuse_attention, plan.fuse_heads_move, plan.warp_softmax = old
