@@ -8,9 +8,9 @@ chain of DOT segments too, so a step is 1,301 launches into one device arena lai
 CPU plan's; an RMSNorm's and a softmax's launches then become one each (`fuse_launches`,
 ADR 0010): 785; the later passes in `CudaStepPlan.emit` (MOVEs, EWs and linears fused,
 a layer's attention as one launch, pairs: ADRs 0014, 0021) bring it to 336. Each launch
-reads its integers (offsets, dims, strides, position, token) from its
-row of a table in device memory; they are affine in the position and the token, so `_Graphs`
-replays every decode step as a CUDA graph after filling the table. Run eagerly (batches, or
+reads its integers (offsets, dims, strides, position, token) from its row of a table in
+device memory; they are affine in the position and the token, so `_Graphs` replays every
+decode step as a CUDA graph after filling the table. Run eagerly (batches, or
 when the graph is given up), attention p·v segments past the live keys launch nothing: their
 output is their accumulator's bits (§L5.3), so they take that op's place in the arena and the
 recorder its root (`alias`). The recorder copies the arena to the host in one transfer.
