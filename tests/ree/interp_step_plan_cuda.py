@@ -83,9 +83,7 @@ def main() -> int:
     if not want_thens <= thens:
         print(f"launches not fused (fuse_moves, fuse_ew): {want_thens - thens}")
         return 1
-    bad = _differing(want, got, last)
-    if bad:
-        print("differ:", [(j, m.program.ops[j].name) for j in bad[:20]])
+    if _differs("differ", want, got, last, m.program):
         return 1
     print(f"{len(plan.records)} records equal ({last} ops)")
     return (check_q4_records(m, shaped, plan.records, prev, tok, want, last)
@@ -116,9 +114,7 @@ def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa
     if sorted(set(parts)) != [1, 2, 3]:
         print(f"q4 launches by parts: {parts}")
         return 1
-    bad = _differing(want, got, last)
-    if bad:
-        print("q4 differ:", [(j, m.program.ops[j].name) for j in bad[:20]])
+    if _differs("q4 differ", want, got, last, m.program):
         return 1
     print(f"q4 records equal ({len(parts)} launches, parts {sorted(set(parts))})")
     return 0
@@ -149,9 +145,7 @@ def check_aligned_records(m, shaped, records, prev, tok: int, want, last: int,  
     if not folds or not all(ln.consts.get("REG") for ln in folds):
         print("aligned: the folds did not run from registers")
         return 1
-    bad = _differing(want, got, last)
-    if bad:
-        print("aligned differ:", [(j, m.program.ops[j].name) for j in bad[:20]])
+    if _differs("aligned differ", want, got, last, m.program):
         return 1
     print(f"aligned records equal ({len(xs)} linear inputs aligned, {len(folds)} folds "
           "from registers)")
@@ -182,10 +176,23 @@ def _run_seen(plan: CudaStepPlan, prev, tok: int, prompt_len: int = len(PROMPT) 
     return got, seen
 
 
-def _differing(want, got, last: int) -> list[int]:  # noqa: ANN001 - two steps' outputs
-    """The ops before `last` whose outputs differ in shape or in any bit."""
-    return [j for j in range(last) if want[j].shape != got[j].shape or not np.array_equal(
+def _differs(what: str, want, got, last: int, program) -> bool:  # noqa: ANN001
+    """Whether any op before `last` has outputs that differ in shape or in any bit between
+    two steps' outputs; the first such ops are printed after `what`."""
+    bad = [j for j in range(last) if want[j].shape != got[j].shape or not np.array_equal(
         want[j].numpy().view(np.uint32), got[j].numpy().view(np.uint32))]
+    if bad:
+        print(f"{what}:", [(j, program.ops[j].name) for j in bad[:20]])
+    return bool(bad)
+
+
+def _after_prefill(cpu: FastExecutor, prompt: list[int]) -> tuple:
+    """A job's prefill (its outputs cloned: the executor reuses its arenas), the CPU's
+    decode step after it, and that step's token."""
+    cpu.reset()
+    prev = [t.clone() if isinstance(t, torch.Tensor) else t for t in cpu.run_step(0, prompt)]
+    want = cpu.run_step(1, prompt)
+    return prev, want, cpu.plan_token(prev, None)
 
 
 def check_graph_tables(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
@@ -195,10 +202,8 @@ def check_graph_tables(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
     from node.ree import step_plan_cuda
     from node.ree.step_plan_cuda import _Graphs
 
-    cpu.reset()
-    prev = [t.clone() if isinstance(t, torch.Tensor) else t for t in cpu.run_step(0, PROMPT)]
-    want = cpu.run_step(1, PROMPT)
-    past, token = Symbols.for_step(len(PROMPT), 1).past, cpu.plan_token(prev, None)
+    prev, want, token = _after_prefill(cpu, PROMPT)
+    past = Symbols.for_step(len(PROMPT), 1).past
     with _grid_min(64):
         g = _Graphs(plan, past, token)
     k = 0
@@ -215,9 +220,7 @@ def check_graph_tables(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
     dims, nbytes, offs = plan.layout(past)
     got = StepOutputs(plan.plan, g.arenas[k], offs, nbytes, dims,
                       np.full(plan.tail, -1, dtype=np.int64))
-    bad = _differing(want, got, last)
-    if bad:
-        print("graph table launches differ:", [(j, plan.program.ops[j].name) for j in bad[:20]])
+    if _differs("graph table launches differ", want, got, last, plan.program):
         return 1
     print(f"graph tables equal ({last} ops)")
     return 0
@@ -251,10 +254,8 @@ def check_stack(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
 
     jobs = []
     for prompt in (PROMPT, PROMPT[:5]):
-        cpu.reset()
-        prev = [t.clone() if isinstance(t, torch.Tensor) else t for t in cpu.run_step(0, prompt)]
-        want = cpu.run_step(1, prompt)
-        jobs.append((Symbols.for_step(len(prompt), 1).past, prev, cpu.plan_token(prev, None),
+        prev, want, tok = _after_prefill(cpu, prompt)
+        jobs.append((Symbols.for_step(len(prompt), 1).past, prev, tok,
                      [want[j].clone() for j in range(last)]))
     with _grid_min(64):  # grids sized for position 63 (`grid_tops`), whatever the default
         stack = LaneStack(plan, 2, jobs[0][0], jobs[0][2])
@@ -265,10 +266,7 @@ def check_stack(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
         return 1
     outs = stack.step([(1 - i, past, prev, tok) for i, (past, prev, tok, _w) in enumerate(jobs)])
     for i, (out, (_p, _prev, _t, want)) in enumerate(zip(outs, jobs, strict=True)):
-        bad = _differing(want, out, last)
-        if bad:
-            print(f"stacked lane {1 - i} differs:", [(j, plan.program.ops[j].name)
-                                                     for j in bad[:20]])
+        if _differs(f"stacked lane {1 - i} differs", want, out, last, plan.program):
             return 1
     print(f"stacked lanes equal ({last} ops of 2 jobs)")
     # the host tails' logits of all lanes in one gather (`_HostTail._fetch`)
@@ -305,26 +303,19 @@ def check_fused_attention(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,
         if not all(ln.consts.get("OT") == sk.CONTIG.value for ln in fused):
             print("the heads' MOVE after p·v not fused into attn_kernel (`_heads_move`)")
             return 1
-        bad = _differing(want, got, last)
-        if bad:
-            print("fused attention differs:", [(j, plan.program.ops[j].name) for j in bad[:20]])
+        if _differs("fused attention differs", want, got, last, plan.program):
             return 1
         print(f"fused attention equal ({len(fused)} launches)")
         # past 128 keys: the q·k DOT's column blocks, one launch's programs apart, one loop
         # of a head's program here
         long = (PROMPT * 20)[:150]
-        cpu.reset()
-        prev_l = [t.clone() if isinstance(t, torch.Tensor) else t
-                  for t in cpu.run_step(0, long)]
-        want_l = cpu.run_step(1, long)
-        got_l, seen = _run_seen(plan, prev_l, cpu.plan_token(prev_l, None), len(long))
-        bad = _differing(want_l, got_l, last)
+        prev_l, want_l, tok_l = _after_prefill(cpu, long)
+        got_l, seen = _run_seen(plan, prev_l, tok_l, len(long))
         if sum(ln.kernel is sk.attn_kernel for ln in seen) != layers:
             print("attention not fused past 128 keys")
             return 1
-        if bad:
-            print("fused attention differs past 128 keys:",
-                  [(j, plan.program.ops[j].name) for j in bad[:20]])
+        if _differs("fused attention differs past 128 keys", want_l, got_l, last,
+                    plan.program):
             return 1
         print("fused attention equal past 128 keys")
         return check_graph_tables(plan, cpu, last) or check_stack(plan, cpu, last)
