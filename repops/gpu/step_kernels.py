@@ -53,6 +53,16 @@ def _row(ARGS, ROW, LANES: tl.constexpr, LR: tl.constexpr = 1):
 
 
 @triton.jit
+def _batch(LANES: tl.constexpr):
+    """The program's batch index on axis 2 (a head, for attention): in a stack of LANES lanes
+    the axis is LANES times the launch's own (`_row`), so the lane is taken off."""
+    bat = tl.program_id(2).to(tl.int64)
+    if LANES > 1:
+        bat = bat % (tl.num_programs(2) // LANES)
+    return bat
+
+
+@triton.jit
 def _start(PDL: tl.constexpr):
     """Wait for the launch before this one to finish (its writes visible), then let the next
     launch start. Every step kernel calls this before it reads or writes the arena: launched
@@ -734,9 +744,7 @@ def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
     nseg, k0, segw, kmax, past."""
     P = _row(ARGS, ROW, LANES)
     _start(PDL)
-    bat = tl.program_id(2).to(tl.int64)
-    if LANES > 1:
-        bat = bat % (tl.num_programs(2) // LANES)
+    bat = _batch(LANES)
     _chain(A, B, ACC, OUT, P, NEG_INF, tl.program_id(0), tl.program_id(1).to(tl.int64), bat,
            HAS_ACC, CAUSAL, BN, BK, NS, WARM, PF, DB, K1)
 
@@ -833,9 +841,7 @@ def attn_kernel(X, ARGS, ROW, NEG_INF, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.co
     head's values, which it has just stored (bits copied)."""
     P = _row(ARGS, ROW, LANES)
     _start(PDL)
-    bat = tl.program_id(2).to(tl.int64)
-    if LANES > 1:
-        bat = bat % (tl.num_programs(2) // LANES)
+    bat = _batch(LANES)
     row = bat * 0  # decode: one query row
     for pid_n in range(0, (tl.load(P + 11) + BN - 1) // BN):
         _chain(X, X, X, X, P, NEG_INF, pid_n, row, bat, False, 2, BN, BK, NS, 0, PF, DB, K1)
