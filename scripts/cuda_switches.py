@@ -58,6 +58,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--fuse-heads-move", action=argparse.BooleanOptionalAction, default=None,
                     help="with --fuse-attention, the MOVE of the heads' outputs after p·v in "
                          "the same launch (step_plan_cuda.FUSE_HEADS_MOVE; off: unmeasured)")
+    ap.add_argument("--fuse-norm-linears", action=argparse.BooleanOptionalAction, default=None,
+                    help="each RMSNorm and the decode linear after it as one CUDA launch, the "
+                         "linear's programs running the norm first "
+                         "(step_plan_cuda.FUSE_NORM_LINEARS; off: unmeasured)")
     ap.add_argument("--stack-lr", type=int, default=None,
                     help="a CUDA stack's decode linears with this many lanes a program, "
                          "each weight read once for them (step_plan_cuda.STACK_LR; 1: one)")
@@ -98,6 +102,7 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "warp_softmax": ("step_plan_cuda", "WARP_SOFTMAX"),
           "fuse_attention": ("step_plan_cuda", "FUSE_ATTENTION"),
           "fuse_heads_move": ("step_plan_cuda", "FUSE_HEADS_MOVE"),
+          "fuse_norm_linears": ("step_plan_cuda", "FUSE_NORM_LINEARS"),
           "stack_lr": ("step_plan_cuda", "STACK_LR"),
           "stack_linear_nb": ("step_plan_cuda", "STACK_LINEAR_NB"),
           "root_streams": ("step_lanes_cuda", "ROOT_STREAMS"),

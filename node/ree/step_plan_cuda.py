@@ -135,6 +135,12 @@ FUSE_ATTENTION = True
 # `_heads_move`). Bits: copies; interpreter-checked. Off until run on a GPU
 # (bench_runtime.py --fuse-heads-move; scripts/gpu_ab.sh fuse-heads-move)
 FUSE_HEADS_MOVE = False
+# an RMSNorm and the decode linear after it (q, k, v; gate, up; the LM head) as one launch,
+# each of the linear's programs running the norm's warp body first (`fuse_norm_linears`,
+# step_kernels.norm_qchain_kernel). Bits: unchanged (each part its own kernel's code;
+# interpreter-checked). Off until run on a GPU (bench_runtime.py --fuse-norm-linears;
+# scripts/gpu_ab.sh fuse-norm-linears)
+FUSE_NORM_LINEARS = False
 # every step launch with programmatic dependent launch (Hopper and later: the next
 # launch's programs placed while this one runs; each kernel waits for the one before it in
 # step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
@@ -569,6 +575,49 @@ def fuse_linears(launches: list[_Launch], side_by_side: dict[tuple[int, ...], to
     return out
 
 
+_NORM_CONSTS = ("NEG0", "F_SQ", "F_MEAN", "F_EPS", "F_ROOT", "F_DIV", "F_W", "CAP0", "NLEV",
+                "COMBINE", "PRE")
+
+
+def _norm_linear(norm: _Launch, lin: _Launch, weights: set[int]) -> _Launch | None:
+    """`norm_qchain_kernel` for an RMSNorm and the decode linear right after it that reads its
+    output (`fuse_norm_linears`), or None where they are not exactly that: the norm's x,
+    records and the linear's x and outputs in one arena, the linear's x the norm's output
+    (one row of K = the norm's width), the linear one warp a program (the norm's warp body
+    runs in it), and the norm's scale a weight (read before the PDL wait)."""
+    if norm.kernel is not sk.norm_kernel or lin.kernel is not sk.qchain_v8_kernel:
+        return None
+    arena = norm.ptrs[0].data_ptr()
+    ok = (norm.ptrs[2].data_ptr() == arena and lin.ptrs[0].data_ptr() == arena
+          and lin.ptrs[2].data_ptr() == arena and norm.ptrs[1].data_ptr() in weights
+          and lin.consts.get("num_warps") == 1 and lin.ints[10] == 1
+          and lin.ints[0] == norm.ints[12] and lin.ints[16] == norm.ints[2]
+          and len(norm.grid) == 1 and norm.grid[0] == 1)
+    if not ok:
+        return None
+    consts = {**lin.consts, **{k: norm.consts[k] for k in _NORM_CONSTS if k in norm.consts}}
+    return _Launch(sk.norm_qchain_kernel, lin.grid, (*lin.ptrs, norm.ptrs[1]), norm.ints,
+                   consts, norm.op)
+
+
+def fuse_norm_linears(launches: list[_Launch], weights: set[int]) -> list[_Launch]:
+    """Each RMSNorm and the decode linear after it that reads its output (a layer's q, k and
+    v; its gate and up; the LM head) as one `norm_qchain_kernel` launch and a rider, the
+    linear's row, which it reads after its own (`_norm_linear`; `CudaStepPlan.launch`
+    launches no rider).
+
+    Why: 61 RMSNorm launches a step of ~5 µs each on the H100, one program each, mostly
+    launch and wait, each followed by a linear that waits for it (FUSE_NORM_LINEARS)."""
+    out: list[_Launch] = []
+    for ln in launches:
+        fused = _norm_linear(out[-1], ln, weights) if out else None
+        if fused is not None:
+            out[-1:] = [fused, _Launch(None, (), ln.ptrs, ln.ints, {}, ln.op)]
+            continue
+        out.append(ln)
+    return out
+
+
 _FOLDING = (sk.fold_tree_kernel, sk.norm_kernel, sk.softmax_kernel)
 
 
@@ -951,6 +1000,7 @@ class CudaStepPlan:
         self.warp_softmax = WARP_SOFTMAX
         self.fuse_attention = FUSE_ATTENTION
         self.fuse_heads_move = FUSE_HEADS_MOVE
+        self.fuse_norm_linears = FUSE_NORM_LINEARS
         # X_VECTORS: each linear's x aligned (before any layout is made), read by `_qchain`
         self.plan.align_linear_inputs = X_VECTORS
         # PDL's instructions exist from sm_90 (Hopper) on; older GPUs launch without them
@@ -1179,6 +1229,7 @@ class CudaStepPlan:
                     + (sk.softmax_kernel,) * self.warp_softmax)
             out = with_warp_folds(out, self.weight_ptrs(), warp) if warp else out
             out = fuse_linears(out, self._side_by_side) if self.fuse_linears else out
+            out = fuse_norm_linears(out, self.weight_ptrs()) if self.fuse_norm_linears else out
             out = fuse_attention(out, self.fuse_heads_move) if self.fuse_attention else out
             return fuse_pairs(out) if self.fuse_pairs else out
         finally:
@@ -1209,7 +1260,7 @@ class CudaStepPlan:
                 continue
             g = (*ln.grid, 1, 1)[:3]
             consts = ln.consts
-            if ln.kernel is sk.qchain_v8_kernel:
+            if ln.kernel in (sk.qchain_v8_kernel, sk.norm_qchain_kernel):
                 consts = stack_linear_consts(consts, lanes)
             ln.kernel[(g[0], g[1], g[2] * lanes // consts.get("LR", 1))](
                 *ln.ptrs, args, i, LANES=lanes, **consts, **pdl)

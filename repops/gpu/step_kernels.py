@@ -668,13 +668,18 @@ def _ld8(p):
 
     Why asm: loaded as a [BN, 8] tile, Triton spreads a row over several threads and moves it
     back through shared memory (a barrier per k block: qchain_vec_kernel's SASS); here the
-    eight values are eight [BN] tensors in the accumulator's own layout."""
-    a0, a1, a2, a3 = tl.inline_asm_elementwise(
-        "ld.global.nc.v4.f32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l", [p],
-        dtype=(tl.float32, tl.float32, tl.float32, tl.float32), is_pure=True, pack=1)
-    a4, a5, a6, a7 = tl.inline_asm_elementwise(
-        "ld.global.nc.v4.f32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l", [p + 4],
-        dtype=(tl.float32, tl.float32, tl.float32, tl.float32), is_pure=True, pack=1)
+    eight values are eight [BN] tensors in the accumulator's own layout. The interpreter
+    (which runs no asm) loads them one by one: the same values."""
+    if ON_GPU:
+        a0, a1, a2, a3 = tl.inline_asm_elementwise(
+            "ld.global.nc.v4.f32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l", [p],
+            dtype=(tl.float32, tl.float32, tl.float32, tl.float32), is_pure=True, pack=1)
+        a4, a5, a6, a7 = tl.inline_asm_elementwise(
+            "ld.global.nc.v4.f32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l", [p + 4],
+            dtype=(tl.float32, tl.float32, tl.float32, tl.float32), is_pure=True, pack=1)
+    else:
+        a0, a1, a2, a3 = tl.load(p), tl.load(p + 1), tl.load(p + 2), tl.load(p + 3)
+        a4, a5, a6, a7 = tl.load(p + 4), tl.load(p + 5), tl.load(p + 6), tl.load(p + 7)
     return a0, a1, a2, a3, a4, a5, a6, a7
 
 
@@ -997,10 +1002,15 @@ def _shfl(v, lane):
 @triton.jit
 def _ld4x(p):
     """Four consecutive fp32 values at p (16-byte aligned; every thread the same address:
-    one broadcast `ld.global.v4`), for the [BN] tensors of p's shape."""
-    return tl.inline_asm_elementwise(
-        "ld.global.v4.f32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l", [p],
-        dtype=(tl.float32, tl.float32, tl.float32, tl.float32), is_pure=True, pack=1)
+    one broadcast `ld.global.v4`), for the [BN] tensors of p's shape; the interpreter loads
+    them one by one."""
+    if ON_GPU:
+        r = tl.inline_asm_elementwise(
+            "ld.global.v4.f32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l", [p],
+            dtype=(tl.float32, tl.float32, tl.float32, tl.float32), is_pure=True, pack=1)
+    else:
+        r = tl.load(p), tl.load(p + 1), tl.load(p + 2), tl.load(p + 3)
+    return r
 
 
 @triton.jit
@@ -1104,6 +1114,68 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
     lane a program read each weight once a lane (32 lanes: w_down's 3.5 MB 32 times a step
     through L2)."""
     P = _row(ARGS, ROW, LANES, LR)
+    # the weights are no launch's output: asked for before the wait; x (the launch before's
+    # output) only after it (`_qchain_v8`), so that L1 holds no line of it from before
+    _panel_l1(W, P, BN, PF)
+    _start(PDL)
+    _qchain_v8(X, W, OUT, P, BN, SEGW, NB, PF, XS, PARTS, XV, LR)
+
+
+@triton.jit(do_not_specialize=["ROW"])
+def norm_qchain_kernel(X, W, OUT, WT, ARGS, ROW, NEG0, F_SQ: tl.constexpr,
+                       F_MEAN: tl.constexpr, F_EPS: tl.constexpr, F_ROOT: tl.constexpr,
+                       F_DIV: tl.constexpr, F_W: tl.constexpr, CAP0: tl.constexpr,
+                       NLEV: tl.constexpr, COMBINE: tl.constexpr, BN: tl.constexpr,
+                       SEGW: tl.constexpr, NB: tl.constexpr, PF: tl.constexpr,
+                       XS: tl.constexpr = False, LANES: tl.constexpr = 1,
+                       PARTS: tl.constexpr = 1, PDL: tl.constexpr = False,
+                       XV: tl.constexpr = False, LR: tl.constexpr = 1,
+                       PRE: tl.constexpr = -1):
+    """An RMSNorm and the decode linear that reads its output as one launch
+    (`step_plan_cuda.fuse_norm_linears` matched them): every program (one warp) first runs
+    the RMSNorm's records in registers (`_norm_warp`, norm_kernel's WARP body, its row
+    this launch's; with PRE, the residual add before it), then, after a barrier, the
+    linear's chains (`_qchain_v8`, qchain_v8_kernel's body, its row the rider after this
+    one) from the normalised x it has just stored. Every program stores the same records at
+    the same places, from the same inputs, so each value stored is the one its own launch
+    would have stored, whichever program's store lands last; a program reads back only
+    what it stored itself (the barrier orders it) or what no program of this launch writes.
+
+    Why: an RMSNorm was a launch of ~5 µs on the H100, one program of 576 values, mostly
+    launch and wait (profile-cuda-step.md), 61 a step, each followed by the linear that
+    waits for it. Computed again by each of the linear's programs it costs their registers
+    and a few hundred instructions, not a launch. The weight panel is asked for first, the
+    norm's weight row and table words before the wait (`_norm_warp`)."""
+    Pn = _row(ARGS, ROW, LANES, LR)
+    P = Pn + LANES * 32  # the linear's row: the rider after this one (each lane's)
+    _panel_l1(W, P, BN, PF)
+    for r in tl.static_range(LR):  # lane r's norm, then its wait (`_norm_warp`)
+        _norm_warp(X, WT, OUT, Pn + r * 32, NEG0, F_SQ, F_MEAN, F_EPS, F_ROOT, F_DIV, F_W,
+                   CAP0, NLEV, COMBINE, PRE, PDL)
+    tl.debug_barrier()
+    _qchain_v8(X, W, OUT, P, BN, SEGW, NB, PF, XS, PARTS, XV, LR)
+
+
+@triton.jit
+def _panel_l1(W, P, BN: tl.constexpr, PF: tl.constexpr):
+    """PF < 0: ask L1 for the program's whole weight panel (BN·32 bytes a k block, 32
+    blocks a round) of the linear whose row is P (`qchain_v8_kernel`)."""
+    if PF < 0:
+        N = tl.load(P + 11)
+        last = tl.load(P + 16) // 8 - 1
+        n0 = tl.program_id(0) * BN
+        warp = tl.arange(0, 32)
+        for r in range(0, last + 1, 32):
+            blk = W + (tl.minimum(r + warp, last).to(tl.int64) * N + n0) * 8
+            for c in tl.static_range((BN * 32 + 127) // 128):
+                _prefetch_l1(blk + c * 32)
+
+
+@triton.jit
+def _qchain_v8(X, W, OUT, P, BN: tl.constexpr, SEGW: tl.constexpr, NB: tl.constexpr,
+               PF: tl.constexpr, XS: tl.constexpr, PARTS: tl.constexpr, XV: tl.constexpr,
+               LR: tl.constexpr):
+    """qchain_v8_kernel's body after its wait: x's lines into L1, then the chains."""
     N = tl.load(P + 11)
     K = tl.load(P + 16)
     s_oseg0 = tl.load(P + 9)
@@ -1117,14 +1189,6 @@ def qchain_v8_kernel(X, W, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
     warp = tl.arange(0, 32)
     step = N * 8
     last = K // 8 - 1
-    if PF < 0:  # the program's whole weight panel: BN·32 bytes a k block, 32 blocks a round
-        for r in range(0, last + 1, 32):
-            blk = W + (tl.minimum(r + warp, last).to(tl.int64) * N + n0) * 8
-            for c in tl.static_range((BN * 32 + 127) // 128):
-                _prefetch_l1(blk + c * 32)
-    # the weights are no launch's output: asked for before the wait; x (the launch before's
-    # output) only after it, so that L1 holds no line of it from before
-    _start(PDL)
     for r in tl.static_range(2 * LR):  # x's 128-byte lines, K ≤ 2,048 (only a hint past it)
         _prefetch_l1(xps[r // 2] + tl.minimum(((r % 2) * 32 + warp) * 32, K - 1))
     wp = W + rn * 8

@@ -91,7 +91,8 @@ def main() -> int:
             or check_device_roots(got, last) or check_graph_tables(plan, cpu, last)
             or check_stack(plan, cpu, last) or check_argfold(cpu) or check_reg_folds()
             or check_warp_norms() or check_qchain_dot()
-            or check_fused_attention(plan, cpu, prev, tok, want, last))
+            or check_fused_attention(plan, cpu, prev, tok, want, last)
+            or check_norm_linears(m, shaped, plan.records, prev, tok, want, last, cpu))
 
 
 def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa: ANN001
@@ -231,13 +232,15 @@ def _unpaired(plan: CudaStepPlan, seq: list) -> bool:
     ROPEs among the launches of a step whose previous outputs lie in an arena, or a pair
     without its rider (launches whose previous outputs are separate tensors read them from
     separate pointers, and stay apart). A fused attention's riders (`fuse_attention`: two,
-    three with the MOVE after it) are not pairs'."""
+    three with the MOVE after it) and a fused RMSNorm's (`fuse_norm_linears`: the linear's)
+    are not pairs'."""
     from repops.gpu import step_kernels as sk
 
     kinds = {ln.kernel for ln in seq if ln.consts.get("PAIR")}
     pairs = sum(bool(ln.consts.get("PAIR")) for ln in seq)
     riders = sum(ln.kernel is None for ln in seq) - sum(
-        2 + (ln.consts.get("OT", -2) > -2) for ln in seq if ln.kernel is sk.attn_kernel)
+        2 + (ln.consts.get("OT", -2) > -2) for ln in seq if ln.kernel is sk.attn_kernel) - sum(
+        ln.kernel is sk.norm_qchain_kernel for ln in seq)
     if plan.fuse_pairs and (kinds != {sk.concat_kernel, sk.rope_kernel} or pairs != riders):
         print(f"not paired: {pairs} pairs of {len(kinds)} kernels, {riders} riders")
         return True
@@ -321,6 +324,45 @@ def check_fused_attention(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,
         return check_graph_tables(plan, cpu, last) or check_stack(plan, cpu, last)
     finally:
         plan.fuse_attention, plan.fuse_heads_move, plan.warp_softmax = old
+
+
+def check_norm_linears(m, shaped, records, prev, tok: int, want, last: int,  # noqa: ANN001
+                       cpu: FastExecutor) -> int:
+    """Each RMSNorm and the linear after it as one `norm_qchain_kernel` launch
+    (`fuse_norm_linears`) with the GPU's defaults around it (`qchain_v8_kernel` with x four
+    values a load in the aligned layout, the linears side by side, the residual adds in the
+    norms, the attention fused): eagerly, through a graph's table and through a stack of two
+    lanes (the linears two lanes a program: each program runs both lanes' norms), every
+    record equal to the CPU plan's. The vector loads are the interpreter's one by one
+    (`_ld8`, `_ld4x`); the GPU test [FUSE_NORM_LINEARS] checks the bits."""
+    from repops.gpu import step_kernels as sk
+
+    plan = CudaStepPlan(m.program, m.weights_by_root(), shaped.weights, shaped._chains,
+                        shaped._wt, torch.device("cpu"))
+    plan.plan.align_linear_inputs = True
+    plan.qchain = ("v8", 32, 64, -1, 1)
+    plan.fuse_moves = plan.fuse_ew = plan.fuse_linears = plan.fuse_pairs = True
+    plan.fuse_attention = plan.fuse_norm_linears = True
+    plan.records = records
+    got, launches = _run_seen(plan, prev, tok)
+    fused = [ln for ln in launches if ln.kernel is sk.norm_qchain_kernel]
+    norms = sum(r[0] == K_CONCAT for r in records) // 2 * 2  # attention's and the MLP's
+    if len(fused) < norms or sk.norm_kernel in {ln.kernel for ln in launches}:
+        print(f"norm linears: {len(fused)} fused launches for {norms} norms, "
+              f"{sum(ln.kernel is sk.norm_kernel for ln in launches)} left alone")
+        return 1
+    if not any(ln.consts.get("PRE", -1) >= 0 for ln in fused) or not any(
+            ln.consts.get("PARTS", 1) > 1 for ln in fused) or not all(
+            ln.consts.get("XV") for ln in fused):
+        print("norm linears: none with the residual add, parts or x vectors")
+        return 1
+    if _differs("norm linears differ", want, got, last, m.program):
+        return 1
+    print(f"norm linears equal ({len(fused)} launches)")
+    if check_graph_tables(plan, cpu, last) or check_stack(plan, cpu, last):
+        print("norm linears: the graph's table or the stack differs")
+        return 1
+    return 0
 
 
 def check_device_roots(got, last: int) -> int:  # noqa: ANN001 - a StepOutputs

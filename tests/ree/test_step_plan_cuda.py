@@ -143,14 +143,16 @@ def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatc
     ("WARP_SOFTMAX", "WARP", ("softmax_kernel",)),
     ("FUSE_PAIRS", "PAIR", ("concat_kernel", "rope_kernel")),
     ("FUSE_ATTENTION", None, ("attn_kernel",)),
-    ("FUSE_HEADS_MOVE", "OT", ("attn_kernel",))])
+    ("FUSE_HEADS_MOVE", "OT", ("attn_kernel",)),
+    ("FUSE_NORM_LINEARS", None, ("norm_qchain_kernel",))])
 def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, switch, const,
                                             kernels):
     """A switch on (ADR 0017's x four values a load, with the step plan starting each x
     16-byte aligned at every position: on by default) or off (ADR 0018's FOLD levels from
     registers: slower; ADR 0020's RMSNorms and softmaxes in one warp; `fuse_pairs`, a layer's K
     and V appends in one launch, and its q and k ROPEs in one; `fuse_attention`, a layer's
-    q·k, softmax and p·v in one, with `FUSE_HEADS_MOVE` the MOVE after them too): every
+    q·k, softmax and p·v in one, with `FUSE_HEADS_MOVE` the MOVE after them too;
+    `fuse_norm_linears`, each RMSNorm run by the programs of the linear after it): every
     leaf of six steps,
     through the graphs and over a grid bucket, equal to the CPU's, and every launch of the
     kernels it changes with its constexpr set."""
@@ -678,6 +680,27 @@ def test_fused_attention_compiles_for_hopper(lanes):
     assert "fma.rn.f32" in ptx
 
 
+@pytest.mark.parametrize("lr", [1, 4])
+def test_norm_linear_compiles_for_hopper(lr):
+    """`fuse_norm_linears`' launch (norm_qchain_kernel: the RMSNorm's warp body with the
+    residual add, then q, k and v side by side with x four values a load) compiles for
+    sm_90, one job and a stack's lanes four a program; the weights' prefetch comes before
+    the wait, the norm's shuffles and one barrier after it. The interpreter test checks its
+    values, the GPU test [FUSE_NORM_LINEARS] its bits."""
+    sk = step_plan_cuda.sk
+    norm = {k: v for k, v in _NORM_CONSTS.items() if k not in ("BLOCK", "REG", "WARP")}
+    consts = {**norm, "BN": 32, "SEGW": 192, "NB": 32 if lr > 1 else 64, "PF": -1,
+              "XS": False, "LANES": 32 if lr > 1 else 1, "PARTS": 3, "XV": True, "LR": lr}
+    k = _compile_for(sk.norm_qchain_kernel, {"X": "*fp32", "W": "*fp32", "OUT": "*fp32",
+                                             "WT": "*fp32", "ARGS": "*i64", "ROW": "i32",
+                                             "NEG0": "fp32"}, consts, 90, num_warps=1)
+    ptx = k.asm["ptx"]
+    assert k.asm["cubin"] and "shfl.sync.idx" in ptx and ptx.count("bar.sync") == 1
+    assert ptx.index("prefetch.global.L1") < ptx.index("griddepcontrol.wait")
+    assert ptx.index("griddepcontrol.wait") < ptx.index("bar.sync")
+    assert "ld.global.v4.f32" in ptx and "ld.global.nc.v4.f32" in ptx
+
+
 def test_warp_folds_compile_for_hopper():
     """An RMSNorm's and a softmax's launches with WARP_FOLDS and WARP_SOFTMAX (`_norm_warp`,
     `_softmax_warp`: one warp, FOLD levels by register adds and shuffles) compile for sm_90
@@ -753,6 +776,14 @@ def test_every_step_kernel_waits_before_it_touches_the_arena():
         # the table row, or (norm_kernel's WARP body) the scale, a weight (with_warp_folds)
         assert all(x.startswith(("P", "wt +")) for x in loads), f.fn.__name__
         assert "_xw_block(" not in before and "_prefetch_l1(xp" not in before, f.fn.__name__
+    # a kernel whose wait is in the body it calls first (`_norm_warp`): before that call,
+    # only its table row's address and the weights' prefetch (`_panel_l1`: table words)
+    body = inspect.getsource(sk.norm_qchain_kernel.fn).split('"""')[-1]
+    before = body[:body.index("_norm_warp(")]
+    assert "tl.load(" not in before and "tl.store(" not in before and "_qchain_v8(" not in before
+    panel = inspect.getsource(sk._panel_l1.fn).split('"""')[-1]
+    assert "tl.store(" not in panel
+    assert all(x.startswith("P") for x in panel.split("tl.load(")[1:])
 
 
 def test_cuda_plan_kernels_under_the_interpreter():
