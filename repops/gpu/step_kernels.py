@@ -1149,7 +1149,8 @@ def norm_qchain_kernel(X, W, OUT, WT, ARGS, ROW, NEG0, F_SQ: tl.constexpr,
     Pn = _row(ARGS, ROW, LANES, LR)
     P = Pn + LANES * 32  # the linear's row: the rider after this one (each lane's)
     _panel_l1(W, P, BN, PF)
-    for r in tl.static_range(LR):  # lane r's norm, then its wait (`_norm_warp`)
+    for r in range(LR):  # lane r's norm, then its wait (`_norm_warp`); a loop, not unrolled:
+        # the warp body is large, and LR copies of it compiled for minutes
         _norm_warp(X, WT, OUT, Pn + r * 32, NEG0, F_SQ, F_MEAN, F_EPS, F_ROOT, F_DIV, F_W,
                    CAP0, NLEV, COMBINE, PRE, PDL)
     tl.debug_barrier()
