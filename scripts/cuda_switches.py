@@ -62,6 +62,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="each RMSNorm and the decode linear after it as one CUDA launch, the "
                          "linear's programs running the norm first "
                          "(step_plan_cuda.FUSE_NORM_LINEARS; off: unmeasured)")
+    ap.add_argument("--linear-blocks", action=argparse.BooleanOptionalAction, default=None,
+                    help="a decode linear with 8 or 16 columns a CUDA program where that keeps "
+                         "its programs within the GPU's multiprocessors "
+                         "(step_plan_cuda.LINEAR_BLOCKS; off: unmeasured)")
     ap.add_argument("--stack-lr", type=int, default=None,
                     help="a CUDA stack's decode linears with this many lanes a program, "
                          "each weight read once for them (step_plan_cuda.STACK_LR; 1: one)")
@@ -103,6 +107,7 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "fuse_attention": ("step_plan_cuda", "FUSE_ATTENTION"),
           "fuse_heads_move": ("step_plan_cuda", "FUSE_HEADS_MOVE"),
           "fuse_norm_linears": ("step_plan_cuda", "FUSE_NORM_LINEARS"),
+          "linear_blocks": ("step_plan_cuda", "LINEAR_BLOCKS"),
           "stack_lr": ("step_plan_cuda", "STACK_LR"),
           "stack_linear_nb": ("step_plan_cuda", "STACK_LINEAR_NB"),
           "root_streams": ("step_lanes_cuda", "ROOT_STREAMS"),

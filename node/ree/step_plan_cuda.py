@@ -141,6 +141,11 @@ FUSE_HEADS_MOVE = False
 # interpreter-checked). Off until run on a GPU (bench_runtime.py --fuse-norm-linears;
 # scripts/gpu_ab.sh fuse-norm-linears)
 FUSE_NORM_LINEARS = False
+# a one-job decode linear with 8 or 16 columns a program where that keeps its programs
+# within the GPU's multiprocessors (`with_linear_blocks`): w_down 18 → 72 programs. Bits:
+# unchanged (the same kernel and chains; BN 8 and 16 bit-equal in the sweep). Off until its
+# A/B (bench_runtime.py --linear-blocks; scripts/gpu_ab.sh linear-blocks)
+LINEAR_BLOCKS = False
 # every step launch with programmatic dependent launch (Hopper and later: the next
 # launch's programs placed while this one runs; each kernel waits for the one before it in
 # step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
@@ -575,6 +580,33 @@ def fuse_linears(launches: list[_Launch], side_by_side: dict[tuple[int, ...], to
     return out
 
 
+def with_linear_blocks(launches: list[_Launch], programs: int) -> list[_Launch]:
+    """The launches with each one-row `qchain_v8_kernel` launch given the fewest columns a
+    program, 8 or 16 below its BN, that keeps its programs within `programs` (the GPU's
+    multiprocessors) and every part's columns in whole programs (`LINEAR_BLOCKS`).
+
+    Why: a decode linear's chain is sequential in k, so its program's time is its chain and
+    the weights it streams; at BN 32, w_down (N 576) is 18 programs, each streaming a 196 KB
+    panel through one multiprocessor while ~110 others idle. With BN 8 it is 72 programs of
+    49 KB. The same kernel, chains and outputs: the bits cannot change (BN 8 and 16 were
+    bit-equal in profile_cuda_step.py's sweep). A BN chosen for all linears at once was
+    slower (the sweep): gate and up side by side (N 3,072) then need two waves."""
+    out: list[_Launch] = []
+    for ln in launches:
+        c = ln.consts
+        if ln.kernel is sk.qchain_v8_kernel and ln.ints[10] == 1 and not c.get("XS"):
+            n = ln.ints[11]
+            starts = [ln.ints[20 + 3 * q] for q in range(1, c.get("PARTS", 1))]
+            for bn in (8, 16):
+                if bn < c["BN"] and -(-n // bn) <= programs and n % bn == 0 \
+                        and all(x % bn == 0 for x in starts):
+                    ln = _Launch(ln.kernel, (n // bn,), ln.ptrs, ln.ints, {**c, "BN": bn},
+                                 ln.op)
+                    break
+        out.append(ln)
+    return out
+
+
 _NORM_CONSTS = ("NEG0", "F_SQ", "F_MEAN", "F_EPS", "F_ROOT", "F_DIV", "F_W", "CAP0", "NLEV",
                 "COMBINE", "PRE")
 
@@ -1001,6 +1033,9 @@ class CudaStepPlan:
         self.fuse_attention = FUSE_ATTENTION
         self.fuse_heads_move = FUSE_HEADS_MOVE
         self.fuse_norm_linears = FUSE_NORM_LINEARS
+        self.linear_blocks = LINEAR_BLOCKS
+        self.sms = (torch.cuda.get_device_properties(device).multi_processor_count
+                    if device.type == "cuda" else 132)  # `with_linear_blocks`
         # X_VECTORS: each linear's x aligned (before any layout is made), read by `_qchain`
         self.plan.align_linear_inputs = X_VECTORS
         # PDL's instructions exist from sm_90 (Hopper) on; older GPUs launch without them
@@ -1229,6 +1264,7 @@ class CudaStepPlan:
                     + (sk.softmax_kernel,) * self.warp_softmax)
             out = with_warp_folds(out, self.weight_ptrs(), warp) if warp else out
             out = fuse_linears(out, self._side_by_side) if self.fuse_linears else out
+            out = with_linear_blocks(out, self.sms) if self.linear_blocks else out
             out = fuse_norm_linears(out, self.weight_ptrs()) if self.fuse_norm_linears else out
             out = fuse_attention(out, self.fuse_heads_move) if self.fuse_attention else out
             return fuse_pairs(out) if self.fuse_pairs else out

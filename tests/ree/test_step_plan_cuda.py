@@ -144,7 +144,8 @@ def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatc
     ("FUSE_PAIRS", "PAIR", ("concat_kernel", "rope_kernel")),
     ("FUSE_ATTENTION", None, ("attn_kernel",)),
     ("FUSE_HEADS_MOVE", "OT", ("attn_kernel",)),
-    ("FUSE_NORM_LINEARS", None, ("norm_qchain_kernel",))])
+    ("FUSE_NORM_LINEARS", None, ("norm_qchain_kernel",)),
+    ("LINEAR_BLOCKS", None, ("qchain_v8_kernel",))])
 def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, switch, const,
                                             kernels):
     """A switch on (ADR 0017's x four values a load, with the step plan starting each x
@@ -152,7 +153,8 @@ def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, s
     registers: slower; ADR 0020's RMSNorms and softmaxes in one warp; `fuse_pairs`, a layer's K
     and V appends in one launch, and its q and k ROPEs in one; `fuse_attention`, a layer's
     q·k, softmax and p·v in one, with `FUSE_HEADS_MOVE` the MOVE after them too;
-    `fuse_norm_linears`, each RMSNorm run by the programs of the linear after it): every
+    `fuse_norm_linears`, each RMSNorm run by the programs of the linear after it;
+    `with_linear_blocks`, decode linears with fewer columns a program): every
     leaf of six steps,
     through the graphs and over a grid bucket, equal to the CPU's, and every launch of the
     kernels it changes with its constexpr set."""
