@@ -57,15 +57,16 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "a program a head (step_plan_cuda.FUSE_ATTENTION, on by default)")
     ap.add_argument("--fuse-heads-move", action=argparse.BooleanOptionalAction, default=None,
                     help="with --fuse-attention, the MOVE of the heads' outputs after p·v in "
-                         "the same launch (step_plan_cuda.FUSE_HEADS_MOVE; off: unmeasured)")
+                         "the same launch (step_plan_cuda.FUSE_HEADS_MOVE; off until the GPU "
+                         "report: −0.7 %% a step graph on the H100)")
     ap.add_argument("--fuse-norm-linears", action=argparse.BooleanOptionalAction, default=None,
                     help="each RMSNorm and the decode linear after it as one CUDA launch, the "
                          "linear's programs running the norm first "
-                         "(step_plan_cuda.FUSE_NORM_LINEARS; off: unmeasured)")
+                         "(step_plan_cuda.FUSE_NORM_LINEARS; off: slower on the H100)")
     ap.add_argument("--linear-blocks", action=argparse.BooleanOptionalAction, default=None,
                     help="a decode linear with 8 or 16 columns a CUDA program where that keeps "
                          "its programs within the GPU's multiprocessors "
-                         "(step_plan_cuda.LINEAR_BLOCKS; off: unmeasured)")
+                         "(step_plan_cuda.LINEAR_BLOCKS; off: slower on the H100)")
     ap.add_argument("--stack-lr", type=int, default=None,
                     help="a CUDA stack's decode linears with this many lanes a program, "
                          "each weight read once for them (step_plan_cuda.STACK_LR; 1: one)")

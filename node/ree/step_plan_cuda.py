@@ -132,19 +132,27 @@ WARP_SOFTMAX = False
 FUSE_ATTENTION = True
 # with FUSE_ATTENTION, the MOVE of the heads' p·v outputs into one row (~1.9 µs a layer on
 # the H100) done by `attn_kernel` too, each head's program its own values (OT,
-# `_heads_move`). Bits: copies; interpreter-checked. Off until run on a GPU
+# `_heads_move`). Bits: copies; test_cuda_switch_equal_cpu_leaf_by_leaf[FUSE_HEADS_MOVE]
+# passed on the H100 (twenty-eighth session). H100 A/B (profile_cuda_step.py, 32 steps):
+# graph 2.534 / 2.521 → 2.468 / 2.464 ms with PDL off, 2.161 → 2.146 / 2.145 with it on;
+# 336 → 306 launches. Off until the H100 report and the GPU stack tests have run with it
 # (bench_runtime.py --fuse-heads-move; scripts/gpu_ab.sh fuse-heads-move)
 FUSE_HEADS_MOVE = False
 # an RMSNorm and the decode linear after it (q, k, v; gate, up; the LM head) as one launch,
 # each of the linear's programs running the norm's warp body first (`fuse_norm_linears`,
-# step_kernels.norm_qchain_kernel). Bits: unchanged (each part its own kernel's code;
-# interpreter-checked). Off until run on a GPU (bench_runtime.py --fuse-norm-linears;
-# scripts/gpu_ab.sh fuse-norm-linears)
+# step_kernels.norm_qchain_kernel; ADR 0022). Bits: unchanged (each part its own kernel's
+# code; test_cuda_switch_equal_cpu_leaf_by_leaf[FUSE_NORM_LINEARS] passed on the H100).
+# Off: slower there (twenty-eighth session, profile_cuda_step.py, 32 steps): graph 2.161 →
+# 2.264 ms with PDL on, 2.53 → 2.654 with it off, for 336 → 275 launches: each program's
+# norm costs more than the launch it saves (bench_runtime.py --fuse-norm-linears)
 FUSE_NORM_LINEARS = False
 # a one-job decode linear with 8 or 16 columns a program where that keeps its programs
 # within the GPU's multiprocessors (`with_linear_blocks`): w_down 18 → 72 programs. Bits:
-# unchanged (the same kernel and chains; BN 8 and 16 bit-equal in the sweep). Off until its
-# A/B (bench_runtime.py --linear-blocks; scripts/gpu_ab.sh linear-blocks)
+# unchanged (the same kernel and chains; BN 8 and 16 bit-equal in the sweep). Off: slower
+# on the H100 (twenty-eighth session, profile_cuda_step.py, 32 steps): graph 2.161 → 2.224
+# ms with PDL on, 2.53 → 2.563 / 2.572 with it off; w_down 13.26 → 13.83 µs, wq 6.9 → 7.26:
+# a linear's time is not its panel's stream through few SMs (bench_runtime.py
+# --linear-blocks)
 LINEAR_BLOCKS = False
 # every step launch with programmatic dependent launch (Hopper and later: the next
 # launch's programs placed while this one runs; each kernel waits for the one before it in
