@@ -598,7 +598,8 @@ def with_linear_blocks(launches: list[_Launch], programs: int) -> list[_Launch]:
     panel through one multiprocessor while ~110 others idle. With BN 8 it is 72 programs of
     49 KB. The same kernel, chains and outputs: the bits cannot change (BN 8 and 16 were
     bit-equal in profile_cuda_step.py's sweep). A BN chosen for all linears at once was
-    slower (the sweep): gate and up side by side (N 3,072) then need two waves."""
+    slower (the sweep): gate and up side by side (N 3,072) then need two waves. Measured
+    on the H100 this is slower too (LINEAR_BLOCKS' note): the premise does not hold."""
     out: list[_Launch] = []
     for ln in launches:
         c = ln.consts
