@@ -67,6 +67,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="a decode linear with 8 or 16 columns a CUDA program where that keeps "
                          "its programs within the GPU's multiprocessors "
                          "(step_plan_cuda.LINEAR_BLOCKS; off: slower on the H100)")
+    ap.add_argument("--fold-carry", action=argparse.BooleanOptionalAction, default=None,
+                    help="FOLD trees' levels with their own elements from the level before's "
+                         "registers, only the pairs loaded back (step_plan_cuda.FOLD_CARRY; "
+                         "off: unmeasured)")
     ap.add_argument("--stack-lr", type=int, default=None,
                     help="a CUDA stack's decode linears with this many lanes a program, "
                          "each weight read once for them (step_plan_cuda.STACK_LR; 1: one)")
@@ -109,6 +113,7 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "fuse_heads_move": ("step_plan_cuda", "FUSE_HEADS_MOVE"),
           "fuse_norm_linears": ("step_plan_cuda", "FUSE_NORM_LINEARS"),
           "linear_blocks": ("step_plan_cuda", "LINEAR_BLOCKS"),
+          "fold_carry": ("step_plan_cuda", "FOLD_CARRY"),
           "stack_lr": ("step_plan_cuda", "STACK_LR"),
           "stack_linear_nb": ("step_plan_cuda", "STACK_LINEAR_NB"),
           "root_streams": ("step_lanes_cuda", "ROOT_STREAMS"),

@@ -154,6 +154,13 @@ FUSE_NORM_LINEARS = False
 # a linear's time is not its panel's stream through few SMs (bench_runtime.py
 # --linear-blocks)
 LINEAR_BLOCKS = False
+# a FOLD tree's memory body (alone, in an RMSNorm, in a softmax, in the fused attention)
+# with each level's own elements from the level before's registers and only its pairs
+# loaded back (`with_fold_carry`, step_kernels._fold_levels' CARRY): a softmax's tree is
+# sized for the longest context (eleven levels), so at ~60 keys its first five levels are
+# copies that then load nothing. Bits: unchanged (the same values; interpreter-checked).
+# Off until run on a GPU (bench_runtime.py --fold-carry; scripts/gpu_ab.sh fold-carry)
+FOLD_CARRY = False
 # every step launch with programmatic dependent launch (Hopper and later: the next
 # launch's programs placed while this one runs; each kernel waits for the one before it in
 # step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
@@ -669,6 +676,15 @@ def with_reg_folds(launches: list[_Launch]) -> list[_Launch]:
             if ln.kernel in _FOLDING else ln for ln in launches]
 
 
+def with_fold_carry(launches: list[_Launch]) -> list[_Launch]:
+    """The launches with every FOLD tree's memory body taking a level's own elements from
+    the level before's registers (`FOLD_CARRY`, step_kernels._fold_levels' CARRY): the same
+    launches, those that fold (and later a fused attention, which takes the softmax's
+    constants) with CARRY."""
+    return [_Launch(ln.kernel, ln.grid, ln.ptrs, ln.ints, {**ln.consts, "CARRY": True}, ln.op)
+            if ln.kernel in _FOLDING else ln for ln in launches]
+
+
 def _warp_fold(ln: _Launch, weights: set[int], kernels: tuple) -> bool:
     """Whether `with_warp_folds` takes this launch: one of `kernels`, and for an RMSNorm a
     scale that is a weight (an address in `weights`: the warp body reads it before its PDL
@@ -1042,6 +1058,7 @@ class CudaStepPlan:
         self.fuse_attention = FUSE_ATTENTION
         self.fuse_heads_move = FUSE_HEADS_MOVE
         self.fuse_norm_linears = FUSE_NORM_LINEARS
+        self.fold_carry = FOLD_CARRY
         self.linear_blocks = LINEAR_BLOCKS
         self.sms = (torch.cuda.get_device_properties(device).multi_processor_count
                     if device.type == "cuda" else 132)  # `with_linear_blocks`
@@ -1269,6 +1286,7 @@ class CudaStepPlan:
             out = fuse_moves(out) if self.fuse_moves else out
             out = fuse_ew(out) if self.fuse_ew else out
             out = with_reg_folds(out) if self.reg_folds else out
+            out = with_fold_carry(out) if self.fold_carry else out
             warp = ((sk.norm_kernel,) * self.warp_folds
                     + (sk.softmax_kernel,) * self.warp_softmax)
             out = with_warp_folds(out, self.weight_ptrs(), warp) if warp else out

@@ -189,7 +189,7 @@ def ew_kernel(A, B, OUT, ARGS, ROW, FN: tl.constexpr, HAS_B: tl.constexpr,
 def fold_tree_kernel(X, OUT, ARGS, ROW, NEG0, CAP0: tl.constexpr, NLEV: tl.constexpr,
                      COMBINE: tl.constexpr,
                      LANES: tl.constexpr = 1, PDL: tl.constexpr = False,
-                     REG: tl.constexpr = False):
+                     REG: tl.constexpr = False, CARRY: tl.constexpr = False):
     """§L5.4 FOLD levels cap = CAP0, CAP0/2, … (NLEV of them), all in one program per row:
     level l keeps i < m = max(n − cap, 0) as combine(x[i], x[i + cap]), copies the rest of
     its input up to cap, pads −0.0; n = min(nlive, the level's input width). Levels lie back
@@ -199,23 +199,33 @@ def fold_tree_kernel(X, OUT, ARGS, ROW, NEG0, CAP0: tl.constexpr, NLEV: tl.const
     _start(PDL)
     _fold_levels(X + tl.load(P), OUT, tl.load(P + 1), tl.program_id(0).to(tl.int64),
                  tl.load(P + 2), tl.load(P + 3), tl.load(P + 4), NEG0, CAP0, NLEV, COMBINE,
-                 REG)
+                 REG, CARRY)
 
 
 @triton.jit
 def _fold_levels(X, OUT, base, r, rows, w, nlive, NEG0, CAP0: tl.constexpr,
-                 NLEV: tl.constexpr, COMBINE: tl.constexpr, REG: tl.constexpr = False):
+                 NLEV: tl.constexpr, COMBINE: tl.constexpr, REG: tl.constexpr = False,
+                 CARRY: tl.constexpr = False):
     """fold_tree_kernel's levels for row r of X (rows of w), the first level at OUT + base.
-    REG: levels after the first from the level before's registers (`_fold_reg`)."""
+    REG: levels after the first from the level before's registers (`_fold_reg`).
+    CARRY (step_plan_cuda.FOLD_CARRY): a level's own elements (x[i], i < its input width)
+    taken from the registers of the level before, which computed them in the same thread
+    (every level spreads i = 0 … CAP0 − 1 alike), and only the pairs x[i + cap] loaded
+    back. Why: a level whose cap is at least its live width (mm = 0: the first five of a
+    softmax's eleven at ~60 keys) is a copy, and then loads nothing: no trip through L2."""
     if REG:
         _fold_reg(X, OUT, base, r, rows, w, nlive, NEG0, CAP0, NLEV, COMBINE)
     else:
         i = tl.arange(0, CAP0)
         src = X + r * w
         win = w
+        y = tl.zeros([CAP0], dtype=tl.float32)
         for lev in tl.static_range(NLEV):
             cap = CAP0 >> lev
-            y = _fold_level(src, i, win, nlive, cap, NEG0, COMBINE)
+            if CARRY and lev > 0:
+                y = _fold_pairs(y, src, i, win, nlive, cap, NEG0, COMBINE)
+            else:
+                y = _fold_level(src, i, win, nlive, cap, NEG0, COMBINE)
             dst = OUT + base + r * cap
             tl.store(dst + i, y, mask=i < cap)
             tl.debug_barrier()
@@ -229,9 +239,16 @@ def _fold_level(src, i, win, nlive, cap, NEG0, COMBINE: tl.constexpr):
     """One level read from memory (§L5.4): i < m = max(n − cap, 0) is combine(x[i],
     x[i + cap]), the rest of the input up to cap is copied, −0.0 past it; n = min(nlive,
     win)."""
+    a = tl.load(src + i, mask=i < tl.minimum(win, cap), other=0.0)
+    return _fold_pairs(a, src, i, win, nlive, cap, NEG0, COMBINE)
+
+
+@triton.jit
+def _fold_pairs(a, src, i, win, nlive, cap, NEG0, COMBINE: tl.constexpr):
+    """`_fold_level` given its input's own elements a (x[i], read for i < hi only): the
+    pairs x[i + cap], i < m, read from src."""
     mm = tl.maximum(tl.minimum(nlive, win) - cap, 0)
     hi = tl.minimum(win, cap)
-    a = tl.load(src + i, mask=i < hi, other=0.0)
     b = tl.load(src + i + cap, mask=i < mm, other=0.0)
     y = tl.where(i < mm, _combine(a, b, COMBINE), a)
     return tl.where(i < hi, canon_nan(y), NEG0)
@@ -354,7 +371,8 @@ def norm_kernel(X, WT, OUT, ARGS, ROW, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.cons
                 F_W: tl.constexpr, CAP0: tl.constexpr, NLEV: tl.constexpr,
                 COMBINE: tl.constexpr, BLOCK: tl.constexpr,
                 LANES: tl.constexpr = 1, PRE: tl.constexpr = -1, PDL: tl.constexpr = False,
-                REG: tl.constexpr = False, WARP: tl.constexpr = False):
+                REG: tl.constexpr = False, WARP: tl.constexpr = False,
+                CARRY: tl.constexpr = False):
     """An RMSNorm's seven records in one program (`step_plan_cuda._norm_launch` matched them):
     sq = f(x, x); its FOLD tree; mean = f(last level, s); eps = f(mean, s); root = f(eps);
     div = f(x, root[0]); out = f(div, wt): each the EW or FOLD definition (§L5.4, §L5.6)
@@ -391,7 +409,7 @@ def norm_kernel(X, WT, OUT, ARGS, ROW, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.cons
             tl.store(OUT + tl.load(P + 1) + start + e, _ew_fn(a, a, F_SQ), mask=m)
         tl.debug_barrier()
         _fold_levels(OUT + tl.load(P + 1), OUT, tl.load(P + 3), 0, 1, n, tl.load(P + 4), NEG0,
-                     CAP0, NLEV, COMBINE, REG)
+                     CAP0, NLEV, COMBINE, REG, CARRY)
         tl.debug_barrier()
         one = e < 1
         v = tl.load(OUT + tl.load(P + 5) + e, mask=one, other=1.0)
@@ -509,7 +527,8 @@ def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.con
                    C_MAX: tl.constexpr, C_SUM: tl.constexpr, CAP0: tl.constexpr,
                    NLEV: tl.constexpr, BLOCK: tl.constexpr,
                    LANES: tl.constexpr = 1, PDL: tl.constexpr = False,
-                   REG: tl.constexpr = False, WARP: tl.constexpr = False):
+                   REG: tl.constexpr = False, WARP: tl.constexpr = False,
+                   CARRY: tl.constexpr = False):
     """A softmax's six records for one row (program r; `step_plan_cuda._softmax_launch`
     matched them): scaled = f(a, s); its FOLD max tree; sub = f(scaled, max[r]); exp =
     f(sub); its FOLD sum tree; out = f(exp, sum[r]); each EW masked as its own launch
@@ -534,7 +553,7 @@ def softmax_kernel(A, OUT, ARGS, ROW, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.con
         _start(PDL)
         _softmax_rows(A, OUT, P, NEG0, tl.program_id(0).to(tl.int32), F_SCALE, F_SUB, F_EXP,
                       F_DIV, M_SCALE, M_SUB, M_EXP, M_DIV, C_MAX, C_SUM, CAP0, NLEV, BLOCK,
-                      REG)
+                      REG, CARRY)
 
 
 @triton.jit
@@ -542,7 +561,8 @@ def _softmax_rows(A, OUT, P, NEG0, r, F_SCALE: tl.constexpr, F_SUB: tl.constexpr
                   F_EXP: tl.constexpr, F_DIV: tl.constexpr, M_SCALE: tl.constexpr,
                   M_SUB: tl.constexpr, M_EXP: tl.constexpr, M_DIV: tl.constexpr,
                   C_MAX: tl.constexpr, C_SUM: tl.constexpr, CAP0: tl.constexpr,
-                  NLEV: tl.constexpr, BLOCK: tl.constexpr, REG: tl.constexpr):
+                  NLEV: tl.constexpr, BLOCK: tl.constexpr, REG: tl.constexpr,
+                  CARRY: tl.constexpr = False):
     """softmax_kernel's memory body for row r (its program's, or `attn_kernel`'s head):
     each step's output stored, a barrier, the next step reading it back."""
     C = tl.load(P + 2).to(tl.int32)
@@ -555,7 +575,7 @@ def _softmax_rows(A, OUT, P, NEG0, r, F_SCALE: tl.constexpr, F_SUB: tl.constexpr
             mrow, past, P + 12, M_SCALE, BLOCK)
     tl.debug_barrier()
     _fold_levels(OUT + tl.load(P + 1), OUT, tl.load(P + 4), r.to(tl.int64), rows, C,
-                 tl.load(P + 5), NEG0, CAP0, NLEV, C_MAX, REG)
+                 tl.load(P + 5), NEG0, CAP0, NLEV, C_MAX, REG, CARRY)
     tl.debug_barrier()
     mx = tl.load(OUT + tl.load(P + 18) + r + c * 0)
     for start in range(0, C, BLOCK):
@@ -567,7 +587,7 @@ def _softmax_rows(A, OUT, P, NEG0, r, F_SCALE: tl.constexpr, F_SUB: tl.constexpr
         tl.store(OUT + tl.load(P + 7) + e0 + start + c, y, mask=m)
     tl.debug_barrier()
     _fold_levels(OUT + tl.load(P + 7), OUT, tl.load(P + 8), r.to(tl.int64), rows, C,
-                 tl.load(P + 9), NEG0, CAP0, NLEV, C_SUM, REG)
+                 tl.load(P + 9), NEG0, CAP0, NLEV, C_SUM, REG, CARRY)
     tl.debug_barrier()
     sm = tl.load(OUT + tl.load(P + 19) + r + c * 0)
     _row_ew(OUT + tl.load(P + 7), OUT + tl.load(P + 10), e0, C, sm, F_DIV, mrow, past, P + 15,
@@ -830,7 +850,8 @@ def attn_kernel(X, ARGS, ROW, NEG_INF, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.co
                 C_MAX: tl.constexpr, C_SUM: tl.constexpr, CAP0: tl.constexpr,
                 NLEV: tl.constexpr, BLOCK: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
                 NS: tl.constexpr, PF: tl.constexpr, DB: tl.constexpr, K1: tl.constexpr,
-                LANES: tl.constexpr = 1, PDL: tl.constexpr = False, OT: tl.constexpr = -2):
+                LANES: tl.constexpr = 1, PDL: tl.constexpr = False, OT: tl.constexpr = -2,
+                CARRY: tl.constexpr = False):
     """A decode step's attention for one head (program on axis 2; `step_plan_cuda.
     fuse_attention` matched the launches): the q·k DOT (this row: chain_kernel's, CAUSAL
     2) over every column block, the softmax's six records (the next row: softmax_kernel's
@@ -852,7 +873,7 @@ def attn_kernel(X, ARGS, ROW, NEG_INF, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.co
         _chain(X, X, X, X, P, NEG_INF, pid_n, row, bat, False, 2, BN, BK, NS, 0, PF, DB, K1)
     tl.debug_barrier()
     _softmax_rows(X, X, P + LANES * 32, NEG0, bat.to(tl.int32), F_SCALE, F_SUB, F_EXP, F_DIV,
-                  M_SCALE, M_SUB, M_EXP, M_DIV, C_MAX, C_SUM, CAP0, NLEV, BLOCK, False)
+                  M_SCALE, M_SUB, M_EXP, M_DIV, C_MAX, C_SUM, CAP0, NLEV, BLOCK, False, CARRY)
     tl.debug_barrier()
     _chain(X, X, X, X, P + 2 * LANES * 32, NEG_INF, 0, row, bat, False, 1, BN, BK, NS, 0, PF,
            DB, K1)

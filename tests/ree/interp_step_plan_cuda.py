@@ -92,7 +92,8 @@ def main() -> int:
             or check_stack(plan, cpu, last) or check_argfold(cpu) or check_reg_folds()
             or check_warp_norms() or check_qchain_dot()
             or check_fused_attention(plan, cpu, prev, tok, want, last)
-            or check_norm_linears(m, shaped, plan.records, prev, tok, want, last, cpu))
+            or check_norm_linears(m, shaped, plan.records, prev, tok, want, last, cpu)
+            or check_fold_carry(plan, cpu, prev, tok, want, last))
 
 
 def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa: ANN001
@@ -366,6 +367,32 @@ def check_norm_linears(m, shaped, records, prev, tok: int, want, last: int,  # n
         print("norm linears: the graph's table or the stack differs")
         return 1
     return 0
+
+
+def check_fold_carry(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,  # noqa: ANN001
+                     want, last: int) -> int:  # noqa: ANN001
+    """FOLD levels with their own elements carried in registers (`with_fold_carry`) in the
+    memory bodies: the RMSNorms' (576 wide: every level combines) and the fused attention's
+    softmax (a tree for 2,048 keys at 9 keys: its first levels are copies), eagerly and
+    through a stack of two lanes, every record equal to the CPU plan's."""
+    from repops.gpu import step_kernels as sk
+
+    old = plan.fold_carry, plan.warp_folds, plan.warp_softmax, plan.fuse_attention
+    plan.fold_carry, plan.warp_folds, plan.warp_softmax, plan.fuse_attention = (
+        True, False, False, True)
+    try:
+        got, launches = _run_seen(plan, prev, tok)
+        kinds = {ln.kernel for ln in launches if ln.consts.get("CARRY")}
+        if not {sk.norm_kernel, sk.attn_kernel} <= kinds:
+            print("fold carry: the norms or the attention did not fold with CARRY")
+            return 1
+        if _differs("fold carry differs", want, got, last, plan.program):
+            return 1
+        print(f"fold carry equal ({sum(ln.consts.get('CARRY', False) for ln in launches)} "
+              "launches)")
+        return check_stack(plan, cpu, last)
+    finally:
+        plan.fold_carry, plan.warp_folds, plan.warp_softmax, plan.fuse_attention = old
 
 
 def check_device_roots(got, last: int) -> int:  # noqa: ANN001 - a StepOutputs

@@ -145,7 +145,8 @@ def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatc
     ("FUSE_ATTENTION", None, ("attn_kernel",)),
     ("FUSE_HEADS_MOVE", "OT", ("attn_kernel",)),
     ("FUSE_NORM_LINEARS", None, ("norm_qchain_kernel",)),
-    ("LINEAR_BLOCKS", None, ("qchain_v8_kernel",))])
+    ("LINEAR_BLOCKS", None, ("qchain_v8_kernel",)),
+    ("FOLD_CARRY", "CARRY", ("attn_kernel", "norm_kernel"))])
 def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, switch, const,
                                             kernels):
     """A switch on (ADR 0017's x four values a load, with the step plan starting each x
@@ -154,7 +155,8 @@ def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, s
     and V appends in one launch, and its q and k ROPEs in one; `fuse_attention`, a layer's
     q·k, softmax and p·v in one, with `FUSE_HEADS_MOVE` the MOVE after them too;
     `fuse_norm_linears`, each RMSNorm run by the programs of the linear after it;
-    `with_linear_blocks`, decode linears with fewer columns a program): every
+    `with_linear_blocks`, decode linears with fewer columns a program; `with_fold_carry`,
+    FOLD levels' own elements from registers): every
     leaf of six steps,
     through the graphs and over a grid bucket, equal to the CPU's, and every launch of the
     kernels it changes with its constexpr set."""
@@ -668,12 +670,13 @@ def test_register_folds_compile_for_hopper():
 @pytest.mark.parametrize("lanes", [1, 32])
 def test_fused_attention_compiles_for_hopper(lanes):
     """`fuse_attention`'s launch (attn_kernel: a head's q·k DOT, softmax and p·v DOT, with
-    the chains' GPU prefetch) compiles for sm_90, one job and a stack's lanes; the
+    the chains' GPU prefetch) compiles for sm_90, one job and a stack's lanes (those with
+    FOLD_CARRY's softmax levels); the
     interpreter test checks its values, the GPU test [FUSE_ATTENTION] its bits."""
     sk = step_plan_cuda.sk
     soft = {k: v for k, v in _SOFTMAX_CONSTS.items() if k not in ("REG", "WARP")}
     consts = {**soft, "LANES": lanes, "BN": 128, "BK": 32, "NS": 2, "PF": 1, "DB": 1,
-              "K1": True, "OT": sk.CONTIG.value}
+              "K1": True, "OT": sk.CONTIG.value, "CARRY": lanes > 1}  # FOLD_CARRY
     k = _compile_for(sk.attn_kernel, {"X": "*fp32", "ARGS": "*i64", "ROW": "i32",
                                       "NEG_INF": "fp32", "NEG0": "fp32"}, consts, 90,
                      num_warps=4)
