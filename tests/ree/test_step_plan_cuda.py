@@ -814,3 +814,4 @@ def test_cuda_plan_kernels_under_the_interpreter():
         r.stdout[-3000:]
     assert "stacked logits fetched in one gather" in r.stdout, r.stdout[-3000:]
     assert "fused attention equal past 128 keys" in r.stdout, r.stdout[-3000:]
+    assert "norm linears equal" in r.stdout and "fold carry equal" in r.stdout, r.stdout[-3000:]
