@@ -646,12 +646,12 @@ _NORM_SIG = {"X": "*fp32", "WT": "*fp32", "OUT": "*fp32", "ARGS": "*i64", "ROW":
              "NEG0": "fp32"}
 _NORM_CONSTS = {"F_SQ": 3, "F_MEAN": 4, "F_EPS": 1, "F_ROOT": 17, "F_DIV": 4, "F_W": 3,
                 "CAP0": 512, "NLEV": 10, "COMBINE": 0, "BLOCK": 1024, "LANES": 1, "PRE": 1,
-                "PDL": True, "REG": False, "WARP": False}
+                "PDL": True, "REG": False, "WARP": False, "CARRY": False}
 _SOFTMAX_SIG = {"A": "*fp32", "OUT": "*fp32", "ARGS": "*i64", "ROW": "i32", "NEG0": "fp32"}
 _SOFTMAX_CONSTS = {"F_SCALE": 3, "F_SUB": 2, "F_EXP": 18, "F_DIV": 4, "M_SCALE": 1,
                    "M_SUB": 1, "M_EXP": 1, "M_DIV": 1, "C_MAX": 1, "C_SUM": 0, "CAP0": 1024,
                    "NLEV": 11, "BLOCK": 1024, "LANES": 1, "PDL": True, "REG": False,
-                   "WARP": False}
+                   "WARP": False, "CARRY": False}
 
 
 def test_register_folds_compile_for_hopper():
@@ -693,7 +693,8 @@ def test_norm_linear_compiles_for_hopper(lr):
     the wait, the norm's shuffles and one barrier after it. The interpreter test checks its
     values, the GPU test [FUSE_NORM_LINEARS] its bits."""
     sk = step_plan_cuda.sk
-    norm = {k: v for k, v in _NORM_CONSTS.items() if k not in ("BLOCK", "REG", "WARP")}
+    norm = {k: v for k, v in _NORM_CONSTS.items()
+            if k not in ("BLOCK", "REG", "WARP", "CARRY")}
     consts = {**norm, "BN": 32, "SEGW": 192, "NB": 32 if lr > 1 else 64, "PF": -1,
               "XS": False, "LANES": 32 if lr > 1 else 1, "PARTS": 3, "XV": True, "LR": lr}
     k = _compile_for(sk.norm_qchain_kernel, {"X": "*fp32", "W": "*fp32", "OUT": "*fp32",
