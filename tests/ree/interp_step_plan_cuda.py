@@ -332,9 +332,10 @@ def check_norm_linears(m, shaped, records, prev, tok: int, want, last: int,  # n
     """Each RMSNorm and the linear after it as one `norm_qchain_kernel` launch
     (`fuse_norm_linears`) with the GPU's defaults around it (`qchain_v8_kernel` with x four
     values a load in the aligned layout, the linears side by side, the residual adds in the
-    norms, the attention fused): eagerly, through a graph's table and through a stack of two
-    lanes (the linears two lanes a program: each program runs both lanes' norms), every
-    record equal to the CPU plan's. The vector loads are the interpreter's one by one
+    norms, the attention fused), eagerly, every record equal to the CPU plan's. (Through a
+    graph's table and a stack of two lanes, two lanes a program, it was equal too in the
+    twenty-eighth session; it is off, slower on the H100, and those runs of the interpreted
+    linears took minutes of CI.) The vector loads are the interpreter's one by one
     (`_ld8`, `_ld4x`); the GPU test [FUSE_NORM_LINEARS] checks the bits."""
     from repops.gpu import step_kernels as sk
 
@@ -360,9 +361,6 @@ def check_norm_linears(m, shaped, records, prev, tok: int, want, last: int,  # n
     if _differs("norm linears differ", want, got, last, m.program):
         return 1
     print(f"norm linears equal ({len(fused)} launches)")
-    if check_graph_tables(plan, cpu, last) or check_stack(plan, cpu, last):
-        print("norm linears: the graph's table or the stack differs")
-        return 1
     return 0
 
 
