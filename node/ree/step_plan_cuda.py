@@ -669,11 +669,16 @@ def fuse_norm_linears(launches: list[_Launch], weights: set[int]) -> list[_Launc
 _FOLDING = (sk.fold_tree_kernel, sk.norm_kernel, sk.softmax_kernel)
 
 
+def _folding_with(launches: list[_Launch], const: str) -> list[_Launch]:
+    """The same launches, those that fold (`_FOLDING`) with the constexpr `const` on."""
+    return [_Launch(ln.kernel, ln.grid, ln.ptrs, ln.ints, {**ln.consts, const: True}, ln.op)
+            if ln.kernel in _FOLDING else ln for ln in launches]
+
+
 def with_reg_folds(launches: list[_Launch]) -> list[_Launch]:
     """The launches with every FOLD tree's levels after the first taken from registers
     (`REG_FOLDS`, step_kernels._fold_reg): the same launches, those that fold with REG."""
-    return [_Launch(ln.kernel, ln.grid, ln.ptrs, ln.ints, {**ln.consts, "REG": True}, ln.op)
-            if ln.kernel in _FOLDING else ln for ln in launches]
+    return _folding_with(launches, "REG")
 
 
 def with_fold_carry(launches: list[_Launch]) -> list[_Launch]:
@@ -681,8 +686,7 @@ def with_fold_carry(launches: list[_Launch]) -> list[_Launch]:
     the level before's registers (`FOLD_CARRY`, step_kernels._fold_levels' CARRY): the same
     launches, those that fold (and later a fused attention, which takes the softmax's
     constants) with CARRY."""
-    return [_Launch(ln.kernel, ln.grid, ln.ptrs, ln.ints, {**ln.consts, "CARRY": True}, ln.op)
-            if ln.kernel in _FOLDING else ln for ln in launches]
+    return _folding_with(launches, "CARRY")
 
 
 def _warp_fold(ln: _Launch, weights: set[int], kernels: tuple) -> bool:

@@ -38,6 +38,19 @@ def _grid_min(value: int | None) -> Iterator[None]:
         step_plan_cuda.GRID_MIN = old
 
 
+@contextmanager
+def _switched(plan: CudaStepPlan, **values: bool) -> Iterator[None]:
+    """The plan's switches (attributes) set to `values` inside the block, then restored."""
+    old = {k: getattr(plan, k) for k in values}
+    for k, v in values.items():
+        setattr(plan, k, v)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            setattr(plan, k, v)
+
+
 def main() -> int:
     try:
         m = load_model("smollm2", max_ctx=2048,
@@ -295,9 +308,7 @@ def check_fused_attention(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,
     to the CPU plan's."""
     from repops.gpu import step_kernels as sk
 
-    old = plan.fuse_attention, plan.fuse_heads_move, plan.warp_softmax
-    plan.fuse_attention, plan.fuse_heads_move, plan.warp_softmax = True, True, False
-    try:
+    with _switched(plan, fuse_attention=True, fuse_heads_move=True, warp_softmax=False):
         got, launches = _run_seen(plan, prev, tok)
         layers = sum(r[0] == K_CONCAT for r in plan.records) // 2
         fused = [ln for ln in launches if ln.kernel is sk.attn_kernel]
@@ -323,8 +334,6 @@ def check_fused_attention(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,
             return 1
         print("fused attention equal past 128 keys")
         return check_graph_tables(plan, cpu, last) or check_stack(plan, cpu, last)
-    finally:
-        plan.fuse_attention, plan.fuse_heads_move, plan.warp_softmax = old
 
 
 def check_norm_linears(m, shaped, records, prev, tok: int, want, last: int,  # noqa: ANN001
@@ -372,10 +381,8 @@ def check_fold_carry(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,  # n
     through a stack of two lanes, every record equal to the CPU plan's."""
     from repops.gpu import step_kernels as sk
 
-    old = plan.fold_carry, plan.warp_folds, plan.warp_softmax, plan.fuse_attention
-    plan.fold_carry, plan.warp_folds, plan.warp_softmax, plan.fuse_attention = (
-        True, False, False, True)
-    try:
+    with _switched(plan, fold_carry=True, warp_folds=False, warp_softmax=False,
+                   fuse_attention=True):
         got, launches = _run_seen(plan, prev, tok)
         kinds = {ln.kernel for ln in launches if ln.consts.get("CARRY")}
         if not {sk.norm_kernel, sk.attn_kernel} <= kinds:
@@ -386,8 +393,6 @@ def check_fold_carry(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,  # n
         print(f"fold carry equal ({sum(ln.consts.get('CARRY', False) for ln in launches)} "
               "launches)")
         return check_stack(plan, cpu, last)
-    finally:
-        plan.fold_carry, plan.warp_folds, plan.warp_softmax, plan.fuse_attention = old
 
 
 def check_device_roots(got, last: int) -> int:  # noqa: ANN001 - a StepOutputs
