@@ -212,7 +212,9 @@ def _fold_levels(X, OUT, base, r, rows, w, nlive, NEG0, CAP0: tl.constexpr,
     taken from the registers of the level before, which computed them in the same thread
     (every level spreads i = 0 … CAP0 − 1 alike), and only the pairs x[i + cap] loaded
     back. Why: a level whose cap is at least its live width (mm = 0: the first five of a
-    softmax's eleven at ~60 keys) is a copy, and then loads nothing: no trip through L2."""
+    softmax's eleven at ~60 keys) is a copy, and then loads nothing: no trip through L2,
+    and no barrier before it (a level's stores need one only where the next level loads
+    them; the last level's always has one, for the caller's reads)."""
     if REG:
         _fold_reg(X, OUT, base, r, rows, w, nlive, NEG0, CAP0, NLEV, COMBINE)
     else:
@@ -228,7 +230,11 @@ def _fold_levels(X, OUT, base, r, rows, w, nlive, NEG0, CAP0: tl.constexpr,
                 y = _fold_level(src, i, win, nlive, cap, NEG0, COMBINE)
             dst = OUT + base + r * cap
             tl.store(dst + i, y, mask=i < cap)
-            tl.debug_barrier()
+            if CARRY and lev + 1 < NLEV:
+                if tl.minimum(nlive, cap) > cap // 2:  # the next level loads pairs
+                    tl.debug_barrier()
+            else:
+                tl.debug_barrier()
             src = dst
             win = cap
             base += rows * cap
