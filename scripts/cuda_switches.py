@@ -71,6 +71,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="FOLD trees' levels with their own elements from the level before's "
                          "registers, only the pairs loaded back (step_plan_cuda.FOLD_CARRY; "
                          "off: unmeasured)")
+    ap.add_argument("--chain-tail", action=argparse.BooleanOptionalAction, default=None,
+                    help="an attention DOT chain's last partial k block as one masked block "
+                         "of loads (step_plan_cuda.CHAIN_TAIL; off: unmeasured)")
     ap.add_argument("--stack-lr", type=int, default=None,
                     help="a CUDA stack's decode linears with this many lanes a program, "
                          "each weight read once for them (step_plan_cuda.STACK_LR; 1: one)")
@@ -114,6 +117,7 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "fuse_norm_linears": ("step_plan_cuda", "FUSE_NORM_LINEARS"),
           "linear_blocks": ("step_plan_cuda", "LINEAR_BLOCKS"),
           "fold_carry": ("step_plan_cuda", "FOLD_CARRY"),
+          "chain_tail": ("step_plan_cuda", "CHAIN_TAIL"),
           "stack_lr": ("step_plan_cuda", "STACK_LR"),
           "stack_linear_nb": ("step_plan_cuda", "STACK_LINEAR_NB"),
           "root_streams": ("step_lanes_cuda", "ROOT_STREAMS"),

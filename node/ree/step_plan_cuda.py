@@ -161,6 +161,13 @@ LINEAR_BLOCKS = False
 # copies that then load nothing. Bits: unchanged (the same values; interpreter-checked).
 # Off until run on a GPU (bench_runtime.py --fold-carry; scripts/gpu_ab.sh fold-carry)
 FOLD_CARRY = False
+# an attention DOT chain's last partial k block (p·v at ~60 keys: 28 keys after one block of
+# 32) as one masked block of loads whose fmas past the end are not taken
+# (step_kernels._ab_tail, chain_kernel's and attn_kernel's TB), instead of a load and an fma
+# a key in turn. Bits: unchanged (the same fmas in the same order; a not-taken fma keeps the
+# accumulator's bits; interpreter-checked). Off until run on a GPU (bench_runtime.py
+# --chain-tail; scripts/gpu_ab.sh chain-tail)
+CHAIN_TAIL = False
 # every step launch with programmatic dependent launch (Hopper and later: the next
 # launch's programs placed while this one runs; each kernel waits for the one before it in
 # step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
@@ -911,7 +918,7 @@ def fuse_pairs(launches: list[_Launch]) -> list[_Launch]:
     return out
 
 
-_CHAIN_CONSTS = ("BN", "BK", "NS", "PF", "DB", "K1", "num_warps")
+_CHAIN_CONSTS = ("BN", "BK", "NS", "PF", "DB", "K1", "TB", "num_warps")
 
 
 def _attention_of(qk: _Launch, soft: _Launch, pv: _Launch) -> _Launch | None:
@@ -1063,6 +1070,7 @@ class CudaStepPlan:
         self.fuse_heads_move = FUSE_HEADS_MOVE
         self.fuse_norm_linears = FUSE_NORM_LINEARS
         self.fold_carry = FOLD_CARRY
+        self.chain_tail = CHAIN_TAIL
         self.linear_blocks = LINEAR_BLOCKS
         self.sms = (torch.cuda.get_device_properties(device).multi_processor_count
                     if device.type == "cuda" else 132)  # `with_linear_blocks`
@@ -1523,7 +1531,7 @@ class CudaStepPlan:
                         seg, k, past],
                        NEG_INF=float("-inf"), HAS_ACC=acc is not None, CAUSAL=causal, BN=bn,
                        BK=bk, NS=ns, PF=self.prefetch, DB=self.double_buffer, K1=True,
-                       num_warps=nw, **FP_FLAGS)
+                       TB=self.chain_tail, num_warps=nw, **FP_FLAGS)
         for s in range(live, nseg):
             # no row has a key here: the accumulator's bits (a DOT output, canonical), in
             # its place in the arena; the recorder takes that op's root

@@ -738,6 +738,23 @@ def _ab_block(a_ptr, b_ptr, s_bk, k, ok, BK: tl.constexpr):
 
 
 @triton.jit
+def _ab_tail(a_ptr, b_ptr, s_bk, rem, BK: tl.constexpr):
+    """`_ab_block`'s values for a segment's last rem < BK ks from a_ptr and b_ptr, all
+    loads issued at once (those at rem and past read nothing: 0).
+    Why: attention's p·v DOT chains ~60 keys, so ~28 of them were a load and an fma a key
+    one after another, each load's wait in turn."""
+    a = ()
+    b = ()
+    zero = tl.zeros(b_ptr.shape, dtype=tl.int64)
+    ab = a_ptr + zero
+    for kk in tl.static_range(BK):
+        m = (zero + kk) < rem
+        a = a + (tl.load(ab + kk, mask=m, other=0.0),)
+        b = b + (tl.load(b_ptr + kk * s_bk, mask=m, other=0.0),)
+    return a, b
+
+
+@triton.jit
 def _prefetch_seg(a_row, b_col, s_bk, k, kmax, BN: tl.constexpr):
     """L1 prefetch of a DOT segment's first 64 ks from k: two lines of the row a and of each
     thread's row of B (k clamped to the last one)."""
@@ -753,7 +770,7 @@ def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
                  CAUSAL: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NS: tl.constexpr,
                  WARM: tl.constexpr = 0, PF: tl.constexpr = 0, DB: tl.constexpr = 0,
                  K1: tl.constexpr = False,
-                 LANES: tl.constexpr = 1, PDL: tl.constexpr = False):
+                 LANES: tl.constexpr = 1, PDL: tl.constexpr = False, TB: tl.constexpr = False):
     """§L5.3 DOT segments with explicit fma, one row and BN outputs per program: segment s
     chains k over [k0 + s·segw, min(k0 + (s+1)·segw, kmax)) ascending from the previous
     segment's accumulator (the first from ACC or +0.0) and stores it (canonical) at
@@ -771,19 +788,23 @@ def chain_kernel(A, B, ACC, OUT, ARGS, ROW, NEG_INF, HAS_ACC: tl.constexpr,
     chain (loop-carried registers, `_ab_block`), instead of Triton's pipeline of NS stages.
     K1: B's k stride is 1 (the row's word is not read: a compile-time stride saves an
     address multiply a k).
+    TB (step_plan_cuda.CHAIN_TAIL): a segment's last partial k block (fewer than BK ks) as
+    one masked block of loads, each fma past the segment's end not taken (`_ab_tail`),
+    instead of a load and an fma a k one after another.
     Row: a_off, s_ab, s_ar, b_off, s_bb, s_bn, s_bk, acc_off, out_off, s_oseg, R, N, group,
     nseg, k0, segw, kmax, past."""
     P = _row(ARGS, ROW, LANES)
     _start(PDL)
     bat = _batch(LANES)
     _chain(A, B, ACC, OUT, P, NEG_INF, tl.program_id(0), tl.program_id(1).to(tl.int64), bat,
-           HAS_ACC, CAUSAL, BN, BK, NS, WARM, PF, DB, K1)
+           HAS_ACC, CAUSAL, BN, BK, NS, WARM, PF, DB, K1, TB)
 
 
 @triton.jit
 def _chain(A, B, ACC, OUT, P, NEG_INF, pid_n, row, bat, HAS_ACC: tl.constexpr,
            CAUSAL: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NS: tl.constexpr,
-           WARM: tl.constexpr, PF: tl.constexpr, DB: tl.constexpr, K1: tl.constexpr):
+           WARM: tl.constexpr, PF: tl.constexpr, DB: tl.constexpr, K1: tl.constexpr,
+           TB: tl.constexpr = False):
     """chain_kernel's body for its program's (column block pid_n, row, batch bat), or for
     one of `attn_kernel`'s head's."""
     R = tl.load(P + 10)
@@ -837,10 +858,16 @@ def _chain(A, B, ACC, OUT, P, NEG_INF, pid_n, row, bat, HAS_ACC: tl.constexpr,
                         acc = tl.fma(tl.load(a_ptr + kk), tl.load(b_ptr + kk * s_bk), acc)
                     a_ptr += BK
                     b_ptr += BK * s_bk
-            for _k in range(ks + nfull * BK, ke):
-                acc = tl.fma(tl.load(a_ptr), tl.load(b_ptr), acc)
-                a_ptr += 1
-                b_ptr += s_bk
+            if TB:
+                rem = tl.maximum(ke - ks, 0) - nfull * BK
+                a, b = _ab_tail(a_ptr, b_ptr, s_bk, rem, BK)
+                for kk in tl.static_range(BK):
+                    acc = tl.where(kk < rem, tl.fma(a[kk], b[kk], acc), acc)
+            else:
+                for _k in range(ks + nfull * BK, ke):
+                    acc = tl.fma(tl.load(a_ptr), tl.load(b_ptr), acc)
+                    a_ptr += 1
+                    b_ptr += s_bk
             acc = canon_nan(acc)
             y = acc
             if CAUSAL == 2:
@@ -857,7 +884,7 @@ def attn_kernel(X, ARGS, ROW, NEG_INF, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.co
                 NLEV: tl.constexpr, BLOCK: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
                 NS: tl.constexpr, PF: tl.constexpr, DB: tl.constexpr, K1: tl.constexpr,
                 LANES: tl.constexpr = 1, PDL: tl.constexpr = False, OT: tl.constexpr = -2,
-                CARRY: tl.constexpr = False):
+                CARRY: tl.constexpr = False, TB: tl.constexpr = False):
     """A decode step's attention for one head (program on axis 2; `step_plan_cuda.
     fuse_attention` matched the launches): the q·k DOT (this row: chain_kernel's, CAUSAL
     2) over every column block, the softmax's six records (the next row: softmax_kernel's
@@ -876,13 +903,14 @@ def attn_kernel(X, ARGS, ROW, NEG_INF, NEG0, F_SCALE: tl.constexpr, F_SUB: tl.co
     bat = _batch(LANES)
     row = bat * 0  # decode: one query row
     for pid_n in range(0, (tl.load(P + 11) + BN - 1) // BN):
-        _chain(X, X, X, X, P, NEG_INF, pid_n, row, bat, False, 2, BN, BK, NS, 0, PF, DB, K1)
+        _chain(X, X, X, X, P, NEG_INF, pid_n, row, bat, False, 2, BN, BK, NS, 0, PF, DB, K1,
+               TB)
     tl.debug_barrier()
     _softmax_rows(X, X, P + LANES * 32, NEG0, bat.to(tl.int32), F_SCALE, F_SUB, F_EXP, F_DIV,
                   M_SCALE, M_SUB, M_EXP, M_DIV, C_MAX, C_SUM, CAP0, NLEV, BLOCK, False, CARRY)
     tl.debug_barrier()
     _chain(X, X, X, X, P + 2 * LANES * 32, NEG_INF, 0, row, bat, False, 1, BN, BK, NS, 0, PF,
-           DB, K1)
+           DB, K1, TB)
     if OT > -2:
         tl.debug_barrier()
         n = tl.load(P + 2 * LANES * 32 + 11)  # a head's p·v outputs

@@ -106,7 +106,8 @@ def main() -> int:
             or check_warp_norms() or check_qchain_dot()
             or check_fused_attention(plan, cpu, prev, tok, want, last)
             or check_norm_linears(m, shaped, plan.records, prev, tok, want, last, cpu)
-            or check_fold_carry(plan, cpu, prev, tok, want, last))
+            or check_fold_carry(plan, cpu, prev, tok, want, last)
+            or check_chain_tail(plan, cpu, prev, tok, want, last))
 
 
 def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa: ANN001
@@ -334,6 +335,26 @@ def check_fused_attention(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,
             return 1
         print("fused attention equal past 128 keys")
         return check_graph_tables(plan, cpu, last) or check_stack(plan, cpu, last)
+
+
+def check_chain_tail(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,  # noqa: ANN001
+                     want, last: int) -> int:  # noqa: ANN001
+    """The fused attention's DOT chains with their last partial k block loaded at once
+    (`CHAIN_TAIL`, step_kernels._ab_tail), eagerly at 9 keys (p·v: no full block, the tail
+    alone) and at 151 (four full blocks, then 23), every record equal to the CPU plan's."""
+    from repops.gpu import step_kernels as sk
+
+    with _switched(plan, fuse_attention=True, chain_tail=True, warp_softmax=False):
+        for n, (p, w, t) in ((len(PROMPT), (prev, want, tok)),
+                             (150, _after_prefill(cpu, (PROMPT * 20)[:150]))):
+            got, seen = _run_seen(plan, p, t, n)
+            if not any(ln.kernel is sk.attn_kernel and ln.consts.get("TB") for ln in seen):
+                print("chain tail: no attention launch with TB")
+                return 1
+            if _differs(f"chain tail differs after {n} tokens", w, got, last, plan.program):
+                return 1
+        print("chain tail equal")
+        return 0
 
 
 def check_norm_linears(m, shaped, records, prev, tok: int, want, last: int,  # noqa: ANN001

@@ -146,7 +146,8 @@ def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatc
     ("FUSE_HEADS_MOVE", "OT", ("attn_kernel",)),
     ("FUSE_NORM_LINEARS", None, ("norm_qchain_kernel",)),
     ("LINEAR_BLOCKS", None, ("qchain_v8_kernel",)),
-    ("FOLD_CARRY", "CARRY", ("attn_kernel", "norm_kernel"))])
+    ("FOLD_CARRY", "CARRY", ("attn_kernel", "norm_kernel")),
+    ("CHAIN_TAIL", "TB", ("attn_kernel",))])
 def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, switch, const,
                                             kernels):
     """A switch on (ADR 0017's x four values a load, with the step plan starting each x
@@ -156,7 +157,8 @@ def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, s
     q·k, softmax and p·v in one, with `FUSE_HEADS_MOVE` the MOVE after them too;
     `fuse_norm_linears`, each RMSNorm run by the programs of the linear after it;
     `with_linear_blocks`, decode linears with fewer columns a program; `with_fold_carry`,
-    FOLD levels' own elements from registers): every
+    FOLD levels' own elements from registers; `CHAIN_TAIL`, a DOT chain's last partial
+    block loaded at once): every
     leaf of six steps,
     through the graphs and over a grid bucket, equal to the CPU's, and every launch of the
     kernels it changes with its constexpr set."""
@@ -671,12 +673,13 @@ def test_register_folds_compile_for_hopper():
 def test_fused_attention_compiles_for_hopper(lanes):
     """`fuse_attention`'s launch (attn_kernel: a head's q·k DOT, softmax and p·v DOT, with
     the chains' GPU prefetch) compiles for sm_90, one job and a stack's lanes (those with
-    FOLD_CARRY's softmax levels); the
+    FOLD_CARRY's softmax levels and CHAIN_TAIL's masked last blocks); the
     interpreter test checks its values, the GPU test [FUSE_ATTENTION] its bits."""
     sk = step_plan_cuda.sk
     soft = {k: v for k, v in _SOFTMAX_CONSTS.items() if k not in ("REG", "WARP")}
     consts = {**soft, "LANES": lanes, "BN": 128, "BK": 32, "NS": 2, "PF": 1, "DB": 1,
-              "K1": True, "OT": sk.CONTIG.value, "CARRY": lanes > 1}  # FOLD_CARRY
+              "K1": True, "OT": sk.CONTIG.value, "CARRY": lanes > 1,  # FOLD_CARRY
+              "TB": lanes > 1}  # CHAIN_TAIL
     k = _compile_for(sk.attn_kernel, {"X": "*fp32", "ARGS": "*i64", "ROW": "i32",
                                       "NEG_INF": "fp32", "NEG0": "fp32"}, consts, 90,
                      num_warps=4)
@@ -816,3 +819,4 @@ def test_cuda_plan_kernels_under_the_interpreter():
     assert "stacked logits fetched in one gather" in r.stdout, r.stdout[-3000:]
     assert "fused attention equal past 128 keys" in r.stdout, r.stdout[-3000:]
     assert "norm linears equal" in r.stdout and "fold carry equal" in r.stdout, r.stdout[-3000:]
+    assert "chain tail equal" in r.stdout, r.stdout[-3000:]
