@@ -334,8 +334,9 @@ def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, compact, streams, lr,
     only the committed ops, on `streams` side streams (step_lanes_cuda.ROOT_STREAMS; −1: a
     per-job lane's roots beside its next step, step_plan_cuda.ROOTS_BESIDE). With `lr` > 1
     a stack of four lanes runs its decode linears `lr` lanes a program (STACK_LR, with k
-    blocks of 32: STACK_LINEAR_NB)."""
-    from node.ree import step_lanes_cuda
+    blocks of 32: STACK_LINEAR_NB). The fused cases fetch the tails' logits in one gather
+    (fastexec.GATHER_LOGITS)."""
+    from node.ree import fastexec, step_lanes_cuda
 
     cpu, gpu = executors
     monkeypatch.setattr(step_lanes_cuda, "ROOT_STREAMS", max(streams, 0) % 3)
@@ -343,6 +344,7 @@ def test_cuda_batch_lanes_equal_cpu_jobs(executors, stack, compact, streams, lr,
     monkeypatch.setattr(gpu.plan, "fuse_linears", streams == 3)  # `fuse_linears`, stacked
     monkeypatch.setattr(gpu.plan, "fuse_moves", streams == 3)  # and `fuse_moves`
     monkeypatch.setattr(gpu.plan, "fuse_ew", streams == 3)  # and `fuse_ew`
+    monkeypatch.setattr(fastexec, "GATHER_LOGITS", streams == 3)  # the tails' logits at once
     monkeypatch.setattr(step_plan_cuda, "STACK_LR", lr)
     monkeypatch.setattr(step_plan_cuda, "STACK_LINEAR_NB", 32 if lr > 1 else None)
     width = 4 if lr > 1 else 3
