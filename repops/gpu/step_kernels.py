@@ -219,25 +219,35 @@ def _fold_levels(X, OUT, base, r, rows, w, nlive, NEG0, CAP0: tl.constexpr,
         _fold_reg(X, OUT, base, r, rows, w, nlive, NEG0, CAP0, NLEV, COMBINE)
     else:
         i = tl.arange(0, CAP0)
-        src = X + r * w
-        win = w
-        y = tl.zeros([CAP0], dtype=tl.float32)
-        for lev in tl.static_range(NLEV):
-            cap = CAP0 >> lev
-            if CARRY and lev > 0:
-                y = _fold_pairs(y, src, i, win, nlive, cap, NEG0, COMBINE)
-            else:
-                y = _fold_level(src, i, win, nlive, cap, NEG0, COMBINE)
-            dst = OUT + base + r * cap
-            tl.store(dst + i, y, mask=i < cap)
-            if CARRY and lev + 1 < NLEV:
-                if tl.minimum(nlive, cap) > cap // 2:  # the next level loads pairs
-                    tl.debug_barrier()
-            else:
+        y = tl.load(X + r * w + i, mask=i < tl.minimum(w, CAP0), other=0.0)
+        _fold_from(y, X + r * w, OUT, base, r, rows, w, nlive, NEG0, CAP0, NLEV, COMBINE,
+                   CARRY)
+
+
+@triton.jit
+def _fold_from(y, src, OUT, base, r, rows, win, nlive, NEG0, CAP0: tl.constexpr,
+               NLEV: tl.constexpr, COMBINE: tl.constexpr, CARRY: tl.constexpr):
+    """`_fold_levels`' memory body given the first level's own elements y (x[i] for
+    i < min(win, CAP0), in the layout of tl.arange(0, CAP0); src the row x, win its width):
+    a caller that has just computed x in that layout (`_softmax_rows` with CARRY) passes it
+    from its registers."""
+    i = tl.arange(0, CAP0)
+    for lev in tl.static_range(NLEV):
+        cap = CAP0 >> lev
+        if CARRY or lev == 0:
+            y = _fold_pairs(y, src, i, win, nlive, cap, NEG0, COMBINE)
+        else:
+            y = _fold_level(src, i, win, nlive, cap, NEG0, COMBINE)
+        dst = OUT + base + r * cap
+        tl.store(dst + i, y, mask=i < cap)
+        if CARRY and lev + 1 < NLEV:
+            if tl.minimum(nlive, cap) > cap // 2:  # the next level loads pairs
                 tl.debug_barrier()
-            src = dst
-            win = cap
-            base += rows * cap
+        else:
+            tl.debug_barrier()
+        src = dst
+        win = cap
+        base += rows * cap
 
 
 @triton.jit
@@ -570,8 +580,67 @@ def _softmax_rows(A, OUT, P, NEG0, r, F_SCALE: tl.constexpr, F_SUB: tl.constexpr
                   NLEV: tl.constexpr, BLOCK: tl.constexpr, REG: tl.constexpr,
                   CARRY: tl.constexpr = False):
     """softmax_kernel's memory body for row r (its program's, or `attn_kernel`'s head):
-    each step's output stored, a barrier, the next step reading it back."""
+    each step's output stored, a barrier, the next step reading it back. With CARRY
+    (step_plan_cuda.FOLD_CARRY) a row of at most BLOCK = CAP0 columns runs
+    `_softmax_carried` instead."""
     C = tl.load(P + 2).to(tl.int32)
+    if CARRY and BLOCK == CAP0 and not REG:
+        carried = C <= BLOCK
+    else:
+        carried = False
+    if carried:
+        _softmax_carried(A, OUT, P, NEG0, r, C, F_SCALE, F_SUB, F_EXP, F_DIV, M_SCALE, M_SUB,
+                         M_EXP, M_DIV, C_MAX, C_SUM, CAP0, NLEV)
+    else:
+        _softmax_mem(A, OUT, P, NEG0, r, C, F_SCALE, F_SUB, F_EXP, F_DIV, M_SCALE, M_SUB,
+                     M_EXP, M_DIV, C_MAX, C_SUM, CAP0, NLEV, BLOCK, REG, CARRY)
+
+
+@triton.jit
+def _softmax_carried(A, OUT, P, NEG0, r, C, F_SCALE: tl.constexpr, F_SUB: tl.constexpr,
+                     F_EXP: tl.constexpr, F_DIV: tl.constexpr, M_SCALE: tl.constexpr,
+                     M_SUB: tl.constexpr, M_EXP: tl.constexpr, M_DIV: tl.constexpr,
+                     C_MAX: tl.constexpr, C_SUM: tl.constexpr, CAP0: tl.constexpr,
+                     NLEV: tl.constexpr):
+    """`_softmax_mem`'s records for a row of C ≤ CAP0 columns with every step's input
+    from the registers of the step before (each step spreads column i = 0 … CAP0 − 1 alike,
+    as the FOLD trees' levels do: `_fold_from`), each output still stored where its own
+    launch would have; only the trees' roots (held by one thread) and their levels' pairs
+    go through memory. Why: the scaled row, each tree's first level and the exp row were
+    each a store, a barrier and a load back through L2: ~4 round trips a head."""
+    rows = tl.load(P + 3)
+    mrow = r % tl.load(P + 17).to(tl.int32)
+    past = tl.load(P + 16)
+    e0 = r.to(tl.int64) * C
+    c = tl.arange(0, CAP0)
+    m = c < C
+    sc_at = OUT + tl.load(P + 1) + e0
+    a = tl.load(A + tl.load(P) + e0 + c, mask=m, other=1.0)
+    sc = _masked(_ew_fn(a, _scalar_f(P + 11, CAP0), F_SCALE), c, mrow, past, P + 12, M_SCALE)
+    tl.store(sc_at + c, sc, mask=m)
+    _fold_from(sc, sc_at, OUT, tl.load(P + 4), r.to(tl.int64), rows, C, tl.load(P + 5),
+               NEG0, CAP0, NLEV, C_MAX, True)
+    mx = tl.load(OUT + tl.load(P + 18) + r + c * 0)  # the root: one thread's; the last
+    y = _masked(_ew_fn(sc, mx, F_SUB), c, mrow, past, P + 13, M_SUB)  # level's barrier
+    tl.store(OUT + tl.load(P + 6) + e0 + c, y, mask=m)
+    ex = _masked(_ew_fn(y, y, F_EXP), c, mrow, past, P + 14, M_EXP)
+    ex_at = OUT + tl.load(P + 7) + e0
+    tl.store(ex_at + c, ex, mask=m)
+    _fold_from(ex, ex_at, OUT, tl.load(P + 8), r.to(tl.int64), rows, C, tl.load(P + 9),
+               NEG0, CAP0, NLEV, C_SUM, True)
+    sm = tl.load(OUT + tl.load(P + 19) + r + c * 0)
+    tl.store(OUT + tl.load(P + 10) + e0 + c,
+             _masked(_ew_fn(ex, sm, F_DIV), c, mrow, past, P + 15, M_DIV), mask=m)
+
+
+@triton.jit
+def _softmax_mem(A, OUT, P, NEG0, r, C, F_SCALE: tl.constexpr, F_SUB: tl.constexpr,
+                 F_EXP: tl.constexpr, F_DIV: tl.constexpr, M_SCALE: tl.constexpr,
+                 M_SUB: tl.constexpr, M_EXP: tl.constexpr, M_DIV: tl.constexpr,
+                 C_MAX: tl.constexpr, C_SUM: tl.constexpr, CAP0: tl.constexpr,
+                 NLEV: tl.constexpr, BLOCK: tl.constexpr, REG: tl.constexpr,
+                 CARRY: tl.constexpr):
+    """`_softmax_rows`' body through memory, any row width."""
     rows = tl.load(P + 3)
     mrow = r % tl.load(P + 17).to(tl.int32)
     past = tl.load(P + 16)

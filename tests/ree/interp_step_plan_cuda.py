@@ -398,8 +398,9 @@ def check_fold_carry(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,  # n
                      want, last: int) -> int:  # noqa: ANN001
     """FOLD levels with their own elements carried in registers (`with_fold_carry`) in the
     memory bodies: the RMSNorms' (576 wide: every level combines) and the fused attention's
-    softmax (a tree for 2,048 keys at 9 keys: its first levels are copies), eagerly and
-    through a stack of two lanes, every record equal to the CPU plan's."""
+    softmax (a tree for 2,048 keys at 9 and at 151 keys: its first levels are copies; the
+    softmax's steps from registers, `_softmax_carried`), eagerly and through a stack of two
+    lanes, every record equal to the CPU plan's."""
     from repops.gpu import step_kernels as sk
 
     with _switched(plan, fold_carry=True, warp_folds=False, warp_softmax=False,
@@ -410,6 +411,11 @@ def check_fold_carry(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,  # n
             print("fold carry: the norms or the attention did not fold with CARRY")
             return 1
         if _differs("fold carry differs", want, got, last, plan.program):
+            return 1
+        prev_l, want_l, tok_l = _after_prefill(cpu, (PROMPT * 20)[:150])
+        got_l, _ = _run_seen(plan, prev_l, tok_l, 150)
+        if _differs("fold carry differs after 150 tokens", want_l, got_l, last,
+                    plan.program):
             return 1
         print(f"fold carry equal ({sum(ln.consts.get('CARRY', False) for ln in launches)} "
               "launches)")
