@@ -158,8 +158,12 @@ LINEAR_BLOCKS = False
 # with each level's own elements from the level before's registers and only its pairs
 # loaded back (`with_fold_carry`, step_kernels._fold_levels' CARRY): a softmax's tree is
 # sized for the longest context (eleven levels), so at ~60 keys its first five levels are
-# copies that then load nothing. Bits: unchanged (the same values; interpreter-checked).
-# Off until run on a GPU (bench_runtime.py --fold-carry; scripts/gpu_ab.sh fold-carry)
+# copies that then load nothing, and a level's barrier is kept only where the next level
+# loads its pairs. In a softmax of at most CAP0 keys every step takes its input from the
+# step before's registers too (`_softmax_carried`: the scaled row, the trees' first levels,
+# the exp row). Bits: unchanged (the same values in the same order; interpreter-checked at
+# 9 and 151 keys). Off until run on a GPU (bench_runtime.py --fold-carry;
+# scripts/gpu_ab.sh fold-carry)
 FOLD_CARRY = False
 # an attention DOT chain's last partial k block (p·v at ~60 keys: 28 keys after one block of
 # 32) as one masked block of loads whose fmas past the end are not taken
