@@ -21,6 +21,7 @@ from node.ree.step_plan_cuda import CudaStepPlan, arena_rows  # noqa: E402
 from referee.layout import Symbols  # noqa: E402
 
 PROMPT = [1, 9690, 198, 2683, 359, 253, 5356, 5646]
+LONG = (PROMPT * 20)[:150]  # a decode step at 151 keys: past the q·k's 128-key column block
 FULL = "--full" in sys.argv  # every record of the step (minutes), not the first two layers
 # `--segment N`: the trace program with DOT segments of N (ADR 0012), default the lowering's
 SEGMENT = int(sys.argv[sys.argv.index("--segment") + 1]) if "--segment" in sys.argv else None
@@ -324,9 +325,8 @@ def check_fused_attention(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,
         print(f"fused attention equal ({len(fused)} launches)")
         # past 128 keys: the q·k DOT's column blocks, one launch's programs apart, one loop
         # of a head's program here
-        long = (PROMPT * 20)[:150]
-        prev_l, want_l, tok_l = _after_prefill(cpu, long)
-        got_l, seen = _run_seen(plan, prev_l, tok_l, len(long))
+        prev_l, want_l, tok_l = _after_prefill(cpu, LONG)
+        got_l, seen = _run_seen(plan, prev_l, tok_l, len(LONG))
         if sum(ln.kernel is sk.attn_kernel for ln in seen) != layers:
             print("attention not fused past 128 keys")
             return 1
@@ -346,7 +346,7 @@ def check_chain_tail(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,  # n
 
     with _switched(plan, fuse_attention=True, chain_tail=True, warp_softmax=False):
         for n, (p, w, t) in ((len(PROMPT), (prev, want, tok)),
-                             (150, _after_prefill(cpu, (PROMPT * 20)[:150]))):
+                             (len(LONG), _after_prefill(cpu, LONG))):
             got, seen = _run_seen(plan, p, t, n)
             if not any(ln.kernel is sk.attn_kernel and ln.consts.get("TB") for ln in seen):
                 print("chain tail: no attention launch with TB")
@@ -412,8 +412,8 @@ def check_fold_carry(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,  # n
             return 1
         if _differs("fold carry differs", want, got, last, plan.program):
             return 1
-        prev_l, want_l, tok_l = _after_prefill(cpu, (PROMPT * 20)[:150])
-        got_l, _ = _run_seen(plan, prev_l, tok_l, 150)
+        prev_l, want_l, tok_l = _after_prefill(cpu, LONG)
+        got_l, _ = _run_seen(plan, prev_l, tok_l, len(LONG))
         if _differs("fold carry differs after 150 tokens", want_l, got_l, last,
                     plan.program):
             return 1
