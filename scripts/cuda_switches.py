@@ -71,6 +71,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="FOLD trees' levels with their own elements from the level before's "
                          "registers, only the pairs loaded back (step_plan_cuda.FOLD_CARRY; "
                          "off: unmeasured)")
+    ap.add_argument("--prefetch", type=int, choices=(0, 1), default=None,
+                    help="chain_kernel's (and so the fused attention's DOT chains') L1 prefetch "
+                         "of the segments ahead (step_plan_cuda.PREFETCH; default 1 on a GPU)")
+    ap.add_argument("--narrow-softmax", action=argparse.BooleanOptionalAction, default=None,
+                    help="a softmax's EW passes and FOLD levels on 128-wide tensors, not 1,024 "
+                         "(step_plan_cuda.NARROW_SOFTMAX)")
     ap.add_argument("--chain-tail", action=argparse.BooleanOptionalAction, default=None,
                     help="an attention DOT chain's last partial k block as one masked block "
                          "of loads (step_plan_cuda.CHAIN_TAIL; off: unmeasured)")
@@ -80,8 +86,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--stack-linear-nb", type=int, default=None,
                     help="k block of a CUDA stack's decode linears "
                          "(step_plan_cuda.STACK_LINEAR_NB; default QCHAIN's)")
-    ap.add_argument("--gather-logits", action="store_true",
-                    help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS)")
+    ap.add_argument("--gather-logits", action=argparse.BooleanOptionalAction, default=None,
+                    help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS; "
+                         "on by default)")
     ap.add_argument("--host-prefill", action="store_true",
                     help="CUDA jobs' prefills on the host's cores (fastexec.HOST_PREFILL)")
 
@@ -118,6 +125,8 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "linear_blocks": ("step_plan_cuda", "LINEAR_BLOCKS"),
           "fold_carry": ("step_plan_cuda", "FOLD_CARRY"),
           "chain_tail": ("step_plan_cuda", "CHAIN_TAIL"),
+          "narrow_softmax": ("step_plan_cuda", "NARROW_SOFTMAX"),
+          "prefetch": ("step_plan_cuda", "PREFETCH"),
           "stack_lr": ("step_plan_cuda", "STACK_LR"),
           "stack_linear_nb": ("step_plan_cuda", "STACK_LINEAR_NB"),
           "root_streams": ("step_lanes_cuda", "ROOT_STREAMS"),
@@ -127,7 +136,7 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
 
 
 # flags that can only turn their switch on (store_true: absent reads False)
-_ONLY_ON = frozenset({"gather_logits", "host_prefill"})
+_ONLY_ON = frozenset({"host_prefill"})
 
 
 def settings_names() -> tuple[str, ...]:

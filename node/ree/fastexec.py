@@ -242,10 +242,12 @@ class _HostPrefix(list):
 
 
 # A CUDA batch's logits fetched for the host tails in one gather (`_HostTail._fetch`)
-# instead of a view and a copy per job. Off until measured on a GPU: a one-copy variant
-# (torch.stack of the views) measured slower on the H200 (notes-runtime-perf.md, twelfth
-# revision); scripts/profile_batch_cuda.py --gather-logits turns it on for the A/B.
-GATHER_LOGITS = False
+# instead of a view and a copy per job. H100 A/B (seventeenth session, profile_batch_cuda.py
+# --batch 32 --steps 8): 16.7 → 16.1 and 20.3 → 19.8 ms a step (~3 %); on since the
+# thirtieth session, when the GPU stack tests (their fused cases with it on) passed 9/9.
+# A one-copy variant (torch.stack of the views) was slower on the H200 (twelfth revision);
+# --no-gather-logits for the A/B.
+GATHER_LOGITS = True
 
 # A CUDA job's prefill (step 0) on the host's cores, by a CPU executor's own step, instead of
 # op by op on the device: the same bits (RepOps), and the step after reads the KV caches

@@ -49,8 +49,13 @@ _CHAIN = (128, 32, 4, 2)  # BN, BK, num_warps, pipeline stages (repops.gpu.matmu
 # not an fma chain, and it runs no inline asm, so it runs chain_kernel there.
 QCHAIN = ("fma", *_CHAIN, False) if interpreting() else ("v8", 32, 64, -1, 1)
 # chain_kernel's L1 prefetch of the segments ahead (inline asm: not under the interpreter)
-# and its double-buffered k blocks (scripts/profile_cuda_step.py --sweep measures both)
-PREFETCH = 0 if interpreting() else 1
+# and its double-buffered k blocks (scripts/profile_cuda_step.py --sweep measures both).
+# Off since the thirtieth session: with the attention fused, chain_kernel runs only its
+# DOTs, whose chains at ~60 keys are one segment, so the prefetches (~290 instructions a
+# warp, Nsight Compute) bought nothing. H100 A/B (profile_cuda_step.py --no-pdl, 32 steps,
+# interleaved): graph 2.461 / 2.468 → 2.434 / 2.432 ms; bits: the same loads (the prefetch
+# reads into L1 only). --prefetch 1 for the A/B
+PREFETCH = 0
 DOUBLE_BUFFER = 1
 # an RMSNorm's seven launches and a softmax's six as one each (`fuse_launches`)
 FUSE = True
@@ -173,6 +178,20 @@ FOLD_CARRY = False
 # accumulator's bits; interpreter-checked). Off until run on a GPU (bench_runtime.py
 # --chain-tail; scripts/gpu_ab.sh chain-tail)
 CHAIN_TAIL = False
+# a softmax's (alone or in the fused attention) EW passes NARROW_BLOCK columns at a time and
+# its FOLD levels as tensors of max(cap, NARROW_BLOCK) elements (`with_narrow_softmax`,
+# step_kernels._softmax_mem's BLOCK, _fold_from's MINW) instead of 1,024 each. Why: Nsight
+# Compute on the H100 (thirtieth session) counted ~5,500 instructions a warp in a layer's
+# attn_kernel at ~60 keys, ~2,100 of them the softmax's, nearly all on the masked lanes of
+# 1,024-wide tensors (eight elements a thread a step; exp in f64 on all eight). Bits:
+# unchanged (each element the same operation on the same inputs): interpreter-checked at 9
+# and 151 keys, test_cuda_switch_equal_cpu_leaf_by_leaf[NARROW_SOFTMAX] passed on the H100,
+# and with it on the H100 report ALL EQUAL and the GPU stack tests 9/9. H100 A/B
+# (profile_cuda_step.py --no-pdl, 32 steps, interleaved): graph 2.461 / 2.468 → 2.425 /
+# 2.416 ms, with PREFETCH 0 too 2.389 / 2.388; attn_kernel 20.2 → 13.8 µs (Nsight Compute,
+# 198,738 → 150,732 instructions). On since the thirtieth session (--no-narrow-softmax)
+NARROW_SOFTMAX = True
+NARROW_BLOCK = 128
 # every step launch with programmatic dependent launch (Hopper and later: the next
 # launch's programs placed while this one runs; each kernel waits for the one before it in
 # step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
@@ -701,6 +720,16 @@ def with_fold_carry(launches: list[_Launch]) -> list[_Launch]:
     return _folding_with(launches, "CARRY")
 
 
+def with_narrow_softmax(launches: list[_Launch]) -> list[_Launch]:
+    """The launches with every softmax's memory body on NARROW_BLOCK-wide passes and levels
+    (`NARROW_SOFTMAX`): a fused attention later takes the softmax's BLOCK with its other
+    constants."""
+    return [_Launch(ln.kernel, ln.grid, ln.ptrs, ln.ints, {**ln.consts, "BLOCK": NARROW_BLOCK},
+                    ln.op)
+            if ln.kernel is sk.softmax_kernel and not ln.consts.get("WARP") else ln
+            for ln in launches]
+
+
 def _warp_fold(ln: _Launch, weights: set[int], kernels: tuple) -> bool:
     """Whether `with_warp_folds` takes this launch: one of `kernels`, and for an RMSNorm a
     scale that is a weight (an address in `weights`: the warp body reads it before its PDL
@@ -1076,6 +1105,7 @@ class CudaStepPlan:
         self.fuse_norm_linears = FUSE_NORM_LINEARS
         self.fold_carry = FOLD_CARRY
         self.chain_tail = CHAIN_TAIL
+        self.narrow_softmax = NARROW_SOFTMAX
         self.linear_blocks = LINEAR_BLOCKS
         self.sms = (torch.cuda.get_device_properties(device).multi_processor_count
                     if device.type == "cuda" else 132)  # `with_linear_blocks`
@@ -1304,6 +1334,7 @@ class CudaStepPlan:
             out = fuse_ew(out) if self.fuse_ew else out
             out = with_reg_folds(out) if self.reg_folds else out
             out = with_fold_carry(out) if self.fold_carry else out
+            out = with_narrow_softmax(out) if self.narrow_softmax else out
             warp = ((sk.norm_kernel,) * self.warp_folds
                     + (sk.softmax_kernel,) * self.warp_softmax)
             out = with_warp_folds(out, self.weight_ptrs(), warp) if warp else out

@@ -205,7 +205,7 @@ def fold_tree_kernel(X, OUT, ARGS, ROW, NEG0, CAP0: tl.constexpr, NLEV: tl.const
 @triton.jit
 def _fold_levels(X, OUT, base, r, rows, w, nlive, NEG0, CAP0: tl.constexpr,
                  NLEV: tl.constexpr, COMBINE: tl.constexpr, REG: tl.constexpr = False,
-                 CARRY: tl.constexpr = False):
+                 CARRY: tl.constexpr = False, MINW: tl.constexpr = 0):
     """fold_tree_kernel's levels for row r of X (rows of w), the first level at OUT + base.
     REG: levels after the first from the level before's registers (`_fold_reg`).
     CARRY (step_plan_cuda.FOLD_CARRY): a level's own elements (x[i], i < its input width)
@@ -214,26 +214,39 @@ def _fold_levels(X, OUT, base, r, rows, w, nlive, NEG0, CAP0: tl.constexpr,
     back. Why: a level whose cap is at least its live width (mm = 0: the first five of a
     softmax's eleven at ~60 keys) is a copy, and then loads nothing: no trip through L2,
     and no barrier before it (a level's stores need one only where the next level loads
-    them; the last level's always has one, for the caller's reads)."""
+    them; the last level's always has one, for the caller's reads).
+    MINW (0 < MINW < CAP0; not with CARRY): each level after the first as a tensor of
+    max(cap, MINW) elements instead of CAP0 (`_fold_from`)."""
     if REG:
         _fold_reg(X, OUT, base, r, rows, w, nlive, NEG0, CAP0, NLEV, COMBINE)
     else:
         i = tl.arange(0, CAP0)
         y = tl.load(X + r * w + i, mask=i < tl.minimum(w, CAP0), other=0.0)
         _fold_from(y, X + r * w, OUT, base, r, rows, w, nlive, NEG0, CAP0, NLEV, COMBINE,
-                   CARRY)
+                   CARRY, MINW)
 
 
 @triton.jit
 def _fold_from(y, src, OUT, base, r, rows, win, nlive, NEG0, CAP0: tl.constexpr,
-               NLEV: tl.constexpr, COMBINE: tl.constexpr, CARRY: tl.constexpr):
+               NLEV: tl.constexpr, COMBINE: tl.constexpr, CARRY: tl.constexpr,
+               MINW: tl.constexpr = 0):
     """`_fold_levels`' memory body given the first level's own elements y (x[i] for
     i < min(win, CAP0), in the layout of tl.arange(0, CAP0); src the row x, win its width):
     a caller that has just computed x in that layout (`_softmax_rows` with CARRY) passes it
-    from its registers."""
+    from its registers.
+    MINW (step_plan_cuda.NARROW_SOFTMAX): a level after the first read from memory as a
+    tensor of max(cap, MINW) elements. Why: every level was CAP0 wide (a softmax's 1,024:
+    eight elements a thread in each of its eleven levels, masked past cap), so its
+    instructions, not its values, grew with the longest context; each element i < cap is
+    the same combine of the same x[i] and x[i + cap] in either layout."""
     i = tl.arange(0, CAP0)
     for lev in tl.static_range(NLEV):
         cap = CAP0 >> lev
+        if MINW > 0 and MINW < CAP0 and not CARRY and lev > 0:
+            if (CAP0 >> lev) > MINW:
+                i = tl.arange(0, CAP0 >> lev)
+            else:
+                i = tl.arange(0, MINW)
         if CARRY or lev == 0:
             y = _fold_pairs(y, src, i, win, nlive, cap, NEG0, COMBINE)
         else:
@@ -640,7 +653,9 @@ def _softmax_mem(A, OUT, P, NEG0, r, C, F_SCALE: tl.constexpr, F_SUB: tl.constex
                  C_MAX: tl.constexpr, C_SUM: tl.constexpr, CAP0: tl.constexpr,
                  NLEV: tl.constexpr, BLOCK: tl.constexpr, REG: tl.constexpr,
                  CARRY: tl.constexpr):
-    """`_softmax_rows`' body through memory, any row width."""
+    """`_softmax_rows`' body through memory, any row width: its EW passes BLOCK columns at
+    a time, its FOLD levels at least BLOCK wide (`_fold_from`'s MINW: BLOCK < CAP0 only
+    with step_plan_cuda.NARROW_SOFTMAX)."""
     rows = tl.load(P + 3)
     mrow = r % tl.load(P + 17).to(tl.int32)
     past = tl.load(P + 16)
@@ -650,7 +665,7 @@ def _softmax_mem(A, OUT, P, NEG0, r, C, F_SCALE: tl.constexpr, F_SUB: tl.constex
             mrow, past, P + 12, M_SCALE, BLOCK)
     tl.debug_barrier()
     _fold_levels(OUT + tl.load(P + 1), OUT, tl.load(P + 4), r.to(tl.int64), rows, C,
-                 tl.load(P + 5), NEG0, CAP0, NLEV, C_MAX, REG, CARRY)
+                 tl.load(P + 5), NEG0, CAP0, NLEV, C_MAX, REG, CARRY, BLOCK)
     tl.debug_barrier()
     mx = tl.load(OUT + tl.load(P + 18) + r + c * 0)
     for start in range(0, C, BLOCK):
@@ -662,7 +677,7 @@ def _softmax_mem(A, OUT, P, NEG0, r, C, F_SCALE: tl.constexpr, F_SUB: tl.constex
         tl.store(OUT + tl.load(P + 7) + e0 + start + c, y, mask=m)
     tl.debug_barrier()
     _fold_levels(OUT + tl.load(P + 7), OUT, tl.load(P + 8), r.to(tl.int64), rows, C,
-                 tl.load(P + 9), NEG0, CAP0, NLEV, C_SUM, REG, CARRY)
+                 tl.load(P + 9), NEG0, CAP0, NLEV, C_SUM, REG, CARRY, BLOCK)
     tl.debug_barrier()
     sm = tl.load(OUT + tl.load(P + 19) + r + c * 0)
     _row_ew(OUT + tl.load(P + 7), OUT + tl.load(P + 10), e0, C, sm, F_DIV, mrow, past, P + 15,

@@ -17,7 +17,7 @@ from node.models import ModelError  # noqa: E402
 from node.ree.fastexec import FastExecutor  # noqa: E402
 from node.ree.model import ModelLoadError, load_model  # noqa: E402
 from node.ree.step_plan import K_CONCAT, StepOutputs  # noqa: E402
-from node.ree.step_plan_cuda import CudaStepPlan, arena_rows  # noqa: E402
+from node.ree.step_plan_cuda import NARROW_BLOCK, CudaStepPlan, arena_rows  # noqa: E402
 from referee.layout import Symbols  # noqa: E402
 
 PROMPT = [1, 9690, 198, 2683, 359, 253, 5356, 5646]
@@ -108,7 +108,8 @@ def main() -> int:
             or check_fused_attention(plan, cpu, prev, tok, want, last)
             or check_norm_linears(m, shaped, plan.records, prev, tok, want, last, cpu)
             or check_fold_carry(plan, cpu, prev, tok, want, last)
-            or check_chain_tail(plan, cpu, prev, tok, want, last))
+            or check_chain_tail(plan, cpu, prev, tok, want, last)
+            or check_narrow_softmax(plan, cpu, prev, tok, want, last))
 
 
 def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa: ANN001
@@ -354,6 +355,28 @@ def check_chain_tail(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,  # n
             if _differs(f"chain tail differs after {n} tokens", w, got, last, plan.program):
                 return 1
         print("chain tail equal")
+        return 0
+
+
+def check_narrow_softmax(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,  # noqa: ANN001
+                         want, last: int) -> int:  # noqa: ANN001
+    """The fused attention's softmax on NARROW_BLOCK-wide passes and FOLD levels
+    (`NARROW_SOFTMAX`) at 9 keys (one pass, the levels past 128 wide narrowed) and at 151
+    (two passes a row), every record equal to the CPU plan's."""
+    from repops.gpu import step_kernels as sk
+
+    with _switched(plan, fuse_attention=True, narrow_softmax=True, warp_softmax=False):
+        for n, (p, w, t) in ((len(PROMPT), (prev, want, tok)),
+                             (len(LONG), _after_prefill(cpu, LONG))):
+            got, seen = _run_seen(plan, p, t, n)
+            if not any(ln.kernel is sk.attn_kernel and ln.consts.get("BLOCK") == NARROW_BLOCK
+                       for ln in seen):
+                print("narrow softmax: no attention launch with the narrow BLOCK")
+                return 1
+            if _differs(f"narrow softmax differs after {n} tokens", w, got, last,
+                        plan.program):
+                return 1
+        print("narrow softmax equal")
         return 0
 
 

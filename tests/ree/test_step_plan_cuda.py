@@ -147,7 +147,8 @@ def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatc
     ("FUSE_NORM_LINEARS", None, ("norm_qchain_kernel",)),
     ("LINEAR_BLOCKS", None, ("qchain_v8_kernel",)),
     ("FOLD_CARRY", "CARRY", ("attn_kernel", "norm_kernel")),
-    ("CHAIN_TAIL", "TB", ("attn_kernel",))])
+    ("CHAIN_TAIL", "TB", ("attn_kernel",)),
+    ("NARROW_SOFTMAX", ("BLOCK", step_plan_cuda.NARROW_BLOCK), ("attn_kernel",))])
 def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, switch, const,
                                             kernels):
     """A switch on (ADR 0017's x four values a load, with the step plan starting each x
@@ -158,16 +159,18 @@ def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, s
     `fuse_norm_linears`, each RMSNorm run by the programs of the linear after it;
     `with_linear_blocks`, decode linears with fewer columns a program; `with_fold_carry`,
     FOLD levels' own elements from registers; `CHAIN_TAIL`, a DOT chain's last partial
-    block loaded at once): every
+    block loaded at once; `NARROW_SOFTMAX`, a softmax's passes and levels 128 wide): every
     leaf of six steps,
     through the graphs and over a grid bucket, equal to the CPU's, and every launch of the
-    kernels it changes with its constexpr set."""
+    kernels it changes with its constexpr set (or at the value named beside it)."""
     gpu = _switched_gpu(ree_model, monkeypatch, **{switch: True, "GRID_MIN": 4})
     _steps_equal(executors[0], gpu, 6)
     assert gpu.plan.graph_steps >= 3, gpu.plan.graph_error
     seq = gpu.plan._graph.launches(0, 20)
     hit = [ln for ln in step_plan_cuda.launched(seq) if ln.kernel.fn.__name__ in kernels]
-    assert hit and (const is None or all(ln.consts.get(const) for ln in hit))
+    name, want = const if isinstance(const, tuple) else (const, True)
+    assert hit and (name is None or all((ln.consts.get(name) == want) if want is not True
+                                        else ln.consts.get(name) for ln in hit))
 
 
 @needs_cuda
@@ -821,4 +824,5 @@ def test_cuda_plan_kernels_under_the_interpreter():
     assert "stacked logits fetched in one gather" in r.stdout, r.stdout[-3000:]
     assert "fused attention equal past 128 keys" in r.stdout, r.stdout[-3000:]
     assert "norm linears equal" in r.stdout and "fold carry equal" in r.stdout, r.stdout[-3000:]
-    assert "chain tail equal" in r.stdout, r.stdout[-3000:]
+    assert "chain tail equal" in r.stdout and "narrow softmax equal" in r.stdout, \
+        r.stdout[-3000:]
