@@ -676,15 +676,17 @@ def test_register_folds_compile_for_hopper():
 
 @pytest.mark.parametrize("lanes", [1, 32])
 def test_fused_attention_compiles_for_hopper(lanes):
-    """`fuse_attention`'s launch (attn_kernel: a head's q·k DOT, softmax and p·v DOT, with
-    the chains' GPU prefetch) compiles for sm_90, one job and a stack's lanes (those with
-    FOLD_CARRY's softmax levels and CHAIN_TAIL's masked last blocks); the
+    """`fuse_attention`'s launch (attn_kernel: a head's q·k DOT, softmax and p·v DOT)
+    compiles for sm_90: one job at the defaults (NARROW_SOFTMAX's 128-wide softmax, no
+    prefetch), and a stack's lanes with the switches that are off (1,024-wide with
+    FOLD_CARRY's levels, CHAIN_TAIL's masked last blocks, the chains' GPU prefetch); the
     interpreter test checks its values, the GPU test [FUSE_ATTENTION] its bits."""
     sk = step_plan_cuda.sk
     soft = {k: v for k, v in _SOFTMAX_CONSTS.items() if k not in ("REG", "WARP")}
-    consts = {**soft, "LANES": lanes, "BN": 128, "BK": 32, "NS": 2, "PF": 1, "DB": 1,
-              "K1": True, "OT": sk.CONTIG.value, "CARRY": lanes > 1,  # FOLD_CARRY
-              "TB": lanes > 1}  # CHAIN_TAIL
+    consts = {**soft, "LANES": lanes, "BN": 128, "BK": 32, "NS": 2, "PF": int(lanes > 1),
+              "DB": 1, "K1": True, "OT": sk.CONTIG.value, "CARRY": lanes > 1,  # FOLD_CARRY
+              "TB": lanes > 1,  # CHAIN_TAIL
+              "BLOCK": 1024 if lanes > 1 else step_plan_cuda.NARROW_BLOCK}
     k = _compile_for(sk.attn_kernel, {"X": "*fp32", "ARGS": "*i64", "ROW": "i32",
                                       "NEG_INF": "fp32", "NEG0": "fp32"}, consts, 90,
                      num_warps=4)
