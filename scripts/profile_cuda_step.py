@@ -7,7 +7,12 @@ Measures on one GPU, for the SmolLM2 greedy decode after a chat prompt:
 - GPU time per launch kind (kernel, op name with layer numbers folded), from torch.profiler
   over one eager run of the graph's launch sequence;
 - with --sweep, the weight linears' kernel configs (node/ree/step_plan_cuda.QCHAIN): graph
-  time of each, and whether every arena bit equals the first's (chain_kernel's explicit fma).
+  time of each, and whether every arena bit equals the first's (chain_kernel's explicit fma);
+- with --loop N, N steps of the real greedy loop (`generate`'s: the next step speculated, no
+  device sync) under torch.profiler: the wall a step, the device's busy time and idle gaps a
+  step, and the device work beside the step graph (copies, other kernels). Why: the b=1
+  bench's step (~2.2 ms on the H100) is longer than the graph's replay (~2.05 ms), and only a
+  timeline says whether the rest is the device waiting on the host or work of its own.
 
     python scripts/profile_cuda_step.py --out $OUT [--steps 24] [--sweep]
 """
@@ -107,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder for the report")
     ap.add_argument("--steps", type=int, default=24, help="decode steps timed per variant")
     ap.add_argument("--sweep", action="store_true", help="compare weight-linear kernels")
+    ap.add_argument("--loop", type=int, default=0, metavar="N",
+                    help="N steps of the real greedy loop on a device timeline")
     ap.add_argument("--linear", action="store_true",
                     help="one layer's wq and w_down alone: cold, L2-warm, after an L2 touch")
     cuda_switches.add_arguments(ap)
@@ -161,10 +168,72 @@ def main(argv: list[str] | None = None) -> int:
             rep["sweep"] = sweep(plan, g, k, past, _PrevArena)
         if args.linear:
             rep["linear"] = linear_probe(plan, g, k, past, _PrevArena)
+        if args.loop:
+            rep["loop"] = loop_timeline(model, ex, toks, args.loop)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "profile-cuda-step.json").write_text(json.dumps(rep, indent=1) + "\n")
     (args.out / "profile-cuda-step.md").write_text(markdown(rep))
     return 0
+
+
+def loop_timeline(model, ex, toks: list[int], n: int) -> dict:  # noqa: ANN001
+    """`generate`'s loop for n greedy steps (after 8 untimed ones) under torch.profiler: the
+    host's wall a step, the device's busy time a step (the union of its kernels and copies),
+    its idle gaps, and the device work that is not a step-graph kernel (by name: copies,
+    the speculation's kernels)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from node.ree.sampling import SamplingConfig
+
+    cfg = SamplingConfig().job_config(n + 8)
+    prog = model.program
+    graph_kernels = {ln.kernel.fn.__name__ for ln in ex.plan._graph.launches(0, len(toks) + 1)
+                     if ln.kernel is not None}
+
+    def run(first: int, steps: int, feed: int | None) -> tuple[int | None, float]:
+        t0 = time.perf_counter()
+        for s in range(first, first + steps):
+            outs = ex.run_step(s, toks, feed, config=cfg, speculate=True)
+            feed = int(outs[prog.token_op].reshape(-1)[0])
+        torch.cuda.synchronize()
+        return feed, time.perf_counter() - t0
+
+    ex.reset()
+    feed, _ = run(0, 8, None)
+    with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+        _, wall = run(8, n, feed)
+    dev = sorted(((e.time_range.start, e.time_range.end, e.name) for e in prof.events()
+                  if e.device_type.name == "CUDA"), key=lambda t: t[0])
+    busy, gaps, end = 0.0, [], None
+    for a, b, _name in dev:
+        if end is not None and a > end:
+            gaps.append(a - end)
+        busy += max(0.0, b - max(a, end if end is not None else a))
+        end = b if end is None else max(end, b)
+    other: dict[str, list[float]] = defaultdict(list)
+    for a, b, name in dev:
+        if not any(k in name for k in graph_kernels):
+            other[re.sub(r"[0-9]+", "#", name)[:80]].append(b - a)
+    span = (dev[-1][1] - dev[0][0]) if dev else 0.0
+    big = sorted(gaps, reverse=True)
+    out = {"steps": n, "wall_ms_per_step": round(1e3 * wall / n, 3),
+           "device_span_ms_per_step": round(span / 1e3 / n, 3),
+           "device_busy_ms_per_step": round(busy / 1e3 / n, 3),
+           "idle_ms_per_step": round(sum(gaps) / 1e3 / n, 3),
+           "gaps_over_5us_per_step": round(sum(g > 5 for g in gaps) / n, 2),
+           "largest_gaps_us": [round(g, 1) for g in big[:8]],
+           "beside_the_graph": sorted(({"name": k, "count_per_step": round(len(v) / n, 2),
+                                        "us_per_step": round(sum(v) / n, 2)}
+                                       for k, v in other.items()),
+                                      key=lambda r: -r["us_per_step"])[:12]}
+    print(f"loop: wall {out['wall_ms_per_step']} ms a step; device busy "
+          f"{out['device_busy_ms_per_step']}, idle {out['idle_ms_per_step']} "
+          f"({out['gaps_over_5us_per_step']} gaps > 5 us a step)", flush=True)
+    for r in out["beside_the_graph"]:
+        print(f"  beside: {r['us_per_step']:8.2f} us {r['count_per_step']:5.2f} x  {r['name']}",
+              flush=True)
+    return out
 
 
 def sweep(plan, g, k: int, past: int, prev_arena) -> list[dict]:  # noqa: ANN001
@@ -292,6 +361,18 @@ def markdown(rep: dict) -> str:
         lines += [f"| {r['cfg']} | {r['op']} | {r.get('cold_us', r.get('error'))} | "
                   f"{r.get('warm_us', '-')} | {r.get('touch_us', '-')} | "
                   f"{r.get('after_touch_us', '-')} |" for r in rep["linear"]]
+    lp = rep.get("loop")
+    if lp:
+        lines += ["", f"The real greedy loop ({lp['steps']} steps, the next step speculated, "
+                      f"no sync a step): wall **{lp['wall_ms_per_step']} ms** a step; the "
+                      f"device busy {lp['device_busy_ms_per_step']} ms of its "
+                      f"{lp['device_span_ms_per_step']} ms span a step, idle "
+                      f"{lp['idle_ms_per_step']} ms ({lp['gaps_over_5us_per_step']} gaps over "
+                      f"5 µs a step; largest {lp['largest_gaps_us']} µs).", "",
+                  "| device work beside the step graph | a step | µs a step |",
+                  "|---|---:|---:|"]
+        lines += [f"| {r['name']} | {r['count_per_step']} | {r['us_per_step']} |"
+                  for r in lp["beside_the_graph"]]
     return "\n".join(lines) + "\n"
 
 
