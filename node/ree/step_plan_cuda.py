@@ -168,15 +168,18 @@ LINEAR_BLOCKS = False
 # loads its pairs. In a softmax of at most CAP0 keys every step takes its input from the
 # step before's registers too (`_softmax_carried`: the scaled row, the trees' first levels,
 # the exp row). Bits: unchanged (the same values in the same order; interpreter-checked at
-# 9 and 151 keys). Off until run on a GPU (bench_runtime.py --fold-carry;
-# scripts/gpu_ab.sh fold-carry)
+# 9 and 151 keys). Off: slower on the H100 (thirtieth session, profile_cuda_step.py
+# --no-pdl, 32 steps, interleaved: graph 2.538 / 2.543 → 2.555 ms). Nsight Compute says
+# why: attn_kernel is bound by the instructions each warp issues, not by its round trips
+# through L2, and carrying CAP0-wide levels in registers adds instructions (ADR 0023)
 FOLD_CARRY = False
 # an attention DOT chain's last partial k block (p·v at ~60 keys: 28 keys after one block of
 # 32) as one masked block of loads whose fmas past the end are not taken
 # (step_kernels._ab_tail, chain_kernel's and attn_kernel's TB), instead of a load and an fma
 # a key in turn. Bits: unchanged (the same fmas in the same order; a not-taken fma keeps the
-# accumulator's bits; interpreter-checked). Off until run on a GPU (bench_runtime.py
-# --chain-tail; scripts/gpu_ab.sh chain-tail)
+# accumulator's bits; interpreter-checked). Off: slower on the H100 (thirtieth session,
+# profile_cuda_step.py --no-pdl, 32 steps: graph 2.538 / 2.543 → 2.608 ms; the q·k chain,
+# K = 64, runs a tail block of 32 fmas not taken)
 CHAIN_TAIL = False
 # a softmax's (alone or in the fused attention) EW passes NARROW_BLOCK columns at a time and
 # its FOLD levels as tensors of max(cap, NARROW_BLOCK) elements (`with_narrow_softmax`,
