@@ -70,16 +70,16 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--fold-carry", action=argparse.BooleanOptionalAction, default=None,
                     help="FOLD trees' levels with their own elements from the level before's "
                          "registers, only the pairs loaded back (step_plan_cuda.FOLD_CARRY; "
-                         "off: unmeasured)")
+                         "off: slower on the H100)")
     ap.add_argument("--prefetch", type=int, choices=(0, 1), default=None,
                     help="chain_kernel's (and so the fused attention's DOT chains') L1 prefetch "
-                         "of the segments ahead (step_plan_cuda.PREFETCH; default 1 on a GPU)")
+                         "of the segments ahead (step_plan_cuda.PREFETCH; default 0: slower on)")
     ap.add_argument("--narrow-softmax", action=argparse.BooleanOptionalAction, default=None,
                     help="a softmax's EW passes and FOLD levels on 128-wide tensors, not 1,024 "
-                         "(step_plan_cuda.NARROW_SOFTMAX)")
+                         "(step_plan_cuda.NARROW_SOFTMAX, on by default)")
     ap.add_argument("--chain-tail", action=argparse.BooleanOptionalAction, default=None,
                     help="an attention DOT chain's last partial k block as one masked block "
-                         "of loads (step_plan_cuda.CHAIN_TAIL; off: unmeasured)")
+                         "of loads (step_plan_cuda.CHAIN_TAIL; off: slower on the H100)")
     ap.add_argument("--stack-lr", type=int, default=None,
                     help="a CUDA stack's decode linears with this many lanes a program, "
                          "each weight read once for them (step_plan_cuda.STACK_LR; 1: one)")

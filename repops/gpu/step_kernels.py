@@ -243,7 +243,7 @@ def _fold_from(y, src, OUT, base, r, rows, win, nlive, NEG0, CAP0: tl.constexpr,
     for lev in tl.static_range(NLEV):
         cap = CAP0 >> lev
         if MINW > 0 and MINW < CAP0 and not CARRY and lev > 0:
-            if (CAP0 >> lev) > MINW:
+            if (CAP0 >> lev) > MINW:  # `cap` spelled out: tl.arange needs a constexpr
                 i = tl.arange(0, CAP0 >> lev)
             else:
                 i = tl.arange(0, MINW)
