@@ -77,6 +77,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--narrow-softmax", action=argparse.BooleanOptionalAction, default=None,
                     help="a softmax's EW passes and FOLD levels on 128-wide tensors, not 1,024 "
                          "(step_plan_cuda.NARROW_SOFTMAX, on by default)")
+    ap.add_argument("--narrow-norms", action=argparse.BooleanOptionalAction, default=None,
+                    help="an RMSNorm's EW passes and FOLD levels on 128-wide tensors, not 1,024 "
+                         "(step_plan_cuda.NARROW_NORMS; off: unmeasured)")
     ap.add_argument("--chain-tail", action=argparse.BooleanOptionalAction, default=None,
                     help="an attention DOT chain's last partial k block as one masked block "
                          "of loads (step_plan_cuda.CHAIN_TAIL; off: slower on the H100)")
@@ -126,6 +129,7 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "fold_carry": ("step_plan_cuda", "FOLD_CARRY"),
           "chain_tail": ("step_plan_cuda", "CHAIN_TAIL"),
           "narrow_softmax": ("step_plan_cuda", "NARROW_SOFTMAX"),
+          "narrow_norms": ("step_plan_cuda", "NARROW_NORMS"),
           "prefetch": ("step_plan_cuda", "PREFETCH"),
           "stack_lr": ("step_plan_cuda", "STACK_LR"),
           "stack_linear_nb": ("step_plan_cuda", "STACK_LINEAR_NB"),

@@ -182,7 +182,7 @@ FOLD_CARRY = False
 # K = 64, runs a tail block of 32 fmas not taken)
 CHAIN_TAIL = False
 # a softmax's (alone or in the fused attention) EW passes NARROW_BLOCK columns at a time and
-# its FOLD levels as tensors of max(cap, NARROW_BLOCK) elements (`with_narrow_softmax`,
+# its FOLD levels as tensors of max(cap, NARROW_BLOCK) elements (`with_narrow`,
 # step_kernels._softmax_mem's BLOCK, _fold_from's MINW) instead of 1,024 each. Why: Nsight
 # Compute on the H100 (thirtieth session) counted ~5,500 instructions a warp in a layer's
 # attn_kernel at ~60 keys, ~2,100 of them the softmax's, nearly all on the masked lanes of
@@ -195,6 +195,13 @@ CHAIN_TAIL = False
 # 198,738 → 150,732 instructions). On since the thirtieth session (--no-narrow-softmax)
 NARROW_SOFTMAX = True
 NARROW_BLOCK = 128
+# the same for every RMSNorm's norm_kernel (`with_narrow_norms`): its passes 128 wide, its
+# FOLD levels max(cap, 128) (576 values: a tree from cap 512, ten levels, each four
+# elements a thread at BLOCK 1,024), and its three one-value steps (mean, eps, the
+# correctly rounded root) on one element a thread instead of eight. Bits: unchanged (as
+# NARROW_SOFTMAX; interpreter-checked). Off until run on a GPU (bench_runtime.py
+# --narrow-norms; scripts/gpu_ab.sh narrow-norms)
+NARROW_NORMS = False
 # every step launch with programmatic dependent launch (Hopper and later: the next
 # launch's programs placed while this one runs; each kernel waits for the one before it in
 # step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
@@ -723,13 +730,13 @@ def with_fold_carry(launches: list[_Launch]) -> list[_Launch]:
     return _folding_with(launches, "CARRY")
 
 
-def with_narrow_softmax(launches: list[_Launch]) -> list[_Launch]:
-    """The launches with every softmax's memory body on NARROW_BLOCK-wide passes and levels
-    (`NARROW_SOFTMAX`): a fused attention later takes the softmax's BLOCK with its other
-    constants."""
+def with_narrow(launches: list[_Launch], kernel: object) -> list[_Launch]:
+    """The launches with every `kernel` launch's memory body (a softmax's: `NARROW_SOFTMAX`;
+    an RMSNorm's: `NARROW_NORMS`) on NARROW_BLOCK-wide passes and FOLD levels; a fused
+    attention later takes the softmax's BLOCK with its other constants."""
     return [_Launch(ln.kernel, ln.grid, ln.ptrs, ln.ints, {**ln.consts, "BLOCK": NARROW_BLOCK},
                     ln.op)
-            if ln.kernel is sk.softmax_kernel and not ln.consts.get("WARP") else ln
+            if ln.kernel is kernel and not ln.consts.get("WARP") else ln
             for ln in launches]
 
 
@@ -1109,6 +1116,7 @@ class CudaStepPlan:
         self.fold_carry = FOLD_CARRY
         self.chain_tail = CHAIN_TAIL
         self.narrow_softmax = NARROW_SOFTMAX
+        self.narrow_norms = NARROW_NORMS
         self.linear_blocks = LINEAR_BLOCKS
         self.sms = (torch.cuda.get_device_properties(device).multi_processor_count
                     if device.type == "cuda" else 132)  # `with_linear_blocks`
@@ -1337,7 +1345,8 @@ class CudaStepPlan:
             out = fuse_ew(out) if self.fuse_ew else out
             out = with_reg_folds(out) if self.reg_folds else out
             out = with_fold_carry(out) if self.fold_carry else out
-            out = with_narrow_softmax(out) if self.narrow_softmax else out
+            out = with_narrow(out, sk.softmax_kernel) if self.narrow_softmax else out
+            out = with_narrow(out, sk.norm_kernel) if self.narrow_norms else out
             warp = ((sk.norm_kernel,) * self.warp_folds
                     + (sk.softmax_kernel,) * self.warp_softmax)
             out = with_warp_folds(out, self.weight_ptrs(), warp) if warp else out

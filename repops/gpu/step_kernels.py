@@ -415,7 +415,8 @@ def norm_kernel(X, WT, OUT, ARGS, ROW, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.cons
     Row: x_off, sq_off, n, fold_base, nlive, last_off, mean_off, s_mean, eps_off, s_eps,
     root_off, div_off, out_off, wt_off[, a_off, b_off].
     WARP (launched with one warp, step_plan_cuda.WARP_FOLDS): `_norm_warp`, the row in
-    registers and no barrier."""
+    registers and no barrier. BLOCK: the EW passes' width and the least width of a FOLD
+    level's tensors (`_fold_from`'s MINW; below CAP0 only with step_plan_cuda.NARROW_NORMS)."""
     P = _row(ARGS, ROW, LANES)
     if WARP:
         _norm_warp(X, WT, OUT, P, NEG0, F_SQ, F_MEAN, F_EPS, F_ROOT, F_DIV, F_W, CAP0, NLEV,
@@ -438,7 +439,7 @@ def norm_kernel(X, WT, OUT, ARGS, ROW, NEG0, F_SQ: tl.constexpr, F_MEAN: tl.cons
             tl.store(OUT + tl.load(P + 1) + start + e, _ew_fn(a, a, F_SQ), mask=m)
         tl.debug_barrier()
         _fold_levels(OUT + tl.load(P + 1), OUT, tl.load(P + 3), 0, 1, n, tl.load(P + 4), NEG0,
-                     CAP0, NLEV, COMBINE, REG, CARRY)
+                     CAP0, NLEV, COMBINE, REG, CARRY, BLOCK)
         tl.debug_barrier()
         one = e < 1
         v = tl.load(OUT + tl.load(P + 5) + e, mask=one, other=1.0)

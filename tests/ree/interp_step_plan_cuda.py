@@ -109,7 +109,8 @@ def main() -> int:
             or check_norm_linears(m, shaped, plan.records, prev, tok, want, last, cpu)
             or check_fold_carry(plan, cpu, prev, tok, want, last)
             or check_chain_tail(plan, cpu, prev, tok, want, last)
-            or check_narrow_softmax(plan, cpu, prev, tok, want, last))
+            or check_narrow_softmax(plan, cpu, prev, tok, want, last)
+            or check_narrow_norms(plan, prev, tok, want, last))
 
 
 def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa: ANN001
@@ -378,6 +379,25 @@ def check_narrow_softmax(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int, 
                 return 1
         print("narrow softmax equal")
         return 0
+
+
+def check_narrow_norms(plan: CudaStepPlan, prev, tok: int, want, last: int  # noqa: ANN001
+                       ) -> int:
+    """Every RMSNorm's norm_kernel on NARROW_BLOCK-wide passes and FOLD levels
+    (`NARROW_NORMS`: 576 values in five passes, a tree from cap 512 whose levels past 128
+    are narrowed), eagerly, every record equal to the CPU plan's."""
+    from repops.gpu import step_kernels as sk
+
+    with _switched(plan, narrow_norms=True, warp_folds=False):
+        got, seen = _run_seen(plan, prev, tok)
+        if not any(ln.kernel is sk.norm_kernel and ln.consts.get("BLOCK") == NARROW_BLOCK
+                   for ln in seen):
+            print("narrow norms: no norm launch with the narrow BLOCK")
+            return 1
+        if _differs("narrow norms differ", want, got, last, plan.program):
+            return 1
+    print("narrow norms equal")
+    return 0
 
 
 def check_norm_linears(m, shaped, records, prev, tok: int, want, last: int,  # noqa: ANN001

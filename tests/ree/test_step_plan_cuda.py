@@ -148,7 +148,8 @@ def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatc
     ("LINEAR_BLOCKS", None, ("qchain_v8_kernel",)),
     ("FOLD_CARRY", "CARRY", ("attn_kernel", "norm_kernel")),
     ("CHAIN_TAIL", "TB", ("attn_kernel",)),
-    ("NARROW_SOFTMAX", ("BLOCK", step_plan_cuda.NARROW_BLOCK), ("attn_kernel",))])
+    ("NARROW_SOFTMAX", ("BLOCK", step_plan_cuda.NARROW_BLOCK), ("attn_kernel",)),
+    ("NARROW_NORMS", ("BLOCK", step_plan_cuda.NARROW_BLOCK), ("norm_kernel",))])
 def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, switch, const,
                                             kernels):
     """A switch on (ADR 0017's x four values a load, with the step plan starting each x
@@ -159,7 +160,8 @@ def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, s
     `fuse_norm_linears`, each RMSNorm run by the programs of the linear after it;
     `with_linear_blocks`, decode linears with fewer columns a program; `with_fold_carry`,
     FOLD levels' own elements from registers; `CHAIN_TAIL`, a DOT chain's last partial
-    block loaded at once; `NARROW_SOFTMAX`, a softmax's passes and levels 128 wide): every
+    block loaded at once; `NARROW_SOFTMAX` and `NARROW_NORMS`, a softmax's and an
+    RMSNorm's passes and levels 128 wide): every
     leaf of six steps,
     through the graphs and over a grid bucket, equal to the CPU's, and every launch of the
     kernels it changes with its constexpr set (or at the value named beside it)."""
@@ -828,3 +830,4 @@ def test_cuda_plan_kernels_under_the_interpreter():
     assert "norm linears equal" in r.stdout and "fold carry equal" in r.stdout, r.stdout[-3000:]
     assert "chain tail equal" in r.stdout and "narrow softmax equal" in r.stdout, \
         r.stdout[-3000:]
+    assert "narrow norms equal" in r.stdout, r.stdout[-3000:]
