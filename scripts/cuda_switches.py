@@ -80,6 +80,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--narrow-norms", action=argparse.BooleanOptionalAction, default=None,
                     help="an RMSNorm's EW passes and FOLD levels on 128-wide tensors, not 1,024 "
                          "(step_plan_cuda.NARROW_NORMS; off: unmeasured)")
+    ap.add_argument("--small-blocks", action=argparse.BooleanOptionalAction, default=None,
+                    help="EW, MOVE and CONCAT launches of 256 elements a program, not 1,024 "
+                         "(step_plan_cuda.SMALL_BLOCKS; off: unmeasured)")
     ap.add_argument("--chain-tail", action=argparse.BooleanOptionalAction, default=None,
                     help="an attention DOT chain's last partial k block as one masked block "
                          "of loads (step_plan_cuda.CHAIN_TAIL; off: slower on the H100)")
@@ -130,6 +133,7 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "chain_tail": ("step_plan_cuda", "CHAIN_TAIL"),
           "narrow_softmax": ("step_plan_cuda", "NARROW_SOFTMAX"),
           "narrow_norms": ("step_plan_cuda", "NARROW_NORMS"),
+          "small_blocks": ("step_plan_cuda", "SMALL_BLOCKS"),
           "prefetch": ("step_plan_cuda", "PREFETCH"),
           "stack_lr": ("step_plan_cuda", "STACK_LR"),
           "stack_linear_nb": ("step_plan_cuda", "STACK_LINEAR_NB"),

@@ -202,6 +202,16 @@ NARROW_BLOCK = 128
 # NARROW_SOFTMAX; interpreter-checked). Off until run on a GPU (bench_runtime.py
 # --narrow-norms; scripts/gpu_ab.sh narrow-norms)
 NARROW_NORMS = False
+# ew_kernel, move_kernel and concat_kernel launches of SMALL_BLOCK elements a program instead
+# of 1,024 (`CudaStepPlan._block`): at decode sizes a layer's K and V appends (~12k elements
+# each, with the head transpose's six-way index arithmetic fused in) were ~12 programs of
+# eight elements a thread, 5.9 µs on the H100, and SiLU·up (1,536 elements, a correctly
+# rounded exp each) two programs, 3.5 µs: each thread's elements one after another, on a
+# few SMs. Four times the programs, two elements a thread. Bits: unchanged (each element
+# the same operation; interpreter-checked). Off until run on a GPU (bench_runtime.py
+# --small-blocks; scripts/gpu_ab.sh small-blocks)
+SMALL_BLOCKS = False
+SMALL_BLOCK = 256
 # every step launch with programmatic dependent launch (Hopper and later: the next
 # launch's programs placed while this one runs; each kernel waits for the one before it in
 # step_kernels._start). Bits: unchanged, the same kernels in the same order. A/B:
@@ -1117,6 +1127,7 @@ class CudaStepPlan:
         self.chain_tail = CHAIN_TAIL
         self.narrow_softmax = NARROW_SOFTMAX
         self.narrow_norms = NARROW_NORMS
+        self.small_blocks = SMALL_BLOCKS
         self.linear_blocks = LINEAR_BLOCKS
         self.sms = (torch.cuda.get_device_properties(device).multi_processor_count
                     if device.type == "cuda" else 132)  # `with_linear_blocks`
@@ -1397,6 +1408,10 @@ class CudaStepPlan:
             c._q4.data_ptr() for c in self._chain.values() if c._q4 is not None} | {
             w.data_ptr() for w in self._side_by_side.values()}
 
+    def _block(self, default: int) -> int:
+        """Elements a program of an EW, MOVE or CONCAT launch (`SMALL_BLOCKS`)."""
+        return SMALL_BLOCK if self.small_blocks else default
+
     def _emit(self, kernel, grid: tuple[int, ...], ptrs: tuple[torch.Tensor, ...],  # noqa: ANN001
               ints: list[int], **consts) -> None:  # noqa: ANN003
         self._launches.append(_Launch(kernel, tuple(max(1, g) for g in grid), ptrs, ints,
@@ -1466,11 +1481,12 @@ class CudaStepPlan:
             raise ValueError("EW: an input does not broadcast to the output")
         _, rr, cc = rows_cols(od)
         bb = b if b is not None else a
-        self._emit(sk.ew_kernel, (triton.cdiv(n, _EW_BLOCK),), (a.f, bb.f, self._arena_f),
+        blk = self._block(_EW_BLOCK)
+        self._emit(sk.ew_kernel, (triton.cdiv(n, blk),), (a.f, bb.f, self._arena_f),
                    [a.off, bb.off, off, n, *_pad6(od, 1)[1:], *_pad6(sa, 0), *_pad6(sb, 0),
                     _i32(scalar & 0xFFFFFFFF), _i32(fill & 0xFFFFFFFF), 0, self._past, rr, cc],
                    FN=fn, HAS_B=b is not None, MASK=bool(mask), A_AT=_at(sa, od),
-                   B_AT=_at(sb, od), BLOCK=_EW_BLOCK, **FP_FLAGS)
+                   B_AT=_at(sb, od), BLOCK=blk, **FP_FLAGS)
 
     def _foldtree(self, r: list[int]) -> None:
         combine, causal, nlev = r[6], r[7], r[11]
@@ -1601,10 +1617,11 @@ class CudaStepPlan:
             raise ValueError("ROPE: position past the table")
         off, od, n = self._out(r[1])
         if rot < dh:  # dims >= R are bit copies: copy the row, then rotate in place
-            self._emit(sk.move_kernel, (triton.cdiv(n, _MOVE_BLOCK),),
+            blk = self._block(_MOVE_BLOCK)
+            self._emit(sk.move_kernel, (triton.cdiv(n, blk),),
                        (x.i, self._arena_i),
                        [x.off, off, n, 1, 1, 1, 1, n, 0, 0, 0, 0, 0, 1, 0],
-                       X_AT=sk.CONTIG.value, BLOCK=_MOVE_BLOCK)
+                       X_AT=sk.CONTIG.value, BLOCK=blk)
         rows = n // dh
         bh = max(1, 1 << max(0, (rot // 2 - 1).bit_length()))
         rb = 16
@@ -1631,9 +1648,10 @@ class CudaStepPlan:
         if n and (base < 0 or last >= xn):
             raise ValueError("MOVE: element outside the input")
         at = sk.CONTIG.value if n <= 1 or _at(st, od) == sk.CONTIG.value else sk.GENERAL.value
-        self._emit(sk.move_kernel, (triton.cdiv(n, _MOVE_BLOCK),), (x.i, self._arena_i),
+        blk = self._block(_MOVE_BLOCK)
+        self._emit(sk.move_kernel, (triton.cdiv(n, blk),), (x.i, self._arena_i),
                    [x.off, off_o, n, *_pad6(od, 1)[1:], *_pad6(st, 0), base],
-                   X_AT=at, BLOCK=_MOVE_BLOCK)
+                   X_AT=at, BLOCK=blk)
 
     def _concat(self, r: list[int]) -> None:
         axis, j = r[6], r[1]
@@ -1648,8 +1666,9 @@ class CudaStepPlan:
         if la < 0 or (la > 0 and a is None):
             raise ValueError("CONCAT: lengths")
         aa = a if a is not None else b
-        self._emit(sk.concat_kernel, (triton.cdiv(n, _MOVE_BLOCK),), (aa.i, b.i, self._arena_i),
-                   [aa.off, b.off, off, outer, la * inner, lb * inner], BLOCK=_MOVE_BLOCK)
+        blk = self._block(_MOVE_BLOCK)
+        self._emit(sk.concat_kernel, (triton.cdiv(n, blk),), (aa.i, b.i, self._arena_i),
+                   [aa.off, b.off, off, outer, la * inner, lb * inner], BLOCK=blk)
 
     _run = {sp.K_NOP: _nop, sp.K_TOKENS: _tokens, sp.K_GATHER: _gather, sp.K_EW: _ew,
             sp.K_FOLDTREE: _foldtree, sp.K_QCHAIN: _qchain, sp.K_DOT: _dot, sp.K_ROPE: _rope,

@@ -110,7 +110,8 @@ def main() -> int:
             or check_fold_carry(plan, cpu, prev, tok, want, last)
             or check_chain_tail(plan, cpu, prev, tok, want, last)
             or check_narrow_softmax(plan, cpu, prev, tok, want, last)
-            or check_narrow_norms(plan, prev, tok, want, last))
+            or check_narrow_norms(plan, prev, tok, want, last)
+            or check_small_blocks(plan, prev, tok, want, last))
 
 
 def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa: ANN001
@@ -397,6 +398,26 @@ def check_narrow_norms(plan: CudaStepPlan, prev, tok: int, want, last: int  # no
         if _differs("narrow norms differ", want, got, last, plan.program):
             return 1
     print("narrow norms equal")
+    return 0
+
+
+def check_small_blocks(plan: CudaStepPlan, prev, tok: int, want, last: int  # noqa: ANN001
+                       ) -> int:
+    """EW, MOVE and CONCAT launches of SMALL_BLOCK elements a program (`SMALL_BLOCKS`),
+    their fused MOVEs and EWs and the K/V appends' pairs with them, eagerly, every record
+    equal to the CPU plan's."""
+    from node.ree.step_plan_cuda import SMALL_BLOCK
+    from repops.gpu import step_kernels as sk
+
+    with _switched(plan, small_blocks=True):
+        got, seen = _run_seen(plan, prev, tok)
+        kinds = {ln.kernel for ln in seen if ln.consts.get("BLOCK") == SMALL_BLOCK}
+        if not {sk.ew_kernel, sk.concat_kernel} <= kinds:
+            print("small blocks: an EW or CONCAT launch kept its BLOCK")
+            return 1
+        if _differs("small blocks differ", want, got, last, plan.program):
+            return 1
+    print("small blocks equal")
     return 0
 
 

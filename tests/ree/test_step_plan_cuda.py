@@ -149,7 +149,8 @@ def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatc
     ("FOLD_CARRY", "CARRY", ("attn_kernel", "norm_kernel")),
     ("CHAIN_TAIL", "TB", ("attn_kernel",)),
     ("NARROW_SOFTMAX", ("BLOCK", step_plan_cuda.NARROW_BLOCK), ("attn_kernel",)),
-    ("NARROW_NORMS", ("BLOCK", step_plan_cuda.NARROW_BLOCK), ("norm_kernel",))])
+    ("NARROW_NORMS", ("BLOCK", step_plan_cuda.NARROW_BLOCK), ("norm_kernel",)),
+    ("SMALL_BLOCKS", ("BLOCK", step_plan_cuda.SMALL_BLOCK), ("concat_kernel", "ew_kernel"))])
 def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, switch, const,
                                             kernels):
     """A switch on (ADR 0017's x four values a load, with the step plan starting each x
@@ -161,7 +162,8 @@ def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, s
     `with_linear_blocks`, decode linears with fewer columns a program; `with_fold_carry`,
     FOLD levels' own elements from registers; `CHAIN_TAIL`, a DOT chain's last partial
     block loaded at once; `NARROW_SOFTMAX` and `NARROW_NORMS`, a softmax's and an
-    RMSNorm's passes and levels 128 wide): every
+    RMSNorm's passes and levels 128 wide; `SMALL_BLOCKS`, EW, MOVE and CONCAT launches of
+    256 elements a program): every
     leaf of six steps,
     through the graphs and over a grid bucket, equal to the CPU's, and every launch of the
     kernels it changes with its constexpr set (or at the value named beside it)."""
@@ -830,4 +832,5 @@ def test_cuda_plan_kernels_under_the_interpreter():
     assert "norm linears equal" in r.stdout and "fold carry equal" in r.stdout, r.stdout[-3000:]
     assert "chain tail equal" in r.stdout and "narrow softmax equal" in r.stdout, \
         r.stdout[-3000:]
-    assert "narrow norms equal" in r.stdout, r.stdout[-3000:]
+    assert "narrow norms equal" in r.stdout and "small blocks equal" in r.stdout, \
+        r.stdout[-3000:]
