@@ -389,16 +389,8 @@ def check_narrow_norms(plan: CudaStepPlan, prev, tok: int, want, last: int  # no
     are narrowed), eagerly, every record equal to the CPU plan's."""
     from repops.gpu import step_kernels as sk
 
-    with _switched(plan, narrow_norms=True, warp_folds=False):
-        got, seen = _run_seen(plan, prev, tok)
-        if not any(ln.kernel is sk.norm_kernel and ln.consts.get("BLOCK") == NARROW_BLOCK
-                   for ln in seen):
-            print("narrow norms: no norm launch with the narrow BLOCK")
-            return 1
-        if _differs("narrow norms differ", want, got, last, plan.program):
-            return 1
-    print("narrow norms equal")
-    return 0
+    return _blocks_equal(plan, prev, tok, want, last, "narrow norms", {sk.norm_kernel},
+                         NARROW_BLOCK, narrow_norms=True, warp_folds=False)
 
 
 def check_small_blocks(plan: CudaStepPlan, prev, tok: int, want, last: int  # noqa: ANN001
@@ -409,15 +401,22 @@ def check_small_blocks(plan: CudaStepPlan, prev, tok: int, want, last: int  # no
     from node.ree.step_plan_cuda import SMALL_BLOCK
     from repops.gpu import step_kernels as sk
 
-    with _switched(plan, small_blocks=True):
+    return _blocks_equal(plan, prev, tok, want, last, "small blocks",
+                         {sk.ew_kernel, sk.concat_kernel}, SMALL_BLOCK, small_blocks=True)
+
+
+def _blocks_equal(plan: CudaStepPlan, prev, tok: int, want, last: int,  # noqa: ANN001
+                  name: str, kinds: set, block: int, **switches: bool) -> int:
+    """The step with `switches` on: every launch of `kinds` with BLOCK `block`, every
+    record equal to the CPU plan's."""
+    with _switched(plan, **switches):
         got, seen = _run_seen(plan, prev, tok)
-        kinds = {ln.kernel for ln in seen if ln.consts.get("BLOCK") == SMALL_BLOCK}
-        if not {sk.ew_kernel, sk.concat_kernel} <= kinds:
-            print("small blocks: an EW or CONCAT launch kept its BLOCK")
+        if not kinds <= {ln.kernel for ln in seen if ln.consts.get("BLOCK") == block}:
+            print(f"{name}: a launch of {sorted(k.fn.__name__ for k in kinds)} kept its BLOCK")
             return 1
-        if _differs("small blocks differ", want, got, last, plan.program):
+        if _differs(f"{name} differ", want, got, last, plan.program):
             return 1
-    print("small blocks equal")
+    print(f"{name} equal")
     return 0
 
 
