@@ -73,7 +73,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "off: slower on the H100)")
     ap.add_argument("--prefetch", type=int, choices=(0, 1), default=None,
                     help="chain_kernel's (and so the fused attention's DOT chains') L1 prefetch "
-                         "of the segments ahead (step_plan_cuda.PREFETCH; default 0: slower on)")
+                         "of the segments ahead (step_plan_cuda.PREFETCH; default 0: 1 was slower)")
     ap.add_argument("--narrow-softmax", action=argparse.BooleanOptionalAction, default=None,
                     help="a softmax's EW passes and FOLD levels on 128-wide tensors, not 1,024 "
                          "(step_plan_cuda.NARROW_SOFTMAX, on by default)")

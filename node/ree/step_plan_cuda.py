@@ -195,7 +195,7 @@ CHAIN_TAIL = False
 # 198,738 → 150,732 instructions). On since the thirtieth session (--no-narrow-softmax)
 NARROW_SOFTMAX = True
 NARROW_BLOCK = 128
-# the same for every RMSNorm's norm_kernel (`with_narrow_norms`): its passes 128 wide, its
+# the same for every RMSNorm's norm_kernel (`with_narrow`): its passes 128 wide, its
 # FOLD levels max(cap, 128) (576 values: a tree from cap 512, ten levels, each four
 # elements a thread at BLOCK 1,024), and its three one-value steps (mean, eps, the
 # correctly rounded root) on one element a thread instead of eight. Bits: unchanged (as

@@ -234,7 +234,7 @@ def _fold_from(y, src, OUT, base, r, rows, win, nlive, NEG0, CAP0: tl.constexpr,
     i < min(win, CAP0), in the layout of tl.arange(0, CAP0); src the row x, win its width):
     a caller that has just computed x in that layout (`_softmax_rows` with CARRY) passes it
     from its registers.
-    MINW (step_plan_cuda.NARROW_SOFTMAX): a level after the first read from memory as a
+    MINW (step_plan_cuda.NARROW_SOFTMAX, NARROW_NORMS): a level after the first read as a
     tensor of max(cap, MINW) elements. Why: every level was CAP0 wide (a softmax's 1,024:
     eight elements a thread in each of its eleven levels, masked past cap), so its
     instructions, not its values, grew with the longest context; each element i < cap is

@@ -353,19 +353,8 @@ def check_chain_tail(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,  # n
     """The fused attention's DOT chains with their last partial k block loaded at once
     (`CHAIN_TAIL`, step_kernels._ab_tail), eagerly at 9 keys (p·v: no full block, the tail
     alone) and at 151 (four full blocks, then 23), every record equal to the CPU plan's."""
-    from repops.gpu import step_kernels as sk
-
-    with _switched(plan, fuse_attention=True, chain_tail=True, warp_softmax=False):
-        for n, (p, w, t) in ((len(PROMPT), (prev, want, tok)),
-                             (len(LONG), _after_prefill(cpu, LONG))):
-            got, seen = _run_seen(plan, p, t, n)
-            if not any(ln.kernel is sk.attn_kernel and ln.consts.get("TB") for ln in seen):
-                print("chain tail: no attention launch with TB")
-                return 1
-            if _differs(f"chain tail differs after {n} tokens", w, got, last, plan.program):
-                return 1
-        print("chain tail equal")
-        return 0
+    return _attention_equal(plan, cpu, prev, tok, want, last, "chain tail", "TB", True,
+                            chain_tail=True)
 
 
 def check_narrow_softmax(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,  # noqa: ANN001
@@ -373,20 +362,28 @@ def check_narrow_softmax(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int, 
     """The fused attention's softmax on NARROW_BLOCK-wide passes and FOLD levels
     (`NARROW_SOFTMAX`) at 9 keys (one pass, the levels past 128 wide narrowed) and at 151
     (two passes a row), every record equal to the CPU plan's."""
+    return _attention_equal(plan, cpu, prev, tok, want, last, "narrow softmax", "BLOCK",
+                            NARROW_BLOCK, narrow_softmax=True)
+
+
+def _attention_equal(plan: CudaStepPlan, cpu: FastExecutor, prev, tok: int,  # noqa: ANN001
+                     want, last: int, name: str, const: str, value: object,  # noqa: ANN001
+                     **switches: bool) -> int:
+    """The fused attention with `switches` on, eagerly at 9 keys and at 151: an attn_kernel
+    launch with `const` at `value`, every record equal to the CPU plan's."""
     from repops.gpu import step_kernels as sk
 
-    with _switched(plan, fuse_attention=True, narrow_softmax=True, warp_softmax=False):
+    with _switched(plan, fuse_attention=True, warp_softmax=False, **switches):
         for n, (p, w, t) in ((len(PROMPT), (prev, want, tok)),
                              (len(LONG), _after_prefill(cpu, LONG))):
             got, seen = _run_seen(plan, p, t, n)
-            if not any(ln.kernel is sk.attn_kernel and ln.consts.get("BLOCK") == NARROW_BLOCK
+            if not any(ln.kernel is sk.attn_kernel and ln.consts.get(const) == value
                        for ln in seen):
-                print("narrow softmax: no attention launch with the narrow BLOCK")
+                print(f"{name}: no attention launch with {const} {value}")
                 return 1
-            if _differs(f"narrow softmax differs after {n} tokens", w, got, last,
-                        plan.program):
+            if _differs(f"{name} differs after {n} tokens", w, got, last, plan.program):
                 return 1
-        print("narrow softmax equal")
+        print(f"{name} equal")
         return 0
 
 

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -825,22 +824,22 @@ def test_cuda_plan_kernels_under_the_interpreter():
             p.kill()
     for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, out[-6000:] + err[-3000:]
-    r = SimpleNamespace(stdout="".join(out for out, _ in outs))
-    assert "records equal" in r.stdout and "argfold levels equal" in r.stdout, r.stdout[-3000:]
-    assert "q4 records equal" in r.stdout, r.stdout[-3000:]
-    assert "aligned graph tables and stack equal" in r.stdout, r.stdout[-3000:]
-    assert "register folds equal" in r.stdout, r.stdout[-3000:]
-    assert "warp norms equal" in r.stdout and "warp softmaxes equal" in r.stdout, \
-        r.stdout[-3000:]
-    assert "kinds equal" in r.stdout, r.stdout[-3000:]  # the device roots
-    assert "qchain_dot tiles equal" in r.stdout, r.stdout[-3000:]
-    assert "qchain_vec tiles equal" in r.stdout, r.stdout[-3000:]
-    assert "stacked lanes equal" in r.stdout and "graph tables equal" in r.stdout, \
-        r.stdout[-3000:]
-    assert "stacked logits fetched in one gather" in r.stdout, r.stdout[-3000:]
-    assert "fused attention equal past 128 keys" in r.stdout, r.stdout[-3000:]
-    assert "norm linears equal" in r.stdout and "fold carry equal" in r.stdout, r.stdout[-3000:]
-    assert "chain tail equal" in r.stdout and "narrow softmax equal" in r.stdout, \
-        r.stdout[-3000:]
-    assert "narrow norms equal" in r.stdout and "small blocks equal" in r.stdout, \
-        r.stdout[-3000:]
+    stdout = "".join(out for out, _ in outs)
+    assert "records equal" in stdout and "argfold levels equal" in stdout, stdout[-3000:]
+    assert "q4 records equal" in stdout, stdout[-3000:]
+    assert "aligned graph tables and stack equal" in stdout, stdout[-3000:]
+    assert "register folds equal" in stdout, stdout[-3000:]
+    assert "warp norms equal" in stdout and "warp softmaxes equal" in stdout, \
+        stdout[-3000:]
+    assert "kinds equal" in stdout, stdout[-3000:]  # the device roots
+    assert "qchain_dot tiles equal" in stdout, stdout[-3000:]
+    assert "qchain_vec tiles equal" in stdout, stdout[-3000:]
+    assert "stacked lanes equal" in stdout and "graph tables equal" in stdout, \
+        stdout[-3000:]
+    assert "stacked logits fetched in one gather" in stdout, stdout[-3000:]
+    assert "fused attention equal past 128 keys" in stdout, stdout[-3000:]
+    assert "norm linears equal" in stdout and "fold carry equal" in stdout, stdout[-3000:]
+    assert "chain tail equal" in stdout and "narrow softmax equal" in stdout, \
+        stdout[-3000:]
+    assert "narrow norms equal" in stdout and "small blocks equal" in stdout, \
+        stdout[-3000:]
