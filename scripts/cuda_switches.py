@@ -79,10 +79,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "(step_plan_cuda.NARROW_SOFTMAX, on by default)")
     ap.add_argument("--narrow-norms", action=argparse.BooleanOptionalAction, default=None,
                     help="an RMSNorm's EW passes and FOLD levels on 128-wide tensors, not 1,024 "
-                         "(step_plan_cuda.NARROW_NORMS; off: unmeasured)")
+                         "(step_plan_cuda.NARROW_NORMS; off: slower on the H100)")
     ap.add_argument("--small-blocks", action=argparse.BooleanOptionalAction, default=None,
                     help="EW, MOVE and CONCAT launches of 256 elements a program, not 1,024 "
-                         "(step_plan_cuda.SMALL_BLOCKS; off: unmeasured)")
+                         "(step_plan_cuda.SMALL_BLOCKS, on by default)")
     ap.add_argument("--chain-tail", action=argparse.BooleanOptionalAction, default=None,
                     help="an attention DOT chain's last partial k block as one masked block "
                          "of loads (step_plan_cuda.CHAIN_TAIL; off: slower on the H100)")
@@ -92,6 +92,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--stack-linear-nb", type=int, default=None,
                     help="k block of a CUDA stack's decode linears "
                          "(step_plan_cuda.STACK_LINEAR_NB; default QCHAIN's)")
+    ap.add_argument("--fused-speculate", action=argparse.BooleanOptionalAction, default=None,
+                    help="a speculated step's guess and table in two Triton launches, the "
+                         "host's copies on a side stream (step_plan_cuda.FUSED_SPECULATE, on "
+                         "by default)")
     ap.add_argument("--gather-logits", action=argparse.BooleanOptionalAction, default=None,
                     help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS; "
                          "on by default)")
@@ -119,7 +123,9 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "fuse_linears": ("step_plan_cuda", "FUSE_LINEARS"),
           "fuse_moves": ("step_plan_cuda", "FUSE_MOVES"), "fuse_ew": ("step_plan_cuda", "FUSE_EW"),
           "fuse_pairs": ("step_plan_cuda", "FUSE_PAIRS"),
-          "speculate": ("step_plan_cuda", "SPECULATE"), "pdl": ("step_plan_cuda", "PDL"),
+          "speculate": ("step_plan_cuda", "SPECULATE"),
+          "fused_speculate": ("step_plan_cuda", "FUSED_SPECULATE"),
+          "pdl": ("step_plan_cuda", "PDL"),
           "quant_linears": ("step_plan_cuda", "QUANT_LINEARS"),
           "x_vectors": ("step_plan_cuda", "X_VECTORS"),
           "reg_folds": ("step_plan_cuda", "REG_FOLDS"),

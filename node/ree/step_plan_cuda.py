@@ -32,6 +32,7 @@ from node.ree import fold_tree as ft
 from node.ree import linear_chain as lc
 from node.ree import step_plan as sp
 from node.ree.fastexec import numel, rows_cols
+from node.ree.speculate_cuda import NextTable
 from referee.compact import compact_ops
 from referee.layout import Code, Symbols, TraceProgram
 from repops.gpu import keccak
@@ -199,8 +200,11 @@ NARROW_BLOCK = 128
 # FOLD levels max(cap, 128) (576 values: a tree from cap 512, ten levels, each four
 # elements a thread at BLOCK 1,024), and its three one-value steps (mean, eps, the
 # correctly rounded root) on one element a thread instead of eight. Bits: unchanged (as
-# NARROW_SOFTMAX; interpreter-checked). Off until run on a GPU (bench_runtime.py
-# --narrow-norms; scripts/gpu_ab.sh narrow-norms)
+# NARROW_SOFTMAX; interpreter-checked; test_cuda_switch_equal_cpu_leaf_by_leaf[NARROW_NORMS]
+# passed on the H100). Off: slower on the H100 (thirty-first session, profile_cuda_step.py
+# --no-pdl, 32 steps, interleaved: graph 2.413 / 2.402 → 2.509 / 2.513 ms): the norm is one
+# program, and five 128-wide passes over 576 values wait on five rounds of loads where one
+# 1,024-wide pass waits on one (bench_runtime.py --narrow-norms for the A/B)
 NARROW_NORMS = False
 # ew_kernel, move_kernel and concat_kernel launches of SMALL_BLOCK elements a program instead
 # of 1,024 (`CudaStepPlan._block`): at decode sizes a layer's K and V appends (~12k elements
@@ -208,9 +212,12 @@ NARROW_NORMS = False
 # eight elements a thread, 5.9 µs on the H100, and SiLU·up (1,536 elements, a correctly
 # rounded exp each) two programs, 3.5 µs: each thread's elements one after another, on a
 # few SMs. Four times the programs, two elements a thread. Bits: unchanged (each element
-# the same operation; interpreter-checked). Off until run on a GPU (bench_runtime.py
-# --small-blocks; scripts/gpu_ab.sh small-blocks)
-SMALL_BLOCKS = False
+# the same operation; interpreter-checked; test_cuda_switch_equal_cpu_leaf_by_leaf
+# [SMALL_BLOCKS] passed on the H100). H100 A/B (thirty-first session, profile_cuda_step.py
+# --no-pdl, 32 steps, interleaved): graph 2.413 / 2.402 → 2.317 / 2.321 ms (then with 336
+# launches: `_heads_move` asked for a one-program MOVE; it no longer looks at the grid).
+# On since the thirty-first session (bench_runtime.py --no-small-blocks for the A/B)
+SMALL_BLOCKS = True
 SMALL_BLOCK = 256
 # every step launch with programmatic dependent launch (Hopper and later: the next
 # launch's programs placed while this one runs; each kernel waits for the one before it in
@@ -1042,7 +1049,7 @@ def _heads_move(pv: _Launch, mv: _Launch, heads: int) -> bool:
     last = pv.ints[8] + (pv.ints[13] - 1) * pv.ints[9]
     return (mv.kernel is sk.move_kernel and mv.consts["X_AT"] == sk.CONTIG.value
             and mv.consts.get("THEN", sk.CONTIG.value) == sk.CONTIG.value
-            and mv.grid == (1,) and n <= pv.consts["BN"] and mv.ints[2] == heads * n
+            and n <= pv.consts["BN"] and mv.ints[2] == heads * n
             and mv.ints[0] + mv.ints[14] == last and pv.ints[9] == heads * n
             and all(t.data_ptr() == pv.ptrs[0].data_ptr() for t in mv.ptrs))
 
@@ -1128,6 +1135,7 @@ class CudaStepPlan:
         self.narrow_softmax = NARROW_SOFTMAX
         self.narrow_norms = NARROW_NORMS
         self.small_blocks = SMALL_BLOCKS
+        self.fused_speculate = FUSED_SPECULATE
         self.linear_blocks = LINEAR_BLOCKS
         self.sms = (torch.cuda.get_device_properties(device).multi_processor_count
                     if device.type == "cuda" else 132)  # `with_linear_blocks`
@@ -1683,6 +1691,14 @@ class CudaStepPlan:
 # definition: a step asked for with another token, or after outputs of the step before were
 # replaced, drops the guess and runs again. bench_runtime.py --no-speculate for the A/B.
 SPECULATE = True
+# the speculation's guess and the next graph's table as two Triton launches
+# (speculate_cuda.NextTable: partial maxima, then the reduction and the whole table with the
+# position a launch argument), and the host's copies of the logits and guess on a side
+# stream beside the next graph, instead of ~10 torch launches and a pinned table copy on the
+# executor's stream (~35 µs of device time a b = 1 step on the H100, profile_cuda_step.py
+# --loop, thirty-first session). The guess follows fastsample.argmax_token's order; the host's
+# token stays the definition. bench_runtime.py --no-fused-speculate for the A/B
+FUSED_SPECULATE = True
 
 # A one-job graph step's trace roots replayed on a side stream beside the next step's graph
 # (`_Graphs.roots`) rather than after it on the executor's stream: a b = 1 step's launches
@@ -1881,6 +1897,12 @@ class _Graphs:
         self._kt: list[torch.Tensor | None] = [None, None]
         self._logits_host: list[torch.Tensor | None] = [None, None]
         self._token_host: list[torch.Tensor | None] = [None, None]
+        # FUSED_SPECULATE: per parity the next table's device terms, per arena the device's
+        # guess, the side stream of the host copies and the end of each arena's copies
+        self._next: list[NextTable | None] = [None, None]
+        self._tok = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(2)]
+        self._cstream: torch.cuda.Stream | None = None
+        self._copied_out: list[torch.cuda.Event | None] = [None, None]
         self.spec_hits = self.spec_misses = 0
 
     def _derive(self, past: int, token: int) -> None:
@@ -1959,6 +1981,7 @@ class _Graphs:
                                               and not prev.replaced):
             # staged into the arena whose roots the side stream may still be reading
             torch.cuda.current_stream(sp_.device).wait_stream(self._rstream)
+        self._after_copies(1 - k)  # staging may write where those copies read
         stage_prev(sp_, prev, other, pd, po)
         c0, kp, kt = self.tables[k]
         if self.copied is not None:
@@ -2013,16 +2036,21 @@ class _Graphs:
         g = self.graphs.get((k1, grid_bucket(self.tops, p1)))
         if g is None:
             return None
-        from node.ree.fastsample import argmax_token
-
         logits = out[li]
-        tok = argmax_token(logits)
         k = 1 - k1  # `out`'s arena
         if self._logits_host[k] is None or self._logits_host[k].shape != logits.shape:
             self._logits_host[k] = torch.empty(logits.shape, dtype=logits.dtype,
                                                pin_memory=True)
             self._token_host[k] = torch.empty(1, dtype=torch.int64, pin_memory=True)
         lh, th = self._logits_host[k], self._token_host[k]
+        if sp_.fused_speculate:
+            ready = self._speculate_fused(logits, k, k1, p1, lh, th)
+            self._after_roots(k1)
+            g.replay()
+            return _Guess(p1, out, k1, self._outputs(k1, p1), th, ready)
+        from node.ree.fastsample import argmax_token
+
+        tok = argmax_token(logits)
         lh.copy_(logits, non_blocking=True)
         th.copy_(tok, non_blocking=True)
         ready = torch.cuda.Event()
@@ -2043,13 +2071,47 @@ class _Graphs:
         g.replay()
         return _Guess(p1, out, k1, self._outputs(k1, p1), th, ready)
 
+    def _speculate_fused(self, logits: torch.Tensor, k: int, k1: int, p1: int,
+                         lh: torch.Tensor, th: torch.Tensor) -> torch.cuda.Event:
+        """FUSED_SPECULATE: the guess of `logits` (arena k's) and the table of the step at
+        p1 (arena k1's) queued on the executor's stream, the host's copies of both on a
+        side stream; returns the copies' end (what the host's tail waits for)."""
+        nt = self._next[k1]
+        if nt is None:
+            nt = self._next[k1] = NextTable(*(torch.from_numpy(t).to(self.sp.device)
+                                              for t in self.tables[k1]))
+        tok = self._tok[k]
+        nt.queue(logits, p1, self.args, tok)
+        guessed = torch.cuda.Event()
+        guessed.record()
+        if self._cstream is None:
+            self._cstream = torch.cuda.Stream(self.sp.device)
+        cs = self._cstream
+        cs.wait_event(guessed)
+        with torch.cuda.stream(cs):
+            lh.copy_(logits, non_blocking=True)
+            th.copy_(tok, non_blocking=True)
+            ready = torch.cuda.Event()
+            ready.record(cs)
+        self._copied_out[k] = ready  # arena k and its guess are not written before this
+        return ready
+
     def _after_roots(self, k: int) -> None:
         """ROOTS_BESIDE: order the graph about to write arena k after the trace roots queued
         for its last step, which read that arena; the other arena's roots (the step before,
         queued or not yet) run beside it (`_replay` waits for them too where it stages
         outputs from elsewhere into their arena). By the arena, not by the call: a step
-        queued ahead (`speculate`) is queued before the roots of the step it follows."""
+        queued ahead (`speculate`) is queued before the roots of the step it follows. The
+        same for the host's copies of arena k's logits and guess (FUSED_SPECULATE)."""
+        self._after_copies(k)
         ev, self._read[k] = self._read[k], None
+        if ev is not None:
+            torch.cuda.current_stream(self.sp.device).wait_event(ev)
+
+    def _after_copies(self, k: int) -> None:
+        """Order what is queued next on the executor's stream after the side stream's copies
+        out of arena k (FUSED_SPECULATE), which the next write of that arena must follow."""
+        ev, self._copied_out[k] = self._copied_out[k], None
         if ev is not None:
             torch.cuda.current_stream(self.sp.device).wait_event(ev)
 
