@@ -36,6 +36,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--quant-linears", action=argparse.BooleanOptionalAction, default=None,
                     help="decode linears of Q4_1 weights read the GGUF blocks, dequantized "
                          "exactly in the kernel (step_plan_cuda.QUANT_LINEARS)")
+    ap.add_argument("--quant-q8", action=argparse.BooleanOptionalAction, default=None,
+                    help="decode linears of Q8_0 weights (SmolLM2's head) read the GGUF "
+                         "blocks, dequantized exactly in the kernel (step_plan_cuda.QUANT_Q8)")
     ap.add_argument("--pdl", action=argparse.BooleanOptionalAction, default=None,
                     help="step launches with programmatic dependent launch: the next "
                          "launch placed while this one runs (step_plan_cuda.PDL)")
@@ -127,6 +130,7 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "fused_speculate": ("step_plan_cuda", "FUSED_SPECULATE"),
           "pdl": ("step_plan_cuda", "PDL"),
           "quant_linears": ("step_plan_cuda", "QUANT_LINEARS"),
+          "quant_q8": ("step_plan_cuda", "QUANT_Q8"),
           "x_vectors": ("step_plan_cuda", "X_VECTORS"),
           "reg_folds": ("step_plan_cuda", "REG_FOLDS"),
           "warp_folds": ("step_plan_cuda", "WARP_FOLDS"),

@@ -98,13 +98,20 @@ STACK_LINEAR_NB: int | None = 32
 # position only. 64: the stack's step at ~60 tokens and 32 lanes 21.5 → 8.5 ms on the H200
 # (ADR 0011); the GPU tests set 16 and 18 so that their jobs cross a bucket
 GRID_MIN: int | None = 64
-# a decode linear whose weight has Q4_1 GGUF blocks reads those (`qchain_q4_kernel`: 24
+# a decode linear whose weight has Q4_1 GGUF blocks reads those (`qchain_quant_kernel`: 24
 # bytes a column per 32 ks instead of 128, dequantized exactly in the kernel, ADR 0003),
 # else the fp32 values (`qchain_v8_kernel`). Off: on the H100 (ADR 0016) its bits equal the
 # CPU's (GPU report, 2,934,510 leaves) but b=1 decode fell 347.4 → 301.8 tok/s (likely
 # its six instructions a k on one warp, where fp32 weights need two). bench_runtime.py
 # --quant-linears for the A/B.
 QUANT_LINEARS = False
+# the same for a decode linear whose weight has Q8_0 blocks: in SmolLM2's GGUF, the head
+# (`qchain_quant_kernel` QT 8, ADR 0024: 36 bytes a column per 32 ks instead of 128; d·q is
+# exact). Why: the head is N = 49,152 columns of K = 576, 113 MB of fp32 weights a step,
+# one launch of ~57 µs on the H100 (profile_cuda_step.py --loop, thirty-first session) where
+# its chains take ~1.2 µs: it is bound by the bytes (~2 TB/s), which Q8_0 cuts to 30 MB.
+# bench_runtime.py --[no-]quant-q8 for the A/B
+QUANT_Q8 = False
 # a decode linear's x loaded four values at a time (qchain_v8_kernel's XV), the step plan
 # starting each x 16-byte aligned (step_plan.ALIGN_LINEAR_INPUTS, which this sets for CUDA
 # plans). Bits: unchanged (the same values in the same chain; GPU test
@@ -306,15 +313,16 @@ def _kinds(seq: Sequence[_Launch]) -> list:
 class CudaChain:
     """A linear's weight for the plan's QCHAIN record: fp32 values transposed to [K, N] on the
     device (the executor's `_wt`), so a program's BN outputs read one coalesced row per k;
-    and, where the GGUF blocks are Q4_1 (`blocks`), those blocks laid out for
-    `qchain_q4_kernel` (`q4`)."""
+    and, where the GGUF blocks are Q4_1 or Q8_0 (`blocks`), those blocks laid out for
+    `qchain_quant_kernel` (`quant`)."""
 
     def __init__(self, wt: torch.Tensor, chain: lc.Chain,
                  blocks: lc.QuantBlocks | None = None) -> None:
         self.wt = wt
         self._vec: dict[int, torch.Tensor] = {}
-        self._blocks = blocks if blocks is not None and blocks.qtype == "q4_1" else None
-        self._q4: torch.Tensor | None = None
+        self._blocks = blocks if blocks is not None and blocks.qtype in _QT else None
+        self.qtype = self._blocks.qtype if self._blocks is not None else None
+        self._quant: torch.Tensor | None = None
         self.k, self.n = wt.shape
         self.nseg = len(chain.bounds)
         self.segw = chain.bounds[0][1] - chain.bounds[0][0]
@@ -338,43 +346,58 @@ class CudaChain:
             self._vec[tk] = wv
         return wv
 
-    def q4(self) -> torch.Tensor | None:
-        """The Q4_1 blocks as `qchain_q4_kernel` reads them: int32 [K/32, 6, N], per block
-        and column four words of 4-bit q (k = 32b + 8w + j in bits 4j…4j+3 of word w), then
-        f32(d) and f32(m) as bits; None without Q4_1 blocks. The blocks must dequantize to
-        this chain's fp32 values bit for bit (ADR 0003), else ValueError: wrongly keyed
-        blocks cannot change a trace."""
-        if self._q4 is not None or self._blocks is None:
-            return self._q4
-        from node.runtime.gguf_loader import q4_1_parts
+    def quant(self) -> tuple[torch.Tensor, int] | None:
+        """The GGUF blocks as `qchain_quant_kernel` reads them, and its QT; None without
+        Q4_1 or Q8_0 blocks. Q4_1: int32 [K/32, 6, N], per block and column four words of
+        4-bit q (k = 32b + 8w + j in bits 4j…4j+3 of word w), then f32(d) and f32(m) as bits.
+        Q8_0: int32 [K/32, 9, N], eight words of int8 q (k = 32b + 4w + j in bits 8j…8j+7 of
+        word w), then f32(d). The blocks must dequantize to this chain's fp32 values bit for
+        bit (ADR 0003), else ValueError: wrongly keyed blocks cannot change a trace."""
+        if self._quant is None and self._blocks is not None:
+            self._quant, self._blocks = self._lay_out(self._blocks), None
+        return None if self._quant is None else (self._quant, _QT[self.qtype])
 
-        bl = self._blocks
+    def _lay_out(self, bl: lc.QuantBlocks) -> torch.Tensor:
+        from node.runtime.gguf_loader import q4_1_parts, q8_0_parts
+
         if (bl.n, bl.k) != (self.n, self.k) or self.k % 32:
-            raise ValueError(f"q4_1 blocks [{bl.n}, {bl.k}] for a [{self.n}, {self.k}] weight")
-        d, m, q = q4_1_parts(bl.raw, bl.n * bl.k)
-        nb = self.k // 32
-        q = q.reshape(self.n, nb, 4, 8).astype(np.uint32)
-        words = np.zeros((nb, 6, self.n), dtype=np.uint32)
-        words[:, :4] = (q << (4 * np.arange(8, dtype=np.uint32))).sum(
+            raise ValueError(f"{bl.qtype} blocks [{bl.n}, {bl.k}] for a [{self.n}, {self.k}] "
+                             "weight")
+        nb, q4 = self.k // 32, bl.qtype == "q4_1"
+        if q4:
+            d, m, q = q4_1_parts(bl.raw, bl.n * bl.k)
+        else:
+            d, q = q8_0_parts(bl.raw, bl.n * bl.k)
+        per, bits = (8, 4) if q4 else (4, 8)  # q a word, bits a q
+        nw = 32 // per
+        q = q.view(np.uint8).reshape(self.n, nb, nw, per).astype(np.uint32)
+        words = np.zeros((nb, nw + 1 + q4, self.n), dtype=np.uint32)
+        words[:, :nw] = (q << (bits * np.arange(per, dtype=np.uint32))).sum(
             axis=3, dtype=np.uint32).transpose(1, 2, 0)
-        words[:, 4] = d.reshape(self.n, nb).T.view(np.uint32)
-        words[:, 5] = m.reshape(self.n, nb).T.view(np.uint32)
+        words[:, nw] = d.reshape(self.n, nb).T.view(np.uint32)
+        if q4:
+            words[:, nw + 1] = m.reshape(self.n, nb).T.view(np.uint32)
         lay = torch.from_numpy(words.view(np.int32)).to(self.wt.device)
         # ADR 0003's value of every weight, from this layout, against the fp32 one
-        qd = ((lay[:, :4, None, :] >> (4 * torch.arange(8, device=lay.device))[None, None, :,
-                                                                             None]) & 15)
-        w = (lay[:, 4, None, :].view(torch.float32) * qd.reshape(nb, 32, self.n).float()
-             + lay[:, 5, None, :].view(torch.float32))
+        sh = (bits * torch.arange(per, device=lay.device))[None, None, :, None]
+        qd = (lay[:, :nw, None, :] >> sh) & (2 ** bits - 1)
+        if not q4:
+            qd = (qd ^ 128) - 128  # the int8
+        w = lay[:, nw, None, :].view(torch.float32) * qd.reshape(nb, 32, self.n).float()
+        if q4:
+            w = w + lay[:, nw + 1, None, :].view(torch.float32)
         if not torch.equal(w.reshape(self.k, self.n).view(torch.int32),
                            self.wt.contiguous().view(torch.int32)):
-            raise ValueError(f"q4_1 blocks [{bl.n}, {bl.k}] do not dequantize to the weight's "
-                             "values")
-        self._q4, self._blocks = lay, None
+            raise ValueError(f"{bl.qtype} blocks [{bl.n}, {bl.k}] do not dequantize to the "
+                             "weight's values")
         return lay
 
     def record_words(self) -> list[int]:
         """QCHAIN parameters (the CPU's are the GGUF kernel's; the runner keeps this object)."""
         return [-1, self.n, self.k, 0, 0, self.nseg]
+
+
+_QT = {"q4_1": 4, "q8_0": 8}  # `CudaChain.quant`'s layouts, by GGUF block type
 
 
 def _i32(bits: int) -> int:
@@ -599,11 +622,11 @@ def fuse_launches(launches: list[_Launch]) -> list[_Launch]:
 _MAX_PARTS = 4  # qchain_v8_kernel's part words 18 + 3p … 20 + 3p fit the table row (ARGW)
 
 
-_SIDE_BY_SIDE = {sk.qchain_v8_kernel: 1, sk.qchain_q4_kernel: 2}  # the weight layouts' N axis
+_SIDE_BY_SIDE = {sk.qchain_v8_kernel: 1, sk.qchain_quant_kernel: 2}  # the weight layouts' N axis
 
 
 def _same_input_linear(a: _Launch, b: _Launch) -> bool:
-    """b is a one-row qchain_v8 (or qchain_q4) launch of a's input, K, segments and
+    """b is a one-row qchain_v8 (or qchain_quant) launch of a's input, K, segments and
     constants: the two can be one launch over their weights side by side (`fuse_linears`)."""
     return (a.kernel in _SIDE_BY_SIDE and b.kernel is a.kernel
             and a.consts == b.consts and a.ptrs[0] is b.ptrs[0] and a.ptrs[2] is b.ptrs[2]
@@ -615,7 +638,7 @@ def _same_input_linear(a: _Launch, b: _Launch) -> bool:
 def fuse_linears(launches: list[_Launch], side_by_side: dict[tuple[int, ...], torch.Tensor]
                  ) -> list[_Launch]:
     """The launches with each run of consecutive decode linears of one input (attention's
-    q, k, v; the MLP's gate, up) as one qchain_v8_kernel (or qchain_q4_kernel) launch with
+    q, k, v; the MLP's gate, up) as one qchain_v8_kernel (or qchain_quant_kernel) launch with
     PARTS (qchain_v8_kernel's docstring):
     the same chains, outputs and bits, one launch's latency instead of two or three.
     `side_by_side` caches the concatenated weights by their parts' addresses, so that every
@@ -637,7 +660,7 @@ def fuse_linears(launches: list[_Launch], side_by_side: dict[tuple[int, ...], to
             continue
         key = tuple(ln.ptrs[1].data_ptr() for ln in run)
         w = side_by_side.get(key)
-        if w is None:  # [K/8 + 8, ΣN, 8] (or [K/32, 6, ΣN]): each part's columns where its
+        if w is None:  # [K/8 + 8, ΣN, 8] (or [K/32, 6 or 9, ΣN]): each part's columns where its
             # own launch reads them
             w = side_by_side[key] = torch.cat([ln.ptrs[1] for ln in run],
                                               dim=_SIDE_BY_SIDE[a.kernel]).contiguous()
@@ -1124,6 +1147,7 @@ class CudaStepPlan:
         self.fuse = FUSE
         self.fuse_linears = FUSE_LINEARS
         self.quant_linears = QUANT_LINEARS
+        self.quant_q8 = QUANT_Q8
         self.reg_folds = REG_FOLDS
         self.warp_folds = WARP_FOLDS
         self.warp_softmax = WARP_SOFTMAX
@@ -1413,7 +1437,7 @@ class CudaStepPlan:
         return {w.f.data_ptr() for w in self._w} | {
             c.wt.data_ptr() for c in self._chain.values()} | {
             v.data_ptr() for c in self._chain.values() for v in c._vec.values()} | {
-            c._q4.data_ptr() for c in self._chain.values() if c._q4 is not None} | {
+            c._quant.data_ptr() for c in self._chain.values() if c._quant is not None} | {
             w.data_ptr() for w in self._side_by_side.values()}
 
     def _block(self, default: int) -> int:
@@ -1525,13 +1549,14 @@ class CudaStepPlan:
         ints = [x.off, 0, ch.k, 0, 0, 1, ch.n, 0, self._offs[r[1]], m * ch.n, m, ch.n, 1,
                 ch.nseg, 0, ch.segw, ch.k, self._past]
         kind, *cfg = self.qchain
-        q4 = ch.q4() if (self.quant_linears and kind == "v8" and m == 1 and ch.segw % 32 == 0
-                         and ch.k % ch.segw == 0) else None
-        if q4 is not None:
+        wanted = {"q4_1": self.quant_linears, "q8_0": self.quant_q8}.get(ch.qtype, False)
+        quant = ch.quant() if (wanted and kind == "v8" and m == 1 and ch.segw % 32 == 0
+                               and ch.k % ch.segw == 0) else None
+        if quant is not None:
             bn, _nb, pf, nw, *_xs = cfg
-            self._emit(sk.qchain_q4_kernel, (triton.cdiv(ch.n, bn),),
-                       (x.f, q4, self._arena_f), ints, BN=bn, SEGW=ch.segw, PF=pf,
-                       num_warps=nw, **FP_FLAGS)
+            self._emit(sk.qchain_quant_kernel, (triton.cdiv(ch.n, bn),),
+                       (x.f, quant[0], self._arena_f), ints, BN=bn, SEGW=ch.segw, PF=pf,
+                       QT=quant[1], num_warps=nw, **FP_FLAGS)
             return
         if kind == "v8" and m == 1 and ch.segw % cfg[1] == 0 and ch.k % ch.segw == 0:
             bn, nb, pf, nw, *xs = cfg

@@ -99,12 +99,18 @@ def q4_1_parts(raw: np.ndarray, n_elements: int) -> tuple[np.ndarray, np.ndarray
 
 def dequantize_q8_0(raw: np.ndarray, n_elements: int) -> np.ndarray:
     """ADR 0003: x = f32(d) * q, q int8; exact (11 + 7 significant bits)."""
+    d, q = q8_0_parts(raw, n_elements)
+    return (d[:, None] * q.astype(np.float32)).reshape(-1)
+
+
+def q8_0_parts(raw: np.ndarray, n_elements: int) -> tuple[np.ndarray, np.ndarray]:
+    """Q8_0 blocks as f32(d) [B] and q [B, 32] (int8, in element order): what
+    `dequantize_q8_0` multiplies, and what a kernel that keeps the blocks
+    (node/ree/step_plan_cuda.py `CudaChain.quant`) lays out for itself."""
     blocks = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1, Q8_0_BLOCK_BYTES)
     if blocks.shape[0] * QK != n_elements:
         raise GGUFError(f"Q8_0 data holds {blocks.shape[0] * QK} elements, expected {n_elements}")
-    d = _f16_to_f32(blocks[:, 0:2].copy())
-    q = blocks[:, 2:].view(np.int8).astype(np.float32)
-    return (d * q).reshape(-1)
+    return _f16_to_f32(blocks[:, 0:2].copy()).reshape(-1), blocks[:, 2:].view(np.int8)
 
 
 def dequantize(type_name: str, raw: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -1373,14 +1373,23 @@ def _qchain_v8(X, W, OUT, P, BN: tl.constexpr, SEGW: tl.constexpr, NB: tl.conste
 
 
 @triton.jit
-def _q4_block(qp, xp, N, b, BN: tl.constexpr):
-    """Block b's (32 ks) words of this program's columns and the 32 x values: four words of
-    eight 4-bit q each (q of k = 32b + 8w + j in bits 4j…4j+3 of word w), d and m (fp32
-    bits); the rows of the layout [K/32, 6, N] are one coalesced load each."""
-    rb = qp + b.to(tl.int64) * 6 * N
-    q = (tl.load(rb), tl.load(rb + N), tl.load(rb + 2 * N), tl.load(rb + 3 * N))
-    d = tl.load(rb + 4 * N).to(tl.float32, bitcast=True)
-    m = tl.load(rb + 5 * N).to(tl.float32, bitcast=True)
+def _quant_block(qp, xp, N, b, BN: tl.constexpr, QT: tl.constexpr):
+    """Block b's (32 ks) words of this program's columns and the 32 x values (the rows of
+    the layout are one coalesced load each). QT 4, layout [K/32, 6, N]: four words of eight
+    4-bit q (q of k = 32b + 8w + j in bits 4j…4j+3 of word w), d and m (fp32 bits). QT 8,
+    layout [K/32, 9, N]: eight words of four int8 q (k = 32b + 4w + j in bits 8j…8j+7 of
+    word w) and d; m is d (unused)."""
+    W: tl.constexpr = 4 if QT == 4 else 8
+    ROWS: tl.constexpr = 6 if QT == 4 else 9
+    rb = qp + b.to(tl.int64) * ROWS * N
+    q = ()
+    for w in tl.static_range(W):
+        q = q + (tl.load(rb + w * N),)
+    d = tl.load(rb + W * N).to(tl.float32, bitcast=True)
+    if QT == 4:
+        m = tl.load(rb + (W + 1) * N).to(tl.float32, bitcast=True)
+    else:
+        m = d
     x = ()
     xb = xp + b * 32
     for t in tl.static_range(32):
@@ -1389,22 +1398,27 @@ def _q4_block(qp, xp, N, b, BN: tl.constexpr):
 
 
 @triton.jit(do_not_specialize=["ROW"])
-def qchain_q4_kernel(X, Q, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
-                     PF: tl.constexpr, LANES: tl.constexpr = 1, PARTS: tl.constexpr = 1,
-                     PDL: tl.constexpr = False):
+def qchain_quant_kernel(X, Q, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
+                        PF: tl.constexpr, LANES: tl.constexpr = 1, PARTS: tl.constexpr = 1,
+                        PDL: tl.constexpr = False, QT: tl.constexpr = 4):
     """§L5.3 a decode linear's DOT segments (as `qchain_v8_kernel`: one row of x, one
-    output per thread, the same fma chain in k order) reading the weight as its GGUF Q4_1
-    blocks (ADR 0003): per 32 ks and column, four words of 4-bit q and the block's d and m
-    as fp32 (`CudaChain.q4`, layout [K/32, 6, N] int32), 24 bytes instead of 128.
-    Each weight is `fma(d, q, m)`: d·q is exact, so that is ADR 0003's
-    RNE(f32(d)·q + f32(m)), the fp32 value the trace program binds (checked when the layout
-    is built). q's fp32 value is taken without a conversion instruction: the bits
-    0x4B000000 | q are 2^23 + q, and subtracting 2^23 is exact. PF < 0: the program's
-    whole panel is prefetched into L1 before the wait for the launch before (`_start`).
-    PARTS: linears of one input side by side, as in `qchain_v8_kernel`.
+    output per thread, the same fma chain in k order) reading the weight as its GGUF blocks
+    (ADR 0003), laid out by `CudaChain.quant` (`_quant_block`).
+
+    QT 4, Q4_1: per 32 ks and column four words of 4-bit q and the block's d and m as fp32,
+    24 bytes instead of 128. Each weight is `fma(d, q, m)`: d·q is exact, so that is ADR
+    0003's RNE(f32(d)·q + f32(m)). q's fp32 value is taken without a conversion
+    instruction: the bits 0x4B000000 | q are 2^23 + q, and subtracting 2^23 is exact.
+    QT 8, Q8_0 (ADR 0024): eight words of int8 q and d, 36 bytes instead of 128; each weight
+    is d·q, exact as ADR 0003's (11 + 8 significant bits); q + 128 goes in as above. Either
+    is the fp32 value the trace program binds (checked when the layout is built).
+    PF < 0: the program's whole panel is prefetched into L1 before the wait for the launch
+    before (`_start`). PARTS: linears of one input side by side, as in `qchain_v8_kernel`.
 
     Why: a decode linear's time was its loads (~17 cycles a k on the H100 for fp32
-    weights, whose panel for w_down is 196 KB a program), not its chain (4 cycles a k)."""
+    weights, whose panel for w_down is 196 KB a program), not its chain (4 cycles a k); the
+    head (N 49,152) reads 113 MB of fp32 weights a step, 30 MB as its Q8_0 blocks."""
+    ROWS: tl.constexpr = 6 if QT == 4 else 9
     P = _row(ARGS, ROW, LANES)
     N = tl.load(P + 11)
     K = tl.load(P + 16)
@@ -1416,10 +1430,10 @@ def qchain_q4_kernel(X, Q, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
     xp = X + tl.load(P)
     warp = tl.arange(0, 32)
     nblk = K // 32
-    if PF < 0:  # the panel: six rows of BN words a block (BN = 32: one line each)
+    if PF < 0:  # the panel: ROWS rows of BN words a block (BN = 32: one line each)
         for r in range(0, nblk, 32):
-            row = (tl.minimum(r + warp, nblk - 1).to(tl.int64) * 6) * N + n0
-            for w in tl.static_range(6):
+            row = (tl.minimum(r + warp, nblk - 1).to(tl.int64) * ROWS) * N + n0
+            for w in tl.static_range(ROWS):
                 for c in tl.static_range((BN * 4 + 127) // 128):
                     _prefetch_l1(Q + row + w * N + c * 32)
     _start(PDL)  # x is the launch before's output (`qchain_v8_kernel`'s comment)
@@ -1428,14 +1442,18 @@ def qchain_q4_kernel(X, Q, OUT, ARGS, ROW, BN: tl.constexpr, SEGW: tl.constexpr,
     out, s_oseg = _part_out(OUT, P, n0, offs_n, s_oseg, PARTS)
     qp = Q + rn
     acc = tl.zeros([BN], dtype=tl.float32)  # the chain starts from +0.0
-    q, d, m, x = _q4_block(qp, xp, N, tl.zeros([], dtype=tl.int32), BN)
+    q, d, m, x = _quant_block(qp, xp, N, tl.zeros([], dtype=tl.int32), BN, QT)
     for s in range(tl.load(P + 13)):
         for h in tl.static_range(SEGW // 32):
             b = s * (SEGW // 32) + h
-            q2, d2, m2, x2 = _q4_block(qp, xp, N, tl.where(b + 1 < nblk, b + 1, 0), BN)
+            q2, d2, m2, x2 = _quant_block(qp, xp, N, tl.where(b + 1 < nblk, b + 1, 0), BN, QT)
             for t in tl.static_range(32):
-                bits = ((q[t // 8] >> (4 * (t % 8))) & 15) | 0x4B000000
-                w = tl.fma(d, bits.to(tl.float32, bitcast=True) - 8388608.0, m)
+                if QT == 4:
+                    bits = ((q[t // 8] >> (4 * (t % 8))) & 15) | 0x4B000000
+                    w = tl.fma(d, bits.to(tl.float32, bitcast=True) - 8388608.0, m)
+                else:  # 2^23 + (q + 128), less 2^23 + 128: q, exact
+                    bits = (((q[t // 4] >> (8 * (t % 4))) & 255) ^ 128) | 0x4B000000
+                    w = d * (bits.to(tl.float32, bitcast=True) - 8388736.0)
                 acc = tl.fma(x[t], w, acc)
             q, d, m, x = q2, d2, m2, x2
         acc = canon_nan(acc)

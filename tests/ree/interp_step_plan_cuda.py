@@ -125,8 +125,8 @@ def main() -> int:
 def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa: ANN001
                      ) -> int:
     """The same records with the decode linears reading the Q4_1 blocks
-    (`qchain_q4_kernel`, step_plan_cuda.QUANT_LINEARS; q, k, v and gate, up side by side
-    with PARTS): their layout checked against the fp32 weights when built (`CudaChain.q4`),
+    (`qchain_quant_kernel` QT 4, step_plan_cuda.QUANT_LINEARS; q, k, v and gate, up side by side
+    with PARTS): their layout checked against the fp32 weights when built (`CudaChain.quant`),
     every output equal to the CPU plan's. The interpreter's arithmetic is NumPy's, not the
     GPU's: the layout, the indexing and the parts are what this shows; the GPU tests show
     the bits."""
@@ -138,7 +138,7 @@ def check_q4_records(m, shaped, records, prev, tok: int, want, last: int  # noqa
     plan.fuse_linears = plan.quant_linears = True
     plan.records = records
     got, launches = _run_seen(plan, prev, tok)
-    parts = [ln.consts.get("PARTS", 1) for ln in launches if ln.kernel is sk.qchain_q4_kernel]
+    parts = [ln.consts.get("PARTS", 1) for ln in launches if ln.kernel is sk.qchain_quant_kernel]
     if sorted(set(parts)) != [1, 2, 3]:
         print(f"q4 launches by parts: {parts}")
         return 1

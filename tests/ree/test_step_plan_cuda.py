@@ -120,7 +120,7 @@ def _switched_gpu(ree_model, monkeypatch, **switches) -> FastExecutor:  # noqa: 
 
 @needs_cuda
 def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch):
-    """Decode linears reading the Q4_1 blocks (`QUANT_LINEARS`, `qchain_q4_kernel`: the
+    """Decode linears reading the Q4_1 blocks (`QUANT_LINEARS`, `qchain_quant_kernel` QT 4: the
     weights dequantized in the kernel, ADR 0016), q, k, v and gate, up side by side: every
     leaf of six steps equal to the CPU's (the executor is built with the GGUF blocks, as
     `ree run` builds it)."""
@@ -130,7 +130,7 @@ def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatc
     _steps_equal(cpu, gpu, 6)
     seq = gpu.plan._graph.launches(0, 20)
     parts = [ln.consts.get("PARTS", 1) for ln in seq
-             if ln.kernel is step_plan_cuda.sk.qchain_q4_kernel]
+             if ln.kernel is step_plan_cuda.sk.qchain_quant_kernel and ln.consts["QT"] == 4]
     n_layers = sum(op.code == Code.CONCAT for op in prog.ops) // 2
     assert sorted(parts) == [1] * 2 * n_layers + [2] * n_layers + [3] * n_layers
 
@@ -150,7 +150,8 @@ def test_cuda_q4_linears_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatc
     ("CHAIN_TAIL", "TB", ("attn_kernel",)),
     ("NARROW_SOFTMAX", ("BLOCK", step_plan_cuda.NARROW_BLOCK), ("attn_kernel",)),
     ("NARROW_NORMS", ("BLOCK", step_plan_cuda.NARROW_BLOCK), ("norm_kernel",)),
-    ("SMALL_BLOCKS", ("BLOCK", step_plan_cuda.SMALL_BLOCK), ("concat_kernel", "ew_kernel"))])
+    ("SMALL_BLOCKS", ("BLOCK", step_plan_cuda.SMALL_BLOCK), ("concat_kernel", "ew_kernel")),
+    ("QUANT_Q8", ("QT", 8), ("qchain_quant_kernel",))])
 def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, switch, const,
                                             kernels):
     """A switch on (ADR 0017's x four values a load, with the step plan starting each x
@@ -163,7 +164,7 @@ def test_cuda_switch_equal_cpu_leaf_by_leaf(ree_model, executors, monkeypatch, s
     FOLD levels' own elements from registers; `CHAIN_TAIL`, a DOT chain's last partial
     block loaded at once; `NARROW_SOFTMAX` and `NARROW_NORMS`, a softmax's and an
     RMSNorm's passes and levels 128 wide; `SMALL_BLOCKS`, EW, MOVE and CONCAT launches of
-    256 elements a program): every
+    256 elements a program; `QUANT_Q8`, the head from its Q8_0 blocks): every
     leaf of six steps,
     through the graphs and over a grid bucket, equal to the CPU's, and every launch of the
     kernels it changes with its constexpr set (or at the value named beside it)."""
@@ -739,11 +740,11 @@ def test_warp_folds_compile_for_hopper():
 
 
 @pytest.mark.parametrize("kernel,parts,lr", [("v8", 2, 1), ("v8", 3, 1), ("v8", 2, 4),
-                                             ("q4", 1, 1), ("q4", 3, 1)])
+                                             ("q4", 1, 1), ("q4", 3, 1), ("q8", 1, 1)])
 def test_fused_linear_kernel_compiles_for_hopper(kernel, parts, lr):
-    """qchain_v8_kernel with PARTS, and qchain_q4_kernel, compile to sm_90 machine code
-    (Triton's compiler and the ptxas it ships; no GPU needed): the interpreter cannot run
-    v8's inline asm, so without a GPU this is what checks the fused path's code is valid
+    """qchain_v8_kernel with PARTS, and qchain_quant_kernel (Q4_1, Q8_0), compile to sm_90
+    machine code (Triton's compiler and the ptxas it ships; no GPU needed): the interpreter
+    cannot run v8's inline asm, so without a GPU this is what checks the fused path's code is valid
     (its bits: the GPU tests). With PDL, the wait for the launch before comes after the
     weights' prefetch; without it (GPUs before sm_90, whose ptxas rejects the
     instructions) the kernel has none. LR > 1 (a stack's lanes a program, STACK_LR): LR
@@ -755,9 +756,10 @@ def test_fused_linear_kernel_compiles_for_hopper(kernel, parts, lr):
                   "XS": False, "LANES": 32 if lr > 1 else 1, "PARTS": parts,
                   "XV": parts == 3 or lr > 1, "LR": lr}  # XV: x four values a load
     else:
-        fn = step_plan_cuda.sk.qchain_q4_kernel
+        fn = step_plan_cuda.sk.qchain_quant_kernel
         sig = {"X": "*fp32", "Q": "*i32", "OUT": "*fp32", "ARGS": "*i64", "ROW": "i32"}
-        consts = {"BN": 32, "SEGW": 192, "PF": -1, "LANES": 1, "PARTS": parts}
+        consts = {"BN": 32, "SEGW": 192, "PF": -1, "LANES": 1, "PARTS": parts,
+                  "QT": int(kernel[1])}
     ptx = {}
     for cc, pdl in ((90, True), (80, False)):
         c = {**consts, "PDL": pdl}
@@ -766,6 +768,9 @@ def test_fused_linear_kernel_compiles_for_hopper(kernel, parts, lr):
         assert ("ld.global.v4.f32" in k.asm["ptx"]) == bool(c.get("XV"))
         if kernel == "v8":  # LR chains a k of the unrolled segment, one fma each
             assert k.asm["ptx"].count("fma.rn.f32") == lr * consts["SEGW"]
+        if kernel == "q8":  # a k: the weight d·q (exact), then the chain's fma
+            assert k.asm["ptx"].count("fma.rn.f32") == consts["SEGW"]
+            assert k.asm["ptx"].count("mul.rn.f32") == consts["SEGW"]
         ptx[cc] = k.asm["ptx"]
     # step_kernels._start: the wait for the launch before (PDL), after the weights' prefetch
     assert "griddepcontrol.wait" in ptx[90] and "griddepcontrol.launch_dependents" in ptx[90]
