@@ -38,7 +38,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "exactly in the kernel (step_plan_cuda.QUANT_LINEARS)")
     ap.add_argument("--quant-q8", action=argparse.BooleanOptionalAction, default=None,
                     help="decode linears of Q8_0 weights (SmolLM2's head) read the GGUF "
-                         "blocks, dequantized exactly in the kernel (step_plan_cuda.QUANT_Q8)")
+                         "blocks, dequantized exactly in the kernel "
+                         "(step_plan_cuda.QUANT_Q8, on by default)")
     ap.add_argument("--pdl", action=argparse.BooleanOptionalAction, default=None,
                     help="step launches with programmatic dependent launch: the next "
                          "launch placed while this one runs (step_plan_cuda.PDL)")
@@ -97,8 +98,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "(step_plan_cuda.STACK_LINEAR_NB; default QCHAIN's)")
     ap.add_argument("--fused-speculate", action=argparse.BooleanOptionalAction, default=None,
                     help="a speculated step's guess and table in two Triton launches, the "
-                         "host's copies on a side stream (step_plan_cuda.FUSED_SPECULATE, on "
-                         "by default)")
+                         "host's copies on a side stream (step_plan_cuda.FUSED_SPECULATE; off: "
+                         "unmeasured)")
     ap.add_argument("--gather-logits", action=argparse.BooleanOptionalAction, default=None,
                     help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS; "
                          "on by default)")

@@ -69,14 +69,15 @@ def _table_kernel(PKEY, PIDX, NPART, C0, KP, KT, N, past, ARGS, TOK,
 
 
 class NextTable:
-    """One job's device buffers for `queue`: the table's three terms (int64 [N] each, as
-    `_Graphs.tables`), the partial maxima."""
+    """One job's device buffers for `queue`: the table's three terms (int64, of one shape,
+    as `_Graphs.tables`: [launches, row words]; kept flat), the partial maxima."""
 
     def __init__(self, c0: torch.Tensor, kp: torch.Tensor, kt: torch.Tensor) -> None:
-        if not (c0.shape == kp.shape == kt.shape and c0.dim() == 1
+        if not (c0.shape == kp.shape == kt.shape
                 and c0.dtype == kp.dtype == kt.dtype == torch.int64):
-            raise ValueError("the table's terms: three int64 vectors of one length")
-        self.c0, self.kp, self.kt = c0, kp, kt
+            raise ValueError("the table's terms: three int64 tensors of one shape")
+        self.shape = c0.shape
+        self.c0, self.kp, self.kt = (t.contiguous().reshape(-1) for t in (c0, kp, kt))
         self.pkey = torch.empty(MAX_PARTS, dtype=torch.int32, device=c0.device)
         self.pidx = torch.empty(MAX_PARTS, dtype=torch.int32, device=c0.device)
 
@@ -90,8 +91,9 @@ class NextTable:
         if parts > MAX_PARTS or z.dtype != torch.float32 or not z.is_contiguous():
             raise ValueError("logits: one contiguous float32 row of at most "
                              f"{MAX_PARTS * ROW_BLOCK} values")
-        if args.shape != self.c0.shape or args.dtype != torch.int64:
-            raise ValueError("args: the table's shape, int64")
+        if args.shape != self.shape or args.dtype != torch.int64 or not args.is_contiguous():
+            raise ValueError("args: the table's shape, int64, contiguous")
+        args = args.view(-1)
         _part_kernel[(parts,)](z.view(torch.int32), v, self.pkey, self.pidx, BLOCK=ROW_BLOCK)
         _table_kernel[(triton.cdiv(n, TABLE_BLOCK),)](
             self.pkey, self.pidx, parts, self.c0, self.kp, self.kt, n, past, args, token,

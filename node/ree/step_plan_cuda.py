@@ -110,8 +110,11 @@ QUANT_LINEARS = False
 # exact). Why: the head is N = 49,152 columns of K = 576, 113 MB of fp32 weights a step,
 # one launch of ~57 µs on the H100 (profile_cuda_step.py --loop, thirty-first session) where
 # its chains take ~1.2 µs: it is bound by the bytes (~2 TB/s), which Q8_0 cuts to 30 MB.
-# bench_runtime.py --[no-]quant-q8 for the A/B
-QUANT_Q8 = False
+# Bits: test_cuda_switch_equal_cpu_leaf_by_leaf[QUANT_Q8] passed on the H100 (six steps leaf
+# by leaf, with SMALL_BLOCKS); interpreter-checked against the CPU's Q8_0 kernel. H100, same
+# lease, PDL on: graph 2.061 / 2.053 ms → 2.022 (one run each). On since the thirty-first
+# session (bench_runtime.py --no-quant-q8 for the A/B)
+QUANT_Q8 = True
 # a decode linear's x loaded four values at a time (qchain_v8_kernel's XV), the step plan
 # starting each x 16-byte aligned (step_plan.ALIGN_LINEAR_INPUTS, which this sets for CUDA
 # plans). Bits: unchanged (the same values in the same chain; GPU test
@@ -1722,8 +1725,13 @@ SPECULATE = True
 # stream beside the next graph, instead of ~10 torch launches and a pinned table copy on the
 # executor's stream (~35 µs of device time a b = 1 step on the H100, profile_cuda_step.py
 # --loop, thirty-first session). The guess follows fastsample.argmax_token's order; the host's
-# token stays the definition. bench_runtime.py --no-fused-speculate for the A/B
-FUSED_SPECULATE = True
+# token stays the definition. Off until measured: on the H100 its kernels' guesses and tables
+# equal argmax_token's and numpy's (test_next_table_on_the_gpu), but its first loop there
+# stopped on the graph's 2-D table (NextTable took 1-D terms; fixed after the device time was
+# spent, and the interpreter test now builds it from a graph's real table). The old path on
+# that H100 with SMALL_BLOCKS: loop 2.098 ms a step, ~35 µs of it its launches beside the
+# graph. bench_runtime.py --fused-speculate for the A/B
+FUSED_SPECULATE = False
 
 # A one-job graph step's trace roots replayed on a side stream beside the next step's graph
 # (`_Graphs.roots`) rather than after it on the executor's stream: a b = 1 step's launches

@@ -226,8 +226,12 @@ def _after_prefill(cpu: FastExecutor, prompt: list[int]) -> tuple:
 def check_graph_tables(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
     """A one-job graph's launches and table (`_Graphs`: derived from emitted steps, grids per
     position bucket, `grid_tops`) launched eagerly for a job at position 8 with the grids
-    for position 63, against the CPU plan; the CUDA graph capture itself needs a GPU."""
+    for position 63, against the CPU plan; the CUDA graph capture itself needs a GPU. The
+    table is the one a speculated step gets (`speculate_cuda.NextTable` from the graph's
+    terms and a logits row whose greedy token is the job's), so the device's table
+    arithmetic is checked on the real table's shape too."""
     from node.ree import step_plan_cuda
+    from node.ree.speculate_cuda import NextTable
     from node.ree.step_plan_cuda import _Graphs
 
     prev, want, token = _after_prefill(cpu, PROMPT)
@@ -244,7 +248,15 @@ def check_graph_tables(plan: CudaStepPlan, cpu: FastExecutor, last: int) -> int:
         return 1
     if _unpaired(plan, seq):
         return 1
-    plan.launch(seq, c0 + kp * past + kt * token)
+    table = torch.zeros(c0.shape, dtype=torch.int64)
+    guess = torch.full((1,), -1, dtype=torch.int64)
+    logits = torch.zeros(49152)  # SmolLM2's vocabulary
+    logits[token] = 1.0
+    NextTable(*(torch.from_numpy(t) for t in (c0, kp, kt))).queue(logits, past, table, guess)
+    if int(guess[0]) != token or not np.array_equal(table.numpy(), c0 + kp * past + kt * token):
+        print(f"NextTable's guess {int(guess[0])} or table is not the graph's ({token})")
+        return 1
+    plan.launch(seq, table)
     dims, nbytes, offs = plan.layout(past)
     got = StepOutputs(plan.plan, g.arenas[k], offs, nbytes, dims,
                       np.full(plan.tail, -1, dtype=np.int64))

@@ -42,7 +42,7 @@ def check(device: torch.device) -> list[str]:
 
     bad = []
     rng = np.random.default_rng(11)
-    n = 3000  # spans three table programs
+    n = (94, 32)  # a graph's table: launches × row words; spans three table programs
     c0 = rng.integers(-2**40, 2**40, n, dtype=np.int64)
     kp = rng.integers(-8, 9, n, dtype=np.int64)
     kt = rng.integers(-3, 4, n, dtype=np.int64)

@@ -40,6 +40,8 @@ def test_next_table_rejects_bad_input() -> None:
     i64 = torch.zeros(4, dtype=torch.int64)
     with pytest.raises(ValueError, match="int64"):
         NextTable(i64, i64.to(torch.int32), i64)
+    with pytest.raises(ValueError, match="one shape"):
+        NextTable(i64, i64.reshape(2, 2), i64)
     nt = NextTable(i64, i64, i64)
     with pytest.raises(ValueError, match="logits"):
         nt.queue(torch.zeros(MAX_PARTS * ROW_BLOCK + 1), 0, i64.clone(), i64[:1].clone())
