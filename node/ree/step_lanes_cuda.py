@@ -114,7 +114,7 @@ class LaneStack:
         here = (2 * lane + k) * self.size
         there = (2 * lane + 1 - k) * self.size
         seq = sp_.emit(self.big, dims, offs + here, _PrevArena(self.big, pd, po + there),
-                       past, token, None)
+                       past, token, None, stacked=True)
         fixed = {self.big.data_ptr()} | sp_.weight_ptrs()
         if any(t.data_ptr() not in fixed for ln in seq for t in ln.ptrs):
             raise _NoGraph("a launch reads memory outside the stack and weights")

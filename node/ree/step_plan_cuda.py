@@ -112,8 +112,9 @@ QUANT_LINEARS = False
 # its chains take ~1.2 µs: it is bound by the bytes (~2 TB/s), which Q8_0 cuts to 30 MB.
 # Bits: test_cuda_switch_equal_cpu_leaf_by_leaf[QUANT_Q8] passed on the H100 (six steps leaf
 # by leaf, with SMALL_BLOCKS); interpreter-checked against the CPU's Q8_0 kernel. H100, same
-# lease, PDL on: graph 2.061 / 2.053 ms → 2.022 (one run each). On since the thirty-first
-# session (bench_runtime.py --no-quant-q8 for the A/B)
+# lease, PDL on: graph 2.061 / 2.053 ms → 2.022 (one run each). A stack's lanes keep
+# qchain_v8_kernel (`emit(stacked=True)`), which shares each weight load among STACK_LR
+# lanes. On since the thirty-first session (bench_runtime.py --no-quant-q8 for the A/B)
 QUANT_Q8 = True
 # a decode linear's x loaded four values at a time (qchain_v8_kernel's XV), the step plan
 # starting each x 16-byte aligned (step_plan.ALIGN_LINEAR_INPUTS, which this sets for CUDA
@@ -1366,10 +1367,12 @@ class CudaStepPlan:
 
     def emit(self, arena: torch.Tensor, dims: np.ndarray, offs: np.ndarray,
              prev: Sequence[torch.Tensor | None] | _PrevArena | None, past: int, token: int,
-             alias: np.ndarray | None) -> list[_Launch]:
+             alias: np.ndarray | None, stacked: bool = False) -> list[_Launch]:
         """The step's launches (kernel, grid, pointers, the row of run-time integers); `alias`
         None: every record launches (a graph's fixed sequence), else p·v segments past the
-        live keys take their accumulator's place."""
+        live keys take their accumulator's place. `stacked`: a lane of a stack
+        (step_lanes_cuda.LaneStack), whose linears stay on `qchain_v8_kernel` (QUANT_Q8)."""
+        self._stacked = stacked
         self._arena_f, self._arena_i = arena.view(torch.float32), arena.view(torch.int32)
         self._offs = (offs // 4).tolist()
         self._dims = [row[1:1 + row[0]] for row in dims.tolist()]
@@ -1552,7 +1555,10 @@ class CudaStepPlan:
         ints = [x.off, 0, ch.k, 0, 0, 1, ch.n, 0, self._offs[r[1]], m * ch.n, m, ch.n, 1,
                 ch.nseg, 0, ch.segw, ch.k, self._past]
         kind, *cfg = self.qchain
-        wanted = {"q4_1": self.quant_linears, "q8_0": self.quant_q8}.get(ch.qtype, False)
+        # a stack keeps the v8 head: it runs STACK_LR lanes a program on each weight it loads,
+        # and the Q8_0 head was measured and GPU-tested for one job a launch only
+        wanted = {"q4_1": self.quant_linears,
+                  "q8_0": self.quant_q8 and not self._stacked}.get(ch.qtype, False)
         quant = ch.quant() if (wanted and kind == "v8" and m == 1 and ch.segw % 32 == 0
                                and ch.k % ch.segw == 0) else None
         if quant is not None:

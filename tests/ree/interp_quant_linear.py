@@ -61,7 +61,44 @@ def run(qtype: str) -> str | None:
     return None
 
 
+def head_choice() -> str | None:
+    """SmolLM2's head (its Q8_0 token embedding) planned as `qchain_quant_kernel` QT 8 for
+    one job (QUANT_Q8), and as `qchain_v8_kernel` in a stack's lane (`emit(stacked=True)`)."""
+    from node.ree.fastexec import FastExecutor
+    from node.ree.model import load_model
+    from node.ree.step_plan_cuda import CudaStepPlan
+    from referee.layout import Symbols
+
+    class Stop(Exception):
+        pass
+
+    m = load_model("smollm2", max_ctx=2048)
+    w = m.weights_by_root()
+    cpu = FastExecutor(m.program, w, quant=m.quant_blocks())
+    shaped = FastExecutor(m.program, w, chains="masked", plan=False)
+    plan = CudaStepPlan(m.program, w, shaped.weights, shaped._chains, shaped._wt,
+                        torch.device("cpu"), quant=m.quant_blocks())
+    plan.qchain, plan.quant_q8 = ("v8", 32, 64, -1, 1), True
+    prompt = [1, 9690, 198, 2683]
+    prev = cpu.run_step(0, prompt)
+    emit, got = plan.emit, {}
+    for stacked in (False, True):
+        def spy(*a, stacked=stacked, **k):  # noqa: ANN002, ANN003, ANN202
+            got[stacked] = emit(*a, stacked=stacked, **k)
+            raise Stop
+        plan.emit = spy
+        try:
+            plan.run(Symbols.for_step(len(prompt), 1), prev, 42)
+        except Stop:
+            pass
+    q8 = {s: [ln.grid for ln in seq if ln.kernel is sk.qchain_quant_kernel
+              and ln.consts["QT"] == 8] for s, seq in got.items()}
+    if q8 != {False: [(1536,)], True: []}:
+        return f"the head's Q8_0 launches (one job, stacked): {q8}"
+    return None
+
+
 if __name__ == "__main__":
-    errs = [e for e in (run("q4_1"), run("q8_0")) if e]
+    errs = [e for e in (run("q4_1"), run("q8_0"), head_choice()) if e]
     print("\n".join(errs) or "quant linears equal")
     sys.exit(1 if errs else 0)
