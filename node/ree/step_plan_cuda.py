@@ -2066,8 +2066,9 @@ class _Graphs:
     def speculate(self, out: sp.StepOutputs, past: int) -> _Guess | None:
         """Queue the step after `out` (at `past`) with the device's greedy token of `out`'s
         logits, and the copies the host's tail of `out` reads (its logits, `host_copies`)
-        before it, so that tail waits for this step only. None where the next step has no
-        captured graph yet (its first replay captures it) or passes the RoPE table."""
+        before it (beside it with FUSED_SPECULATE), so that tail waits for this step only.
+        None where the next step has no captured graph yet (its first replay captures it)
+        or passes the RoPE table."""
         sp_, li, p1 = self.sp, self.sp.logits_op, past + 1
         if li is None or p1 > sp_.max_past:
             return None
@@ -2084,9 +2085,18 @@ class _Graphs:
         lh, th = self._logits_host[k], self._token_host[k]
         if sp_.fused_speculate:
             ready = self._speculate_fused(logits, k, k1, p1, lh, th)
-            self._after_roots(k1)
-            g.replay()
-            return _Guess(p1, out, k1, self._outputs(k1, p1), th, ready)
+        else:
+            ready = self._speculate_torch(logits, k1, p1, lh, th)
+        out.host_copies[li] = (lh, ready)
+        self._after_roots(k1)
+        g.replay()
+        return _Guess(p1, out, k1, self._outputs(k1, p1), th, ready)
+
+    def _speculate_torch(self, logits: torch.Tensor, k1: int, p1: int, lh: torch.Tensor,
+                         th: torch.Tensor) -> torch.cuda.Event:
+        """The guess of `logits`, the host's copies of it and them, and the table of the step
+        at p1 (arena k1's), as torch launches and a pinned copy on the executor's stream;
+        returns the copies' end."""
         from node.ree.fastsample import argmax_token
 
         tok = argmax_token(logits)
@@ -2094,7 +2104,6 @@ class _Graphs:
         th.copy_(tok, non_blocking=True)
         ready = torch.cuda.Event()
         ready.record()
-        out.host_copies[li] = (lh, ready)
         c0, kp, kt = self.tables[k1]
         if self._spec_copied is not None:
             self._spec_copied.synchronize()  # the pinned rows of the last guess were read
@@ -2104,11 +2113,9 @@ class _Graphs:
         self._spec_copied.record()
         kt_d = self._kt[k1]
         if kt_d is None:
-            kt_d = self._kt[k1] = torch.from_numpy(kt).to(sp_.device)
+            kt_d = self._kt[k1] = torch.from_numpy(kt).to(self.sp.device)
         self.args.add_(kt_d * tok)  # the table's token term, from the device's token
-        self._after_roots(k1)
-        g.replay()
-        return _Guess(p1, out, k1, self._outputs(k1, p1), th, ready)
+        return ready
 
     def _speculate_fused(self, logits: torch.Tensor, k: int, k1: int, p1: int,
                          lh: torch.Tensor, th: torch.Tensor) -> torch.cuda.Event:
