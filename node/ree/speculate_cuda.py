@@ -70,7 +70,8 @@ def _table_kernel(PKEY, PIDX, NPART, C0, KP, KT, N, past, ARGS, TOK,
 
 class NextTable:
     """One job's device buffers for `queue`: the table's three terms (int64, of one shape,
-    as `_Graphs.tables`: [launches, row words]; kept flat), the partial maxima."""
+    as `_Graphs.tables`: [launches, row words]; kept flat), the partial maxima and the
+    guess (`token`, int64 [1])."""
 
     def __init__(self, c0: torch.Tensor, kp: torch.Tensor, kt: torch.Tensor) -> None:
         if not (c0.shape == kp.shape == kt.shape
@@ -80,11 +81,11 @@ class NextTable:
         self.c0, self.kp, self.kt = (t.contiguous().reshape(-1) for t in (c0, kp, kt))
         self.pkey = torch.empty(MAX_PARTS, dtype=torch.int32, device=c0.device)
         self.pidx = torch.empty(MAX_PARTS, dtype=torch.int32, device=c0.device)
+        self.token = torch.zeros(1, dtype=torch.int64, device=c0.device)
 
-    def queue(self, logits: torch.Tensor, past: int, args: torch.Tensor,
-              token: torch.Tensor) -> None:
-        """Queue on the current stream: `token` (int64 [1]) the greedy guess of `logits`
-        (float32, one row, contiguous) and `args` the table at (`past`, that token)."""
+    def queue(self, logits: torch.Tensor, past: int, args: torch.Tensor) -> torch.Tensor:
+        """Queue on the current stream: `token` the greedy guess of `logits` (float32, one
+        row, contiguous) and `args` the table at (`past`, that token); returns `token`."""
         z = logits.reshape(-1)
         v, n = z.numel(), self.c0.numel()
         parts = triton.cdiv(v, ROW_BLOCK)
@@ -96,5 +97,6 @@ class NextTable:
         args = args.view(-1)
         _part_kernel[(parts,)](z.view(torch.int32), v, self.pkey, self.pidx, BLOCK=ROW_BLOCK)
         _table_kernel[(triton.cdiv(n, TABLE_BLOCK),)](
-            self.pkey, self.pidx, parts, self.c0, self.kp, self.kt, n, past, args, token,
+            self.pkey, self.pidx, parts, self.c0, self.kp, self.kt, n, past, args, self.token,
             PB=MAX_PARTS, BLOCK=TABLE_BLOCK)
+        return self.token

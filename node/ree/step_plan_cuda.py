@@ -1936,10 +1936,9 @@ class _Graphs:
         self._kt: list[torch.Tensor | None] = [None, None]
         self._logits_host: list[torch.Tensor | None] = [None, None]
         self._token_host: list[torch.Tensor | None] = [None, None]
-        # FUSED_SPECULATE: per parity the next table's device terms, per arena the device's
-        # guess, the side stream of the host copies and the end of each arena's copies
+        # FUSED_SPECULATE: per parity the next table's device terms (and the guess that
+        # picks it), the side stream of the host copies and the end of each arena's copies
         self._next: list[NextTable | None] = [None, None]
-        self._tok = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(2)]
         self._cstream: torch.cuda.Stream | None = None
         self._copied_out: list[torch.cuda.Event | None] = [None, None]
         self.spec_hits = self.spec_misses = 0
@@ -2126,8 +2125,7 @@ class _Graphs:
         if nt is None:
             nt = self._next[k1] = NextTable(*(torch.from_numpy(t).to(self.sp.device)
                                               for t in self.tables[k1]))
-        tok = self._tok[k]
-        nt.queue(logits, p1, self.args, tok)
+        tok = nt.queue(logits, p1, self.args)  # read by the copies below until `ready`
         guessed = torch.cuda.Event()
         guessed.record()
         if self._cstream is None:

@@ -44,6 +44,6 @@ def test_next_table_rejects_bad_input() -> None:
         NextTable(i64, i64.reshape(2, 2), i64)
     nt = NextTable(i64, i64, i64)
     with pytest.raises(ValueError, match="logits"):
-        nt.queue(torch.zeros(MAX_PARTS * ROW_BLOCK + 1), 0, i64.clone(), i64[:1].clone())
+        nt.queue(torch.zeros(MAX_PARTS * ROW_BLOCK + 1), 0, i64.clone())
     with pytest.raises(ValueError, match="args"):
-        nt.queue(torch.zeros(10), 0, torch.zeros(3, dtype=torch.int64), i64[:1].clone())
+        nt.queue(torch.zeros(10), 0, torch.zeros(3, dtype=torch.int64))
