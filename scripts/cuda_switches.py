@@ -98,8 +98,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "(step_plan_cuda.STACK_LINEAR_NB; default QCHAIN's)")
     ap.add_argument("--fused-speculate", action=argparse.BooleanOptionalAction, default=None,
                     help="a speculated step's guess and table in two Triton launches, the "
-                         "host's copies on a side stream (step_plan_cuda.FUSED_SPECULATE; off: "
-                         "unmeasured)")
+                         "host's copies on a side stream (step_plan_cuda.FUSED_SPECULATE, on by "
+                         "default)")
     ap.add_argument("--gather-logits", action=argparse.BooleanOptionalAction, default=None,
                     help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS; "
                          "on by default)")

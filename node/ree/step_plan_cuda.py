@@ -1731,13 +1731,15 @@ SPECULATE = True
 # stream beside the next graph, instead of ~10 torch launches and a pinned table copy on the
 # executor's stream (~35 µs of device time a b = 1 step on the H100, profile_cuda_step.py
 # --loop, thirty-first session). The guess follows fastsample.argmax_token's order; the host's
-# token stays the definition. Off until measured: on the H100 its kernels' guesses and tables
-# equal argmax_token's and numpy's (test_next_table_on_the_gpu), but its first loop there
-# stopped on the graph's 2-D table (NextTable took 1-D terms; fixed after the device time was
-# spent, and the interpreter test now builds it from a graph's real table). The old path on
-# that H100 with SMALL_BLOCKS: loop 2.098 ms a step, ~35 µs of it its launches beside the
-# graph. bench_runtime.py --fused-speculate for the A/B
-FUSED_SPECULATE = False
+# token stays the definition. Bits: the guess picks only which graph is queued ahead; the
+# host's tail checks it (a wrong guess drops the step and reruns it). On the H100 its
+# kernels' guesses and tables equal argmax_token's and numpy's (test_next_table_on_the_gpu),
+# and the speculation tests pass with it on (10/10, thirty-second session: `-k "next_table or
+# speculat"`); the 20-job H100 report ran with it (ALL EQUAL). H100 loop A/B (thirty-second
+# session, `LOOP=64 scripts/gpu_ab.sh fused-speculate 16`, interleaved): wall 2.070 / 2.069
+# ms a step → 2.020 / 2.017 (−2.5 %); bench b=1 exec only 477.6 tok/s. On since the
+# thirty-second session (bench_runtime.py --no-fused-speculate for the A/B)
+FUSED_SPECULATE = True
 
 # A one-job graph step's trace roots replayed on a side stream beside the next step's graph
 # (`_Graphs.roots`) rather than after it on the executor's stream: a b = 1 step's launches
