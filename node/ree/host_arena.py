@@ -48,6 +48,13 @@ class ArenaPool:
         want = rounded(size)
         with self._lock:
             bufs = self._bufs
+            # the first free buffer of exactly this size is the one the scan below would
+            # pick (the smallest that fits, the first of equals), found without checking
+            # every buffer's count: a batch's arenas are mostly of one size (32 takes among
+            # ~96 such buffers: 0.27 → 0.17 ms here, of a 32-job tail lay out's ~1.2 ms)
+            for k in range(len(bufs)):
+                if bufs[k].nbytes == want and sys.getrefcount(bufs[k]) == 2:
+                    return torch.from_numpy(bufs[k])[:size]
             free = [k for k in range(len(bufs)) if sys.getrefcount(bufs[k]) == 2]
             fit = [k for k in free if want <= bufs[k].nbytes <= 2 * want]
             if fit:

@@ -58,3 +58,21 @@ def test_growing_arenas_do_not_pile_up() -> None:
         prev, cur = cur, None  # noqa: F841 - the executor keeps only the last step's
     assert len(pool._bufs) <= 4
     assert pool.allocated < 100  # about two a size step (1/16-1/8), not one a step
+
+
+def test_take_picks_the_smallest_free_fit() -> None:
+    """A free buffer of exactly the rounded size wins over a larger free one listed before
+    it, and an in-use one of that size is passed over; with no exact fit the smallest
+    larger free one is taken."""
+    pool = ArenaPool()
+    want = rounded(100_000)
+    large = pool.take(150_000)  # rounds to more than `want`, at most 2·want: a fit
+    busy = pool.take(100_000)
+    exact = pool.take(100_000)
+    p_large, p_exact = large.data_ptr(), exact.data_ptr()
+    assert rounded(150_000) > want and pool.allocated == 3
+    del large, exact
+    got = pool.take(100_000)
+    assert got.data_ptr() == p_exact and got.data_ptr() != busy.data_ptr()
+    again = pool.take(100_000)  # no exact fit free: the larger one
+    assert again.data_ptr() == p_large and pool.allocated == 3
