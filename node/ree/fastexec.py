@@ -22,8 +22,9 @@ k), minutes per token on SmolLM2. Here every op is a few whole-tensor `repops` c
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import cache, cached_property, partial
 from typing import TYPE_CHECKING
@@ -294,6 +295,7 @@ class _HostTail:
         built = sp.StepPlan(ex.program, ex.np_weights, {}, {}, ex._trees, start=tail)
         self.plan = built if built.tail == len(ex.program.ops) else None
         self._worker: ThreadPoolExecutor | None = None
+        self._rests: deque[Future] = deque()  # the worker's tails, oldest first (`_rest`)
         self._aranges: dict[tuple[torch.device, int], torch.Tensor] = {}  # `_fetch`'s indices
 
     @staticmethod
@@ -411,14 +413,24 @@ class _HostTail:
         the next step; a reader of those outputs waits for it and checks that each job's
         PICK is its argmax."""
         plan, token_op = self.plan, self.ex.program.token_op
-        tokens = [g[plan.early_op].clone() for g in jobs.outputs]
+        # one copy of every job's token when their arenas are one buffer (`StepPlan._batch`;
+        # a view and a clone each were ~70 µs a job of the H100 host's main thread)
+        col = jobs.column(plan.early_op)
+        tokens = list(col.clone()) if col is not None else \
+            [g[plan.early_op].clone() for g in jobs.outputs]
         if self._worker is None:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix="ree-tail")
+        # at most one batch of tails running and one queued: a host that queues steps faster
+        # than the worker finishes their tails (32 jobs' tails are ~185 MB of arenas) waits
+        # here rather than hold ever more of them
+        while self._rests and (self._rests[0].done() or len(self._rests) >= 2):
+            wait([self._rests.popleft()])
         rest = self._worker.submit(plan.run_prepared, jobs, plan.early_records,
                                    plan.n_records, nthreads)
+        self._rests.append(rest)
         for o, st, got, token in zip(outs, states, jobs.outputs, tokens, strict=True):
             o.attach_tail(got, self._waiter(rest, got, token, st.step),
-                          {token_op: token.reshape(got[token_op].shape)})
+                          {token_op: token.reshape(got.shape_of(token_op))})
 
     def _waiter(self, rest: Future, got: list, token: torch.Tensor, step: int
                 ) -> Callable[[], None]:

@@ -403,10 +403,66 @@ class StepPlan:
         (`repops_step_plan_run_jobs`): a CUDA batch's SAMPLE tails; a greedy job's token is
         known after the argmax tree's records (`early_records`). Each job's outputs are its
         `run` outputs, bit for bit."""
+        if len(steps) > 1 and not self.back_refs:
+            got = self._batch(steps, exts)
+            if got is not None:
+                return got
         prepared, args = self._lanes(steps, exts)
         return PreparedJobs(list(steps), prepared, args,
                             [StepOutputs(self, arena, offs, nbytes, dims, alias)
                              for dims, nbytes, offs, arena, _, _, alias in prepared])
+
+    def _batch(self, steps: Sequence[tuple], exts: Sequence[Mapping[int, torch.Tensor] | None]
+               ) -> PreparedJobs | None:
+        """`prepare_jobs` for jobs that read no previous step and share one layout (a plan
+        whose dims do not depend on the step: a CUDA plan's host tail), laid out together:
+        one buffer holds every job's arena (a row each), each external input is copied in
+        by one copy for all jobs, the arguments are filled column by column. None for a
+        plan whose layout depends on the step.
+
+        Why: job by job (an arena taken, a copy, three arrays and a row of arguments each)
+        a 32-job tail lay out took 3.0 ms of the H100 host's main thread in a 10.3 ms b=32
+        step (thirty-third session); the records themselves are the same."""
+        dims, nbytes, offs = self.layout(steps[0][0])
+        if self._static is None:
+            return None
+        for sym, *_ in steps:
+            if sym.seq != 1:
+                raise PlanError("the step plan runs decode steps (seq = 1) only")
+        jobs = [self._job(job) for *_, job in steps]
+        nb = len(steps)
+        size = int(offs[-1] + nbytes[-1]) if self.tail else 0
+        stride = -(-size // 64) * 64
+        big = self._arenas.take(nb * stride)
+        rows = big.view(nb, stride)
+        for i in self.external:
+            o, n, dt = int(offs[i]), int(nbytes[i]), self.dtypes[i]
+            ts = [None if e is None else e.get(i) for e in exts]
+            if any(t is None or t.dtype != dt or t.numel() * t.element_size() != n for t in ts):
+                raise PlanError(f"op {i} ({self.program.ops[i].name}): the plan's external "
+                                "input is absent or of another dtype or size")
+            dst = rows[:, o:o + n].view(dt)
+            src = rows_of(ts)
+            if src is not None:
+                dst.copy_(src)
+            else:
+                for b, t in enumerate(ts):
+                    dst[b].copy_(t.reshape(-1))
+        prev = np.zeros((nb, self.program.n_ops), dtype=np.int64)  # no back reference
+        alias = np.full((nb, self.tail), -1, dtype=np.int64)
+        at = np.arange(nb, dtype=np.int64)
+        args = np.empty((nb, 9), dtype=np.int64)
+        args[:, 0] = big.data_ptr() + stride * at
+        args[:, 1], args[:, 2] = offs.ctypes.data, dims.ctypes.data
+        args[:, 3] = prev.ctypes.data + prev.strides[0] * at
+        args[:, 4] = [sym.seq for sym, *_ in steps]
+        args[:, 5] = [sym.past for sym, *_ in steps]
+        args[:, 6] = [token for _sym, _prev, token, *_ in steps]
+        args[:, 7] = alias.ctypes.data + alias.strides[0] * at
+        args[:, 8] = [0 if job is None else job.ctypes.data for job in jobs]
+        outs = [StepOutputs(self, big[b * stride:b * stride + size], offs, nbytes, dims,
+                            alias[b]) for b in range(nb)]
+        return PreparedJobs(list(steps), [(big, prev, alias, jobs)], args, outs, rows)
 
     @property
     def n_records(self) -> int:
@@ -474,8 +530,34 @@ class PreparedJobs:
     outputs the records fill."""
 
     def __init__(self, steps: list[tuple], prepared: list[tuple], args: np.ndarray,
-                 outputs: list[StepOutputs]) -> None:
+                 outputs: list[StepOutputs], rows: torch.Tensor | None = None) -> None:
         self.steps, self.prepared, self.args, self.outputs = steps, prepared, args, outputs
+        self.rows = rows  # [jobs, stride] bytes: the jobs' arenas in one buffer (`_batch`)
+
+    def column(self, i: int) -> torch.Tensor | None:
+        """Output i of every job as one [jobs, *shape] view, when their arenas are rows of
+        one buffer (`StepPlan._batch`), else None: one tensor for all jobs instead of one
+        view each."""
+        if self.rows is None:
+            return None
+        o = self.outputs[0]
+        a, n = int(o.offs[i]), int(o.nbytes[i])
+        return self.rows[:, a:a + n].view(o.plan.dtypes[i]).view(len(self.outputs),
+                                                                  *o.shape_of(i))
+
+
+def rows_of(ts: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """`ts` as one [len(ts), n] tensor, no copy made, when they are consecutive rows of one
+    contiguous buffer (a batch's logits, copied to the host in one copy), else None."""
+    t0 = ts[0]
+    n, base, ptr = t0.numel(), t0.storage_offset(), t0.untyped_storage().data_ptr()
+    for b, t in enumerate(ts):
+        if (t.dtype != t0.dtype or t.device != t0.device or not t.is_contiguous()
+                or t.numel() != n or t.storage_offset() != base + b * n
+                or t.untyped_storage().data_ptr() != ptr):
+            return None
+    return torch.empty(0, dtype=t0.dtype, device=t0.device).set_(
+        t0.untyped_storage(), base, (len(ts), n))
 
 
 class _Stop(Exception):
@@ -623,6 +705,10 @@ class StepOutputs(list):
     def address(self, i: int) -> int:
         return self._base + int(self.offs[i])
 
+    def shape_of(self, i: int) -> tuple[int, ...]:
+        """Output i's shape, read from the layout (no view made)."""
+        return tuple(int(d) for d in self.dims[i, 1:1 + int(self.dims[i, 0])])
+
     def _view(self, i: int) -> torch.Tensor:
         t = list.__getitem__(self, i)
         if t is _SENTINEL and i >= self.plan.tail:
@@ -631,10 +717,8 @@ class StepOutputs(list):
             list.__setitem__(self, i, t)
         elif t is _SENTINEL:
             self.wait_ready()
-            nd = int(self.dims[i, 0])
             o, n = int(self.offs[i]), int(self.nbytes[i])
-            t = self.arena[o:o + n].view(self.plan.dtypes[i]).view(
-                *[int(d) for d in self.dims[i, 1:1 + nd]])
+            t = self.arena[o:o + n].view(self.plan.dtypes[i]).view(self.shape_of(i))
             list.__setitem__(self, i, t)
         return t
 

@@ -11,7 +11,8 @@ import torch
 
 from node.ree.fastexec import FastExecError, FastExecutor, StepState, _HostTail
 from node.ree.sampling import SamplingConfig
-from node.ree.step_plan import StepOutputs, StepPlan
+from node.ree.step_plan import StepOutputs, StepPlan, rows_of
+from node.ree.step_plan import job_words as sp_job_words
 from node.ree.trace import TraceRecorder
 from referee.layout import Code, Symbols
 
@@ -226,6 +227,42 @@ def test_tail_only_executor_gives_the_tail_leaves(executors, ree_model, sampling
         plain_prev = a
     with pytest.raises(FastExecError, match="ops_from"):
         host.ex.run_step(0, PROMPT)
+
+
+def test_tails_laid_out_together_equal_each_alone(executors, ree_model):
+    """A batch's host tails share one buffer (`StepPlan._batch`: each job's arena a row, the
+    logits copied in by one copy when they are rows of one tensor, `rows_of`): every job's
+    tail leaves, and its token read for all jobs at once (`PreparedJobs.column`), equal the
+    same job laid out and run alone; each job keeps its own words (here its own seed)."""
+    planned, _ = executors
+    prog = planned.program
+    tail = next(j for j, op in enumerate(prog.ops) if op.code in (Code.ARGFOLD, Code.SAMPLE))
+    plan = _HostTail(FastExecutor(prog, ree_model.weights_by_root(), plan=False,
+                                  ops_from=tail), tail).plan
+    (ext,) = plan.external
+    shape = tuple(planned.run_step(0, PROMPT)[ext][-1:].shape)
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn((3, *shape), generator=gen) * 4
+    cfgs = [SamplingConfig(0.8, 40, 0.9, seed=s).job_config(8) for s in (1, 2, 3)]
+    sym = Symbols.for_step(len(PROMPT), 2)
+    steps = [(sym, (), 0, sp_job_words(c, 2)) for c in cfgs]
+    rows = plan.prepare_jobs(steps, [{ext: logits[b]} for b in range(3)])
+    assert rows.rows is not None and rows_of([logits[b] for b in range(3)]) is not None
+    apart = plan.prepare_jobs(steps, [{ext: logits[b].clone()} for b in range(3)])
+    assert rows_of([logits[b] for b in (0, 2)]) is None  # not consecutive: a copy a job
+    alone = [plan.prepare_jobs([s], [{ext: logits[b]}]) for b, s in enumerate(steps)]
+    for jobs in (rows, apart, *alone):
+        plan.run_prepared(jobs, 0, plan.n_records, 2)
+    for b in range(3):
+        want = alone[b].outputs[0]
+        for got in (rows.outputs[b], apart.outputs[b]):
+            for j in range(tail, prog.n_ops):
+                assert _bits(got[j]) == _bits(want[j]), (b, j)
+        assert _bits(rows.column(plan.early_op)[b]) == _bits(want[plan.early_op])
+    assert alone[0].column(plan.early_op) is None
+    # the jobs' tails differ, so rows or words mixed up between jobs would show above
+    assert any(_bits(alone[0].outputs[0][j]) != _bits(alone[1].outputs[0][j])
+               for j in range(tail, prog.n_ops))
 
 
 def test_prefill_on_host_feeds_the_next_step(executors):
