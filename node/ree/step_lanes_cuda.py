@@ -26,6 +26,7 @@ import torch
 from node.ree import step_plan as sp
 from node.ree.step_plan_cuda import (
     CudaStepPlan,
+    Staged,
     _Launch,
     _NoGraph,
     _PrevArena,
@@ -195,7 +196,7 @@ class LaneStack:
         sp_, k = self.sp, self.parity
         if len({j[0] for j in jobs}) != len(jobs):
             raise ValueError("two jobs in one lane")
-        copies: list[tuple[torch.Tensor, torch.Tensor]] = []
+        copies: list[Staged] = []
         for lane, past, prev, _token in jobs:
             if past > sp_.max_past:
                 raise _NoGraph("position past the RoPE table")

@@ -2242,16 +2242,16 @@ def in_place(sp_: CudaStepPlan, prev: Sequence[torch.Tensor | None], other: torc
 def stage_prev(sp_: CudaStepPlan,
                prev: Sequence[torch.Tensor | None] | Mapping[int, torch.Tensor],
                other: torch.Tensor, pd: np.ndarray, po: np.ndarray,
-               copies: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
+               copies: list[Staged] | None = None) -> None:
     """The previous step's back-referenced outputs (the KV caches) into the other arena
     where the graph reads them: when `prev` is that arena's own last step, only the outputs
     replaced since then.
 
-    With `copies`, the (destination, source) pairs are appended there for the caller to run
-    with `run_copies` (a stack stages every lane's, ~60 a lane, in one go); without, they run
+    With `copies`, the copies (`Staged`) are appended there for the caller to run with
+    `run_copies` (a stack stages every lane's, ~60 a lane, in one go); without, they run
     now. Why: a stack's first step after job-by-job prefills staged 32 × 60 caches with a
     `copy_` each, ~1,900 launches from the host."""
-    pairs: list[tuple[torch.Tensor, torch.Tensor]] = [] if copies is None else copies
+    pairs: list[Staged] = [] if copies is None else copies
     if isinstance(prev, sp.StepOutputs) and prev.arena.data_ptr() == other.data_ptr():
         _stage_pairs(sp_, {i: prev[i] for i in prev.replaced}, other, pd, po, pairs)
     else:
@@ -2260,11 +2260,15 @@ def stage_prev(sp_: CudaStepPlan,
         run_copies(pairs)
 
 
-def run_copies(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
-               span: tuple[int, int] | None = None) -> None:
-    """`stage_prev`'s copies as one multi-tensor launch per ~100 pairs (`_foreach_copy_`):
-    byte copies, so the bits are the sources'. `span`: the device byte range holding every
-    destination (default: the destinations' own).
+# a staged copy: (destination arena, byte offset in it, contiguous source of 32-bit elements)
+Staged = tuple[torch.Tensor, int, torch.Tensor]
+
+
+def run_copies(pairs: Sequence[Staged], span: tuple[int, int] | None = None) -> None:
+    """`stage_prev`'s copies: on a GPU one launch for all (node/ree/stage_copies_cuda.py,
+    from a table of addresses: no tensor made per copy), else one multi-tensor copy
+    (`_foreach_copy_`); byte copies, so the bits are the sources'. `span`: the device byte
+    range holding every destination (default: the destinations' own).
 
     A source inside that range is cloned first, so every source is read before any
     destination is written. Why: in a stack, a job whose previous outputs lie in the other
@@ -2274,20 +2278,28 @@ def run_copies(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
     [stack-fused-2-lanes-a-linear], a step with six such sources)."""
     if not pairs:
         return
-    if span is None:
-        span = (min(d.data_ptr() for d, _ in pairs),
-                max(d.data_ptr() + d.nbytes for d, _ in pairs))
-    lo, hi = span
-    srcs = [s.clone() if lo <= s.data_ptr() < hi else s for _, s in pairs]
-    torch._foreach_copy_([d for d, _ in pairs], srcs)
+    dst = np.fromiter((a.data_ptr() + o for a, o, _ in pairs), dtype=np.int64,
+                      count=len(pairs))
+    nbytes = np.fromiter((t.nbytes for _, _, t in pairs), dtype=np.int64, count=len(pairs))
+    lo, hi = span if span is not None else (int(dst.min()), int((dst + nbytes).max()))
+    srcs = [t.clone() if lo <= t.data_ptr() < hi else t for _, _, t in pairs]
+    dev = pairs[0][0].device
+    if dev.type == "cuda" or interpreting():  # the interpreter: the same launch, on the CPU
+        from node.ree.stage_copies_cuda import copy_words
+
+        copy_words(dst, np.fromiter((t.data_ptr() for t in srcs), dtype=np.int64,
+                                    count=len(srcs)), nbytes // 4, dev)
+        return
+    torch._foreach_copy_([a[o:o + t.nbytes].view(t.dtype) for a, o, t in pairs],
+                         [t.reshape(-1) for t in srcs])
 
 
 def _stage_pairs(sp_: CudaStepPlan,
                  prev: Sequence[torch.Tensor | None] | Mapping[int, torch.Tensor],
                  other: torch.Tensor, pd: np.ndarray, po: np.ndarray,
-                 pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """`stage_prev`'s (destination, source) pairs: of every back-referenced output of
-    `prev`, or of the outputs a Mapping names (those replaced since `other`'s own last step)."""
+                 pairs: list[Staged]) -> None:
+    """`stage_prev`'s copies: of every back-referenced output of `prev`, or of the outputs
+    a Mapping names (those replaced since `other`'s own last step)."""
     if not isinstance(prev, Mapping) and prev is not None and in_place(sp_, prev, other, po):
         return
     base = other.data_ptr()
@@ -2299,9 +2311,13 @@ def _stage_pairs(sp_: CudaStepPlan,
             raise _NoGraph("a step without the previous step's outputs")
         if t.shape != shape:
             raise _NoGraph("previous outputs not shaped as a decode step's")
-        if t.data_ptr() == base + o and t.is_contiguous():
+        if not t.is_contiguous():
+            t = t.contiguous()
+        elif t.data_ptr() == base + o:
             continue  # already there: a batch lane's views of its own last step
-        pairs.append((other[o:o + t.numel() * 4].view(t.dtype), t.reshape(-1)))
+        if t.element_size() != 4:
+            raise _NoGraph("a staged cache of other than 32-bit elements")
+        pairs.append((other, o, t))
 
 
 def _stage_spec(sp_: CudaStepPlan, pd: np.ndarray, po: np.ndarray

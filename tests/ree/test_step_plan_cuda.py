@@ -505,8 +505,8 @@ def test_run_copies_reads_every_source_before_it_writes(monkeypatch):
         arena = torch.arange(64, dtype=torch.float32)
         span = (arena.data_ptr(), arena.data_ptr() + arena.nbytes)
         # one job stages into arena[16:24] what another job reads from there
-        write = (arena[16:24], outside[40:48])
-        read = (arena[32:40], arena[16:24])
+        write = (arena.view(torch.uint8), 16 * 4, outside[40:48])  # the arena's bytes
+        read = (arena.view(torch.uint8), 32 * 4, arena[16:24])
         step_plan_cuda.run_copies([read, write] if reader_first else [write, read], span)
         assert arena[32:40].tolist() == list(range(16, 24))  # the bytes before the staging
         assert arena[16:24].tolist() == outside[40:48].tolist()

@@ -1,0 +1,44 @@
+"""stage_copies_cuda (a stack's staged KV caches in one launch from a table of addresses):
+on the GPU, and under the Triton interpreter (its indexing and masks; the copies are bytes,
+so the interpreter's run is the same arithmetic)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+
+def test_copy_words_under_the_interpreter() -> None:
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1",
+               PYTHONPATH=str(HERE.parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, str(HERE / "stage_copies_cases.py")], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "all equal" in r.stdout, r.stdout + r.stderr[-3000:]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_copy_words_on_the_gpu() -> None:
+    from tests.ree.stage_copies_cases import check
+
+    assert check(torch.device("cuda")) == []
+
+
+def test_copy_words_rejects_unaligned_addresses() -> None:
+    pytest.importorskip("triton")
+    import numpy as np
+
+    from node.ree.stage_copies_cuda import copy_words
+
+    one = np.array([4096], dtype=np.int64)
+    with pytest.raises(ValueError, match="aligned"):
+        copy_words(one + 2, one, np.array([1]), torch.device("cpu"))
+    with pytest.raises(ValueError, match="one source"):
+        copy_words(one, np.array([4096, 8192]), np.array([1]), torch.device("cpu"))
