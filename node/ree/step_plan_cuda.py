@@ -2284,7 +2284,7 @@ def run_copies(pairs: Sequence[Staged], span: tuple[int, int] | None = None) -> 
     lo, hi = span if span is not None else (int(dst.min()), int((dst + nbytes).max()))
     srcs = [t.clone() if lo <= t.data_ptr() < hi else t for _, _, t in pairs]
     dev = pairs[0][0].device
-    if dev.type == "cuda" or interpreting():  # the interpreter: the same launch, on the CPU
+    if dev.type == "cuda" and not interpreting():
         from node.ree.stage_copies_cuda import copy_words
 
         copy_words(dst, np.fromiter((t.data_ptr() for t in srcs), dtype=np.int64,
