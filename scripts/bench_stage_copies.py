@@ -3,9 +3,12 @@ lanes' arenas (`step_plan_cuda._stage_pairs` collecting the pairs, `run_copies` 
 
 Why: a b=32 CUDA bench's first decode step after the job-by-job prefills takes ~5× a
 steady one (notes-runtime-perf.md, twenty-fifth revision). One multi-tensor copy did not
-change that, so this measures the other part of staging, the Python that makes a
-(destination, source) view pair per cache, on any machine: CPU tensors stand for the
-device's, since the pairs' Python is the same. Prints one JSON line.
+change that, so this measures the other part of staging, the Python that collects a copy
+per cache, on any machine: CPU tensors stand for the device's, since that Python is the
+same. Since the thirty-third session a copy is (arena, offset, source), no view made, and a
+GPU runs them all from a table of addresses (node/ree/stage_copies_cuda.py); here the
+copies still go through views (`copy_ms`). Collect, 3 runs each on this 2-core machine:
+14.4-25.0 ms with a view pair per cache, 4.1-10.0 ms now. Prints one JSON line.
 
     python scripts/bench_stage_copies.py [--jobs 32] [--runs 3]
 """
