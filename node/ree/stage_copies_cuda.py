@@ -26,7 +26,7 @@ BLOCK = 1024  # words a program copies per pass
 
 @triton.jit
 def _copy_kernel(TABLE, NPAIRS, BLOCK: tl.constexpr):
-    """Program (p, q): words [q·BLOCK, …) of pair p, then every GRID_Q-th block after it;
+    """Program (p, q): block q of pair p's words, then every num_programs(1)-th block after;
     TABLE is [3, NPAIRS]: destination address, source address, length in words."""
     p = tl.program_id(0)
     q = tl.program_id(1)

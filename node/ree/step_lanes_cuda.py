@@ -300,8 +300,9 @@ class LaneStack:
             lh = self._logits_host[k] = torch.empty((self.lanes, v), dtype=torch.float32,
                                                     pin_memory=True)
             self._token_host[k] = torch.empty(self.lanes, dtype=torch.int64, pin_memory=True)
-            # made once: a view of a row and an output view for its shape, per job per
-            # step, were ~20 µs a job of the H100 host's main thread at batch 32
+            # made once, not a row view and an output view (for its shape) per job per
+            # step: with the shared alias row, `speculate` went 2.4-2.7 → 1.7-2.0 ms at
+            # batch 32 on the H100 host (notes-runtime-perf.md, thirty-third revision)
             self._logits_rows[k] = list(lh.view(self.lanes, *outs[0].shape_of(li)))
         th, lrows = self._token_host[k], self._logits_rows[k]
         lh[:n].copy_(rows, non_blocking=True)

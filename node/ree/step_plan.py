@@ -421,8 +421,10 @@ class StepPlan:
         plan whose layout depends on the step.
 
         Why: job by job (an arena taken, a copy, three arrays and a row of arguments each)
-        a 32-job tail lay out took 3.0 ms of the H100 host's main thread in a 10.3 ms b=32
-        step (thirty-third session); the records themselves are the same."""
+        a 32-job tail lay out took 2.6-3.7 ms of the H100 host's main thread in a ~10 ms
+        b=32 step. Together: 1.51 → 0.98 ms for 32 tails on a 2-core EPYC; on the H100 host
+        it stayed ~2.9 ms, for reasons not measured yet (notes-runtime-perf.md, thirty-third
+        revision). The records and their values are the same either way."""
         dims, nbytes, offs = self.layout(steps[0][0])
         if self._static is None:
             return None
