@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--passes", type=int, default=2, help="untimed passes first (JIT, graphs)")
     ap.add_argument("--first", type=int, default=1, help="the step profiled (1: the first)")
     ap.add_argument("--steady", type=int, default=4, help="a steady step profiled beside it")
+    ap.add_argument("--no-probe", action="store_true",
+                    help="skip the clock probe (a fixed matmul timed right after the prefill "
+                         "and after a steady step: longer after the prefill means the GPU "
+                         "left its clocks down while the host-bound prefill ran)")
     args = ap.parse_args(argv)
 
     import torch
@@ -50,13 +54,29 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     token_op, n = model.program.token_op, args.steps
 
-    def one_pass(profiled: int | None = None) -> list[float]:
+    a = torch.randn(2048, 2048, device="cuda")
+
+    def probe() -> float:
+        """µs of one fixed fp32 matmul, by CUDA events: a proxy for the SM clock."""
+        t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        t0.record()
+        torch.mm(a, a)
+        t1.record()
+        t1.synchronize()
+        return 1e3 * t0.elapsed_time(t1)
+
+    def one_pass(profiled: int | None = None, probe_at: int | None = None) -> list[float]:
         """Prefill, then n decode steps as bench_runtime `_trace_pass` runs them."""
         walls = []
         ex.reset()
         ex.run_step(0, toks)
         torch.cuda.synchronize()
+        if probe_at == 0:
+            print(f"clock probe after the prefill: {probe():.1f} us", flush=True)
         for s in range(1, n + 1):
+            if probe_at == s:
+                torch.cuda.synchronize()
+                print(f"clock probe before step {s}: {probe():.1f} us", flush=True)
             t0 = time.perf_counter()
             if s == profiled:
                 with profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -78,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         print("step walls (ms):", [round(1e3 * w, 2) for w in walls], flush=True)
         for s in (args.first, args.steady):
             one_pass(s)
+        if not args.no_probe:
+            probe()  # its kernel chosen and loaded outside the timed probes
+            for at in (0, args.steady, 0, args.steady):
+                one_pass(probe_at=at)
     return 0
 
 
