@@ -5,23 +5,15 @@ child process); its sm_90 compile is test_step_plan_cuda's, its GPU bits the swi
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-HERE = Path(__file__).resolve().parent
+from tests.ree.interpreted import run_interpreted
 
 
 def test_quant_linears_under_the_interpreter() -> None:
-    env = dict(os.environ, TRITON_INTERPRET="1",
-               PYTHONPATH=str(HERE.parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, str(HERE / "interp_quant_linear.py")], env=env,
-                       capture_output=True, text=True, timeout=600)
+    r = run_interpreted("interp_quant_linear.py")
     assert r.returncode == 0 and "quant linears equal" in r.stdout, r.stdout + r.stderr[-3000:]
 
 

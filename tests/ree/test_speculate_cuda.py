@@ -4,24 +4,16 @@ but the order and the table arithmetic are integer work)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-HERE = Path(__file__).resolve().parent
+from tests.ree.interpreted import run_interpreted
 
 
 def test_next_table_under_the_interpreter() -> None:
     """Each edge of the order (ties across blocks, ±0, NaN of either sign above +inf, all
     −inf, the last partial block) gives argmax_token's token and the numpy table."""
-    env = dict(os.environ, TRITON_INTERPRET="1",
-               PYTHONPATH=str(HERE.parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, str(HERE / "speculate_cases.py")], env=env,
-                       capture_output=True, text=True, timeout=600)
+    r = run_interpreted("speculate_cases.py")
     assert r.returncode == 0 and "all equal" in r.stdout, r.stdout + r.stderr[-3000:]
 
 

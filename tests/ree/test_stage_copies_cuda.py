@@ -4,15 +4,10 @@ so the interpreter's run is the same arithmetic)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-HERE = Path(__file__).resolve().parent
+from tests.ree.interpreted import run_interpreted
 
 
 def test_copy_words_under_the_interpreter() -> None:
@@ -21,10 +16,7 @@ def test_copy_words_under_the_interpreter() -> None:
         # failed under Triton 3.6's interpreter on the H100 machine (thirty-third session;
         # the error was not captured); the launch on the GPU passed there
         pytest.skip("the interpreter run is checked with Triton 3.9")
-    env = dict(os.environ, TRITON_INTERPRET="1",
-               PYTHONPATH=str(HERE.parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, str(HERE / "stage_copies_cases.py")], env=env,
-                       capture_output=True, text=True, timeout=600)
+    r = run_interpreted("stage_copies_cases.py")
     assert r.returncode == 0 and "all equal" in r.stdout, r.stdout + r.stderr[-3000:]
 
 
