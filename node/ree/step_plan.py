@@ -324,9 +324,7 @@ class StepPlan:
         for i in self.external:
             t = None if ext is None else ext.get(i)
             o, n = int(offs[i]), int(nbytes[i])
-            if t is None or t.dtype != self.dtypes[i] or t.numel() * t.element_size() != n:
-                raise PlanError(f"op {i} ({self.program.ops[i].name}): the plan's external "
-                                "input is absent or of another dtype or size")
+            self._check_external(i, t, n)
             arena[o:o + n].view(self.dtypes[i]).copy_(t.reshape(-1))
         prev_ptr = np.zeros(self.program.n_ops, dtype=np.int64)
         keep = []
@@ -342,6 +340,12 @@ class StepPlan:
                 prev_ptr[i] = t.data_ptr()
         alias = np.full(self.tail, -1, dtype=np.int64)
         return dims, nbytes, offs, arena, prev_ptr, keep, alias
+
+    def _check_external(self, i: int, t: torch.Tensor | None, n: int) -> None:
+        """External input i of a job: present, of the op's dtype and `n` bytes."""
+        if t is None or t.dtype != self.dtypes[i] or t.numel() * t.element_size() != n:
+            raise PlanError(f"op {i} ({self.program.ops[i].name}): the plan's external "
+                            "input is absent or of another dtype or size")
 
     def _error(self, rec: int, err: ctypes.Array, job: int | None = None) -> PlanError:
         j = int(self._recs[rec][1])
@@ -440,9 +444,8 @@ class StepPlan:
         for i in self.external:
             o, n, dt = int(offs[i]), int(nbytes[i]), self.dtypes[i]
             ts = [None if e is None else e.get(i) for e in exts]
-            if any(t is None or t.dtype != dt or t.numel() * t.element_size() != n for t in ts):
-                raise PlanError(f"op {i} ({self.program.ops[i].name}): the plan's external "
-                                "input is absent or of another dtype or size")
+            for t in ts:
+                self._check_external(i, t, n)
             dst = rows[:, o:o + n].view(dt)
             src = rows_of(ts)
             if src is not None:
