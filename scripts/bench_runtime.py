@@ -84,11 +84,12 @@ def bench_trace(model, dev: str, toks: list[int], n_new: int, reps: int = 3) -> 
     times."""
     import torch
 
+    from node.ree import collector
     from node.ree.fastexec import FastExecutor
     from node.ree.trace import TraceRecorder
 
     ex = FastExecutor(model.program, model.weights_by_root(), dev, quant=model.quant_blocks())
-    gc.freeze()  # as node/ree/session.py does: no full-collection pauses over the model
+    collector.hold()  # as node/ree/session.py does (node/ree/collector.py), for good here
     with torch.no_grad():  # warm-up (Triton JIT, caches)
         ex.run_step(0, toks[:8])
         ex.run_step(1, toks[:8])
@@ -146,6 +147,7 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int,
     prefill, and the hashing of its leaves, are timed apart from decode."""
     import torch
 
+    from node.ree import collector
     from node.ree.batch import BatchExecutor, Lane
     from node.ree.fastexec import FastExecutor
     from node.ree.sampling import SamplingConfig
@@ -155,7 +157,7 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int,
                                     quant=model.quant_blocks()))
     # as node/ree/session.py does for `ree run`: the batch bench had not, and its timed b=32
     # steps held generation-2 collections of 60 and 86 ms (H100, twenty-second session)
-    gc.freeze()
+    collector.hold()
     cfg = SamplingConfig().job_config(n_new + 1)
     prog = model.program
 
@@ -258,6 +260,9 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int,
         # the step of each (0: the prefills, outside the decode numbers; 1: the first decode
         # step, `decode_step_ms_exec_only[0]`)
         "gc_pause_steps_exec_only": gc_pauses.steps,
+        # every collection in the exec-only steps (prefills included): by generation, ms in all
+        "gc_collections_exec_only": gc_pauses.count,
+        "gc_ms_exec_only": round(gc_pauses.all_ms, 2),
         "batched_matmuls": bx.batched_calls, "jobs_rerun_ops": bx.reruns,
         "timed_positions_warmed": True,
     }
@@ -286,21 +291,27 @@ class _GcPauses:
     Why: a batch's timed steps showed one or two steps of ~60-70 ms among ~12 ms ones
     (H100, twenty-first session). This record found them to be full collections (60 and
     86 ms, twenty-second session), and `bench_trace_batch` now freezes the model's objects
-    first; it stays, to show any that come back."""
+    first; it stays, to show any that come back. It also counts the young collections (all
+    generations: their number and ms in all), which node/ree/collector.py spaces out."""
 
     def __init__(self) -> None:
         self.ms: list[float] = []
         self.steps: list[int] = []  # the step each pause fell in (0: the prefills)
         self.step = 0  # set by the loop being timed
+        self.count = [0, 0, 0]  # collections by generation
+        self.all_ms = 0.0
         self._t0 = 0.0
 
     def _cb(self, phase: str, info: dict) -> None:
-        if info.get("generation") != 2:
-            return
         if phase == "start":
             self._t0 = time.perf_counter()
-        else:
-            self.ms.append(round(1000 * (time.perf_counter() - self._t0), 2))
+            return
+        ms = 1000 * (time.perf_counter() - self._t0)
+        gen = info.get("generation", 2)
+        self.count[gen] += 1
+        self.all_ms += ms
+        if gen == 2:
+            self.ms.append(round(ms, 2))
             self.steps.append(self.step)
 
     def __enter__(self) -> _GcPauses:

@@ -15,7 +15,6 @@ of it waiting on the device.
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 import time
 from collections import defaultdict
@@ -41,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from node.ree import collector
     from node.ree.fastexec import FastExecutor
     from node.ree.model import load_model
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     toks = model.tokenizer().encode_chat(PROMPT)
     ex = FastExecutor(model.program, model.weights_by_root(), "cuda",
                       quant=model.quant_blocks())
-    gc.freeze()
+    collector.hold()  # as node/ree/session.py does
     token_op, n = model.program.token_op, args.steps
 
     a = torch.randn(2048, 2048, device="cuda")

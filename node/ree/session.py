@@ -8,7 +8,6 @@ segment, the trace program root (docs/trace-layout.md §L1) and the GGUF sha256.
 
 from __future__ import annotations
 
-import gc
 import platform
 import weakref
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import torch
 
 import repops
 from node.receipts import Receipt
+from node.ree import collector
 from node.ree.fastexec import FastExecutor
 from node.ree.generate import GenerationError, GenResult, check_lengths, generate
 from node.ree.model import DEFAULT_MAX_CTX, Model, load_model
@@ -88,12 +88,10 @@ class Session:
         self.executor = FastExecutor(self.model.program, self.model.weights_by_root(),
                                      self.device, quant=self.model.quant_blocks())
         self.tokenizer = self.model.tokenizer()
-        # The program, weights index and executor closures are ~200k long-lived objects that
-        # every full collection re-scanned: pauses of up to ~200 ms inside a ~60 ms CPU decode
-        # step (measured). Freezing moves what exists now out of the collector's sight, and
-        # `close` hands it back.
+        # the model's objects frozen and young collections spaced out while the session is
+        # open (node/ree/collector.py); `close` hands them back
         Session._open.add(self)
-        gc.freeze()
+        collector.hold()
 
     def close(self) -> None:
         """Drop the executor and give what `__init__` froze back to the collector. Frozen
@@ -104,12 +102,9 @@ class Session:
             return
         Session._open.discard(self)
         # the caller still holds this session: what it points to must go now, before any
-        # re-freeze below would keep it for good
+        # re-freeze in `collector.release` would keep it for good
         self.executor = self.model = self.tokenizer = None  # type: ignore[assignment]
-        gc.unfreeze()
-        gc.collect()
-        if Session._open:  # the sessions still open keep their decode steps collector-free
-            gc.freeze()
+        collector.release()
 
     def __enter__(self) -> Session:
         return self
