@@ -103,6 +103,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--gather-logits", action=argparse.BooleanOptionalAction, default=None,
                     help="a CUDA batch's logits in one gather and copy (fastexec.GATHER_LOGITS; "
                          "on by default)")
+    ap.add_argument("--tail-early-threads", type=int, default=None,
+                    help="threads of a CUDA batch's host tails up to the argmax, on the "
+                         "calling thread (fastexec.TAIL_EARLY_THREADS; 0: all cores)")
     ap.add_argument("--host-prefill", action="store_true",
                     help="CUDA jobs' prefills on the host's cores (fastexec.HOST_PREFILL)")
 
@@ -151,6 +154,7 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "root_streams": ("step_lanes_cuda", "ROOT_STREAMS"),
           "roots_beside": ("step_plan_cuda", "ROOTS_BESIDE"),
           "gather_logits": ("fastexec", "GATHER_LOGITS"),
+          "tail_early_threads": ("fastexec", "TAIL_EARLY_THREADS"),
           "host_prefill": ("fastexec", "HOST_PREFILL")}
 
 

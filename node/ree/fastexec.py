@@ -257,6 +257,15 @@ GATHER_LOGITS = True
 # host: scripts/bench_runtime.py --host-prefill.
 HOST_PREFILL = False
 
+# Threads of a CUDA batch's host tails up to their argmax (`_HostTail.run_many`, on the
+# calling thread) while the rest of the previous batch runs on the worker with half the
+# cores; 0: all the host's cores. Each calling thread has its own OpenMP team, whose threads
+# spin after a region (libgomp: ~300,000 pauses, several ms) before they sleep: at 16 + 8
+# threads on the H100 host's 16 cores the main thread shared its core with spinners, and its
+# Python parts (lay out, tokens, queueing) ran slower there than on a 2-core machine
+# (py-spy, notes-runtime-perf.md, thirty-fourth revision). --tail-early-threads for the A/B.
+TAIL_EARLY_THREADS = 0
+
 
 def _on_host(outs: list, i: int) -> torch.Tensor:
     """Output i of a step for its host tail: the host copy already queued
@@ -331,8 +340,11 @@ class _HostTail:
             st.config is None or st.config.greedy for st in states)
         try:
             jobs = self._prepare(outs, states)
-            plan.run_prepared(jobs, 0, plan.early_records if early else plan.n_records,
-                              nthreads)
+            if early:
+                plan.run_prepared(jobs, 0, plan.early_records,
+                                  min(nthreads, TAIL_EARLY_THREADS or nthreads))
+            else:
+                plan.run_prepared(jobs, 0, plan.n_records, nthreads)
         except sp.PlanError as e:
             raise FastExecError(f"{e} at step {states[0].step}") from e
         if early:
