@@ -432,9 +432,14 @@ class _HostTail:
         # one copy of every job's token when their arenas are one buffer (`StepPlan._batch`),
         # not a view and a clone each (with the rest queued, 2.1-2.8 ms of a 32-job step's
         # main thread on the H100 host; 1.6-2.4 after)
+        # and shaped as the token op once for all jobs (one layout), not a shape read and a
+        # reshape a job: 32 jobs' tokens 0.15-0.25 → 0.03-0.05 ms on a 2-core EPYC. py-spy
+        # had put 14 % of the H100 host's 32-job step at that per-job shape read, more than
+        # its work (notes-runtime-perf.md, thirty-fourth revision)
         col = jobs.column(plan.early_op)
-        tokens = list(col.clone()) if col is not None else \
-            [g[plan.early_op].clone() for g in jobs.outputs]
+        shape = jobs.outputs[0].shape_of(token_op)
+        tokens = list(col.clone().reshape(len(outs), *shape)) if col is not None else \
+            [g[plan.early_op].clone().reshape(shape) for g in jobs.outputs]
         if self._worker is None:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix="ree-tail")
         # at most one batch of tails running and one queued: a host that queues steps faster
@@ -446,8 +451,7 @@ class _HostTail:
                                    plan.n_records, nthreads)
         self._rests.append(rest)
         for o, st, got, token in zip(outs, states, jobs.outputs, tokens, strict=True):
-            o.attach_tail(got, self._waiter(rest, got, token, st.step),
-                          {token_op: token.reshape(got.shape_of(token_op))})
+            o.attach_tail(got, self._waiter(rest, got, token, st.step), {token_op: token})
 
     def _waiter(self, rest: Future, got: list, token: torch.Tensor, step: int
                 ) -> Callable[[], None]:
