@@ -9,10 +9,13 @@ Two settings, held while any session is open and given back when the last one cl
    700). A decode step makes a few thousand container objects that live about one step:
    its outputs (SmolLM2: lists of ~3,400 slots, one per op, 64 of them a step at batch 32)
    and their tensors. At 700, several young collections ran in every step, each traversing
-   those lists: at batch 32 on this 2-core machine 4-6 a step, 1.3-3.1 ms of it; at 100,000
-   none in four steps (the count CPython compares is allocations less deallocations, so a
-   loop whose objects die within a step stays below it). Garbage in reference cycles is
-   still collected, after more of it has accumulated.
+   those lists: in the batch-32 loop on the H100's host 1.42-2.82 ms a step, at 100,000
+   0.05 (one collection in 32 steps); on a 2-core EPYC's batch-32 CPU steps 1.3-3.1 ms a
+   step, none in four at 100,000 (notes-runtime-perf.md, thirty-fourth revision). The count
+   CPython compares is allocations less deallocations, so a loop whose objects die within a
+   step stays below it. Garbage in reference cycles is still collected, after more of it has
+   accumulated; the step walls did not fall by as much as the collections did (the H100
+   host's noise is of that size).
 """
 
 from __future__ import annotations

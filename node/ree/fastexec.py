@@ -259,11 +259,10 @@ HOST_PREFILL = False
 
 # Threads of a CUDA batch's host tails up to their argmax (`_HostTail.run_many`, on the
 # calling thread) while the rest of the previous batch runs on the worker with half the
-# cores; 0: all the host's cores. Each calling thread has its own OpenMP team, whose threads
-# spin after a region (libgomp: ~300,000 pauses, several ms) before they sleep: at 16 + 8
-# threads on the H100 host's 16 cores the main thread shared its core with spinners, and its
-# Python parts (lay out, tokens, queueing) ran slower there than on a 2-core machine
-# (py-spy, notes-runtime-perf.md, thirty-fourth revision). --tail-early-threads for the A/B.
+# cores; 0: all the host's cores. A/B on the H100 host (thirty-fourth session, b=32 loop,
+# 32-step medians): all 16 cores 8.82 / 8.65 / 8.90 ms a step, four 8.52 / 9.63 / 8.08, eight
+# 9.84: no difference beyond the host's noise, so all cores stay (that host's environment
+# sets OMP_WAIT_POLICY=PASSIVE: its teams do not spin). --tail-early-threads for the A/B.
 TAIL_EARLY_THREADS = 0
 
 
