@@ -339,11 +339,9 @@ class _HostTail:
             st.config is None or st.config.greedy for st in states)
         try:
             jobs = self._prepare(outs, states)
-            if early:
-                plan.run_prepared(jobs, 0, plan.early_records,
-                                  min(nthreads, TAIL_EARLY_THREADS or nthreads))
-            else:
-                plan.run_prepared(jobs, 0, plan.n_records, nthreads)
+            plan.run_prepared(jobs, 0, plan.early_records if early else plan.n_records,
+                              min(nthreads, TAIL_EARLY_THREADS or nthreads) if early
+                              else nthreads)
         except sp.PlanError as e:
             raise FastExecError(f"{e} at step {states[0].step}") from e
         if early:
@@ -428,13 +426,13 @@ class _HostTail:
         the next step; a reader of those outputs waits for it and checks that each job's
         PICK is its argmax."""
         plan, token_op = self.plan, self.ex.program.token_op
-        # one copy of every job's token when their arenas are one buffer (`StepPlan._batch`),
-        # not a view and a clone each (with the rest queued, 2.1-2.8 ms of a 32-job step's
-        # main thread on the H100 host; 1.6-2.4 after)
-        # and shaped as the token op once for all jobs (one layout), not a shape read and a
-        # reshape a job: 32 jobs' tokens 0.15-0.25 → 0.03-0.05 ms on a 2-core EPYC. py-spy
-        # had put 14 % of the H100 host's 32-job step at that per-job shape read, more than
-        # its work (notes-runtime-perf.md, thirty-fourth revision)
+        # every job's token by one copy when their arenas are one buffer (`StepPlan._batch`),
+        # shaped as the token op once for all jobs (one layout), not a view, a clone, a shape
+        # read and a reshape a job. H100 host, 32 jobs, with the rest queued: 2.1-2.8 ms of
+        # the main thread before the one copy, 1.6-2.4 after; the shaping once then took 32
+        # jobs' tokens 0.15-0.25 → 0.03-0.05 ms on a 2-core EPYC (py-spy had put 14 % of the
+        # H100 host's step at the per-job shape read; notes-runtime-perf.md, thirty-fourth
+        # revision)
         col = jobs.column(plan.early_op)
         shape = jobs.outputs[0].shape_of(token_op)
         tokens = list(col.clone().reshape(len(outs), *shape)) if col is not None else \
