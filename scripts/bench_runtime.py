@@ -62,6 +62,9 @@ def _trace_pass(ex, dev: str, toks: list[int], n_new: int, rec) -> tuple[float, 
         if rec is not None:
             rec.add_step(outs)
             rec.flush()
+        # as generate.py: the caller keeps no step's outputs into the next step, which
+        # frees them (fastexec `_step`) while the device runs it
+        del outs
         t1 = time.perf_counter()
         for s in range(1, n_new + 1):
             # as node/ree/generate.py runs a job: the token read on the host, the next

