@@ -62,8 +62,8 @@ def _trace_pass(ex, dev: str, toks: list[int], n_new: int, rec) -> tuple[float, 
         if rec is not None:
             rec.add_step(outs)
             rec.flush()
-        # as generate.py: the caller keeps no step's outputs into the next step, which
-        # frees them (fastexec `_step`) while the device runs it
+        # as generate.py: the prefill's outputs freed before the decode (the executor
+        # keeps only what the next step reads)
         del outs
         t1 = time.perf_counter()
         for s in range(1, n_new + 1):
