@@ -10,6 +10,12 @@ bench's 64-token run's ~134 ms. The host's cProfile of that step showed ~8 ms in
 of it waiting on the device.
 
     python scripts/profile_first_step_cuda.py [--steps 8] [--passes 2]
+    python scripts/profile_first_step_cuda.py --hold-ab 4 [--steps 64]
+
+`--hold-ab N`: N rounds of two 64-token passes, one holding the prefill's outputs into the
+first decode step (as the executor and the bench's loop did before the thirty-fifth session:
+freeing its ~3,400 tensors took 6.4-6.7 ms inside that step on the H100 host), one freeing
+them before it; tok/s and the first two steps' walls of each.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the clock probe (a fixed matmul timed right after the prefill "
                          "and after a steady step: longer after the prefill means the GPU "
                          "left its clocks down while the host-bound prefill ran)")
+    ap.add_argument("--hold-ab", type=int, default=0, metavar="N",
+                    help="A/B the prefill's outputs held into the first step or not, N rounds")
     args = ap.parse_args(argv)
 
     import torch
@@ -91,9 +99,34 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.synchronize()
         return walls
 
+    def held_pass(hold: bool) -> list[float]:
+        """`one_pass` without a profile, the prefill's outputs held into step 1 or not."""
+        ex.reset()
+        held = ex.run_step(0, toks)
+        torch.cuda.synchronize()
+        if not hold:
+            held = None
+        walls = []
+        for s in range(1, n + 1):
+            t0 = time.perf_counter()
+            outs = ex.run_step(s, toks, speculate=s < n)
+            held = None  # noqa: F841 - freed here, inside the step's wall, when held
+            int(outs[token_op].reshape(-1)[0])
+            walls.append(time.perf_counter() - t0)
+        torch.cuda.synchronize()
+        return walls
+
     with torch.no_grad():
         for _ in range(args.passes):
             one_pass()
+        if args.hold_ab:
+            for _ in range(args.hold_ab):
+                for hold in (True, False):
+                    w = held_pass(hold)
+                    print(f"prefill outputs {'held' if hold else 'freed'}: "
+                          f"{n / sum(w):.1f} tok/s, first steps {1e3 * w[0]:.2f} "
+                          f"{1e3 * w[1]:.2f} ms", flush=True)
+            return 0
         walls = one_pass()
         print("step walls (ms):", [round(1e3 * w, 2) for w in walls], flush=True)
         for s in (args.first, args.steady):

@@ -6,6 +6,7 @@ sampled; the recorder's arena path gives the same roots as the per-tensor path."
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -356,3 +357,22 @@ def test_align_linear_inputs_keep_every_leaf_and_root(ree_model, executors):
         rec.close()
     assert roots[0][1] == roots[1][1]
     assert roots[0][0] == roots[1][0]
+
+
+def test_decode_layout_lines_equal_the_full_layout(ree_model):
+    """A decode step's layout as lines in the position (`StepPlan._decode_lines`, the CUDA
+    plans' aligned layout: C + K·past for dims, sizes and offsets) gives the arrays of the
+    full computation at every position of the context."""
+    w, q = ree_model.weights_by_root(), ree_model.quant_blocks()
+    plan = FastExecutor(ree_model.program, w, quant=q).plan
+    plan.align_linear_inputs = True
+    lines = plan._decode_lines()
+    assert lines is not None and lines[0] == 1 and lines[1] >= 2048
+    positions = range(1, 2049)
+    fast = [plan._layout(Symbols(1, p)) for p in positions]
+    plan._lines = ()  # the full computation from here on
+    for p, got in zip(positions, fast, strict=True):
+        want = plan._layout(Symbols(1, p))
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype and np.array_equal(a, b), p
+    assert not np.array_equal(fast[0][2], fast[1][2])  # the offsets move with the position
