@@ -73,12 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         t1.synchronize()
         return 1e3 * t0.elapsed_time(t1)
 
-    def one_pass(profiled: int | None = None, probe_at: int | None = None) -> list[float]:
-        """Prefill, then n decode steps as bench_runtime `_trace_pass` runs them."""
+    def one_pass(profiled: int | None = None, probe_at: int | None = None,
+                 hold: bool = False) -> list[float]:
+        """Prefill, then n decode steps as bench_runtime `_trace_pass` runs them; `hold`:
+        the prefill's outputs held until the first decode step returns (`--hold-ab`)."""
         walls = []
         ex.reset()
-        ex.run_step(0, toks)
+        held = ex.run_step(0, toks)
         torch.cuda.synchronize()
+        if not hold:
+            held = None
         if probe_at == 0:
             print(f"clock probe after the prefill: {probe():.1f} us", flush=True)
         for s in range(1, n + 1):
@@ -94,24 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                 _report(s, prof)
             else:
                 outs = ex.run_step(s, toks, speculate=s < n)
+                held = None  # noqa: F841 - freed here, inside the step's wall, when held
                 int(outs[token_op].reshape(-1)[0])
-            walls.append(time.perf_counter() - t0)
-        torch.cuda.synchronize()
-        return walls
-
-    def held_pass(hold: bool) -> list[float]:
-        """`one_pass` without a profile, the prefill's outputs held into step 1 or not."""
-        ex.reset()
-        held = ex.run_step(0, toks)
-        torch.cuda.synchronize()
-        if not hold:
-            held = None
-        walls = []
-        for s in range(1, n + 1):
-            t0 = time.perf_counter()
-            outs = ex.run_step(s, toks, speculate=s < n)
-            held = None  # noqa: F841 - freed here, inside the step's wall, when held
-            int(outs[token_op].reshape(-1)[0])
             walls.append(time.perf_counter() - t0)
         torch.cuda.synchronize()
         return walls
@@ -122,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.hold_ab:
             for _ in range(args.hold_ab):
                 for hold in (True, False):
-                    w = held_pass(hold)
+                    w = one_pass(hold=hold)
                     print(f"prefill outputs {'held' if hold else 'freed'}: "
                           f"{n / sum(w):.1f} tok/s, first steps {1e3 * w[0]:.2f} "
                           f"{1e3 * w[1]:.2f} ms", flush=True)

@@ -270,6 +270,10 @@ class StepPlan:
             self._static = got
         return got
 
+    def _sizes(self, d: np.ndarray) -> np.ndarray:
+        """Byte sizes of the outputs whose dims (no ndim column) are `d`."""
+        return self._esize * np.where(self._live, d, 1).prod(axis=1)
+
     def _layout(self, sym: Symbols) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self.align_linear_inputs and sym.seq == 1:
             lines = self._decode_lines()
@@ -277,7 +281,7 @@ class StepPlan:
                 p = sym.past
                 return tuple(c + k * p for c, k in lines[2])  # type: ignore[return-value]
         dims = self.dims_at(sym)
-        nbytes = self._esize * np.where(self._live, dims[:, 1:], 1).prod(axis=1)
+        nbytes = self._sizes(dims[:, 1:])
         if self.align_linear_inputs:
             a, b = self._aligned_offsets(sym.seq)
             return dims, nbytes, a + b * sym.past
@@ -304,21 +308,16 @@ class StepPlan:
             if (((cp != 0) & live).sum(axis=1) > 1).any() or (live & (cp == 0) & (c < 0)).any():
                 self._lines = ()
                 return None
-            lo, hi = 1, 2**62
-            for sign in (1, -1):  # growing dims bound the position below, shrinking above
-                m = live & (sign * cp > 0)
-                if m.any():
-                    b = -c[m] / cp[m]
-                    if sign > 0:
-                        lo = max(lo, int(np.ceil(b.max())))
-                    else:
-                        hi = min(hi, int(np.floor(b.min())))
+            # a growing dim c + k·past is ≥ 0 from −c/k on, a shrinking one up to −c/k
+            grow, shrink = live & (cp > 0), live & (cp < 0)
+            lo = max(1, int(np.ceil((-c[grow] / cp[grow]).max()))) if grow.any() else 1
+            hi = int(np.floor((-c[shrink] / cp[shrink]).min())) if shrink.any() else 2**62
             zero = np.zeros((self.tail, 1), dtype=np.int64)
             dims = (np.concatenate([self._ndim[:, None], c], axis=1),
                     np.concatenate([zero, cp], axis=1))
-            n0 = self._esize * np.where(live, c, 1).prod(axis=1)
-            n1 = self._esize * np.where(live, c + cp, 1).prod(axis=1)
-            self._lines = (lo, hi, (dims, (n0, n1 - n0), self._aligned_offsets(1)))
+            n0 = self._sizes(c)
+            self._lines = (lo, hi, (dims, (n0, self._sizes(c + cp) - n0),
+                                    self._aligned_offsets(1)))
         return self._lines or None
 
     def _aligned_offsets(self, seq: int) -> tuple[np.ndarray, np.ndarray]:
@@ -333,8 +332,7 @@ class StepPlan:
         it changes with past in steps, and a graph's table could not follow it."""
         got = self._affine.get(seq)
         if got is None:  # sizes at past 1, 2, 3 (a decode step's past is at least 1)
-            n = [self._esize * np.where(self._live, self.dims_at(Symbols(seq, p))[:, 1:],
-                                        1).prod(axis=1) for p in (1, 2, 3)]
+            n = [self._sizes(self.dims_at(Symbols(seq, p))[:, 1:]) for p in (1, 2, 3)]
             g = n[1] - n[0]
             if not np.array_equal(n[2] - n[1], g):
                 raise PlanError("an output's size is not affine in the position")
