@@ -54,6 +54,8 @@ def _trace_pass(ex, dev: str, toks: list[int], n_new: int, rec) -> tuple[float, 
     what does not overlap shows)."""
     import torch
 
+    from node.ree.step_plan import token_of
+
     with torch.no_grad():
         ex.reset()
         t0 = time.perf_counter()
@@ -70,7 +72,7 @@ def _trace_pass(ex, dev: str, toks: list[int], n_new: int, rec) -> tuple[float, 
             # as node/ree/generate.py runs a job: the token read on the host, the next
             # step queued ahead on CUDA (`speculate`), one device sync at the end
             outs = ex.run_step(s, toks, speculate=s < n_new)
-            int(outs[ex.program.token_op].reshape(-1)[0])
+            token_of(outs, ex.program.token_op)
             if rec is not None:
                 rec.add_step(outs)
         _sync(dev)
@@ -154,6 +156,7 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int,
     from node.ree.batch import BatchExecutor, Lane
     from node.ree.fastexec import FastExecutor
     from node.ree.sampling import SamplingConfig
+    from node.ree.step_plan import token_of
     from node.ree.trace import TraceRecorder
 
     bx = BatchExecutor(FastExecutor(model.program, model.weights_by_root(), dev,
@@ -201,7 +204,7 @@ def bench_trace_batch(model, dev: str, toks: list[int], n_new: int, batch: int,
             # as `generate_batch` steps: the tokens read on the host, the next step queued
             # ahead on CUDA (`speculate`), the device synced once at the end
             outs = bx.run_step(lanes, speculate=s + 1 < n)
-            picked = [int(o[prog.token_op].reshape(-1)[0]) for o in outs]
+            picked = [token_of(o, prog.token_op) for o in outs]
             t1 = time.perf_counter()
             for i, (ln, o) in enumerate(zip(lanes, outs, strict=True)):
                 if recs is not None:

@@ -48,7 +48,7 @@ from node.ree.fastexec import FastExecError, FastExecutor, StepState, WeightBuff
 from node.ree.generate import GenResult, check_lengths
 from node.ree.linear_chain import QuantChain
 from node.ree.sampling import SamplingConfig
-from node.ree.step_plan import PlanError, StepOutputs
+from node.ree.step_plan import PlanError, StepOutputs, token_of
 from node.ree.trace import TraceRecorder
 from referee.layout import Code, JobConfig, Src, Symbols, TraceOp
 from repops.cpu.kernels import plan_threads
@@ -496,7 +496,7 @@ def _step_jobs(bx: BatchExecutor, group: list[_Job]) -> list[tuple[_Job, bool]]:
     # with `speculate` the next step is already queued (a job's last step or EOS wastes it)
     outs = bx.run_step([jb.lane for jb in group],
                        speculate=any(len(jb.tokens) + 1 < jb.max_new for jb in group))
-    toks = [int(o[prog.token_op].reshape(-1)[0]) for o in outs]
+    toks = [token_of(o, prog.token_op) for o in outs]
     dt = time.perf_counter() - t0
     got = []
     for jb, o, tok in zip(group, outs, toks, strict=True):

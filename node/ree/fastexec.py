@@ -37,6 +37,7 @@ from node.ree import fastsample
 from node.ree import fold_tree as ft
 from node.ree import linear_chain as lc
 from node.ree import step_plan as sp
+from node.ree.host_arena import Readers
 from referee.execute import ArrayView
 from referee.f32 import NAN, NEG_INF, NEG_ZERO
 from referee.layout import Code, Dim, Fn, Src, Symbols, TraceOp, TraceProgram, is_binary
@@ -265,16 +266,32 @@ HOST_PREFILL = False
 # sets OMP_WAIT_POLICY=PASSIVE: its teams do not spin). --tail-early-threads for the A/B.
 TAIL_EARLY_THREADS = 0
 
+# A CUDA batch's host tails read the logits where they lie on the host (a stack's pinned
+# rows, or `_fetch`'s) instead of copying them into the tails' arenas (`StepPlan._batch`):
+# the copy was ~1.7 ms (18 %) of a ~9.4 ms b=32 step on the H100 host (py-spy, thirty-fourth
+# session). The stack rewrites its rows only after the tails reading them are done
+# (`host_arena.Readers`). The same bytes are read either way. --no-tail-in-place for the A/B.
+TAIL_IN_PLACE = True
+
 
 def _on_host(outs: list, i: int) -> torch.Tensor:
     """Output i of a step for its host tail: the host copy already queued
     (`StepOutputs.host_copies`), once complete, else the output itself."""
     got = getattr(outs, "host_copies", None)
     if got and i in got:
-        t, ready = got[i]
+        t, ready, _readers = got[i]
         ready.synchronize()
         return t
     return outs[i]
+
+
+def _readers_of(outs: Sequence[list], ops: Sequence[int]) -> Readers | None:
+    """The one `Readers` of every job's host copies of `ops` (a CUDA stack's pinned logits
+    rows, `LaneStack.speculate`), else None: then nobody would wait before rewriting them,
+    and the tails copy them."""
+    got = {id(r): r for o in outs for i in ops
+           for r in [getattr(o, "host_copies", {}).get(i, (None, None, None))[2]]}
+    return next(iter(got.values())) if len(got) == 1 else None
 
 
 class _HostTail:
@@ -362,10 +379,17 @@ class _HostTail:
         """The jobs' tail arenas, the logits (the plan's external input) copied in."""
         plan = self.plan
         exts = self._fetch(outs) if GATHER_LOGITS else None
+        # `_fetch`'s rows are this call's own (the jobs hold them): read in place, no one
+        # waits; a stack's host copies are read in place where its next writer waits
+        in_place, readers = exts is not None, None
         if exts is None:
             exts = [{i: _on_host(o, i) for i in plan.external} for o in outs]
-        return plan.prepare_jobs([(st.sym, (), 0, sp.job_words(st.config, st.step))
-                                  for st in states], exts)
+            readers = _readers_of(outs, plan.external)
+            in_place = readers is not None
+        jobs = plan.prepare_jobs([(st.sym, (), 0, sp.job_words(st.config, st.step))
+                                  for st in states], exts, in_place=in_place and TAIL_IN_PLACE)
+        jobs.readers = readers
+        return jobs
 
     def _fetch(self, outs: Sequence[list]) -> list[dict[int, torch.Tensor]] | None:
         """The jobs' external inputs (their logits) in one gather and one device→host copy,
@@ -437,6 +461,8 @@ class _HostTail:
         shape = jobs.outputs[0].shape_of(token_op)
         tokens = list(col.clone().reshape(len(outs), *shape)) if col is not None else \
             [g[plan.early_op].clone().reshape(shape) for g in jobs.outputs]
+        ints = [int(t.reshape(-1)[0]) for t in tokens] if col is None else \
+            col.reshape(len(outs), -1)[:, 0].tolist()
         if self._worker is None:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix="ree-tail")
         # at most one batch of tails running and one queued: a host that queues steps faster
@@ -447,8 +473,10 @@ class _HostTail:
         rest = self._worker.submit(plan.run_prepared, jobs, plan.early_records,
                                    plan.n_records, nthreads)
         self._rests.append(rest)
-        for o, st, got, token in zip(outs, states, jobs.outputs, tokens, strict=True):
-            o.attach_tail(got, self._waiter(rest, got, token, st.step), {token_op: token})
+        if jobs.read_in_place and jobs.readers is not None:
+            jobs.readers.add(rest)  # the stack's rows this rest reads are not rewritten before
+        for o, st, got, token, v in zip(outs, states, jobs.outputs, tokens, ints, strict=True):
+            o.attach_tail(got, self._waiter(rest, got, token, st.step), {token_op: token}, v)
 
     def _waiter(self, rest: Future, got: list, token: torch.Tensor, step: int
                 ) -> Callable[[], None]:

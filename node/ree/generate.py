@@ -19,6 +19,7 @@ import torch
 
 from node.ree.fastexec import FastExecutor
 from node.ree.sampling import SamplingConfig
+from node.ree.step_plan import token_of
 from node.ree.trace import TraceRecorder
 from referee.layout import Code, TraceProgram
 
@@ -92,7 +93,7 @@ def generate(executor: FastExecutor, prompt_tokens: Sequence[int], max_new_token
                 # no device-wide sync: with `speculate` the next step is already queued
                 outs = executor.run_step(s, prompt, feed, config=job_config,
                                          speculate=s + 1 < max_new_tokens)
-                tok = int(outs[prog.token_op].reshape(-1)[0])
+                tok = token_of(outs, prog.token_op)
                 t1 = time.perf_counter()
                 rec.add_step(outs)
                 # not held into the next step: after the prefill (~3,400 tensors, which the

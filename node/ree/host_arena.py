@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from concurrent.futures import Future, wait
 
 import numpy as np
 import torch
@@ -73,3 +74,28 @@ class ArenaPool:
             self.allocated += 1                     # measured 5-10 % slower here
             self._bufs = [b for k, b in enumerate(bufs) if k not in drop] + [buf]
         return torch.from_numpy(buf)[:size]
+
+
+class Readers:
+    """Work still reading a host buffer in place, which the buffer's next writer waits for.
+
+    Why: a batch's host tails read a CUDA stack's pinned logits rows where they lie
+    (`StepPlan.prepare_jobs(in_place=True)`) instead of copying 6.3 MB into their arenas, and
+    the rest of those tails runs on a worker beside the next steps; the stack queues the
+    copy that rewrites the rows two steps later (`LaneStack.speculate`) only after this."""
+
+    def __init__(self) -> None:
+        self._pending: list[Future] = []
+        self._lock = threading.Lock()
+
+    def add(self, reader: Future) -> None:
+        """`reader` reads the buffer until it is done."""
+        with self._lock:
+            self._pending = [f for f in self._pending if not f.done()] + [reader]
+
+    def wait(self) -> None:
+        """Return once no reader added so far still runs (their errors are theirs to raise:
+        each reader's own waiter reports it)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        wait(pending)

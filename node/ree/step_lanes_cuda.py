@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from node.ree import step_plan as sp
+from node.ree.host_arena import Readers
 from node.ree.step_plan_cuda import (
     CudaStepPlan,
     Staged,
@@ -103,6 +104,7 @@ class LaneStack:
         self._spec_dev = torch.zeros(self._spec_host.shape, dtype=torch.int64, device=dev)
         self._logits_host: list[torch.Tensor | None] = [None, None]
         self._logits_rows: list[list[torch.Tensor]] = [[], []]  # its rows, the logits' shape
+        self._logits_readers = [Readers(), Readers()]  # host tails still reading those rows
         # no stack output repeats another's bits: one read-only alias row (-1) for all
         self._alias = np.full(sp_.tail, -1, dtype=np.int64)
         self._alias.flags.writeable = False
@@ -305,12 +307,16 @@ class LaneStack:
             # batch 32 on the H100 host (notes-runtime-perf.md, thirty-third revision)
             self._logits_rows[k] = list(lh.view(self.lanes, *outs[0].shape_of(li)))
         th, lrows = self._token_host[k], self._logits_rows[k]
+        # the host tails of two steps ago read these rows in place (`StepPlan._batch`),
+        # the rest of them on a worker: rewritten only once those are done
+        self._logits_readers[k].wait()
         lh[:n].copy_(rows, non_blocking=True)
         th[:n].copy_(tok, non_blocking=True)
         ready = torch.cuda.Event()
         ready.record()
+        readers = self._logits_readers[k]
         for j, o in enumerate(outs):
-            o.host_copies[li] = (lrows[j], ready)
+            o.host_copies[li] = (lrows[j], ready, readers)
         self.pt[0].copy_(self._spec_dev[0, :, None])
         self.pt[1].zero_()
         self.pt[1].index_copy_(0, self._spec_dev[3, :n], tok[:, None])

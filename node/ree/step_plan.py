@@ -35,7 +35,7 @@ import torch
 from node.ree import fold_tree as ft
 from node.ree import linear_chain as lc
 from node.ree.fastsample import U_BITS
-from node.ree.host_arena import ArenaPool
+from node.ree.host_arena import ArenaPool, Readers
 from referee.layout import Code, Dim, JobConfig, Src, Stage, Symbols, TraceProgram
 from repops.commit import DTYPE_CODES
 
@@ -437,15 +437,20 @@ class StepPlan:
 
     def prepare_jobs(self, steps: Sequence[tuple[Symbols, Sequence[torch.Tensor | None], int,
                                                  np.ndarray | None]],
-                     exts: Sequence[Mapping[int, torch.Tensor] | None]) -> PreparedJobs:
+                     exts: Sequence[Mapping[int, torch.Tensor] | None],
+                     in_place: bool = False) -> PreparedJobs:
         """One decode step of several jobs (as `run_lanes`, with each job's external inputs),
         laid out: their arenas (external inputs copied in) and C arguments. `run_prepared`
         then runs record ranges of all of them, the jobs side by side in one GIL-free C call
         (`repops_step_plan_run_jobs`): a CUDA batch's SAMPLE tails; a greedy job's token is
         known after the argmax tree's records (`early_records`). Each job's outputs are its
-        `run` outputs, bit for bit."""
+        `run` outputs, bit for bit.
+
+        `in_place`: the caller keeps the external inputs unchanged until every `run_prepared`
+        of these jobs has returned (`PreparedJobs.read_in_place` says whether the records
+        read them where they lie, `StepPlan._batch`, rather than from copies)."""
         if len(steps) > 1 and not self.back_refs:
-            got = self._batch(steps, exts)
+            got = self._batch(steps, exts, in_place)
             if got is not None:
                 return got
         prepared, args = self._lanes(steps, exts)
@@ -453,13 +458,15 @@ class StepPlan:
                             [StepOutputs(self, arena, offs, nbytes, dims, alias)
                              for dims, nbytes, offs, arena, _, _, alias in prepared])
 
-    def _batch(self, steps: Sequence[tuple], exts: Sequence[Mapping[int, torch.Tensor] | None]
-               ) -> PreparedJobs | None:
+    def _batch(self, steps: Sequence[tuple], exts: Sequence[Mapping[int, torch.Tensor] | None],
+               in_place: bool = False) -> PreparedJobs | None:
         """`prepare_jobs` for jobs that read no previous step and share one layout (a plan
         whose dims do not depend on the step: a CUDA plan's host tail), laid out together:
         one buffer holds every job's arena (a row each), each external input is copied in
         by one copy for all jobs, the arguments are filled column by column. None for a
-        plan whose layout depends on the step.
+        plan whose layout depends on the step. `in_place`: an external input that is rows
+        of one tensor (`rows_of`) is read there, by each job's offsets (its arena row to
+        its input's row, which may be negative), not copied.
 
         Why: job by job (an arena taken, a copy, three arrays and a row of arguments each)
         a 32-job tail lay out took 2.6-3.7 ms of the H100 host's main thread in a ~10 ms
@@ -478,13 +485,26 @@ class StepPlan:
         stride = -(-size // 64) * 64
         big = self._arenas.take(nb * stride)
         rows = big.view(nb, stride)
+        at = np.arange(nb, dtype=np.int64)
+        read: list[torch.Tensor] = []  # inputs read in place (held while the jobs live)
+        job_offs = None  # [nb, tail] when an input is read in place: each job's offsets
         for i in self.external:
             o, n, dt = int(offs[i]), int(nbytes[i]), self.dtypes[i]
             ts = [None if e is None else e.get(i) for e in exts]
             for t in ts:
                 self._check_external(i, t, n)
-            dst = rows[:, o:o + n].view(dt)
             src = rows_of(ts)
+            if src is not None and in_place:
+                # H100 host, 32 jobs: the one copy of 6.3 MB of logits was ~1.7 ms (18 %)
+                # of a ~9.4 ms b=32 step (py-spy, notes-runtime-perf.md thirty-fourth
+                # revision); the records only read it (no output of this plan lies there)
+                if job_offs is None:
+                    job_offs = np.tile(offs, (nb, 1))
+                pitch = src.stride(0) * src.element_size()
+                job_offs[:, i] = src.data_ptr() + pitch * at - (big.data_ptr() + stride * at)
+                read.append(src)
+                continue
+            dst = rows[:, o:o + n].view(dt)
             if src is not None:
                 dst.copy_(src)
             else:
@@ -492,10 +512,11 @@ class StepPlan:
                     dst[b].copy_(t.reshape(-1))
         prev = np.zeros((nb, self.program.n_ops), dtype=np.int64)  # no back reference
         alias = np.full((nb, self.tail), -1, dtype=np.int64)
-        at = np.arange(nb, dtype=np.int64)
         args = np.empty((nb, 9), dtype=np.int64)
         args[:, 0] = big.data_ptr() + stride * at
-        args[:, 1], args[:, 2] = offs.ctypes.data, dims.ctypes.data
+        args[:, 1] = offs.ctypes.data if job_offs is None else \
+            job_offs.ctypes.data + job_offs.strides[0] * at
+        args[:, 2] = dims.ctypes.data
         args[:, 3] = prev.ctypes.data + prev.strides[0] * at
         args[:, 4] = [sym.seq for sym, *_ in steps]
         args[:, 5] = [sym.past for sym, *_ in steps]
@@ -504,7 +525,10 @@ class StepPlan:
         args[:, 8] = [0 if job is None else job.ctypes.data for job in jobs]
         outs = [StepOutputs(self, big[b * stride:b * stride + size], offs, nbytes, dims,
                             alias[b]) for b in range(nb)]
-        return PreparedJobs(list(steps), [(big, prev, alias, jobs)], args, outs, rows)
+        got = PreparedJobs(list(steps), [(big, prev, alias, jobs, job_offs, read)], args, outs,
+                           rows)
+        got.read_in_place = bool(read)
+        return got
 
     @property
     def n_records(self) -> int:
@@ -575,6 +599,8 @@ class PreparedJobs:
                  outputs: list[StepOutputs], rows: torch.Tensor | None = None) -> None:
         self.steps, self.prepared, self.args, self.outputs = steps, prepared, args, outputs
         self.rows = rows  # [jobs, stride] bytes: the jobs' arenas in one buffer (`_batch`)
+        self.read_in_place = False  # the records read an external input where it lies
+        self.readers: Readers | None = None  # who waits for these jobs before rewriting
 
     def column(self, i: int) -> torch.Tensor | None:
         """Output i of every job as one [jobs, *shape] view, when their arenas are rows of
@@ -688,6 +714,15 @@ def _blank(n: int) -> list:
     return [_SENTINEL] * n
 
 
+def token_of(outs: Sequence[torch.Tensor], token_op: int) -> int:
+    """A step's token as an int: the one its host tail read early (`StepOutputs.token`),
+    else read from its output. Why: read from the output it is a view, a reshape and an
+    item a job, ~7 % of a b=32 step's main thread on the H100 host (py-spy, thirty-fourth
+    session), where the tail has all jobs' tokens from one copy already."""
+    t = getattr(outs, "token", None)
+    return t if t is not None else int(outs[token_op].reshape(-1)[0])
+
+
 class StepOutputs(list):
     """A step's outputs: ops [0, tail) live in the plan's arena and become tensors (views)
     only when read; the executor appends the tail's tensors. Behaves as the list of P
@@ -709,21 +744,27 @@ class StepOutputs(list):
         self._tail_pending: Callable[[], None] | None = None
         # outputs already on their way to the host (pinned copies, complete once the event
         # has): a CUDA step queued the next step behind them (step_plan_cuda `_Graphs.
-        # speculate`), so its host tail reads these rather than copy after that step
-        self.host_copies: dict[int, tuple[torch.Tensor, torch.cuda.Event]] = {}
+        # speculate`), so its host tail reads these rather than copy after that step; the
+        # third: who reads them in place, for their writer to wait on (or None: no one may)
+        self.host_copies: dict[int, tuple[torch.Tensor, torch.cuda.Event,
+                                          Readers | None]] = {}
+        self.token: int | None = None  # the step's token, where its tail knew it early
 
     def attach_tail(self, host: StepOutputs, pending: Callable[[], None] | None = None,
-                    early: Mapping[int, torch.Tensor] | None = None) -> None:
+                    early: Mapping[int, torch.Tensor] | None = None,
+                    token: int | None = None) -> None:
         """The outputs of the ops after this plan's, from a plan that starts where this one
         ends (`StepPlan(start=)`): read from it when read, no tensor made before. `pending`:
         waits for records still running into that plan's arena (`tail_ready`); `early`:
-        outputs already known (a greedy job's token), readable at once."""
+        outputs already known (a greedy job's token), readable at once; `token`: that token
+        as an int (`token_of`)."""
         if host.plan.start != self.plan.tail or len(self) != self.plan.tail:
             raise ValueError("attach_tail: the host plan must start where this plan ends")
         list.extend(self, _blank(len(host) - self.plan.tail))
         self.host_tail, self._tail_pending = host, pending
         for i, t in (early or {}).items():
             list.__setitem__(self, i, t)
+        self.token = token
 
     def tail_ready(self) -> None:
         """Wait until the attached tail's arena is complete (readers of its bytes: views, the
@@ -742,6 +783,7 @@ class StepOutputs(list):
         i = i if i >= 0 else len(self) + i
         if i < self.plan.tail or self.host_tail is not None:
             self.replaced.add(i)
+        self.token = None  # read from the outputs again (`token_of`)
         list.__setitem__(self, i, t)
 
     def wait_ready(self) -> None:

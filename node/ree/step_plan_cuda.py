@@ -2088,7 +2088,7 @@ class _Graphs:
             ready = self._speculate_fused(logits, k, k1, p1, lh, th)
         else:
             ready = self._speculate_torch(logits, k1, p1, lh, th)
-        out.host_copies[li] = (lh, ready)
+        out.host_copies[li] = (lh, ready, None)  # the tail copies it (one job)
         self._after_roots(k1)
         g.replay()
         return _Guess(p1, out, k1, self._outputs(k1, p1), th, ready)

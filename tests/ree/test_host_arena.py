@@ -76,3 +76,33 @@ def test_take_picks_the_smallest_free_fit() -> None:
     assert got.data_ptr() == p_exact and got.data_ptr() != busy.data_ptr()
     again = pool.take(100_000)  # no exact fit free: the larger one
     assert again.data_ptr() == p_large and pool.allocated == 3
+
+
+def test_readers_wait_for_every_reader_added() -> None:
+    """A stack rewrites its pinned logits rows only after the host tails reading them in
+    place are done (`LaneStack.speculate`): `wait` returns once every reader added is, and
+    a reader's error stays its own (its waiter raises it)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from node.ree.host_arena import Readers
+
+    go = threading.Event()
+    done: list[int] = []
+
+    def read(k: int) -> None:
+        go.wait(5)
+        done.append(k)
+        if k == 1:
+            raise ValueError("a reader's own error")
+
+    readers = Readers()
+    with ThreadPoolExecutor(2) as pool:
+        futs = [pool.submit(read, k) for k in range(2)]
+        for f in futs:
+            readers.add(f)
+        threading.Timer(0.05, go.set).start()
+        readers.wait()
+        assert sorted(done) == [0, 1]
+        readers.wait()  # nothing left to wait for
+        assert futs[1].exception() is not None

@@ -12,7 +12,7 @@ import torch
 
 from node.ree.fastexec import FastExecError, FastExecutor, StepState, _HostTail
 from node.ree.sampling import SamplingConfig
-from node.ree.step_plan import StepOutputs, StepPlan, rows_of
+from node.ree.step_plan import StepOutputs, StepPlan, rows_of, token_of
 from node.ree.step_plan import job_words as sp_job_words
 from node.ree.trace import TraceRecorder
 from referee.layout import Code, Symbols
@@ -214,6 +214,11 @@ def test_tail_only_executor_gives_the_tail_leaves(executors, ree_model, sampling
         outs += host.run_many(pair, [st, st], 2)
         assert (single._tail_pending is not None) == (config.temperature == 0)
         assert all((o._tail_pending is not None) == (config.temperature == 0) for o in pair)
+        # a greedy job's token as an int, known with the argmax (`token_of`)
+        want = int(a[prog.token_op].reshape(-1)[0])
+        for o in (single, *pair):
+            assert (o.token is not None) == (config.temperature == 0)
+            assert token_of(o, prog.token_op) == want
         assert prefix.host_tail is not None and len(prefix) == prog.n_ops
         recs = [TraceRecorder(prog, PROMPT) for _ in range(3)]
         recs[0].add_step(prefix)  # the arena path, the attached tail's tensors after it
@@ -225,6 +230,9 @@ def test_tail_only_executor_gives_the_tail_leaves(executors, ree_model, sampling
             for j in range(tail, prog.n_ops):
                 assert got[j].dtype == a[j].dtype and got[j].shape == a[j].shape, j
                 assert _bits(got[j]) == _bits(a[j]), j
+        # an executor that replaces its token (a cheat the tests play) is read as replaced
+        single[prog.token_op] = a[prog.token_op] + 1
+        assert single.token is None and token_of(single, prog.token_op) == want + 1
         plain_prev = a
     with pytest.raises(FastExecError, match="ops_from"):
         host.ex.run_step(0, PROMPT)
@@ -252,11 +260,18 @@ def test_tails_laid_out_together_equal_each_alone(executors, ree_model):
     apart = plan.prepare_jobs(steps, [{ext: logits[b].clone()} for b in range(3)])
     assert rows_of([logits[b] for b in (0, 2)]) is None  # not consecutive: a copy a job
     alone = [plan.prepare_jobs([s], [{ext: logits[b]}]) for b, s in enumerate(steps)]
-    for jobs in (rows, apart, *alone):
+    # read where they lie (a stack's pinned rows): no copy in the jobs' arenas
+    placed = plan.prepare_jobs(steps, [{ext: logits[b]} for b in range(3)], in_place=True)
+    assert placed.read_in_place and not rows.read_in_place
+    assert not plan.prepare_jobs(steps, [{ext: logits[b].clone()} for b in range(3)],
+                                 in_place=True).read_in_place  # not rows of one tensor
+    o, n = int(placed.outputs[0].offs[ext]), int(placed.outputs[0].nbytes[ext])
+    placed.rows[:, o:o + n] = 0xFF  # what a copy would have overwritten: NaNs
+    for jobs in (rows, apart, placed, *alone):
         plan.run_prepared(jobs, 0, plan.n_records, 2)
     for b in range(3):
         want = alone[b].outputs[0]
-        for got in (rows.outputs[b], apart.outputs[b]):
+        for got in (rows.outputs[b], apart.outputs[b], placed.outputs[b]):
             for j in range(tail, prog.n_ops):
                 assert _bits(got[j]) == _bits(want[j]), (b, j)
         assert _bits(rows.column(plan.early_op)[b]) == _bits(want[plan.early_op])
