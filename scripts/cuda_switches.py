@@ -106,6 +106,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--tail-early-threads", type=int, default=None,
                     help="threads of a CUDA batch's host tails up to the argmax, on the "
                          "calling thread (fastexec.TAIL_EARLY_THREADS; 0: all cores)")
+    ap.add_argument("--tail-rest-threads", type=int, default=None,
+                    help="threads of the rest of a CUDA batch's greedy host tails, on the "
+                         "worker (fastexec.TAIL_REST_THREADS; 0: half the cores)")
     ap.add_argument("--tail-in-place", action=argparse.BooleanOptionalAction, default=None,
                     help="a CUDA batch's host tails read the logits where they lie on the host, "
                          "not copied into their arenas (fastexec.TAIL_IN_PLACE, on by default)")
@@ -158,6 +161,7 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
           "roots_beside": ("step_plan_cuda", "ROOTS_BESIDE"),
           "gather_logits": ("fastexec", "GATHER_LOGITS"),
           "tail_early_threads": ("fastexec", "TAIL_EARLY_THREADS"),
+          "tail_rest_threads": ("fastexec", "TAIL_REST_THREADS"),
           "tail_in_place": ("fastexec", "TAIL_IN_PLACE"),
           "host_prefill": ("fastexec", "HOST_PREFILL")}
 

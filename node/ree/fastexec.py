@@ -266,6 +266,12 @@ HOST_PREFILL = False
 # sets OMP_WAIT_POLICY=PASSIVE: its teams do not spin). --tail-early-threads for the A/B.
 TAIL_EARLY_THREADS = 0
 
+# Threads of the rest of a CUDA batch's greedy host tails (`_HostTail._rest`, on the worker
+# beside the next step); 0: half the host's cores (`run_many`'s comment says why). Once the
+# main thread's share shrank (TAIL_IN_PLACE), the worker's ~6.5 ms rest at 8 threads was as
+# long as the step (py-spy, H100 host, thirty-sixth session). --tail-rest-threads for the A/B.
+TAIL_REST_THREADS = 0
+
 # A CUDA batch's host tails read the logits where they lie on the host (a stack's pinned
 # rows, or `_fetch`'s) instead of copying them into the tails' arenas (`StepPlan._batch`):
 # the copy was ~1.7 ms (18 %) of a ~9.4 ms b=32 step on the H100 host (py-spy, thirty-fourth
@@ -366,7 +372,7 @@ class _HostTail:
             # out these jobs' successors) is on this thread: on half the cores, not all. H100
             # b=32 loop (thirty-third session, two runs each): 16 threads 10.50/10.29 and
             # 9.77/9.14 ms a step, 8 threads 9.51/9.33 and 7.42/9.16
-            self._rest(outs, states, jobs, max(1, nthreads // 2))
+            self._rest(outs, states, jobs, TAIL_REST_THREADS or max(1, nthreads // 2))
             return list(outs)
         for o, g in zip(outs, jobs.outputs, strict=True):
             if isinstance(o, sp.StepOutputs):

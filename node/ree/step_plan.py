@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from functools import cache
+from functools import cache, cached_property
 
 import numpy as np
 import torch
@@ -499,7 +499,8 @@ class StepPlan:
                 # of a ~9.4 ms b=32 step (py-spy, notes-runtime-perf.md thirty-fourth
                 # revision); the records only read it (no output of this plan lies there)
                 if job_offs is None:
-                    job_offs = np.tile(offs, (nb, 1))
+                    job_offs = self._rows_of_offsets(nb, read)
+                    job_offs[:] = offs
                 pitch = src.stride(0) * src.element_size()
                 job_offs[:, i] = src.data_ptr() + pitch * at - (big.data_ptr() + stride * at)
                 read.append(src)
@@ -510,14 +511,19 @@ class StepPlan:
             else:
                 for b, t in enumerate(ts):
                     dst[b].copy_(t.reshape(-1))
-        prev = np.zeros((nb, self.program.n_ops), dtype=np.int64)  # no back reference
-        alias = np.full((nb, self.tail), -1, dtype=np.int64)
+        # no record reads a previous step, and only a DOT's writes the alias row: one
+        # read-only row each for all jobs, not two new [jobs, ops] arrays a step (their
+        # first touch was ~3.4 % of a b=32 step on the H100 host: py-spy, thirty-sixth
+        # session)
+        prev = self._no_prev
+        alias = np.full((nb, self.tail), -1, dtype=np.int64) if self._writes_alias else \
+            np.broadcast_to(self._no_alias, (nb, self.tail))
         args = np.empty((nb, 9), dtype=np.int64)
         args[:, 0] = big.data_ptr() + stride * at
         args[:, 1] = offs.ctypes.data if job_offs is None else \
             job_offs.ctypes.data + job_offs.strides[0] * at
         args[:, 2] = dims.ctypes.data
-        args[:, 3] = prev.ctypes.data + prev.strides[0] * at
+        args[:, 3] = prev.ctypes.data
         args[:, 4] = [sym.seq for sym, *_ in steps]
         args[:, 5] = [sym.past for sym, *_ in steps]
         args[:, 6] = [token for _sym, _prev, token, *_ in steps]
@@ -525,10 +531,38 @@ class StepPlan:
         args[:, 8] = [0 if job is None else job.ctypes.data for job in jobs]
         outs = [StepOutputs(self, big[b * stride:b * stride + size], offs, nbytes, dims,
                             alias[b]) for b in range(nb)]
-        got = PreparedJobs(list(steps), [(big, prev, alias, jobs, job_offs, read)], args, outs,
-                           rows)
+        got = PreparedJobs(list(steps), [(big, alias, jobs, read)], args, outs, rows)
         got.read_in_place = bool(read)
         return got
+
+    def _rows_of_offsets(self, nb: int, held: list) -> np.ndarray:
+        """An uninitialised [nb, tail] int64 array on a pooled buffer (reused once nothing
+        holds it: `held` keeps it while the jobs live)."""
+        t = self._offsets_pool.take(nb * self.tail * 8)
+        held.append(t)
+        return t.numpy().view(np.int64)[:nb * self.tail].reshape(nb, self.tail)
+
+    @cached_property
+    def _offsets_pool(self) -> ArenaPool:
+        # not the arenas' pool: that one drops free buffers smaller than the one asked for
+        return ArenaPool()
+
+    @cached_property
+    def _no_prev(self) -> np.ndarray:
+        got = np.zeros(self.program.n_ops, dtype=np.int64)
+        got.flags.writeable = False
+        return got
+
+    @cached_property
+    def _no_alias(self) -> np.ndarray:
+        got = np.full(self.tail, -1, dtype=np.int64)
+        got.flags.writeable = False
+        return got
+
+    @cached_property
+    def _writes_alias(self) -> bool:
+        """A DOT record marks its output a repeat of its accumulator (repops_step_plan.c)."""
+        return bool(len(self._recs)) and bool((self._recs[:, 0] == K_DOT).any())
 
     @property
     def n_records(self) -> int:
@@ -726,11 +760,16 @@ def token_of(outs: Sequence[torch.Tensor], token_op: int) -> int:
 class StepOutputs(list):
     """A step's outputs: ops [0, tail) live in the plan's arena and become tensors (views)
     only when read; the executor appends the tail's tensors. Behaves as the list of P
-    tensors `FastExecutor.run_step` returns."""
+    tensors `FastExecutor.run_step` returns.
+
+    A plan that starts at op `start` > 0 (a CUDA step's host tail) holds slots for its own
+    ops only, and reads None for the ops before: 32 such lists of ~3,400 slots were made
+    and freed every b=32 step, for ~80 ops each."""
 
     def __init__(self, plan: StepPlan, arena: torch.Tensor, offs: np.ndarray,
                  nbytes: np.ndarray, dims: np.ndarray, alias: np.ndarray) -> None:
-        super().__init__(_blank(plan.tail))
+        self._start = plan.start  # op of slot 0
+        super().__init__(_blank(plan.tail - plan.start))
         self.plan, self.arena, self.offs, self.nbytes, self.dims = plan, arena, offs, nbytes, dims
         self.alias = alias  # per op: the earlier op whose bits (and so root) it repeats, or -1
         self._base = arena.data_ptr()
@@ -763,7 +802,7 @@ class StepOutputs(list):
         list.extend(self, _blank(len(host) - self.plan.tail))
         self.host_tail, self._tail_pending = host, pending
         for i, t in (early or {}).items():
-            list.__setitem__(self, i, t)
+            list.__setitem__(self, i - self._start, t)
         self.token = token
 
     def tail_ready(self) -> None:
@@ -781,10 +820,15 @@ class StepOutputs(list):
         if isinstance(i, slice):
             raise TypeError("StepOutputs: assign outputs one at a time")
         i = i if i >= 0 else len(self) + i
+        if not self._start <= i < len(self):
+            raise IndexError(f"StepOutputs: op {i} is not one of this plan's")
         if i < self.plan.tail or self.host_tail is not None:
             self.replaced.add(i)
         self.token = None  # read from the outputs again (`token_of`)
-        list.__setitem__(self, i, t)
+        list.__setitem__(self, i - self._start, t)
+
+    def __len__(self) -> int:
+        return self._start + list.__len__(self)
 
     def wait_ready(self) -> None:
         """Order the calling thread's current stream after the step (`ready`)."""
@@ -801,17 +845,21 @@ class StepOutputs(list):
         """Output i's shape, read from the layout (no view made)."""
         return tuple(int(d) for d in self.dims[i, 1:1 + int(self.dims[i, 0])])
 
-    def _view(self, i: int) -> torch.Tensor:
-        t = list.__getitem__(self, i)
+    def _view(self, i: int) -> torch.Tensor | None:
+        if i < self._start:
+            if i < 0:
+                raise IndexError("StepOutputs index out of range")
+            return None  # an op before the plan's start: not this plan's output
+        t = list.__getitem__(self, i - self._start)
         if t is _SENTINEL and i >= self.plan.tail:
             self.tail_ready()
             t = self.host_tail._view(i)
-            list.__setitem__(self, i, t)
+            list.__setitem__(self, i - self._start, t)
         elif t is _SENTINEL:
             self.wait_ready()
             o, n = int(self.offs[i]), int(self.nbytes[i])
             t = self.arena[o:o + n].view(self.plan.dtypes[i]).view(self.shape_of(i))
-            list.__setitem__(self, i, t)
+            list.__setitem__(self, i - self._start, t)
         return t
 
     def __getitem__(self, i):  # noqa: ANN001, ANN204 - list protocol
