@@ -170,6 +170,23 @@ _WHERE = {"grid_min": ("step_plan_cuda", "GRID_MIN"),
 _ONLY_ON = frozenset({"host_prefill"})
 
 
+def set_switches(values: dict[str, str]) -> dict:
+    """Set switches by record name from text ("1"/"0" or "true"/"false" for a bool, else an
+    int), between runs of one process (a switch the executor reads at each step, not one a
+    plan reads when made); returns the settings. An unknown name is a clear error."""
+    import importlib
+
+    for key, text in values.items():
+        if key not in _WHERE:
+            raise ValueError(f"no switch {key!r}: one of {', '.join(_WHERE)}")
+        mod, attr = _WHERE[key]
+        m = importlib.import_module(f"node.ree.{mod}")
+        was = getattr(m, attr)
+        value = text.lower() in ("1", "true", "on") if isinstance(was, bool) else int(text)
+        setattr(m, attr, value)
+    return settings()
+
+
 def settings_names() -> tuple[str, ...]:
     """The keys of `settings`, in its order, without importing the CUDA modules (a report
     written on another machine names them)."""
