@@ -295,9 +295,15 @@ def _readers_of(outs: Sequence[list], ops: Sequence[int]) -> Readers | None:
     """The one `Readers` of every job's host copies of `ops` (a CUDA stack's pinned logits
     rows, `LaneStack.speculate`), else None: then nobody would wait before rewriting them,
     and the tails copy them."""
-    got = {id(r): r for o in outs for i in ops
-           for r in [getattr(o, "host_copies", {}).get(i, (None, None, None))[2]]}
-    return next(iter(got.values())) if len(got) == 1 else None
+    found: list[Readers | None] = []
+    for o in outs:
+        copies = getattr(o, "host_copies", {})
+        for i in ops:
+            r = copies[i][2] if i in copies else None
+            if r is None or (found and r is not found[0]):
+                return None
+            found.append(r)
+    return found[0] if found else None
 
 
 class _HostTail:
@@ -382,7 +388,8 @@ class _HostTail:
         return list(outs)
 
     def _prepare(self, outs: Sequence[list], states: Sequence[StepState]) -> sp.PreparedJobs:
-        """The jobs' tail arenas, the logits (the plan's external input) copied in."""
+        """The jobs' tail arenas, the logits (the plan's external input) copied in or, where
+        their rows may be read in place (`_fetch`'s own, or a stack's with `Readers`), not."""
         plan = self.plan
         exts = self._fetch(outs) if GATHER_LOGITS else None
         # `_fetch`'s rows are this call's own (the jobs hold them): read in place, no one

@@ -106,3 +106,24 @@ def test_readers_wait_for_every_reader_added() -> None:
         assert sorted(done) == [0, 1]
         readers.wait()  # nothing left to wait for
         assert futs[1].exception() is not None
+
+
+def test_tails_read_in_place_only_rows_whose_writer_waits() -> None:
+    """A batch's host tails read the logits in place only when every job's host copy names
+    the same `Readers` (one stack's rows of one parity, `LaneStack.speculate`): a job whose
+    copy names none, or another stack's, makes the batch copy them (`fastexec._readers_of`)."""
+    from types import SimpleNamespace
+
+    from node.ree.fastexec import _readers_of
+    from node.ree.host_arena import Readers
+
+    r = Readers()
+
+    def job(readers: Readers | None) -> SimpleNamespace:
+        return SimpleNamespace(host_copies={5: (None, None, readers)})
+
+    assert _readers_of([job(r), job(r)], [5]) is r
+    assert _readers_of([job(r), job(Readers())], [5]) is None
+    assert _readers_of([job(r), job(None)], [5]) is None
+    assert _readers_of([job(r), SimpleNamespace(host_copies={})], [5]) is None
+    assert _readers_of([[0.0]], [5]) is None  # a plain list of outputs: no host copies
